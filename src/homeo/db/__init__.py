@@ -1,0 +1,1 @@
+"""Connections and migrations for the SQL databases that store and queue share."""

@@ -1,0 +1,119 @@
+"""SQLite done the datasette way: WAL, one write connection, migrations in order.
+
+Writes go through a single connection guarded by a lock (SQLite allows one
+writer at a time anyway; serialising in-process avoids busy-waiting). Reads use
+one connection per thread so they never wait behind a write. Several processes
+may open the same file: WAL plus `busy_timeout` makes them take turns.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def path_from_url(url: str) -> Path:
+    """`sqlite:///relative/or/absolute/path.db` → Path."""
+    if not url.startswith("sqlite:///"):
+        raise ValueError(f"not a sqlite URL: {url!r} (expected sqlite:///PATH)")
+    return Path(url.removeprefix("sqlite:///"))
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+    )
+    connection.row_factory = sqlite3.Row
+    connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    connection.execute("PRAGMA foreign_keys=ON")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    return connection
+
+
+class SQLiteDatabase:
+    """A SQLite file opened in WAL mode, with `write()` and `read()` contexts."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = _connect(self.path)
+        self._writer.execute("PRAGMA journal_mode=WAL")
+        self._write_lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction. `BEGIN IMMEDIATE` takes the file's write lock up front,
+        so a read-then-write inside it cannot be raced by another process."""
+        with self._write_lock:
+            self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._writer
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            self._writer.execute("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = _connect(self.path)
+            self._local.connection = connection
+            with self._readers_lock:
+                self._readers.append(connection)
+        yield connection
+
+    def migrate(self, component: str, migrations: Sequence[str]) -> int:
+        """Apply `migrations[i]` for every i not yet recorded for `component`.
+
+        Returns how many were applied. Each migration runs in its own transaction
+        together with the row that records it, so a crash never half-applies one.
+        """
+        with self.write() as db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " component TEXT NOT NULL, version INTEGER NOT NULL, applied_at REAL NOT NULL,"
+                " PRIMARY KEY (component, version))"
+            )
+        applied = 0
+        for version, sql in enumerate(migrations, start=1):
+            with self.write() as db:
+                done = db.execute(
+                    "SELECT 1 FROM schema_migrations WHERE component = ? AND version = ?",
+                    (component, version),
+                ).fetchone()
+                if done:
+                    continue
+                for statement in _statements(sql):
+                    db.execute(statement)
+                db.execute(
+                    "INSERT INTO schema_migrations (component, version, applied_at) VALUES (?, ?, ?)",
+                    (component, version, time.time()),
+                )
+                applied += 1
+        return applied
+
+    def close(self) -> None:
+        """Close every connection. Safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._readers_lock:
+            for connection in self._readers:
+                connection.close()
+            self._readers.clear()
+        self._writer.close()
+
+
+def _statements(sql: str) -> list[str]:
+    return [part.strip() for part in sql.split(";") if part.strip()]

@@ -1,0 +1,13 @@
+"""Language models behind one small interface."""
+
+from homeo.llm.base import (
+    Message,
+    Model,
+    ModelError,
+    ModelResponse,
+    ToolCall,
+    ToolSpec,
+    Usage,
+)
+
+__all__ = ["Message", "Model", "ModelError", "ModelResponse", "ToolCall", "ToolSpec", "Usage"]

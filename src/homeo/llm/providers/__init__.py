@@ -1,0 +1,1 @@
+"""Model providers: each module implements `homeo.llm.base.Model`."""

@@ -1,0 +1,1 @@
+"""Where runs, steps (checkpoints) and agent definitions are kept."""

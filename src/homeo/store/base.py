@@ -1,0 +1,123 @@
+"""The store interface: every backend (SQLite, PostgreSQL) implements `Store`
+and passes the one contract suite in tests/store/test_contract.py.
+
+Every method takes a `tenant_id` and never returns another tenant's records.
+Times are epoch seconds; `now` may be passed so tests control the clock.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from homeo.store.models import AgentRecord, NewRun, Run, Step
+
+
+class StoreError(Exception):
+    """The store refused an operation (for example, a step out of order)."""
+
+
+class Store(ABC):
+    # --- runs -------------------------------------------------------------
+    @abstractmethod
+    def create_run(self, new: NewRun, *, now: float | None = None) -> tuple[Run, bool]:
+        """Insert a queued run. With an idempotency key already used by this
+        tenant, return that run instead; the flag says whether one was created."""
+
+    @abstractmethod
+    def get_run(self, tenant_id: str, run_id: str) -> Run | None: ...
+
+    @abstractmethod
+    def list_runs(
+        self,
+        tenant_id: str,
+        *,
+        status: str | None = None,
+        agent: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[Run]:
+        """Newest first. `before` is a run id: page on from there."""
+
+    @abstractmethod
+    def transition_run(
+        self,
+        tenant_id: str,
+        run_id: str,
+        status: str,
+        *,
+        allowed_from: frozenset[str] | set[str],
+        output: str | None = None,
+        error: str | None = None,
+        now: float | None = None,
+    ) -> Run | None:
+        """Move the run to `status` only if its current status is in `allowed_from`.
+        Returns the updated run, or None when the run is missing or in another state."""
+
+    @abstractmethod
+    def count_runs(self, tenant_id: str | None = None) -> dict[str, int]:
+        """Runs per status, for one tenant or (tenant_id=None, for metrics) all."""
+
+    # --- steps (checkpoints) ---------------------------------------------
+    @abstractmethod
+    def begin_step(
+        self,
+        tenant_id: str,
+        run_id: str,
+        seq: int,
+        kind: str,
+        name: str,
+        input: Any,
+        *,
+        now: float | None = None,
+    ) -> Step:
+        """Record that step `seq` is starting, before any side effect.
+
+        If step `seq` was already begun and never finished (its process died),
+        the same row is reused with `attempts` + 1, so the caller sees that the
+        step was in flight before. Beginning a step that already succeeded
+        raises StoreError: completed work is never redone."""
+
+    @abstractmethod
+    def complete_step(
+        self,
+        tenant_id: str,
+        run_id: str,
+        seq: int,
+        output: Any,
+        checkpoint: dict[str, Any],
+        *,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        now: float | None = None,
+    ) -> Step:
+        """In one transaction: mark the step succeeded with `output`, store the
+        engine state `checkpoint` on the run, and add the token usage to it."""
+
+    @abstractmethod
+    def fail_step(
+        self, tenant_id: str, run_id: str, seq: int, error: str, *, now: float | None = None
+    ) -> Step: ...
+
+    @abstractmethod
+    def list_steps(self, tenant_id: str, run_id: str, *, after_seq: int = -1) -> list[Step]: ...
+
+    # --- agents -----------------------------------------------------------
+    @abstractmethod
+    def put_agent(
+        self, tenant_id: str, name: str, spec: dict[str, Any], *, now: float | None = None
+    ) -> AgentRecord: ...
+
+    @abstractmethod
+    def get_agent(self, tenant_id: str, name: str) -> AgentRecord | None: ...
+
+    @abstractmethod
+    def list_agents(self, tenant_id: str) -> list[AgentRecord]: ...
+
+    # --- lifecycle --------------------------------------------------------
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise if the database cannot be reached."""
+
+    @abstractmethod
+    def close(self) -> None: ...

@@ -1,0 +1,70 @@
+"""The records homeo keeps: runs, their steps (checkpoints) and agent definitions."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+RunStatus = Literal["queued", "running", "waiting", "succeeded", "failed", "cancelled"]
+StepStatus = Literal["running", "succeeded", "failed"]
+FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+RUN_STATUSES: tuple[str, ...] = ("queued", "running", "waiting", "succeeded", "failed", "cancelled")
+
+
+class NewRun(BaseModel):
+    tenant_id: str
+    agent: str
+    input: str
+    idempotency_key: str | None = None
+    request_id: str | None = None
+
+
+class Run(BaseModel):
+    id: str
+    tenant_id: str
+    agent: str
+    input: str
+    status: RunStatus
+    output: str | None = None
+    error: str | None = None
+    idempotency_key: str | None = None
+    request_id: str | None = None
+    created_at: float
+    updated_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    # The engine's state after the last completed step; resuming starts here.
+    checkpoint: dict[str, Any] | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+class Step(BaseModel):
+    """One executed step of a run. `seq` counts from 0 in the order steps began."""
+
+    run_id: str
+    tenant_id: str
+    seq: int
+    kind: str
+    name: str
+    status: StepStatus
+    input: Any = None
+    output: Any = None
+    error: str | None = None
+    attempts: int = 1
+    started_at: float
+    finished_at: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class AgentRecord(BaseModel):
+    tenant_id: str
+    name: str
+    spec: dict[str, Any] = Field(default_factory=dict)
+    updated_at: float

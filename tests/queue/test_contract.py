@@ -1,0 +1,129 @@
+"""The queue contract: every backend must pass every test here."""
+
+from __future__ import annotations
+
+import random
+
+from homeo.backends import Backends
+from homeo.queue.base import RetryPolicy
+
+
+def test_enqueue_claim_complete(backends: Backends) -> None:
+    queue = backends.queue
+    job, created = queue.enqueue("acme", "run", {"run_id": "r1"}, now=10.0)
+    assert created and job.status == "queued" and job.attempts == 0
+    claimed = queue.claim("w1", 30, now=10.0)
+    assert claimed.id == job.id and claimed.status == "leased" and claimed.attempts == 1
+    assert claimed.lease_owner == "w1" and claimed.lease_expires_at == 40.0
+    assert claimed.payload == {"run_id": "r1"}
+    assert queue.claim("w2", 30, now=11.0) is None
+    assert queue.complete(job.id, "w1", now=12.0)
+    assert queue.get("acme", job.id).status == "done"
+    assert not queue.complete(job.id, "w1")
+
+
+def test_idempotency_key_gives_one_job_per_tenant(backends: Backends) -> None:
+    first, created = backends.queue.enqueue("acme", "run", {"n": 1}, idempotency_key="run:1")
+    again, created_again = backends.queue.enqueue("acme", "run", {"n": 2}, idempotency_key="run:1")
+    assert created and not created_again and again.id == first.id and again.payload == {"n": 1}
+    assert backends.queue.find("acme", "run:1").id == first.id
+    other, created_other = backends.queue.enqueue("globex", "run", {}, idempotency_key="run:1")
+    assert created_other and other.id != first.id
+    assert backends.queue.get("globex", first.id) is None
+
+
+def test_priority_then_age(backends: Backends) -> None:
+    queue = backends.queue
+    low, _ = queue.enqueue("acme", "run", {}, priority=0, now=1.0)
+    high, _ = queue.enqueue("acme", "run", {}, priority=5, now=2.0)
+    old_low, _ = queue.enqueue("acme", "run", {}, priority=0, now=0.5)
+    order = [queue.claim("w", 30, now=3.0).id for _ in range(3)]
+    assert order == [high.id, old_low.id, low.id]
+
+
+def test_delayed_jobs_wait_until_due(backends: Backends) -> None:
+    job, _ = backends.queue.enqueue("acme", "run", {}, delay=5.0, now=100.0)
+    assert backends.queue.claim("w", 30, now=104.9) is None
+    assert backends.queue.claim("w", 30, now=105.0).id == job.id
+
+
+def test_expired_lease_is_claimed_again_and_counted(backends: Backends) -> None:
+    queue = backends.queue
+    job, _ = queue.enqueue("acme", "run", {}, now=0.0)
+    queue.claim("dead-worker", 10, now=0.0)
+    assert queue.claim("w2", 10, now=9.9) is None
+    again = queue.claim("w2", 10, now=10.0)
+    assert again.id == job.id and again.attempts == 2 and again.lease_owner == "w2"
+    assert again.lease_expiries == 1
+    assert not queue.heartbeat(job.id, "dead-worker", 10, now=10.5)
+    assert not queue.complete(job.id, "dead-worker")
+    assert queue.stats()["lease_expiries"] == 1
+
+
+def test_heartbeat_extends_the_lease(backends: Backends) -> None:
+    queue = backends.queue
+    job, _ = queue.enqueue("acme", "run", {}, now=0.0)
+    queue.claim("w1", 10, now=0.0)
+    assert queue.heartbeat(job.id, "w1", 10, now=8.0)
+    assert queue.claim("w2", 10, now=15.0) is None
+    assert queue.claim("w2", 10, now=18.0).id == job.id
+
+
+def test_fail_retries_with_backoff_then_dead_letters(make_backends) -> None:
+    backends = make_backends(RetryPolicy(base_seconds=2.0, cap_seconds=100.0, rng=random.Random(1)))
+    queue = backends.queue
+    job, _ = queue.enqueue("acme", "run", {}, max_attempts=3, now=0.0)
+    now = 0.0
+    for attempt in (1, 2):
+        claimed = None
+        while claimed is None:  # the backoff is random, so step time until it is due
+            claimed = queue.claim("w", 10, now=now)
+            now += 0.25
+        assert claimed.attempts == attempt
+        retried = queue.fail(job.id, "w", f"boom {attempt}", now=now)
+        assert retried.status == "queued" and retried.last_error == f"boom {attempt}"
+        assert now <= retried.run_at <= now + 2.0 * 2 ** (attempt - 1)
+    claimed = None
+    while claimed is None:
+        claimed = queue.claim("w", 10, now=now)
+        now += 0.25
+    dead = queue.fail(job.id, "w", "boom 3", now=now)
+    assert dead.status == "dead" and dead.attempts == 3
+    assert queue.claim("w", 10, now=now + 1000) is None
+    assert queue.stats()["dead"] == 1
+
+
+def test_fail_without_retry_dead_letters_at_once(backends: Backends) -> None:
+    job, _ = backends.queue.enqueue("acme", "run", {}, max_attempts=5)
+    backends.queue.claim("w", 10)
+    assert backends.queue.fail(job.id, "w", "bad input", retry=False).status == "dead"
+    assert backends.queue.fail(job.id, "w", "again") is None
+
+
+def test_exhausted_after_too_many_lease_expiries(backends: Backends) -> None:
+    queue = backends.queue
+    queue.enqueue("acme", "run", {}, max_attempts=2, now=0.0)
+    first = queue.claim("w", 1, now=0.0)
+    second = queue.claim("w", 1, now=2.0)
+    third = queue.claim("w", 1, now=4.0)
+    assert not first.exhausted and not second.exhausted and third.exhausted
+    assert queue.fail(third.id, "w", "gave up", retry=True).status == "dead"
+
+
+def test_release_returns_the_job_without_spending_an_attempt(backends: Backends) -> None:
+    job, _ = backends.queue.enqueue("acme", "run", {}, now=0.0)
+    backends.queue.claim("w1", 10, now=0.0)
+    assert backends.queue.release(job.id, "w1", now=1.0)
+    again = backends.queue.claim("w2", 10, now=1.0)
+    assert again.id == job.id and again.attempts == 1
+
+
+def test_stats_count_every_status(backends: Backends) -> None:
+    queue = backends.queue
+    for _ in range(3):
+        queue.enqueue("acme", "run", {})
+    claimed = queue.claim("w", 30)
+    queue.complete(claimed.id, "w")
+    queue.claim("w", 30)
+    stats = queue.stats()
+    assert stats == {"queued": 1, "leased": 1, "done": 1, "dead": 0, "lease_expiries": 0}
