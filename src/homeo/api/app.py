@@ -1,0 +1,50 @@
+"""Build the FastAPI app. `homeo serve` runs it with an in-process worker pool."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from homeo import __version__
+from homeo.api import agents, errors, health, runs
+from homeo.api.deps import AppParts
+from homeo.api.middleware import BodyLimit, RequestID
+from homeo.backends import Backends
+from homeo.config import Settings
+from homeo.engine.worker import Worker
+from homeo.observe.metrics import Metrics
+
+
+def create_app(
+    settings: Settings, backends: Backends, metrics: Metrics, worker: Worker | None = None
+) -> FastAPI:
+    """`worker`, when given, runs inside the app's lifespan and stops with it."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.serve(stop)) if worker is not None else None
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                await task
+
+    app = FastAPI(
+        title="homeo",
+        version=__version__,
+        description="Run AI agents durably, securely and observably.",
+        lifespan=lifespan,
+    )
+    app.state.parts = AppParts(settings=settings, backends=backends, metrics=metrics, worker=worker)
+    errors.install(app)
+    app.include_router(runs.router)
+    app.include_router(agents.router)
+    app.include_router(health.router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestID)
+    return app

@@ -1,0 +1,77 @@
+"""Every error answer has one shape:
+
+    {"error": {"type": "not_found", "message": "no run 'run_x'", "details": [...]},
+     "request_id": "..."}
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from homeo.engine.submit import RunAlreadyFinished, RunNotFound, UnknownAgent
+
+STATUS_TYPES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    503: "unavailable",
+}
+
+
+def error_response(
+    request: Request, status: int, message: str, details: list[Any] | None = None
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "error": {"type": STATUS_TYPES.get(status, "error"), "message": message},
+        "request_id": getattr(request.state, "request_id", None),
+    }
+    if details:
+        body["error"]["details"] = details
+    return JSONResponse(body, status_code=status)
+
+
+def _describe(error: dict[str, Any]) -> dict[str, Any]:
+    location = ".".join(str(part) for part in error["loc"])
+    return {"field": location, "problem": error["msg"]}
+
+
+async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
+    problems = error.errors()
+    if any(p.get("type") == "json_invalid" for p in problems):
+        where = next(p for p in problems if p.get("type") == "json_invalid")
+        position = where.get("ctx", {}).get("error", "")
+        return error_response(request, 400, f"request body is not valid JSON: {position}".strip())
+    details = [_describe(problem) for problem in problems]
+    summary = "; ".join(f"{d['field']}: {d['problem']}" for d in details)
+    return error_response(request, 422, f"invalid request: {summary}", details)
+
+
+async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    message = error.detail if isinstance(error.detail, str) else json.dumps(error.detail)
+    return error_response(request, error.status_code, message)
+
+
+async def _not_found(request: Request, error: LookupError) -> JSONResponse:
+    return error_response(request, 404, str(error))
+
+
+async def _conflict(request: Request, error: Exception) -> JSONResponse:
+    return error_response(request, 409, str(error))
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http)  # type: ignore[arg-type]
+    app.add_exception_handler(UnknownAgent, _not_found)  # type: ignore[arg-type]
+    app.add_exception_handler(RunNotFound, _not_found)  # type: ignore[arg-type]
+    app.add_exception_handler(RunAlreadyFinished, _conflict)  # type: ignore[arg-type]

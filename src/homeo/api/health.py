@@ -1,0 +1,45 @@
+"""/healthz (the process answers), /readyz (it can do work), /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from homeo.api.deps import AppParts, parts
+
+router = APIRouter(tags=["health"])
+Parts = Annotated[AppParts, Depends(parts)]
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(app: Parts) -> JSONResponse:
+    checks: dict[str, str] = {}
+    try:
+        await asyncio.to_thread(app.backends.store.ping)
+        checks["store"] = "ok"
+    except Exception as error:
+        checks["store"] = f"unreachable: {error}"
+    if app.worker is None:
+        checks["workers"] = "none in this process (run `homeo worker`)"
+    else:
+        checks["workers"] = "ok" if app.worker.alive else "stalled: no poll recently"
+    ready = checks["store"] == "ok" and not checks["workers"].startswith("stalled")
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )
+
+
+@router.get("/metrics")
+async def metrics(app: Parts) -> Response:
+    body = await asyncio.to_thread(app.metrics.render)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,138 @@
+"""/v1/runs: submit, read, list, cancel, and follow runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from homeo.api.deps import AppParts, parts, tenant
+from homeo.api.schemas import RunAccepted, RunDetail, RunPage, RunRequest, RunView, StepView
+from homeo.engine.submit import RunNotFound, cancel_run, submit_run
+from homeo.store.models import NewRun, RunStatus
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+
+Parts = Annotated[AppParts, Depends(parts)]
+Tenant = Annotated[str, Depends(tenant)]
+RUN_ID = r"^run_[0-9a-f]{22}$"
+EVENT_POLL_SECONDS = 0.2
+EVENT_KEEPALIVE_SECONDS = 15.0
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=RunAccepted,
+    responses={200: {"description": "A run with this idempotency key already exists."}},
+)
+def create_run(
+    body: RunRequest, request: Request, response: Response, app: Parts, tenant_id: Tenant
+) -> RunAccepted:
+    limit = app.settings.max_input_chars
+    if len(body.input) > limit:
+        raise HTTPException(413, f"input is {len(body.input)} characters; the limit is {limit}")
+    run, created = submit_run(
+        app.backends,
+        NewRun(
+            tenant_id=tenant_id,
+            agent=body.agent,
+            input=body.input,
+            idempotency_key=body.idempotency_key,
+            request_id=request.state.request_id,
+        ),
+        max_attempts=app.settings.max_attempts,
+    )
+    if not created:
+        response.status_code = 200
+    response.headers["Location"] = f"/v1/runs/{run.id}"
+    return RunAccepted(id=run.id, status=run.status)
+
+
+@router.get("", response_model=RunPage)
+def list_runs(
+    app: Parts,
+    tenant_id: Tenant,
+    status: RunStatus | None = None,
+    agent: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    before: Annotated[str | None, Query(pattern=RUN_ID)] = None,
+) -> RunPage:
+    runs = app.backends.store.list_runs(
+        tenant_id, status=status, agent=agent, limit=limit, before=before
+    )
+    next_before = runs[-1].id if len(runs) == limit else None
+    return RunPage(runs=[RunView.of(run) for run in runs], next_before=next_before)
+
+
+def _load(app: AppParts, tenant_id: str, run_id: str) -> RunDetail:
+    run = app.backends.store.get_run(tenant_id, run_id)
+    if run is None:
+        raise RunNotFound(f"no run {run_id!r}")
+    steps = app.backends.store.list_steps(tenant_id, run_id)
+    return RunDetail(**RunView.of(run).model_dump(), steps=[StepView.of(s) for s in steps])
+
+
+@router.get("/{run_id}", response_model=RunDetail)
+def get_run(run_id: str, app: Parts, tenant_id: Tenant) -> RunDetail:
+    return _load(app, tenant_id, run_id)
+
+
+@router.post("/{run_id}/cancel", response_model=RunView)
+def cancel(run_id: str, app: Parts, tenant_id: Tenant) -> RunView:
+    return RunView.of(cancel_run(app.backends, tenant_id, run_id))
+
+
+@router.get(
+    "/{run_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def events(run_id: str, request: Request, app: Parts, tenant_id: Tenant) -> StreamingResponse:
+    """Server-sent events: `step` when a step starts or changes, `run` when the
+    run's status changes, and a last `end` event once the run is final."""
+    await asyncio.to_thread(_load, app, tenant_id, run_id)  # 404 before the stream starts
+    return StreamingResponse(
+        _event_stream(app, tenant_id, run_id, request),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _sse(event: str, data: object) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
+
+
+async def _event_stream(
+    app: AppParts, tenant_id: str, run_id: str, request: Request
+) -> AsyncIterator[str]:
+    seen_steps: dict[int, tuple[str, int]] = {}
+    seen_status = None
+    quiet = 0.0
+    while True:
+        detail = await asyncio.to_thread(_load, app, tenant_id, run_id)
+        sent = False
+        for step in detail.steps:
+            marker = (step.status, step.attempts)
+            if seen_steps.get(step.seq) != marker:
+                seen_steps[step.seq] = marker
+                yield _sse("step", step.model_dump(mode="json"))
+                sent = True
+        if detail.status != seen_status:
+            seen_status = detail.status
+            yield _sse("run", RunView.model_validate(detail.model_dump()).model_dump(mode="json"))
+            sent = True
+        if detail.status in ("succeeded", "failed", "cancelled"):
+            yield _sse("end", {"id": run_id, "status": detail.status})
+            return
+        quiet = 0.0 if sent else quiet + EVENT_POLL_SECONDS
+        if quiet >= EVENT_KEEPALIVE_SECONDS:
+            quiet = 0.0
+            yield ": keep-alive\n\n"
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(EVENT_POLL_SECONDS)

