@@ -1,0 +1,224 @@
+"""SIGKILL a worker at chosen and at random points; nothing accepted is lost and
+no side effect happens twice.
+
+Workers are real `homeo worker` processes sharing the test's database. The
+agents come from tests/e2e/support/crashkit.py (see its docstring for the kill
+points).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from homeo.config import Settings
+from homeo.engine.submit import submit_run
+from homeo.runtime import Runtime
+from homeo.store.models import NewRun
+
+SUPPORT = Path(__file__).parent / "support"
+HOMEO = Path(sys.executable).parent / "homeo"
+DEADLINE_SECONDS = 120
+
+
+def write_agents(folder: Path) -> Path:
+    folder.mkdir()
+    for name, tool_name in (("writer", "append_line"), ("marker", "mark_line")):
+        (folder / f"{name}.yaml").write_text(
+            f"name: {name}\nmodel: scripted:crashkit:writer_model\n"
+            f"tools: [crashkit:{tool_name}]\nmax_steps: 6\ntimeouts: {{step: 20, run: 300}}\n"
+        )
+    return folder
+
+
+class Harness:
+    """A database with runs in it, and worker processes that get killed."""
+
+    def __init__(self, tmp: Path, url: str, sleep: float = 0.0) -> None:
+        sys.path.insert(0, str(SUPPORT))
+        self.tmp = tmp
+        self.agents = write_agents(tmp / "agents")
+        self.plan = tmp / "plan"
+        self.marks = tmp / "marks"
+        self.plan.mkdir()
+        self.marks.mkdir()
+        self.lines = tmp / "lines.txt"
+        self.executions = tmp / "executions.txt"
+        self.lines.touch()
+        self.executions.touch()
+        self.settings = Settings(data_dir=tmp / "data", database_url=url, agents_dir=self.agents,
+                                 max_attempts=5)
+        self.runtime = Runtime.open(self.settings)
+        self.runtime.publish_agents()
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(SUPPORT),
+            "HOMEO_DATA_DIR": str(tmp / "data"),
+            "HOMEO_DATABASE_URL": url,
+            "HOMEO_AGENTS_DIR": str(self.agents),
+            "HOMEO_LEASE_SECONDS": "1",
+            "HOMEO_POLL_SECONDS": "0.05",
+            "HOMEO_WORKERS": "1",
+            "HOMEO_MAX_ATTEMPTS": "5",
+            "HOMEO_RETRY_BASE_SECONDS": "0.05",
+            "HOMEO_LOG_LEVEL": "warning",
+            "CRASHKIT_PLAN": str(self.plan),
+            "CRASHKIT_FILE": str(self.lines),
+            "CRASHKIT_MARKS": str(self.marks),
+            "CRASHKIT_EXECUTIONS": str(self.executions),
+            "CRASHKIT_SLEEP": str(sleep),
+        }
+        self.run_ids: dict[str, str] = {}
+        self.kills = 0
+
+    def submit(self, agent: str, token: str, *kill_points: str) -> None:
+        for point in kill_points:
+            (self.plan / f"{token}@{point}").touch()
+        run, _ = submit_run(
+            self.runtime.backends,
+            NewRun(tenant_id="default", agent=agent, input=token),
+            max_attempts=5,
+        )
+        self.run_ids[token] = run.id
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [str(HOMEO), "worker"], env=self.env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    def runs(self) -> dict[str, object]:
+        store = self.runtime.backends.store
+        return {token: store.get_run("default", run_id) for token, run_id in self.run_ids.items()}
+
+    def all_final(self) -> bool:
+        return all(run.is_final for run in self.runs().values())
+
+    def drive(self, random_kills: int = 0, rng: random.Random | None = None) -> None:
+        """Keep one worker alive (restarting it when it dies) until every run is
+        final; meanwhile SIGKILL it `random_kills` times at random moments."""
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        worker = self.start_worker()
+        next_kill = time.monotonic() + (rng.uniform(0.8, 1.6) if rng else 1e9)
+        try:
+            while not self.all_final():
+                assert time.monotonic() < deadline, f"runs not final: {self.runs()}"
+                if worker.poll() is not None:
+                    if worker.returncode != -signal.SIGKILL:
+                        raise AssertionError(worker.stderr.read().decode()[-2000:])
+                    self.kills += 1
+                    worker = self.start_worker()
+                elif random_kills and time.monotonic() >= next_kill:
+                    worker.kill()
+                    worker.wait()
+                    random_kills -= 1
+                    next_kill = time.monotonic() + rng.uniform(0.8, 1.6)
+                    continue
+                time.sleep(0.05)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+
+    def written(self) -> Counter[str]:
+        return Counter(self.lines.read_text().split())
+
+    def executed(self) -> Counter[str]:
+        return Counter(self.executions.read_text().split())
+
+    def close(self) -> None:
+        self.runtime.backends.close()
+        sys.path.remove(str(SUPPORT))
+
+
+@pytest.fixture
+def harness_factory(tmp_path: Path, backend_url: str):
+    made: list[Harness] = []
+
+    def make(sleep: float = 0.0) -> Harness:
+        made.append(Harness(tmp_path, backend_url, sleep))
+        return made[-1]
+
+    yield make
+    for harness in made:
+        harness.close()
+
+
+@pytest.mark.slow
+def test_kills_at_chosen_points(harness_factory) -> None:
+    harness = harness_factory()
+    harness.submit("writer", "w-clean")
+    harness.submit("writer", "w-model0", "model:0")  # before the first step
+    harness.submit("writer", "w-model1", "model:1")  # after a tool step's checkpoint
+    harness.submit("writer", "w-model3", "model:3")  # after the last tool's checkpoint
+    harness.submit("writer", "w-before2", "before:2")  # during a non-idempotent tool
+    harness.submit("writer", "w-after2", "after:2")  # side effect done, not checkpointed
+    harness.submit("marker", "m-before2", "before:2")  # during an idempotent tool
+    harness.submit("marker", "m-after2", "after:2")
+    harness.submit("marker", "m-twice", "model:1", "after:3")
+    harness.drive()
+
+    runs = harness.runs()
+    status = {token: run.status for token, run in runs.items()}
+    assert status == {
+        "w-clean": "succeeded", "w-model0": "succeeded", "w-model1": "succeeded",
+        "w-model3": "succeeded", "w-before2": "failed", "w-after2": "failed",
+        "m-before2": "succeeded", "m-after2": "succeeded", "m-twice": "succeeded",
+    }
+    assert harness.kills == 9 and not any(harness.plan.iterdir())  # every point was reached
+    written = harness.written()
+    assert max(written.values()) == 1, f"a side effect happened twice: {written}"
+    for token in ("w-clean", "w-model0", "w-model1", "w-model3"):
+        assert [written[f"{token}:{n}"] for n in (1, 2, 3)] == [1, 1, 1]
+        assert runs[token].output == f"wrote 3 lines for {token}"
+    # A non-idempotent tool interrupted mid-call is never run again: the run fails.
+    assert [written["w-before2:1"], written["w-before2:2"], written["w-before2:3"]] == [1, 0, 0]
+    assert [written["w-after2:1"], written["w-after2:2"], written["w-after2:3"]] == [1, 1, 0]
+    assert "not marked idempotent" in runs["w-after2"].error
+    assert harness.executed()["w-after2:2"] == 1
+    # An idempotent tool interrupted mid-call is run again, and the run succeeds.
+    marks = {path.name for path in harness.marks.iterdir()}
+    for token in ("m-before2", "m-after2", "m-twice"):
+        assert {f"{token}:{n}" for n in (1, 2, 3)} <= marks
+    executed = harness.executed()
+    assert executed["m-before2:2"] == 2 and executed["m-after2:2"] == 2
+    assert executed["m-twice:3"] == 2 and executed["m-twice:1"] == 1
+    steps = harness.runtime.backends.store.list_steps("default", runs["m-after2"].id)
+    assert [s.attempts for s in steps if s.kind == "tool"] == [1, 2, 1]
+    assert harness.runtime.backends.queue.stats()["lease_expiries"] >= 9
+
+
+@pytest.mark.slow
+def test_random_kills_never_lose_or_repeat_work(harness_factory) -> None:
+    harness = harness_factory(sleep=0.15)
+    rng = random.Random(20261123)
+    for index in range(16):
+        harness.submit("writer" if index % 2 else "marker", f"r{index}")
+    harness.drive(random_kills=6, rng=rng)
+
+    runs = harness.runs()
+    assert all(run.status in ("succeeded", "failed") for run in runs.values())
+    written = harness.written()
+    assert max(written.values(), default=1) == 1, f"a side effect happened twice: {written}"
+    marks = {path.name for path in harness.marks.iterdir()}
+    for token, run in runs.items():
+        if run.status != "succeeded":
+            continue
+        if run.agent == "writer":
+            assert [written[f"{token}:{n}"] for n in (1, 2, 3)] == [1, 1, 1]
+        else:
+            assert {f"{token}:{n}" for n in (1, 2, 3)} <= marks
+    assert sum(run.status == "succeeded" for run in runs.values()) >= 8
+    # The kills landed while work was leased, and that work was taken up again.
+    assert harness.runtime.backends.queue.stats()["lease_expiries"] >= 2
