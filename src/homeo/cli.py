@@ -134,7 +134,7 @@ def run(
     logs.configure("warning", settings.log_json)
     runtime = _open(settings)
     try:
-        status = asyncio.run(run_with_progress(runtime, agent, input, Console()))
+        status = asyncio.run(run_with_progress(runtime, agent, input, Console(soft_wrap=True)))
     finally:
         asyncio.run(runtime.aclose())
     raise typer.Exit(0 if status == "succeeded" else 1)
@@ -150,7 +150,7 @@ def list_agents(agents_dir: AgentsDir = None) -> None:
         specs = load_agents(settings.agents_dir)
     except AgentError as error:
         _fail(str(error))
-    out = Console()
+    out = Console(soft_wrap=True)
     for spec in specs.values():
         tools = ", ".join(t.rpartition(":")[2] for t in spec.tools) or "no tools"
         out.print(f"{spec.name:<16} {spec.model:<12} {tools:<24} {spec.description}",
@@ -163,15 +163,15 @@ def doctor(database_url: DatabaseUrl = None, data_dir: DataDir = None) -> None:
     from homeo.doctor import run_checks
 
     settings = _settings(database_url=database_url, data_dir=data_dir)
-    results = run_checks(settings)
-    out = Console()
-    for check in results:
-        mark = {"ok": "[green]ok[/]", "missing": "[red]missing[/]", "info": "[cyan]info[/]"}[
-            check.status
-        ]
-        out.print(f"{mark:<22} {check.name:<22} {check.detail}")
+    from rich.markup import escape
+
+    out = Console(soft_wrap=True, highlight=False)
+    styles = {"ok": "green", "missing": "red", "info": "cyan"}
+    for check in run_checks(settings):
+        out.print(f"[{styles[check.status]}]{check.status:<8}[/] {check.name:<16} "
+                  f"{escape(check.detail)}")
         if check.fix:
-            out.print(f"{'':<8}{'':<23}fix: {check.fix}", markup=False)
+            out.print(f"{'':<25} fix: {check.fix}", markup=False)
 
 
 def main() -> None:

@@ -6,6 +6,7 @@
     scripted:module:function a ScriptedModel answering through `function(messages, tools)`
 
 Models are cached per string, so every agent on `local` shares one loaded model.
+A program may also `add` its own Model under a name of its choosing.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ class ModelCatalog:
         self.settings = settings
         self._models: dict[str, Model] = {}
         self._lock = threading.Lock()
+
+    def add(self, name: str, model: Model) -> None:
+        """Make `model` available to agents as `model: NAME` (for embedding homeo
+        in a program that builds its own Model objects)."""
+        with self._lock:
+            self._models[name] = model
 
     def get(self, spec: str) -> Model:
         with self._lock:
