@@ -2,7 +2,7 @@
 
 `RequestID` gives every request an ID, from its `X-Request-ID` header when it
 is sane, else a new one; the ID goes back on the response and onto every log
-line (and every run) made while serving it.
+line (and every run) made while serving it, ending with one access line.
 
 `BodyLimit` refuses a body larger than the limit with 413, by its
 Content-Length or, when that is missing, by counting as it arrives.
@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from homeo.observe import logs
 
+_access = logs.get_logger("homeo.access")
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -33,9 +35,13 @@ class RequestID:
         request_id = given if _SANE_ID.match(given) else secrets.token_hex(16)
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
+        status = 500  # what the client sees if the app dies before answering
+        began = time.perf_counter()
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 message["headers"] = [*message.get("headers", []), header]
             await send(message)
 
@@ -43,6 +49,8 @@ class RequestID:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            _access.info("request", method=scope["method"], path=scope["path"], status=status,
+                         ms=round((time.perf_counter() - began) * 1000, 3))
             logs.unbind("request_id")
 
 

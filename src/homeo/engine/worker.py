@@ -197,6 +197,7 @@ class Worker:
         )
 
     def _observe(self, event: dict[str, Any]) -> None:
+        self.log.debug(event["type"], **{k: v for k, v in event.items() if k != "type"})
         if self.metrics is not None and event["type"] == "step_succeeded":
             self.metrics.step_seconds.labels(event["kind"]).observe(event["seconds"])
         if self.emit is not None:

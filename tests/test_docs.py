@@ -1,0 +1,65 @@
+"""The README must not drift from the code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from typer.main import get_command
+
+from homeo.api.app import create_app
+from homeo.backends import open_backends
+from homeo.cli import app as cli_app
+from homeo.config import Settings
+from homeo.observe.metrics import Metrics
+
+ROOT = Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def test_readme_starts_with_the_two_commands_and_ci_runs_the_second() -> None:
+    block = re.search(r"```bash\n(.*?)```", README, re.S).group(1).splitlines()
+    serve, test = (line.split("#")[0].strip() for line in block[:2])
+    assert serve == "scripts/setup && .venv/bin/homeo serve"
+    assert test == "scripts/setup && .venv/bin/python -m pytest"
+    assert test in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_every_setting_is_documented_and_nothing_else() -> None:
+    documented = set(re.findall(r"^\| `HOMEO_([A-Z_]+)` \|", README, re.M))
+    actual = {name.upper() for name in Settings.model_fields}
+    assert documented == actual
+
+
+def test_every_cli_command_in_the_readme_exists() -> None:
+    commands = set(get_command(cli_app).commands)  # type: ignore[attr-defined]
+    mentioned = set(re.findall(r"(?:bin/homeo|`homeo) (\w+)", README))
+    assert mentioned <= commands, mentioned - commands
+    assert {"serve", "worker", "run", "doctor", "agents"} <= mentioned
+
+
+def test_every_api_path_in_the_readme_exists(tmp_path: Path) -> None:
+    backends = open_backends(f"sqlite:///{tmp_path / 'docs.db'}")
+    try:
+        api = create_app(Settings(data_dir=tmp_path), backends, Metrics())
+        paths = set(api.openapi()["paths"])
+    finally:
+        backends.close()
+    documented = set(re.findall(r"^\| `(?:GET|POST) (/[^`]*)`", README, re.M))
+    documented |= set(re.findall(r"`GET (/[a-z]+)`", README))
+    documented -= {"/openapi.json", "/docs"}  # served by FastAPI itself
+    missing = {path for path in documented if path.replace("{id}", "{run_id}") not in paths}
+    assert not missing, missing
+
+
+def test_every_metric_in_the_readme_is_exported(tmp_path: Path) -> None:
+    backends = open_backends(f"sqlite:///{tmp_path / 'metrics.db'}")
+    try:
+        metrics = Metrics()
+        metrics.watch(backends.store, backends.queue)
+        metrics.step_seconds.labels("model").observe(0.1)
+        exported = metrics.render().decode()
+    finally:
+        backends.close()
+    for name in re.findall(r"`(homeo_[a-z_]+)", README):
+        assert re.search(rf"^{name}(_bucket|_count|_sum)?[{{ ]", exported, re.M), name
