@@ -17,7 +17,8 @@ from homeo.observe import logs
 
 app = typer.Typer(help="homeo: run AI agents durably, securely and observably.",
                   no_args_is_help=True, add_completion=False)
-console = Console(stderr=True)
+# soft_wrap: a message stays one line however narrow the terminal (or pipe) is.
+console = Console(stderr=True, soft_wrap=True)
 
 DataDir = Annotated[Path | None, typer.Option(help="Where data lives [HOMEO_DATA_DIR].")]
 DatabaseUrl = Annotated[
@@ -81,6 +82,9 @@ def serve(
         f"(database {settings.resolved_database_url()}, {settings.workers} worker slots)",
         markup=False,
     )
+    # uvicorn stops gracefully on SIGTERM (the worker pool releases its runs), then
+    # raises the signal again; exit 0 through `finally` then, as `homeo worker` does.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     try:
         uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning",
                     access_log=False)

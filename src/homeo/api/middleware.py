@@ -72,20 +72,27 @@ class BodyLimit:
             await self._refuse(scope, send)
             return
         seen = 0
+        exceeded = refused = started = False
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    exceeded = True
                     raise BodyTooLarge()
             return message
 
-        started = False
-
         async def tracked_send(message: Message) -> None:
-            nonlocal started
+            nonlocal started, refused
+            if exceeded and not started:
+                # The app answered the body we cut off (FastAPI turns any error
+                # while reading it into a 400): the client gets the 413 instead.
+                started = refused = True
+                await self._refuse(scope, send)
+            if refused:
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 

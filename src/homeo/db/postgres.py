@@ -1,0 +1,156 @@
+"""PostgreSQL: a small connection pool, transactions and migrations in order.
+
+Connections run in autocommit mode: `connection()` serves work that is one
+statement, and `transaction()` wraps several in an explicit BEGIN/COMMIT, so
+no connection ever sits idle inside a transaction. Several processes may
+migrate the same schema at once: a transaction-scoped advisory lock per schema
+makes them take turns.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from homeo.backends import BackendUnavailable
+
+CONNECT_TIMEOUT_SECONDS = 10
+ACQUIRE_TIMEOUT_SECONDS = 30.0
+
+# One lock per schema, so migrators of different schemas never wait on each other.
+_MIGRATION_LOCK = (
+    "SELECT pg_advisory_xact_lock("
+    "hashtextextended('homeo.migrate:' || COALESCE(current_schema(), ''), 0))"
+)
+
+
+class PostgresUnavailable(BackendUnavailable):
+    """The PostgreSQL server named by the URL cannot be reached or refused us."""
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by `***`, fit for messages and logs."""
+    url = re.sub(r"(://[^:/@?]*):[^@/?]*@", r"\1:***@", url)
+    return re.sub(r"(password=)[^&\s]*", r"\1***", url)
+
+
+class PostgresDatabase:
+    """A pool of connections to one PostgreSQL database (and search_path)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 8,
+        connect_timeout: int = CONNECT_TIMEOUT_SECONDS,
+        acquire_timeout: float = ACQUIRE_TIMEOUT_SECONDS,
+    ) -> None:
+        self.url = url
+        self.acquire_timeout = acquire_timeout
+        # One direct connection first: it fails fast and says why (refused,
+        # bad password, no such database), where a pool would only time out.
+        try:
+            psycopg.connect(url, connect_timeout=connect_timeout).close()
+        except psycopg.Error as error:
+            raise PostgresUnavailable(
+                f"cannot connect to PostgreSQL at {redact(url)}: {_first_line(error)}."
+                " Check that the server is running and reachable from here, and that"
+                " the host, port, user, password and database in the URL are right."
+            ) from None
+        self._pool = ConnectionPool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            kwargs={"autocommit": True, "row_factory": dict_row},
+            open=False,
+            name="homeo",
+        )
+        try:
+            self._pool.open(wait=True, timeout=connect_timeout)
+        except PoolTimeout:
+            self._pool.close()
+            raise PostgresUnavailable(
+                f"PostgreSQL at {redact(url)} accepted one connection but the pool could"
+                f" not open {min_size} within {connect_timeout}s: check max_connections"
+                " and the server's load."
+            ) from None
+        self._closed = False
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        """A pooled connection in autocommit mode: each statement is its own
+        transaction. For work that is one statement, this saves the BEGIN and
+        COMMIT round trips. Rows come back as dicts."""
+        if self._closed:
+            raise PostgresUnavailable(f"the database {redact(self.url)} was closed")
+        # Only taking a connection can time out: the body never waits on the pool.
+        try:
+            with self._pool.connection(timeout=self.acquire_timeout) as connection:
+                yield connection
+        except PoolTimeout:
+            raise PostgresUnavailable(
+                f"no connection to PostgreSQL at {redact(self.url)} within"
+                f" {self.acquire_timeout}s: the server may be down, or all"
+                f" {self._pool.max_size} pooled connections are busy."
+            ) from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        """A connection inside a transaction: committed on success, rolled back
+        on any exception. Rows come back as dicts."""
+        with self.connection() as connection, connection.transaction():
+            yield connection
+
+    def migrate(self, component: str, migrations: Sequence[str]) -> int:
+        """Apply `migrations[i]` for every i not yet recorded for `component`.
+
+        Returns how many were applied. Each migration runs in one transaction
+        together with the row that records it, so a crash never half-applies one.
+        """
+        with self.transaction() as db:
+            db.execute(_MIGRATION_LOCK)
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " component TEXT NOT NULL, version INTEGER NOT NULL,"
+                " applied_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (component, version))"
+            )
+        applied = 0
+        for version, sql in enumerate(migrations, start=1):
+            with self.transaction() as db:
+                db.execute(_MIGRATION_LOCK)
+                done = db.execute(
+                    "SELECT 1 FROM schema_migrations WHERE component = %s AND version = %s",
+                    (component, version),
+                ).fetchone()
+                if done:
+                    continue
+                # Without parameters psycopg sends the text as is, so one migration
+                # may hold several statements.
+                db.execute(sql)  # type: ignore[arg-type]
+                db.execute(
+                    "INSERT INTO schema_migrations (component, version, applied_at)"
+                    " VALUES (%s, %s, %s)",
+                    (component, version, time.time()),
+                )
+                applied += 1
+        return applied
+
+    def close(self) -> None:
+        """Close every pooled connection. Safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pool.close()
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

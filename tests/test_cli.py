@@ -1,0 +1,137 @@
+"""The `homeo` command, run as a subprocess the way a user runs it.
+
+Scripted agents come from tests/support/scriptkit.py (on PYTHONPATH)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SUPPORT = Path(__file__).parent / "support"
+HOMEO = Path(sys.executable).parent / "homeo"
+COMMAND_DEADLINE_SECONDS = 60
+
+pytestmark = pytest.mark.slow  # starts subprocesses
+
+
+def homeo(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run `homeo ARGS` with none of the caller's HOMEO_* settings, plus `env`."""
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("HOMEO_")}
+    return subprocess.run(
+        [str(HOMEO), *args],
+        env={**clean, "PYTHONPATH": str(SUPPORT), "COLUMNS": "60", **env},
+        capture_output=True, text=True, timeout=COMMAND_DEADLINE_SECONDS,
+    )
+
+
+@pytest.fixture
+def agents_dir(tmp_path: Path) -> Path:
+    sys.path.insert(0, str(SUPPORT))
+    try:
+        import scriptkit
+    finally:
+        sys.path.remove(str(SUPPORT))
+    return scriptkit.write_agents(tmp_path / "agents", ["echo", "calc", "broken"])
+
+
+def step_lines(stdout: str) -> list[tuple[int, str, str, str]]:
+    """(seq, kind, name, status) of each `step` line `homeo run` printed."""
+    found = re.findall(r"^  step (\d+) (\w+)\s+(\S+)\s+(running|succeeded|failed)", stdout, re.M)
+    return [(int(seq), kind, name, status) for seq, kind, name, status in found]
+
+
+def test_run_prints_each_step_and_exits_0_on_success(tmp_path: Path, agents_dir: Path) -> None:
+    done = homeo("run", "calc", "6*7", "--agents-dir", str(agents_dir),
+                 "--data-dir", str(tmp_path / "data"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert re.fullmatch(r"run run_[0-9a-f]{22} \(calc\) queued", lines[0])
+    finished = [line for line in step_lines(done.stdout) if line[3] != "running"]
+    assert finished == [(0, "model", "model", "succeeded"), (1, "tool", "calculate", "succeeded"),
+                        (2, "model", "model", "succeeded")]
+    assert re.fullmatch(r"succeeded \(\d+ in / \d+ out tokens\)", lines[-2])
+    assert lines[-1] == "6*7 = 42"
+    assert (tmp_path / "data" / "homeo.db").is_file()
+
+
+def test_run_exits_1_when_the_run_fails(tmp_path: Path, agents_dir: Path) -> None:
+    done = homeo("run", "broken", "try", "--agents-dir", str(agents_dir),
+                 "--data-dir", str(tmp_path / "data"))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert step_lines(done.stdout)[-1] == (0, "model", "model", "failed")
+    last = done.stdout.splitlines()[-1]
+    assert last.startswith("failed: model scripted: scripted refusal: this model never answers")
+
+
+def test_run_of_an_unknown_agent_names_it_and_exits_non_zero(
+    tmp_path: Path, agents_dir: Path
+) -> None:
+    done = homeo("run", "nobody", "hello", "--agents-dir", str(agents_dir),
+                 "--data-dir", str(tmp_path / "data"))
+    assert done.returncode != 0
+    assert "homeo: unknown agent 'nobody'; agents defined: broken, calc, echo" in done.stdout
+
+
+def test_agents_lists_the_shipped_examples() -> None:
+    done = homeo("agents")
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[0]: line.split()[1:3] for line in done.stdout.splitlines()}
+    assert rows == {
+        "assistant": ["local", "no"],
+        "calculator": ["local", "calculate"],
+        "text-stats": ["local", "word_count"],
+    }
+
+
+def test_agents_lists_the_agents_dir_given(agents_dir: Path) -> None:
+    done = homeo("agents", "--agents-dir", str(agents_dir))
+    assert done.returncode == 0, done.stderr
+    names = [line.split()[0] for line in done.stdout.splitlines()]
+    assert names == ["broken", "calc", "echo"]
+
+
+def test_agents_with_an_invalid_file_names_the_file_and_the_problem(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("name: Not A Name\n")
+    done = homeo("agents", "--agents-dir", str(tmp_path))
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"homeo: {tmp_path / 'bad.yaml'}: name: String should match")
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_doctor_reports_the_storage_backends(tmp_path: Path) -> None:
+    done = homeo("doctor", "--data-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert re.search(rf"^ok\s+sqlite\s+SQLite [\d.]+, WAL works in {re.escape(str(tmp_path))}$",
+                     done.stdout, re.M)
+    for name in ("postgresql", "redis"):
+        assert re.search(rf"^(ok|missing)\s+{name}\s+\S", done.stdout, re.M), done.stdout
+    assert re.search(rf"^info\s+database in use\s+sqlite:///{re.escape(str(tmp_path))}/homeo.db$",
+                     done.stdout, re.M)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["serve"], {"HOMEO_PORT": "abc"},
+         "homeo: invalid setting HOMEO_PORT='abc': Input should be a valid integer"),
+        (["serve", "--port", "0"], {},
+         "homeo: invalid setting HOMEO_PORT=0: Input should be greater than or equal to 1"),
+        (["worker"], {"HOMEO_LEASE_SECONDS": "-1"},
+         "homeo: invalid setting HOMEO_LEASE_SECONDS='-1': Input should be greater than 0"),
+        (["run", "echo", "hi"], {"HOMEO_DATABASE_URL": "mysql://x"},
+         "homeo: invalid setting HOMEO_DATABASE_URL='mysql://x': Value error, must start with"),
+    ],
+)
+def test_a_bad_setting_exits_2_with_one_line_naming_it(
+    args: list[str], env: dict[str, str], expected: str
+) -> None:
+    done = homeo(*args, **env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stdout == ""
+    (line,) = done.stderr.strip().splitlines()  # one line, even on a 60-column terminal
+    assert line.startswith(expected)

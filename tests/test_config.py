@@ -1,0 +1,120 @@
+"""Settings: defaults, HOMEO_* variables, CLI overrides, and one-line errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from homeo.config import EXAMPLE_AGENTS_DIR, Settings, SettingsError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def no_homeo_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the variables a test sets count, not the caller's."""
+    for name in list(os.environ):
+        if name.startswith("HOMEO_"):
+            monkeypatch.delenv(name)
+
+
+def error_of(**overrides: object) -> str:
+    with pytest.raises(SettingsError) as raised:
+        load_settings(**overrides)
+    message = str(raised.value)
+    assert "\n" not in message
+    return message
+
+
+def test_defaults() -> None:
+    settings = load_settings()
+    assert (settings.host, settings.port, settings.workers) == ("127.0.0.1", 8080, 2)
+    assert settings.data_dir == Path("homeo-data")
+    assert settings.agents_dir == EXAMPLE_AGENTS_DIR
+    assert settings.resolved_database_url() == "sqlite:///homeo-data/homeo.db"
+    assert (settings.log_level, settings.log_json) == ("info", True)
+
+
+def test_settings_come_from_homeo_variables(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HOMEO_PORT", "9000")
+    monkeypatch.setenv("HOMEO_WORKERS", "0")
+    monkeypatch.setenv("HOMEO_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("HOMEO_AGENTS_DIR", str(tmp_path))
+    monkeypatch.setenv("HOMEO_POLL_SECONDS", "0.5")
+    monkeypatch.setenv("HOMEO_LOG_JSON", "false")
+    monkeypatch.setenv("HOMEO_LOG_LEVEL", "debug")
+    settings = load_settings()
+    assert (settings.port, settings.workers, settings.poll_seconds) == (9000, 0, 0.5)
+    assert (settings.data_dir, settings.agents_dir) == (tmp_path / "data", tmp_path)
+    assert (settings.log_json, settings.log_level) == (False, "debug")
+    assert settings.resolved_database_url() == f"sqlite:///{tmp_path / 'data' / 'homeo.db'}"
+
+
+def test_an_explicit_database_url_wins_over_the_data_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOMEO_DATABASE_URL", "postgresql://postgres@db:5432/homeo")
+    assert load_settings().resolved_database_url() == "postgresql://postgres@db:5432/homeo"
+    assert load_settings(database_url="sqlite:///elsewhere.db").resolved_database_url() == (
+        "sqlite:///elsewhere.db")
+
+
+def test_overrides_win_over_variables_and_none_means_not_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HOMEO_PORT", "9000")
+    monkeypatch.setenv("HOMEO_HOST", "0.0.0.0")
+    settings = load_settings(port=9100, host=None, workers=None)
+    assert (settings.port, settings.host, settings.workers) == (9100, "0.0.0.0", 2)
+
+
+def test_a_bad_variable_is_one_line_naming_it_and_its_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HOMEO_PORT", "abc")
+    assert error_of() == ("invalid setting HOMEO_PORT='abc': Input should be a valid integer,"
+                          " unable to parse string as an integer")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("HOMEO_PORT", "70000", "Input should be less than or equal to 65535"),
+        ("HOMEO_LOG_LEVEL", "loud", "Input should be 'debug', 'info', 'warning' or 'error'"),
+        ("HOMEO_LOG_JSON", "maybe", "Input should be a valid boolean"),
+        ("HOMEO_MAX_REQUEST_BYTES", "10", "Input should be greater than or equal to 1024"),
+        ("HOMEO_DEFAULT_TENANT", "a b", "String should match pattern"),
+        ("HOMEO_DATABASE_URL", "mysql://db",
+         "Value error, must start with sqlite:///, postgresql:// or postgres://"),
+        ("HOMEO_AGENTS_DIR", "/no/such/folder", "Value error, /no/such/folder is not a directory"),
+    ],
+)
+def test_each_bad_variable_names_itself(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, problem: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    assert error_of().startswith(f"invalid setting {name}={value!r}: {problem}")
+
+
+def test_a_bad_override_is_named_as_its_variable() -> None:
+    assert error_of(port=0) == (
+        "invalid setting HOMEO_PORT=0: Input should be greater than or equal to 1")
+
+
+def test_several_bad_settings_are_all_named_on_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOMEO_WORKERS", "-1")
+    assert error_of(port=0) == (
+        "invalid setting HOMEO_PORT=0: Input should be greater than or equal to 1; "
+        "invalid setting HOMEO_WORKERS='-1': Input should be greater than or equal to 0")
+
+
+def test_an_unknown_override_is_refused() -> None:
+    assert error_of(colour="red") == (
+        "invalid setting HOMEO_COLOUR='red': Extra inputs are not permitted")
+
+
+def test_settings_built_directly_validate_too(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, workers=0)
+    assert settings.resolved_database_url() == f"sqlite:///{tmp_path / 'homeo.db'}"
+    with pytest.raises(ValueError, match="poll_seconds"):
+        Settings(poll_seconds=0)
