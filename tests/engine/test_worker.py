@@ -181,3 +181,17 @@ def test_stopping_worker_releases_its_run_to_resume_later(runtime: Runtime) -> N
         assert len(steps) == 5 and all(s.attempts == 1 for s in steps)
 
     asyncio.run(main())
+
+
+def test_each_claim_is_its_own_lease_even_within_one_worker(runtime: Runtime) -> None:
+    define(runtime, "echo", ScriptedModel(["hi"]))
+    submit(runtime, "echo")
+    worker = runtime.worker(2)
+    worker.lease_seconds = 0.0  # the first slot's lease expires at once
+    first = asyncio.run(worker.claim())
+    worker.lease_seconds = 30.0
+    second = asyncio.run(worker.claim())  # another slot of the same worker re-claims it
+    assert first.id == second.id and first.lease_owner != second.lease_owner
+    queue = runtime.backends.queue
+    assert not queue.complete(first.id, first.lease_owner)  # the stale slot cannot settle it
+    assert queue.complete(second.id, second.lease_owner)

@@ -20,6 +20,15 @@ def test_create_and_get_run(backends: Backends) -> None:
     assert backends.store.get_run("acme", run.id) == run
 
 
+def test_run_status_is_the_cheap_check(backends: Backends) -> None:
+    run, _ = backends.store.create_run(new_run())
+    assert backends.store.run_status("acme", run.id) == "queued"
+    backends.store.transition_run("acme", run.id, "cancelled", allowed_from={"queued"})
+    assert backends.store.run_status("acme", run.id) == "cancelled"
+    assert backends.store.run_status("globex", run.id) is None
+    assert backends.store.run_status("acme", "run_missing") is None
+
+
 def test_idempotency_key_returns_the_same_run(backends: Backends) -> None:
     first, created = backends.store.create_run(new_run(idempotency_key="k1"))
     again, created_again = backends.store.create_run(new_run(idempotency_key="k1"))

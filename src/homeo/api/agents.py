@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
@@ -13,7 +14,7 @@ router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
 
 @router.get("", response_model=list[AgentView])
-def list_agents(
+async def list_agents(
     app: Annotated[AppParts, Depends(parts)], tenant_id: Annotated[str, Depends(tenant)]
 ) -> list[AgentView]:
     return [
@@ -24,5 +25,5 @@ def list_agents(
             tools=record.spec.get("tools", []),
             max_steps=record.spec.get("max_steps", 0),
         )
-        for record in app.backends.store.list_agents(tenant_id)
+        for record in await asyncio.to_thread(app.backends.store.list_agents, tenant_id)
     ]

@@ -1,4 +1,8 @@
-"""What every route may depend on: the app's parts and the caller's tenant."""
+"""What every route may depend on: the app's parts and the caller's tenant.
+
+Dependencies and routes are `async def` and hand only the database work to a
+thread (`asyncio.to_thread`): a sync `def` would cost a thread-pool hop for
+each dependency, the route and its response validation."""
 
 from __future__ import annotations
 
@@ -20,10 +24,10 @@ class AppParts:
     worker: Worker | None = None
 
 
-def parts(request: Request) -> AppParts:
+async def parts(request: Request) -> AppParts:
     return request.app.state.parts
 
 
-def tenant(request: Request) -> str:
+async def tenant(request: Request) -> str:
     """The caller's tenant. One default tenant until API keys and roles exist."""
     return request.app.state.parts.settings.default_tenant

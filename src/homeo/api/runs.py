@@ -30,13 +30,14 @@ EVENT_KEEPALIVE_SECONDS = 15.0
     response_model=RunAccepted,
     responses={200: {"description": "A run with this idempotency key already exists."}},
 )
-def create_run(
+async def create_run(
     body: RunRequest, request: Request, response: Response, app: Parts, tenant_id: Tenant
 ) -> RunAccepted:
     limit = app.settings.max_input_chars
     if len(body.input) > limit:
         raise HTTPException(413, f"input is {len(body.input)} characters; the limit is {limit}")
-    run, created = submit_run(
+    run, created = await asyncio.to_thread(
+        submit_run,
         app.backends,
         NewRun(
             tenant_id=tenant_id,
@@ -54,7 +55,7 @@ def create_run(
 
 
 @router.get("", response_model=RunPage)
-def list_runs(
+async def list_runs(
     app: Parts,
     tenant_id: Tenant,
     status: RunStatus | None = None,
@@ -62,8 +63,9 @@ def list_runs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before: Annotated[str | None, Query(pattern=RUN_ID)] = None,
 ) -> RunPage:
-    runs = app.backends.store.list_runs(
-        tenant_id, status=status, agent=agent, limit=limit, before=before
+    runs = await asyncio.to_thread(
+        app.backends.store.list_runs,
+        tenant_id, status=status, agent=agent, limit=limit, before=before,
     )
     next_before = runs[-1].id if len(runs) == limit else None
     return RunPage(runs=[RunView.of(run) for run in runs], next_before=next_before)
@@ -78,13 +80,13 @@ def _load(app: AppParts, tenant_id: str, run_id: str) -> RunDetail:
 
 
 @router.get("/{run_id}", response_model=RunDetail)
-def get_run(run_id: str, app: Parts, tenant_id: Tenant) -> RunDetail:
-    return _load(app, tenant_id, run_id)
+async def get_run(run_id: str, app: Parts, tenant_id: Tenant) -> RunDetail:
+    return await asyncio.to_thread(_load, app, tenant_id, run_id)
 
 
 @router.post("/{run_id}/cancel", response_model=RunView)
-def cancel(run_id: str, app: Parts, tenant_id: Tenant) -> RunView:
-    return RunView.of(cancel_run(app.backends, tenant_id, run_id))
+async def cancel(run_id: str, app: Parts, tenant_id: Tenant) -> RunView:
+    return RunView.of(await asyncio.to_thread(cancel_run, app.backends, tenant_id, run_id))
 
 
 @router.get(

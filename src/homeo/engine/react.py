@@ -72,15 +72,19 @@ class ModelNode(Node):
                 raise RetryableError(f"model {self.model.name}: {error}") from error
             raise RunFailed(f"model {self.model.name}: {error}") from error
         message = response.message
-        new = state.model_copy(deep=True)
-        new.messages.append(message)
-        new.model_turns += 1
+        # States are never mutated in place, so a shallow copy with new lists is
+        # enough (a deep copy per step would make a run quadratic in its length).
+        changes: dict[str, Any] = {
+            "messages": [*state.messages, message],
+            "model_turns": state.model_turns + 1,
+        }
         if message.tool_calls:
-            new.pending_tool_calls = list(message.tool_calls)
+            changes["pending_tool_calls"] = list(message.tool_calls)
             target = "tools"
         else:
-            new.output = message.content
+            changes["output"] = message.content
             target = END
+        new = state.model_copy(update=changes)
         return Outcome(
             output=message.model_dump(exclude_defaults=True),
             state=new,
@@ -114,31 +118,33 @@ class ToolNode(Node):
         return tool is None or tool.idempotent  # an unknown tool never ran
 
     async def run(self, state: RunState, context: StepContext) -> Outcome:
-        call = state.pending_tool_calls[0]
-        new = state.model_copy(deep=True)
-        new.pending_tool_calls = new.pending_tool_calls[1:]
+        call, remaining = state.pending_tool_calls[0], state.pending_tool_calls[1:]
+        tool_errors = state.tool_errors
         try:
             result: Any = await self._call(call.name, call.arguments)
             output: dict[str, Any] = {"result": result}
             content = result if isinstance(result, str) else json.dumps(result, default=str)
         except ToolError as error:
-            new.tool_errors += 1
-            if new.tool_errors > self.max_tool_errors:
+            tool_errors += 1
+            if tool_errors > self.max_tool_errors:
                 raise RunFailed(
-                    f"{error} (tool errors: {new.tool_errors}, more than max_tool_errors="
+                    f"{error} (tool errors: {tool_errors}, more than max_tool_errors="
                     f"{self.max_tool_errors})"
                 ) from error
             output = {"error": str(error)}
             content = f"error: {error}"
-        new.messages.append(
-            Message(
-                role="tool",
-                content=content[:MAX_TOOL_RESULT_CHARS],
-                tool_call_id=call.id,
-                name=call.name,
-            )
+        reply = Message(
+            role="tool", content=content[:MAX_TOOL_RESULT_CHARS], tool_call_id=call.id,
+            name=call.name,
         )
-        return Outcome(output=output, state=new, next="tools" if new.pending_tool_calls else "model")
+        new = state.model_copy(
+            update={
+                "messages": [*state.messages, reply],
+                "pending_tool_calls": remaining,
+                "tool_errors": tool_errors,
+            }
+        )
+        return Outcome(output=output, state=new, next="tools" if remaining else "model")
 
     async def _call(self, name: str, arguments: dict[str, Any]) -> Any:
         tool = self.tools.get(name)

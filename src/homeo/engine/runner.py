@@ -12,6 +12,10 @@ it only when the node says that is safe (model calls, idempotent tools) and
 otherwise fails the run rather than risk doing a side effect twice. A step
 that completed is never run again, because resuming starts from the
 checkpoint written in 3.
+
+Every store call runs in a thread: a worker runs several runs (and, under
+`homeo serve`, the HTTP API) on one event loop, and a write waiting on the
+database must not stall the others or their lease heartbeats.
 """
 
 from __future__ import annotations
@@ -66,8 +70,8 @@ async def execute(
     while current != END:
         if stopping():
             raise RunInterrupted(f"run {run.id} paused at step {seq}: the worker is stopping")
-        latest = store.get_run(run.tenant_id, run.id)
-        if latest is None or latest.status == "cancelled":
+        status = await asyncio.to_thread(store.run_status, run.tenant_id, run.id)
+        if status is None or status == "cancelled":
             raise RunCancelled(f"run {run.id} was cancelled")
         if seq >= max_total_steps:
             raise RunFailed(f"the run took {seq} steps, the most one run may take")
@@ -75,7 +79,9 @@ async def execute(
             raise RunFailed(f"the run exceeded its {run_timeout:g}s timeout (timeouts.run)")
         node = graph.node(current)
         name = node.step_name(state)
-        step = store.begin_step(run.tenant_id, run.id, seq, node.kind, name, node.describe(state))
+        step = await asyncio.to_thread(
+            store.begin_step, run.tenant_id, run.id, seq, node.kind, name, node.describe(state)
+        )
         notify({"type": "step_started", "seq": seq, "kind": node.kind, "name": name,
                 "attempt": step.attempts})
         if step.attempts > 1 and not node.is_idempotent(state):
@@ -85,7 +91,7 @@ async def execute(
                 " homeo will not run it again; check whether its side effect happened, then"
                 " start a new run"
             )
-            store.fail_step(run.tenant_id, run.id, seq, error)
+            await asyncio.to_thread(store.fail_step, run.tenant_id, run.id, seq, error)
             notify({"type": "step_failed", "seq": seq, "name": name, "error": error})
             raise RunFailed(error)
         began = clock()
@@ -93,15 +99,16 @@ async def execute(
             outcome = await asyncio.wait_for(node.run(state, context), timeout=step_timeout)
         except TimeoutError:
             error = f"step {seq} ({name}) timed out after {step_timeout:g}s (timeouts.step)"
-            store.fail_step(run.tenant_id, run.id, seq, error)
+            await asyncio.to_thread(store.fail_step, run.tenant_id, run.id, seq, error)
             notify({"type": "step_failed", "seq": seq, "name": name, "error": error})
             raise RetryableError(error) from None
         except (RunFailed, RetryableError) as error:
-            store.fail_step(run.tenant_id, run.id, seq, str(error))
+            await asyncio.to_thread(store.fail_step, run.tenant_id, run.id, seq, str(error))
             notify({"type": "step_failed", "seq": seq, "name": name, "error": str(error)})
             raise
         state, current, seq = outcome.state, outcome.next, seq + 1
-        store.complete_step(
+        await asyncio.to_thread(
+            store.complete_step,
             run.tenant_id,
             run.id,
             seq - 1,

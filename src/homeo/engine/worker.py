@@ -14,6 +14,7 @@ run together when the run stops:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import secrets
 import socket
@@ -70,6 +71,7 @@ class Worker:
         self.last_poll = 0.0
         self.processed = 0
         self._stopping = False
+        self._claims = itertools.count(1)
         self.log = logs.get_logger("homeo.worker")
 
     @property
@@ -100,7 +102,10 @@ class Worker:
 
     async def claim(self) -> Job | None:
         self.last_poll = time.time()
-        return await asyncio.to_thread(self.queue.claim, self.worker_id, self.lease_seconds)
+        # Every claim gets its own lease owner, so two slots of this process can
+        # never act on each other's lease of the same job after an expiry.
+        owner = f"{self.worker_id}#{next(self._claims)}"
+        return await asyncio.to_thread(self.queue.claim, owner, self.lease_seconds)
 
     async def run_until_idle(self, max_jobs: int = 1_000_000) -> int:
         """Process jobs one at a time until none is due (for `homeo run` and tests)."""
@@ -128,24 +133,24 @@ class Worker:
         run = await asyncio.to_thread(self.store.get_run, job.tenant_id, run_id)
         if run is None:
             await asyncio.to_thread(
-                self.queue.fail, job.id, self.worker_id, f"run {run_id} not found", retry=False
+                self.queue.fail, job.id, self._owner(job), f"run {run_id} not found", retry=False
             )
             return
         if run.request_id:
             logs.bind(request_id=run.request_id)
         if run.is_final:
-            await asyncio.to_thread(self.queue.complete, job.id, self.worker_id)
+            await asyncio.to_thread(self.queue.complete, job.id, self._owner(job))
             return
         if job.exhausted:
             error = f"gave up after {job.max_attempts} attempts; last error: {job.last_error}"
             await self._finish(run, "failed", error=error)
-            await asyncio.to_thread(self.queue.fail, job.id, self.worker_id, error, retry=False)
+            await asyncio.to_thread(self.queue.fail, job.id, self._owner(job), error, retry=False)
             return
         running = await asyncio.to_thread(
             self.store.transition_run, run.tenant_id, run.id, "running", allowed_from=ACTIVE
         )
         if running is None:  # cancelled between claim and start
-            await asyncio.to_thread(self.queue.complete, job.id, self.worker_id)
+            await asyncio.to_thread(self.queue.complete, job.id, self._owner(job))
             return
         self.log.info("run started", agent=run.agent, attempt=job.attempts)
         execution = asyncio.create_task(self._execute(running))
@@ -153,7 +158,7 @@ class Worker:
         try:
             output = await execution
         except RunInterrupted:
-            await asyncio.to_thread(self.queue.release, job.id, self.worker_id)
+            await asyncio.to_thread(self.queue.release, job.id, self._owner(job))
             await self._finish(running, "queued", from_={"running"})
             self.log.info("run paused for shutdown")
             return
@@ -207,7 +212,7 @@ class Worker:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             held = await asyncio.to_thread(
-                self.queue.heartbeat, job.id, self.worker_id, self.lease_seconds
+                self.queue.heartbeat, job.id, self._owner(job), self.lease_seconds
             )
             if not held:
                 execution.cancel()
@@ -217,7 +222,7 @@ class Worker:
         message = f"{type(error).__name__}: {error}"
         if not isinstance(error, RetryableError):
             self.log.exception("run crashed", error=message)
-        failed = await asyncio.to_thread(self.queue.fail, job.id, self.worker_id, message)
+        failed = await asyncio.to_thread(self.queue.fail, job.id, self._owner(job), message)
         if failed is None:
             raise LeaseLost()
         if failed.status == "dead":
@@ -246,6 +251,12 @@ class Worker:
             error=error,
         )
 
+    @staticmethod
+    def _owner(job: Job) -> str:
+        if job.lease_owner is None:  # only a claimed job may be processed
+            raise LeaseLost()
+        return job.lease_owner
+
     async def _complete(self, job: Job) -> None:
-        if not await asyncio.to_thread(self.queue.complete, job.id, self.worker_id):
+        if not await asyncio.to_thread(self.queue.complete, job.id, self._owner(job)):
             raise LeaseLost()

@@ -28,6 +28,10 @@ class Store(ABC):
     def get_run(self, tenant_id: str, run_id: str) -> Run | None: ...
 
     @abstractmethod
+    def run_status(self, tenant_id: str, run_id: str) -> str | None:
+        """Only the run's status: the cheap check the engine makes between steps."""
+
+    @abstractmethod
     def list_runs(
         self,
         tenant_id: str,

@@ -133,6 +133,13 @@ class PostgresStore(Store):
             ).fetchone()
         return _run(row)
 
+    def run_status(self, tenant_id: str, run_id: str) -> str | None:
+        with self.db.connection() as db:
+            row = db.execute(
+                "SELECT status FROM runs WHERE tenant_id = %s AND id = %s", (tenant_id, run_id)
+            ).fetchone()
+        return None if row is None else row["status"]
+
     def list_runs(
         self,
         tenant_id: str,

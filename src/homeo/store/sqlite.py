@@ -127,6 +127,13 @@ class SQLiteStore(Store):
             ).fetchone()
         return _run(row)
 
+    def run_status(self, tenant_id: str, run_id: str) -> str | None:
+        with self.db.read() as db:
+            row = db.execute(
+                "SELECT status FROM runs WHERE tenant_id = ? AND id = ?", (tenant_id, run_id)
+            ).fetchone()
+        return None if row is None else row["status"]
+
     def list_runs(
         self,
         tenant_id: str,
