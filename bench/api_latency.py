@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         body_file.write_bytes(body)
         for key, label, extra in (
             ("baseline", "baseline: minimal FastAPI, async def, static JSON", []),
-            ("baseline-sync", "minimal FastAPI, sync def (thread pool, as homeo's routes)",
+            ("baseline-sync", "minimal FastAPI, sync def (thread pool)",
              ["--sync-route"]),
         ):
             port = free_port()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from homeo.api.deps import AppParts, parts, tenant
+from homeo.api.deps import AppParts, parts, read, tenant
 from homeo.api.schemas import AgentView
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
@@ -25,5 +24,5 @@ async def list_agents(
             tools=record.spec.get("tools", []),
             max_steps=record.spec.get("max_steps", 0),
         )
-        for record in await asyncio.to_thread(app.backends.store.list_agents, tenant_id)
+        for record in await read(app, app.backends.store.list_agents, tenant_id)
     ]

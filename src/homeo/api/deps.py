@@ -6,7 +6,10 @@ each dependency, the route and its response validation."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from fastapi import Request
 
@@ -31,3 +34,13 @@ async def parts(request: Request) -> AppParts:
 async def tenant(request: Request) -> str:
     """The caller's tenant. One default tenant until API keys and roles exist."""
     return request.app.state.parts.settings.default_tenant
+
+
+T = TypeVar("T")
+
+
+async def read(app: AppParts, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a store read: inline when the store says that is safe, else in a thread."""
+    if app.backends.store.inline_reads:
+        return call(*args, **kwargs)
+    return await asyncio.to_thread(call, *args, **kwargs)

@@ -16,7 +16,7 @@ Parts = Annotated[AppParts, Depends(parts)]
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 

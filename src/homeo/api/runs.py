@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from homeo.api.deps import AppParts, parts, tenant
+from homeo.api.deps import AppParts, parts, read, tenant
 from homeo.api.schemas import RunAccepted, RunDetail, RunPage, RunRequest, RunView, StepView
 from homeo.engine.submit import RunNotFound, cancel_run, submit_run
 from homeo.store.models import NewRun, RunStatus
@@ -63,7 +63,8 @@ async def list_runs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before: Annotated[str | None, Query(pattern=RUN_ID)] = None,
 ) -> RunPage:
-    runs = await asyncio.to_thread(
+    runs = await read(
+        app,
         app.backends.store.list_runs,
         tenant_id, status=status, agent=agent, limit=limit, before=before,
     )
@@ -81,7 +82,7 @@ def _load(app: AppParts, tenant_id: str, run_id: str) -> RunDetail:
 
 @router.get("/{run_id}", response_model=RunDetail)
 async def get_run(run_id: str, app: Parts, tenant_id: Tenant) -> RunDetail:
-    return await asyncio.to_thread(_load, app, tenant_id, run_id)
+    return await read(app, _load, app, tenant_id, run_id)
 
 
 @router.post("/{run_id}/cancel", response_model=RunView)
@@ -97,7 +98,7 @@ async def cancel(run_id: str, app: Parts, tenant_id: Tenant) -> RunView:
 async def events(run_id: str, request: Request, app: Parts, tenant_id: Tenant) -> StreamingResponse:
     """Server-sent events: `step` when a step starts or changes, `run` when the
     run's status changes, and a last `end` event once the run is final."""
-    await asyncio.to_thread(_load, app, tenant_id, run_id)  # 404 before the stream starts
+    await read(app, _load, app, tenant_id, run_id)  # 404 before the stream starts
     return StreamingResponse(
         _event_stream(app, tenant_id, run_id, request),
         media_type="text/event-stream",
@@ -116,7 +117,7 @@ async def _event_stream(
     seen_status = None
     quiet = 0.0
     while True:
-        detail = await asyncio.to_thread(_load, app, tenant_id, run_id)
+        detail = await read(app, _load, app, tenant_id, run_id)
         sent = False
         for step in detail.steps:
             marker = (step.status, step.attempts)

@@ -13,9 +13,10 @@ otherwise fails the run rather than risk doing a side effect twice. A step
 that completed is never run again, because resuming starts from the
 checkpoint written in 3.
 
-Every store call runs in a thread: a worker runs several runs (and, under
+Every store write runs in a thread: a worker runs several runs (and, under
 `homeo serve`, the HTTP API) on one event loop, and a write waiting on the
-database must not stall the others or their lease heartbeats.
+database must not stall the others or their lease heartbeats. Reads run inline
+when the store says they never wait (`Store.inline_reads`).
 """
 
 from __future__ import annotations
@@ -70,7 +71,10 @@ async def execute(
     while current != END:
         if stopping():
             raise RunInterrupted(f"run {run.id} paused at step {seq}: the worker is stopping")
-        status = await asyncio.to_thread(store.run_status, run.tenant_id, run.id)
+        if store.inline_reads:
+            status = store.run_status(run.tenant_id, run.id)
+        else:
+            status = await asyncio.to_thread(store.run_status, run.tenant_id, run.id)
         if status is None or status == "cancelled":
             raise RunCancelled(f"run {run.id} was cancelled")
         if seq >= max_total_steps:

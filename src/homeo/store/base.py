@@ -18,6 +18,11 @@ class StoreError(Exception):
 
 
 class Store(ABC):
+    # True when a read is a local call that never waits on a lock or a network
+    # (SQLite in WAL mode): callers on an event loop may then read inline,
+    # which is far cheaper than a thread hop. Otherwise reads go to a thread.
+    inline_reads: bool = False
+
     # --- runs -------------------------------------------------------------
     @abstractmethod
     def create_run(self, new: NewRun, *, now: float | None = None) -> tuple[Run, bool]:

@@ -88,6 +88,8 @@ def _step(row: sqlite3.Row) -> Step:
 
 
 class SQLiteStore(Store):
+    inline_reads = True  # WAL readers never wait for the writer
+
     def __init__(self, database: SQLiteDatabase) -> None:
         self.db = database
         self.db.migrate("store", MIGRATIONS)
