@@ -74,7 +74,7 @@ def test_run_of_an_unknown_agent_names_it_and_exits_non_zero(
     done = homeo("run", "nobody", "hello", "--agents-dir", str(agents_dir),
                  "--data-dir", str(tmp_path / "data"))
     assert done.returncode != 0
-    assert "homeo: unknown agent 'nobody'; agents defined: broken, calc, echo" in done.stdout
+    assert "homeo: unknown agent 'nobody'; agents defined: broken, calc, echo" in done.stderr
 
 
 def test_agents_lists_the_shipped_examples() -> None:

@@ -118,3 +118,16 @@ def test_settings_built_directly_validate_too(tmp_path: Path) -> None:
     assert settings.resolved_database_url() == f"sqlite:///{tmp_path / 'homeo.db'}"
     with pytest.raises(ValueError, match="poll_seconds"):
         Settings(poll_seconds=0)
+
+
+def test_unknown_homeo_variables_are_reported_with_a_suggestion() -> None:
+    from homeo.config import unknown_settings
+
+    warnings = unknown_settings(
+        {"HOMEO_PROT": "9000", "HOMEO_PORT": "1", "HOMEO_TEST_POSTGRES_URL": "x", "PATH": "/bin",
+         "HOMEO_ZZZ": "1"}
+    )
+    assert warnings == [
+        "ignoring unknown setting HOMEO_PROT (did you mean HOMEO_PORT?)",
+        "ignoring unknown setting HOMEO_ZZZ",
+    ]

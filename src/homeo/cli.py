@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from homeo.config import Settings, SettingsError, load_settings
+from homeo.config import Settings, SettingsError, load_settings, unknown_settings
 from homeo.engine.agents import AgentError
 from homeo.observe import logs
 
@@ -31,6 +31,8 @@ Workers = Annotated[
 
 
 def _settings(**overrides: Any) -> Settings:
+    for warning in unknown_settings():
+        console.print(f"homeo: {warning}", markup=False)
     try:
         return load_settings(**overrides)
     except SettingsError as error:
@@ -138,7 +140,9 @@ def run(
     logs.configure("warning", settings.log_json)
     runtime = _open(settings)
     try:
-        status = asyncio.run(run_with_progress(runtime, agent, input, Console(soft_wrap=True)))
+        status = asyncio.run(
+            run_with_progress(runtime, agent, input, Console(soft_wrap=True), console)
+        )
     finally:
         asyncio.run(runtime.aclose())
     raise typer.Exit(0 if status == "succeeded" else 1)

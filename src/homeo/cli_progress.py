@@ -31,7 +31,9 @@ def _line(step: Step) -> str:
     return f"  step {step.seq} {step.kind:<6} {step.name:<16} {step.status}{retry}{took}  {detail}"
 
 
-async def run_with_progress(runtime: Runtime, agent: str, text: str, out: Console) -> str:
+async def run_with_progress(
+    runtime: Runtime, agent: str, text: str, out: Console, errors: Console
+) -> str:
     settings = runtime.settings
     try:
         run, _ = submit_run(
@@ -41,7 +43,7 @@ async def run_with_progress(runtime: Runtime, agent: str, text: str, out: Consol
             priority=CLI_PRIORITY,
         )
     except UnknownAgent as error:
-        out.print(f"homeo: {error}", markup=False)
+        errors.print(f"homeo: {error}", markup=False)
         return "failed"
     out.print(f"run {run.id} ({agent}) queued", markup=False)
     worker = runtime.worker(concurrency=1)

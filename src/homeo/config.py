@@ -8,6 +8,9 @@ setting and what it accepts (see `describe_error`).
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -87,3 +90,18 @@ def describe_error(error: ValidationError) -> str:
         shown = f"={value!r}" if not isinstance(value, dict) else ""
         lines.append(f"invalid setting HOMEO_{name.upper()}{shown}: {problem['msg']}")
     return "; ".join(lines)
+
+
+def unknown_settings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Warnings for `HOMEO_*` variables that name no setting (a typo is
+    otherwise silently ignored). `HOMEO_TEST_*` belongs to the test suite."""
+    known = {name.upper() for name in Settings.model_fields}
+    warnings = []
+    for variable in sorted(os.environ if environ is None else environ):
+        name = variable.removeprefix("HOMEO_")
+        if name == variable or name in known or name.startswith("TEST_"):
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean HOMEO_{close[0]}?)" if close else ""
+        warnings.append(f"ignoring unknown setting {variable}{hint}")
+    return warnings

@@ -28,7 +28,7 @@ MAX_EXPONENT = 1000
 ARITHMETIC = r"^[-(0-9][0-9+\-*/%(). ]{0,200}$"
 
 
-def _evaluate(node: ast.AST) -> float:
+def _evaluate(node: ast.AST) -> int | float:
     if isinstance(node, ast.Expression):
         return _evaluate(node.body)
     if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
@@ -44,7 +44,7 @@ def _evaluate(node: ast.AST) -> float:
 
 
 @tool(idempotent=True, timeout_seconds=5)
-def calculate(expression: Annotated[str, Field(pattern=ARITHMETIC)]) -> float:
+def calculate(expression: Annotated[str, Field(pattern=ARITHMETIC)]) -> int | float:
     """Evaluate an arithmetic expression with + - * / // % ** and parentheses.
 
     Args:
