@@ -135,7 +135,10 @@ class Harness:
         return Counter(self.lines.read_text().split())
 
     def executed(self) -> Counter[str]:
-        return Counter(self.executions.read_text().split())
+        return Counter(line.split()[0] for line in self.executions.read_text().splitlines())
+
+    def executing_pids(self) -> set[str]:
+        return {line.split()[1] for line in self.executions.read_text().splitlines()}
 
     def close(self) -> None:
         self.runtime.backends.close()
@@ -222,3 +225,30 @@ def test_random_kills_never_lose_or_repeat_work(harness_factory) -> None:
     assert sum(run.status == "succeeded" for run in runs.values()) >= 8
     # The kills landed while work was leased, and that work was taken up again.
     assert harness.runtime.backends.queue.stats()["lease_expiries"] >= 2
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_workers_on_postgres_never_run_a_job_twice(tmp_path: Path, postgres_url: str) -> None:
+    harness = Harness(tmp_path, postgres_url)
+    try:
+        for index in range(150):
+            harness.submit("writer", f"p{index}")
+        harness.env["HOMEO_WORKERS"] = "2"
+        workers = [harness.start_worker() for _ in range(2)]
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        try:
+            while not harness.all_final():
+                assert time.monotonic() < deadline, "runs not final in time"
+                assert all(w.poll() is None for w in workers), "a worker died"
+                time.sleep(0.1)
+        finally:
+            for worker in workers:
+                worker.send_signal(signal.SIGTERM)
+                worker.wait(timeout=20)
+        assert {run.status for run in harness.runs().values()} == {"succeeded"}
+        written = harness.written()
+        assert len(written) == 450 and set(written.values()) == {1}
+        assert len(harness.executing_pids()) == 2  # both processes did work
+    finally:
+        harness.close()

@@ -53,7 +53,7 @@ def writer_model(messages: list[Message], tools: list[ToolSpec]) -> Message | st
 
 def _log_execution(token: str, number: int) -> None:
     with open(os.environ["CRASHKIT_EXECUTIONS"], "a") as handle:
-        handle.write(f"{token}:{number}\n")
+        handle.write(f"{token}:{number} {os.getpid()}\n")
     time.sleep(float(os.environ.get("CRASHKIT_SLEEP", "0")))  # widen the window for kills
 
 
