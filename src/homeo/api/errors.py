@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from homeo.engine.submit import RunAlreadyFinished, RunNotFound, UnknownAgent
+from homeo.engine.submit import RunAlreadyFinished, RunNotFound, SubmitFailed, UnknownAgent
 
 STATUS_TYPES = {
     400: "bad_request",
@@ -69,9 +69,14 @@ async def _conflict(request: Request, error: Exception) -> JSONResponse:
     return error_response(request, 409, str(error))
 
 
+async def _unavailable(request: Request, error: Exception) -> JSONResponse:
+    return error_response(request, 503, str(error))
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http)  # type: ignore[arg-type]
     app.add_exception_handler(UnknownAgent, _not_found)  # type: ignore[arg-type]
     app.add_exception_handler(RunNotFound, _not_found)  # type: ignore[arg-type]
     app.add_exception_handler(RunAlreadyFinished, _conflict)  # type: ignore[arg-type]
+    app.add_exception_handler(SubmitFailed, _unavailable)  # type: ignore[arg-type]

@@ -9,6 +9,8 @@ answer, both are stored.
 
 from __future__ import annotations
 
+import contextlib
+
 from homeo.backends import Backends
 from homeo.engine.worker import RUN_JOB
 from homeo.store.models import FINAL_STATUSES, NewRun, Run
@@ -16,6 +18,10 @@ from homeo.store.models import FINAL_STATUSES, NewRun, Run
 
 class UnknownAgent(LookupError):
     """The run names an agent this tenant does not have."""
+
+
+class SubmitFailed(Exception):
+    """The run was stored but its job could not be queued; it was marked failed."""
 
 
 class RunNotFound(LookupError):
@@ -37,14 +43,24 @@ def submit_run(
         known = ", ".join(a.name for a in backends.store.list_agents(new.tenant_id)) or "none"
         raise UnknownAgent(f"unknown agent {new.agent!r}; agents defined: {known}")
     run, created = backends.store.create_run(new)
-    backends.queue.enqueue(
-        run.tenant_id,
-        RUN_JOB,
-        {"run_id": run.id},
-        idempotency_key=f"run:{run.id}",
-        max_attempts=max_attempts,
-        priority=priority,
-    )
+    try:
+        backends.queue.enqueue(
+            run.tenant_id,
+            RUN_JOB,
+            {"run_id": run.id},
+            idempotency_key=f"run:{run.id}",
+            max_attempts=max_attempts,
+            priority=priority,
+        )
+    except Exception as error:
+        # Without a job the run would wait forever: end it visibly (best effort;
+        # the store may be what failed), and tell the caller to try again.
+        with contextlib.suppress(Exception):
+            backends.store.transition_run(
+                run.tenant_id, run.id, "failed", allowed_from={"queued"},
+                error=f"could not be queued: {error}",
+            )
+        raise SubmitFailed(f"run {run.id} could not be queued ({error}); try again") from error
     return run, created
 
 
