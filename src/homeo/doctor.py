@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import shutil
 import socket
 import sqlite3
 import tempfile
@@ -71,11 +70,23 @@ def check_redis(address: tuple[str, int] = REDIS_ADDRESS) -> Check:
     return Check("redis", "ok", f"answers PING at {where}")
 
 
-def check_sandbox() -> list[Check]:
-    found = shutil.which("bwrap")
-    bwrap = (Check("bubblewrap", "ok", found) if found else
-             Check("bubblewrap", "missing", "bwrap not on PATH", "apt-get install bubblewrap"))
-    return [bwrap]
+def check_sandbox(allow_without: str = "") -> list[Check]:
+    """Each sandbox layer; one that is missing but turned off by the operator is
+    reported as such (the sandbox then runs without it, as configured)."""
+    from homeo.sandbox.layers import OPTIONAL, detect, parse_allow_without
+
+    off = {layer for group in parse_allow_without(allow_without) for layer in OPTIONAL[group]}
+    checks = []
+    for layer in detect():
+        if layer.ok:
+            checks.append(Check(layer.name, "ok", layer.detail))
+        elif layer.name in off:
+            checks.append(Check(layer.name, "info", f"{layer.detail} (turned off by "
+                                f"HOMEO_SANDBOX_ALLOW_WITHOUT)"))
+        else:
+            checks.append(Check(layer.name, "missing", f"{layer.detail}; sandboxed tools refuse "
+                                "to run", layer.fix))
+    return checks
 
 
 def check_local_model(settings: Settings) -> list[Check]:
@@ -120,7 +131,7 @@ def run_checks(settings: Settings) -> list[Check]:
     postgres_url = url if url.startswith("postgres") else DEFAULT_POSTGRES
     checks.append(check_postgres(postgres_url))
     checks.append(check_redis())
-    checks.extend(check_sandbox())
+    checks.extend(check_sandbox(settings.sandbox_allow_without))
     checks.extend(check_local_model(settings))
     checks.append(Check("database in use", "info", _safe(url)))
     return checks
