@@ -78,7 +78,7 @@ def serve(
     logs.configure(settings.log_level, settings.log_json)
     runtime = _open(settings)
     worker = runtime.worker() if settings.workers > 0 else None
-    api = create_app(settings, runtime.backends, runtime.metrics, worker)
+    api = create_app(settings, runtime.backends, runtime.metrics, worker, runtime.models)
     console.print(
         f"homeo serving http://{settings.host}:{settings.port} "
         f"(database {settings.resolved_database_url()}, {settings.workers} worker slots)",
@@ -180,6 +180,54 @@ def doctor(database_url: DatabaseUrl = None, data_dir: DataDir = None) -> None:
                   f"{escape(check.detail)}")
         if check.fix:
             out.print(f"{'':<25} fix: {check.fix}", markup=False)
+
+
+sandbox_app = typer.Typer(help="Run commands in the sandbox that tools use.",
+                          no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+Size = Annotated[str | None, typer.Option(help="Memory, e.g. 256M [HOMEO_SANDBOX_MEMORY].")]
+Duration = Annotated[str | None, typer.Option(help="Wall clock, e.g. 5s [HOMEO_SANDBOX_TIMEOUT].")]
+Pids = Annotated[int | None, typer.Option(help="Processes+threads [HOMEO_SANDBOX_PIDS].")]
+Cpu = Annotated[float | None, typer.Option(help="CPU cores, e.g. 0.5 [HOMEO_SANDBOX_CPU].")]
+
+
+@sandbox_app.command("run")
+def sandbox_run(
+    command: Annotated[list[str], typer.Argument(help="The command and its arguments, after --.")],
+    memory: Size = None,
+    timeout: Duration = None,
+    pids: Pids = None,
+    cpu: Cpu = None,
+) -> None:
+    """Run CMD in the sandbox and print its output; the exit status is the command's.
+
+    A summary (exit code, time, limits hit, files written to /scratch) goes to
+    stderr. Exit status 125 means the sandbox itself could not run."""
+    from homeo.sandbox import SandboxError
+    from homeo.sandbox import run as sandboxed
+    from homeo.sandbox.layers import parse_allow_without
+    from homeo.sandbox.limits import limits_from_settings
+
+    settings = _settings(sandbox_memory=memory, sandbox_timeout=timeout, sandbox_pids=pids,
+                         sandbox_cpu=cpu)
+    try:
+        result = sandboxed(command, limits_from_settings(settings),
+                           allow_without=parse_allow_without(settings.sandbox_allow_without))
+    except SandboxError as error:
+        console.print(f"homeo: {error}", markup=False)
+        raise typer.Exit(125) from None
+    sys.stdout.buffer.write(result.stdout)
+    sys.stdout.flush()
+    sys.stderr.buffer.write(result.stderr)
+    notes = [name for name, hit in (("timed out", result.timed_out),
+                                    ("out of memory", result.oom_killed),
+                                    ("stdout truncated", result.stdout_truncated),
+                                    ("stderr truncated", result.stderr_truncated)) if hit]
+    if result.files:
+        notes.append("wrote " + ", ".join(sorted(result.files)))
+    console.print(f"homeo: exit {result.exit_code} in {result.duration_seconds * 1000:.0f} ms"
+                  + "".join(f"; {note}" for note in notes), markup=False)
+    raise typer.Exit(result.exit_code)
 
 
 def main() -> None:

@@ -14,10 +14,44 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EXAMPLE_AGENTS_DIR = Path(__file__).parent / "examples" / "agents"
+
+
+# What a deployment's `model` may name: the providers in homeo.llm.resolve.
+_PROVIDER_PREFIXES = ("local:", "openai:", "scripted:")
+
+
+class ModelDeployment(BaseModel):
+    """One place a model alias can send a call (an entry of `HOMEO_MODELS`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="local, local:/path.gguf, openai:MODEL or scripted:module:fn")
+    name: str = Field("", description="Shown in /v1/providers and metrics; defaults to `model`.")
+    weight: float = Field(1.0, ge=0, description="Share of first tries; 0 means fallback only.")
+    base_url: str | None = Field(None, description="openai: only; else HOMEO_OPENAI_BASE_URL.")
+    api_key: str | None = Field(None, description="openai: only; else HOMEO_OPENAI_API_KEY.")
+    headers: dict[str, str] = Field(default_factory=dict, description="openai: only.")
+    timeout_seconds: float | None = Field(
+        None, gt=0, description="One attempt's limit; else HOMEO_ROUTER_ATTEMPT_TIMEOUT_SECONDS."
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _names_a_provider(cls, value: str) -> str:
+        if value != "local" and not value.startswith(_PROVIDER_PREFIXES):
+            raise ValueError(
+                f"deployment model {value!r} must be local, local:/path.gguf, openai:MODEL"
+                " or scripted:module:function"
+            )
+        return value
+
+    @property
+    def key(self) -> str:
+        return self.name or self.model
 
 
 class Settings(BaseSettings):
@@ -43,9 +77,56 @@ class Settings(BaseSettings):
     local_model_context: int = Field(4096, ge=256, le=131072)
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: str = ""
+    models: dict[str, list[ModelDeployment]] = Field(
+        default_factory=dict,
+        description="Model aliases (JSON): alias -> ordered list of deployments.",
+    )
+    router_retries: int = Field(2, ge=0, le=10, description="Retries per deployment.")
+    router_backoff_base_seconds: float = Field(0.5, ge=0, le=60)
+    router_backoff_max_seconds: float = Field(8.0, ge=0, le=600)
+    router_timeout_seconds: float = Field(120.0, gt=0, le=3600, description="Whole call.")
+    router_attempt_timeout_seconds: float = Field(60.0, gt=0, le=3600, description="One try.")
+    router_connect_timeout_seconds: float = Field(5.0, gt=0, le=600)
+    breaker_failure_rate: float = Field(0.5, gt=0, le=1)
+    breaker_window_seconds: float = Field(60.0, gt=0, le=86400)
+    breaker_min_calls: int = Field(5, ge=1, le=10_000)
+    breaker_cooldown_seconds: float = Field(30.0, ge=0, le=86400)
+    breaker_half_open_probes: int = Field(1, ge=1, le=100)
     default_tenant: str = Field("default", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
+    sandbox_memory: str = Field("256M", description="Memory per sandboxed run (cgroup limit).")
+    sandbox_pids: int = Field(64, ge=4, le=65536, description="Processes+threads per run.")
+    sandbox_cpu: float = Field(1.0, gt=0, le=256, description="CPU cores per run (quota).")
+    sandbox_timeout: str = Field("10s", description="Wall-clock limit per run.")
+    sandbox_output_bytes: str = Field("1M", description="stdout and stderr kept, each.")
+    sandbox_allow_without: str = Field(
+        "", description="Sandbox layers the operator turns off: seccomp, cgroups."
+    )
+
+    @field_validator("sandbox_memory", "sandbox_output_bytes")
+    @classmethod
+    def _sandbox_size(cls, value: str) -> str:
+        from homeo.sandbox.limits import parse_size
+
+        parse_size(value)
+        return value
+
+    @field_validator("sandbox_timeout")
+    @classmethod
+    def _sandbox_duration(cls, value: str) -> str:
+        from homeo.sandbox.limits import parse_duration
+
+        parse_duration(value)
+        return value
+
+    @field_validator("sandbox_allow_without")
+    @classmethod
+    def _sandbox_layers(cls, value: str) -> str:
+        from homeo.sandbox.layers import parse_allow_without
+
+        parse_allow_without(value)
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -59,6 +140,35 @@ class Settings(BaseSettings):
     def _agents_dir_exists(cls, value: Path) -> Path:
         if not value.is_dir():
             raise ValueError(f"{value} is not a directory")
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _aliases_are_usable(
+        cls, value: dict[str, list[ModelDeployment]]
+    ) -> dict[str, list[ModelDeployment]]:
+        seen: dict[str, ModelDeployment] = {}
+        for alias, deployments in value.items():
+            # An alias must not look like a provider spec, or it would shadow one.
+            if alias == "local" or not alias or not all(c.isalnum() or c in "_.-" for c in alias):
+                raise ValueError(
+                    f"alias {alias!r}: use letters, digits, '_', '.', '-' (and not 'local')"
+                )
+            if not deployments:
+                raise ValueError(f"alias {alias!r} has no deployments")
+            if not any(d.weight > 0 for d in deployments):
+                raise ValueError(f"alias {alias!r}: at least one deployment needs weight > 0")
+            for deployment in deployments:
+                # Deployments are shared by name (one breaker each), so a name
+                # must mean the same thing everywhere.
+                other = seen.setdefault(deployment.key, deployment)
+                if other.model_dump(exclude={"weight"}) != deployment.model_dump(
+                    exclude={"weight"}
+                ):
+                    raise ValueError(
+                        f"deployment {deployment.key!r} is configured two different ways;"
+                        " give them different `name`s"
+                    )
         return value
 
     def resolved_database_url(self) -> str:
@@ -87,8 +197,11 @@ def describe_error(error: ValidationError) -> str:
     for problem in error.errors():
         name = str(problem["loc"][0]) if problem["loc"] else "?"
         value = problem.get("input")
-        shown = f"={value!r}" if not isinstance(value, dict) else ""
-        lines.append(f"invalid setting HOMEO_{name.upper()}{shown}: {problem['msg']}")
+        # Inside a JSON setting (HOMEO_MODELS), say where: `at default.0.model`.
+        inside = ".".join(str(part) for part in problem["loc"][1:])
+        where = f" (at {inside}={value!r})" if inside else ""
+        shown = f"={value!r}" if not isinstance(value, dict) and not inside else ""
+        lines.append(f"invalid setting HOMEO_{name.upper()}{shown}: {problem['msg']}{where}")
     return "; ".join(lines)
 
 

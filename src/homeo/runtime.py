@@ -34,6 +34,7 @@ class Runtime:
         agents = AgentCatalog(backends.store, models)
         metrics = Metrics()
         metrics.watch(backends.store, backends.queue)
+        metrics.watch_breakers(models.breaker_states)
         return cls(settings, backends, models, agents, metrics)
 
     def publish_agents(self) -> list[str]:

@@ -51,7 +51,7 @@ def serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[
         runtime = Runtime.open(settings)
         runtime.publish_agents()
         worker = runtime.worker() if with_worker else None
-        app = create_app(settings, runtime.backends, runtime.metrics, worker)
+        app = create_app(settings, runtime.backends, runtime.metrics, worker, runtime.models)
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
         port = listener.getsockname()[1]

@@ -9,19 +9,29 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from homeo import __version__
-from homeo.api import agents, errors, health, runs
+from homeo.api import agents, errors, health, openai_compat, providers, runs
 from homeo.api.deps import AppParts
 from homeo.api.middleware import BodyLimit, RequestID
 from homeo.backends import Backends
 from homeo.config import Settings
 from homeo.engine.worker import Worker
+from homeo.llm.resolve import ModelCatalog
 from homeo.observe.metrics import Metrics
 
 
 def create_app(
-    settings: Settings, backends: Backends, metrics: Metrics, worker: Worker | None = None
+    settings: Settings,
+    backends: Backends,
+    metrics: Metrics,
+    worker: Worker | None = None,
+    models: ModelCatalog | None = None,
 ) -> FastAPI:
-    """`worker`, when given, runs inside the app's lifespan and stops with it."""
+    """`worker`, when given, runs inside the app's lifespan and stops with it.
+    `models` (the runtime's, shared with the worker, its breakers in `metrics`)
+    serves /v1/chat/completions; without it the app opens a catalog of its own.
+    The app closes the models' connections when it stops, in the event loop
+    that opened them (closing them from another loop fails)."""
+    models = models or ModelCatalog(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -33,6 +43,7 @@ def create_app(
             stop.set()
             if task is not None:
                 await task
+            await models.aclose()
 
     app = FastAPI(
         title="homeo",
@@ -41,10 +52,13 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.parts = AppParts(settings=settings, backends=backends, metrics=metrics, worker=worker)
+    app.state.models = models
     errors.install(app)
     app.include_router(runs.router)
     app.include_router(agents.router)
     app.include_router(health.router)
+    app.include_router(openai_compat.router)
+    app.include_router(providers.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestID)
     return app

@@ -4,19 +4,26 @@
     local:/path/model.gguf   any GGUF file, in-process
     openai:MODEL             an OpenAI-compatible endpoint (HOMEO_OPENAI_BASE_URL, _API_KEY)
     scripted:module:function a ScriptedModel answering through `function(messages, tools)`
+    ALIAS                    a name from HOMEO_MODELS: a `Router` over its deployments
 
 Models are cached per string, so every agent on `local` shares one loaded model.
 A program may also `add` its own Model under a name of its choosing.
+Deployments are shared by name between aliases, each with one circuit breaker.
 """
 
 from __future__ import annotations
 
 import importlib
+import random
 import threading
+import time
+from collections.abc import Callable
 
-from homeo.config import Settings
+from homeo.config import ModelDeployment, Settings
 from homeo.llm.base import Model, ModelError
+from homeo.llm.breaker import BreakerPolicy, CircuitBreaker
 from homeo.llm.providers.scripted import ScriptedModel
+from homeo.llm.router import Deployment, RetryPolicy, Router
 
 
 class UnknownModel(ModelError):
@@ -24,10 +31,34 @@ class UnknownModel(ModelError):
 
 
 class ModelCatalog:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
         self.settings = settings
+        self.clock = clock
+        self.rng = rng or random.Random()
         self._models: dict[str, Model] = {}
-        self._lock = threading.Lock()
+        self._deployments: dict[str, Deployment] = {}
+        self._lock = threading.RLock()
+        # Breakers exist from the start, so /v1/providers and the metrics can
+        # show every deployment without loading a model to do it.
+        policy = BreakerPolicy(
+            failure_rate=settings.breaker_failure_rate,
+            window_seconds=settings.breaker_window_seconds,
+            min_calls=settings.breaker_min_calls,
+            cooldown_seconds=settings.breaker_cooldown_seconds,
+            probes=settings.breaker_half_open_probes,
+        )
+        self._configured: dict[str, tuple[ModelDeployment, CircuitBreaker, list[str]]] = {}
+        for alias, entries in sorted(settings.models.items()):
+            for entry in entries:
+                if entry.key not in self._configured:
+                    self._configured[entry.key] = (entry, CircuitBreaker(policy, clock), [])
+                self._configured[entry.key][2].append(alias)
 
     def add(self, name: str, model: Model) -> None:
         """Make `model` available to agents as `model: NAME` (for embedding homeo
@@ -41,7 +72,21 @@ class ModelCatalog:
                 self._models[spec] = self._create(spec)
             return self._models[spec]
 
+    def aliases(self) -> list[str]:
+        """The model aliases configured in HOMEO_MODELS."""
+        return sorted(self.settings.models)
+
+    def deployments(self) -> list[tuple[ModelDeployment, CircuitBreaker, list[str]]]:
+        """Every configured deployment, its breaker and the aliases that list it."""
+        return list(self._configured.values())
+
+    def breaker_states(self) -> list[tuple[str, str]]:
+        """(deployment, breaker state) for each deployment: what the metrics export."""
+        return [(entry.key, breaker.state) for entry, breaker, _ in self._configured.values()]
+
     def _create(self, spec: str) -> Model:
+        if spec in self.settings.models:
+            return self._router(spec, self.settings.models[spec])
         provider, _, rest = spec.partition(":")
         if provider == "local":
             try:
@@ -59,6 +104,7 @@ class ModelCatalog:
                 rest,
                 base_url=self.settings.openai_base_url,
                 api_key=self.settings.openai_api_key or None,
+                connect_timeout=self.settings.router_connect_timeout_seconds,
             )
         if provider == "scripted" and rest:
             module_name, _, attribute = rest.partition(":")
@@ -72,7 +118,48 @@ class ModelCatalog:
             " scripted:module:function"
         )
 
+    def _router(self, alias: str, configured: list[ModelDeployment]) -> Router:
+        settings = self.settings
+        policy = RetryPolicy(
+            retries=settings.router_retries,
+            backoff_base=settings.router_backoff_base_seconds,
+            backoff_max=settings.router_backoff_max_seconds,
+            total_timeout=settings.router_timeout_seconds,
+        )
+        deployments = []
+        for entry in configured:
+            shared = self._deployments.get(entry.key)
+            if shared is None:
+                shared = self._deployments[entry.key] = self._deployment(entry)
+            # The weight belongs to the alias; the model and its breaker are shared.
+            deployments.append(
+                Deployment(entry.key, shared.model, shared.breaker, entry.weight, shared.timeout)
+            )
+        return Router(alias, deployments, policy, rng=self.rng, clock=self.clock)
+
+    def _deployment(self, entry: ModelDeployment) -> Deployment:
+        settings = self.settings
+        timeout = entry.timeout_seconds or settings.router_attempt_timeout_seconds
+        provider, _, rest = entry.model.partition(":")
+        if provider == "openai":
+            from homeo.llm.providers.openai_http import OpenAIModel
+
+            model: Model = OpenAIModel(
+                rest,
+                base_url=entry.base_url or settings.openai_base_url,
+                api_key=entry.api_key or settings.openai_api_key or None,
+                headers=entry.headers,
+                timeout=timeout,
+                connect_timeout=settings.router_connect_timeout_seconds,
+            )
+            self._models[f"deployment:{entry.key}"] = model  # so aclose closes it
+        else:
+            model = self.get(entry.model)
+        breaker = self._configured[entry.key][1]
+        return Deployment(entry.key, model, breaker, entry.weight, timeout)
+
     async def aclose(self) -> None:
         for model in self._models.values():
             await model.aclose()
         self._models.clear()
+        self._deployments.clear()

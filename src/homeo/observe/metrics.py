@@ -4,7 +4,7 @@ other processes do the work; step latency is observed where steps run."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -43,6 +43,26 @@ class _DatabaseCollector(Collector):
         )
 
 
+# The states of homeo.llm.breaker, spelled out to keep observe/ free of llm/ imports.
+BREAKER_STATES = ("closed", "half_open", "open")
+
+
+class _BreakerCollector(Collector):
+    def __init__(self, states: Callable[[], Iterable[tuple[str, str]]]) -> None:
+        self.states = states
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            "homeo_llm_breaker_state",
+            "1 for the state each deployment's circuit breaker is in, 0 for the others.",
+            labels=["deployment", "state"],
+        )
+        for deployment, current in self.states():
+            for state in BREAKER_STATES:
+                gauge.add_metric([deployment, state], 1.0 if state == current else 0.0)
+        yield gauge
+
+
 class Metrics:
     """One registry per process (or per test), so nothing leaks between apps."""
 
@@ -58,6 +78,10 @@ class Metrics:
 
     def watch(self, store: Store, queue: Queue) -> None:
         self.registry.register(_DatabaseCollector(store, queue))
+
+    def watch_breakers(self, states: Callable[[], Iterable[tuple[str, str]]]) -> None:
+        """`states()` gives (deployment, breaker state) pairs at scrape time."""
+        self.registry.register(_BreakerCollector(states))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

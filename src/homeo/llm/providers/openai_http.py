@@ -41,6 +41,7 @@ class OpenAIModel(Model):
         api_key: str | None = None,
         headers: dict[str, str] | None = None,
         timeout: float = 60.0,
+        connect_timeout: float | None = None,
     ) -> None:
         self.model = model
         self.name = f"openai:{model}"
@@ -48,7 +49,9 @@ class OpenAIModel(Model):
         if api_key:
             request_headers["Authorization"] = f"Bearer {api_key}"
         self._client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/") + "/", headers=request_headers, timeout=timeout
+            base_url=base_url.rstrip("/") + "/",
+            headers=request_headers,
+            timeout=httpx.Timeout(timeout, connect=connect_timeout or timeout),
         )
         self._timeout = timeout
 
@@ -164,8 +167,10 @@ def _json_body(response: httpx.Response, name: str) -> dict[str, Any]:
     try:
         data = response.json()
     except ValueError as exc:
+        # A broken proxy or an overloaded server, not a bad request: worth another try.
         raise ModelError(
-            f"{name} answered with a body that is not JSON: {response.text[:500]!r}"
+            f"{name} answered with a body that is not JSON: {response.text[:500]!r}",
+            retryable=True,
         ) from exc
     if not isinstance(data, dict):
         raise ModelError(

@@ -1,0 +1,249 @@
+"""The OpenAI chat API, served by homeo: `/v1/chat/completions` and `/v1/models`.
+
+`model` names an alias from HOMEO_MODELS, so every call goes through the
+router (retries, breakers, fallbacks). Only aliases are served: a provider
+spec such as `scripted:module:function` would let a caller import code.
+There are no API keys yet: any key, or none, is accepted.
+
+`stream=true` is answered in OpenAI's chunk format once the deployment has
+answered: the providers do not stream tokens yet, so the reply arrives as one
+content chunk (or one chunk per tool call) followed by the finish chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from homeo.llm.base import Message, ModelError, ModelResponse, ToolCall, ToolSpec
+from homeo.llm.providers.openai_http import ModelHTTPError
+from homeo.llm.resolve import ModelCatalog
+from homeo.llm.router import AllDeploymentsFailed
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+
+async def models(request: Request) -> ModelCatalog:
+    return request.app.state.models
+
+
+Models = Annotated[ModelCatalog, Depends(models)]
+
+# Upstream statuses that mean "this request is wrong", as opposed to "homeo's
+# provider setup is wrong" (401, 403), which is a 502 for our caller.
+_CALLER_FAULTS = {400, 404, 413, 422}
+
+
+class _Function(BaseModel):
+    name: str
+    arguments: str = "{}"
+
+
+class _WireToolCall(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: _Function
+
+
+class _ContentPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[_ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[_WireToolCall] | None = None
+    tool_call_id: str | None = None
+
+
+class _FunctionSpec(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object",
+                                                                "properties": {}})
+
+
+class _Tool(BaseModel):
+    type: Literal["function"]
+    function: _FunctionSpec
+
+
+class _StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class ChatRequest(BaseModel):
+    """The fields homeo acts on; other OpenAI parameters are accepted and ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+    tools: list[_Tool] | None = None
+    tool_choice: Literal["auto", "none"] | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    n: Literal[1] = 1
+    stream: bool = False
+    stream_options: _StreamOptions | None = None
+
+
+class ChatError(Exception):
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+
+
+def _error(request: Request, status: int, kind: str, message: str) -> JSONResponse:
+    body = {"error": {"type": kind, "message": message},
+            "request_id": getattr(request.state, "request_id", None)}
+    return JSONResponse(body, status_code=status)
+
+
+@router.get("/models")
+async def list_models(catalog: Models) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": [
+            {"id": alias, "object": "model", "created": 0, "owned_by": "homeo"}
+            for alias in catalog.aliases()
+        ],
+    }
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(
+    body: ChatRequest, request: Request, catalog: Models
+) -> JSONResponse | StreamingResponse:
+    try:
+        messages = [_message(m) for m in body.messages]
+    except ChatError as problem:
+        return _error(request, problem.status, problem.kind, str(problem))
+    if body.model not in catalog.settings.models:
+        known = ", ".join(catalog.aliases()) or "none (set HOMEO_MODELS)"
+        return _error(request, 404, "not_found",
+                      f"no model {body.model!r}; the models are: {known}")
+    offered = [] if body.tool_choice == "none" else [
+        ToolSpec(name=t.function.name, description=t.function.description,
+                 parameters=t.function.parameters)
+        for t in body.tools or []
+    ]
+    try:
+        response = await catalog.get(body.model).request(
+            messages,
+            offered,
+            max_tokens=body.max_completion_tokens or body.max_tokens,
+            temperature=body.temperature,
+        )
+    except AllDeploymentsFailed as failure:
+        status, kind = (504, "timeout") if failure.timed_out else (503, "unavailable")
+        return _error(request, status, kind, str(failure))
+    except ModelHTTPError as failure:
+        if failure.status_code in _CALLER_FAULTS:
+            return _error(request, 400, "bad_request", str(failure))
+        return _error(request, 502, "bad_gateway", str(failure))
+    except ModelError as failure:
+        return _error(request, 502, "bad_gateway", str(failure))
+    completion_id = f"chatcmpl-{secrets.token_hex(12)}"
+    created = int(time.time())
+    if body.stream:
+        include_usage = body.stream_options is not None and body.stream_options.include_usage
+        chunks = _chunks(completion_id, created, body.model, response, include_usage)
+        return StreamingResponse(chunks, media_type="text/event-stream")
+    return JSONResponse(_completion(completion_id, created, body.model, response))
+
+
+def _message(wire: ChatMessage) -> Message:
+    if isinstance(wire.content, list):
+        content = "".join(part.text for part in wire.content)
+    else:
+        content = wire.content or ""
+    calls = []
+    for call in wire.tool_calls or []:
+        try:
+            arguments = json.loads(call.function.arguments or "{}")
+        except json.JSONDecodeError:
+            arguments = None
+        if not isinstance(arguments, dict):
+            raise ChatError(400, "bad_request",
+                            f"tool call {call.id!r}: arguments must be a JSON object,"
+                            f" got {call.function.arguments!r}")
+        calls.append(ToolCall(id=call.id, name=call.function.name, arguments=arguments))
+    if wire.role == "tool" and not wire.tool_call_id:
+        raise ChatError(400, "bad_request", "a message with role 'tool' needs a tool_call_id")
+    role = "system" if wire.role == "developer" else wire.role
+    return Message(role=role, content=content, tool_calls=calls,
+                   tool_call_id=wire.tool_call_id, name=wire.name)
+
+
+def _wire_calls(response: ModelResponse) -> list[dict[str, Any]]:
+    return [
+        {"id": call.id, "type": "function",
+         "function": {"name": call.name, "arguments": json.dumps(call.arguments)}}
+        for call in response.message.tool_calls
+    ]
+
+
+def _usage(response: ModelResponse) -> dict[str, int]:
+    usage = response.usage
+    return {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens,
+            "total_tokens": usage.total_tokens}
+
+
+def _finish_reason(response: ModelResponse) -> str:
+    return "tool_calls" if response.message.tool_calls else "stop"
+
+
+def _completion(
+    completion_id: str, created: int, model: str, response: ModelResponse
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": response.message.content}
+    if response.message.tool_calls:
+        message["content"] = response.message.content or None
+        message["tool_calls"] = _wire_calls(response)
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": None,
+                     "finish_reason": _finish_reason(response)}],
+        "usage": _usage(response),
+    }
+
+
+async def _chunks(
+    completion_id: str, created: int, model: str, response: ModelResponse, include_usage: bool
+) -> AsyncIterator[str]:
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+        body: dict[str, Any] = {
+            "id": completion_id, "object": "chat.completion.chunk", "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
+        return f"data: {json.dumps(body)}\n\n"
+
+    yield chunk({"role": "assistant", "content": ""})
+    if response.message.content:
+        yield chunk({"content": response.message.content})
+    for index, call in enumerate(_wire_calls(response)):
+        yield chunk({"tool_calls": [{"index": index, **call}]})
+    yield chunk({}, _finish_reason(response))
+    if include_usage:
+        usage = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
+                 "model": model, "choices": [], "usage": _usage(response)}
+        yield f"data: {json.dumps(usage)}\n\n"
+    yield "data: [DONE]\n\n"

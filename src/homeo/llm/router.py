@@ -1,0 +1,168 @@
+"""A model alias: one `Model` that spreads calls over deployments and survives their faults.
+
+For each call the router picks a first deployment at random by weight, then
+falls back through the others in the order the alias lists them. On each one:
+
+- its circuit breaker is asked first; an open breaker means "skip it";
+- a retryable failure (429, 5xx, timeouts, unreachable) is retried up to
+  `retries` times with exponential backoff and full jitter, never sooner than
+  the provider's Retry-After; a Retry-After longer than the backoff cap, or
+  retries used up, moves on to the next deployment;
+- a non-retryable failure (400, 401, a refused request) ends the call at once
+  with the provider's message: another deployment would refuse it too.
+
+One attempt is limited by its deployment's timeout, the whole call by
+`total_timeout`. Clock, randomness and sleep are passed in for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from homeo.llm.base import Message, Model, ModelError, ModelResponse, ToolSpec
+from homeo.llm.breaker import CircuitBreaker
+from homeo.observe import logs
+
+log = logs.get_logger("homeo.llm.router")
+
+
+@dataclass
+class Deployment:
+    """A model that can serve an alias, with its breaker and its share of first tries."""
+
+    name: str
+    model: Model
+    breaker: CircuitBreaker
+    weight: float = 1.0
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    retries: int = 2
+    backoff_base: float = 0.5
+    backoff_max: float = 8.0
+    total_timeout: float = 120.0
+
+    def backoff(self, retry: int, rng: random.Random) -> float:
+        """Full jitter: uniform(0, min(max, base * 2^retry)) for the retry-th retry (0-based)."""
+        return rng.uniform(0, min(self.backoff_max, self.backoff_base * 2**retry))
+
+
+class AllDeploymentsFailed(ModelError):
+    """No deployment of the alias answered; retryable, since breakers close again."""
+
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message, retryable=True)
+        self.timed_out = timed_out
+
+
+class Router(Model):
+    def __init__(
+        self,
+        alias: str,
+        deployments: Sequence[Deployment],
+        policy: RetryPolicy,
+        *,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if not deployments:
+            raise ValueError(f"alias {alias!r} has no deployments")
+        self.name = alias
+        self.deployments = list(deployments)
+        self.policy = policy
+        self.rng = rng or random.Random()
+        self.clock = clock
+        self.sleep = sleep
+
+    def order(self) -> list[Deployment]:
+        """The deployments in the order this call tries them."""
+        weighted = [d for d in self.deployments if d.weight > 0]
+        first = self.rng.choices(weighted, weights=[d.weight for d in weighted])[0]
+        return [first, *(d for d in self.deployments if d is not first)]
+
+    async def request(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> ModelResponse:
+        deadline = self.clock() + self.policy.total_timeout
+        problems: list[str] = []
+        for deployment in self.order():
+            retry = 0
+            while True:
+                remaining = deadline - self.clock()
+                if remaining <= 0:
+                    raise AllDeploymentsFailed(
+                        self._summary(problems, timed_out=True), timed_out=True
+                    )
+                if not deployment.breaker.allow():
+                    wait = deployment.breaker.retry_in()
+                    problems.append(f"{deployment.name}: circuit open (retry in {wait:.0f}s)")
+                    break
+                limit = min(deployment.timeout, remaining)
+                try:
+                    response = await asyncio.wait_for(
+                        deployment.model.request(
+                            messages, tools, max_tokens=max_tokens, temperature=temperature
+                        ),
+                        limit,
+                    )
+                except asyncio.CancelledError:
+                    deployment.breaker.release()  # the caller left: no verdict on the provider
+                    raise
+                except TimeoutError:
+                    self._failed(deployment)
+                    error = ModelError(f"no answer within {limit:.3g}s", retryable=True)
+                except ModelError as failure:
+                    if not failure.retryable:
+                        # The deployment answered; the request itself is refused.
+                        deployment.breaker.record_success()
+                        raise
+                    self._failed(deployment)
+                    error = failure
+                else:
+                    deployment.breaker.record_success()
+                    return response
+                problems.append(f"{deployment.name}: {error}")
+                if retry >= self.policy.retries:
+                    break
+                wait = self.policy.backoff(retry, self.rng)
+                retry_after = getattr(error, "retry_after", None)
+                if retry_after is not None:
+                    if retry_after > self.policy.backoff_max:
+                        break  # it asked for longer than we wait: try the next one
+                    wait = max(wait, retry_after)
+                if self.clock() + wait >= deadline:
+                    break
+                log.info("model call failed, retrying", alias=self.name,
+                         deployment=deployment.name, error=str(error),
+                         wait_seconds=round(wait, 3))
+                await self.sleep(wait)
+                retry += 1
+        raise AllDeploymentsFailed(self._summary(problems, timed_out=False))
+
+    def _failed(self, deployment: Deployment) -> None:
+        was = deployment.breaker.state
+        deployment.breaker.record_failure()
+        if was != "open" and deployment.breaker.state == "open":
+            log.warning("circuit opened", deployment=deployment.name, was=was,
+                        cooldown_seconds=deployment.breaker.policy.cooldown_seconds)
+
+    def _summary(self, problems: list[str], *, timed_out: bool) -> str:
+        head = (
+            f"model {self.name!r} gave no answer within {self.policy.total_timeout:g}s"
+            if timed_out
+            else f"every deployment of model {self.name!r} failed"
+        )
+        tail = "; ".join(problems[-6:]) or "nothing was tried"
+        return f"{head}: {tail}"

@@ -1,0 +1,251 @@
+"""The official `openai` client against homeo served by uvicorn on 127.0.0.1.
+
+homeo's aliases point at a fault-injecting OpenAI-compatible server (also on
+127.0.0.1) and at scripted models from tests/support/scriptkit.py, so the
+whole path is real: client -> homeo's API -> router -> provider over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "support"))
+from faultserver import FaultServer, Reply, completion, error, fault_server  # noqa: E402
+
+ADD = {
+    "type": "function",
+    "function": {
+        "name": "add",
+        "description": "Add two numbers.",
+        "parameters": {"type": "object", "properties": {"a": {"type": "number"},
+                                                        "b": {"type": "number"}},
+                       "required": ["a", "b"]},
+    },
+}
+ADD_CALL = {"id": "call_7", "type": "function",
+            "function": {"name": "add", "arguments": '{"a": 2, "b": 3}'}}
+
+
+@pytest.fixture
+def upstream() -> Iterator[FaultServer]:
+    with fault_server() as server:
+        yield server
+
+
+@pytest.fixture
+def homeo(serve: Callable[..., Any], upstream: FaultServer) -> Any:
+    models = {
+        "default": [{"model": "openai:upstream-model", "name": "upstream",
+                     "base_url": upstream.base_url, "timeout_seconds": 0.5}],
+        "resilient": [{"model": "openai:upstream-model", "name": "upstream",
+                       "base_url": upstream.base_url, "timeout_seconds": 0.5},
+                      {"model": "scripted:scriptkit:echo_model", "weight": 0}],
+        "calc": [{"model": "scripted:scriptkit:calc_model"}],
+    }
+    return serve(with_worker=False, models=models, router_retries=1,
+                 router_backoff_base_seconds=0.01, breaker_min_calls=2,
+                 breaker_cooldown_seconds=600)
+
+
+@pytest.fixture
+def client(homeo: Any) -> Iterator[openai.OpenAI]:
+    # Any key is accepted: homeo has no API keys yet.
+    with openai.OpenAI(base_url=f"{homeo.url}/v1", api_key="any-key", max_retries=0,
+                       timeout=30) as client:
+        yield client
+
+
+def test_models_lists_the_aliases(client: openai.OpenAI) -> None:
+    assert sorted(model.id for model in client.models.list()) == ["calc", "default", "resilient"]
+
+
+def test_providers_are_listed_before_any_call(homeo: Any) -> None:
+    providers = homeo.client.get("/v1/providers").json()["providers"]
+
+    assert [(p["name"], p["model"], p["aliases"], p["breaker"]["state"]) for p in providers] == [
+        ("scripted:scriptkit:calc_model", "scripted:scriptkit:calc_model", ["calc"], "closed"),
+        ("upstream", "openai:upstream-model", ["default", "resilient"], "closed"),
+        ("scripted:scriptkit:echo_model", "scripted:scriptkit:echo_model", ["resilient"],
+         "closed"),
+    ]
+
+
+def test_chat_goes_through_to_the_provider(client: openai.OpenAI, upstream: FaultServer) -> None:
+    upstream.default = Reply(body=completion("Paris."))
+
+    reply = client.chat.completions.create(
+        model="default",
+        messages=[{"role": "system", "content": "Be brief."},
+                  {"role": "user", "content": [{"type": "text", "text": "Capital of France?"}]}],
+        max_tokens=20,
+        temperature=0.1,
+    )
+
+    assert reply.object == "chat.completion"
+    assert reply.model == "default"
+    assert reply.choices[0].message.content == "Paris."
+    assert reply.choices[0].finish_reason == "stop"
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (12, 5)
+    [sent] = upstream.received
+    assert sent == {
+        "model": "upstream-model",
+        "messages": [{"role": "system", "content": "Be brief."},
+                     {"role": "user", "content": "Capital of France?"}],
+        "max_tokens": 20,
+        "temperature": 0.1,
+    }
+
+
+def test_tool_calls_round_trip(client: openai.OpenAI, upstream: FaultServer) -> None:
+    upstream.script = [Reply(body=completion(None, tool_calls=[ADD_CALL])),
+                       Reply(body=completion("2 + 3 = 5"))]
+    history: list[Any] = [{"role": "user", "content": "What is 2 + 3?"}]
+
+    first = client.chat.completions.create(model="default", messages=history, tools=[ADD])
+
+    assert first.choices[0].finish_reason == "tool_calls"
+    [call] = first.choices[0].message.tool_calls
+    assert (call.id, call.function.name) == ("call_7", "add")
+    assert json.loads(call.function.arguments) == {"a": 2, "b": 3}
+    history += [first.choices[0].message.model_dump(exclude_none=True),
+                {"role": "tool", "tool_call_id": call.id, "content": "5"}]
+
+    second = client.chat.completions.create(model="default", messages=history, tools=[ADD])
+
+    assert second.choices[0].message.content == "2 + 3 = 5"
+    assert upstream.received[0]["tools"] == [ADD]
+    assert upstream.received[1]["messages"][1:] == [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_7", "type": "function",
+             "function": {"name": "add", "arguments": '{"a": 2, "b": 3}'}}]},
+        {"role": "tool", "tool_call_id": "call_7", "content": "5"},
+    ]
+
+
+def test_tool_calls_from_a_scripted_deployment(client: openai.OpenAI) -> None:
+    reply = client.chat.completions.create(
+        model="calc", messages=[{"role": "user", "content": "6*7"}],
+        tools=[{"type": "function", "function": {"name": "calculate", "parameters": {}}}],
+    )
+
+    [call] = reply.choices[0].message.tool_calls
+    assert call.function.name == "calculate"
+    assert json.loads(call.function.arguments) == {"expression": "6*7"}
+
+
+def test_streaming_text_and_usage(client: openai.OpenAI, upstream: FaultServer) -> None:
+    upstream.default = Reply(body=completion("Hello there."))
+
+    stream = client.chat.completions.create(
+        model="default", messages=[{"role": "user", "content": "hi"}], stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == (
+        "Hello there.")
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].usage.total_tokens == 17
+
+
+def test_streaming_tool_calls(client: openai.OpenAI, upstream: FaultServer) -> None:
+    upstream.default = Reply(body=completion(None, tool_calls=[ADD_CALL]))
+
+    chunks = list(client.chat.completions.create(
+        model="default", messages=[{"role": "user", "content": "2+3"}], tools=[ADD],
+        stream=True))
+
+    calls = [call for c in chunks for call in c.choices[0].delta.tool_calls or []]
+    assert [(c.index, c.id, c.function.name, c.function.arguments) for c in calls] == [
+        (0, "call_7", "add", '{"a": 2, "b": 3}')]
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_retries_then_falls_back_then_opens_the_breaker(
+    client: openai.OpenAI, upstream: FaultServer, homeo: Any
+) -> None:
+    upstream.default = error(500, "upstream exploded")
+
+    for _ in range(2):
+        reply = client.chat.completions.create(
+            model="resilient", messages=[{"role": "user", "content": "still there?"}])
+        assert reply.choices[0].message.content == "echo: still there?"
+
+    assert len(upstream.received) == 2  # one try and one retry, then the breaker opened
+    providers = {p["name"]: p for p in homeo.client.get("/v1/providers").json()["providers"]}
+    assert providers["upstream"]["breaker"]["state"] == "open"
+    assert providers["upstream"]["aliases"] == ["default", "resilient"]
+    assert providers["scripted:scriptkit:echo_model"]["breaker"]["state"] == "closed"
+    metrics = homeo.client.get("/metrics").text
+    assert 'homeo_llm_breaker_state{deployment="upstream",state="open"} 1.0' in metrics
+
+    reply = client.chat.completions.create(
+        model="resilient", messages=[{"role": "user", "content": "and now?"}])
+    assert reply.choices[0].message.content == "echo: and now?"
+    assert len(upstream.received) == 2  # open: not called
+
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="default", messages=[{"role": "user",
+                                                                   "content": "x"}])
+    assert caught.value.status_code == 503
+    assert "upstream: circuit open" in caught.value.message
+
+
+def test_a_refused_request_is_a_400_with_the_providers_message(
+    client: openai.OpenAI, upstream: FaultServer
+) -> None:
+    upstream.default = error(400, "max_tokens is too large: 999999")
+
+    with pytest.raises(openai.BadRequestError, match="max_tokens is too large: 999999"):
+        client.chat.completions.create(model="resilient", max_tokens=999999,
+                                       messages=[{"role": "user", "content": "hi"}])
+    assert len(upstream.received) == 1
+
+
+def test_a_hanging_provider_is_a_503_after_its_timeouts(
+    client: openai.OpenAI, upstream: FaultServer
+) -> None:
+    upstream.default = Reply(body=completion(), delay=3.0)
+
+    with pytest.raises(openai.InternalServerError) as caught:
+        client.chat.completions.create(model="default", messages=[{"role": "user",
+                                                                   "content": "hi"}])
+
+    assert caught.value.status_code == 503
+    assert "no answer within 0.5s" in caught.value.message
+
+
+def test_unknown_model_is_a_404_naming_the_models(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError, match="the models are: calc, default, resilient"):
+        client.chat.completions.create(model="gpt-5", messages=[{"role": "user",
+                                                                 "content": "hi"}])
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "text"),
+    [
+        ({"model": "default", "messages": []}, 422, "messages"),
+        ({"model": "default", "messages": [{"role": "user", "content": "hi"}], "n": 2}, 422, "n"),
+        ({"model": "default", "messages": [{"role": "tool", "content": "5"}]}, 400,
+         "needs a tool_call_id"),
+        ({"model": "default", "messages": [{"role": "assistant", "tool_calls": [
+            {"id": "c", "type": "function", "function": {"name": "add", "arguments": "{"}}]}]},
+         400, "arguments must be a JSON object"),
+        ({"model": "default", "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "http://x"}}]}]}, 422, "content"),
+    ],
+)
+def test_bad_requests_say_what_is_wrong(
+    homeo: Any, body: dict[str, Any], status: int, text: str
+) -> None:
+    response = homeo.client.post("/v1/chat/completions", json=body)
+
+    assert response.status_code == status
+    assert text in response.json()["error"]["message"]
