@@ -1,4 +1,4 @@
-"""The `homeo` command line: serve, worker, run, agents, doctor."""
+"""The `homeo` command line: serve, worker, run, agents, doctor, mcp, sandbox."""
 
 from __future__ import annotations
 
@@ -180,6 +180,27 @@ def doctor(database_url: DatabaseUrl = None, data_dir: DataDir = None) -> None:
                   f"{escape(check.detail)}")
         if check.fix:
             out.print(f"{'':<25} fix: {check.fix}", markup=False)
+
+
+@app.command("mcp")
+def mcp_server(
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    agents_dir: AgentsDir = None,
+) -> None:
+    """Serve the agents as MCP tools over stdio, for an MCP client to launch.
+
+    Each agent is a tool taking `input`; a call runs the agent through the
+    durable queue in this process and returns its output."""
+    from homeo.mcp.serve import build_server
+
+    settings = _settings(data_dir=data_dir, database_url=database_url, agents_dir=agents_dir)
+    logs.configure("warning", settings.log_json)  # stdout carries the protocol; logs go to stderr
+    runtime = _open(settings)
+    try:
+        build_server(runtime).run("stdio")
+    finally:
+        asyncio.run(runtime.aclose())
 
 
 sandbox_app = typer.Typer(help="Run commands in the sandbox that tools use.",

@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from homeo.tools.permissions import ToolPolicy
 
 EXAMPLE_AGENTS_DIR = Path(__file__).parent / "examples" / "agents"
 
@@ -54,6 +64,34 @@ class ModelDeployment(BaseModel):
         return self.name or self.model
 
 
+class ModelPrice(BaseModel):
+    """What a model or deployment costs (an entry of `HOMEO_PRICES`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_per_million: float = Field(0.0, ge=0, description="USD per 1M input tokens.")
+    output_per_million: float = Field(0.0, ge=0, description="USD per 1M output tokens.")
+
+
+class McpServer(BaseModel):
+    """An MCP server whose tools agents may list as `mcp:NAME/TOOL` (`HOMEO_MCP_SERVERS`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: list[str] = Field(default_factory=list, description="stdio: the command line.")
+    url: str = Field("", description="Streamable HTTP: the endpoint, e.g. http://host/mcp.")
+    env: dict[str, str] = Field(default_factory=dict, description="stdio: extra environment.")
+    timeout_seconds: float = Field(60.0, gt=0, le=3600, description="One tool call's limit.")
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServer:
+        if bool(self.command) == bool(self.url):
+            raise ValueError("give either `command` (stdio) or `url` (streamable HTTP)")
+        if self.url and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url {self.url!r} must start with http:// or https://")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HOMEO_", extra="forbid", validate_default=True)
 
@@ -87,11 +125,31 @@ class Settings(BaseSettings):
     router_timeout_seconds: float = Field(120.0, gt=0, le=3600, description="Whole call.")
     router_attempt_timeout_seconds: float = Field(60.0, gt=0, le=3600, description="One try.")
     router_connect_timeout_seconds: float = Field(5.0, gt=0, le=600)
+    router_cache_seconds: float = Field(
+        0.0, ge=0, le=7 * 86400, description="Exact-match response cache TTL; 0 turns it off."
+    )
+    router_cache_entries: int = Field(1000, ge=1, le=1_000_000)
     breaker_failure_rate: float = Field(0.5, gt=0, le=1)
     breaker_window_seconds: float = Field(60.0, gt=0, le=86400)
     breaker_min_calls: int = Field(5, ge=1, le=10_000)
     breaker_cooldown_seconds: float = Field(30.0, ge=0, le=86400)
     breaker_half_open_probes: int = Field(1, ge=1, le=100)
+    prices: dict[str, ModelPrice] = Field(
+        default_factory=dict,
+        description="Price table (JSON): deployment name or model -> USD per 1M tokens.",
+    )
+    tenant_tokens_per_day: int | None = Field(
+        None, ge=1, description="Hard token limit per tenant over 24 hours; runs fail."
+    )
+    soft_tenant_tokens_per_day: int | None = Field(
+        None, ge=1, description="Soft token limit per tenant over 24 hours; a warning."
+    )
+    agent_tokens_per_day: int | None = Field(
+        None, ge=1, description="Hard token limit per agent of a tenant over 24 hours."
+    )
+    soft_agent_tokens_per_day: int | None = Field(
+        None, ge=1, description="Soft token limit per agent of a tenant over 24 hours."
+    )
     default_tenant: str = Field("default", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
@@ -103,8 +161,37 @@ class Settings(BaseSettings):
     sandbox_allow_without: str = Field(
         "", description="Sandbox layers the operator turns off: seccomp, cgroups."
     )
+    http_allowlist: str = Field(
+        "", description="Hosts http_get may reach, comma-separated; empty turns it off."
+    )
+    http_max_bytes: str = Field("1M", description="Largest response body http_get reads.")
+    http_timeout: str = Field("10s", description="http_get's limit for one request.")
+    mcp_servers: dict[str, McpServer] = Field(
+        default_factory=dict, description="MCP servers (JSON): name -> {command | url}."
+    )
+    tool_policy: ToolPolicy = Field(
+        default_factory=ToolPolicy,
+        description='Tools per tenant (JSON): {"TENANT or *": {"allow": [...], "deny": [...]}}.',
+    )
 
-    @field_validator("sandbox_memory", "sandbox_output_bytes")
+    @field_validator("mcp_servers")
+    @classmethod
+    def _server_names(cls, value: dict[str, McpServer]) -> dict[str, McpServer]:
+        for name in value:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name):
+                raise ValueError(f"MCP server name {name!r}: use a-z, 0-9, '_' and '-'")
+        return value
+
+    @field_validator("http_allowlist")
+    @classmethod
+    def _hosts(cls, value: str) -> str:
+        for host in value.split(","):
+            host = host.strip()
+            if host and not all(c.isalnum() or c in ".-:[]" for c in host):
+                raise ValueError(f"{host!r} is not a host name or IP address")
+        return value
+
+    @field_validator("sandbox_memory", "sandbox_output_bytes", "http_max_bytes")
     @classmethod
     def _sandbox_size(cls, value: str) -> str:
         from homeo.sandbox.limits import parse_size
@@ -112,7 +199,7 @@ class Settings(BaseSettings):
         parse_size(value)
         return value
 
-    @field_validator("sandbox_timeout")
+    @field_validator("sandbox_timeout", "http_timeout")
     @classmethod
     def _sandbox_duration(cls, value: str) -> str:
         from homeo.sandbox.limits import parse_duration

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from homeo.backends import Backends, open_backends
 from homeo.config import Settings
 from homeo.engine.agents import load_agents
+from homeo.engine.budgets import Limits, TenantBudgets
 from homeo.engine.catalog import AgentCatalog
 from homeo.engine.worker import Emit, Worker
 from homeo.llm.resolve import ModelCatalog
@@ -43,6 +44,17 @@ class Runtime:
         self.agents.publish(self.settings.default_tenant, specs)
         return sorted(specs)
 
+    def budgets(self) -> TenantBudgets | None:
+        """Tenant and agent token limits from the settings; None when none is set."""
+        settings = self.settings
+        limits = Limits(
+            tenant_tokens_per_day=settings.tenant_tokens_per_day,
+            soft_tenant_tokens_per_day=settings.soft_tenant_tokens_per_day,
+            agent_tokens_per_day=settings.agent_tokens_per_day,
+            soft_agent_tokens_per_day=settings.soft_agent_tokens_per_day,
+        )
+        return TenantBudgets(self.backends.store, limits) if limits.any else None
+
     def worker(self, concurrency: int | None = None, emit: Emit | None = None) -> Worker:
         return Worker(
             self.backends,
@@ -52,6 +64,7 @@ class Runtime:
             poll_seconds=self.settings.poll_seconds,
             metrics=self.metrics,
             emit=emit,
+            budgets=self.budgets(),
         )
 
     async def aclose(self) -> None:

@@ -249,3 +249,70 @@ def test_bad_requests_say_what_is_wrong(
 
     assert response.status_code == status
     assert text in response.json()["error"]["message"]
+
+
+CITY = {"type": "object", "properties": {"city": {"type": "string"}},
+        "required": ["city"], "additionalProperties": False}
+
+
+def test_response_format_json_schema_is_checked_and_repaired_once(
+    client: openai.OpenAI, upstream: FaultServer, homeo: Any
+) -> None:
+    upstream.script = [Reply(body=completion("Paris")),
+                       Reply(body=completion('{"city": "Paris"}'))]
+
+    reply = client.chat.completions.create(
+        model="default",
+        messages=[{"role": "user", "content": "Capital of France?"}],
+        response_format={"type": "json_schema",
+                         "json_schema": {"name": "city", "schema": CITY, "strict": True}},
+    )
+
+    assert json.loads(reply.choices[0].message.content) == {"city": "Paris"}
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (24, 10)
+    metrics = homeo.client.get("/metrics").text
+    assert 'homeo_llm_tokens_total{direction="input",model="default",tenant="default"} 24.0' \
+        in metrics
+    first, second = upstream.received
+    assert first["response_format"]["json_schema"]["schema"] == CITY
+    assert "the answer is not valid JSON" in second["messages"][-1]["content"]
+
+
+def test_an_answer_that_stays_invalid_is_a_502_that_says_why(
+    client: openai.OpenAI, upstream: FaultServer
+) -> None:
+    upstream.default = Reply(body=completion('{"town": "Paris"}'))
+
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(
+            model="default", messages=[{"role": "user", "content": "Capital of France?"}],
+            response_format={"type": "json_schema",
+                             "json_schema": {"name": "city", "schema": CITY}},
+        )
+
+    assert caught.value.status_code == 502
+    assert "even after a repair attempt" in caught.value.message
+    assert "'city' is a required property" in caught.value.message
+    assert len(upstream.received) == 2
+
+
+def test_a_bad_schema_is_the_callers_400(client: openai.OpenAI, upstream: FaultServer) -> None:
+    with pytest.raises(openai.BadRequestError, match="response_format: the JSON schema is"):
+        client.chat.completions.create(
+            model="default", messages=[{"role": "user", "content": "hi"}],
+            response_format={"type": "json_schema",
+                             "json_schema": {"name": "x", "schema": {"type": 5}}},
+        )
+    assert upstream.received == []
+
+
+def test_json_object_asks_for_any_object(client: openai.OpenAI, upstream: FaultServer) -> None:
+    upstream.default = Reply(body=completion('{"anything": [1, 2]}'))
+
+    reply = client.chat.completions.create(
+        model="default", messages=[{"role": "user", "content": "JSON please"}],
+        response_format={"type": "json_object"},
+    )
+
+    assert json.loads(reply.choices[0].message.content) == {"anything": [1, 2]}
+    assert upstream.received[0]["response_format"]["json_schema"]["schema"] == {"type": "object"}

@@ -410,3 +410,18 @@ def test_a_bad_list_parameter_is_422_naming_it(
     message = assert_error(response, 422, "invalid_request")
     assert message.startswith(f"invalid request: {field}: ")
     assert [d["field"] for d in response.json()["error"]["details"]] == [field]
+
+
+def test_a_runs_cost_comes_from_the_price_table_and_reaches_the_metrics(serve) -> None:
+    # The scripted model counts one output token per word or argument: the tool
+    # call is 1 token, "6*7 = 42" is 3, so 4 tokens at $250,000 per million is $1.
+    price = {"input_per_million": 1.0, "output_per_million": 250_000.0}
+    api = serve(prices={"scripted:scriptkit:calc_model": price}).client
+    run = wait_for(api, run_id_of(api, "calc", "6*7"))
+    assert run["status"] == "succeeded"
+    assert run["usage"] == {"input_tokens": 0, "output_tokens": 4, "cost_usd": 1.0}
+    assert [step["cost_usd"] for step in run["steps"]] == [0.25, 0.0, 0.75]
+    metrics = api.get("/metrics").text
+    labels = 'model="scripted",tenant="default"'  # the model's name
+    assert f"homeo_llm_cost_usd_total{{{labels}}} 1.0" in metrics
+    assert re.search(r'homeo_llm_tokens_total\{direction="output",' + labels + r"\} 4\.0", metrics)

@@ -224,3 +224,13 @@ def _cosine(a: list[float], b: list[float]) -> float:
     return sum(x * y for x, y in zip(a, b, strict=True)) / math.sqrt(
         sum(x * x for x in a) * sum(y * y for y in b)
     )
+
+
+def test_schema_with_an_answer_schema_constrains_the_final_answer() -> None:
+    answer = {"type": "object", "properties": {"sum": {"type": "number"}}, "required": ["sum"]}
+    schema = tool_call_schema([ADD], answer)
+
+    assert schema["anyOf"][-1]["properties"] == {"final_answer": answer}
+    assert parse_reply('{"final_answer": {"sum": 5}}') == Message(
+        role="assistant", content='{"sum": 5}'
+    )

@@ -151,3 +151,45 @@ def test_data_survives_reopening(make_backends) -> None:
     second = make_backends()
     assert second.store.get_run("acme", run.id) == run
     second.store.ping()
+
+
+def test_usage_sums_succeeded_steps_by_tenant_agent_and_time(backends: Backends) -> None:
+    store = backends.store
+
+    def step(tenant: str, agent: str, finished: float, tokens: tuple[int, int], ok=True) -> None:
+        run, _ = store.create_run(new_run(tenant, agent=agent), now=finished)
+        store.begin_step(tenant, run.id, 0, "model", "model", None, now=finished)
+        if ok:
+            store.complete_step(tenant, run.id, 0, None, {"seq": 1}, input_tokens=tokens[0],
+                                output_tokens=tokens[1], now=finished)
+        else:
+            store.fail_step(tenant, run.id, 0, "boom", now=finished)
+
+    assert store.usage("acme").total_tokens == 0
+    step("acme", "echo", 100.0, (10, 5))
+    echo_run = store.list_runs("acme")[0]
+    assert store.get_run("acme", echo_run.id).cost_usd == 0.0
+    step("acme", "calc", 200.0, (20, 7))
+    step("acme", "calc", 300.0, (1000, 1000), ok=False)  # a failed step counts nothing
+    step("globex", "echo", 200.0, (500, 500))
+    everything = store.usage("acme")
+    assert (everything.input_tokens, everything.output_tokens) == (30, 12)
+    assert store.usage("acme", since=150.0).total_tokens == 27
+    assert store.usage("acme", agent="echo").total_tokens == 15
+    assert store.usage("acme", since=150.0, agent="echo").total_tokens == 0
+    assert store.usage("globex").total_tokens == 1000
+    assert store.usage("initech").total_tokens == 0
+
+
+def test_step_cost_is_recorded_and_summed_on_the_run(backends: Backends) -> None:
+    store = backends.store
+    run, _ = store.create_run(new_run(), now=10.0)
+    for seq, cost in enumerate((0.25, 0.5)):
+        store.begin_step("acme", run.id, seq, "model", "model", None, now=10.0)
+        step = store.complete_step("acme", run.id, seq, None, {"seq": seq + 1}, input_tokens=3,
+                                   output_tokens=1, cost_usd=cost, now=10.0)
+        assert step.cost_usd == cost
+    assert store.get_run("acme", run.id).cost_usd == 0.75
+    assert [s.cost_usd for s in store.list_steps("acme", run.id)] == [0.25, 0.5]
+    totals = store.usage("acme")
+    assert (totals.total_tokens, totals.cost_usd) == (8, 0.75)

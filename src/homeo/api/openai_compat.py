@@ -5,6 +5,9 @@ router (retries, breakers, fallbacks). Only aliases are served: a provider
 spec such as `scripted:module:function` would let a caller import code.
 There are no API keys yet: any key, or none, is accepted.
 
+`response_format` (`json_schema` or `json_object`) makes the answer JSON that
+is checked against the schema, with one repair attempt (homeo.llm.structured).
+
 `stream=true` is answered in OpenAI's chunk format once the deployment has
 answered: the providers do not stream tokens yet, so the reply arrives as one
 content chunk (or one chunk per tool call) followed by the finish chunk.
@@ -26,6 +29,7 @@ from homeo.llm.base import Message, ModelError, ModelResponse, ToolCall, ToolSpe
 from homeo.llm.providers.openai_http import ModelHTTPError
 from homeo.llm.resolve import ModelCatalog
 from homeo.llm.router import AllDeploymentsFailed
+from homeo.llm.structured import InvalidSchema, request_structured
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -79,6 +83,24 @@ class _Tool(BaseModel):
     function: _FunctionSpec
 
 
+class _JsonSchema(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    name: str = Field("answer", max_length=64)
+    # `schema` would shadow a BaseModel attribute, hence the alias.
+    json_schema: dict[str, Any] = Field(default_factory=dict, alias="schema")
+
+
+class _ResponseFormat(BaseModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: _JsonSchema | None = None
+
+    def schema_wanted(self) -> dict[str, Any] | None:
+        if self.type == "json_schema":
+            return self.json_schema.json_schema if self.json_schema else {}
+        return {"type": "object"} if self.type == "json_object" else None
+
+
 class _StreamOptions(BaseModel):
     include_usage: bool = False
 
@@ -98,6 +120,7 @@ class ChatRequest(BaseModel):
     n: Literal[1] = 1
     stream: bool = False
     stream_options: _StreamOptions | None = None
+    response_format: _ResponseFormat | None = None
 
 
 class ChatError(Exception):
@@ -141,13 +164,21 @@ async def chat_completions(
                  parameters=t.function.parameters)
         for t in body.tools or []
     ]
+    schema = body.response_format.schema_wanted() if body.response_format else None
+    model = catalog.get(body.model)
+    max_tokens = body.max_completion_tokens or body.max_tokens
     try:
-        response = await catalog.get(body.model).request(
-            messages,
-            offered,
-            max_tokens=body.max_completion_tokens or body.max_tokens,
-            temperature=body.temperature,
-        )
+        if schema is None:
+            response = await model.request(
+                messages, offered, max_tokens=max_tokens, temperature=body.temperature
+            )
+        else:
+            response = await request_structured(
+                model, messages, schema, offered, max_tokens=max_tokens,
+                temperature=body.temperature,
+            )
+    except InvalidSchema as failure:
+        return _error(request, 400, "bad_request", f"response_format: {failure}")
     except AllDeploymentsFailed as failure:
         status, kind = (504, "timeout") if failure.timed_out else (503, "unavailable")
         return _error(request, status, kind, str(failure))
@@ -157,6 +188,9 @@ async def chat_completions(
         return _error(request, 502, "bad_gateway", str(failure))
     except ModelError as failure:
         return _error(request, 502, "bad_gateway", str(failure))
+    parts = request.app.state.parts
+    parts.metrics.count_usage(parts.settings.default_tenant, body.model,
+                              **response.usage.model_dump())
     completion_id = f"chatcmpl-{secrets.token_hex(12)}"
     created = int(time.time())
     if body.stream:

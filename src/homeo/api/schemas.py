@@ -44,6 +44,7 @@ class StepView(BaseModel):
     duration_ms: float | None
     input_tokens: int
     output_tokens: int
+    cost_usd: float
 
     @classmethod
     def of(cls, step: Step) -> StepView:
@@ -53,7 +54,7 @@ class StepView(BaseModel):
         return cls(
             **step.model_dump(
                 include={"seq", "kind", "name", "status", "input", "output", "error", "attempts",
-                         "input_tokens", "output_tokens"}
+                         "input_tokens", "output_tokens", "cost_usd"}
             ),
             started_at=_iso(step.started_at),
             finished_at=_iso(step.finished_at),
@@ -74,7 +75,7 @@ class RunView(BaseModel):
     updated_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
-    usage: dict[str, int]
+    usage: dict[str, int | float]
 
     @classmethod
     def of(cls, run: Run) -> RunView:
@@ -87,7 +88,8 @@ class RunView(BaseModel):
             updated_at=_iso(run.updated_at),
             started_at=_iso(run.started_at),
             finished_at=_iso(run.finished_at),
-            usage={"input_tokens": run.input_tokens, "output_tokens": run.output_tokens},
+            usage={"input_tokens": run.input_tokens, "output_tokens": run.output_tokens,
+                   "cost_usd": run.cost_usd},
         )
 
 

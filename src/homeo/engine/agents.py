@@ -7,6 +7,7 @@
     tools: [homeo.examples.tools:calculate]
     max_steps: 6                      # model turns before the run fails
     timeouts: {step: 120, run: 900}   # seconds
+    budget: {run_tokens: 20000, soft_run_tokens: 10000}   # tokens, input + output
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from homeo.engine.budgets import RunBudget
 from homeo.engine.graph import Graph
 from homeo.engine.react import tool_calling_graph
 from homeo.llm.base import Model
+from homeo.tools.permissions import ToolGate
 from homeo.tools.registry import Tool, ToolError, load_tool
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -48,6 +51,7 @@ class AgentSpec(BaseModel):
     max_tokens: int | None = Field(512, ge=1, le=32768)
     temperature: float | None = Field(None, ge=0, le=2)
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    budget: RunBudget = Field(default_factory=RunBudget)
 
 
 def load_agent_file(path: Path) -> AgentSpec:
@@ -87,7 +91,15 @@ class Agent:
     graph: Graph
 
 
-def build_agent(spec: AgentSpec, model: Model) -> Agent:
+def build_agent(spec: AgentSpec, model: Model, gate: ToolGate | None = None) -> Agent:
+    """`gate` checks each tool call; by default it applies HOMEO_TOOL_POLICY."""
+    if gate is None:
+        from homeo.config import SettingsError, load_settings
+
+        try:
+            gate = ToolGate(load_settings().tool_policy)
+        except SettingsError as error:
+            raise AgentError(f"agent {spec.name!r}: {error}") from None
     try:
         tools = [load_tool(reference) for reference in spec.tools]
     except ToolError as error:
@@ -102,5 +114,7 @@ def build_agent(spec: AgentSpec, model: Model) -> Agent:
         max_tool_errors=spec.max_tool_errors,
         max_tokens=spec.max_tokens,
         temperature=spec.temperature,
+        budget=spec.budget,
+        gate=gate,
     )
     return Agent(spec=spec, model=model, tools=tools, graph=graph)

@@ -16,11 +16,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 from homeo.llm.base import Message, ToolCall, Usage
+
+if TYPE_CHECKING:
+    from homeo.engine.budgets import TenantBudgets
 
 END = "__end__"
 
@@ -33,6 +36,10 @@ class RunState(BaseModel):
     model_turns: int = 0
     tool_errors: int = 0
     output: str | None = None
+    # Tokens of the run's completed steps (the runner adds each step's usage)
+    # and the soft budgets already warned about, so each warns once per run.
+    usage: Usage = Field(default_factory=Usage)
+    warned_budgets: list[str] = Field(default_factory=list)
     # Free-form room for patterns that need more (a plan, critiques, a route).
     data: dict[str, Any] = Field(default_factory=dict)
 
@@ -42,6 +49,7 @@ class Outcome(BaseModel):
     state: RunState
     next: str
     usage: Usage = Field(default_factory=Usage)
+    model: str = ""  # the model that used `usage`, for the metrics
 
 
 @dataclass
@@ -52,6 +60,8 @@ class StepContext:
     run_id: str
     request_id: str | None = None
     emit: Callable[[dict[str, Any]], None] = field(default=lambda event: None)
+    agent: str = ""
+    budgets: TenantBudgets | None = None  # tenant and agent token limits, if any
 
 
 class Node(ABC):

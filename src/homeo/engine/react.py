@@ -14,9 +14,11 @@ import inspect
 import json
 from typing import Any
 
+from homeo.engine.budgets import RunBudget, check_run_budget
 from homeo.engine.errors import RetryableError, RunFailed
 from homeo.engine.graph import END, Graph, Node, Outcome, RunState, StepContext
 from homeo.llm.base import Message, Model, ModelError
+from homeo.tools.permissions import ToolGate
 from homeo.tools.registry import Tool, ToolError
 
 MAX_TOOL_RESULT_CHARS = 20_000
@@ -33,6 +35,7 @@ class ModelNode(Node):
         max_steps: int,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        budget: RunBudget | None = None,
         name: str = "model",
     ) -> None:
         super().__init__(name)
@@ -41,6 +44,7 @@ class ModelNode(Node):
         self.max_steps = max_steps
         self.max_tokens = max_tokens
         self.temperature = temperature
+        self.budget = budget or RunBudget()
 
     def describe(self, state: RunState) -> Any:
         last = state.messages[-1] if state.messages else None
@@ -56,6 +60,10 @@ class ModelNode(Node):
                 f"the agent used all {self.max_steps} model turns (max_steps) without a final"
                 " answer; raise max_steps in its definition or simplify the task"
             )
+        warned = set(state.warned_budgets)
+        reached = check_run_budget(self.budget, state.usage.total_tokens, warned)
+        if context.budgets is not None:
+            reached += await context.budgets.check(context.tenant_id, context.agent, warned)
         # On its last allowed turn the model gets no tools, so it must answer
         # instead of spending the run's final step on another tool call.
         last_turn = state.model_turns == self.max_steps - 1 and self.max_steps > 1
@@ -78,6 +86,8 @@ class ModelNode(Node):
             "messages": [*state.messages, message],
             "model_turns": state.model_turns + 1,
         }
+        if reached:
+            changes["warned_budgets"] = [*state.warned_budgets, *reached]
         if message.tool_calls:
             changes["pending_tool_calls"] = list(message.tool_calls)
             target = "tools"
@@ -90,22 +100,26 @@ class ModelNode(Node):
             state=new,
             next=target,
             usage=response.usage,
+            model=self.model.name,
         )
 
 
 class ToolNode(Node):
     """Runs the first pending tool call. Errors the model can fix (unknown tool,
-    bad arguments, a tool's exception or timeout) go back to it as the tool's
-    result, up to `max_tool_errors`; then the run fails."""
+    a tool the tenant may not use or has called too often, bad arguments, a
+    tool's exception or timeout) go back to it as the tool's result, up to
+    `max_tool_errors`; then the run fails."""
 
     kind = "tool"
 
     def __init__(
-        self, tools: dict[str, Tool], *, max_tool_errors: int = 3, name: str = "tools"
+        self, tools: dict[str, Tool], *, max_tool_errors: int = 3, name: str = "tools",
+        gate: ToolGate | None = None,
     ) -> None:
         super().__init__(name)
         self.tools = tools
         self.max_tool_errors = max_tool_errors
+        self.gate = gate or ToolGate()
 
     def step_name(self, state: RunState) -> str:
         return state.pending_tool_calls[0].name
@@ -121,7 +135,7 @@ class ToolNode(Node):
         call, remaining = state.pending_tool_calls[0], state.pending_tool_calls[1:]
         tool_errors = state.tool_errors
         try:
-            result: Any = await self._call(call.name, call.arguments)
+            result: Any = await self._call(call.name, call.arguments, context)
             output: dict[str, Any] = {"result": result}
             content = result if isinstance(result, str) else json.dumps(result, default=str)
         except ToolError as error:
@@ -146,11 +160,12 @@ class ToolNode(Node):
         )
         return Outcome(output=output, state=new, next="tools" if remaining else "model")
 
-    async def _call(self, name: str, arguments: dict[str, Any]) -> Any:
+    async def _call(self, name: str, arguments: dict[str, Any], context: StepContext) -> Any:
         tool = self.tools.get(name)
         if tool is None:
             allowed = ", ".join(sorted(self.tools)) or "none"
             raise ToolError(f"tool {name!r} is not available to this agent (allowed: {allowed})")
+        self.gate.admit(context.tenant_id, context.agent, tool)
         valid = tool.validate(arguments)
         try:
             if inspect.iscoroutinefunction(tool.function):
@@ -174,14 +189,17 @@ def tool_calling_graph(
     max_tool_errors: int = 3,
     max_tokens: int | None = None,
     temperature: float | None = None,
+    budget: RunBudget | None = None,
+    gate: ToolGate | None = None,
 ) -> Graph:
     by_name = {tool.name: tool for tool in tools}
     return Graph(
         nodes={
             "model": ModelNode(
-                model, by_name, max_steps=max_steps, max_tokens=max_tokens, temperature=temperature
+                model, by_name, max_steps=max_steps, max_tokens=max_tokens,
+                temperature=temperature, budget=budget,
             ),
-            "tools": ToolNode(by_name, max_tool_errors=max_tool_errors),
+            "tools": ToolNode(by_name, max_tool_errors=max_tool_errors, gate=gate),
         },
         start="model",
     )

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from homeo.engine.budgets import TenantBudgets
 from homeo.engine.errors import RetryableError, RunCancelled, RunFailed, RunInterrupted
 from homeo.engine.graph import END, Graph, RunState, StepContext
 from homeo.llm.base import Message
@@ -53,6 +54,7 @@ async def execute(
     emit: Emit | None = None,
     stopping: Callable[[], bool] = lambda: False,
     clock: Callable[[], float] = time.time,
+    budgets: TenantBudgets | None = None,
 ) -> str:
     """Run (or resume) `run` to its end; return the final output.
 
@@ -66,7 +68,7 @@ async def execute(
     current: str = checkpoint["next"] or graph.start
     started = run.started_at or clock()
     context = StepContext(tenant_id=run.tenant_id, run_id=run.id, request_id=run.request_id,
-                          emit=notify)
+                          emit=notify, agent=run.agent, budgets=budgets)
 
     while current != END:
         if stopping():
@@ -111,6 +113,9 @@ async def execute(
             notify({"type": "step_failed", "seq": seq, "name": name, "error": str(error)})
             raise
         state, current, seq = outcome.state, outcome.next, seq + 1
+        if outcome.usage.total_tokens:
+            # The run's usage rides in its state, so budgets survive a resume.
+            state = state.model_copy(update={"usage": state.usage + outcome.usage})
         await asyncio.to_thread(
             store.complete_step,
             run.tenant_id,
@@ -120,7 +125,10 @@ async def execute(
             {"seq": seq, "next": current, "state": state.model_dump()},
             input_tokens=outcome.usage.input_tokens,
             output_tokens=outcome.usage.output_tokens,
+            cost_usd=outcome.usage.cost_usd,
         )
         notify({"type": "step_succeeded", "seq": seq - 1, "kind": node.kind, "name": name,
-                "output": outcome.output, "seconds": clock() - began})
+                "output": outcome.output, "seconds": clock() - began,
+                "tenant_id": run.tenant_id, "model": outcome.model,
+                "usage": outcome.usage.model_dump()})
     return state.output or ""

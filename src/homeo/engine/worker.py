@@ -24,6 +24,7 @@ from typing import Any
 
 from homeo.backends import Backends
 from homeo.engine.agents import AgentError
+from homeo.engine.budgets import TenantBudgets
 from homeo.engine.catalog import AgentCatalog
 from homeo.engine.errors import RetryableError, RunCancelled, RunFailed, RunInterrupted
 from homeo.engine.runner import execute
@@ -58,6 +59,7 @@ class Worker:
         metrics: Metrics | None = None,
         worker_id: str | None = None,
         emit: Emit | None = None,
+        budgets: TenantBudgets | None = None,
     ) -> None:
         self.store = backends.store
         self.queue = backends.queue
@@ -68,6 +70,7 @@ class Worker:
         self.metrics = metrics
         self.worker_id = worker_id or new_worker_id()
         self.emit = emit
+        self.budgets = budgets
         self.last_poll = 0.0
         self.processed = 0
         self._stopping = False
@@ -199,12 +202,16 @@ class Worker:
             run_timeout=spec.timeouts.run,
             emit=self._observe,
             stopping=lambda: self._stopping,
+            budgets=self.budgets,
         )
 
     def _observe(self, event: dict[str, Any]) -> None:
         self.log.debug(event["type"], **{k: v for k, v in event.items() if k != "type"})
         if self.metrics is not None and event["type"] == "step_succeeded":
             self.metrics.step_seconds.labels(event["kind"]).observe(event["seconds"])
+            usage = event["usage"]
+            if usage["input_tokens"] or usage["output_tokens"] or usage["cost_usd"]:
+                self.metrics.count_usage(event["tenant_id"], event["model"], **usage)
         if self.emit is not None:
             self.emit(event)
 

@@ -42,11 +42,14 @@ class ToolSpec(BaseModel):
 class Usage(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
+    # From the price table (HOMEO_PRICES); 0 when the model has no price.
+    cost_usd: float = 0.0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             input_tokens=self.input_tokens + other.input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
+            cost_usd=self.cost_usd + other.cost_usd,
         )
 
     @property
@@ -83,8 +86,13 @@ class Model(ABC):
         *,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        json_schema: dict[str, Any] | None = None,
     ) -> ModelResponse:
-        """Send `messages` (and the tools the model may call); return its reply."""
+        """Send `messages` (and the tools the model may call); return its reply.
+
+        `json_schema`, when given, asks for a final answer that is JSON matching
+        it (as far as the provider can enforce that; `homeo.llm.structured`
+        checks the answer)."""
 
     async def aclose(self) -> None:
         """Release what the model holds (connections, loaded weights). Optional."""

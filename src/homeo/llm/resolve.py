@@ -22,6 +22,8 @@ from collections.abc import Callable
 from homeo.config import ModelDeployment, Settings
 from homeo.llm.base import Model, ModelError
 from homeo.llm.breaker import BreakerPolicy, CircuitBreaker
+from homeo.llm.cache import CachedModel, ResponseCache
+from homeo.llm.pricing import PricedModel
 from homeo.llm.providers.scripted import ScriptedModel
 from homeo.llm.router import Deployment, RetryPolicy, Router
 
@@ -44,6 +46,11 @@ class ModelCatalog:
         self._models: dict[str, Model] = {}
         self._deployments: dict[str, Deployment] = {}
         self._lock = threading.RLock()
+        self._cache = (
+            ResponseCache(settings.router_cache_seconds, settings.router_cache_entries, clock=clock)
+            if settings.router_cache_seconds > 0
+            else None
+        )
         # Breakers exist from the start, so /v1/providers and the metrics can
         # show every deployment without loading a model to do it.
         policy = BreakerPolicy(
@@ -69,7 +76,10 @@ class ModelCatalog:
     def get(self, spec: str) -> Model:
         with self._lock:
             if spec not in self._models:
-                self._models[spec] = self._create(spec)
+                model = self._priced(spec, self._create(spec))
+                if self._cache is not None and spec in self.settings.models:
+                    model = CachedModel(model, self._cache)
+                self._models[spec] = model
             return self._models[spec]
 
     def aliases(self) -> list[str]:
@@ -83,6 +93,11 @@ class ModelCatalog:
     def breaker_states(self) -> list[tuple[str, str]]:
         """(deployment, breaker state) for each deployment: what the metrics export."""
         return [(entry.key, breaker.state) for entry, breaker, _ in self._configured.values()]
+
+    def _priced(self, key: str, model: Model) -> Model:
+        """`model` with its cost filled in, when HOMEO_PRICES has a price for `key`."""
+        price = self.settings.prices.get(key)
+        return model if price is None else PricedModel(model, price)
 
     def _create(self, spec: str) -> Model:
         if spec in self.settings.models:
@@ -152,9 +167,13 @@ class ModelCatalog:
                 timeout=timeout,
                 connect_timeout=settings.router_connect_timeout_seconds,
             )
+            model = self._priced(entry.model, model)
             self._models[f"deployment:{entry.key}"] = model  # so aclose closes it
         else:
             model = self.get(entry.model)
+        if entry.key != entry.model:
+            # A deployment's own price wins over its model's.
+            model = self._priced(entry.key, model)
         breaker = self._configured[entry.key][1]
         return Deployment(entry.key, model, breaker, entry.weight, timeout)
 

@@ -22,6 +22,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from homeo.llm.base import Message, Model, ModelError, ModelResponse, ToolSpec
 from homeo.llm.breaker import CircuitBreaker
@@ -94,8 +95,11 @@ class Router(Model):
         *,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        json_schema: dict[str, Any] | None = None,
     ) -> ModelResponse:
         deadline = self.clock() + self.policy.total_timeout
+        # Only when asked, so a Model written before json_schema existed still works.
+        extra = {} if json_schema is None else {"json_schema": json_schema}
         problems: list[str] = []
         for deployment in self.order():
             retry = 0
@@ -113,7 +117,8 @@ class Router(Model):
                 try:
                     response = await asyncio.wait_for(
                         deployment.model.request(
-                            messages, tools, max_tokens=max_tokens, temperature=temperature
+                            messages, tools, max_tokens=max_tokens, temperature=temperature,
+                            **extra,
                         ),
                         limit,
                     )

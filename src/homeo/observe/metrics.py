@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -75,6 +75,25 @@ class Metrics:
             buckets=STEP_BUCKETS,
             registry=self.registry,
         )
+        self.llm_tokens = Counter(
+            "homeo_llm_tokens",
+            "Model tokens used by runs, by tenant, model and direction (input, output).",
+            ["tenant", "model", "direction"],
+            registry=self.registry,
+        )
+        self.llm_cost = Counter(
+            "homeo_llm_cost_usd",
+            "Cost of the model calls of runs in USD (from HOMEO_PRICES), by tenant and model.",
+            ["tenant", "model"],
+            registry=self.registry,
+        )
+
+    def count_usage(
+        self, tenant: str, model: str, *, input_tokens: int, output_tokens: int, cost_usd: float
+    ) -> None:
+        self.llm_tokens.labels(tenant, model, "input").inc(input_tokens)
+        self.llm_tokens.labels(tenant, model, "output").inc(output_tokens)
+        self.llm_cost.labels(tenant, model).inc(cost_usd)
 
     def watch(self, store: Store, queue: Queue) -> None:
         self.registry.register(_DatabaseCollector(store, queue))

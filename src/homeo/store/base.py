@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from homeo.store.models import AgentRecord, NewRun, Run, Step
+from homeo.store.models import AgentRecord, NewRun, Run, Step, UsageTotals
 
 
 class StoreError(Exception):
@@ -98,10 +98,11 @@ class Store(ABC):
         *,
         input_tokens: int = 0,
         output_tokens: int = 0,
+        cost_usd: float = 0.0,
         now: float | None = None,
     ) -> Step:
         """In one transaction: mark the step succeeded with `output`, store the
-        engine state `checkpoint` on the run, and add the token usage to it."""
+        engine state `checkpoint` on the run, and add the token usage and cost to it."""
 
     @abstractmethod
     def fail_step(
@@ -110,6 +111,13 @@ class Store(ABC):
 
     @abstractmethod
     def list_steps(self, tenant_id: str, run_id: str, *, after_seq: int = -1) -> list[Step]: ...
+
+    @abstractmethod
+    def usage(
+        self, tenant_id: str, *, since: float = 0.0, agent: str | None = None
+    ) -> UsageTotals:
+        """Tokens (and cost) of the tenant's steps that succeeded at or after `since`, for
+        all its runs or only those of `agent`: what tenant and agent budgets count."""
 
     # --- agents -----------------------------------------------------------
     @abstractmethod

@@ -38,6 +38,7 @@ class Run(BaseModel):
     checkpoint: dict[str, Any] | None = None
     input_tokens: int = 0
     output_tokens: int = 0
+    cost_usd: float = 0.0
 
     @property
     def is_final(self) -> bool:
@@ -61,6 +62,19 @@ class Step(BaseModel):
     finished_at: float | None = None
     input_tokens: int = 0
     output_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class UsageTotals(BaseModel):
+    """Tokens used by a tenant's completed steps, and their cost (see `Store.usage`)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
 
 
 class AgentRecord(BaseModel):

@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 from homeo.db.postgres import PostgresDatabase
 from homeo.ids import new_id
 from homeo.store.base import Store, StoreError
-from homeo.store.models import FINAL_STATUSES, AgentRecord, NewRun, Run, Step
+from homeo.store.models import FINAL_STATUSES, AgentRecord, NewRun, Run, Step, UsageTotals
 
 # Ids sort by creation time byte for byte; the "C" collation keeps that order
 # whatever the database's locale is.
@@ -67,6 +67,13 @@ MIGRATIONS = [
         updated_at DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (tenant_id, name)
     );
+    """,
+    # Tenant and agent token budgets sum a tenant's recent steps.
+    "CREATE INDEX steps_tenant_finished ON steps (tenant_id, finished_at)",
+    # Cost accounting from the price table (HOMEO_PRICES).
+    """
+    ALTER TABLE steps ADD COLUMN cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0;
     """,
 ]
 
@@ -250,24 +257,28 @@ class PostgresStore(Store):
         *,
         input_tokens: int = 0,
         output_tokens: int = 0,
+        cost_usd: float = 0.0,
         now: float | None = None,
     ) -> Step:
         now = _clock(now)
         with self.db.transaction() as db:
             row = db.execute(
                 "UPDATE steps SET status = 'succeeded', output = %s, finished_at = %s,"
-                " input_tokens = %s, output_tokens = %s"
+                " input_tokens = %s, output_tokens = %s, cost_usd = %s"
                 " WHERE tenant_id = %s AND run_id = %s AND seq = %s AND status = 'running'"
                 " RETURNING *",
-                (_json(output), now, input_tokens, output_tokens, tenant_id, run_id, seq),
+                (_json(output), now, input_tokens, output_tokens, cost_usd, tenant_id, run_id,
+                 seq),
             ).fetchone()
             if row is None:
                 raise StoreError(f"step {seq} of run {run_id} is not running")
             db.execute(
                 "UPDATE runs SET checkpoint = %s, updated_at = %s,"
-                " input_tokens = input_tokens + %s, output_tokens = output_tokens + %s"
+                " input_tokens = input_tokens + %s, output_tokens = output_tokens + %s,"
+                " cost_usd = cost_usd + %s"
                 " WHERE tenant_id = %s AND id = %s",
-                (_json(checkpoint), now, input_tokens, output_tokens, tenant_id, run_id),
+                (_json(checkpoint), now, input_tokens, output_tokens, cost_usd, tenant_id,
+                 run_id),
             )
         return Step.model_validate(row)
 
@@ -294,6 +305,32 @@ class PostgresStore(Store):
                 (tenant_id, run_id, after_seq),
             ).fetchall()
         return [Step.model_validate(row) for row in rows]
+
+    def usage(
+        self, tenant_id: str, *, since: float = 0.0, agent: str | None = None
+    ) -> UsageTotals:
+        sql = (
+            "SELECT COALESCE(SUM(steps.input_tokens), 0) AS input_tokens,"
+            " COALESCE(SUM(steps.output_tokens), 0) AS output_tokens,"
+            " COALESCE(SUM(steps.cost_usd), 0) AS cost_usd FROM steps"
+        )
+        params: list[Any] = []
+        if agent is not None:
+            sql += " JOIN runs ON runs.id = steps.run_id AND runs.agent = %s"
+            params.append(agent)
+        sql += (
+            " WHERE steps.tenant_id = %s AND steps.status = 'succeeded'"
+            " AND steps.finished_at >= %s"
+        )
+        with self.db.connection() as db:
+            row = db.execute(sql, (*params, tenant_id, since)).fetchone()  # type: ignore[arg-type]
+        assert row is not None  # an aggregate always returns one row
+        # SUM of BIGINT is NUMERIC in PostgreSQL: back to int.
+        return UsageTotals(
+            input_tokens=int(row["input_tokens"]),
+            output_tokens=int(row["output_tokens"]),
+            cost_usd=float(row["cost_usd"]),
+        )
 
     # --- agents -----------------------------------------------------------
     def put_agent(

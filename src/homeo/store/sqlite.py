@@ -10,7 +10,7 @@ from typing import Any
 from homeo.db.sqlite import SQLiteDatabase
 from homeo.ids import new_id
 from homeo.store.base import Store, StoreError
-from homeo.store.models import AgentRecord, NewRun, Run, Step
+from homeo.store.models import AgentRecord, NewRun, Run, Step, UsageTotals
 
 MIGRATIONS = [
     """
@@ -60,6 +60,13 @@ MIGRATIONS = [
         updated_at REAL NOT NULL,
         PRIMARY KEY (tenant_id, name)
     )
+    """,
+    # Tenant and agent token budgets sum a tenant's recent steps.
+    "CREATE INDEX steps_tenant_finished ON steps (tenant_id, finished_at)",
+    # Cost accounting from the price table (HOMEO_PRICES).
+    """
+    ALTER TABLE steps ADD COLUMN cost_usd REAL NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN cost_usd REAL NOT NULL DEFAULT 0;
     """,
 ]
 
@@ -242,24 +249,28 @@ class SQLiteStore(Store):
         *,
         input_tokens: int = 0,
         output_tokens: int = 0,
+        cost_usd: float = 0.0,
         now: float | None = None,
     ) -> Step:
         now = time.time() if now is None else now
         with self.db.write() as db:
             row = db.execute(
                 "UPDATE steps SET status = 'succeeded', output = ?, finished_at = ?,"
-                " input_tokens = ?, output_tokens = ?"
+                " input_tokens = ?, output_tokens = ?, cost_usd = ?"
                 " WHERE tenant_id = ? AND run_id = ? AND seq = ? AND status = 'running'"
                 " RETURNING *",
-                (_dumps(output), now, input_tokens, output_tokens, tenant_id, run_id, seq),
+                (_dumps(output), now, input_tokens, output_tokens, cost_usd, tenant_id, run_id,
+                 seq),
             ).fetchone()
             if row is None:
                 raise StoreError(f"step {seq} of run {run_id} is not running")
             db.execute(
                 "UPDATE runs SET checkpoint = ?, updated_at = ?,"
-                " input_tokens = input_tokens + ?, output_tokens = output_tokens + ?"
+                " input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
+                " cost_usd = cost_usd + ?"
                 " WHERE tenant_id = ? AND id = ?",
-                (_dumps(checkpoint), now, input_tokens, output_tokens, tenant_id, run_id),
+                (_dumps(checkpoint), now, input_tokens, output_tokens, cost_usd, tenant_id,
+                 run_id),
             )
         return _step(row)
 
@@ -285,6 +296,26 @@ class SQLiteStore(Store):
                 (tenant_id, run_id, after_seq),
             ).fetchall()
         return [_step(row) for row in rows]
+
+    def usage(
+        self, tenant_id: str, *, since: float = 0.0, agent: str | None = None
+    ) -> UsageTotals:
+        sql = (
+            "SELECT COALESCE(SUM(steps.input_tokens), 0) AS input_tokens,"
+            " COALESCE(SUM(steps.output_tokens), 0) AS output_tokens,"
+            " COALESCE(SUM(steps.cost_usd), 0) AS cost_usd FROM steps"
+        )
+        params: list[Any] = []
+        if agent is not None:
+            sql += " JOIN runs ON runs.id = steps.run_id AND runs.agent = ?"
+            params.append(agent)
+        sql += (
+            " WHERE steps.tenant_id = ? AND steps.status = 'succeeded'"
+            " AND steps.finished_at >= ?"
+        )
+        with self.db.read() as db:
+            row = db.execute(sql, (*params, tenant_id, since)).fetchone()
+        return UsageTotals.model_validate(dict(row))
 
     # --- agents -----------------------------------------------------------
     def put_agent(

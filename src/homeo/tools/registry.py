@@ -20,13 +20,14 @@ import importlib
 import inspect
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import docstring_parser
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from homeo.llm.base import ToolSpec
+from homeo.tools.ratelimit import RateLimit, parse_rate_limit
 
 
 class ToolError(Exception):
@@ -38,10 +39,16 @@ class Tool:
     name: str
     description: str
     function: Callable[..., Any]
-    arguments: type[BaseModel]
+    # The pydantic model of a Python tool's arguments; None for a tool known
+    # only by its JSON schema (from an MCP server), checked with jsonschema.
+    arguments: type[BaseModel] | None
     idempotent: bool = False
     timeout_seconds: float = 60.0
     parameters: dict[str, Any] = field(default_factory=dict)
+    rate_limit: RateLimit | None = None
+    # Where the tool came from (`package.module:function`); tool policies
+    # match either this or the name.
+    source: str = ""
 
     @property
     def spec(self) -> ToolSpec:
@@ -49,6 +56,8 @@ class Tool:
 
     def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """Check the model's arguments against the schema; ToolError says what is wrong."""
+        if self.arguments is None:
+            return self._validate_schema(arguments)
         try:
             parsed = self.arguments.model_validate(arguments)
         except ValidationError as error:
@@ -59,6 +68,18 @@ class Tool:
             raise ToolError(f"invalid arguments for tool {self.name!r}: {problems}") from None
         return {name: getattr(parsed, name) for name in type(parsed).model_fields}
 
+    def _validate_schema(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        import jsonschema
+
+        validator = jsonschema.Draft202012Validator(self.parameters)
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error.absolute_path) or 'arguments'}: {error.message}"
+            for error in sorted(validator.iter_errors(arguments), key=lambda e: list(e.path))
+        )
+        if problems:
+            raise ToolError(f"invalid arguments for tool {self.name!r}: {problems}")
+        return arguments
+
 
 def tool(
     function: Callable[..., Any] | None = None,
@@ -66,18 +87,22 @@ def tool(
     name: str | None = None,
     idempotent: bool = False,
     timeout_seconds: float = 60.0,
+    rate_limit: str | None = None,
 ) -> Any:
     """Mark a function as a tool and set its flags. Usable bare or with arguments.
 
     `idempotent=True` promises that running the tool twice with the same
     arguments is harmless; only such tools are retried when a crash leaves
-    their outcome unknown."""
+    their outcome unknown. `rate_limit="10/minute"` caps calls per tenant
+    (`N/second`, `N/minute` or `N/hour`)."""
+    limit = parse_rate_limit(rate_limit) if rate_limit is not None else None
 
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
         fn.__homeo_tool__ = {  # type: ignore[attr-defined]
             "name": name or fn.__name__,
             "idempotent": idempotent,
             "timeout_seconds": timeout_seconds,
+            "rate_limit": limit,
         }
         return fn
 
@@ -125,11 +150,18 @@ def from_function(function: Callable[..., Any]) -> Tool:
         idempotent=flags.get("idempotent", False),
         timeout_seconds=flags.get("timeout_seconds", 60.0),
         parameters=schema,
+        rate_limit=flags.get("rate_limit"),
+        source=f"{function.__module__}:{function.__qualname__}",
     )
 
 
 def load_tool(reference: str) -> Tool:
-    """Load `package.module:function` as a Tool, with errors that say what to fix."""
+    """Load `package.module:function`, or `mcp:SERVER/TOOL` (a tool of an MCP
+    server in HOMEO_MCP_SERVERS), as a Tool, with errors that say what to fix."""
+    if reference.startswith("mcp:"):
+        from homeo.mcp.tools import load_mcp_tool
+
+        return load_mcp_tool(reference)
     module_name, _, attribute = reference.partition(":")
     if not module_name or not attribute:
         raise ToolError(f"tool reference {reference!r} must look like 'package.module:function'")
@@ -140,4 +172,4 @@ def load_tool(reference: str) -> Tool:
     function = getattr(module, attribute, None)
     if not callable(function):
         raise ToolError(f"tool {reference!r}: {module_name} has no function {attribute!r}")
-    return from_function(function)
+    return replace(from_function(function), source=reference)

@@ -149,6 +149,7 @@ class LocalModel(Model):
         *,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        json_schema: dict[str, Any] | None = None,
     ) -> ModelResponse:
         tools = tools or []
         limit = max_tokens or self.max_tokens
@@ -158,7 +159,16 @@ class LocalModel(Model):
         if tools:
             body["response_format"] = {
                 "type": "json_schema",
-                "json_schema": {"name": "tool_call_or_answer", "schema": tool_call_schema(tools)},
+                "json_schema": {
+                    "name": "tool_call_or_answer",
+                    "schema": tool_call_schema(tools, json_schema),
+                },
+            }
+        elif json_schema is not None:
+            # The grammar llama.cpp builds from the schema lets only matching JSON out.
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": json_schema},
             }
         reply = await asyncio.to_thread(self._call, "handle_chat_completions", body, False)
         choice = reply["choices"][0]
@@ -195,8 +205,11 @@ class LocalModel(Model):
         return server.call(method, body)
 
 
-def tool_call_schema(tools: list[ToolSpec]) -> dict[str, Any]:
-    """The JSON schema a reply must match: a call to one of `tools`, or a final answer."""
+def tool_call_schema(
+    tools: list[ToolSpec], answer_schema: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The JSON schema a reply must match: a call to one of `tools`, or a final
+    answer (a string, or JSON matching `answer_schema`)."""
     choices: list[dict[str, Any]] = []
     definitions: dict[str, Any] = {}
     for tool in tools:
@@ -218,7 +231,7 @@ def tool_call_schema(tools: list[ToolSpec]) -> dict[str, Any]:
     choices.append(
         {
             "type": "object",
-            "properties": {"final_answer": {"type": "string"}},
+            "properties": {"final_answer": answer_schema or {"type": "string"}},
             "required": ["final_answer"],
             "additionalProperties": False,
         }
@@ -305,4 +318,6 @@ def parse_reply(content: str) -> Message:
         return Message(role="assistant", tool_calls=[call])
     if isinstance(data, dict) and isinstance(data.get("final_answer"), str):
         return Message(role="assistant", content=data["final_answer"])
+    if isinstance(data, dict) and "final_answer" in data:  # a structured answer
+        return Message(role="assistant", content=json.dumps(data["final_answer"]))
     raise ModelError(f"local model reply is neither a tool call nor a final answer: {content!r}")

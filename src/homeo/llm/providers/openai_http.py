@@ -62,6 +62,7 @@ class OpenAIModel(Model):
         *,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        json_schema: dict[str, Any] | None = None,
     ) -> ModelResponse:
         body: dict[str, Any] = {"model": self.model, "messages": [to_wire(m) for m in messages]}
         if tools:
@@ -70,6 +71,11 @@ class OpenAIModel(Model):
             body["max_tokens"] = max_tokens
         if temperature is not None:
             body["temperature"] = temperature
+        if json_schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": json_schema},
+            }
         try:
             response = await self._client.post("chat/completions", json=body)
         except httpx.TimeoutException as exc:

@@ -56,6 +56,7 @@ class ScriptedModel(Model):
             self._function = None
             self._replies = list(replies)
         self.requests: list[list[Message]] = []
+        self.schemas: list[dict[str, Any] | None] = []  # json_schema of each request
 
     async def request(
         self,
@@ -64,8 +65,10 @@ class ScriptedModel(Model):
         *,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        json_schema: dict[str, Any] | None = None,
     ) -> ModelResponse:
         self.requests.append(list(messages))
+        self.schemas.append(json_schema)
         if self._function is not None:
             return _as_response(self._function(messages, tools or []))
         if not self._replies:

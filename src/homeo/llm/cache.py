@@ -1,0 +1,97 @@
+"""An optional exact-match response cache for model aliases.
+
+A request with the same alias, messages, tools and options as one answered
+less than `ttl_seconds` ago gets that answer again without calling a
+provider. A hit used no tokens, so its usage (and cost) is zero: budgets and
+costs count what the providers were asked for. Only successful answers are
+kept, at most `max_entries`, the least recently used going first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from homeo.llm.base import Message, Model, ModelResponse, ToolSpec, Usage
+
+
+class ResponseCache:
+    def __init__(
+        self, ttl_seconds: float, max_entries: int, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl_seconds = ttl_seconds
+        self.max_entries = max_entries
+        self.clock = clock
+        self.hits = 0
+        self.misses = 0
+        self._entries: OrderedDict[str, tuple[float, ModelResponse]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(model: str, messages: list[Message], tools: list[ToolSpec] | None,
+            options: dict[str, Any]) -> str:
+        request = {
+            "model": model,
+            "messages": [m.model_dump() for m in messages],
+            "tools": [t.model_dump() for t in tools or []],
+            "options": options,
+        }
+        canonical = json.dumps(request, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def get(self, key: str) -> ModelResponse | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or self.clock() - entry[0] >= self.ttl_seconds:
+                self._entries.pop(key, None)
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return entry[1]
+
+    def put(self, key: str, response: ModelResponse) -> None:
+        with self._lock:
+            self._entries[key] = (self.clock(), response)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+
+class CachedModel(Model):
+    """`model`, answering repeated requests from `cache`."""
+
+    def __init__(self, model: Model, cache: ResponseCache) -> None:
+        self.model = model
+        self.cache = cache
+        self.name = model.name
+
+    async def request(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        json_schema: dict[str, Any] | None = None,
+    ) -> ModelResponse:
+        options = {"max_tokens": max_tokens, "temperature": temperature,
+                   "json_schema": json_schema}
+        key = self.cache.key(self.name, messages, tools, options)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached.model_copy(update={"usage": Usage()})
+        extra = {} if json_schema is None else {"json_schema": json_schema}
+        response = await self.model.request(
+            messages, tools, max_tokens=max_tokens, temperature=temperature, **extra
+        )
+        self.cache.put(key, response)
+        return response
+
+    async def aclose(self) -> None:
+        await self.model.aclose()

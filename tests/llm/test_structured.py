@@ -1,0 +1,127 @@
+"""Structured output: the answer is checked against the schema, repaired once,
+then refused; with the scripted model, the fault server and the local model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from homeo.llm.base import Message, ModelResponse, Usage
+from homeo.llm.breaker import BreakerPolicy, CircuitBreaker
+from homeo.llm.providers.openai_http import OpenAIModel
+from homeo.llm.providers.scripted import ScriptedModel, tool_call
+from homeo.llm.router import Deployment, RetryPolicy, Router
+from homeo.llm.structured import InvalidSchema, StructuredOutputError, request_structured
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "support"))
+from faultserver import Reply, completion, fault_server  # noqa: E402
+
+CITY = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+    "required": ["city", "population"],
+    "additionalProperties": False,
+}
+ASK = [Message(role="user", content="Largest city of France, as JSON?")]
+
+
+def costing(text: str) -> ModelResponse:
+    return ModelResponse(message=Message(role="assistant", content=text),
+                         usage=Usage(input_tokens=10, output_tokens=4))
+
+
+def ask(model: Any, schema: dict[str, Any] = CITY, **options: Any) -> ModelResponse:
+    return asyncio.run(request_structured(model, ASK, schema, **options))
+
+
+def test_a_matching_answer_is_returned_as_is() -> None:
+    model = ScriptedModel([costing('{"city": "Paris", "population": 2100000}')])
+    response = ask(model)
+    assert json.loads(response.message.content) == {"city": "Paris", "population": 2100000}
+    assert model.schemas == [CITY]
+
+
+def test_one_repair_attempt_carries_the_validation_error() -> None:
+    model = ScriptedModel([costing('{"city": "Paris", "population": "two million"}'),
+                           costing('{"city": "Paris", "population": 2000000}')])
+    response = ask(model)
+    assert json.loads(response.message.content)["population"] == 2000000
+    assert response.usage == Usage(input_tokens=20, output_tokens=8)  # both attempts
+    repair = model.requests[1]
+    assert repair[:2] == [ASK[0], Message(role="assistant",
+                                          content='{"city": "Paris", "population": "two million"}')]
+    assert repair[2].role == "user"
+    assert "at population: 'two million' is not of type 'integer'" in repair[2].content
+
+
+def test_a_second_failure_is_a_clear_error() -> None:
+    model = ScriptedModel(["Paris, about two million people.", '{"city": "Paris"}'])
+    with pytest.raises(StructuredOutputError) as caught:
+        ask(model)
+    assert str(caught.value) == (
+        "model 'scripted' did not answer with JSON matching the schema, even after a repair"
+        " attempt: at the top level: 'population' is a required property; answer was"
+        " '{\"city\": \"Paris\"}'"
+    )
+    assert caught.value.retryable is False
+    assert "the answer is not valid JSON" in model.requests[1][-1].content
+
+
+def test_tool_calls_are_not_checked_against_the_answer_schema() -> None:
+    model = ScriptedModel([tool_call("lookup", city="Paris")])
+    assert ask(model).message.tool_calls[0].name == "lookup"
+
+
+def test_an_invalid_schema_is_refused_before_any_call() -> None:
+    model = ScriptedModel(["{}"])
+    with pytest.raises(InvalidSchema, match="the JSON schema is invalid"):
+        ask(model, {"type": "no-such-type"})
+    assert model.requests == []
+
+
+def test_the_router_sends_the_schema_as_response_format_and_repairs_over_http() -> None:
+    with fault_server() as upstream:
+        upstream.script = [Reply(body=completion('{"city": "Paris", "population": null}')),
+                           Reply(body=completion('{"city": "Paris", "population": 2100000}'))]
+
+        async def through_the_router() -> ModelResponse:
+            http = OpenAIModel("served", base_url=upstream.base_url, timeout=5)
+            breaker = CircuitBreaker(BreakerPolicy())
+            router = Router("default", [Deployment("upstream", http, breaker)], RetryPolicy())
+            try:
+                return await request_structured(router, ASK, CITY)
+            finally:
+                await http.aclose()
+
+        response = asyncio.run(through_the_router())
+    assert json.loads(response.message.content)["population"] == 2100000
+    assert response.usage.total_tokens == 34
+    first, second = upstream.received
+    assert first["response_format"] == {
+        "type": "json_schema", "json_schema": {"name": "answer", "schema": CITY}}
+    assert second["response_format"] == first["response_format"]
+    assert "is not of type 'integer'" in second["messages"][-1]["content"]
+
+
+@pytest.mark.slow
+def test_the_local_model_answers_in_the_schema_through_its_grammar() -> None:
+    from homeo.llm.providers.local import LocalModel
+
+    model = LocalModel(n_ctx=2048, threads=2, max_tokens=64)
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 20},
+                       "country": {"enum": ["France", "Germany", "Italy"]}},
+        "required": ["city", "country"],
+        "additionalProperties": False,
+    }
+    response = ask(model, schema, temperature=0)
+    answer = json.loads(response.message.content)
+    assert set(answer) == {"city", "country"} and answer["country"] in schema["properties"][
+        "country"]["enum"]
+    assert response.usage.output_tokens > 0
