@@ -11,6 +11,7 @@ from homeo.llm.base import Message, ModelResponse, ToolSpec, Usage
 from homeo.llm.cache import CachedModel, ResponseCache
 from homeo.llm.providers.scripted import ScriptedModel
 from homeo.llm.resolve import ModelCatalog
+from homeo.tenancy import current_tenant
 
 HI = [Message(role="user", content="hi")]
 _answers = itertools.count(1)
@@ -55,6 +56,22 @@ def test_any_difference_in_the_request_is_a_miss() -> None:
     ask(model, [Message(role="user", content="hi!")])
     assert len(inner.requests) == 5
     assert inner.schemas[3] == {"type": "object"}
+
+
+def test_tenants_never_share_a_cached_answer() -> None:
+    inner = ScriptedModel(numbered)
+    model = CachedModel(inner, ResponseCache(60, 100, clock=Clock()))
+
+    def ask_as(tenant: str) -> ModelResponse:
+        async def main() -> ModelResponse:
+            current_tenant.set(tenant)  # as the worker and the API do
+            return await model.request(HI)
+
+        return asyncio.run(main())
+
+    acme, globex, acme_again = ask_as("acme"), ask_as("globex"), ask_as("acme")
+    assert acme.message != globex.message and acme_again.message == acme.message
+    assert len(inner.requests) == 2
 
 
 def test_entries_expire_and_the_least_recently_used_goes_first() -> None:

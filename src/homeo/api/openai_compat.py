@@ -30,6 +30,7 @@ from homeo.llm.providers.openai_http import ModelHTTPError
 from homeo.llm.resolve import ModelCatalog
 from homeo.llm.router import AllDeploymentsFailed
 from homeo.llm.structured import InvalidSchema, request_structured
+from homeo.tenancy import current_tenant
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -165,6 +166,7 @@ async def chat_completions(
         for t in body.tools or []
     ]
     schema = body.response_format.schema_wanted() if body.response_format else None
+    current_tenant.set(request.app.state.parts.settings.default_tenant)
     model = catalog.get(body.model)
     max_tokens = body.max_completion_tokens or body.max_tokens
     try:

@@ -33,6 +33,7 @@ from homeo.observe import logs
 from homeo.observe.metrics import Metrics
 from homeo.queue.base import Job
 from homeo.store.models import Run
+from homeo.tenancy import current_tenant
 
 RUN_JOB = "run"
 ACTIVE = frozenset({"queued", "running"})
@@ -122,6 +123,7 @@ class Worker:
         """Run the job's run to a stop and settle both. Never raises."""
         run_id = str(job.payload.get("run_id", ""))
         logs.bind(run_id=run_id, tenant_id=job.tenant_id, job_id=job.id)
+        current_tenant.set(job.tenant_id)
         try:
             await self._process(job, run_id)
         except LeaseLost:

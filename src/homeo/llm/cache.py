@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from homeo.llm.base import Message, Model, ModelResponse, ToolSpec, Usage
+from homeo.tenancy import current_tenant
 
 
 class ResponseCache:
@@ -36,6 +37,7 @@ class ResponseCache:
     def key(model: str, messages: list[Message], tools: list[ToolSpec] | None,
             options: dict[str, Any]) -> str:
         request = {
+            "tenant": current_tenant.get(),  # never share an answer between tenants
             "model": model,
             "messages": [m.model_dump() for m in messages],
             "tools": [t.model_dump() for t in tools or []],

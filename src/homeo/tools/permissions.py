@@ -16,6 +16,7 @@ tool's name; `*` and `?` are wildcards.
 from __future__ import annotations
 
 import fnmatch
+
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
