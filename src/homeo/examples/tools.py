@@ -2,45 +2,13 @@
 
 from __future__ import annotations
 
-import ast
-import operator
 from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import Field
 
+from homeo.tools.arithmetic import ARITHMETIC, evaluate
 from homeo.tools.registry import tool
-
-_OPERATORS = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv,
-    ast.Mod: operator.mod,
-    ast.Pow: operator.pow,
-    ast.USub: operator.neg,
-    ast.UAdd: operator.pos,
-}
-MAX_EXPONENT = 1000
-# Constraining the argument's shape lets a grammar-constrained model (the local
-# one) only ever write arithmetic here, never prose.
-ARITHMETIC = r"^[-(0-9][0-9+\-*/%(). ]{0,200}$"
-
-
-def _evaluate(node: ast.AST) -> int | float:
-    if isinstance(node, ast.Expression):
-        return _evaluate(node.body)
-    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
-        return node.value
-    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
-        left, right = _evaluate(node.left), _evaluate(node.right)
-        if isinstance(node.op, ast.Pow) and abs(right) > MAX_EXPONENT:
-            raise ValueError(f"exponent {right} is too large (limit {MAX_EXPONENT})")
-        return _OPERATORS[type(node.op)](left, right)
-    if isinstance(node, ast.UnaryOp) and type(node.op) in _OPERATORS:
-        return _OPERATORS[type(node.op)](_evaluate(node.operand))
-    raise ValueError(f"unsupported expression element: {ast.dump(node)[:60]}")
 
 
 @tool(idempotent=True, timeout_seconds=5)
@@ -50,11 +18,7 @@ def calculate(expression: Annotated[str, Field(pattern=ARITHMETIC)]) -> int | fl
     Args:
         expression: the arithmetic to do, for example "(2 + 3) * 4"
     """
-    try:
-        tree = ast.parse(expression, mode="eval")
-    except SyntaxError as error:
-        raise ValueError(f"not an arithmetic expression: {error.msg}") from None
-    return _evaluate(tree)
+    return evaluate(expression)
 
 
 @tool(idempotent=True, timeout_seconds=5)

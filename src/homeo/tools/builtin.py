@@ -17,7 +17,7 @@ import httpx
 from pydantic import Field
 
 from homeo.config import load_settings
-from homeo.examples.tools import ARITHMETIC, calculate
+from homeo.tools.arithmetic import ARITHMETIC, evaluate
 from homeo.sandbox import SandboxResult, run
 from homeo.sandbox.bwrap import python_executable
 from homeo.sandbox.layers import parse_allow_without
@@ -89,7 +89,7 @@ def calculator(expression: Annotated[str, Field(pattern=ARITHMETIC)]) -> int | f
     Args:
         expression: the arithmetic to do, for example "(2 + 3) * 4"
     """
-    return calculate(expression)  # the AST evaluator: no names, calls or attributes
+    return evaluate(expression)  # the AST evaluator: no names, calls or attributes
 
 
 MAX_REDIRECTS = 5
