@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     router_timeout_seconds: float = Field(120.0, gt=0, le=3600, description="Whole call.")
     router_attempt_timeout_seconds: float = Field(60.0, gt=0, le=3600, description="One try.")
     router_connect_timeout_seconds: float = Field(5.0, gt=0, le=600)
+    router_first_token_timeout_seconds: float = Field(
+        30.0, gt=0, le=3600, description="A stream's first token, per attempt."
+    )
     router_cache_seconds: float = Field(
         0.0, ge=0, le=7 * 86400, description="Exact-match response cache TTL; 0 turns it off."
     )

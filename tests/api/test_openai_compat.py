@@ -162,10 +162,77 @@ def test_streaming_tool_calls(client: openai.OpenAI, upstream: FaultServer) -> N
         model="default", messages=[{"role": "user", "content": "2+3"}], tools=[ADD],
         stream=True))
 
+    # As the upstream sent them: the id and name, then the arguments in pieces.
     calls = [call for c in chunks for call in c.choices[0].delta.tool_calls or []]
-    assert [(c.index, c.id, c.function.name, c.function.arguments) for c in calls] == [
-        (0, "call_7", "add", '{"a": 2, "b": 3}')]
+    assert [(c.index, c.id, c.function.name) for c in calls] == [
+        (0, "call_7", "add"), (0, None, None), (0, None, None)]
+    assert "".join(c.function.arguments for c in calls) == '{"a": 2, "b": 3}'
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_streaming_sends_each_delta_as_it_arrives(
+    client: openai.OpenAI, upstream: FaultServer
+) -> None:
+    upstream.default = Reply(body=completion("one two three four five"), chunk_delay=0.1)
+
+    stream = client.chat.completions.create(
+        model="default", messages=[{"role": "user", "content": "count"}], stream=True)
+    deltas = []
+    sent_at_first_delta = None
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            if sent_at_first_delta is None:
+                sent_at_first_delta = upstream.chunks_sent
+            deltas.append(chunk.choices[0].delta.content)
+
+    assert deltas == ["one ", "two ", "three ", "four ", "five"]
+    # The first word reached the client while the upstream was still generating.
+    assert sent_at_first_delta is not None and sent_at_first_delta < 5
+    assert upstream.received[0]["stream"] is True
+
+
+def test_streaming_fails_over_before_the_first_token(
+    client: openai.OpenAI, upstream: FaultServer
+) -> None:
+    upstream.default = Reply(body=completion("too late"), first_chunk_delay=3.0)
+
+    chunks = list(client.chat.completions.create(
+        model="resilient", messages=[{"role": "user", "content": "are you there?"}],
+        stream=True))
+
+    deltas = [c.choices[0].delta.content for c in chunks if c.choices[0].delta.content]
+    assert deltas == ["echo: ", "are ", "you ", "there?"]
+    assert len(upstream.received) == 2  # a try and a retry, each silent past 0.5s
+
+
+def test_a_stream_that_fails_before_its_first_token_is_an_http_error(
+    client: openai.OpenAI, upstream: FaultServer
+) -> None:
+    upstream.default = error(401, "bad upstream key")
+
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(
+            model="default", messages=[{"role": "user", "content": "hi"}], stream=True)
+
+    assert caught.value.status_code == 502
+    assert "bad upstream key" in caught.value.message
+
+
+def test_a_stream_broken_after_its_first_token_ends_with_an_error_event(
+    client: openai.OpenAI, upstream: FaultServer
+) -> None:
+    upstream.default = Reply(body=completion("one two three four"), cut_after=2)
+
+    deltas = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in client.chat.completions.create(
+                model="resilient", messages=[{"role": "user", "content": "count"}],
+                stream=True):
+            deltas.append(chunk.choices[0].delta.content)
+
+    assert deltas == ["", "one ", "two "]
+    assert "the stream from upstream broke after its first token" in caught.value.message
+    assert len(upstream.received) == 1  # not restarted, not passed to the fallback
 
 
 def test_retries_then_falls_back_then_opens_the_breaker(
@@ -316,3 +383,20 @@ def test_json_object_asks_for_any_object(client: openai.OpenAI, upstream: FaultS
 
     assert json.loads(reply.choices[0].message.content) == {"anything": [1, 2]}
     assert upstream.received[0]["response_format"]["json_schema"]["schema"] == {"type": "object"}
+
+
+def test_a_streamed_json_answer_is_sent_once_it_is_checked(
+    client: openai.OpenAI, upstream: FaultServer
+) -> None:
+    upstream.script = [Reply(body=completion("not json")),
+                       Reply(body=completion('{"city": "Paris"}'))]
+
+    chunks = list(client.chat.completions.create(
+        model="default", messages=[{"role": "user", "content": "Capital of France?"}],
+        response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": CITY}},
+        stream=True, stream_options={"include_usage": True}))
+
+    deltas = [c.choices[0].delta.content for c in chunks if c.choices and
+              c.choices[0].delta.content]
+    assert deltas == ['{"city": "Paris"}']
+    assert chunks[-1].usage.completion_tokens == 10  # the repair attempt counted too

@@ -8,9 +8,13 @@ There are no API keys yet: any key, or none, is accepted.
 `response_format` (`json_schema` or `json_object`) makes the answer JSON that
 is checked against the schema, with one repair attempt (homeo.llm.structured).
 
-`stream=true` is answered in OpenAI's chunk format once the deployment has
-answered: the providers do not stream tokens yet, so the reply arrives as one
-content chunk (or one chunk per tool call) followed by the finish chunk.
+`stream=true` sends OpenAI chunks as the router's stream yields them. The
+endpoint waits for the first event before answering, so a call that fails
+before any token (every deployment down, a refused request) gets the same
+HTTP error as without streaming; a failure after that ends the stream with an
+SSE error event, which the `openai` client raises as `APIError`. With
+`response_format` the answer must be checked whole, so it is streamed only
+once it has been validated.
 """
 
 from __future__ import annotations
@@ -25,7 +29,17 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from homeo.llm.base import Message, ModelError, ModelResponse, ToolCall, ToolSpec
+from homeo.llm.base import (
+    Message,
+    ModelError,
+    ModelResponse,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolSpec,
+    events_of,
+)
 from homeo.llm.providers.openai_http import ModelHTTPError
 from homeo.llm.resolve import ModelCatalog
 from homeo.llm.router import AllDeploymentsFailed
@@ -169,7 +183,17 @@ async def chat_completions(
     current_tenant.set(request.app.state.parts.settings.default_tenant)
     model = catalog.get(body.model)
     max_tokens = body.max_completion_tokens or body.max_tokens
+    completion_id = f"chatcmpl-{secrets.token_hex(12)}"
+    created = int(time.time())
+    include_usage = body.stream_options is not None and body.stream_options.include_usage
     try:
+        if body.stream and schema is None:
+            events = model.stream(messages, offered, max_tokens=max_tokens,
+                                  temperature=body.temperature)
+            first = await _first(events)
+            chunks = _chunks(request, completion_id, created, body.model, first, events,
+                             include_usage)
+            return StreamingResponse(chunks, media_type="text/event-stream")
         if schema is None:
             response = await model.request(
                 messages, offered, max_tokens=max_tokens, temperature=body.temperature
@@ -181,25 +205,41 @@ async def chat_completions(
             )
     except InvalidSchema as failure:
         return _error(request, 400, "bad_request", f"response_format: {failure}")
-    except AllDeploymentsFailed as failure:
-        status, kind = (504, "timeout") if failure.timed_out else (503, "unavailable")
-        return _error(request, status, kind, str(failure))
-    except ModelHTTPError as failure:
-        if failure.status_code in _CALLER_FAULTS:
-            return _error(request, 400, "bad_request", str(failure))
-        return _error(request, 502, "bad_gateway", str(failure))
     except ModelError as failure:
-        return _error(request, 502, "bad_gateway", str(failure))
-    parts = request.app.state.parts
-    parts.metrics.count_usage(parts.settings.default_tenant, body.model,
-                              **response.usage.model_dump())
-    completion_id = f"chatcmpl-{secrets.token_hex(12)}"
-    created = int(time.time())
+        status, kind = _status_of(failure)
+        return _error(request, status, kind, str(failure))
     if body.stream:
-        include_usage = body.stream_options is not None and body.stream_options.include_usage
-        chunks = _chunks(completion_id, created, body.model, response, include_usage)
+        events = events_of(response)
+        chunks = _chunks(request, completion_id, created, body.model, await anext(events),
+                         events, include_usage)
         return StreamingResponse(chunks, media_type="text/event-stream")
+    _count_usage(request, body.model, response)
     return JSONResponse(_completion(completion_id, created, body.model, response))
+
+
+async def _first(events: AsyncIterator[StreamEvent]) -> StreamEvent:
+    try:
+        return await anext(events)
+    except StopAsyncIteration:
+        raise ModelError("the model's stream ended without an answer") from None
+    except BaseException:
+        await events.aclose()
+        raise
+
+
+def _status_of(failure: ModelError) -> tuple[int, str]:
+    """The HTTP status and error type for a model call that failed."""
+    if isinstance(failure, AllDeploymentsFailed):
+        return (504, "timeout") if failure.timed_out else (503, "unavailable")
+    if isinstance(failure, ModelHTTPError) and failure.status_code in _CALLER_FAULTS:
+        return 400, "bad_request"
+    return 502, "bad_gateway"
+
+
+def _count_usage(request: Request, model: str, response: ModelResponse) -> None:
+    parts = request.app.state.parts
+    parts.metrics.count_usage(parts.settings.default_tenant, model,
+                              **response.usage.model_dump())
 
 
 def _message(wire: ChatMessage) -> Message:
@@ -262,8 +302,16 @@ def _completion(
 
 
 async def _chunks(
-    completion_id: str, created: int, model: str, response: ModelResponse, include_usage: bool
+    request: Request,
+    completion_id: str,
+    created: int,
+    model: str,
+    first: StreamEvent,
+    events: AsyncIterator[StreamEvent],
+    include_usage: bool,
 ) -> AsyncIterator[str]:
+    """OpenAI chunks for `first` and the rest of `events`, each sent as it comes."""
+
     def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
         body: dict[str, Any] = {
             "id": completion_id, "object": "chat.completion.chunk", "created": created,
@@ -272,11 +320,35 @@ async def _chunks(
         }
         return f"data: {json.dumps(body)}\n\n"
 
-    yield chunk({"role": "assistant", "content": ""})
-    if response.message.content:
-        yield chunk({"content": response.message.content})
-    for index, call in enumerate(_wire_calls(response)):
-        yield chunk({"tool_calls": [{"index": index, **call}]})
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        event = first
+        while not isinstance(event, StreamEnd):
+            if isinstance(event, TextDelta):
+                yield chunk({"content": event.text})
+            else:
+                call: dict[str, Any] = {"index": event.index}
+                if event.id is not None:
+                    call["id"] = event.id
+                    call["type"] = "function"
+                function: dict[str, Any] = {"arguments": event.arguments}
+                if event.name is not None:
+                    function["name"] = event.name
+                yield chunk({"tool_calls": [{**call, "function": function}]})
+            try:
+                event = await anext(events)
+            except StopAsyncIteration:
+                raise ModelError("the model's stream ended without its final event") from None
+    except ModelError as failure:
+        # The status line has been sent: the error can only travel in the stream.
+        status, kind = _status_of(failure)
+        error = {"error": {"type": kind, "code": status, "message": str(failure)}}
+        yield f"data: {json.dumps(error)}\n\n"
+        return
+    finally:
+        await events.aclose()
+    response = event.response
+    _count_usage(request, model, response)
     yield chunk({}, _finish_reason(response))
     if include_usage:
         usage = {"id": completion_id, "object": "chat.completion.chunk", "created": created,

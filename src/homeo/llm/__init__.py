@@ -5,9 +5,27 @@ from homeo.llm.base import (
     Model,
     ModelError,
     ModelResponse,
+    StreamEnd,
+    StreamEvent,
+    StreamInterrupted,
+    TextDelta,
     ToolCall,
+    ToolCallDelta,
     ToolSpec,
     Usage,
 )
 
-__all__ = ["Message", "Model", "ModelError", "ModelResponse", "ToolCall", "ToolSpec", "Usage"]
+__all__ = [
+    "Message",
+    "Model",
+    "ModelError",
+    "ModelResponse",
+    "StreamEnd",
+    "StreamEvent",
+    "StreamInterrupted",
+    "TextDelta",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolSpec",
+    "Usage",
+]

@@ -2,12 +2,17 @@
 
 Every provider (OpenAI-compatible HTTP, the in-process local model, the
 scripted test model) implements `Model.request`. The engine never knows which
-one it talks to.
+one it talks to. `Model.stream` gives the same answer as it is generated; a
+provider that cannot stream inherits a `stream` that yields the whole answer
+at once.
 """
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -73,6 +78,48 @@ class ModelError(Exception):
         self.retryable = retryable
 
 
+class StreamInterrupted(ModelError):
+    """A stream failed after its first token. Part of the answer was already
+    delivered, so nothing retries it: the caller decides whether to ask again."""
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """The next piece of the answer's text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of the `index`-th tool call: its id and name come first, its
+    arguments (JSON text) in one or more pieces to be joined."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """The last event of a stream: the whole answer, assembled, with its usage."""
+
+    response: ModelResponse
+
+
+StreamEvent = TextDelta | ToolCallDelta | StreamEnd
+
+
+async def events_of(response: ModelResponse) -> AsyncIterator[StreamEvent]:
+    """A finished answer as a stream: its text, its tool calls, then its end."""
+    if response.message.content:
+        yield TextDelta(response.message.content)
+    for index, call in enumerate(response.message.tool_calls):
+        yield ToolCallDelta(index, call.id, call.name, json.dumps(call.arguments))
+    yield StreamEnd(response)
+
+
 class Model(ABC):
     """A chat model. Implementations live in `homeo.llm.providers`."""
 
@@ -93,6 +140,24 @@ class Model(ABC):
         `json_schema`, when given, asks for a final answer that is JSON matching
         it (as far as the provider can enforce that; `homeo.llm.structured`
         checks the answer)."""
+
+    async def stream(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """`request`, as the answer is generated: text and tool-call deltas, then
+        one `StreamEnd` with the assembled answer and its usage. Errors before the
+        first event follow `request`'s rules; this default waits for the whole
+        answer and yields it at once."""
+        response = await self.request(
+            messages, tools, max_tokens=max_tokens, temperature=temperature
+        )
+        async for event in events_of(response):
+            yield event
 
     async def aclose(self) -> None:
         """Release what the model holds (connections, loaded weights). Optional."""

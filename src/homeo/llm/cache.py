@@ -14,10 +14,19 @@ import json
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from homeo.llm.base import Message, Model, ModelResponse, ToolSpec, Usage
+from homeo.llm.base import (
+    Message,
+    Model,
+    ModelResponse,
+    StreamEnd,
+    StreamEvent,
+    ToolSpec,
+    Usage,
+    events_of,
+)
 from homeo.tenancy import current_tenant
 
 
@@ -94,6 +103,32 @@ class CachedModel(Model):
         )
         self.cache.put(key, response)
         return response
+
+    async def stream(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """A hit is replayed at once; a miss streams, and only a complete answer is kept."""
+        options = {"max_tokens": max_tokens, "temperature": temperature, "json_schema": None}
+        key = self.cache.key(self.name, messages, tools, options)
+        cached = self.cache.get(key)
+        if cached is not None:
+            async for event in events_of(cached.model_copy(update={"usage": Usage()})):
+                yield event
+            return
+        events = self.model.stream(messages, tools, max_tokens=max_tokens,
+                                   temperature=temperature)
+        try:
+            async for event in events:
+                if isinstance(event, StreamEnd):
+                    self.cache.put(key, event.response)
+                yield event
+        finally:
+            await events.aclose()
 
     async def aclose(self) -> None:
         await self.model.aclose()

@@ -8,10 +8,19 @@ sums it on the run.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from homeo.config import ModelPrice
-from homeo.llm.base import Message, Model, ModelResponse, ToolSpec, Usage
+from homeo.llm.base import (
+    Message,
+    Model,
+    ModelResponse,
+    StreamEnd,
+    StreamEvent,
+    ToolSpec,
+    Usage,
+)
 
 
 def cost_of(usage: Usage, price: ModelPrice) -> float:
@@ -42,6 +51,26 @@ class PricedModel(Model):
         response = await self.model.request(
             messages, tools, max_tokens=max_tokens, temperature=temperature, **extra
         )
+        return self._priced(response)
+
+    async def stream(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        events = self.model.stream(messages, tools, max_tokens=max_tokens,
+                                   temperature=temperature)
+        try:
+            async for event in events:
+                yield StreamEnd(self._priced(event.response)) if isinstance(
+                    event, StreamEnd) else event
+        finally:
+            await events.aclose()
+
+    def _priced(self, response: ModelResponse) -> ModelResponse:
         usage = response.usage.model_copy(update={"cost_usd": cost_of(response.usage, self.price)})
         return response.model_copy(update={"usage": usage})
 

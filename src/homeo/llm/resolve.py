@@ -140,6 +140,7 @@ class ModelCatalog:
             backoff_base=settings.router_backoff_base_seconds,
             backoff_max=settings.router_backoff_max_seconds,
             total_timeout=settings.router_timeout_seconds,
+            first_token_timeout=settings.router_first_token_timeout_seconds,
         )
         deployments = []
         for entry in configured:

@@ -13,6 +13,13 @@ falls back through the others in the order the alias lists them. On each one:
 
 One attempt is limited by its deployment's timeout, the whole call by
 `total_timeout`. Clock, randomness and sleep are passed in for tests.
+
+`stream` follows the same rules until the first event (token or tool-call
+piece) arrives, which must come within `first_token_timeout`: a stream that
+fails or stays silent before then is retried or passed to the next
+deployment. After it, the answer is the caller's: a stream that breaks raises
+`StreamInterrupted` and is never restarted, since the caller has already
+used part of it.
 """
 
 from __future__ import annotations
@@ -20,11 +27,20 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from homeo.llm.base import Message, Model, ModelError, ModelResponse, ToolSpec
+from homeo.llm.base import (
+    Message,
+    Model,
+    ModelError,
+    ModelResponse,
+    StreamEnd,
+    StreamEvent,
+    StreamInterrupted,
+    ToolSpec,
+)
 from homeo.llm.breaker import CircuitBreaker
 from homeo.observe import logs
 
@@ -48,6 +64,7 @@ class RetryPolicy:
     backoff_base: float = 0.5
     backoff_max: float = 8.0
     total_timeout: float = 120.0
+    first_token_timeout: float = 30.0
 
     def backoff(self, retry: int, rng: random.Random) -> float:
         """Full jitter: uniform(0, min(max, base * 2^retry)) for the retry-th retry (0-based)."""
@@ -155,6 +172,124 @@ class Router(Model):
                 await self.sleep(wait)
                 retry += 1
         raise AllDeploymentsFailed(self._summary(problems, timed_out=False))
+
+    async def stream(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        deadline = self.clock() + self.policy.total_timeout
+        problems: list[str] = []
+        for deployment in self.order():
+            retry = 0
+            while True:
+                remaining = deadline - self.clock()
+                if remaining <= 0:
+                    raise AllDeploymentsFailed(
+                        self._summary(problems, timed_out=True), timed_out=True
+                    )
+                if not deployment.breaker.allow():
+                    wait = deployment.breaker.retry_in()
+                    problems.append(f"{deployment.name}: circuit open (retry in {wait:.0f}s)")
+                    break
+                limit = min(deployment.timeout, remaining, self.policy.first_token_timeout)
+                events = deployment.model.stream(
+                    messages, tools, max_tokens=max_tokens, temperature=temperature
+                )
+                try:
+                    async with asyncio.timeout(limit):
+                        first = await anext(events)
+                except asyncio.CancelledError:
+                    deployment.breaker.release()
+                    await events.aclose()
+                    raise
+                except TimeoutError:
+                    await events.aclose()
+                    self._failed(deployment)
+                    error = ModelError(f"no first token within {limit:.3g}s", retryable=True)
+                except StopAsyncIteration:
+                    self._failed(deployment)
+                    error = ModelError("the stream ended without an answer", retryable=True)
+                except ModelError as failure:
+                    await events.aclose()
+                    if not failure.retryable:
+                        deployment.breaker.record_success()
+                        raise
+                    self._failed(deployment)
+                    error = failure
+                else:
+                    rest = self._rest(deployment, first, events, deadline)
+                    try:
+                        async for event in rest:
+                            yield event
+                    finally:
+                        await rest.aclose()
+                    return
+                problems.append(f"{deployment.name}: {error}")
+                if retry >= self.policy.retries:
+                    break
+                wait = self.policy.backoff(retry, self.rng)
+                retry_after = getattr(error, "retry_after", None)
+                if retry_after is not None:
+                    if retry_after > self.policy.backoff_max:
+                        break
+                    wait = max(wait, retry_after)
+                if self.clock() + wait >= deadline:
+                    break
+                log.info("model stream failed before its first token, retrying",
+                         alias=self.name, deployment=deployment.name, error=str(error),
+                         wait_seconds=round(wait, 3))
+                await self.sleep(wait)
+                retry += 1
+        raise AllDeploymentsFailed(self._summary(problems, timed_out=False))
+
+    async def _rest(
+        self,
+        deployment: Deployment,
+        first: StreamEvent,
+        events: AsyncIterator[StreamEvent],
+        deadline: float,
+    ) -> AsyncIterator[StreamEvent]:
+        """The committed stream: `first`, then the rest until its end or the deadline."""
+        event = first
+        settled = False
+        try:
+            while True:
+                if isinstance(event, StreamEnd):
+                    settled = True
+                    deployment.breaker.record_success()
+                    yield event
+                    return
+                yield event
+                try:
+                    async with asyncio.timeout(max(0.0, deadline - self.clock())):
+                        event = await anext(events)
+                except StopAsyncIteration:
+                    failure = ModelError("the stream ended without its final event",
+                                         retryable=True)
+                except TimeoutError:
+                    failure = ModelError(f"the answer took longer than "
+                                         f"{self.policy.total_timeout:g}s", retryable=True)
+                except ModelError as error:
+                    failure = error
+                else:
+                    continue
+                settled = True
+                if failure.retryable:
+                    self._failed(deployment)
+                else:
+                    deployment.breaker.record_success()
+                raise StreamInterrupted(
+                    f"model {self.name!r}: the stream from {deployment.name} broke after its"
+                    f" first token: {failure}", retryable=failure.retryable,
+                ) from failure
+        finally:
+            if not settled:
+                deployment.breaker.release()  # the caller left: no verdict on the provider
+            await events.aclose()
 
     def _failed(self, deployment: Deployment) -> None:
         was = deployment.breaker.state

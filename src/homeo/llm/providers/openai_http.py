@@ -9,11 +9,24 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 
-from homeo.llm.base import Message, Model, ModelError, ModelResponse, ToolCall, ToolSpec, Usage
+from homeo.llm.base import (
+    Message,
+    Model,
+    ModelError,
+    ModelResponse,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolSpec,
+    Usage,
+)
 
 # Statuses worth trying again: timeouts, conflicts, rate limits, server faults.
 _RETRYABLE_STATUSES = {408, 409, 429}
@@ -64,13 +77,7 @@ class OpenAIModel(Model):
         temperature: float | None = None,
         json_schema: dict[str, Any] | None = None,
     ) -> ModelResponse:
-        body: dict[str, Any] = {"model": self.model, "messages": [to_wire(m) for m in messages]}
-        if tools:
-            body["tools"] = [tool_to_wire(tool) for tool in tools]
-        if max_tokens is not None:
-            body["max_tokens"] = max_tokens
-        if temperature is not None:
-            body["temperature"] = temperature
+        body = self._body(messages, tools, max_tokens, temperature)
         if json_schema is not None:
             body["response_format"] = {
                 "type": "json_schema",
@@ -78,23 +85,75 @@ class OpenAIModel(Model):
             }
         try:
             response = await self._client.post("chat/completions", json=body)
-        except httpx.TimeoutException as exc:
-            raise ModelError(
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from exc
+        if response.status_code >= 400:
+            raise self._status_error(response)
+        return response_from_wire(_json_body(response, self.name))
+
+    async def stream(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """The answer as server-sent events (`stream: true`), yielded as they arrive.
+
+        The httpx read timeout bounds the wait for each piece; a stream that
+        ends before `[DONE]` (or its finish) is a retryable `ModelError`."""
+        body = self._body(messages, tools, max_tokens, temperature)
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        try:
+            async with self._client.stream("POST", "chat/completions", json=body) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise self._status_error(response)
+                async for event in _events_from_sse(response.aiter_lines(), self.name):
+                    yield event
+        except httpx.TransportError as exc:
+            raise self._transport_error(exc) from exc
+
+    def _body(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None,
+        max_tokens: int | None,
+        temperature: float | None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "messages": [to_wire(m) for m in messages]}
+        if tools:
+            body["tools"] = [tool_to_wire(tool) for tool in tools]
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+        if temperature is not None:
+            body["temperature"] = temperature
+        return body
+
+    def _transport_error(self, exc: httpx.TransportError) -> ModelError:
+        if isinstance(exc, httpx.TimeoutException):
+            return ModelError(
                 f"{self.name} did not answer within {self._timeout}s ({type(exc).__name__})",
                 retryable=True,
-            ) from exc
-        except httpx.TransportError as exc:
-            raise ModelError(
+            )
+        if isinstance(exc, httpx.ConnectError):
+            return ModelError(
                 f"could not reach {self._client.base_url}: {type(exc).__name__}: {exc}",
                 retryable=True,
-            ) from exc
-        if response.status_code >= 400:
-            raise ModelHTTPError(
-                f"{self.name} answered HTTP {response.status_code}: {_error_text(response)}",
-                status_code=response.status_code,
-                retry_after=_retry_after(response),
             )
-        return response_from_wire(_json_body(response, self.name))
+        return ModelError(
+            f"lost the connection to {self._client.base_url}: {type(exc).__name__}: {exc}",
+            retryable=True,
+        )
+
+    def _status_error(self, response: httpx.Response) -> ModelHTTPError:
+        return ModelHTTPError(
+            f"{self.name} answered HTTP {response.status_code}: {_error_text(response)}",
+            status_code=response.status_code,
+            retry_after=_retry_after(response),
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -148,6 +207,66 @@ def response_from_wire(data: dict[str, Any]) -> ModelResponse:
         ),
         model=data.get("model") or "",
     )
+
+
+async def _events_from_sse(lines: AsyncIterator[str], name: str) -> AsyncIterator[StreamEvent]:
+    """Chat-completion chunks (`data: {...}` lines up to `data: [DONE]`) as our
+    events; tool-call argument pieces are joined per index for the final answer."""
+    content: list[str] = []
+    calls: dict[int, dict[str, Any]] = {}
+    usage: dict[str, Any] = {}
+    model = ""
+    finished = False
+    async for line in lines:
+        if not line.startswith("data:"):
+            continue  # blank separators, `event:` and `:` keep-alive comments
+        data = line[5:].strip()
+        if data == "[DONE]":
+            finished = True
+            break
+        try:
+            chunk = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise ModelError(
+                f"{name} streamed a chunk that is not JSON: {data[:500]!r}", retryable=True
+            ) from exc
+        if not isinstance(chunk, dict):
+            raise ModelError(f"{name} streamed a chunk that is not an object: {data[:500]!r}")
+        if chunk.get("error"):
+            error = chunk["error"]
+            text = error.get("message", error) if isinstance(error, dict) else error
+            raise ModelError(f"{name} reported an error in its stream: {text}", retryable=True)
+        model = chunk.get("model") or model
+        usage = chunk.get("usage") or usage
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                content.append(delta["content"])
+                yield TextDelta(delta["content"])
+            for piece in delta.get("tool_calls") or []:
+                index = piece.get("index", 0)
+                function = piece.get("function") or {}
+                call = calls.setdefault(index, {"id": None, "name": "", "arguments": []})
+                call["id"] = piece.get("id") or call["id"]
+                call["name"] = function.get("name") or call["name"]
+                call["arguments"].append(function.get("arguments") or "")
+                yield ToolCallDelta(index, piece.get("id"), function.get("name"),
+                                    function.get("arguments") or "")
+            finished = finished or bool(choice.get("finish_reason"))
+    if not finished:
+        raise ModelError(f"{name} ended its stream before the answer was complete",
+                         retryable=True)
+    tool_calls = [
+        _tool_call_from_wire({"id": call["id"], "function": {
+            "name": call["name"], "arguments": "".join(call["arguments"]) or "{}"}})
+        for _, call in sorted(calls.items())
+    ]
+    yield StreamEnd(ModelResponse(
+        message=Message(role="assistant", content="".join(content), tool_calls=tool_calls),
+        usage=Usage(input_tokens=usage.get("prompt_tokens") or 0,
+                    output_tokens=usage.get("completion_tokens") or 0),
+        model=model,
+    ))
 
 
 def _tool_call_from_wire(call: dict[str, Any]) -> ToolCall:

@@ -6,11 +6,26 @@ agent can run the full engine with no network and no weights.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-from collections.abc import Callable, Sequence
+import json
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from homeo.llm.base import Message, Model, ModelError, ModelResponse, ToolCall, ToolSpec, Usage
+from homeo.llm.base import (
+    Message,
+    Model,
+    ModelError,
+    ModelResponse,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolSpec,
+    Usage,
+)
 
 Reply = ModelResponse | Message | str | dict[str, Any]
 ReplyFunction = Callable[[list[Message], list[ToolSpec]], Reply]
@@ -74,3 +89,27 @@ class ScriptedModel(Model):
         if not self._replies:
             raise ModelError("scripted model has no replies left")
         return _as_response(self._replies.pop(0))
+
+    async def stream(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """The reply word by word, each tool call's arguments in two pieces, then its end."""
+        response = await self.request(messages, tools, max_tokens=max_tokens,
+                                      temperature=temperature)
+        for word in re.findall(r"\s*\S+\s*", response.message.content) or [
+                response.message.content]:
+            if word:
+                await asyncio.sleep(0)  # a real stream lets other tasks run between pieces
+                yield TextDelta(word)
+        for index, call in enumerate(response.message.tool_calls):
+            arguments = json.dumps(call.arguments)
+            half = len(arguments) // 2
+            yield ToolCallDelta(index, call.id, call.name, arguments[:half])
+            await asyncio.sleep(0)
+            yield ToolCallDelta(index, arguments=arguments[half:])
+        yield StreamEnd(response)
