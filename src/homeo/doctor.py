@@ -64,7 +64,7 @@ def check_redis(address: tuple[str, int] = REDIS_ADDRESS) -> Check:
             reply = connection.recv(64)
     except OSError as error:
         return Check("redis", "missing", f"{where}: {error}",
-                     "start redis-server (only needed for the Redis Streams queue)")
+                     "start redis-server (homeo does not use Redis yet; this only reports it)")
     if not reply.startswith(b"+PONG"):
         return Check("redis", "missing", f"{where} answered {reply[:30]!r}", "check Redis auth")
     return Check("redis", "ok", f"answers PING at {where}")

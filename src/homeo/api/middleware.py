@@ -55,7 +55,7 @@ class RequestID:
 
 
 class BodyTooLarge(Exception):
-    pass
+    """Raised from `receive` once a body passes the limit; `BodyLimit` answers 413."""
 
 
 class BodyLimit:

@@ -14,6 +14,7 @@ run together when the run stops:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import secrets
@@ -97,10 +98,9 @@ class Worker:
         while not stop.is_set():
             job = await self.claim()
             if job is None:
-                try:
+                # Idle: wait one poll interval, waking at once if asked to stop.
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self.poll_seconds)
-                except TimeoutError:
-                    pass
                 continue
             await self.process(job)
 

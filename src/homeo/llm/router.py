@@ -156,15 +156,8 @@ class Router(Model):
                     deployment.breaker.record_success()
                     return response
                 problems.append(f"{deployment.name}: {error}")
-                if retry >= self.policy.retries:
-                    break
-                wait = self.policy.backoff(retry, self.rng)
-                retry_after = getattr(error, "retry_after", None)
-                if retry_after is not None:
-                    if retry_after > self.policy.backoff_max:
-                        break  # it asked for longer than we wait: try the next one
-                    wait = max(wait, retry_after)
-                if self.clock() + wait >= deadline:
+                wait = self._retry_wait(error, retry, deadline)
+                if wait is None:
                     break
                 log.info("model call failed, retrying", alias=self.name,
                          deployment=deployment.name, error=str(error),
@@ -229,15 +222,8 @@ class Router(Model):
                         await rest.aclose()
                     return
                 problems.append(f"{deployment.name}: {error}")
-                if retry >= self.policy.retries:
-                    break
-                wait = self.policy.backoff(retry, self.rng)
-                retry_after = getattr(error, "retry_after", None)
-                if retry_after is not None:
-                    if retry_after > self.policy.backoff_max:
-                        break
-                    wait = max(wait, retry_after)
-                if self.clock() + wait >= deadline:
+                wait = self._retry_wait(error, retry, deadline)
+                if wait is None:
                     break
                 log.info("model stream failed before its first token, retrying",
                          alias=self.name, deployment=deployment.name, error=str(error),
@@ -290,6 +276,22 @@ class Router(Model):
             if not settled:
                 deployment.breaker.release()  # the caller left: no verdict on the provider
             await events.aclose()
+
+    def _retry_wait(self, error: ModelError, retry: int, deadline: float) -> float | None:
+        """How long to wait before trying the same deployment again, or None to
+        move on to the next one (out of retries, a Retry-After longer than we
+        wait, or past the call's deadline)."""
+        if retry >= self.policy.retries:
+            return None
+        wait = self.policy.backoff(retry, self.rng)
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after is not None:
+            if retry_after > self.policy.backoff_max:
+                return None  # it asked for longer than we wait: try the next one
+            wait = max(wait, retry_after)
+        if self.clock() + wait >= deadline:
+            return None
+        return wait
 
     def _failed(self, deployment: Deployment) -> None:
         was = deployment.breaker.state

@@ -11,6 +11,8 @@ end the whole tree in one write.
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import secrets
 import signal
@@ -148,10 +150,9 @@ class RunCgroup:
     def kill_all(self, wait_seconds: float = 2.0) -> bool:
         """SIGKILL every process in the run; True once none is left."""
         if self.unified is not None:
-            try:
+            # v2 kills the whole tree at once; if that write fails, the loop below does it.
+            with contextlib.suppress(OSError):
                 (self.unified / "cgroup.kill").write_text("1")
-            except OSError:
-                pass
         deadline = time.monotonic() + wait_seconds
         while True:
             left = self.pids()
@@ -160,10 +161,8 @@ class RunCgroup:
             if time.monotonic() > deadline:
                 return False
             for pid in left:  # v1 has no cgroup.kill: kill one by one until none is left
-                try:
+                with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             time.sleep(0.002)
 
     def remove(self) -> None:
