@@ -135,3 +135,35 @@ def test_a_bad_setting_exits_2_with_one_line_naming_it(
     assert done.stdout == ""
     (line,) = done.stderr.strip().splitlines()  # one line, even on a 60-column terminal
     assert line.startswith(expected)
+
+
+def test_keys_create_list_and_revoke(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    created = homeo("keys", "create", "--tenant", "acme", "--name", "ci bot", "--data-dir", data)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert re.fullmatch(r"hk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}", key)  # stdout is the key alone
+    key_id = key.split("_")[1]
+    assert f"key {key_id} for tenant 'acme'" in created.stderr
+
+    listed = homeo("keys", "list", "--data-dir", data)
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(rf"^{key_id}\s+acme\s+active\s+\S+ \S+Z\s+ci bot$", listed.stdout, re.M)
+    assert key.split("_", 2)[2] not in listed.stdout  # never the secret
+
+    revoked = homeo("keys", "revoke", key_id, "--data-dir", data)
+    assert revoked.returncode == 0 and f"key {key_id} of tenant 'acme' is revoked" in (
+        revoked.stderr)
+    assert re.search(rf"^{key_id}\s+acme\s+revoked", homeo("keys", "list", "--data-dir", data
+                                                         ).stdout, re.M)
+    assert homeo("keys", "list", "--tenant", "globex", "--data-dir", data).stdout == ""
+
+
+def test_keys_revoke_of_an_unknown_key_and_a_bad_tenant_say_what_is_wrong(tmp_path: Path
+                                                                          ) -> None:
+    data = str(tmp_path / "data")
+    unknown = homeo("keys", "revoke", "0123456789abcdef", "--data-dir", data)
+    assert unknown.returncode == 1
+    assert "no API key '0123456789abcdef'; `homeo keys list` shows them" in unknown.stderr
+    bad = homeo("keys", "create", "--tenant", "no spaces allowed", "--data-dir", data)
+    assert bad.returncode == 2 and "default_tenant" in bad.stderr.lower()

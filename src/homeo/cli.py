@@ -1,4 +1,4 @@
-"""The `homeo` command line: serve, worker, run, agents, doctor, mcp, sandbox."""
+"""The `homeo` command line: serve, worker, run, agents, keys, doctor, mcp, sandbox."""
 
 from __future__ import annotations
 
@@ -77,6 +77,7 @@ def serve(
                          agents_dir=agents_dir, workers=workers)
     logs.configure(settings.log_level, settings.log_json)
     runtime = _open(settings)
+    _first_key(runtime)
     worker = runtime.worker() if settings.workers > 0 else None
     api = create_app(settings, runtime.backends, runtime.metrics, worker, runtime.models)
     console.print(
@@ -92,6 +93,23 @@ def serve(
                     access_log=False)
     finally:
         asyncio.run(runtime.aclose())
+
+
+def _first_key(runtime) -> None:  # noqa: ANN001 (Runtime, imported late)
+    """The API needs a key: on a store with none, make one for the default
+    tenant and show it once, so a fresh `homeo serve` can be used at once."""
+    from homeo.keys import create_key
+
+    store = runtime.backends.store
+    if store.list_keys():
+        return
+    key, _ = create_key(store, runtime.settings.default_tenant, "made by the first homeo serve")
+    console.print(
+        f"homeo: no API keys yet, so here is one for tenant {runtime.settings.default_tenant!r}"
+        f" (shown only now): {key}\n"
+        "homeo: send it as `Authorization: Bearer <key>`; `homeo keys create` makes more",
+        markup=False,
+    )
 
 
 @app.command()
@@ -201,6 +219,78 @@ def mcp_server(
         build_server(runtime).run("stdio")
     finally:
         asyncio.run(runtime.aclose())
+
+
+keys_app = typer.Typer(help="Make, list and revoke API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+Tenant = Annotated[str | None, typer.Option(help="The tenant [HOMEO_DEFAULT_TENANT].")]
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Tenant = None,
+    name: Annotated[str, typer.Option(help="What the key is for, shown by `keys list`.")] = "",
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Make an API key for a tenant and print it (it is shown only this once).
+
+    The key goes to stdout alone, so `KEY=$(homeo keys create)` works; the
+    agents folder is published for the tenant, so it can run them at once."""
+    from homeo.keys import create_key
+
+    settings = _settings(data_dir=data_dir, database_url=database_url,
+                         default_tenant=tenant)
+    runtime = _open(settings)
+    try:
+        key, record = create_key(runtime.backends.store, settings.default_tenant, name)
+    finally:
+        asyncio.run(runtime.aclose())
+    console.print(f"homeo: key {record.id} for tenant {record.tenant_id!r}; it is shown only"
+                  " now, keep it", markup=False)
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """List API keys (ids, never secrets), oldest first."""
+    import datetime
+
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+    runtime = _open(settings)
+    try:
+        records = runtime.backends.store.list_keys(tenant)
+    finally:
+        asyncio.run(runtime.aclose())
+    out = Console(soft_wrap=True)
+    for record in records:
+        created = datetime.datetime.fromtimestamp(record.created_at, datetime.UTC)
+        status = "active" if record.active else "revoked"
+        out.print(f"{record.id}  {record.tenant_id:<16} {status:<8} "
+                  f"{created:%Y-%m-%d %H:%M}Z  {record.name}", markup=False)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (as `keys list` shows it).")],
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Revoke an API key: requests with it are refused within 5 seconds."""
+    settings = _settings(data_dir=data_dir, database_url=database_url)
+    runtime = _open(settings)
+    try:
+        record = runtime.backends.store.revoke_key(key_id.removeprefix("hk_")[:16])
+    finally:
+        asyncio.run(runtime.aclose())
+    if record is None:
+        _fail(f"no API key {key_id!r}; `homeo keys list` shows them")
+    console.print(f"homeo: key {record.id} of tenant {record.tenant_id!r} is revoked",
+                  markup=False)
 
 
 sandbox_app = typer.Typer(help="Run commands in the sandbox that tools use.",

@@ -39,7 +39,9 @@ class ModelDeployment(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(description="local, local:/path.gguf, openai:MODEL or scripted:module:fn")
+    model: str = Field(
+        description="local, local:/path.gguf, minilm, openai:MODEL or scripted:module:fn"
+    )
     name: str = Field("", description="Shown in /v1/providers and metrics; defaults to `model`.")
     weight: float = Field(1.0, ge=0, description="Share of first tries; 0 means fallback only.")
     base_url: str | None = Field(None, description="openai: only; else HOMEO_OPENAI_BASE_URL.")
@@ -52,10 +54,10 @@ class ModelDeployment(BaseModel):
     @field_validator("model")
     @classmethod
     def _names_a_provider(cls, value: str) -> str:
-        if value != "local" and not value.startswith(_PROVIDER_PREFIXES):
+        if value not in ("local", "minilm") and not value.startswith(_PROVIDER_PREFIXES):
             raise ValueError(
-                f"deployment model {value!r} must be local, local:/path.gguf, openai:MODEL"
-                " or scripted:module:function"
+                f"deployment model {value!r} must be local, local:/path.gguf, minilm,"
+                " openai:MODEL or scripted:module:function"
             )
         return value
 
@@ -116,7 +118,11 @@ class Settings(BaseSettings):
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: str = ""
     models: dict[str, list[ModelDeployment]] = Field(
-        default_factory=dict,
+        # Offline out of the box: chat on the shipped SmolLM2, embeddings on MiniLM.
+        default_factory=lambda: {
+            "default": [ModelDeployment(model="local")],
+            "embedding": [ModelDeployment(model="minilm")],
+        },
         description="Model aliases (JSON): alias -> ordered list of deployments.",
     )
     router_retries: int = Field(2, ge=0, le=10, description="Retries per deployment.")
@@ -240,9 +246,12 @@ class Settings(BaseSettings):
         seen: dict[str, ModelDeployment] = {}
         for alias, deployments in value.items():
             # An alias must not look like a provider spec, or it would shadow one.
-            if alias == "local" or not alias or not all(c.isalnum() or c in "_.-" for c in alias):
+            if alias in ("local", "minilm") or not alias or not all(
+                c.isalnum() or c in "_.-" for c in alias
+            ):
                 raise ValueError(
-                    f"alias {alias!r}: use letters, digits, '_', '.', '-' (and not 'local')"
+                    f"alias {alias!r}: use letters, digits, '_', '.', '-' (and not 'local' or"
+                    " 'minilm')"
                 )
             if not deployments:
                 raise ValueError(f"alias {alias!r} has no deployments")

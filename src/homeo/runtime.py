@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from homeo.backends import Backends, open_backends
 from homeo.config import Settings
 from homeo.engine.agents import load_agents
-from homeo.engine.budgets import Limits, TenantBudgets
+from homeo.engine.budgets import TenantBudgets, tenant_budgets
 from homeo.engine.catalog import AgentCatalog
 from homeo.engine.worker import Emit, Worker
 from homeo.llm.resolve import ModelCatalog
@@ -39,21 +39,18 @@ class Runtime:
         return cls(settings, backends, models, agents, metrics)
 
     def publish_agents(self) -> list[str]:
-        """Load the agent YAML files and store them for the default tenant."""
+        """Load the agent YAML files and store them for every tenant: the default
+        one and each that has an active API key."""
         specs = load_agents(self.settings.agents_dir)
-        self.agents.publish(self.settings.default_tenant, specs)
+        keys = self.backends.store.list_keys()
+        tenants = {self.settings.default_tenant} | {key.tenant_id for key in keys if key.active}
+        for tenant in sorted(tenants):
+            self.agents.publish(tenant, specs)
         return sorted(specs)
 
     def budgets(self) -> TenantBudgets | None:
         """Tenant and agent token limits from the settings; None when none is set."""
-        settings = self.settings
-        limits = Limits(
-            tenant_tokens_per_day=settings.tenant_tokens_per_day,
-            soft_tenant_tokens_per_day=settings.soft_tenant_tokens_per_day,
-            agent_tokens_per_day=settings.agent_tokens_per_day,
-            soft_agent_tokens_per_day=settings.soft_agent_tokens_per_day,
-        )
-        return TenantBudgets(self.backends.store, limits) if limits.any else None
+        return tenant_budgets(self.settings, self.backends.store)
 
     def worker(self, concurrency: int | None = None, emit: Emit | None = None) -> Worker:
         return Worker(

@@ -1,7 +1,8 @@
 """A real homeo app served by uvicorn on 127.0.0.1, with an in-process worker.
 
 `serve(**settings)` starts one on a fresh SQLite data dir whose agents come from
-tests/support/scriptkit.py; `api` is an httpx client on the default one.
+tests/support/scriptkit.py, with an API key for the default tenant that its
+`client` sends; `add_key(served, tenant)` makes keys for other tenants.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import uvicorn
 
 from homeo.api.app import create_app
 from homeo.config import Settings
+from homeo.keys import create_key
 from homeo.runtime import Runtime
 
 SUPPORT = Path(__file__).parent.parent / "support"
@@ -35,21 +37,38 @@ class Served:
     url: str
     runtime: Runtime
     client: httpx.Client
+    key: str
+
+    def client_for(self, key: str | None) -> httpx.Client:
+        """Another client on this server, sending `key` (None: no key at all)."""
+        headers = {} if key is None else {"authorization": f"Bearer {key}"}
+        return httpx.Client(base_url=self.url, timeout=30, headers=headers)
 
 
-@pytest.fixture
-def serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Served]]:
-    monkeypatch.syspath_prepend(str(SUPPORT))
-    import scriptkit
+def add_key(served: Served, tenant: str) -> str:
+    """A key for `tenant`, with the agents published for it as `homeo keys create` does."""
+    key, _ = create_key(served.runtime.backends.store, tenant, "test")
+    served.runtime.publish_agents()
+    return key
 
-    started: list[tuple[uvicorn.Server, threading.Thread, Runtime, httpx.Client]] = []
 
-    def start(with_worker: bool = True, **overrides: Any) -> Served:
-        data = tmp_path / f"data{len(started)}"
-        agents = scriptkit.write_agents(tmp_path / f"agents{len(started)}")
+class Servers:
+    """Starts apps under `folder`; `close()` stops every one it started."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.started: list[tuple[uvicorn.Server, threading.Thread, Runtime, httpx.Client]] = []
+
+    def start(self, with_worker: bool = True, **overrides: Any) -> Served:
+        import scriptkit
+
+        number = len(self.started)
+        data = self.folder / f"data{number}"
+        agents = scriptkit.write_agents(self.folder / f"agents{number}")
         settings = Settings(data_dir=data, agents_dir=agents, **{**FAST, **overrides})
         runtime = Runtime.open(settings)
         runtime.publish_agents()
+        key, _ = create_key(runtime.backends.store, settings.default_tenant, "test")
         worker = runtime.worker() if with_worker else None
         app = create_app(settings, runtime.backends, runtime.metrics, worker, runtime.models)
         listener = socket.socket()
@@ -64,17 +83,26 @@ def serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[
             assert time.monotonic() < deadline, "uvicorn did not start"
             time.sleep(0.01)
         url = f"http://127.0.0.1:{port}"
-        client = httpx.Client(base_url=url, timeout=30)
-        started.append((server, thread, runtime, client))
-        return Served(url, runtime, client)
+        client = httpx.Client(base_url=url, timeout=30,
+                              headers={"authorization": f"Bearer {key}"})
+        self.started.append((server, thread, runtime, client))
+        return Served(url, runtime, client, key)
 
-    yield start
-    for server, thread, runtime, client in started:
-        client.close()
-        server.should_exit = True
-        thread.join(START_DEADLINE_SECONDS)
-        assert not thread.is_alive(), "uvicorn did not stop"
-        asyncio.run(runtime.aclose())
+    def close(self) -> None:
+        for server, thread, runtime, client in self.started:
+            client.close()
+            server.should_exit = True
+            thread.join(START_DEADLINE_SECONDS)
+            assert not thread.is_alive(), "uvicorn did not stop"
+            asyncio.run(runtime.aclose())
+
+
+@pytest.fixture
+def serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Served]]:
+    monkeypatch.syspath_prepend(str(SUPPORT))
+    servers = Servers(tmp_path)
+    yield servers.start
+    servers.close()
     sys.modules.pop("scriptkit", None)
 
 

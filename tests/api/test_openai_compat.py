@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "support"))
 from faultserver import FaultServer, Reply, completion, error, fault_server  # noqa: E402
+
+from tests.api.conftest import add_key  # noqa: E402
 
 ADD = {
     "type": "function",
@@ -56,8 +59,7 @@ def homeo(serve: Callable[..., Any], upstream: FaultServer) -> Any:
 
 @pytest.fixture
 def client(homeo: Any) -> Iterator[openai.OpenAI]:
-    # Any key is accepted: homeo has no API keys yet.
-    with openai.OpenAI(base_url=f"{homeo.url}/v1", api_key="any-key", max_retries=0,
+    with openai.OpenAI(base_url=f"{homeo.url}/v1", api_key=homeo.key, max_retries=0,
                        timeout=30) as client:
         yield client
 
@@ -400,3 +402,34 @@ def test_a_streamed_json_answer_is_sent_once_it_is_checked(
               c.choices[0].delta.content]
     assert deltas == ['{"city": "Paris"}']
     assert chunks[-1].usage.completion_tokens == 10  # the repair attempt counted too
+
+
+def test_chat_calls_count_against_the_tenants_budget_and_stop_at_it(
+    serve: Callable[..., Any], upstream: FaultServer
+) -> None:
+    models = {"default": [{"model": "openai:upstream-model", "name": "upstream",
+                           "base_url": upstream.base_url}]}
+    homeo = serve(with_worker=False, models=models, tenant_tokens_per_day=30)
+    store = homeo.runtime.backends.store
+    other_key = add_key(homeo, "other")
+    ask = {"model": "default", "messages": [{"role": "user", "content": "hi"}]}
+
+    def used_after(client: openai.OpenAI, tenant: str, expected: int) -> None:
+        client.chat.completions.create(**ask)
+        polls = 500  # usage is written just after the answer is sent
+        while store.usage(tenant).total_tokens < expected and polls:
+            polls -= 1
+            time.sleep(0.01)
+        assert store.usage(tenant).total_tokens == expected
+
+    with openai.OpenAI(base_url=f"{homeo.url}/v1", api_key=homeo.key, max_retries=0) as mine, \
+            openai.OpenAI(base_url=f"{homeo.url}/v1", api_key=other_key,
+                          max_retries=0) as theirs:
+        used_after(mine, "default", 17)  # each answer is 12 + 5 tokens
+        used_after(mine, "default", 34)  # started under the limit, so it ran
+        with pytest.raises(openai.RateLimitError, match="HOMEO_TENANT_TOKENS_PER_DAY=30"):
+            mine.chat.completions.create(**ask)
+        with pytest.raises(openai.RateLimitError, match="budget"):
+            mine.chat.completions.create(**ask, stream=True)
+        used_after(theirs, "other", 17)  # another tenant's budget is its own
+    assert len(upstream.received) == 3

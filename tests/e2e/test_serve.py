@@ -8,6 +8,7 @@ PYTHONPATH.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -73,8 +74,11 @@ class Server:
 @pytest.fixture
 def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     started: list[Server] = []
+    keys: list[str] = []
 
     def start(*args: str, **env: str) -> Server:
+        """`homeo serve` on tmp_path/data; its client sends the key the first
+        serve printed (a data dir with keys gets no new one)."""
         port = free_port()
         data_dir = tmp_path / "data"
         stderr = tmp_path / f"serve{len(started)}.err"
@@ -92,9 +96,14 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
             assert time.monotonic() < deadline, f"no /healthz: {server.errors()}"
             try:
                 if server.client.get("/healthz").status_code == 200:
-                    return server
+                    break
             except httpx.TransportError:
                 time.sleep(0.05)
+        printed = re.findall(r"hk_[0-9a-f]{16}_[A-Za-z0-9_-]+", server.errors())
+        assert printed or keys, f"the first homeo serve printed no API key: {server.errors()}"
+        keys.extend(printed)
+        server.client.headers["authorization"] = f"Bearer {keys[0]}"
+        return server
 
     yield start
     for server in started:

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from homeo.llm.base import Message, ModelError, ToolCall, ToolSpec
+from homeo.llm.base import (
+    Message,
+    ModelError,
+    StreamEnd,
+    StreamEvent,
+    StreamInterrupted,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolSpec,
+)
 from homeo.llm.providers.local import (
     LocalModel,
     LocalModelMissing,
@@ -60,6 +69,17 @@ def test_file_that_is_not_gguf_fails_to_load_with_model_error(tmp_path: Path) ->
 
     with pytest.raises(ModelError, match="could not load"):
         asyncio.run(LocalModel(bogus).request([Message(role="user", content="hi")]))
+
+
+def test_stream_that_cannot_load_fails_before_its_first_event(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.gguf"
+    bogus.write_bytes(b"not a model")
+    events = LocalModel(bogus).stream([Message(role="user", content="hi")])
+
+    with pytest.raises(ModelError, match="could not load") as caught:
+        asyncio.run(anext(events))
+
+    assert not isinstance(caught.value, StreamInterrupted)
 
 
 def test_schema_offers_each_tool_or_a_final_answer() -> None:
@@ -198,32 +218,9 @@ def test_models_on_one_file_share_one_loaded_server(model: LocalModel) -> None:
     other = LocalModel(n_ctx=2048)
     _ask(other, [Message(role="user", content="Hi")], max_tokens=4)
 
-    chat_servers = [
-        key for key in local._loaded if key[0] == str(model.path) and key[1] == 2048 and not key[2]
+    assert [key for key in local._loaded if key[0] == str(model.path) and key[1] == 2048] == [
+        (str(model.path), 2048)
     ]
-    assert len(chat_servers) == 1
-
-
-@pytest.mark.slow
-def test_embeddings_place_related_texts_closer(model: LocalModel) -> None:
-    texts = [
-        "The cat sat on the mat.",
-        "A kitten is resting on a rug.",
-        "Quarterly revenue grew by 12 percent.",
-    ]
-
-    cat, kitten, revenue = asyncio.run(model.embed(texts))
-
-    assert len(cat) == len(kitten) == len(revenue) > 0
-    assert math.isclose(sum(v * v for v in cat), 1.0, rel_tol=1e-3)
-    assert _cosine(cat, kitten) > _cosine(cat, revenue)
-    assert _cosine(cat, kitten) > _cosine(kitten, revenue)
-
-
-def _cosine(a: list[float], b: list[float]) -> float:
-    return sum(x * y for x, y in zip(a, b, strict=True)) / math.sqrt(
-        sum(x * x for x in a) * sum(y * y for y in b)
-    )
 
 
 def test_schema_with_an_answer_schema_constrains_the_final_answer() -> None:
@@ -234,3 +231,113 @@ def test_schema_with_an_answer_schema_constrains_the_final_answer() -> None:
     assert parse_reply('{"final_answer": {"sum": 5}}') == Message(
         role="assistant", content='{"sum": 5}'
     )
+
+
+async def _events(
+    model: LocalModel, messages: list[Message], tools: list[ToolSpec] | None = None, **kw: Any
+) -> list[StreamEvent]:
+    return [event async for event in model.stream(messages, tools, **kw)]
+
+
+def _stream(
+    model: LocalModel, messages: list[Message], tools: list[ToolSpec] | None = None, **kw: Any
+) -> list[StreamEvent]:
+    return asyncio.run(_events(model, messages, tools, **kw))
+
+
+def _text_and_end(events: list[StreamEvent]) -> tuple[list[str], StreamEnd]:
+    """The text pieces of a plain-text stream and its end, checking its shape."""
+    *deltas, end = events
+    assert isinstance(end, StreamEnd)
+    assert all(isinstance(delta, TextDelta) for delta in deltas)
+    return [delta.text for delta in deltas if isinstance(delta, TextDelta)], end
+
+
+FRANCE = [Message(role="user", content="What is the capital of France?")]
+# SmolLM2 answers this at length: with temperature 0 it runs to any limit below 128 tokens.
+STORY = [Message(role="user", content="Write a long story about a dragon.")]
+
+
+@pytest.mark.slow
+def test_stream_yields_the_answer_piece_by_piece_with_real_usage(model: LocalModel) -> None:
+    pieces, end = _text_and_end(_stream(model, FRANCE, max_tokens=32, temperature=0.0))
+    whole = _ask(model, FRANCE, max_tokens=32, temperature=0.0)
+
+    assert len(pieces) > 1
+    assert "".join(pieces) == end.response.message.content
+    assert end.response.message.tool_calls == []
+    assert end.response.model == "SmolLM2-135M-Instruct.Q4_1"
+    assert end.response.usage.input_tokens > 0
+    assert len(pieces) <= end.response.usage.output_tokens <= 32
+    # Greedy decoding: streamed or not, the same answer at the same cost.
+    assert end.response.message == whole.message
+    assert end.response.usage == whole.usage
+
+
+@pytest.mark.slow
+def test_stream_with_tools_yields_a_valid_tool_call(model: LocalModel) -> None:
+    asked = [Message(role="user", content="Use the add tool to add 17 and 25.")]
+
+    delta, end = _stream(model, asked, [ADD, GREET], temperature=0.0)
+
+    assert isinstance(delta, ToolCallDelta) and isinstance(end, StreamEnd)
+    [call] = end.response.message.tool_calls
+    assert (delta.index, delta.id, delta.name) == (0, call.id, "add")
+    assert json.loads(delta.arguments) == call.arguments
+    _check_arguments(call.arguments, ADD.parameters)
+    assert end.response.usage.output_tokens > 0
+
+
+@pytest.mark.slow
+def test_closing_the_stream_after_its_first_piece_stops_generation(model: LocalModel) -> None:
+    pieces, end = _text_and_end(_stream(model, STORY, max_tokens=64, temperature=0.0))
+    assert end.response.usage.output_tokens == 64  # left alone, this answer runs to the limit
+
+    async def first_piece_then_close() -> StreamEvent:
+        events = model.stream(STORY, max_tokens=64, temperature=0.0)
+        first = await anext(events)
+        await events.aclose()
+        return first
+
+    before = model.tokens_generated()
+    first = asyncio.run(first_piece_then_close())
+    # This call waits its turn on the model, so the stopped generation has ended.
+    probe = _ask(model, [Message(role="user", content="Hi")], max_tokens=1)
+    generated = model.tokens_generated() - before - probe.usage.output_tokens
+
+    assert first == TextDelta(pieces[0])
+    # The tokens made before the close reached the callback (typically one or
+    # two after the first piece), then llama.cpp stopped: nowhere near the 64.
+    assert 1 <= generated < 32
+
+
+@pytest.mark.slow
+def test_concurrent_streams_and_requests_each_get_their_own_answer(model: LocalModel) -> None:
+    count = [Message(role="user", content="Count from one to five.")]
+
+    async def together() -> tuple[list[StreamEvent], list[StreamEvent], Any]:
+        return await asyncio.gather(
+            _events(model, FRANCE, max_tokens=24, temperature=0.0),
+            _events(model, count, max_tokens=24, temperature=0.0),
+            model.request(FRANCE, max_tokens=24, temperature=0.0),
+        )
+
+    france, counted, whole = asyncio.run(together())
+
+    for events in (france, counted):
+        pieces, end = _text_and_end(events)
+        assert len(pieces) > 1
+        assert "".join(pieces) == end.response.message.content
+        assert 0 < end.response.usage.output_tokens <= 24
+    assert _text_and_end(france)[1].response.message == whole.message
+    assert _text_and_end(counted)[1].response.message != whole.message
+
+
+@pytest.mark.slow
+def test_prompt_too_long_for_the_context_fails_before_the_first_event(model: LocalModel) -> None:
+    too_long = [Message(role="user", content="word " * 3000)]
+
+    with pytest.raises(ModelError, match="context") as caught:
+        _stream(model, too_long, max_tokens=4)
+
+    assert not isinstance(caught.value, StreamInterrupted)

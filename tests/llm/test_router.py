@@ -290,9 +290,9 @@ def test_deployments_are_shared_between_aliases(primary: FaultServer) -> None:
     ("models", "problem"),
     [
         ('{"default": []}', "alias 'default' has no deployments"),
-        ('{"default": [{"model": "gpt-4"}]}', "must be local, local:/path.gguf, openai:MODEL"),
+        ('{"default": [{"model": "gpt-4"}]}', "must be local, local:/path.gguf, minilm, openai:MODEL"),
         ('{"default": [{"model": "local", "weight": 0}]}', "at least one deployment needs"),
-        ('{"local": [{"model": "openai:x"}]}', "(and not 'local')"),
+        ('{"local": [{"model": "openai:x"}]}', "(and not 'local' or 'minilm')"),
         ('{"a b": [{"model": "openai:x"}]}', "use letters, digits"),
         ('{"a": [{"model": "openai:x", "base_url": "http://one"}],'
          ' "b": [{"model": "openai:x", "base_url": "http://two"}]}', "give them different `name`s"),

@@ -6,7 +6,7 @@ import pytest
 
 from homeo.backends import Backends
 from homeo.store.base import StoreError
-from homeo.store.models import NewRun
+from homeo.store.models import ApiKey, NewRun, UsageTotals
 
 
 def new_run(tenant: str = "acme", **fields) -> NewRun:
@@ -193,3 +193,48 @@ def test_step_cost_is_recorded_and_summed_on_the_run(backends: Backends) -> None
     assert [s.cost_usd for s in store.list_steps("acme", run.id)] == [0.25, 0.5]
     totals = store.usage("acme")
     assert (totals.total_tokens, totals.cost_usd) == (8, 0.75)
+
+
+def test_direct_model_calls_count_for_the_tenant_but_not_for_any_agent(
+    backends: Backends,
+) -> None:
+    store = backends.store
+    run, _ = store.create_run(new_run(agent="echo"), now=100.0)
+    store.begin_step("acme", run.id, 0, "model", "model", None, now=100.0)
+    store.complete_step("acme", run.id, 0, None, {"seq": 1}, input_tokens=10, output_tokens=5,
+                        cost_usd=0.5, now=100.0)
+    store.record_usage("acme", "chat", "fast", UsageTotals(input_tokens=7, output_tokens=3,
+                                                            cost_usd=0.25), now=200.0)
+    store.record_usage("acme", "embeddings", "embedding", UsageTotals(input_tokens=4), now=50.0)
+    store.record_usage("globex", "chat", "fast", UsageTotals(input_tokens=900), now=200.0)
+    everything = store.usage("acme")
+    assert (everything.input_tokens, everything.output_tokens, everything.cost_usd) == (
+        21, 8, 0.75)
+    assert store.usage("acme", since=150.0).total_tokens == 10
+    assert store.usage("acme", agent="echo").total_tokens == 15
+    assert store.usage("globex").total_tokens == 900
+
+
+def key(key_id: str, tenant: str = "acme", created: float = 1.0) -> ApiKey:
+    return ApiKey(id=key_id, tenant_id=tenant, name=f"{key_id} key", secret_hash="$argon2id$x",
+                  created_at=created)
+
+
+def test_api_keys_are_stored_listed_per_tenant_and_revoked(backends: Backends) -> None:
+    store = backends.store
+    store.put_key(key("k1", created=1.0))
+    store.put_key(key("k2", "globex", created=2.0))
+    store.put_key(key("k3", created=3.0))
+    assert store.get_key("k1") == key("k1", created=1.0)
+    assert store.get_key("nope") is None
+    assert [k.id for k in store.list_keys("acme")] == ["k1", "k3"]
+    assert [k.id for k in store.list_keys()] == ["k1", "k2", "k3"]
+    with pytest.raises(StoreError, match="k1"):
+        store.put_key(key("k1", "globex"))
+    assert store.get_key("k1").tenant_id == "acme"  # the taken id was not overwritten
+
+    revoked = store.revoke_key("k1", now=50.0)
+    assert revoked is not None and revoked.revoked_at == 50.0 and not revoked.active
+    assert store.revoke_key("k1", now=60.0).revoked_at == 50.0  # the first time stays
+    assert store.revoke_key("nope") is None
+    assert store.get_key("k3").active

@@ -6,15 +6,17 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from homeo import __version__
-from homeo.api import agents, errors, health, openai_compat, providers, runs
-from homeo.api.deps import AppParts
+from homeo.api import agents, embeddings, errors, health, openai_compat, providers, runs
+from homeo.api.deps import AppParts, tenant
 from homeo.api.middleware import BodyLimit, RequestID
 from homeo.backends import Backends
 from homeo.config import Settings
+from homeo.engine.budgets import tenant_budgets
 from homeo.engine.worker import Worker
+from homeo.keys import KeyCheck
 from homeo.llm.resolve import ModelCatalog
 from homeo.observe.metrics import Metrics
 
@@ -53,12 +55,18 @@ def create_app(
     )
     app.state.parts = AppParts(settings=settings, backends=backends, metrics=metrics, worker=worker)
     app.state.models = models
+    app.state.keys = KeyCheck(backends.store)
+    app.state.budgets = tenant_budgets(settings, backends.store)
+    app.state.soft_budgets_warned = {}
     errors.install(app)
-    app.include_router(runs.router)
-    app.include_router(agents.router)
+    # Everything under /v1 needs an API key; health and metrics do not.
+    authenticated = [Depends(tenant)]
+    app.include_router(runs.router, dependencies=authenticated)
+    app.include_router(agents.router, dependencies=authenticated)
+    app.include_router(openai_compat.router, dependencies=authenticated)
+    app.include_router(embeddings.router, dependencies=authenticated)
+    app.include_router(providers.router, dependencies=authenticated)
     app.include_router(health.router)
-    app.include_router(openai_compat.router)
-    app.include_router(providers.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestID)
     return app

@@ -1,4 +1,5 @@
-"""What every route may depend on: the app's parts and the caller's tenant.
+"""What every route may depend on: the app's parts and the caller's tenant,
+which its API key names (`Authorization: Bearer hk_...`; see homeo.keys).
 
 Dependencies and routes are `async def` and hand only the database work to a
 thread (`asyncio.to_thread`): a sync `def` would cost a thread-pool hop for
@@ -6,17 +7,18 @@ each dependency, the route and its response validation."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from fastapi import Request
+from fastapi import HTTPException, Request
 
 from homeo.backends import Backends
 from homeo.config import Settings
 from homeo.engine.worker import Worker
+from homeo.keys import KeyRejected
 from homeo.observe.metrics import Metrics
+from homeo.store.base import read_async
 
 
 @dataclass
@@ -32,8 +34,23 @@ async def parts(request: Request) -> AppParts:
 
 
 async def tenant(request: Request) -> str:
-    """The caller's tenant. One default tenant until API keys and roles exist."""
-    return request.app.state.parts.settings.default_tenant
+    """The tenant of the caller's API key; 401 without a valid key."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if not token:
+        raise _unauthorized(
+            "missing API key: send `Authorization: Bearer <key>`;"
+            " `homeo keys create --tenant NAME` makes one"
+        )
+    if scheme.lower() != "bearer":
+        raise _unauthorized("the Authorization header must be `Bearer <key>`")
+    try:
+        return await request.app.state.keys.tenant_of(token.strip())
+    except KeyRejected as rejected:
+        raise _unauthorized(str(rejected)) from None
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
 
 
 T = TypeVar("T")
@@ -41,6 +58,4 @@ T = TypeVar("T")
 
 async def read(app: AppParts, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a store read: inline when the store says that is safe, else in a thread."""
-    if app.backends.store.inline_reads:
-        return call(*args, **kwargs)
-    return await asyncio.to_thread(call, *args, **kwargs)
+    return await read_async(app.backends.store, call, *args, **kwargs)

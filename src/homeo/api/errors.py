@@ -18,6 +18,7 @@ from homeo.engine.submit import RunAlreadyFinished, RunNotFound, SubmitFailed, U
 
 STATUS_TYPES = {
     400: "bad_request",
+    401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
@@ -29,15 +30,21 @@ STATUS_TYPES = {
 
 
 def error_response(
-    request: Request, status: int, message: str, details: list[Any] | None = None
+    request: Request,
+    status: int,
+    message: str,
+    details: list[Any] | None = None,
+    headers: dict[str, str] | None = None,
+    kind: str | None = None,
 ) -> JSONResponse:
+    """The error answer; `kind` (the error's type) defaults to the status's."""
     body: dict[str, Any] = {
-        "error": {"type": STATUS_TYPES.get(status, "error"), "message": message},
+        "error": {"type": kind or STATUS_TYPES.get(status, "error"), "message": message},
         "request_id": getattr(request.state, "request_id", None),
     }
     if details:
         body["error"]["details"] = details
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _describe(error: dict[str, Any]) -> dict[str, Any]:
@@ -58,7 +65,7 @@ async def _validation(request: Request, error: RequestValidationError) -> JSONRe
 
 async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
     message = error.detail if isinstance(error.detail, str) else json.dumps(error.detail)
-    return error_response(request, error.status_code, message)
+    return error_response(request, error.status_code, message, headers=error.headers)
 
 
 async def _not_found(request: Request, error: LookupError) -> JSONResponse:

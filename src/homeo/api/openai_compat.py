@@ -3,7 +3,10 @@
 `model` names an alias from HOMEO_MODELS, so every call goes through the
 router (retries, breakers, fallbacks). Only aliases are served: a provider
 spec such as `scripted:module:function` would let a caller import code.
-There are no API keys yet: any key, or none, is accepted.
+The caller's API key names its tenant (the `openai` client sends it as
+`Authorization: Bearer`). The tenant's token budget is checked before each
+call (429 when it is used up) and what the call used is recorded for it, so
+the budget counts these calls as well as the tenant's runs.
 
 `response_format` (`json_schema` or `json_object`) makes the answer JSON that
 is checked against the schema, with one repair attempt (homeo.llm.structured).
@@ -19,6 +22,7 @@ once it has been validated.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -28,7 +32,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.background import BackgroundTask
 
+from homeo.api.deps import tenant
+from homeo.api.errors import error_response
+from homeo.engine.budgets import BudgetExceeded, TenantBudgets
 from homeo.llm.base import (
     Message,
     ModelError,
@@ -38,12 +46,15 @@ from homeo.llm.base import (
     TextDelta,
     ToolCall,
     ToolSpec,
+    Unsupported,
+    Usage,
     events_of,
 )
 from homeo.llm.providers.openai_http import ModelHTTPError
 from homeo.llm.resolve import ModelCatalog
 from homeo.llm.router import AllDeploymentsFailed
 from homeo.llm.structured import InvalidSchema, request_structured
+from homeo.store.models import UsageTotals
 from homeo.tenancy import current_tenant
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -54,6 +65,7 @@ async def models(request: Request) -> ModelCatalog:
 
 
 Models = Annotated[ModelCatalog, Depends(models)]
+Tenant = Annotated[str, Depends(tenant)]
 
 # Upstream statuses that mean "this request is wrong", as opposed to "homeo's
 # provider setup is wrong" (401, 403), which is a 502 for our caller.
@@ -145,10 +157,8 @@ class ChatError(Exception):
         self.kind = kind
 
 
-def _error(request: Request, status: int, kind: str, message: str) -> JSONResponse:
-    body = {"error": {"type": kind, "message": message},
-            "request_id": getattr(request.state, "request_id", None)}
-    return JSONResponse(body, status_code=status)
+def error(request: Request, status: int, kind: str, message: str) -> JSONResponse:
+    return error_response(request, status, message, kind=kind)
 
 
 @router.get("/models")
@@ -164,23 +174,23 @@ async def list_models(catalog: Models) -> dict[str, Any]:
 
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(
-    body: ChatRequest, request: Request, catalog: Models
+    body: ChatRequest, request: Request, catalog: Models, tenant_id: Tenant
 ) -> JSONResponse | StreamingResponse:
     try:
         messages = [_message(m) for m in body.messages]
     except ChatError as problem:
-        return _error(request, problem.status, problem.kind, str(problem))
-    if body.model not in catalog.settings.models:
-        known = ", ".join(catalog.aliases()) or "none (set HOMEO_MODELS)"
-        return _error(request, 404, "not_found",
-                      f"no model {body.model!r}; the models are: {known}")
+        return error(request, problem.status, problem.kind, str(problem))
+    refused = unknown_model(request, catalog, body.model) or await over_budget(
+        request, tenant_id)
+    if refused is not None:
+        return refused
     offered = [] if body.tool_choice == "none" else [
         ToolSpec(name=t.function.name, description=t.function.description,
                  parameters=t.function.parameters)
         for t in body.tools or []
     ]
     schema = body.response_format.schema_wanted() if body.response_format else None
-    current_tenant.set(request.app.state.parts.settings.default_tenant)
+    current_tenant.set(tenant_id)
     model = catalog.get(body.model)
     max_tokens = body.max_completion_tokens or body.max_tokens
     completion_id = f"chatcmpl-{secrets.token_hex(12)}"
@@ -191,7 +201,8 @@ async def chat_completions(
             events = model.stream(messages, offered, max_tokens=max_tokens,
                                   temperature=body.temperature)
             first = await _first(events)
-            chunks = _chunks(request, completion_id, created, body.model, first, events,
+            chunks = _chunks(request, tenant_id, completion_id, created, body.model, first,
+                             events,
                              include_usage)
             return StreamingResponse(chunks, media_type="text/event-stream")
         if schema is None:
@@ -204,17 +215,20 @@ async def chat_completions(
                 temperature=body.temperature,
             )
     except InvalidSchema as failure:
-        return _error(request, 400, "bad_request", f"response_format: {failure}")
+        return error(request, 400, "bad_request", f"response_format: {failure}")
     except ModelError as failure:
-        status, kind = _status_of(failure)
-        return _error(request, status, kind, str(failure))
+        status, kind = status_of(failure)
+        return error(request, status, kind, str(failure))
     if body.stream:
         events = events_of(response)
-        chunks = _chunks(request, completion_id, created, body.model, await anext(events),
-                         events, include_usage)
+        chunks = _chunks(request, tenant_id, completion_id, created, body.model,
+                         await anext(events), events, include_usage)
         return StreamingResponse(chunks, media_type="text/event-stream")
-    _count_usage(request, body.model, response)
-    return JSONResponse(_completion(completion_id, created, body.model, response))
+    return JSONResponse(
+        _completion(completion_id, created, body.model, response),
+        background=BackgroundTask(record_usage, request, tenant_id, "chat", body.model,
+                                  response.usage),
+    )
 
 
 async def _first(events: AsyncIterator[StreamEvent]) -> StreamEvent:
@@ -227,19 +241,48 @@ async def _first(events: AsyncIterator[StreamEvent]) -> StreamEvent:
         raise
 
 
-def _status_of(failure: ModelError) -> tuple[int, str]:
+def status_of(failure: ModelError) -> tuple[int, str]:
     """The HTTP status and error type for a model call that failed."""
     if isinstance(failure, AllDeploymentsFailed):
         return (504, "timeout") if failure.timed_out else (503, "unavailable")
-    if isinstance(failure, ModelHTTPError) and failure.status_code in _CALLER_FAULTS:
+    if isinstance(failure, Unsupported) or (
+        isinstance(failure, ModelHTTPError) and failure.status_code in _CALLER_FAULTS
+    ):
         return 400, "bad_request"
     return 502, "bad_gateway"
 
 
-def _count_usage(request: Request, model: str, response: ModelResponse) -> None:
+def unknown_model(request: Request, catalog: ModelCatalog, model: str) -> JSONResponse | None:
+    """A 404 naming the aliases, unless `model` is one."""
+    if model in catalog.settings.models:
+        return None
+    known = ", ".join(catalog.aliases()) or "none (set HOMEO_MODELS)"
+    return error(request, 404, "not_found", f"no model {model!r}; the models are: {known}")
+
+
+async def over_budget(request: Request, tenant_id: str) -> JSONResponse | None:
+    """A 429 when the tenant's hard token budget is used up (a soft one is logged)."""
+    budgets: TenantBudgets | None = request.app.state.budgets
+    if budgets is None:
+        return None
+    # One warning per tenant and soft budget while this process runs.
+    warned = request.app.state.soft_budgets_warned.setdefault(tenant_id, set())
+    try:
+        warned.update(await budgets.check(tenant_id, None, warned))
+    except BudgetExceeded as exceeded:
+        return error(request, 429, "budget_exceeded", str(exceeded))
+    return None
+
+
+def record_usage(request: Request, tenant_id: str, source: str, model: str, usage: Usage
+                 ) -> None:
+    """Count a direct call's tokens for the tenant: in the store (for budgets)
+    and in the metrics. Runs after the answer is sent (sync: in a thread)."""
     parts = request.app.state.parts
-    parts.metrics.count_usage(parts.settings.default_tenant, model,
-                              **response.usage.model_dump())
+    parts.metrics.count_usage(tenant_id, model, **usage.model_dump())
+    if usage.total_tokens or usage.cost_usd:
+        parts.backends.store.record_usage(tenant_id, source, model, UsageTotals(
+            **usage.model_dump()))
 
 
 def _message(wire: ChatMessage) -> Message:
@@ -303,6 +346,7 @@ def _completion(
 
 async def _chunks(
     request: Request,
+    tenant_id: str,
     completion_id: str,
     created: int,
     model: str,
@@ -341,14 +385,14 @@ async def _chunks(
                 raise ModelError("the model's stream ended without its final event") from None
     except ModelError as failure:
         # The status line has been sent: the error can only travel in the stream.
-        status, kind = _status_of(failure)
-        error = {"error": {"type": kind, "code": status, "message": str(failure)}}
-        yield f"data: {json.dumps(error)}\n\n"
+        status, kind = status_of(failure)
+        event_body = {"error": {"type": kind, "code": status, "message": str(failure)}}
+        yield f"data: {json.dumps(event_body)}\n\n"
         return
     finally:
         await events.aclose()
     response = event.response
-    _count_usage(request, model, response)
+    await asyncio.to_thread(record_usage, request, tenant_id, "chat", model, response.usage)
     yield chunk({}, _finish_reason(response))
     if include_usage:
         usage = {"id": completion_id, "object": "chat.completion.chunk", "created": created,

@@ -13,16 +13,16 @@ last 24 hours come from the store, which sums the steps of every run.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from homeo.config import Settings
 from homeo.engine.errors import RunFailed
 from homeo.observe import logs
-from homeo.store.base import Store
+from homeo.store.base import Store, read_async
 
 log = logs.get_logger("homeo.budgets")
 
@@ -74,9 +74,10 @@ class TenantBudgets:
         self.limits = limits
         self.clock = clock
 
-    async def check(self, tenant_id: str, agent: str, warned: set[str]) -> list[str]:
+    async def check(self, tenant_id: str, agent: str | None, warned: set[str]) -> list[str]:
         """Raise BudgetExceeded at a hard limit; return the soft limits newly
-        reached (not in `warned`), after logging a warning for each."""
+        reached (not in `warned`), after logging a warning for each. `agent`
+        None (a direct model call, /v1/chat/completions) checks the tenant only."""
         limits = self.limits
         if not limits.any:
             return []
@@ -85,10 +86,13 @@ class TenantBudgets:
             ("HOMEO_TENANT_TOKENS_PER_DAY", "HOMEO_SOFT_TENANT_TOKENS_PER_DAY", None,
              f"tenant {tenant_id!r}", limits.tenant_tokens_per_day,
              limits.soft_tenant_tokens_per_day),
-            ("HOMEO_AGENT_TOKENS_PER_DAY", "HOMEO_SOFT_AGENT_TOKENS_PER_DAY", agent,
-             f"agent {agent!r} of tenant {tenant_id!r}", limits.agent_tokens_per_day,
-             limits.soft_agent_tokens_per_day),
         ]
+        if agent is not None:
+            checks.append(
+                ("HOMEO_AGENT_TOKENS_PER_DAY", "HOMEO_SOFT_AGENT_TOKENS_PER_DAY", agent,
+                 f"agent {agent!r} of tenant {tenant_id!r}", limits.agent_tokens_per_day,
+                 limits.soft_agent_tokens_per_day)
+            )
         reached: list[str] = []
         for hard_name, soft_name, only_agent, who, hard, soft in checks:
             if hard is None and soft is None:
@@ -106,10 +110,20 @@ class TenantBudgets:
         return reached
 
     async def _usage(self, tenant_id: str, since: float, agent: str | None) -> int:
-        if self.store.inline_reads:
-            return self.store.usage(tenant_id, since=since, agent=agent).total_tokens
-        totals = await asyncio.to_thread(self.store.usage, tenant_id, since=since, agent=agent)
+        totals = await read_async(self.store, self.store.usage, tenant_id, since=since,
+                                  agent=agent)
         return totals.total_tokens
+
+
+def tenant_budgets(settings: Settings, store: Store) -> TenantBudgets | None:
+    """Tenant and agent token limits from the settings; None when none is set."""
+    limits = Limits(
+        tenant_tokens_per_day=settings.tenant_tokens_per_day,
+        soft_tenant_tokens_per_day=settings.soft_tenant_tokens_per_day,
+        agent_tokens_per_day=settings.agent_tokens_per_day,
+        soft_agent_tokens_per_day=settings.soft_agent_tokens_per_day,
+    )
+    return TenantBudgets(store, limits) if limits.any else None
 
 
 def check_run_budget(budget: RunBudget, used: int, warned: set[str]) -> list[str]:

@@ -1,6 +1,7 @@
 """Language models behind one small interface."""
 
 from homeo.llm.base import (
+    Embeddings,
     Message,
     Model,
     ModelError,
@@ -12,10 +13,12 @@ from homeo.llm.base import (
     ToolCall,
     ToolCallDelta,
     ToolSpec,
+    Unsupported,
     Usage,
 )
 
 __all__ = [
+    "Embeddings",
     "Message",
     "Model",
     "ModelError",
@@ -27,5 +30,6 @@ __all__ = [
     "ToolCall",
     "ToolCallDelta",
     "ToolSpec",
+    "Unsupported",
     "Usage",
 ]

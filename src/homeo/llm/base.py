@@ -70,12 +70,25 @@ class ModelResponse(BaseModel):
     model: str = ""
 
 
+class Embeddings(BaseModel):
+    """One vector per input text, in input order, and what making them cost."""
+
+    vectors: list[list[float]]
+    usage: Usage = Field(default_factory=Usage)
+    model: str = ""
+
+
 class ModelError(Exception):
     """A provider failed to answer. `retryable` tells the caller whether trying again may help."""
 
     def __init__(self, message: str, *, retryable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+
+
+class Unsupported(ModelError):
+    """The model cannot do what was asked (embeddings from a chat model, a
+    chat from an embedding model). Never retryable."""
 
 
 class StreamInterrupted(ModelError):
@@ -158,6 +171,11 @@ class Model(ABC):
         )
         async for event in events_of(response):
             yield event
+
+    async def embed(self, texts: list[str]) -> Embeddings:
+        """One embedding vector per text, in order. Chat-only models refuse
+        with `Unsupported`, which names the model."""
+        raise Unsupported(f"model {self.name!r} does not make embeddings")
 
     async def aclose(self) -> None:
         """Release what the model holds (connections, loaded weights). Optional."""

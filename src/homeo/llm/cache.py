@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from homeo.llm.base import (
+    Embeddings,
     Message,
     Model,
     ModelResponse,
@@ -129,6 +130,10 @@ class CachedModel(Model):
                 yield event
         finally:
             await events.aclose()
+
+    async def embed(self, texts: list[str]) -> Embeddings:
+        """Not cached: the cache is for chat answers."""
+        return await self.model.embed(texts)
 
     async def aclose(self) -> None:
         await self.model.aclose()

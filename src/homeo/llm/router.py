@@ -14,7 +14,7 @@ falls back through the others in the order the alias lists them. On each one:
 One attempt is limited by its deployment's timeout, the whole call by
 `total_timeout`. Clock, randomness and sleep are passed in for tests.
 
-`stream` follows the same rules until the first event (token or tool-call
+`embed` follows the same rules as `request`. `stream` follows them until the first event (token or tool-call
 piece) arrives, which must come within `first_token_timeout`: a stream that
 fails or stays silent before then is retried or passed to the next
 deployment. After it, the answer is the caller's: a stream that breaks raises
@@ -29,9 +29,10 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from homeo.llm.base import (
+    Embeddings,
     Message,
     Model,
     ModelError,
@@ -45,6 +46,7 @@ from homeo.llm.breaker import CircuitBreaker
 from homeo.observe import logs
 
 log = logs.get_logger("homeo.llm.router")
+R = TypeVar("R")
 
 
 @dataclass
@@ -114,9 +116,18 @@ class Router(Model):
         temperature: float | None = None,
         json_schema: dict[str, Any] | None = None,
     ) -> ModelResponse:
-        deadline = self.clock() + self.policy.total_timeout
         # Only when asked, so a Model written before json_schema existed still works.
         extra = {} if json_schema is None else {"json_schema": json_schema}
+        return await self._call(lambda model: model.request(
+            messages, tools, max_tokens=max_tokens, temperature=temperature, **extra
+        ))
+
+    async def embed(self, texts: list[str]) -> Embeddings:
+        return await self._call(lambda model: model.embed(texts))
+
+    async def _call(self, attempt: Callable[[Model], Awaitable[R]]) -> R:
+        """`attempt(model)` on the deployments in turn, by the rules above."""
+        deadline = self.clock() + self.policy.total_timeout
         problems: list[str] = []
         for deployment in self.order():
             retry = 0
@@ -132,13 +143,7 @@ class Router(Model):
                     break
                 limit = min(deployment.timeout, remaining)
                 try:
-                    response = await asyncio.wait_for(
-                        deployment.model.request(
-                            messages, tools, max_tokens=max_tokens, temperature=temperature,
-                            **extra,
-                        ),
-                        limit,
-                    )
+                    result = await asyncio.wait_for(attempt(deployment.model), limit)
                 except asyncio.CancelledError:
                     deployment.breaker.release()  # the caller left: no verdict on the provider
                     raise
@@ -154,7 +159,7 @@ class Router(Model):
                     error = failure
                 else:
                     deployment.breaker.record_success()
-                    return response
+                    return result
                 problems.append(f"{deployment.name}: {error}")
                 wait = self._retry_wait(error, retry, deadline)
                 if wait is None:

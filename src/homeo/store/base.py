@@ -1,16 +1,19 @@
 """The store interface: every backend (SQLite, PostgreSQL) implements `Store`
 and passes the one contract suite in tests/store/test_contract.py.
 
-Every method takes a `tenant_id` and never returns another tenant's records.
+Every method takes a `tenant_id` and never returns another tenant's records,
+except the API key methods: a key is how a caller's tenant is found.
 Times are epoch seconds; `now` may be passed so tests control the clock.
 """
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from homeo.store.models import AgentRecord, NewRun, Run, Step, UsageTotals
+from homeo.store.models import AgentRecord, ApiKey, NewRun, Run, Step, UsageTotals
 
 
 class StoreError(Exception):
@@ -116,8 +119,17 @@ class Store(ABC):
     def usage(
         self, tenant_id: str, *, since: float = 0.0, agent: str | None = None
     ) -> UsageTotals:
-        """Tokens (and cost) of the tenant's steps that succeeded at or after `since`, for
-        all its runs or only those of `agent`: what tenant and agent budgets count."""
+        """Tokens (and cost) used at or after `since`: for a whole tenant, its steps
+        that succeeded plus its direct model calls (`record_usage`); for `agent`,
+        only the steps of that agent's runs. What tenant and agent budgets count."""
+
+    @abstractmethod
+    def record_usage(
+        self, tenant_id: str, source: str, model: str, usage: UsageTotals,
+        *, now: float | None = None,
+    ) -> None:
+        """Record tokens a tenant used outside any run (`source`: "chat" for
+        /v1/chat/completions, "embeddings" for /v1/embeddings)."""
 
     # --- agents -----------------------------------------------------------
     @abstractmethod
@@ -131,6 +143,23 @@ class Store(ABC):
     @abstractmethod
     def list_agents(self, tenant_id: str) -> list[AgentRecord]: ...
 
+    # --- API keys ---------------------------------------------------------
+    @abstractmethod
+    def put_key(self, key: ApiKey) -> None:
+        """Store a new key; StoreError if its id is taken."""
+
+    @abstractmethod
+    def get_key(self, key_id: str) -> ApiKey | None: ...
+
+    @abstractmethod
+    def list_keys(self, tenant_id: str | None = None) -> list[ApiKey]:
+        """Keys oldest first, of one tenant or of all."""
+
+    @abstractmethod
+    def revoke_key(self, key_id: str, *, now: float | None = None) -> ApiKey | None:
+        """Mark the key revoked (kept, for the record); None if there is no such
+        key. Revoking a revoked key keeps its first revocation time."""
+
     # --- lifecycle --------------------------------------------------------
     @abstractmethod
     def ping(self) -> None:
@@ -138,3 +167,14 @@ class Store(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+
+T = TypeVar("T")
+
+
+async def read_async(store: Store, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run one of `store`'s reads from async code: inline when the store says
+    that is safe (it never blocks the event loop), else in a thread."""
+    if store.inline_reads:
+        return call(*args, **kwargs)
+    return await asyncio.to_thread(call, *args, **kwargs)

@@ -1,4 +1,4 @@
-"""The records homeo keeps: runs, their steps (checkpoints) and agent definitions."""
+"""The records homeo keeps: runs, their steps (checkpoints), agent definitions and API keys."""
 
 from __future__ import annotations
 
@@ -82,3 +82,19 @@ class AgentRecord(BaseModel):
     name: str
     spec: dict[str, Any] = Field(default_factory=dict)
     updated_at: float
+
+
+class ApiKey(BaseModel):
+    """An API key: the tenant it acts for. The secret is never stored, only its
+    argon2 hash (see homeo.keys)."""
+
+    id: str
+    tenant_id: str
+    name: str = ""
+    secret_hash: str
+    created_at: float
+    revoked_at: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None

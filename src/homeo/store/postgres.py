@@ -10,12 +10,21 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from homeo.db.postgres import PostgresDatabase
 from homeo.ids import new_id
 from homeo.store.base import Store, StoreError
-from homeo.store.models import FINAL_STATUSES, AgentRecord, NewRun, Run, Step, UsageTotals
+from homeo.store.models import (
+    FINAL_STATUSES,
+    AgentRecord,
+    ApiKey,
+    NewRun,
+    Run,
+    Step,
+    UsageTotals,
+)
 
 # Ids sort by creation time byte for byte; the "C" collation keeps that order
 # whatever the database's locale is.
@@ -74,6 +83,29 @@ MIGRATIONS = [
     """
     ALTER TABLE steps ADD COLUMN cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0;
     ALTER TABLE runs ADD COLUMN cost_usd DOUBLE PRECISION NOT NULL DEFAULT 0;
+    """,
+    # Tokens a tenant used outside runs (/v1/chat/completions, /v1/embeddings),
+    # counted by tenant budgets; and API keys, stored as argon2 hashes.
+    """
+    CREATE TABLE usage_events (
+        tenant_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        model TEXT NOT NULL,
+        input_tokens BIGINT NOT NULL,
+        output_tokens BIGINT NOT NULL,
+        cost_usd DOUBLE PRECISION NOT NULL,
+        at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX usage_events_tenant_at ON usage_events (tenant_id, at);
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        secret_hash TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        revoked_at DOUBLE PRECISION
+    );
+    CREATE INDEX api_keys_tenant ON api_keys (tenant_id, created_at);
     """,
 ]
 
@@ -309,21 +341,26 @@ class PostgresStore(Store):
     def usage(
         self, tenant_id: str, *, since: float = 0.0, agent: str | None = None
     ) -> UsageTotals:
-        sql = (
-            "SELECT COALESCE(SUM(steps.input_tokens), 0) AS input_tokens,"
-            " COALESCE(SUM(steps.output_tokens), 0) AS output_tokens,"
-            " COALESCE(SUM(steps.cost_usd), 0) AS cost_usd FROM steps"
-        )
-        params: list[Any] = []
-        if agent is not None:
-            sql += " JOIN runs ON runs.id = steps.run_id AND runs.agent = %s"
-            params.append(agent)
-        sql += (
-            " WHERE steps.tenant_id = %s AND steps.status = 'succeeded'"
+        used = (
+            "SELECT steps.input_tokens, steps.output_tokens, steps.cost_usd FROM steps"
+            + (" JOIN runs ON runs.id = steps.run_id AND runs.agent = %s" if agent else "")
+            + " WHERE steps.tenant_id = %s AND steps.status = 'succeeded'"
             " AND steps.finished_at >= %s"
         )
+        params: tuple[Any, ...] = (agent, tenant_id, since) if agent else (tenant_id, since)
+        if agent is None:  # direct model calls count for the tenant, not for an agent
+            used += (
+                " UNION ALL SELECT input_tokens, output_tokens, cost_usd FROM usage_events"
+                " WHERE tenant_id = %s AND at >= %s"
+            )
+            params += (tenant_id, since)
+        sql = (
+            "SELECT COALESCE(SUM(input_tokens), 0) AS input_tokens,"
+            " COALESCE(SUM(output_tokens), 0) AS output_tokens,"
+            f" COALESCE(SUM(cost_usd), 0) AS cost_usd FROM ({used}) AS used"
+        )
         with self.db.connection() as db:
-            row = db.execute(sql, (*params, tenant_id, since)).fetchone()  # type: ignore[arg-type]
+            row = db.execute(sql, params).fetchone()  # type: ignore[arg-type]
         assert row is not None  # an aggregate always returns one row
         # SUM of BIGINT is NUMERIC in PostgreSQL: back to int.
         return UsageTotals(
@@ -332,7 +369,19 @@ class PostgresStore(Store):
             cost_usd=float(row["cost_usd"]),
         )
 
-    # --- agents -----------------------------------------------------------
+    def record_usage(
+        self, tenant_id: str, source: str, model: str, usage: UsageTotals,
+        *, now: float | None = None,
+    ) -> None:
+        now = _clock(now)
+        with self.db.connection() as db:
+            db.execute(
+                "INSERT INTO usage_events (tenant_id, source, model, input_tokens,"
+                " output_tokens, cost_usd, at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (tenant_id, source, model, usage.input_tokens, usage.output_tokens,
+                 usage.cost_usd, now),
+            )
+
     def put_agent(
         self, tenant_id: str, name: str, spec: dict[str, Any], *, now: float | None = None
     ) -> AgentRecord:
@@ -360,6 +409,44 @@ class PostgresStore(Store):
                 (tenant_id,),
             ).fetchall()
         return [AgentRecord.model_validate(row) for row in rows]
+
+    # --- API keys ---------------------------------------------------------
+    def put_key(self, key: ApiKey) -> None:
+        try:
+            with self.db.connection() as db:
+                db.execute(
+                    "INSERT INTO api_keys (id, tenant_id, name, secret_hash, created_at,"
+                    " revoked_at) VALUES (%s, %s, %s, %s, %s, %s)",
+                    (key.id, key.tenant_id, key.name, key.secret_hash, key.created_at,
+                     key.revoked_at),
+                )
+        except psycopg.errors.UniqueViolation:
+            raise StoreError(f"an API key with id {key.id!r} exists") from None
+
+    def get_key(self, key_id: str) -> ApiKey | None:
+        with self.db.connection() as db:
+            row = db.execute("SELECT * FROM api_keys WHERE id = %s", (key_id,)).fetchone()
+        return None if row is None else ApiKey.model_validate(row)
+
+    def list_keys(self, tenant_id: str | None = None) -> list[ApiKey]:
+        with self.db.connection() as db:
+            if tenant_id is None:
+                rows = db.execute("SELECT * FROM api_keys ORDER BY created_at, id").fetchall()
+            else:
+                rows = db.execute(
+                    "SELECT * FROM api_keys WHERE tenant_id = %s ORDER BY created_at, id",
+                    (tenant_id,),
+                ).fetchall()
+        return [ApiKey.model_validate(row) for row in rows]
+
+    def revoke_key(self, key_id: str, *, now: float | None = None) -> ApiKey | None:
+        now = _clock(now)
+        with self.db.connection() as db:
+            db.execute(
+                "UPDATE api_keys SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL",
+                (now, key_id),
+            )
+        return self.get_key(key_id)
 
     def ping(self) -> None:
         with self.db.connection() as db:

@@ -10,7 +10,7 @@ from typing import Any
 from homeo.db.sqlite import SQLiteDatabase
 from homeo.ids import new_id
 from homeo.store.base import Store, StoreError
-from homeo.store.models import AgentRecord, NewRun, Run, Step, UsageTotals
+from homeo.store.models import AgentRecord, ApiKey, NewRun, Run, Step, UsageTotals
 
 MIGRATIONS = [
     """
@@ -67,6 +67,29 @@ MIGRATIONS = [
     """
     ALTER TABLE steps ADD COLUMN cost_usd REAL NOT NULL DEFAULT 0;
     ALTER TABLE runs ADD COLUMN cost_usd REAL NOT NULL DEFAULT 0;
+    """,
+    # Tokens a tenant used outside runs (/v1/chat/completions, /v1/embeddings),
+    # counted by tenant budgets; and API keys, stored as argon2 hashes.
+    """
+    CREATE TABLE usage_events (
+        tenant_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        model TEXT NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cost_usd REAL NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE INDEX usage_events_tenant_at ON usage_events (tenant_id, at);
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        secret_hash TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    );
+    CREATE INDEX api_keys_tenant ON api_keys (tenant_id, created_at);
     """,
 ]
 
@@ -300,22 +323,40 @@ class SQLiteStore(Store):
     def usage(
         self, tenant_id: str, *, since: float = 0.0, agent: str | None = None
     ) -> UsageTotals:
-        sql = (
-            "SELECT COALESCE(SUM(steps.input_tokens), 0) AS input_tokens,"
-            " COALESCE(SUM(steps.output_tokens), 0) AS output_tokens,"
-            " COALESCE(SUM(steps.cost_usd), 0) AS cost_usd FROM steps"
-        )
-        params: list[Any] = []
-        if agent is not None:
-            sql += " JOIN runs ON runs.id = steps.run_id AND runs.agent = ?"
-            params.append(agent)
-        sql += (
-            " WHERE steps.tenant_id = ? AND steps.status = 'succeeded'"
+        used = (
+            "SELECT steps.input_tokens, steps.output_tokens, steps.cost_usd FROM steps"
+            + (" JOIN runs ON runs.id = steps.run_id AND runs.agent = ?" if agent else "")
+            + " WHERE steps.tenant_id = ? AND steps.status = 'succeeded'"
             " AND steps.finished_at >= ?"
         )
+        params: tuple[Any, ...] = (agent, tenant_id, since) if agent else (tenant_id, since)
+        if agent is None:  # direct model calls count for the tenant, not for an agent
+            used += (
+                " UNION ALL SELECT input_tokens, output_tokens, cost_usd FROM usage_events"
+                " WHERE tenant_id = ? AND at >= ?"
+            )
+            params += (tenant_id, since)
+        sql = (
+            "SELECT COALESCE(SUM(input_tokens), 0) AS input_tokens,"
+            " COALESCE(SUM(output_tokens), 0) AS output_tokens,"
+            f" COALESCE(SUM(cost_usd), 0) AS cost_usd FROM ({used}) AS used"
+        )
         with self.db.read() as db:
-            row = db.execute(sql, (*params, tenant_id, since)).fetchone()
+            row = db.execute(sql, params).fetchone()
         return UsageTotals.model_validate(dict(row))
+
+    def record_usage(
+        self, tenant_id: str, source: str, model: str, usage: UsageTotals,
+        *, now: float | None = None,
+    ) -> None:
+        now = time.time() if now is None else now
+        with self.db.write() as db:
+            db.execute(
+                "INSERT INTO usage_events (tenant_id, source, model, input_tokens,"
+                " output_tokens, cost_usd, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (tenant_id, source, model, usage.input_tokens, usage.output_tokens,
+                 usage.cost_usd, now),
+            )
 
     # --- agents -----------------------------------------------------------
     def put_agent(
@@ -344,6 +385,44 @@ class SQLiteStore(Store):
                 "SELECT * FROM agents WHERE tenant_id = ? ORDER BY name", (tenant_id,)
             ).fetchall()
         return [AgentRecord.model_validate(_row(row, ("spec",))) for row in rows]
+
+    # --- API keys ---------------------------------------------------------
+    def put_key(self, key: ApiKey) -> None:
+        try:
+            with self.db.write() as db:
+                db.execute(
+                    "INSERT INTO api_keys (id, tenant_id, name, secret_hash, created_at,"
+                    " revoked_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (key.id, key.tenant_id, key.name, key.secret_hash, key.created_at,
+                     key.revoked_at),
+                )
+        except sqlite3.IntegrityError:
+            raise StoreError(f"an API key with id {key.id!r} exists") from None
+
+    def get_key(self, key_id: str) -> ApiKey | None:
+        with self.db.read() as db:
+            row = db.execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+        return None if row is None else ApiKey.model_validate(dict(row))
+
+    def list_keys(self, tenant_id: str | None = None) -> list[ApiKey]:
+        with self.db.read() as db:
+            if tenant_id is None:
+                rows = db.execute("SELECT * FROM api_keys ORDER BY created_at, id").fetchall()
+            else:
+                rows = db.execute(
+                    "SELECT * FROM api_keys WHERE tenant_id = ? ORDER BY created_at, id",
+                    (tenant_id,),
+                ).fetchall()
+        return [ApiKey.model_validate(dict(row)) for row in rows]
+
+    def revoke_key(self, key_id: str, *, now: float | None = None) -> ApiKey | None:
+        now = time.time() if now is None else now
+        with self.db.write() as db:
+            db.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                (now, key_id),
+            )
+        return self.get_key(key_id)
 
     def ping(self) -> None:
         with self.db.read() as db:

