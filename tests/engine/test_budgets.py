@@ -20,7 +20,7 @@ from homeo.engine.submit import submit_run
 from homeo.llm.base import Message, ModelResponse, ToolSpec, Usage
 from homeo.llm.providers.scripted import ScriptedModel, tool_call
 from homeo.runtime import Runtime
-from homeo.store.models import NewRun, Run
+from homeo.store.models import NewRun, Run, UsageTotals
 from homeo.tools.registry import from_function
 
 
@@ -184,3 +184,23 @@ def test_an_agent_budget_is_validated() -> None:
         AgentSpec(name="x", budget={"run_tokens": 0})
     with pytest.raises(ValueError, match="extra"):
         AgentSpec(name="x", budget={"tokens": 5})
+
+
+def test_a_tenants_direct_model_calls_count_for_its_runs_but_not_for_an_agent(
+    backends: Backends,
+) -> None:
+    # /v1/chat/completions and /v1/embeddings record their tokens like this.
+    backends.store.record_usage("acme", "chat", "default", UsageTotals(input_tokens=100))
+    tenant = TenantBudgets(backends.store, Limits(tenant_tokens_per_day=100))
+    model = counting_model(turns_before_answer=0)
+    _, result = run_agent(backends, model, budgets=tenant)
+    assert isinstance(result, BudgetExceeded)
+    assert "HOMEO_TENANT_TOKENS_PER_DAY=100 is used up: tenant 'acme' used 100" in str(result)
+    assert model.requests == []
+
+    agent = TenantBudgets(backends.store, Limits(agent_tokens_per_day=100))
+    assert run_agent(backends, model, budgets=agent)[1] == "done after 0"
+    # A direct call has no agent: only the tenant's limits apply to it.
+    assert asyncio.run(agent.check("acme", None, set())) == []
+    with pytest.raises(BudgetExceeded):
+        asyncio.run(tenant.check("acme", None, set()))
