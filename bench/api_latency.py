@@ -1,9 +1,10 @@
 """API latency: requests/s and P50/P90/P99 of `GET /v1/runs/{id}` on `homeo serve`.
 
 `homeo serve --workers 0` runs as a subprocess on a free port of 127.0.0.1
-with its own data dir; one run is created through `POST /v1/runs` (with no
-workers it stays queued), then a load generator holds a fixed number of
-connections busy on `GET /v1/runs/{id}` for a fixed time.
+with its own data dir and an API key made by `homeo keys create`; one run is
+created through `POST /v1/runs` (with no workers it stays queued), then a load
+generator holds a fixed number of connections busy on `GET /v1/runs/{id}`,
+each request carrying the key, for a fixed time.
 
 The baseline, in the same run and measured by the same generator: a minimal
 FastAPI app, served by uvicorn the way `homeo serve` serves homeo (one
@@ -11,8 +12,8 @@ process, same uvicorn options), on the same path, answering the very bytes
 homeo answers from a static dict. It runs twice: with an `async def` route
 (the framework's floor) and with a plain `def` route, which FastAPI runs in
 its thread pool as it runs homeo's routes. The gap from the second to homeo
-is homeo's own work: its middleware, the access log, two SQLite reads and
-the response models.
+is homeo's own work: its middleware, the API key check (a SHA-256 once
+argon2 has passed), the access log, two SQLite reads and the response models.
 
 Also measured: homeo with HOMEO_LOG_LEVEL=warning (no access log line), and
 homeo's `/healthz` (middleware and logging, no database).
@@ -144,9 +145,12 @@ def _wrk_ms(text: str) -> float:
     return float(number) * _WRK_UNITS[unit]
 
 
-def load_wrk(url: str, concurrency: int, seconds: float, threads: int) -> Load:
+def load_wrk(url: str, concurrency: int, seconds: float, threads: int,
+             headers: dict[str, str]) -> Load:
     command = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds:g}s", "--latency",
                "--timeout", "10s", url]
+    for name, value in headers.items():
+        command[1:1] = ["-H", f"{name}: {value}"]
     output = subprocess.run(command, capture_output=True, text=True, check=True,
                             timeout=seconds + 60).stdout
     percentiles = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)$", output, re.MULTILINE))
@@ -170,13 +174,16 @@ def load_wrk(url: str, concurrency: int, seconds: float, threads: int) -> Load:
     )
 
 
-def load_python(url: str, concurrency: int, seconds: float, threads: int) -> Load:
+def load_python(url: str, concurrency: int, seconds: float, threads: int,
+                headers: dict[str, str]) -> Load:
     """`concurrency` keep-alive HTTP/1.1 connections on asyncio streams, each
     sending its next GET as soon as the last answer is in. Hand-written rather
     than httpx, whose per-request cost would make the client the bottleneck."""
     parsed = httpx.URL(url)
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     request = (
-        f"GET {parsed.raw_path.decode()} HTTP/1.1\r\nHost: {parsed.host}:{parsed.port}\r\n\r\n"
+        f"GET {parsed.raw_path.decode()} HTTP/1.1\r\nHost: {parsed.host}:{parsed.port}\r\n"
+        f"{extra}\r\n"
     ).encode()
 
     async def run() -> Load:
@@ -221,37 +228,45 @@ def load_python(url: str, concurrency: int, seconds: float, threads: int) -> Loa
 # --- the benchmark -----------------------------------------------------------------
 
 
-Generate = Callable[[str, int, float, int], Load]
+Generate = Callable[[str, int, float, int, dict[str, str]], Load]
 
 
 def measure(
-    server: Server, path: str, args: argparse.Namespace, generate: Generate
+    server: Server, path: str, args: argparse.Namespace, generate: Generate,
+    headers: dict[str, str],
 ) -> tuple[Load, float]:
-    """The load, and the server's CPU use during it (1.0 = one core busy)."""
+    """The load, and the server's CPU use during it (1.0 = one core busy). Every
+    server gets the same headers (homeo's API key), so each reads the same bytes."""
     url = server.base + path
     if args.warmup > 0:
-        generate(url, args.concurrency, args.warmup, args.wrk_threads)
+        generate(url, args.concurrency, args.warmup, args.wrk_threads, headers)
     cpu_before = server.cpu_seconds()
-    load = generate(url, args.concurrency, args.duration, args.wrk_threads)
+    load = generate(url, args.concurrency, args.duration, args.wrk_threads, headers)
     cpu = (server.cpu_seconds() - cpu_before) / load.seconds
     return load, cpu
 
 
-def start_homeo(scratch: Path, name: str, log_level: str) -> Server:
+def start_homeo(scratch: Path, name: str, log_level: str) -> tuple[Server, dict[str, str]]:
+    """`homeo serve` on a new data dir, and the headers that carry an API key for it."""
     port = free_port()
     data_dir = scratch / name
+    key = subprocess.run(
+        [str(VENV_BIN / "homeo"), "keys", "create", "--data-dir", str(data_dir)],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.strip()
     command = [str(VENV_BIN / "homeo"), "serve", "--port", str(port), "--data-dir", str(data_dir),
                "--workers", "0"]
-    return Server(command, port, scratch / f"{name}.log", {"HOMEO_LOG_LEVEL": log_level})
+    server = Server(command, port, scratch / f"{name}.log", {"HOMEO_LOG_LEVEL": log_level})
+    return server, {"authorization": f"Bearer {key}"}
 
 
-def create_run(server: Server) -> tuple[str, bytes]:
+def create_run(server: Server, headers: dict[str, str]) -> tuple[str, bytes]:
     """One queued run; returns its id and the body of GET /v1/runs/{id}."""
-    created = httpx.post(f"{server.base}/v1/runs",
-                         json={"agent": "assistant", "input": "What is homeostasis?"}, timeout=10)
+    created = httpx.post(f"{server.base}/v1/runs", headers=headers, timeout=10,
+                         json={"agent": "assistant", "input": "What is homeostasis?"})
     created.raise_for_status()
     run_id = created.json()["id"]
-    detail = httpx.get(f"{server.base}/v1/runs/{run_id}", timeout=10)
+    detail = httpx.get(f"{server.base}/v1/runs/{run_id}", headers=headers, timeout=10)
     detail.raise_for_status()
     return run_id, detail.content
 
@@ -291,20 +306,21 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Load] = {}
     scratch = Path(tempfile.mkdtemp(prefix="homeo-bench-api-"))
     try:
-        homeo = start_homeo(scratch, "homeo", "info")
+        homeo, auth = start_homeo(scratch, "homeo", "info")
         try:
-            run_id, body = create_run(homeo)
-            results["homeo"], cpu = measure(homeo, f"/v1/runs/{run_id}", args, generate)
+            run_id, body = create_run(homeo, auth)
+            results["homeo"], cpu = measure(homeo, f"/v1/runs/{run_id}", args, generate, auth)
             rows.append(("homeo GET /v1/runs/{id} (access log on, as shipped)", "homeo", cpu))
-            results["healthz"], cpu = measure(homeo, "/healthz", args, generate)
+            results["healthz"], cpu = measure(homeo, "/healthz", args, generate, auth)
             rows.append(("homeo GET /healthz (no database)", "healthz", cpu))
         finally:
             homeo.stop()
 
-        quiet = start_homeo(scratch, "homeo-quiet", "warning")
+        quiet, quiet_auth = start_homeo(scratch, "homeo-quiet", "warning")
         try:
-            quiet_id, _ = create_run(quiet)
-            results["quiet"], cpu = measure(quiet, f"/v1/runs/{quiet_id}", args, generate)
+            quiet_id, _ = create_run(quiet, quiet_auth)
+            results["quiet"], cpu = measure(quiet, f"/v1/runs/{quiet_id}", args, generate,
+                                            quiet_auth)
             rows.append(("homeo GET /v1/runs/{id}, HOMEO_LOG_LEVEL=warning", "quiet", cpu))
         finally:
             quiet.stop()
@@ -326,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
                 answer = httpx.get(f"{baseline.base}/v1/runs/{run_id}", timeout=10)
                 if answer.content != body:
                     raise RuntimeError("the baseline does not answer homeo's body")
-                results[key], cpu = measure(baseline, f"/v1/runs/{run_id}", args, generate)
+                results[key], cpu = measure(baseline, f"/v1/runs/{run_id}", args, generate,
+                                            auth)
                 baselines.append((label, key, cpu))
             finally:
                 baseline.stop()
