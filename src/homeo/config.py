@@ -160,6 +160,9 @@ class Settings(BaseSettings):
         None, ge=1, description="Soft token limit per agent of a tenant over 24 hours."
     )
     default_tenant: str = Field("default", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    key_rate_limit: str = Field(
+        "", description="Requests per API key, e.g. 600/minute, per server process; empty: none."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
     sandbox_memory: str = Field("256M", description="Memory per sandboxed run (cgroup limit).")
@@ -222,6 +225,15 @@ class Settings(BaseSettings):
         from homeo.sandbox.layers import parse_allow_without
 
         parse_allow_without(value)
+        return value
+
+    @field_validator("key_rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        from homeo.ratelimit import parse_rate_limit
+
+        if value:
+            parse_rate_limit(value)
         return value
 
     @field_validator("database_url")

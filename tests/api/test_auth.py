@@ -93,3 +93,20 @@ def test_the_openai_client_gets_an_authentication_error_for_a_bad_key(
     client = openai.OpenAI(base_url=f"{served.url}/v1", api_key="sk-wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError, match="malformed API key"):
         client.models.list()
+
+
+def test_each_key_has_its_own_rate_limit(serve: Callable[..., Served]) -> None:
+    served = serve(with_worker=False, key_rate_limit="3/hour")
+    other = add_key(served, "acme")
+    for _ in range(3):
+        assert served.client.get("/v1/agents").status_code == 200
+    limited = served.client.get("/v1/agents")
+    message = assert_error(limited, 429, "rate_limited")
+    key_id = served.key.split("_")[1]
+    assert message.startswith(f"API key hk_{key_id}_… is over its rate limit"
+                              " HOMEO_KEY_RATE_LIMIT=3/hour; retry in")
+    assert 1 <= int(limited.headers["retry-after"]) <= 1200
+    with served.client_for(other) as client:
+        assert client.get("/v1/agents").status_code == 200  # another key, another bucket
+    with served.client_for(None) as anonymous:  # no key: refused before any bucket
+        assert anonymous.get("/v1/agents").status_code == 401

@@ -19,7 +19,7 @@ from homeo.llm.base import Message
 from homeo.llm.providers.scripted import ScriptedModel, tool_call
 from homeo.store.models import NewRun
 from homeo.tools.permissions import ToolGate, ToolPolicy
-from homeo.tools.ratelimit import RateLimiter
+from homeo.ratelimit import RateLimiter
 from homeo.tools.registry import Tool, ToolError, from_function, load_tool, tool
 
 RAN: list[str] = []

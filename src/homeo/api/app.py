@@ -19,6 +19,7 @@ from homeo.engine.worker import Worker
 from homeo.keys import KeyCheck
 from homeo.llm.resolve import ModelCatalog
 from homeo.observe.metrics import Metrics
+from homeo.ratelimit import RateLimiter, parse_rate_limit
 
 
 def create_app(
@@ -56,6 +57,10 @@ def create_app(
     app.state.parts = AppParts(settings=settings, backends=backends, metrics=metrics, worker=worker)
     app.state.models = models
     app.state.keys = KeyCheck(backends.store)
+    app.state.key_rate_limit = (
+        parse_rate_limit(settings.key_rate_limit) if settings.key_rate_limit else None
+    )
+    app.state.key_rate_limiter = RateLimiter()
     app.state.budgets = tenant_budgets(settings, backends.store)
     app.state.soft_budgets_warned = {}
     errors.install(app)

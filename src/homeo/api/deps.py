@@ -7,6 +7,7 @@ each dependency, the route and its response validation."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -16,8 +17,9 @@ from fastapi import HTTPException, Request
 from homeo.backends import Backends
 from homeo.config import Settings
 from homeo.engine.worker import Worker
-from homeo.keys import KeyRejected
+from homeo.keys import KeyCheck, KeyRejected, parse
 from homeo.observe.metrics import Metrics
+from homeo.ratelimit import RateLimit
 from homeo.store.base import read_async
 
 
@@ -34,7 +36,8 @@ async def parts(request: Request) -> AppParts:
 
 
 async def tenant(request: Request) -> str:
-    """The tenant of the caller's API key; 401 without a valid key."""
+    """The tenant of the caller's API key; 401 without a valid key, 429 when
+    the key is over HOMEO_KEY_RATE_LIMIT."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if not token:
         raise _unauthorized(
@@ -43,10 +46,23 @@ async def tenant(request: Request) -> str:
         )
     if scheme.lower() != "bearer":
         raise _unauthorized("the Authorization header must be `Bearer <key>`")
+    keys: KeyCheck = request.app.state.keys
     try:
-        return await request.app.state.keys.tenant_of(token.strip())
+        tenant_id = await keys.tenant_of(token.strip())
     except KeyRejected as rejected:
         raise _unauthorized(str(rejected)) from None
+    limit: RateLimit | None = request.app.state.key_rate_limit
+    if limit is not None:
+        key_id = parse(token.strip())[0]
+        wait = request.app.state.key_rate_limiter.take(("key", key_id), limit)
+        if wait > 0:
+            raise HTTPException(
+                429,
+                f"API key hk_{key_id}_… is over its rate limit HOMEO_KEY_RATE_LIMIT={limit};"
+                f" retry in {wait:.1f}s",
+                headers={"Retry-After": str(math.ceil(wait))},
+            )
+    return tenant_id
 
 
 def _unauthorized(message: str) -> HTTPException:

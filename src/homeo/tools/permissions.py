@@ -20,7 +20,7 @@ import fnmatch
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
-from homeo.tools.ratelimit import RateLimiter
+from homeo.ratelimit import RateLimiter
 from homeo.tools.registry import Tool, ToolError
 
 log = structlog.get_logger("homeo.tools")

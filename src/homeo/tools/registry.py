@@ -27,7 +27,7 @@ import docstring_parser
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from homeo.llm.base import ToolSpec
-from homeo.tools.ratelimit import RateLimit, parse_rate_limit
+from homeo.ratelimit import RateLimit, parse_rate_limit
 
 
 class ToolError(Exception):

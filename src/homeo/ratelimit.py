@@ -1,7 +1,8 @@
-"""Per-tool rate limits: a token bucket per (tenant, tool), with the clock passed in.
+"""Rate limits: a token bucket per key, with the clock passed in. Tools use
+one per (tenant, tool), the API one per API key.
 
-Buckets live in the process that runs the tool, so with several worker
-processes each enforces the limit on its own calls.
+Buckets live in the process that takes from them, so with several processes
+(workers, servers) each enforces the limit on its own calls.
 """
 
 from __future__ import annotations
