@@ -285,8 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("bare = one DELETE ... RETURNING per job on a one-table queue in the same database"
           " (no leases, retries or history).")
-    print("homeo = Queue.claim (one transaction: reclaim expired leases, lease the next job)"
-          " then Queue.complete (a second transaction).")
+    print("homeo = Queue.claim (one statement: reclaim expired leases, lease the next job;"
+          " one transaction on SQLite) then Queue.complete (a second one).")
     print("worker CPU = user+system time of the worker processes; the database server's own"
           " CPU is not counted. Workers and PostgreSQL share the same cores.")
     return 0

@@ -44,6 +44,34 @@ MIGRATIONS = [
 
 _LEASE_EXPIRED = "lease expired (worker died or stopped heartbeating)"
 
+# A claim in one round trip, as if expired leases were put back in line first
+# and then the next due job were leased: `next` is the better of the next
+# queued job and the best expired lease (which is then taken over directly);
+# `expired` puts every other expired lease back in line. Rows locked by
+# another claimer (or a heartbeat) are skipped, not waited for.
+_CLAIM = """
+WITH queued AS (
+    SELECT id, priority, run_at FROM jobs WHERE status = 'queued' AND run_at <= %(now)s
+    ORDER BY priority DESC, run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
+), lapsed AS (
+    SELECT id, priority, run_at FROM jobs WHERE status = 'leased' AND lease_expires_at <= %(now)s
+    FOR UPDATE SKIP LOCKED
+), next AS (
+    SELECT id FROM (SELECT * FROM queued UNION ALL SELECT * FROM lapsed) AS candidates
+    ORDER BY priority DESC, run_at, id LIMIT 1
+), expired AS (
+    UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+        lease_expiries = lease_expiries + 1, updated_at = %(now)s, last_error = %(expired)s
+    WHERE id IN (SELECT id FROM lapsed) AND id NOT IN (SELECT id FROM next)
+)
+UPDATE jobs SET status = 'leased', attempts = attempts + 1, lease_owner = %(worker)s,
+    lease_expires_at = %(expires)s, updated_at = %(now)s,
+    lease_expiries = lease_expiries + CASE WHEN status = 'leased' THEN 1 ELSE 0 END,
+    last_error = CASE WHEN status = 'leased' THEN %(expired)s ELSE last_error END
+WHERE id = (SELECT id FROM next)
+RETURNING *
+"""
+
 
 def _job(row: dict[str, Any] | None) -> Job | None:
     return None if row is None else Job.model_validate(row)
@@ -109,26 +137,10 @@ class PostgresQueue(Queue):
         self, worker_id: str, lease_seconds: float, *, now: float | None = None
     ) -> Job | None:
         now = _clock(now)
-        with self.db.transaction() as db:
-            # Leases another claimer is already reclaiming (or a worker is
-            # heartbeating) are locked: skip them rather than wait.
-            db.execute(
-                "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,"
-                " lease_expiries = lease_expiries + 1, updated_at = %s, last_error = %s"
-                " WHERE id IN (SELECT id FROM jobs"
-                "              WHERE status = 'leased' AND lease_expires_at <= %s"
-                "              FOR UPDATE SKIP LOCKED)",
-                (now, _LEASE_EXPIRED, now),
-            )
-            row = db.execute(
-                "UPDATE jobs SET status = 'leased', attempts = attempts + 1, lease_owner = %s,"
-                " lease_expires_at = %s, updated_at = %s"
-                " WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= %s"
-                "             ORDER BY priority DESC, run_at, id"
-                "             LIMIT 1 FOR UPDATE SKIP LOCKED)"
-                " RETURNING *",
-                (worker_id, now + lease_seconds, now, now),
-            ).fetchone()
+        params = {"worker": worker_id, "expires": now + lease_seconds, "now": now,
+                  "expired": _LEASE_EXPIRED}
+        with self.db.connection() as db:
+            row = db.execute(_CLAIM, params).fetchone()
         return _job(row)
 
     def heartbeat(
