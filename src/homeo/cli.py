@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -57,6 +59,16 @@ def _open(settings: Settings):  # -> Runtime, imported late to keep `--help` fas
     except Exception as error:  # a database that refuses to open
         _fail(f"cannot open {settings.resolved_database_url()}: {error}")
     return runtime
+
+
+@contextlib.contextmanager
+def _opened(settings: Settings) -> Iterator[Any]:  # Iterator[Runtime]
+    """The runtime for one short command, closed after it."""
+    runtime = _open(settings)
+    try:
+        yield runtime
+    finally:
+        asyncio.run(runtime.aclose())
 
 
 @app.command()
@@ -241,11 +253,8 @@ def keys_create(
 
     settings = _settings(data_dir=data_dir, database_url=database_url,
                          default_tenant=tenant)
-    runtime = _open(settings)
-    try:
+    with _opened(settings) as runtime:
         key, record = create_key(runtime.backends.store, settings.default_tenant, name)
-    finally:
-        asyncio.run(runtime.aclose())
     console.print(f"homeo: key {record.id} for tenant {record.tenant_id!r}; it is shown only"
                   " now, keep it", markup=False)
     print(key)
@@ -261,11 +270,8 @@ def keys_list(
     import datetime
 
     settings = _settings(data_dir=data_dir, database_url=database_url)
-    runtime = _open(settings)
-    try:
+    with _opened(settings) as runtime:
         records = runtime.backends.store.list_keys(tenant)
-    finally:
-        asyncio.run(runtime.aclose())
     out = Console(soft_wrap=True)
     for record in records:
         created = datetime.datetime.fromtimestamp(record.created_at, datetime.UTC)
@@ -282,11 +288,8 @@ def keys_revoke(
 ) -> None:
     """Revoke an API key: requests with it are refused within 5 seconds."""
     settings = _settings(data_dir=data_dir, database_url=database_url)
-    runtime = _open(settings)
-    try:
+    with _opened(settings) as runtime:
         record = runtime.backends.store.revoke_key(key_id.removeprefix("hk_")[:16])
-    finally:
-        asyncio.run(runtime.aclose())
     if record is None:
         _fail(f"no API key {key_id!r}; `homeo keys list` shows them")
     console.print(f"homeo: key {record.id} of tenant {record.tenant_id!r} is revoked",
