@@ -12,10 +12,17 @@ usage when `stream_options.include_usage` asks, then `[DONE]`. `first_chunk_dela
 holds the stream after the role chunk (a stream that hangs before its first
 token), `chunk_delay` slows every later chunk, and `cut_after` closes the
 connection after that many chunks past the role chunk (a stream cut midway).
+
+`POST .../embeddings` has its own script, `embeddings` (an `Endpoint`): a 200
+reply without a body answers the request's `input` with `vectors_for`, one
+deterministic vector per text; any other reply (an error, a hang, a body that
+is not JSON, `embeddings_body` of the wrong texts) is sent as scripted. It
+records each request's body and headers.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -84,12 +91,47 @@ def error(status: int, message: str, **headers: str) -> Reply:
     return Reply(status=status, body={"error": {"message": message}}, headers=headers)
 
 
+DIMENSIONS = 4
+
+
+def vector_for(text: str) -> list[float]:
+    """The embedding the server gives `text`: DIMENSIONS numbers from its SHA-256."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return [round(byte / 255, 4) for byte in digest[:DIMENSIONS]]
+
+
+def embeddings_body(texts: list[str], *, model: str = "served-embedder",
+                    reverse: bool = False) -> dict[str, Any]:
+    """An OpenAI embeddings response for `texts`; `reverse` lists the items last
+    first (their `index` still says where each belongs), as servers may."""
+    data = [{"object": "embedding", "index": index, "embedding": vector_for(text)}
+            for index, text in enumerate(texts)]
+    return {
+        "object": "list",
+        "data": data[::-1] if reverse else data,
+        "model": model,
+        "usage": {"prompt_tokens": sum(len(text.split()) for text in texts),
+                  "total_tokens": sum(len(text.split()) for text in texts)},
+    }
+
+
+@dataclass
+class Endpoint:
+    """Scripted replies (then `default`), and the bodies and headers received."""
+
+    default: Reply = field(default_factory=Reply)
+    script: list[Reply] = field(default_factory=list)
+    received: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+
+
 class FaultServer:
     def __init__(self) -> None:
         self.script: list[Reply] = []
         self.default = Reply(body=completion())
         self.received: list[dict[str, Any]] = []
         self.chunks_sent = 0  # stream chunks written so far, [DONE] included
+        self.embeddings = Endpoint()
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
@@ -101,6 +143,19 @@ class FaultServer:
             self.received.append(body)
             return self.script.pop(0) if self.script else self.default
 
+    def _next_embedding(self, body: dict[str, Any], headers: dict[str, str]) -> Reply:
+        endpoint = self.embeddings
+        with self._lock:
+            endpoint.received.append(body)
+            endpoint.headers.append(headers)
+            reply = endpoint.script.pop(0) if endpoint.script else endpoint.default
+        if reply.status == 200 and reply.body is None:
+            texts = body.get("input")
+            texts = [texts] if isinstance(texts, str) else texts
+            return Reply(body=embeddings_body(texts, model=body.get("model") or "served-embedder"),
+                         headers=reply.headers, delay=reply.delay)
+        return reply
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
@@ -111,7 +166,11 @@ class FaultServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 request = json.loads(self.rfile.read(length))
-                reply = server._next(request)
+                if self.path.rstrip("/").endswith("/embeddings"):
+                    headers = {name.lower(): value for name, value in self.headers.items()}
+                    reply = server._next_embedding(request, headers)
+                else:
+                    reply = server._next(request)
                 time.sleep(reply.delay)
                 if (request.get("stream") and reply.status == 200
                         and isinstance(reply.body, dict) and "choices" in reply.body):
