@@ -20,7 +20,7 @@ from homeo.engine.submit import submit_run
 from homeo.llm.base import Message, ModelResponse, ToolSpec, Usage
 from homeo.llm.providers.scripted import ScriptedModel, tool_call
 from homeo.runtime import Runtime
-from homeo.store.models import NewRun, Run, UsageTotals
+from homeo.store.models import NewRun, Run, UsageEvent
 from homeo.tools.registry import from_function
 
 
@@ -190,7 +190,8 @@ def test_a_tenants_direct_model_calls_count_for_its_runs_but_not_for_an_agent(
     backends: Backends,
 ) -> None:
     # /v1/chat/completions and /v1/embeddings record their tokens like this.
-    backends.store.record_usage("acme", "chat", "default", UsageTotals(input_tokens=100))
+    backends.store.record_usage([UsageEvent(tenant_id="acme", source="chat", model="default",
+                                            input_tokens=100, at=time.time())])
     tenant = TenantBudgets(backends.store, Limits(tenant_tokens_per_day=100))
     model = counting_model(turns_before_answer=0)
     _, result = run_agent(backends, model, budgets=tenant)

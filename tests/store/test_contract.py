@@ -6,7 +6,7 @@ import pytest
 
 from homeo.backends import Backends
 from homeo.store.base import StoreError
-from homeo.store.models import ApiKey, NewRun, UsageTotals
+from homeo.store.models import ApiKey, NewRun, UsageEvent
 
 
 def new_run(tenant: str = "acme", **fields) -> NewRun:
@@ -203,10 +203,14 @@ def test_direct_model_calls_count_for_the_tenant_but_not_for_any_agent(
     store.begin_step("acme", run.id, 0, "model", "model", None, now=100.0)
     store.complete_step("acme", run.id, 0, None, {"seq": 1}, input_tokens=10, output_tokens=5,
                         cost_usd=0.5, now=100.0)
-    store.record_usage("acme", "chat", "fast", UsageTotals(input_tokens=7, output_tokens=3,
-                                                            cost_usd=0.25), now=200.0)
-    store.record_usage("acme", "embeddings", "embedding", UsageTotals(input_tokens=4), now=50.0)
-    store.record_usage("globex", "chat", "fast", UsageTotals(input_tokens=900), now=200.0)
+    store.record_usage([
+        UsageEvent(tenant_id="acme", source="chat", model="fast", input_tokens=7,
+                   output_tokens=3, cost_usd=0.25, at=200.0),
+        UsageEvent(tenant_id="acme", source="embeddings", model="embedding", input_tokens=4,
+                   at=50.0),
+        UsageEvent(tenant_id="globex", source="chat", model="fast", input_tokens=900, at=200.0),
+    ])
+    store.record_usage([])
     everything = store.usage("acme")
     assert (everything.input_tokens, everything.output_tokens, everything.cost_usd) == (
         21, 8, 0.75)

@@ -12,6 +12,7 @@ from homeo import __version__
 from homeo.api import agents, embeddings, errors, health, openai_compat, providers, runs
 from homeo.api.deps import AppParts, tenant
 from homeo.api.middleware import BodyLimit, RequestID
+from homeo.api.usage import UsageWriter
 from homeo.backends import Backends
 from homeo.config import Settings
 from homeo.engine.budgets import tenant_budgets
@@ -36,16 +37,21 @@ def create_app(
     that opened them (closing them from another loop fails)."""
     models = models or ModelCatalog(settings)
 
+    usage = UsageWriter(backends.store, metrics)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         task = asyncio.create_task(worker.serve(stop)) if worker is not None else None
+        writing = asyncio.create_task(usage.run())
         try:
             yield
         finally:
             stop.set()
             if task is not None:
                 await task
+            await usage.close()
+            await writing
             await models.aclose()
 
     app = FastAPI(
@@ -62,6 +68,7 @@ def create_app(
     )
     app.state.key_rate_limiter = RateLimiter()
     app.state.budgets = tenant_budgets(settings, backends.store)
+    app.state.usage = usage
     app.state.soft_budgets_warned = {}
     errors.install(app)
     # Everything under /v1 needs an API key; health and metrics do not.

@@ -17,14 +17,12 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.background import BackgroundTask
 
 from homeo.api.openai_compat import (
     Models,
     Tenant,
     error,
     over_budget,
-    record_usage,
     status_of,
     unknown_model,
 )
@@ -103,5 +101,5 @@ async def embeddings(
         "usage": {"prompt_tokens": made.usage.input_tokens,
                   "total_tokens": made.usage.input_tokens},
     }
-    return JSONResponse(answer, background=BackgroundTask(
-        record_usage, request, tenant_id, "embeddings", body.model, made.usage))
+    request.app.state.usage.record(tenant_id, "embeddings", body.model, made.usage)
+    return JSONResponse(answer)

@@ -22,7 +22,6 @@ once it has been validated.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 import time
@@ -32,7 +31,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.background import BackgroundTask
 
 from homeo.api.deps import tenant
 from homeo.api.errors import error_response
@@ -47,14 +45,12 @@ from homeo.llm.base import (
     ToolCall,
     ToolSpec,
     Unsupported,
-    Usage,
     events_of,
 )
 from homeo.llm.providers.openai_http import ModelHTTPError
 from homeo.llm.resolve import ModelCatalog
 from homeo.llm.router import AllDeploymentsFailed
 from homeo.llm.structured import InvalidSchema, request_structured
-from homeo.store.models import UsageTotals
 from homeo.tenancy import current_tenant
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -224,11 +220,8 @@ async def chat_completions(
         chunks = _chunks(request, tenant_id, completion_id, created, body.model,
                          await anext(events), events, include_usage)
         return StreamingResponse(chunks, media_type="text/event-stream")
-    return JSONResponse(
-        _completion(completion_id, created, body.model, response),
-        background=BackgroundTask(record_usage, request, tenant_id, "chat", body.model,
-                                  response.usage),
-    )
+    request.app.state.usage.record(tenant_id, "chat", body.model, response.usage)
+    return JSONResponse(_completion(completion_id, created, body.model, response))
 
 
 async def _first(events: AsyncIterator[StreamEvent]) -> StreamEvent:
@@ -272,17 +265,6 @@ async def over_budget(request: Request, tenant_id: str) -> JSONResponse | None:
     except BudgetExceeded as exceeded:
         return error(request, 429, "budget_exceeded", str(exceeded))
     return None
-
-
-def record_usage(request: Request, tenant_id: str, source: str, model: str, usage: Usage
-                 ) -> None:
-    """Count a direct call's tokens for the tenant: in the store (for budgets)
-    and in the metrics. Runs after the answer is sent (sync: in a thread)."""
-    parts = request.app.state.parts
-    parts.metrics.count_usage(tenant_id, model, **usage.model_dump())
-    if usage.total_tokens or usage.cost_usd:
-        parts.backends.store.record_usage(tenant_id, source, model, UsageTotals(
-            **usage.model_dump()))
 
 
 def _message(wire: ChatMessage) -> Message:
@@ -392,7 +374,7 @@ async def _chunks(
     finally:
         await events.aclose()
     response = event.response
-    await asyncio.to_thread(record_usage, request, tenant_id, "chat", model, response.usage)
+    request.app.state.usage.record(tenant_id, "chat", model, response.usage)
     yield chunk({}, _finish_reason(response))
     if include_usage:
         usage = {"id": completion_id, "object": "chat.completion.chunk", "created": created,

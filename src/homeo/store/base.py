@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from homeo.store.models import AgentRecord, ApiKey, NewRun, Run, Step, UsageTotals
+from homeo.store.models import AgentRecord, ApiKey, NewRun, Run, Step, UsageEvent, UsageTotals
 
 
 class StoreError(Exception):
@@ -124,12 +124,8 @@ class Store(ABC):
         only the steps of that agent's runs. What tenant and agent budgets count."""
 
     @abstractmethod
-    def record_usage(
-        self, tenant_id: str, source: str, model: str, usage: UsageTotals,
-        *, now: float | None = None,
-    ) -> None:
-        """Record tokens a tenant used outside any run (`source`: "chat" for
-        /v1/chat/completions, "embeddings" for /v1/embeddings)."""
+    def record_usage(self, events: Sequence[UsageEvent]) -> None:
+        """Record tokens tenants used outside any run, in one transaction."""
 
     # --- agents -----------------------------------------------------------
     @abstractmethod

@@ -77,6 +77,19 @@ class UsageTotals(BaseModel):
         return self.input_tokens + self.output_tokens
 
 
+class UsageEvent(BaseModel):
+    """Tokens a tenant used outside any run: `source` is "chat"
+    (/v1/chat/completions) or "embeddings" (/v1/embeddings)."""
+
+    tenant_id: str
+    source: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    at: float
+
+
 class AgentRecord(BaseModel):
     tenant_id: str
     name: str

@@ -8,6 +8,7 @@ statement runs on an autocommit connection; work of several in a transaction.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -23,6 +24,7 @@ from homeo.store.models import (
     NewRun,
     Run,
     Step,
+    UsageEvent,
     UsageTotals,
 )
 
@@ -121,6 +123,17 @@ def _run(row: dict[str, Any] | None) -> Run | None:
 
 def _clock(now: float | None) -> float:
     return time.time() if now is None else float(now)
+
+
+_INSERT_USAGE = (
+    "INSERT INTO usage_events (tenant_id, source, model, input_tokens, output_tokens, cost_usd,"
+    " at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+)
+
+
+def _usage_row(event: UsageEvent) -> tuple[Any, ...]:
+    return (event.tenant_id, event.source, event.model, event.input_tokens,
+            event.output_tokens, event.cost_usd, event.at)
 
 
 class PostgresStore(Store):
@@ -369,18 +382,9 @@ class PostgresStore(Store):
             cost_usd=float(row["cost_usd"]),
         )
 
-    def record_usage(
-        self, tenant_id: str, source: str, model: str, usage: UsageTotals,
-        *, now: float | None = None,
-    ) -> None:
-        now = _clock(now)
-        with self.db.connection() as db:
-            db.execute(
-                "INSERT INTO usage_events (tenant_id, source, model, input_tokens,"
-                " output_tokens, cost_usd, at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (tenant_id, source, model, usage.input_tokens, usage.output_tokens,
-                 usage.cost_usd, now),
-            )
+    def record_usage(self, events: Sequence[UsageEvent]) -> None:
+        with self.db.transaction() as db, db.cursor() as cursor:
+            cursor.executemany(_INSERT_USAGE, [_usage_row(event) for event in events])
 
     def put_agent(
         self, tenant_id: str, name: str, spec: dict[str, Any], *, now: float | None = None

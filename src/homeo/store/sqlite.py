@@ -5,12 +5,21 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from homeo.db.sqlite import SQLiteDatabase
 from homeo.ids import new_id
 from homeo.store.base import Store, StoreError
-from homeo.store.models import AgentRecord, ApiKey, NewRun, Run, Step, UsageTotals
+from homeo.store.models import (
+    AgentRecord,
+    ApiKey,
+    NewRun,
+    Run,
+    Step,
+    UsageEvent,
+    UsageTotals,
+)
 
 MIGRATIONS = [
     """
@@ -115,6 +124,17 @@ def _run(row: sqlite3.Row | None) -> Run | None:
 
 def _step(row: sqlite3.Row) -> Step:
     return Step.model_validate(_row(row, _STEP_JSON))
+
+
+_INSERT_USAGE = (
+    "INSERT INTO usage_events (tenant_id, source, model, input_tokens, output_tokens, cost_usd,"
+    " at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _usage_row(event: UsageEvent) -> tuple[Any, ...]:
+    return (event.tenant_id, event.source, event.model, event.input_tokens,
+            event.output_tokens, event.cost_usd, event.at)
 
 
 class SQLiteStore(Store):
@@ -345,18 +365,9 @@ class SQLiteStore(Store):
             row = db.execute(sql, params).fetchone()
         return UsageTotals.model_validate(dict(row))
 
-    def record_usage(
-        self, tenant_id: str, source: str, model: str, usage: UsageTotals,
-        *, now: float | None = None,
-    ) -> None:
-        now = time.time() if now is None else now
+    def record_usage(self, events: Sequence[UsageEvent]) -> None:
         with self.db.write() as db:
-            db.execute(
-                "INSERT INTO usage_events (tenant_id, source, model, input_tokens,"
-                " output_tokens, cost_usd, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (tenant_id, source, model, usage.input_tokens, usage.output_tokens,
-                 usage.cost_usd, now),
-            )
+            db.executemany(_INSERT_USAGE, [_usage_row(event) for event in events])
 
     # --- agents -----------------------------------------------------------
     def put_agent(
