@@ -143,23 +143,25 @@ def test_a_bad_setting_exits_2_with_one_line_naming_it(
 
 def test_keys_create_list_and_revoke(tmp_path: Path) -> None:
     data = str(tmp_path / "data")
-    created = homeo("keys", "create", "--tenant", "acme", "--name", "ci bot", "--data-dir", data)
+    created = homeo("keys", "create", "--tenant", "acme", "--name", "ci bot", "--role", "admin",
+                    "--data-dir", data)
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip()
     assert re.fullmatch(r"hk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}", key)  # stdout is the key alone
     key_id = key.split("_")[1]
-    assert f"key {key_id} for tenant 'acme'" in created.stderr
+    assert f"admin key {key_id} for tenant 'acme'" in created.stderr
 
     listed = homeo("keys", "list", "--data-dir", data)
     assert listed.returncode == 0, listed.stderr
-    assert re.search(rf"^{key_id}\s+acme\s+active\s+\S+ \S+Z\s+ci bot$", listed.stdout, re.M)
+    assert re.search(rf"^{key_id}\s+acme\s+admin\s+active\s+\S+ \S+Z\s+ci bot$", listed.stdout,
+                     re.M)
     assert key.split("_", 2)[2] not in listed.stdout  # never the secret
 
     revoked = homeo("keys", "revoke", key_id, "--data-dir", data)
     assert revoked.returncode == 0 and f"key {key_id} of tenant 'acme' is revoked" in (
         revoked.stderr)
-    assert re.search(rf"^{key_id}\s+acme\s+revoked", homeo("keys", "list", "--data-dir", data
-                                                         ).stdout, re.M)
+    assert re.search(rf"^{key_id}\s+acme\s+admin\s+revoked",
+                     homeo("keys", "list", "--data-dir", data).stdout, re.M)
     assert homeo("keys", "list", "--tenant", "globex", "--data-dir", data).stdout == ""
 
 

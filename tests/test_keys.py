@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from homeo.backends import Backends
-from homeo.keys import KeyCheck, KeyRejected, create_key, parse
+from homeo.keys import Caller, KeyCheck, KeyRejected, create_key, parse
 
 
 class Clock:
@@ -19,7 +19,7 @@ class Clock:
 
 
 def tenant_of(check: KeyCheck, token: str) -> str:
-    return asyncio.run(check.tenant_of(token))
+    return asyncio.run(check.caller(token)).tenant_id
 
 
 def test_a_key_is_stored_as_an_argon2_hash_never_as_itself(backends: Backends) -> None:
@@ -88,3 +88,13 @@ def test_the_check_remembers_a_bounded_number_of_keys(backends: Backends) -> Non
     assert [tenant_of(check, key) for key in made] == ["t0", "t1", "t2"]
     assert len(check._verified) == 2
     assert tenant_of(check, made[0]) == "t0"  # verified again from the store
+
+
+def test_the_caller_carries_the_keys_id_and_role(backends: Backends) -> None:
+    check = KeyCheck(backends.store, clock=Clock())
+    admin, admin_record = create_key(backends.store, "acme", role="admin")
+    member, member_record = create_key(backends.store, "acme")
+    assert asyncio.run(check.caller(admin)) == Caller(admin_record.id, "acme", "admin")
+    assert asyncio.run(check.caller(admin)).is_admin  # and from what was verified
+    assert asyncio.run(check.caller(member)) == Caller(member_record.id, "acme", "member")
+    assert backends.store.get_key(admin_record.id).role == "admin"

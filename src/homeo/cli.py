@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import gc
 import signal
 import sys
@@ -128,10 +129,11 @@ def _first_key(runtime) -> None:  # noqa: ANN001 (Runtime, imported late)
     store = runtime.backends.store
     if store.list_keys():
         return
-    key, _ = create_key(store, runtime.settings.default_tenant, "made by the first homeo serve")
+    key, _ = create_key(store, runtime.settings.default_tenant, "made by the first homeo serve",
+                        role="admin")
     console.print(
-        f"homeo: no API keys yet, so here is one for tenant {runtime.settings.default_tenant!r}"
-        f" (shown only now): {key}\n"
+        f"homeo: no API keys yet, so here is an admin key for tenant"
+        f" {runtime.settings.default_tenant!r} (shown only now): {key}\n"
         "homeo: send it as `Authorization: Bearer <key>`; `homeo keys create` makes more",
         markup=False,
     )
@@ -247,6 +249,11 @@ def mcp_server(
         asyncio.run(runtime.aclose())
 
 
+class KeyRoleOption(str, enum.Enum):
+    member = "member"
+    admin = "admin"
+
+
 keys_app = typer.Typer(help="Make, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 Tenant = Annotated[str | None, typer.Option(help="The tenant [HOMEO_DEFAULT_TENANT].")]
@@ -256,6 +263,9 @@ Tenant = Annotated[str | None, typer.Option(help="The tenant [HOMEO_DEFAULT_TENA
 def keys_create(
     tenant: Tenant = None,
     name: Annotated[str, typer.Option(help="What the key is for, shown by `keys list`.")] = "",
+    role: Annotated[KeyRoleOption, typer.Option(
+        help="member: uses the API; admin: also manages the tenant's keys (/v1/keys)."
+    )] = KeyRoleOption.member,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
 ) -> None:
@@ -268,9 +278,10 @@ def keys_create(
     settings = _settings(data_dir=data_dir, database_url=database_url,
                          default_tenant=tenant)
     with _opened(settings) as runtime:
-        key, record = create_key(runtime.backends.store, settings.default_tenant, name)
-    console.print(f"homeo: key {record.id} for tenant {record.tenant_id!r}; it is shown only"
-                  " now, keep it", markup=False)
+        key, record = create_key(runtime.backends.store, settings.default_tenant, name,
+                                 role=role.value)
+    console.print(f"homeo: {record.role} key {record.id} for tenant {record.tenant_id!r}; it is"
+                  " shown only now, keep it", markup=False)
     print(key)
 
 
@@ -290,7 +301,7 @@ def keys_list(
     for record in records:
         created = datetime.datetime.fromtimestamp(record.created_at, datetime.UTC)
         status = "active" if record.active else "revoked"
-        out.print(f"{record.id}  {record.tenant_id:<16} {status:<8} "
+        out.print(f"{record.id}  {record.tenant_id:<16} {record.role:<6} {status:<8} "
                   f"{created:%Y-%m-%d %H:%M}Z  {record.name}", markup=False)
 
 

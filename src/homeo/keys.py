@@ -25,7 +25,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from homeo.store.base import Store, read_async
-from homeo.store.models import ApiKey
+from homeo.store.models import ApiKey, KeyRole
 
 PREFIX = "hk"
 _SHAPE = re.compile(r"^hk_([0-9a-f]{16})_([A-Za-z0-9_-]{32,128})$")
@@ -37,8 +37,26 @@ class KeyRejected(Exception):
     without echoing the secret."""
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a request: its key's id, tenant and role."""
+
+    key_id: str
+    tenant_id: str
+    role: KeyRole
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
 def create_key(
-    store: Store, tenant_id: str, name: str = "", *, now: float | None = None
+    store: Store,
+    tenant_id: str,
+    name: str = "",
+    *,
+    role: KeyRole = "member",
+    now: float | None = None,
 ) -> tuple[str, ApiKey]:
     """Make a key for `tenant_id`. Returns the key itself (shown once, never
     stored) and its record."""
@@ -48,6 +66,7 @@ def create_key(
         id=key_id,
         tenant_id=tenant_id,
         name=name,
+        role=role,
         secret_hash=_hasher.hash(secret),
         created_at=time.time() if now is None else now,
     )
@@ -67,12 +86,12 @@ def parse(token: str) -> tuple[str, str]:
 class _Verified:
     digest: bytes  # SHA-256 of the secret that passed argon2
     secret_hash: str  # the argon2 hash it passed against
-    tenant_id: str
+    caller: Caller
     checked_at: float
 
 
 class KeyCheck:
-    """Turns a presented key into its tenant, or raises KeyRejected."""
+    """Turns a presented key into its caller (tenant and role), or raises KeyRejected."""
 
     def __init__(
         self,
@@ -88,14 +107,14 @@ class KeyCheck:
         self.clock = clock
         self._verified: OrderedDict[str, _Verified] = OrderedDict()
 
-    async def tenant_of(self, token: str) -> str:
+    async def caller(self, token: str) -> Caller:
         key_id, secret = parse(token)
         digest = hashlib.sha256(secret.encode()).digest()
         now = self.clock()
         known = self._verified.get(key_id)
         matches = known is not None and hmac.compare_digest(known.digest, digest)
         if known is not None and matches and now - known.checked_at < self.revalidate_seconds:
-            return known.tenant_id
+            return known.caller
         record = await read_async(self.store, self.store.get_key, key_id)
         if record is None:
             raise KeyRejected(f"unknown API key hk_{key_id}_…")
@@ -107,8 +126,9 @@ class KeyCheck:
             _secret_matches, record.secret_hash, secret
         ):
             raise KeyRejected(f"wrong secret for API key hk_{key_id}_…")
-        self._remember(key_id, _Verified(digest, record.secret_hash, record.tenant_id, now))
-        return record.tenant_id
+        caller = Caller(record.id, record.tenant_id, record.role)
+        self._remember(key_id, _Verified(digest, record.secret_hash, caller, now))
+        return caller
 
     def _remember(self, key_id: str, verified: _Verified) -> None:
         self._verified[key_id] = verified

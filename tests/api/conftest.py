@@ -1,8 +1,8 @@
 """A real homeo app served by uvicorn on 127.0.0.1, with an in-process worker.
 
 `serve(**settings)` starts one on a fresh SQLite data dir whose agents come from
-tests/support/scriptkit.py, with an API key for the default tenant that its
-`client` sends; `add_key(served, tenant)` makes keys for other tenants.
+tests/support/scriptkit.py, with an admin API key for the default tenant that
+its `client` sends; `add_key(served, tenant)` makes keys for other tenants.
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ class Served:
         return httpx.Client(base_url=self.url, timeout=30, headers=headers)
 
 
-def add_key(served: Served, tenant: str) -> str:
+def add_key(served: Served, tenant: str, role: str = "member") -> str:
     """A key for `tenant`, with the agents published for it as `homeo keys create` does."""
-    key, _ = create_key(served.runtime.backends.store, tenant, "test")
+    key, _ = create_key(served.runtime.backends.store, tenant, "test", role=role)
     served.runtime.publish_agents()
     return key
 
@@ -68,7 +68,7 @@ class Servers:
         settings = Settings(data_dir=data, agents_dir=agents, **{**FAST, **overrides})
         runtime = Runtime.open(settings)
         runtime.publish_agents()
-        key, _ = create_key(runtime.backends.store, settings.default_tenant, "test")
+        key, _ = create_key(runtime.backends.store, settings.default_tenant, "test", role="admin")
         worker = runtime.worker() if with_worker else None
         app = create_app(settings, runtime.backends, runtime.metrics, worker, runtime.models)
         listener = socket.socket()

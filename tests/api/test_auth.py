@@ -15,7 +15,8 @@ V1_ROUTES = [
     ("GET", "/v1/runs"), ("POST", "/v1/runs"), ("GET", "/v1/runs/run_x"),
     ("POST", "/v1/runs/run_x/cancel"), ("GET", "/v1/runs/run_x/events"),
     ("GET", "/v1/agents"), ("GET", "/v1/models"), ("POST", "/v1/chat/completions"),
-    ("POST", "/v1/embeddings"), ("GET", "/v1/providers"),
+    ("POST", "/v1/embeddings"), ("GET", "/v1/providers"), ("GET", "/v1/keys"),
+    ("POST", "/v1/keys"), ("POST", "/v1/keys/0123456789abcdef/revoke"),
 ]
 
 

@@ -9,7 +9,16 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from homeo import __version__
-from homeo.api import agents, embeddings, errors, health, openai_compat, providers, runs
+from homeo.api import (
+    agents,
+    embeddings,
+    errors,
+    health,
+    keys,
+    openai_compat,
+    providers,
+    runs,
+)
 from homeo.api.deps import AppParts, tenant
 from homeo.api.middleware import BodyLimit, RequestID
 from homeo.api.usage import UsageWriter
@@ -78,6 +87,7 @@ def create_app(
     app.include_router(openai_compat.router, dependencies=authenticated)
     app.include_router(embeddings.router, dependencies=authenticated)
     app.include_router(providers.router, dependencies=authenticated)
+    app.include_router(keys.router, dependencies=authenticated)
     app.include_router(health.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestID)

@@ -10,14 +10,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 
 from homeo.backends import Backends
 from homeo.config import Settings
 from homeo.engine.worker import Worker
-from homeo.keys import KeyCheck, KeyRejected, parse
+from homeo.keys import Caller, KeyCheck, KeyRejected
 from homeo.observe.metrics import Metrics
 from homeo.ratelimit import RateLimit
 from homeo.store.base import read_async
@@ -35,9 +35,9 @@ async def parts(request: Request) -> AppParts:
     return request.app.state.parts
 
 
-async def tenant(request: Request) -> str:
-    """The tenant of the caller's API key; 401 without a valid key, 429 when
-    the key is over HOMEO_KEY_RATE_LIMIT."""
+async def caller(request: Request) -> Caller:
+    """Who sent the request, from its API key: 401 without a valid key, 429
+    when the key is over HOMEO_KEY_RATE_LIMIT."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if not token:
         raise _unauthorized(
@@ -48,21 +48,35 @@ async def tenant(request: Request) -> str:
         raise _unauthorized("the Authorization header must be `Bearer <key>`")
     keys: KeyCheck = request.app.state.keys
     try:
-        tenant_id = await keys.tenant_of(token.strip())
+        found = await keys.caller(token.strip())
     except KeyRejected as rejected:
         raise _unauthorized(str(rejected)) from None
     limit: RateLimit | None = request.app.state.key_rate_limit
     if limit is not None:
-        key_id = parse(token.strip())[0]
-        wait = request.app.state.key_rate_limiter.take(("key", key_id), limit)
+        wait = request.app.state.key_rate_limiter.take(("key", found.key_id), limit)
         if wait > 0:
             raise HTTPException(
                 429,
-                f"API key hk_{key_id}_… is over its rate limit HOMEO_KEY_RATE_LIMIT={limit};"
-                f" retry in {wait:.1f}s",
+                f"API key hk_{found.key_id}_… is over its rate limit"
+                f" HOMEO_KEY_RATE_LIMIT={limit}; retry in {wait:.1f}s",
                 headers={"Retry-After": str(math.ceil(wait))},
             )
-    return tenant_id
+    return found
+
+
+async def tenant(found: Annotated[Caller, Depends(caller)]) -> str:
+    """The tenant of the caller's API key."""
+    return found.tenant_id
+
+
+async def admin(found: Annotated[Caller, Depends(caller)]) -> Caller:
+    """The caller, if its key is an admin key of its tenant; else 403."""
+    if not found.is_admin:
+        raise HTTPException(
+            403, f"API key hk_{found.key_id}_… is a member key; managing keys needs an admin"
+            " key (`homeo keys create --role admin`)"
+        )
+    return found
 
 
 def _unauthorized(message: str) -> HTTPException:

@@ -19,6 +19,7 @@ from homeo.engine.submit import RunAlreadyFinished, RunNotFound, SubmitFailed, U
 STATUS_TYPES = {
     400: "bad_request",
     401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",

@@ -97,13 +97,19 @@ class AgentRecord(BaseModel):
     updated_at: float
 
 
+KeyRole = Literal["admin", "member"]
+KEY_ROLES: tuple[str, ...] = ("admin", "member")
+
+
 class ApiKey(BaseModel):
-    """An API key: the tenant it acts for. The secret is never stored, only its
-    argon2 hash (see homeo.keys)."""
+    """An API key: the tenant it acts for and its role there (a member uses the
+    API; an admin also manages the tenant's keys). The secret is never stored,
+    only its argon2 hash (see homeo.keys)."""
 
     id: str
     tenant_id: str
     name: str = ""
+    role: KeyRole = "member"
     secret_hash: str
     created_at: float
     revoked_at: float | None = None

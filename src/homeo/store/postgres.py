@@ -103,6 +103,7 @@ MIGRATIONS = [
         id TEXT PRIMARY KEY,
         tenant_id TEXT NOT NULL,
         name TEXT NOT NULL,
+        role TEXT NOT NULL,
         secret_hash TEXT NOT NULL,
         created_at DOUBLE PRECISION NOT NULL,
         revoked_at DOUBLE PRECISION
@@ -419,10 +420,10 @@ class PostgresStore(Store):
         try:
             with self.db.connection() as db:
                 db.execute(
-                    "INSERT INTO api_keys (id, tenant_id, name, secret_hash, created_at,"
-                    " revoked_at) VALUES (%s, %s, %s, %s, %s, %s)",
-                    (key.id, key.tenant_id, key.name, key.secret_hash, key.created_at,
-                     key.revoked_at),
+                    "INSERT INTO api_keys (id, tenant_id, name, role, secret_hash, created_at,"
+                    " revoked_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (key.id, key.tenant_id, key.name, key.role, key.secret_hash,
+                     key.created_at, key.revoked_at),
                 )
         except psycopg.errors.UniqueViolation:
             raise StoreError(f"an API key with id {key.id!r} exists") from None

@@ -94,6 +94,7 @@ MIGRATIONS = [
         id TEXT PRIMARY KEY,
         tenant_id TEXT NOT NULL,
         name TEXT NOT NULL,
+        role TEXT NOT NULL,
         secret_hash TEXT NOT NULL,
         created_at REAL NOT NULL,
         revoked_at REAL
@@ -402,10 +403,10 @@ class SQLiteStore(Store):
         try:
             with self.db.write() as db:
                 db.execute(
-                    "INSERT INTO api_keys (id, tenant_id, name, secret_hash, created_at,"
-                    " revoked_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (key.id, key.tenant_id, key.name, key.secret_hash, key.created_at,
-                     key.revoked_at),
+                    "INSERT INTO api_keys (id, tenant_id, name, role, secret_hash, created_at,"
+                    " revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (key.id, key.tenant_id, key.name, key.role, key.secret_hash,
+                     key.created_at, key.revoked_at),
                 )
         except sqlite3.IntegrityError:
             raise StoreError(f"an API key with id {key.id!r} exists") from None
