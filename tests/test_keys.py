@@ -98,3 +98,21 @@ def test_the_caller_carries_the_keys_id_and_role(backends: Backends) -> None:
     assert asyncio.run(check.caller(admin)).is_admin  # and from what was verified
     assert asyncio.run(check.caller(member)) == Caller(member_record.id, "acme", "member")
     assert backends.store.get_key(admin_record.id).role == "admin"
+
+
+def test_after_a_wrong_secret_a_key_is_not_checked_again_for_a_pause(backends: Backends
+                                                                      ) -> None:
+    clock = Clock()
+    check = KeyCheck(backends.store, failure_pause_seconds=1.0, clock=clock)
+    key, record = create_key(backends.store, "acme")
+    key_id, secret = parse(key)
+    wrong = f"hk_{key_id}_{secret[:-1]}{'A' if secret[-1] != 'A' else 'B'}"
+    with pytest.raises(KeyRejected, match="wrong secret") as first:
+        tenant_of(check, wrong)
+    assert "pause" not in str(first.value)
+    # Within the pause even the right secret is refused, without running argon2.
+    with pytest.raises(KeyRejected, match="pause 1s after a failure"):
+        tenant_of(check, key)
+    clock.now += 1.0
+    assert tenant_of(check, key) == "acme"
+    assert tenant_of(check, key) == "acme"  # and once verified, the pause is moot

@@ -6,7 +6,9 @@ gives no working key. argon2 is slow on purpose (tens of milliseconds), so
 `KeyCheck` verifies a key's secret once, then remembers a SHA-256 of it: later
 requests cost one hash and one comparison. It re-reads the record at least
 every `revalidate_seconds`, so a key revoked by another process (the CLI, a
-second server) stops working within that time.
+second server) stops working within that time. A wrong secret for a real key
+id is answered without argon2 for `failure_pause_seconds` afterwards, so
+guessing at one key cannot keep a core busy.
 """
 
 from __future__ import annotations
@@ -98,14 +100,17 @@ class KeyCheck:
         store: Store,
         *,
         revalidate_seconds: float = 5.0,
+        failure_pause_seconds: float = 1.0,
         max_remembered: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.revalidate_seconds = revalidate_seconds
+        self.failure_pause_seconds = failure_pause_seconds
         self.max_remembered = max_remembered
         self.clock = clock
         self._verified: OrderedDict[str, _Verified] = OrderedDict()
+        self._failed_at: OrderedDict[str, float] = OrderedDict()  # key id -> last wrong secret
 
     async def caller(self, token: str) -> Caller:
         key_id, secret = parse(token)
@@ -122,10 +127,17 @@ class KeyCheck:
             self._verified.pop(key_id, None)
             raise KeyRejected(f"API key hk_{key_id}_… was revoked")
         verified_before = known is not None and matches and known.secret_hash == record.secret_hash
-        if not verified_before and not await asyncio.to_thread(
-            _secret_matches, record.secret_hash, secret
-        ):
-            raise KeyRejected(f"wrong secret for API key hk_{key_id}_…")
+        if not verified_before:
+            failed_at = self._failed_at.get(key_id)
+            if failed_at is not None and now - failed_at < self.failure_pause_seconds:
+                raise KeyRejected(f"wrong secret for API key hk_{key_id}_… (checks of this"
+                                  f" key pause {self.failure_pause_seconds:g}s after a failure)")
+            if not await asyncio.to_thread(_secret_matches, record.secret_hash, secret):
+                self._failed_at[key_id] = now
+                self._failed_at.move_to_end(key_id)
+                while len(self._failed_at) > self.max_remembered:
+                    self._failed_at.popitem(last=False)
+                raise KeyRejected(f"wrong secret for API key hk_{key_id}_…")
         caller = Caller(record.id, record.tenant_id, record.role)
         self._remember(key_id, _Verified(digest, record.secret_hash, caller, now))
         return caller
