@@ -7,8 +7,8 @@ statement runs on an autocommit connection; work of several in a transaction.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+import functools
+from contextlib import AbstractContextManager
 from typing import Any
 
 import psycopg
@@ -16,17 +16,9 @@ from psycopg.types.json import Jsonb
 
 from homeo.db.postgres import PostgresDatabase
 from homeo.ids import new_id
-from homeo.store.base import Store, StoreError
-from homeo.store.models import (
-    FINAL_STATUSES,
-    AgentRecord,
-    ApiKey,
-    NewRun,
-    Run,
-    Step,
-    UsageEvent,
-    UsageTotals,
-)
+from homeo.store.base import StoreError
+from homeo.store.models import FINAL_STATUSES, NewRun, Run, Step
+from homeo.store.sql import SQLStore, clock
 
 # Ids sort by creation time byte for byte; the "C" collation keeps that order
 # whatever the database's locale is.
@@ -113,38 +105,39 @@ MIGRATIONS = [
 ]
 
 
-def _json(value: Any) -> Jsonb | None:
-    """A JSON parameter; Python None stays SQL NULL, as in the SQLite store."""
-    return None if value is None else Jsonb(value)
+@functools.cache
+def _placeholders(text: str) -> str:
+    """`?` placeholders as psycopg's `%s` (the shared SQL has no other `%` or `?`)."""
+    return text.replace("?", "%s")
 
 
-def _run(row: dict[str, Any] | None) -> Run | None:
-    return None if row is None else Run.model_validate(row)
+class PostgresStore(SQLStore):
+    duplicate_error = psycopg.errors.UniqueViolation
+    name_order = 'name COLLATE "C"'
 
-
-def _clock(now: float | None) -> float:
-    return time.time() if now is None else float(now)
-
-
-_INSERT_USAGE = (
-    "INSERT INTO usage_events (tenant_id, source, model, input_tokens, output_tokens, cost_usd,"
-    " at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-)
-
-
-def _usage_row(event: UsageEvent) -> tuple[Any, ...]:
-    return (event.tenant_id, event.source, event.model, event.input_tokens,
-            event.output_tokens, event.cost_usd, event.at)
-
-
-class PostgresStore(Store):
     def __init__(self, database: PostgresDatabase) -> None:
         self.db = database
         self.db.migrate("store", MIGRATIONS)
 
+    def reading(self) -> AbstractContextManager[psycopg.Connection[dict[str, Any]]]:
+        return self.db.connection()
+
+    def writing(self) -> AbstractContextManager[psycopg.Connection[dict[str, Any]]]:
+        return self.db.transaction()
+
+    def sql(self, text: str) -> str:
+        return _placeholders(text)
+
+    def json_param(self, value: Any) -> Jsonb | None:
+        """A JSON parameter; Python None stays SQL NULL, as in the SQLite store."""
+        return None if value is None else Jsonb(value)
+
+    def record(self, row: dict[str, Any], json_columns: tuple[str, ...] = ()) -> dict[str, Any]:
+        return row  # JSONB comes back decoded
+
     # --- runs -------------------------------------------------------------
     def create_run(self, new: NewRun, *, now: float | None = None) -> tuple[Run, bool]:
-        now = _clock(now)
+        now = clock(now)
         # Racing creators with one key: the loser's insert waits for the winner's
         # commit and does nothing; its SELECT, a new snapshot, then sees the winner.
         # Only a run deleted in between sends us round again.
@@ -168,52 +161,16 @@ class PostgresStore(Store):
                     ),
                 ).fetchone()
                 if row is not None:
-                    return Run.model_validate(row), True
+                    return self.run_of(row), True
                 existing = db.execute(
                     "SELECT * FROM runs WHERE tenant_id = %s AND idempotency_key = %s",
                     (new.tenant_id, new.idempotency_key),
                 ).fetchone()
             if existing is not None:
-                return Run.model_validate(existing), False
+                return self.run_of(existing), False
         raise StoreError(
             f"run with idempotency key {new.idempotency_key!r} kept vanishing; try again"
         )
-
-    def get_run(self, tenant_id: str, run_id: str) -> Run | None:
-        with self.db.connection() as db:
-            row = db.execute(
-                "SELECT * FROM runs WHERE tenant_id = %s AND id = %s", (tenant_id, run_id)
-            ).fetchone()
-        return _run(row)
-
-    def run_status(self, tenant_id: str, run_id: str) -> str | None:
-        with self.db.connection() as db:
-            row = db.execute(
-                "SELECT status FROM runs WHERE tenant_id = %s AND id = %s", (tenant_id, run_id)
-            ).fetchone()
-        return None if row is None else row["status"]
-
-    def list_runs(
-        self,
-        tenant_id: str,
-        *,
-        status: str | None = None,
-        agent: str | None = None,
-        limit: int = 50,
-        before: str | None = None,
-    ) -> list[Run]:
-        clauses, params = ["tenant_id = %s"], [tenant_id]
-        for column, value in (("status", status), ("agent", agent)):
-            if value is not None:
-                clauses.append(f"{column} = %s")
-                params.append(value)
-        if before is not None:
-            clauses.append("id < %s")
-            params.append(before)
-        sql = f"SELECT * FROM runs WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT %s"
-        with self.db.connection() as db:
-            rows = db.execute(sql, (*params, limit)).fetchall()  # type: ignore[call-overload]
-        return [Run.model_validate(row) for row in rows]
 
     def transition_run(
         self,
@@ -226,7 +183,7 @@ class PostgresStore(Store):
         error: str | None = None,
         now: float | None = None,
     ) -> Run | None:
-        now = _clock(now)
+        now = clock(now)
         started = now if status == "running" else None
         finished = now if status in FINAL_STATUSES else None
         with self.db.connection() as db:
@@ -248,16 +205,7 @@ class PostgresStore(Store):
                     sorted(allowed_from),
                 ),
             ).fetchone()
-        return _run(row)
-
-    def count_runs(self, tenant_id: str | None = None) -> dict[str, int]:
-        sql = "SELECT status, COUNT(*) AS n FROM runs"
-        params: tuple[str, ...] = ()
-        if tenant_id is not None:
-            sql, params = sql + " WHERE tenant_id = %s", (tenant_id,)
-        with self.db.connection() as db:
-            rows = db.execute(sql + " GROUP BY status", params).fetchall()  # type: ignore[arg-type]
-        return {row["status"]: row["n"] for row in rows}
+        return self.run_of(row)
 
     # --- steps ------------------------------------------------------------
     def begin_step(
@@ -271,7 +219,7 @@ class PostgresStore(Store):
         *,
         now: float | None = None,
     ) -> Step:
-        now = _clock(now)
+        now = clock(now)
         with self.db.transaction() as db:
             run = db.execute(
                 "SELECT 1 FROM runs WHERE tenant_id = %s AND id = %s", (tenant_id, run_id)
@@ -287,175 +235,11 @@ class PostgresStore(Store):
                 " attempts = steps.attempts + 1, error = NULL, input = excluded.input,"
                 " started_at = excluded.started_at, finished_at = NULL"
                 " WHERE steps.status <> 'succeeded' RETURNING *",
-                (run_id, tenant_id, seq, kind, name, _json(input), now),
+                (run_id, tenant_id, seq, kind, name, self.json_param(input), now),
             ).fetchone()
         if row is None:
             raise StoreError(f"step {seq} of run {run_id} already succeeded")
-        return Step.model_validate(row)
-
-    def complete_step(
-        self,
-        tenant_id: str,
-        run_id: str,
-        seq: int,
-        output: Any,
-        checkpoint: dict[str, Any],
-        *,
-        input_tokens: int = 0,
-        output_tokens: int = 0,
-        cost_usd: float = 0.0,
-        now: float | None = None,
-    ) -> Step:
-        now = _clock(now)
-        with self.db.transaction() as db:
-            row = db.execute(
-                "UPDATE steps SET status = 'succeeded', output = %s, finished_at = %s,"
-                " input_tokens = %s, output_tokens = %s, cost_usd = %s"
-                " WHERE tenant_id = %s AND run_id = %s AND seq = %s AND status = 'running'"
-                " RETURNING *",
-                (_json(output), now, input_tokens, output_tokens, cost_usd, tenant_id, run_id,
-                 seq),
-            ).fetchone()
-            if row is None:
-                raise StoreError(f"step {seq} of run {run_id} is not running")
-            db.execute(
-                "UPDATE runs SET checkpoint = %s, updated_at = %s,"
-                " input_tokens = input_tokens + %s, output_tokens = output_tokens + %s,"
-                " cost_usd = cost_usd + %s"
-                " WHERE tenant_id = %s AND id = %s",
-                (_json(checkpoint), now, input_tokens, output_tokens, cost_usd, tenant_id,
-                 run_id),
-            )
-        return Step.model_validate(row)
-
-    def fail_step(
-        self, tenant_id: str, run_id: str, seq: int, error: str, *, now: float | None = None
-    ) -> Step:
-        now = _clock(now)
-        with self.db.connection() as db:
-            row = db.execute(
-                "UPDATE steps SET status = 'failed', error = %s, finished_at = %s"
-                " WHERE tenant_id = %s AND run_id = %s AND seq = %s AND status = 'running'"
-                " RETURNING *",
-                (error, now, tenant_id, run_id, seq),
-            ).fetchone()
-        if row is None:
-            raise StoreError(f"step {seq} of run {run_id} is not running")
-        return Step.model_validate(row)
-
-    def list_steps(self, tenant_id: str, run_id: str, *, after_seq: int = -1) -> list[Step]:
-        with self.db.connection() as db:
-            rows = db.execute(
-                "SELECT * FROM steps WHERE tenant_id = %s AND run_id = %s AND seq > %s"
-                " ORDER BY seq",
-                (tenant_id, run_id, after_seq),
-            ).fetchall()
-        return [Step.model_validate(row) for row in rows]
-
-    def usage(
-        self, tenant_id: str, *, since: float = 0.0, agent: str | None = None
-    ) -> UsageTotals:
-        used = (
-            "SELECT steps.input_tokens, steps.output_tokens, steps.cost_usd FROM steps"
-            + (" JOIN runs ON runs.id = steps.run_id AND runs.agent = %s" if agent else "")
-            + " WHERE steps.tenant_id = %s AND steps.status = 'succeeded'"
-            " AND steps.finished_at >= %s"
-        )
-        params: tuple[Any, ...] = (agent, tenant_id, since) if agent else (tenant_id, since)
-        if agent is None:  # direct model calls count for the tenant, not for an agent
-            used += (
-                " UNION ALL SELECT input_tokens, output_tokens, cost_usd FROM usage_events"
-                " WHERE tenant_id = %s AND at >= %s"
-            )
-            params += (tenant_id, since)
-        sql = (
-            "SELECT COALESCE(SUM(input_tokens), 0) AS input_tokens,"
-            " COALESCE(SUM(output_tokens), 0) AS output_tokens,"
-            f" COALESCE(SUM(cost_usd), 0) AS cost_usd FROM ({used}) AS used"
-        )
-        with self.db.connection() as db:
-            row = db.execute(sql, params).fetchone()  # type: ignore[arg-type]
-        assert row is not None  # an aggregate always returns one row
-        # SUM of BIGINT is NUMERIC in PostgreSQL: back to int.
-        return UsageTotals(
-            input_tokens=int(row["input_tokens"]),
-            output_tokens=int(row["output_tokens"]),
-            cost_usd=float(row["cost_usd"]),
-        )
-
-    def record_usage(self, events: Sequence[UsageEvent]) -> None:
-        with self.db.transaction() as db, db.cursor() as cursor:
-            cursor.executemany(_INSERT_USAGE, [_usage_row(event) for event in events])
-
-    def put_agent(
-        self, tenant_id: str, name: str, spec: dict[str, Any], *, now: float | None = None
-    ) -> AgentRecord:
-        now = _clock(now)
-        with self.db.connection() as db:
-            db.execute(
-                "INSERT INTO agents (tenant_id, name, spec, updated_at) VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT (tenant_id, name) DO UPDATE SET spec = excluded.spec,"
-                " updated_at = excluded.updated_at",
-                (tenant_id, name, Jsonb(spec), now),
-            )
-        return AgentRecord(tenant_id=tenant_id, name=name, spec=spec, updated_at=now)
-
-    def get_agent(self, tenant_id: str, name: str) -> AgentRecord | None:
-        with self.db.connection() as db:
-            row = db.execute(
-                "SELECT * FROM agents WHERE tenant_id = %s AND name = %s", (tenant_id, name)
-            ).fetchone()
-        return None if row is None else AgentRecord.model_validate(row)
-
-    def list_agents(self, tenant_id: str) -> list[AgentRecord]:
-        with self.db.connection() as db:
-            rows = db.execute(
-                'SELECT * FROM agents WHERE tenant_id = %s ORDER BY name COLLATE "C"',
-                (tenant_id,),
-            ).fetchall()
-        return [AgentRecord.model_validate(row) for row in rows]
-
-    # --- API keys ---------------------------------------------------------
-    def put_key(self, key: ApiKey) -> None:
-        try:
-            with self.db.connection() as db:
-                db.execute(
-                    "INSERT INTO api_keys (id, tenant_id, name, role, secret_hash, created_at,"
-                    " revoked_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    (key.id, key.tenant_id, key.name, key.role, key.secret_hash,
-                     key.created_at, key.revoked_at),
-                )
-        except psycopg.errors.UniqueViolation:
-            raise StoreError(f"an API key with id {key.id!r} exists") from None
-
-    def get_key(self, key_id: str) -> ApiKey | None:
-        with self.db.connection() as db:
-            row = db.execute("SELECT * FROM api_keys WHERE id = %s", (key_id,)).fetchone()
-        return None if row is None else ApiKey.model_validate(row)
-
-    def list_keys(self, tenant_id: str | None = None) -> list[ApiKey]:
-        with self.db.connection() as db:
-            if tenant_id is None:
-                rows = db.execute("SELECT * FROM api_keys ORDER BY created_at, id").fetchall()
-            else:
-                rows = db.execute(
-                    "SELECT * FROM api_keys WHERE tenant_id = %s ORDER BY created_at, id",
-                    (tenant_id,),
-                ).fetchall()
-        return [ApiKey.model_validate(row) for row in rows]
-
-    def revoke_key(self, key_id: str, *, now: float | None = None) -> ApiKey | None:
-        now = _clock(now)
-        with self.db.connection() as db:
-            db.execute(
-                "UPDATE api_keys SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL",
-                (now, key_id),
-            )
-        return self.get_key(key_id)
-
-    def ping(self) -> None:
-        with self.db.connection() as db:
-            db.execute("SELECT 1").fetchone()
+        return self.step_of(row)
 
     def close(self) -> None:
         self.db.close()

@@ -1,0 +1,267 @@
+"""What the SQLite and PostgreSQL stores share: the same SQL, written once with
+`?` placeholders.
+
+A backend says how to open a read and a write (a transaction), how to pass a
+JSON value and how its rows come back. It keeps for itself what the two
+databases do differently: creating a run under an idempotency-key race,
+moving a run's status, and beginning a step.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import abstractmethod
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+from homeo.store.base import Store, StoreError
+from homeo.store.models import AgentRecord, ApiKey, Run, Step, UsageEvent, UsageTotals
+
+RUN_JSON = ("checkpoint",)
+STEP_JSON = ("input", "output")
+AGENT_JSON = ("spec",)
+
+
+def clock(now: float | None) -> float:
+    return time.time() if now is None else float(now)
+
+
+class SQLStore(Store):
+    # The driver's error for a duplicate primary or unique key.
+    duplicate_error: type[Exception]
+    # How agents are ordered by name: byte order on both backends.
+    name_order = "name"
+
+    @abstractmethod
+    def reading(self) -> AbstractContextManager[Any]:
+        """A connection to read from."""
+
+    @abstractmethod
+    def writing(self) -> AbstractContextManager[Any]:
+        """A connection inside one transaction: committed on success, rolled back on error."""
+
+    @abstractmethod
+    def sql(self, text: str) -> str:
+        """`text`, written with `?` placeholders, in the driver's placeholder style."""
+
+    @abstractmethod
+    def json_param(self, value: Any) -> Any:
+        """`value` as the driver takes a JSON column's value."""
+
+    @abstractmethod
+    def record(self, row: Any, json_columns: tuple[str, ...] = ()) -> dict[str, Any]:
+        """A row as a dict, its JSON columns decoded."""
+
+    def one(self, text: str, params: Sequence[Any] = ()) -> Any:
+        with self.reading() as db:
+            return db.execute(self.sql(text), params).fetchone()
+
+    def all(self, text: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self.reading() as db:
+            return db.execute(self.sql(text), params).fetchall()
+
+    def run_of(self, row: Any) -> Run | None:
+        return None if row is None else Run.model_validate(self.record(row, RUN_JSON))
+
+    def step_of(self, row: Any) -> Step:
+        return Step.model_validate(self.record(row, STEP_JSON))
+
+    # --- runs -------------------------------------------------------------
+    def get_run(self, tenant_id: str, run_id: str) -> Run | None:
+        return self.run_of(self.one("SELECT * FROM runs WHERE tenant_id = ? AND id = ?",
+                                    (tenant_id, run_id)))
+
+    def run_status(self, tenant_id: str, run_id: str) -> str | None:
+        row = self.one("SELECT status FROM runs WHERE tenant_id = ? AND id = ?",
+                       (tenant_id, run_id))
+        return None if row is None else row["status"]
+
+    def list_runs(
+        self,
+        tenant_id: str,
+        *,
+        status: str | None = None,
+        agent: str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[Run]:
+        clauses, params = ["tenant_id = ?"], [tenant_id]
+        for clause, value in (("status = ?", status), ("agent = ?", agent), ("id < ?", before)):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        rows = self.all(
+            f"SELECT * FROM runs WHERE {' AND '.join(clauses)} ORDER BY id DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [self.run_of(row) for row in rows]  # type: ignore[misc]
+
+    def count_runs(self, tenant_id: str | None = None) -> dict[str, int]:
+        where, params = ("WHERE tenant_id = ?", (tenant_id,)) if tenant_id is not None else (
+            "", ())
+        rows = self.all(f"SELECT status, COUNT(*) AS n FROM runs {where} GROUP BY status", params)
+        return {row["status"]: row["n"] for row in rows}
+
+    # --- steps ------------------------------------------------------------
+    def complete_step(
+        self,
+        tenant_id: str,
+        run_id: str,
+        seq: int,
+        output: Any,
+        checkpoint: dict[str, Any],
+        *,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost_usd: float = 0.0,
+        now: float | None = None,
+    ) -> Step:
+        now = clock(now)
+        with self.writing() as db:
+            row = db.execute(
+                self.sql(
+                    "UPDATE steps SET status = 'succeeded', output = ?, finished_at = ?,"
+                    " input_tokens = ?, output_tokens = ?, cost_usd = ?"
+                    " WHERE tenant_id = ? AND run_id = ? AND seq = ? AND status = 'running'"
+                    " RETURNING *"
+                ),
+                (self.json_param(output), now, input_tokens, output_tokens, cost_usd,
+                 tenant_id, run_id, seq),
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"step {seq} of run {run_id} is not running")
+            db.execute(
+                self.sql(
+                    "UPDATE runs SET checkpoint = ?, updated_at = ?,"
+                    " input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
+                    " cost_usd = cost_usd + ? WHERE tenant_id = ? AND id = ?"
+                ),
+                (self.json_param(checkpoint), now, input_tokens, output_tokens, cost_usd,
+                 tenant_id, run_id),
+            )
+        return self.step_of(row)
+
+    def fail_step(
+        self, tenant_id: str, run_id: str, seq: int, error: str, *, now: float | None = None
+    ) -> Step:
+        with self.writing() as db:
+            row = db.execute(
+                self.sql(
+                    "UPDATE steps SET status = 'failed', error = ?, finished_at = ?"
+                    " WHERE tenant_id = ? AND run_id = ? AND seq = ? AND status = 'running'"
+                    " RETURNING *"
+                ),
+                (error, clock(now), tenant_id, run_id, seq),
+            ).fetchone()
+        if row is None:
+            raise StoreError(f"step {seq} of run {run_id} is not running")
+        return self.step_of(row)
+
+    def list_steps(self, tenant_id: str, run_id: str, *, after_seq: int = -1) -> list[Step]:
+        rows = self.all(
+            "SELECT * FROM steps WHERE tenant_id = ? AND run_id = ? AND seq > ? ORDER BY seq",
+            (tenant_id, run_id, after_seq),
+        )
+        return [self.step_of(row) for row in rows]
+
+    # --- usage ------------------------------------------------------------
+    def usage(
+        self, tenant_id: str, *, since: float = 0.0, agent: str | None = None
+    ) -> UsageTotals:
+        used = (
+            "SELECT steps.input_tokens, steps.output_tokens, steps.cost_usd FROM steps"
+            + (" JOIN runs ON runs.id = steps.run_id AND runs.agent = ?" if agent else "")
+            + " WHERE steps.tenant_id = ? AND steps.status = 'succeeded'"
+            " AND steps.finished_at >= ?"
+        )
+        params: tuple[Any, ...] = (agent, tenant_id, since) if agent else (tenant_id, since)
+        if agent is None:  # direct model calls count for the tenant, not for an agent
+            used += (
+                " UNION ALL SELECT input_tokens, output_tokens, cost_usd FROM usage_events"
+                " WHERE tenant_id = ? AND at >= ?"
+            )
+            params += (tenant_id, since)
+        row = self.one(
+            "SELECT COALESCE(SUM(input_tokens), 0) AS input_tokens,"
+            " COALESCE(SUM(output_tokens), 0) AS output_tokens,"
+            f" COALESCE(SUM(cost_usd), 0) AS cost_usd FROM ({used}) AS used",
+            params,
+        )
+        # PostgreSQL sums BIGINT as NUMERIC: back to int and float.
+        return UsageTotals(input_tokens=int(row["input_tokens"]),
+                           output_tokens=int(row["output_tokens"]),
+                           cost_usd=float(row["cost_usd"]))
+
+    def record_usage(self, events: Sequence[UsageEvent]) -> None:
+        rows = [(event.tenant_id, event.source, event.model, event.input_tokens,
+                 event.output_tokens, event.cost_usd, event.at) for event in events]
+        with self.writing() as db:
+            db.cursor().executemany(
+                self.sql(
+                    "INSERT INTO usage_events (tenant_id, source, model, input_tokens,"
+                    " output_tokens, cost_usd, at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                ),
+                rows,
+            )
+
+    # --- agents -----------------------------------------------------------
+    def put_agent(
+        self, tenant_id: str, name: str, spec: dict[str, Any], *, now: float | None = None
+    ) -> AgentRecord:
+        now = clock(now)
+        with self.writing() as db:
+            db.execute(
+                self.sql(
+                    "INSERT INTO agents (tenant_id, name, spec, updated_at) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (tenant_id, name) DO UPDATE SET spec = excluded.spec,"
+                    " updated_at = excluded.updated_at"
+                ),
+                (tenant_id, name, self.json_param(spec), now),
+            )
+        return AgentRecord(tenant_id=tenant_id, name=name, spec=spec, updated_at=now)
+
+    def get_agent(self, tenant_id: str, name: str) -> AgentRecord | None:
+        row = self.one("SELECT * FROM agents WHERE tenant_id = ? AND name = ?", (tenant_id, name))
+        return None if row is None else AgentRecord.model_validate(self.record(row, AGENT_JSON))
+
+    def list_agents(self, tenant_id: str) -> list[AgentRecord]:
+        rows = self.all(f"SELECT * FROM agents WHERE tenant_id = ? ORDER BY {self.name_order}",
+                        (tenant_id,))
+        return [AgentRecord.model_validate(self.record(row, AGENT_JSON)) for row in rows]
+
+    # --- API keys ---------------------------------------------------------
+    def put_key(self, key: ApiKey) -> None:
+        try:
+            with self.writing() as db:
+                db.execute(
+                    self.sql(
+                        "INSERT INTO api_keys (id, tenant_id, name, role, secret_hash,"
+                        " created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    ),
+                    (key.id, key.tenant_id, key.name, key.role, key.secret_hash,
+                     key.created_at, key.revoked_at),
+                )
+        except self.duplicate_error:
+            raise StoreError(f"an API key with id {key.id!r} exists") from None
+
+    def get_key(self, key_id: str) -> ApiKey | None:
+        row = self.one("SELECT * FROM api_keys WHERE id = ?", (key_id,))
+        return None if row is None else ApiKey.model_validate(self.record(row))
+
+    def list_keys(self, tenant_id: str | None = None) -> list[ApiKey]:
+        where, params = ("WHERE tenant_id = ?", (tenant_id,)) if tenant_id is not None else (
+            "", ())
+        rows = self.all(f"SELECT * FROM api_keys {where} ORDER BY created_at, id", params)
+        return [ApiKey.model_validate(self.record(row)) for row in rows]
+
+    def revoke_key(self, key_id: str, *, now: float | None = None) -> ApiKey | None:
+        with self.writing() as db:
+            db.execute(
+                self.sql("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"),
+                (clock(now), key_id),
+            )
+        return self.get_key(key_id)
+
+    def ping(self) -> None:
+        self.one("SELECT 1")
