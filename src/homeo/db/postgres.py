@@ -9,14 +9,16 @@ makes them take turns.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from homeo.backends import BackendUnavailable
@@ -41,8 +43,20 @@ def redact(url: str) -> str:
     return re.sub(r"(password=)[^&\s]*", r"\1***", url)
 
 
+@functools.cache
+def _placeholders(text: str) -> str:
+    """`?` placeholders as psycopg's `%s` (the shared SQL has no other `%` or `?`)."""
+    return text.replace("?", "%s")
+
+
 class PostgresDatabase:
-    """A pool of connections to one PostgreSQL database (and search_path)."""
+    """A pool of connections to one PostgreSQL database (and search_path).
+    It is also a `homeo.db.dialect.Dialect`."""
+
+    duplicate_error = psycopg.errors.UniqueViolation
+    name_order = 'name COLLATE "C"'
+    for_update = " FOR UPDATE"
+    inline_reads = False  # a read is a network round trip: never on the event loop
 
     def __init__(
         self,
@@ -108,6 +122,24 @@ class PostgresDatabase:
         on any exception. Rows come back as dicts."""
         with self.connection() as connection, connection.transaction():
             yield connection
+
+    def read(self) -> AbstractContextManager[psycopg.Connection[dict[str, Any]]]:
+        return self.connection()
+
+    def write(self) -> AbstractContextManager[psycopg.Connection[dict[str, Any]]]:
+        return self.transaction()
+
+    def statement(self) -> AbstractContextManager[psycopg.Connection[dict[str, Any]]]:
+        return self.connection()  # autocommit: no BEGIN and COMMIT round trips
+
+    def sql(self, text: str) -> str:
+        return _placeholders(text)
+
+    def json_param(self, value: Any) -> Jsonb | None:
+        return None if value is None else Jsonb(value)
+
+    def decode(self, row: dict[str, Any], json_columns: tuple[str, ...] = ()) -> dict[str, Any]:
+        return row  # JSONB comes back decoded
 
     def migrate(self, component: str, migrations: Sequence[str]) -> int:
         """Apply `migrations[i]` for every i not yet recorded for `component`.

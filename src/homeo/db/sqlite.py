@@ -8,12 +8,14 @@ may open the same file: WAL plus `busy_timeout` makes them take turns.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -37,7 +39,13 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 class SQLiteDatabase:
-    """A SQLite file opened in WAL mode, with `write()` and `read()` contexts."""
+    """A SQLite file opened in WAL mode, with `write()` and `read()` contexts.
+    It is also a `homeo.db.dialect.Dialect`."""
+
+    duplicate_error = sqlite3.IntegrityError
+    name_order = "name"
+    for_update = ""  # `write()` already holds the file's write lock
+    inline_reads = True  # WAL readers never wait for the writer
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -72,6 +80,22 @@ class SQLiteDatabase:
             with self._readers_lock:
                 self._readers.append(connection)
         yield connection
+
+    def statement(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self.write()
+
+    def sql(self, text: str) -> str:
+        return text
+
+    def json_param(self, value: Any) -> str | None:
+        return None if value is None else json.dumps(value, separators=(",", ":"))
+
+    def decode(self, row: sqlite3.Row, json_columns: tuple[str, ...] = ()) -> dict[str, Any]:
+        record = dict(row)
+        for column in json_columns:
+            if record.get(column) is not None:
+                record[column] = json.loads(record[column])
+        return record
 
     def migrate(self, component: str, migrations: Sequence[str]) -> int:
         """Apply `migrations[i]` for every i not yet recorded for `component`.

@@ -4,14 +4,13 @@ wait on each other's rows."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from psycopg.types.json import Jsonb
-
+from homeo.db.dialect import clock
 from homeo.db.postgres import PostgresDatabase
 from homeo.ids import new_id
-from homeo.queue.base import JOB_STATUSES, Job, Queue, QueueError, RetryPolicy
+from homeo.queue.base import Job, QueueError, RetryPolicy
+from homeo.queue.sql import LEASE_EXPIRED, SQLQueue
 
 # The partial indexes hold only the rows a claim looks at: due work and live
 # leases. Ids use the "C" collation so ties break in the same order as SQLite.
@@ -42,8 +41,6 @@ MIGRATIONS = [
     """,
 ]
 
-_LEASE_EXPIRED = "lease expired (worker died or stopped heartbeating)"
-
 # A claim in one round trip, as if expired leases were put back in line first
 # and then the next due job were leased: `next` is the better of the next
 # queued job and the best expired lease (which is then taken over directly);
@@ -73,19 +70,13 @@ RETURNING *
 """
 
 
-def _job(row: dict[str, Any] | None) -> Job | None:
-    return None if row is None else Job.model_validate(row)
 
 
-def _clock(now: float | None) -> float:
-    return time.time() if now is None else float(now)
+class PostgresQueue(SQLQueue):
+    db: PostgresDatabase
 
-
-class PostgresQueue(Queue):
     def __init__(self, database: PostgresDatabase, retry: RetryPolicy | None = None) -> None:
-        self.db = database
-        self.retry = retry or RetryPolicy()
-        self.db.migrate("queue", MIGRATIONS)
+        super().__init__(database, MIGRATIONS, retry)
 
     def enqueue(
         self,
@@ -99,7 +90,7 @@ class PostgresQueue(Queue):
         max_attempts: int = 3,
         now: float | None = None,
     ) -> tuple[Job, bool]:
-        now = _clock(now)
+        now = clock(now)
         # As with runs: a racing enqueue with the same key waits for the first
         # one's commit, does nothing, and then reads the first job.
         for _ in range(3):
@@ -114,7 +105,7 @@ class PostgresQueue(Queue):
                         new_id("job", now),
                         tenant_id,
                         kind,
-                        Jsonb(payload),
+                        self.db.json_param(payload),
                         priority,
                         max_attempts,
                         now + delay,
@@ -124,113 +115,21 @@ class PostgresQueue(Queue):
                     ),
                 ).fetchone()
                 if row is not None:
-                    return Job.model_validate(row), True
+                    return self.job_of(row), True
                 existing = db.execute(
                     "SELECT * FROM jobs WHERE tenant_id = %s AND idempotency_key = %s",
                     (tenant_id, idempotency_key),
                 ).fetchone()
             if existing is not None:
-                return Job.model_validate(existing), False
+                return self.job_of(existing), False
         raise QueueError(f"job with idempotency key {idempotency_key!r} kept vanishing; try again")
 
     def claim(
         self, worker_id: str, lease_seconds: float, *, now: float | None = None
     ) -> Job | None:
-        now = _clock(now)
+        now = clock(now)
         params = {"worker": worker_id, "expires": now + lease_seconds, "now": now,
-                  "expired": _LEASE_EXPIRED}
+                  "expired": LEASE_EXPIRED}
         with self.db.connection() as db:
             row = db.execute(_CLAIM, params).fetchone()
-        return _job(row)
-
-    def heartbeat(
-        self, job_id: str, worker_id: str, lease_seconds: float, *, now: float | None = None
-    ) -> bool:
-        now = _clock(now)
-        with self.db.connection() as db:
-            cursor = db.execute(
-                "UPDATE jobs SET lease_expires_at = %s, updated_at = %s"
-                " WHERE id = %s AND lease_owner = %s AND status = 'leased'",
-                (now + lease_seconds, now, job_id, worker_id),
-            )
-        return cursor.rowcount == 1
-
-    def complete(self, job_id: str, worker_id: str, *, now: float | None = None) -> bool:
-        now = _clock(now)
-        with self.db.connection() as db:
-            cursor = db.execute(
-                "UPDATE jobs SET status = 'done', lease_owner = NULL, lease_expires_at = NULL,"
-                " updated_at = %s WHERE id = %s AND lease_owner = %s AND status = 'leased'",
-                (now, job_id, worker_id),
-            )
-        return cursor.rowcount == 1
-
-    def fail(
-        self,
-        job_id: str,
-        worker_id: str,
-        error: str,
-        *,
-        retry: bool = True,
-        now: float | None = None,
-    ) -> Job | None:
-        now = _clock(now)
-        with self.db.transaction() as db:
-            row = db.execute(
-                "SELECT attempts, max_attempts FROM jobs"
-                " WHERE id = %s AND lease_owner = %s AND status = 'leased' FOR UPDATE",
-                (job_id, worker_id),
-            ).fetchone()
-            if row is None:
-                return None
-            if retry and row["attempts"] < row["max_attempts"]:
-                status, run_at = "queued", now + self.retry.delay(row["attempts"])
-            else:
-                status, run_at = "dead", now
-            updated = db.execute(
-                "UPDATE jobs SET status = %s, run_at = %s, last_error = %s, lease_owner = NULL,"
-                " lease_expires_at = NULL, updated_at = %s WHERE id = %s RETURNING *",
-                (status, run_at, error, now, job_id),
-            ).fetchone()
-        return _job(updated)
-
-    def release(self, job_id: str, worker_id: str, *, now: float | None = None) -> bool:
-        now = _clock(now)
-        with self.db.connection() as db:
-            cursor = db.execute(
-                "UPDATE jobs SET status = 'queued', attempts = attempts - 1, run_at = %s,"
-                " lease_owner = NULL, lease_expires_at = NULL, updated_at = %s"
-                " WHERE id = %s AND lease_owner = %s AND status = 'leased'",
-                (now, now, job_id, worker_id),
-            )
-        return cursor.rowcount == 1
-
-    def get(self, tenant_id: str, job_id: str) -> Job | None:
-        with self.db.connection() as db:
-            row = db.execute(
-                "SELECT * FROM jobs WHERE tenant_id = %s AND id = %s", (tenant_id, job_id)
-            ).fetchone()
-        return _job(row)
-
-    def find(self, tenant_id: str, idempotency_key: str) -> Job | None:
-        with self.db.connection() as db:
-            row = db.execute(
-                "SELECT * FROM jobs WHERE tenant_id = %s AND idempotency_key = %s",
-                (tenant_id, idempotency_key),
-            ).fetchone()
-        return _job(row)
-
-    def stats(self) -> dict[str, int]:
-        # One statement, so the counts and the expiries come from one snapshot.
-        with self.db.connection() as db:
-            rows = db.execute(
-                "SELECT status, COUNT(*) AS n, COALESCE(SUM(lease_expiries), 0) AS expiries"
-                " FROM jobs GROUP BY status"
-            ).fetchall()
-        counts = dict.fromkeys(JOB_STATUSES, 0)
-        counts.update({row["status"]: row["n"] for row in rows})
-        counts["lease_expiries"] = sum(int(row["expiries"]) for row in rows)
-        return counts
-
-    def close(self) -> None:
-        self.db.close()
+        return self.job_of(row)

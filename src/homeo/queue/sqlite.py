@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import json
-import sqlite3
-import time
 from typing import Any
 
+from homeo.db.dialect import clock
 from homeo.db.sqlite import SQLiteDatabase
 from homeo.ids import new_id
-from homeo.queue.base import JOB_STATUSES, Job, Queue, RetryPolicy
+from homeo.queue.base import Job, RetryPolicy
+from homeo.queue.sql import LEASE_EXPIRED, SQLQueue
 
 MIGRATIONS = [
     """
@@ -40,19 +39,12 @@ MIGRATIONS = [
 ]
 
 
-def _job(row: sqlite3.Row | None) -> Job | None:
-    if row is None:
-        return None
-    record = dict(row)
-    record["payload"] = json.loads(record["payload"])
-    return Job.model_validate(record)
 
+class SQLiteQueue(SQLQueue):
+    db: SQLiteDatabase
 
-class SQLiteQueue(Queue):
     def __init__(self, database: SQLiteDatabase, retry: RetryPolicy | None = None) -> None:
-        self.db = database
-        self.retry = retry or RetryPolicy()
-        self.db.migrate("queue", MIGRATIONS)
+        super().__init__(database, MIGRATIONS, retry)
 
     def enqueue(
         self,
@@ -66,7 +58,7 @@ class SQLiteQueue(Queue):
         max_attempts: int = 3,
         now: float | None = None,
     ) -> tuple[Job, bool]:
-        now = time.time() if now is None else now
+        now = clock(now)
         with self.db.write() as db:
             if idempotency_key is not None:
                 row = db.execute(
@@ -74,7 +66,7 @@ class SQLiteQueue(Queue):
                     (tenant_id, idempotency_key),
                 ).fetchone()
                 if row is not None:
-                    return _job(row), False  # type: ignore[return-value]
+                    return self.job_of(row), False  # type: ignore[return-value]
             row = db.execute(
                 "INSERT INTO jobs (id, tenant_id, kind, payload, priority, status, max_attempts,"
                 " run_at, idempotency_key, created_at, updated_at)"
@@ -83,7 +75,7 @@ class SQLiteQueue(Queue):
                     new_id("job", now),
                     tenant_id,
                     kind,
-                    json.dumps(payload),
+                    self.db.json_param(payload),
                     priority,
                     max_attempts,
                     now + delay,
@@ -92,17 +84,16 @@ class SQLiteQueue(Queue):
                     now,
                 ),
             ).fetchone()
-        return _job(row), True  # type: ignore[return-value]
+        return self.job_of(row), True  # type: ignore[return-value]
 
     def claim(self, worker_id: str, lease_seconds: float, *, now: float | None = None) -> Job | None:
-        now = time.time() if now is None else now
+        now = clock(now)
         with self.db.write() as db:
             db.execute(
                 "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,"
-                " lease_expiries = lease_expiries + 1, updated_at = ?,"
-                " last_error = 'lease expired (worker died or stopped heartbeating)'"
+                " lease_expiries = lease_expiries + 1, updated_at = ?, last_error = ?"
                 " WHERE status = 'leased' AND lease_expires_at <= ?",
-                (now, now),
+                (now, LEASE_EXPIRED, now),
             )
             row = db.execute(
                 "UPDATE jobs SET status = 'leased', attempts = attempts + 1, lease_owner = ?,"
@@ -112,93 +103,4 @@ class SQLiteQueue(Queue):
                 " RETURNING *",
                 (worker_id, now + lease_seconds, now, now),
             ).fetchone()
-        return _job(row)
-
-    def heartbeat(
-        self, job_id: str, worker_id: str, lease_seconds: float, *, now: float | None = None
-    ) -> bool:
-        now = time.time() if now is None else now
-        with self.db.write() as db:
-            cursor = db.execute(
-                "UPDATE jobs SET lease_expires_at = ?, updated_at = ?"
-                " WHERE id = ? AND lease_owner = ? AND status = 'leased'",
-                (now + lease_seconds, now, job_id, worker_id),
-            )
-        return cursor.rowcount == 1
-
-    def complete(self, job_id: str, worker_id: str, *, now: float | None = None) -> bool:
-        now = time.time() if now is None else now
-        with self.db.write() as db:
-            cursor = db.execute(
-                "UPDATE jobs SET status = 'done', lease_owner = NULL, lease_expires_at = NULL,"
-                " updated_at = ? WHERE id = ? AND lease_owner = ? AND status = 'leased'",
-                (now, job_id, worker_id),
-            )
-        return cursor.rowcount == 1
-
-    def fail(
-        self,
-        job_id: str,
-        worker_id: str,
-        error: str,
-        *,
-        retry: bool = True,
-        now: float | None = None,
-    ) -> Job | None:
-        now = time.time() if now is None else now
-        with self.db.write() as db:
-            row = db.execute(
-                "SELECT attempts, max_attempts FROM jobs"
-                " WHERE id = ? AND lease_owner = ? AND status = 'leased'",
-                (job_id, worker_id),
-            ).fetchone()
-            if row is None:
-                return None
-            if retry and row["attempts"] < row["max_attempts"]:
-                status, run_at = "queued", now + self.retry.delay(row["attempts"])
-            else:
-                status, run_at = "dead", now
-            updated = db.execute(
-                "UPDATE jobs SET status = ?, run_at = ?, last_error = ?, lease_owner = NULL,"
-                " lease_expires_at = NULL, updated_at = ? WHERE id = ? RETURNING *",
-                (status, run_at, error, now, job_id),
-            ).fetchone()
-        return _job(updated)
-
-    def release(self, job_id: str, worker_id: str, *, now: float | None = None) -> bool:
-        now = time.time() if now is None else now
-        with self.db.write() as db:
-            cursor = db.execute(
-                "UPDATE jobs SET status = 'queued', attempts = attempts - 1, run_at = ?,"
-                " lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
-                " WHERE id = ? AND lease_owner = ? AND status = 'leased'",
-                (now, now, job_id, worker_id),
-            )
-        return cursor.rowcount == 1
-
-    def get(self, tenant_id: str, job_id: str) -> Job | None:
-        with self.db.read() as db:
-            row = db.execute(
-                "SELECT * FROM jobs WHERE tenant_id = ? AND id = ?", (tenant_id, job_id)
-            ).fetchone()
-        return _job(row)
-
-    def find(self, tenant_id: str, idempotency_key: str) -> Job | None:
-        with self.db.read() as db:
-            row = db.execute(
-                "SELECT * FROM jobs WHERE tenant_id = ? AND idempotency_key = ?",
-                (tenant_id, idempotency_key),
-            ).fetchone()
-        return _job(row)
-
-    def stats(self) -> dict[str, int]:
-        with self.db.read() as db:
-            rows = db.execute("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status").fetchall()
-            expiries = db.execute("SELECT COALESCE(SUM(lease_expiries), 0) FROM jobs").fetchone()[0]
-        counts = dict.fromkeys(JOB_STATUSES, 0)
-        counts.update({row["status"]: row["n"] for row in rows})
-        counts["lease_expiries"] = expiries
-        return counts
-
-    def close(self) -> None:
-        self.db.close()
+        return self.job_of(row)

@@ -7,18 +7,14 @@ statement runs on an autocommit connection; work of several in a transaction.
 
 from __future__ import annotations
 
-import functools
-from contextlib import AbstractContextManager
 from typing import Any
 
-import psycopg
-from psycopg.types.json import Jsonb
-
+from homeo.db.dialect import clock
 from homeo.db.postgres import PostgresDatabase
 from homeo.ids import new_id
 from homeo.store.base import StoreError
 from homeo.store.models import FINAL_STATUSES, NewRun, Run, Step
-from homeo.store.sql import SQLStore, clock
+from homeo.store.sql import SQLStore
 
 # Ids sort by creation time byte for byte; the "C" collation keeps that order
 # whatever the database's locale is.
@@ -105,35 +101,12 @@ MIGRATIONS = [
 ]
 
 
-@functools.cache
-def _placeholders(text: str) -> str:
-    """`?` placeholders as psycopg's `%s` (the shared SQL has no other `%` or `?`)."""
-    return text.replace("?", "%s")
-
 
 class PostgresStore(SQLStore):
-    duplicate_error = psycopg.errors.UniqueViolation
-    name_order = 'name COLLATE "C"'
+    db: PostgresDatabase
 
     def __init__(self, database: PostgresDatabase) -> None:
-        self.db = database
-        self.db.migrate("store", MIGRATIONS)
-
-    def reading(self) -> AbstractContextManager[psycopg.Connection[dict[str, Any]]]:
-        return self.db.connection()
-
-    def writing(self) -> AbstractContextManager[psycopg.Connection[dict[str, Any]]]:
-        return self.db.transaction()
-
-    def sql(self, text: str) -> str:
-        return _placeholders(text)
-
-    def json_param(self, value: Any) -> Jsonb | None:
-        """A JSON parameter; Python None stays SQL NULL, as in the SQLite store."""
-        return None if value is None else Jsonb(value)
-
-    def record(self, row: dict[str, Any], json_columns: tuple[str, ...] = ()) -> dict[str, Any]:
-        return row  # JSONB comes back decoded
+        super().__init__(database, MIGRATIONS)
 
     # --- runs -------------------------------------------------------------
     def create_run(self, new: NewRun, *, now: float | None = None) -> tuple[Run, bool]:
@@ -235,7 +208,7 @@ class PostgresStore(SQLStore):
                 " attempts = steps.attempts + 1, error = NULL, input = excluded.input,"
                 " started_at = excluded.started_at, finished_at = NULL"
                 " WHERE steps.status <> 'succeeded' RETURNING *",
-                (run_id, tenant_id, seq, kind, name, self.json_param(input), now),
+                (run_id, tenant_id, seq, kind, name, self.db.json_param(input), now),
             ).fetchone()
         if row is None:
             raise StoreError(f"step {seq} of run {run_id} already succeeded")

@@ -1,20 +1,16 @@
 """What the SQLite and PostgreSQL stores share: the same SQL, written once with
-`?` placeholders.
+`?` placeholders, run on the database's `Dialect` (homeo.db.dialect).
 
-A backend says how to open a read and a write (a transaction), how to pass a
-JSON value and how its rows come back. It keeps for itself what the two
-databases do differently: creating a run under an idempotency-key race,
-moving a run's status, and beginning a step.
+Each backend keeps for itself what the two databases do differently: creating
+a run under an idempotency-key race, moving a run's status, beginning a step.
 """
 
 from __future__ import annotations
 
-import time
-from abc import abstractmethod
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from typing import Any
 
+from homeo.db.dialect import Dialect, clock
 from homeo.store.base import Store, StoreError
 from homeo.store.models import AgentRecord, ApiKey, Run, Step, UsageEvent, UsageTotals
 
@@ -23,49 +19,26 @@ STEP_JSON = ("input", "output")
 AGENT_JSON = ("spec",)
 
 
-def clock(now: float | None) -> float:
-    return time.time() if now is None else float(now)
-
 
 class SQLStore(Store):
-    # The driver's error for a duplicate primary or unique key.
-    duplicate_error: type[Exception]
-    # How agents are ordered by name: byte order on both backends.
-    name_order = "name"
-
-    @abstractmethod
-    def reading(self) -> AbstractContextManager[Any]:
-        """A connection to read from."""
-
-    @abstractmethod
-    def writing(self) -> AbstractContextManager[Any]:
-        """A connection inside one transaction: committed on success, rolled back on error."""
-
-    @abstractmethod
-    def sql(self, text: str) -> str:
-        """`text`, written with `?` placeholders, in the driver's placeholder style."""
-
-    @abstractmethod
-    def json_param(self, value: Any) -> Any:
-        """`value` as the driver takes a JSON column's value."""
-
-    @abstractmethod
-    def record(self, row: Any, json_columns: tuple[str, ...] = ()) -> dict[str, Any]:
-        """A row as a dict, its JSON columns decoded."""
+    def __init__(self, database: Dialect, migrations: Sequence[str]) -> None:
+        self.db = database
+        self.inline_reads = database.inline_reads
+        database.migrate("store", migrations)  # type: ignore[attr-defined]
 
     def one(self, text: str, params: Sequence[Any] = ()) -> Any:
-        with self.reading() as db:
-            return db.execute(self.sql(text), params).fetchone()
+        with self.db.read() as db:
+            return db.execute(self.db.sql(text), params).fetchone()
 
     def all(self, text: str, params: Sequence[Any] = ()) -> list[Any]:
-        with self.reading() as db:
-            return db.execute(self.sql(text), params).fetchall()
+        with self.db.read() as db:
+            return db.execute(self.db.sql(text), params).fetchall()
 
     def run_of(self, row: Any) -> Run | None:
-        return None if row is None else Run.model_validate(self.record(row, RUN_JSON))
+        return None if row is None else Run.model_validate(self.db.decode(row, RUN_JSON))
 
     def step_of(self, row: Any) -> Step:
-        return Step.model_validate(self.record(row, STEP_JSON))
+        return Step.model_validate(self.db.decode(row, STEP_JSON))
 
     # --- runs -------------------------------------------------------------
     def get_run(self, tenant_id: str, run_id: str) -> Run | None:
@@ -118,26 +91,26 @@ class SQLStore(Store):
         now: float | None = None,
     ) -> Step:
         now = clock(now)
-        with self.writing() as db:
+        with self.db.write() as db:
             row = db.execute(
-                self.sql(
+                self.db.sql(
                     "UPDATE steps SET status = 'succeeded', output = ?, finished_at = ?,"
                     " input_tokens = ?, output_tokens = ?, cost_usd = ?"
                     " WHERE tenant_id = ? AND run_id = ? AND seq = ? AND status = 'running'"
                     " RETURNING *"
                 ),
-                (self.json_param(output), now, input_tokens, output_tokens, cost_usd,
+                (self.db.json_param(output), now, input_tokens, output_tokens, cost_usd,
                  tenant_id, run_id, seq),
             ).fetchone()
             if row is None:
                 raise StoreError(f"step {seq} of run {run_id} is not running")
             db.execute(
-                self.sql(
+                self.db.sql(
                     "UPDATE runs SET checkpoint = ?, updated_at = ?,"
                     " input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
                     " cost_usd = cost_usd + ? WHERE tenant_id = ? AND id = ?"
                 ),
-                (self.json_param(checkpoint), now, input_tokens, output_tokens, cost_usd,
+                (self.db.json_param(checkpoint), now, input_tokens, output_tokens, cost_usd,
                  tenant_id, run_id),
             )
         return self.step_of(row)
@@ -145,9 +118,9 @@ class SQLStore(Store):
     def fail_step(
         self, tenant_id: str, run_id: str, seq: int, error: str, *, now: float | None = None
     ) -> Step:
-        with self.writing() as db:
+        with self.db.write() as db:
             row = db.execute(
-                self.sql(
+                self.db.sql(
                     "UPDATE steps SET status = 'failed', error = ?, finished_at = ?"
                     " WHERE tenant_id = ? AND run_id = ? AND seq = ? AND status = 'running'"
                     " RETURNING *"
@@ -196,9 +169,9 @@ class SQLStore(Store):
     def record_usage(self, events: Sequence[UsageEvent]) -> None:
         rows = [(event.tenant_id, event.source, event.model, event.input_tokens,
                  event.output_tokens, event.cost_usd, event.at) for event in events]
-        with self.writing() as db:
+        with self.db.write() as db:
             db.cursor().executemany(
-                self.sql(
+                self.db.sql(
                     "INSERT INTO usage_events (tenant_id, source, model, input_tokens,"
                     " output_tokens, cost_usd, at) VALUES (?, ?, ?, ?, ?, ?, ?)"
                 ),
@@ -210,55 +183,55 @@ class SQLStore(Store):
         self, tenant_id: str, name: str, spec: dict[str, Any], *, now: float | None = None
     ) -> AgentRecord:
         now = clock(now)
-        with self.writing() as db:
+        with self.db.write() as db:
             db.execute(
-                self.sql(
+                self.db.sql(
                     "INSERT INTO agents (tenant_id, name, spec, updated_at) VALUES (?, ?, ?, ?)"
                     " ON CONFLICT (tenant_id, name) DO UPDATE SET spec = excluded.spec,"
                     " updated_at = excluded.updated_at"
                 ),
-                (tenant_id, name, self.json_param(spec), now),
+                (tenant_id, name, self.db.json_param(spec), now),
             )
         return AgentRecord(tenant_id=tenant_id, name=name, spec=spec, updated_at=now)
 
     def get_agent(self, tenant_id: str, name: str) -> AgentRecord | None:
         row = self.one("SELECT * FROM agents WHERE tenant_id = ? AND name = ?", (tenant_id, name))
-        return None if row is None else AgentRecord.model_validate(self.record(row, AGENT_JSON))
+        return None if row is None else AgentRecord.model_validate(self.db.decode(row, AGENT_JSON))
 
     def list_agents(self, tenant_id: str) -> list[AgentRecord]:
-        rows = self.all(f"SELECT * FROM agents WHERE tenant_id = ? ORDER BY {self.name_order}",
+        rows = self.all(f"SELECT * FROM agents WHERE tenant_id = ? ORDER BY {self.db.name_order}",
                         (tenant_id,))
-        return [AgentRecord.model_validate(self.record(row, AGENT_JSON)) for row in rows]
+        return [AgentRecord.model_validate(self.db.decode(row, AGENT_JSON)) for row in rows]
 
     # --- API keys ---------------------------------------------------------
     def put_key(self, key: ApiKey) -> None:
         try:
-            with self.writing() as db:
+            with self.db.write() as db:
                 db.execute(
-                    self.sql(
+                    self.db.sql(
                         "INSERT INTO api_keys (id, tenant_id, name, role, secret_hash,"
                         " created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
                     ),
                     (key.id, key.tenant_id, key.name, key.role, key.secret_hash,
                      key.created_at, key.revoked_at),
                 )
-        except self.duplicate_error:
+        except self.db.duplicate_error:
             raise StoreError(f"an API key with id {key.id!r} exists") from None
 
     def get_key(self, key_id: str) -> ApiKey | None:
         row = self.one("SELECT * FROM api_keys WHERE id = ?", (key_id,))
-        return None if row is None else ApiKey.model_validate(self.record(row))
+        return None if row is None else ApiKey.model_validate(self.db.decode(row))
 
     def list_keys(self, tenant_id: str | None = None) -> list[ApiKey]:
         where, params = ("WHERE tenant_id = ?", (tenant_id,)) if tenant_id is not None else (
             "", ())
         rows = self.all(f"SELECT * FROM api_keys {where} ORDER BY created_at, id", params)
-        return [ApiKey.model_validate(self.record(row)) for row in rows]
+        return [ApiKey.model_validate(self.db.decode(row)) for row in rows]
 
     def revoke_key(self, key_id: str, *, now: float | None = None) -> ApiKey | None:
-        with self.writing() as db:
+        with self.db.write() as db:
             db.execute(
-                self.sql("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"),
+                self.db.sql("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"),
                 (clock(now), key_id),
             )
         return self.get_key(key_id)

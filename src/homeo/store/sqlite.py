@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import sqlite3
-from contextlib import AbstractContextManager
 from typing import Any
 
+from homeo.db.dialect import clock
 from homeo.db.sqlite import SQLiteDatabase
 from homeo.ids import new_id
 from homeo.store.base import StoreError
 from homeo.store.models import NewRun, Run, Step
-from homeo.store.sql import SQLStore, clock
+from homeo.store.sql import SQLStore
 
 MIGRATIONS = [
     """
@@ -95,36 +93,12 @@ MIGRATIONS = [
     """,
 ]
 
-def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
-
 
 class SQLiteStore(SQLStore):
-    inline_reads = True  # WAL readers never wait for the writer
-    duplicate_error = sqlite3.IntegrityError
+    db: SQLiteDatabase
 
     def __init__(self, database: SQLiteDatabase) -> None:
-        self.db = database
-        self.db.migrate("store", MIGRATIONS)
-
-    def reading(self) -> AbstractContextManager[sqlite3.Connection]:
-        return self.db.read()
-
-    def writing(self) -> AbstractContextManager[sqlite3.Connection]:
-        return self.db.write()
-
-    def sql(self, text: str) -> str:
-        return text
-
-    def json_param(self, value: Any) -> str | None:
-        return _dumps(value)
-
-    def record(self, row: sqlite3.Row, json_columns: tuple[str, ...] = ()) -> dict[str, Any]:
-        record = dict(row)
-        for column in json_columns:
-            if record.get(column) is not None:
-                record[column] = json.loads(record[column])
-        return record
+        super().__init__(database, MIGRATIONS)
 
     # --- runs -------------------------------------------------------------
     def create_run(self, new: NewRun, *, now: float | None = None) -> tuple[Run, bool]:
@@ -206,7 +180,7 @@ class SQLiteStore(SQLStore):
                 row = db.execute(
                     "INSERT INTO steps (run_id, tenant_id, seq, kind, name, status, input,"
                     " started_at) VALUES (?, ?, ?, ?, ?, 'running', ?, ?) RETURNING *",
-                    (run_id, tenant_id, seq, kind, name, _dumps(input), now),
+                    (run_id, tenant_id, seq, kind, name, self.db.json_param(input), now),
                 ).fetchone()
             elif existing["status"] == "succeeded":
                 raise StoreError(f"step {seq} of run {run_id} already succeeded")
@@ -215,7 +189,7 @@ class SQLiteStore(SQLStore):
                     "UPDATE steps SET status = 'running', attempts = attempts + 1, error = NULL,"
                     " input = ?, started_at = ?, finished_at = NULL"
                     " WHERE run_id = ? AND seq = ? RETURNING *",
-                    (_dumps(input), now, run_id, seq),
+                    (self.db.json_param(input), now, run_id, seq),
                 ).fetchone()
         return self.step_of(row)
 

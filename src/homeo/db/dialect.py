@@ -1,0 +1,43 @@
+"""What the SQL that SQLite and PostgreSQL share (store/sql.py, queue/sql.py)
+needs to know about the database it runs on. `SQLiteDatabase` and
+`PostgresDatabase` both are one."""
+
+from __future__ import annotations
+
+import time
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+
+def clock(now: float | None) -> float:
+    """`now` if a caller (a test) passed one, else the time."""
+    return time.time() if now is None else float(now)
+
+
+class Dialect(Protocol):
+    # The driver's error for a duplicate primary or unique key.
+    duplicate_error: type[Exception]
+    # ORDER BY for names: byte order on both.
+    name_order: str
+    # What a SELECT adds to lock the rows it reads inside `write()`.
+    for_update: str
+    # Whether reads may run on the event loop: they never wait for a writer.
+    inline_reads: bool
+
+    def read(self) -> AbstractContextManager[Any]:
+        """A connection to read from."""
+
+    def write(self) -> AbstractContextManager[Any]:
+        """A connection in one transaction: committed on success, rolled back on error."""
+
+    def statement(self) -> AbstractContextManager[Any]:
+        """A connection for one writing statement (atomic on its own)."""
+
+    def sql(self, text: str) -> str:
+        """`text`, written with `?` placeholders, in the driver's own style."""
+
+    def json_param(self, value: Any) -> Any:
+        """`value` as the driver takes a JSON column's value (None stays NULL)."""
+
+    def decode(self, row: Any, json_columns: tuple[str, ...] = ()) -> dict[str, Any]:
+        """A row as a dict, its JSON columns decoded."""
