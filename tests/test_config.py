@@ -87,6 +87,8 @@ def test_a_bad_variable_is_one_line_naming_it_and_its_value(
         ("HOMEO_DATABASE_URL", "mysql://db",
          "Value error, must start with sqlite:///, postgresql:// or postgres://"),
         ("HOMEO_AGENTS_DIR", "/no/such/folder", "Value error, /no/such/folder is not a directory"),
+        ("HOMEO_OTLP_ENDPOINT", "collector:4318",
+         "Value error, must be an http:// or https:// URL, or empty"),
         ("HOMEO_KEY_RATE_LIMIT", "10/day",
          "Value error, rate limit '10/day' must look like N/second, N/minute or N/hour"),
     ],

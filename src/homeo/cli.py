@@ -104,7 +104,8 @@ def serve(
     runtime = _open(settings)
     _first_key(runtime)
     worker = runtime.worker() if settings.workers > 0 else None
-    api = create_app(settings, runtime.backends, runtime.metrics, worker, runtime.models)
+    api = create_app(settings, runtime.backends, runtime.metrics, worker, runtime.models,
+                     runtime.tracer_provider)
     console.print(
         f"homeo serving http://{settings.host}:{settings.port} "
         f"(database {settings.resolved_database_url()}, {settings.workers} worker slots)",

@@ -165,6 +165,9 @@ class Settings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
+    otlp_endpoint: str = Field(
+        "", description="OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318/v1/traces; empty: none."
+    )
     sandbox_memory: str = Field("256M", description="Memory per sandboxed run (cgroup limit).")
     sandbox_pids: int = Field(64, ge=4, le=65536, description="Processes+threads per run.")
     sandbox_cpu: float = Field(1.0, gt=0, le=256, description="CPU cores per run (quota).")
@@ -234,6 +237,13 @@ class Settings(BaseSettings):
 
         if value:
             parse_rate_limit(value)
+        return value
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL, or empty")
         return value
 
     @field_validator("database_url")

@@ -5,7 +5,9 @@ through `Runtime.open`, so they run the same wiring."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from opentelemetry.trace import Tracer, TracerProvider
 
 from homeo.backends import Backends, open_backends
 from homeo.config import Settings
@@ -14,6 +16,7 @@ from homeo.engine.budgets import TenantBudgets, tenant_budgets
 from homeo.engine.catalog import AgentCatalog
 from homeo.engine.worker import Emit, Worker
 from homeo.llm.resolve import ModelCatalog
+from homeo.observe import tracing
 from homeo.observe.metrics import Metrics
 from homeo.queue.base import RetryPolicy
 
@@ -25,10 +28,21 @@ class Runtime:
     models: ModelCatalog
     agents: AgentCatalog
     metrics: Metrics
+    # None: spans go to the global provider, a no-op unless `tracing.install` set one.
+    tracer_provider: TracerProvider | None = None
+    tracer: Tracer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tracer = tracing.tracer_of(self.tracer_provider)
 
     @classmethod
-    def open(cls, settings: Settings) -> Runtime:
+    def open(cls, settings: Settings, tracer_provider: TracerProvider | None = None) -> Runtime:
+        """`tracer_provider` receives the spans of the runtime's worker (tests pass
+        one with an in-memory exporter); without one, a process with an OTLP
+        endpoint set exports to it through the global provider."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if tracer_provider is None:  # HOMEO_OTLP_ENDPOINT; empty: no export
+            tracer_provider = tracing.install(settings.otlp_endpoint)
         retry = RetryPolicy(settings.retry_base_seconds, settings.retry_max_seconds)
         backends = open_backends(settings.resolved_database_url(), retry)
         models = ModelCatalog(settings)
@@ -36,7 +50,7 @@ class Runtime:
         metrics = Metrics()
         metrics.watch(backends.store, backends.queue)
         metrics.watch_breakers(models.breaker_states)
-        return cls(settings, backends, models, agents, metrics)
+        return cls(settings, backends, models, agents, metrics, tracer_provider)
 
     def publish_agents(self) -> list[str]:
         """Load the agent YAML files and store them for every tenant: the default
@@ -62,8 +76,10 @@ class Runtime:
             metrics=self.metrics,
             emit=emit,
             budgets=self.budgets(),
+            tracer=self.tracer,
         )
 
     async def aclose(self) -> None:
+        tracing.flush(self.tracer_provider)
         await self.models.aclose()
         self.backends.close()

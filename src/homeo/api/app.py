@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
+from opentelemetry.trace import TracerProvider
 
 from homeo import __version__
 from homeo.api import (
@@ -31,6 +33,8 @@ from homeo.llm.resolve import ModelCatalog
 from homeo.observe.metrics import Metrics
 from homeo.ratelimit import RateLimiter, parse_rate_limit
 
+UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
 
 def create_app(
     settings: Settings,
@@ -38,12 +42,18 @@ def create_app(
     metrics: Metrics,
     worker: Worker | None = None,
     models: ModelCatalog | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> FastAPI:
     """`worker`, when given, runs inside the app's lifespan and stops with it.
     `models` (the runtime's, shared with the worker, its breakers in `metrics`)
     serves /v1/chat/completions; without it the app opens a catalog of its own.
     The app closes the models' connections when it stops, in the event loop
-    that opened them (closing them from another loop fails)."""
+    that opened them (closing them from another loop fails).
+
+    FastAPI opens a server span per request (its native OpenTelemetry support)
+    on `tracer_provider`, the runtime's; without one, on the global provider,
+    and not at all while that is unset. Its metrics and logs stay off: homeo
+    has its own."""
     models = models or ModelCatalog(settings)
 
     usage = UsageWriter(backends.store, metrics)
@@ -68,6 +78,13 @@ def create_app(
         version=__version__,
         description="Run AI agents durably, securely and observably.",
         lifespan=lifespan,
+        telemetry={
+            "tracer_provider": tracer_provider,
+            "operation_spans": False,  # one span per request; runs and steps are homeo's
+            "metrics": False,
+            "logs": False,
+            "exclude": _untraced,
+        },
     )
     app.state.parts = AppParts(settings=settings, backends=backends, metrics=metrics, worker=worker)
     app.state.models = models
@@ -92,3 +109,8 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestID)
     return app
+
+
+def _untraced(scope: MutableMapping[str, Any]) -> bool:
+    """Probes and scrapes: a span each would bury the requests that matter."""
+    return scope.get("path") in UNTRACED_PATHS

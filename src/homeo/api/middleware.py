@@ -3,6 +3,8 @@
 `RequestID` gives every request an ID, from its `X-Request-ID` header when it
 is sane, else a new one; the ID goes back on the response and onto every log
 line (and every run) made while serving it, ending with one access line.
+It also lands on the request's OpenTelemetry span (FastAPI opens that one
+around the middleware, see `create_app`), as `homeo.request_id`.
 
 `BodyLimit` refuses a body larger than the limit with 413, by its
 Content-Length or, when that is missing, by counting as it arrives.
@@ -15,6 +17,7 @@ import re
 import secrets
 import time
 
+from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from homeo.observe import logs
@@ -34,6 +37,7 @@ class RequestID:
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _SANE_ID.match(given) else secrets.token_hex(16)
         scope.setdefault("state", {})["request_id"] = request_id
+        trace.get_current_span().set_attribute("homeo.request_id", request_id)
         header = (b"x-request-id", request_id.encode())
         status = 500  # what the client sees if the app dies before answering
         began = time.perf_counter()

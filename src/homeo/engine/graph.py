@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.trace import NoOpTracer, Tracer
 from pydantic import BaseModel, Field
 
 from homeo.llm.base import Message, ToolCall, Usage
@@ -62,6 +63,7 @@ class StepContext:
     emit: Callable[[dict[str, Any]], None] = field(default=lambda event: None)
     agent: str = ""
     budgets: TenantBudgets | None = None  # tenant and agent token limits, if any
+    tracer: Tracer = field(default_factory=NoOpTracer)  # for the node's model and tool spans
 
 
 class Node(ABC):

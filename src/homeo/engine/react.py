@@ -5,6 +5,9 @@
 
 Each tool call is its own step, so a crash between two calls of one model turn
 never repeats the first.
+
+Model and tool calls are spans inside their step's span (GenAI semantic
+conventions: `chat {model}`, `execute_tool {tool}`).
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ import inspect
 import json
 from typing import Any
 
+from opentelemetry.trace import SpanKind
+
 from homeo.engine.budgets import RunBudget, check_run_budget
 from homeo.engine.errors import RetryableError, RunFailed
 from homeo.engine.graph import END, Graph, Node, Outcome, RunState, StepContext
 from homeo.llm.base import Message, Model, ModelError
+from homeo.observe import tracing
 from homeo.tools.permissions import ToolGate
 from homeo.tools.registry import Tool, ToolError
 
@@ -69,12 +75,21 @@ class ModelNode(Node):
         last_turn = state.model_turns == self.max_steps - 1 and self.max_steps > 1
         offered = [] if last_turn else [tool.spec for tool in self.tools.values()]
         try:
-            response = await self.model.request(
-                state.messages,
-                offered,
-                max_tokens=self.max_tokens,
-                temperature=self.temperature,
-            )
+            with tracing.span(
+                context.tracer,
+                f"chat {self.model.name}",
+                kind=SpanKind.CLIENT,
+                attributes={"gen_ai.operation.name": "chat",
+                            "gen_ai.request.model": self.model.name},
+            ) as span:
+                response = await self.model.request(
+                    state.messages,
+                    offered,
+                    max_tokens=self.max_tokens,
+                    temperature=self.temperature,
+                )
+                span.set_attributes({"gen_ai.usage.input_tokens": response.usage.input_tokens,
+                                     "gen_ai.usage.output_tokens": response.usage.output_tokens})
         except ModelError as error:
             if error.retryable:
                 raise RetryableError(f"model {self.model.name}: {error}") from error
@@ -135,7 +150,13 @@ class ToolNode(Node):
         call, remaining = state.pending_tool_calls[0], state.pending_tool_calls[1:]
         tool_errors = state.tool_errors
         try:
-            result: Any = await self._call(call.name, call.arguments, context)
+            with tracing.span(
+                context.tracer,
+                f"execute_tool {call.name}",
+                attributes={"gen_ai.operation.name": "execute_tool",
+                            "gen_ai.tool.name": call.name, "gen_ai.tool.call.id": call.id},
+            ):
+                result: Any = await self._call(call.name, call.arguments, context)
             output: dict[str, Any] = {"result": result}
             content = result if isinstance(result, str) else json.dumps(result, default=str)
         except ToolError as error:

@@ -17,6 +17,9 @@ Every store write runs in a thread: a worker runs several runs (and, under
 `homeo serve`, the HTTP API) on one event loop, and a write waiting on the
 database must not stall the others or their lease heartbeats. Reads run inline
 when the store says they never wait (`Store.inline_reads`).
+
+Each step is a span, `step {kind} {name}`, a child of the worker's run span;
+the node's model and tool calls open their spans inside it.
 """
 
 from __future__ import annotations
@@ -26,10 +29,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from opentelemetry.trace import Tracer
+
 from homeo.engine.budgets import TenantBudgets
 from homeo.engine.errors import RetryableError, RunCancelled, RunFailed, RunInterrupted
 from homeo.engine.graph import END, Graph, RunState, StepContext
 from homeo.llm.base import Message
+from homeo.observe import tracing
 from homeo.store.base import Store
 from homeo.store.models import Run
 
@@ -55,20 +61,23 @@ async def execute(
     stopping: Callable[[], bool] = lambda: False,
     clock: Callable[[], float] = time.time,
     budgets: TenantBudgets | None = None,
+    tracer: Tracer | None = None,
 ) -> str:
     """Run (or resume) `run` to its end; return the final output.
 
     Raises RunFailed, RetryableError, RunCancelled or RunInterrupted (when
     `stopping()` turns true between steps); the worker maps those to the run's
-    status and the job's fate."""
+    status and the job's fate. `tracer` opens the step spans (default: the
+    global provider's, a no-op unless one is installed)."""
     notify = emit or (lambda event: None)
     checkpoint = run.checkpoint or initial_checkpoint(run, system_prompt)
     state = RunState.model_validate(checkpoint["state"])
     seq: int = checkpoint["seq"]
     current: str = checkpoint["next"] or graph.start
     started = run.started_at or clock()
+    tracer = tracer or tracing.tracer_of()
     context = StepContext(tenant_id=run.tenant_id, run_id=run.id, request_id=run.request_id,
-                          emit=notify, agent=run.agent, budgets=budgets)
+                          emit=notify, agent=run.agent, budgets=budgets, tracer=tracer)
 
     while current != END:
         if stopping():
@@ -85,50 +94,64 @@ async def execute(
             raise RunFailed(f"the run exceeded its {run_timeout:g}s timeout (timeouts.run)")
         node = graph.node(current)
         name = node.step_name(state)
-        step = await asyncio.to_thread(
-            store.begin_step, run.tenant_id, run.id, seq, node.kind, name, node.describe(state)
-        )
-        notify({"type": "step_started", "seq": seq, "kind": node.kind, "name": name,
-                "attempt": step.attempts})
-        if step.attempts > 1 and not node.is_idempotent(state):
-            error = (
-                f"step {seq} ({node.kind} {name!r}) did not finish in an earlier attempt (its"
-                f" worker stopped or it timed out), and {name!r} is not marked idempotent, so"
-                " homeo will not run it again; check whether its side effect happened, then"
-                " start a new run"
+        with tracing.span(
+            tracer,
+            f"step {node.kind} {name}",
+            attributes={"homeo.step.seq": seq, "homeo.step.kind": node.kind,
+                        "homeo.step.name": name},
+        ) as span:
+            step = await asyncio.to_thread(
+                store.begin_step, run.tenant_id, run.id, seq, node.kind, name,
+                node.describe(state),
             )
-            await asyncio.to_thread(store.fail_step, run.tenant_id, run.id, seq, error)
-            notify({"type": "step_failed", "seq": seq, "name": name, "error": error})
-            raise RunFailed(error)
-        began = clock()
-        try:
-            outcome = await asyncio.wait_for(node.run(state, context), timeout=step_timeout)
-        except TimeoutError:
-            error = f"step {seq} ({name}) timed out after {step_timeout:g}s (timeouts.step)"
-            await asyncio.to_thread(store.fail_step, run.tenant_id, run.id, seq, error)
-            notify({"type": "step_failed", "seq": seq, "name": name, "error": error})
-            raise RetryableError(error) from None
-        except (RunFailed, RetryableError) as error:
-            await asyncio.to_thread(store.fail_step, run.tenant_id, run.id, seq, str(error))
-            notify({"type": "step_failed", "seq": seq, "name": name, "error": str(error)})
-            raise
-        state, current, seq = outcome.state, outcome.next, seq + 1
-        if outcome.usage.total_tokens:
-            # The run's usage rides in its state, so budgets survive a resume.
-            state = state.model_copy(update={"usage": state.usage + outcome.usage})
-        await asyncio.to_thread(
-            store.complete_step,
-            run.tenant_id,
-            run.id,
-            seq - 1,
-            outcome.output,
-            {"seq": seq, "next": current, "state": state.model_dump()},
-            input_tokens=outcome.usage.input_tokens,
-            output_tokens=outcome.usage.output_tokens,
-            cost_usd=outcome.usage.cost_usd,
-        )
-        notify({"type": "step_succeeded", "seq": seq - 1, "kind": node.kind, "name": name,
-                "output": outcome.output, "seconds": clock() - began,
-                "tenant_id": run.tenant_id, "model": outcome.model,
-                "usage": outcome.usage.model_dump()})
+            span.set_attribute("homeo.step.attempt", step.attempts)
+            notify({"type": "step_started", "seq": seq, "kind": node.kind, "name": name,
+                    "attempt": step.attempts})
+            if step.attempts > 1 and not node.is_idempotent(state):
+                error = (
+                    f"step {seq} ({node.kind} {name!r}) did not finish in an earlier attempt"
+                    f" (its worker stopped or it timed out), and {name!r} is not marked"
+                    " idempotent, so homeo will not run it again; check whether its side"
+                    " effect happened, then start a new run"
+                )
+                await asyncio.to_thread(store.fail_step, run.tenant_id, run.id, seq, error)
+                notify({"type": "step_failed", "seq": seq, "name": name, "error": error})
+                span.set_attribute("homeo.step.status", "failed")
+                raise RunFailed(error)
+            began = clock()
+            try:
+                outcome = await asyncio.wait_for(node.run(state, context), timeout=step_timeout)
+            except TimeoutError:
+                error = f"step {seq} ({name}) timed out after {step_timeout:g}s (timeouts.step)"
+                await asyncio.to_thread(store.fail_step, run.tenant_id, run.id, seq, error)
+                notify({"type": "step_failed", "seq": seq, "name": name, "error": error})
+                span.set_attribute("homeo.step.status", "failed")
+                raise RetryableError(error) from None
+            except (RunFailed, RetryableError) as error:
+                await asyncio.to_thread(store.fail_step, run.tenant_id, run.id, seq, str(error))
+                notify({"type": "step_failed", "seq": seq, "name": name, "error": str(error)})
+                span.set_attribute("homeo.step.status", "failed")
+                raise
+            state, current, seq = outcome.state, outcome.next, seq + 1
+            if outcome.usage.total_tokens:
+                # The run's usage rides in its state, so budgets survive a resume.
+                state = state.model_copy(update={"usage": state.usage + outcome.usage})
+            await asyncio.to_thread(
+                store.complete_step,
+                run.tenant_id,
+                run.id,
+                seq - 1,
+                outcome.output,
+                {"seq": seq, "next": current, "state": state.model_dump()},
+                input_tokens=outcome.usage.input_tokens,
+                output_tokens=outcome.usage.output_tokens,
+                cost_usd=outcome.usage.cost_usd,
+            )
+            notify({"type": "step_succeeded", "seq": seq - 1, "kind": node.kind, "name": name,
+                    "output": outcome.output, "seconds": clock() - began,
+                    "tenant_id": run.tenant_id, "model": outcome.model,
+                    "usage": outcome.usage.model_dump()})
+            span.set_attributes({"homeo.step.status": "succeeded",
+                                 "homeo.step.input_tokens": outcome.usage.input_tokens,
+                                 "homeo.step.output_tokens": outcome.usage.output_tokens})
     return state.output or ""

@@ -5,14 +5,19 @@ idempotency key `run:<run id>`. If the process dies between the two, the
 client got no answer; when it retries with its idempotency key it gets the
 same run back and the missing job is enqueued then. Once the client has its
 answer, both are stored.
+
+The job's payload carries the submitter's trace context (a W3C traceparent,
+see observe/tracing.py), so the worker's spans join the request's trace.
 """
 
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from homeo.backends import Backends
 from homeo.engine.worker import RUN_JOB
+from homeo.observe import tracing
 from homeo.store.models import FINAL_STATUSES, NewRun, Run
 
 
@@ -43,11 +48,14 @@ def submit_run(
         known = ", ".join(a.name for a in backends.store.list_agents(new.tenant_id)) or "none"
         raise UnknownAgent(f"unknown agent {new.agent!r}; agents defined: {known}")
     run, created = backends.store.create_run(new)
+    payload: dict[str, Any] = {"run_id": run.id}
+    if carrier := tracing.current_carrier():
+        payload[tracing.PAYLOAD_KEY] = carrier
     try:
         backends.queue.enqueue(
             run.tenant_id,
             RUN_JOB,
-            {"run_id": run.id},
+            payload,
             idempotency_key=f"run:{run.id}",
             max_attempts=max_attempts,
             priority=priority,

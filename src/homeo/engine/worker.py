@@ -9,6 +9,10 @@ run together when the run stops:
                                            or dead-lettered when out of attempts (run failed)
     lease lost (another worker has it)  -> stop at once, touch nothing
     worker stopping                     -> job released, run resumes elsewhere
+
+Each claim of a run is a `run` span, the child of the span that submitted it
+(its traceparent rides in the job's payload), so every attempt of a run,
+on whichever worker, lands in the request's trace.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
+
 from homeo.backends import Backends
 from homeo.engine.agents import AgentError
 from homeo.engine.budgets import TenantBudgets
@@ -30,7 +37,7 @@ from homeo.engine.catalog import AgentCatalog
 from homeo.engine.errors import RetryableError, RunCancelled, RunFailed, RunInterrupted
 from homeo.engine.runner import execute
 from homeo.llm.base import ModelError
-from homeo.observe import logs
+from homeo.observe import logs, tracing
 from homeo.observe.metrics import Metrics
 from homeo.queue.base import Job
 from homeo.store.models import Run
@@ -62,6 +69,7 @@ class Worker:
         worker_id: str | None = None,
         emit: Emit | None = None,
         budgets: TenantBudgets | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.store = backends.store
         self.queue = backends.queue
@@ -73,6 +81,7 @@ class Worker:
         self.worker_id = worker_id or new_worker_id()
         self.emit = emit
         self.budgets = budgets
+        self.tracer = tracer or tracing.tracer_of()
         self.last_poll = 0.0
         self.processed = 0
         self._stopping = False
@@ -124,24 +133,38 @@ class Worker:
         run_id = str(job.payload.get("run_id", ""))
         logs.bind(run_id=run_id, tenant_id=job.tenant_id, job_id=job.id)
         current_tenant.set(job.tenant_id)
-        try:
-            await self._process(job, run_id)
-        except LeaseLost:
-            self.log.warning("lease lost; another worker has the job")
-        except Exception as error:  # a bug or an outage of the store itself
-            self.log.exception("job processing crashed", error=str(error))
-        finally:
-            self.processed += 1
-            logs.unbind("run_id", "tenant_id", "job_id")
+        with tracing.span(
+            self.tracer,
+            "run",
+            context=tracing.context_from_payload(job.payload),
+            kind=SpanKind.CONSUMER,
+            attributes={"homeo.run_id": run_id, "homeo.tenant_id": job.tenant_id,
+                        "homeo.job_id": job.id, "homeo.attempt": job.attempts},
+        ) as span:
+            try:
+                await self._process(job, run_id, span)
+            except LeaseLost:
+                span.set_attribute("homeo.run.outcome", "lease_lost")
+                self.log.warning("lease lost; another worker has the job")
+            except Exception as error:  # a bug or an outage of the store itself
+                span.record_exception(error)
+                span.set_status(StatusCode.ERROR, str(error))
+                self.log.exception("job processing crashed", error=str(error))
+            finally:
+                self.processed += 1
+                logs.unbind("run_id", "tenant_id", "job_id")
 
-    async def _process(self, job: Job, run_id: str) -> None:
+    async def _process(self, job: Job, run_id: str, span: Span) -> None:
         run = await asyncio.to_thread(self.store.get_run, job.tenant_id, run_id)
         if run is None:
+            span.set_status(StatusCode.ERROR, f"run {run_id} not found")
             await asyncio.to_thread(
                 self.queue.fail, job.id, self._owner(job), f"run {run_id} not found", retry=False
             )
             return
+        span.set_attribute("homeo.agent", run.agent)
         if run.request_id:
+            span.set_attribute("homeo.request_id", run.request_id)
             logs.bind(request_id=run.request_id)
         if run.is_final:
             await asyncio.to_thread(self.queue.complete, job.id, self._owner(job))
@@ -177,6 +200,7 @@ class Worker:
             self.log.info("run failed", error=str(error))
             return
         except RunCancelled:
+            span.set_attribute("homeo.run.outcome", "cancelled")
             await self._complete(job)
             self.log.info("run cancelled")
             return
@@ -205,6 +229,7 @@ class Worker:
             emit=self._observe,
             stopping=lambda: self._stopping,
             budgets=self.budgets,
+            tracer=self.tracer,
         )
 
     def _observe(self, event: dict[str, Any]) -> None:
@@ -250,6 +275,11 @@ class Worker:
         error: str | None = None,
         from_: set[str] | frozenset[str] = ACTIVE,
     ) -> None:
+        # Runs inside `process`, so the current span is the run's.
+        span = trace.get_current_span()
+        span.set_attribute("homeo.run.outcome", status)
+        if error is not None:
+            span.set_status(StatusCode.ERROR, error)
         await asyncio.to_thread(
             self.store.transition_run,
             run.tenant_id,
