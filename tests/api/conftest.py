@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from opentelemetry.trace import TracerProvider
 
 from homeo.api.app import create_app
 from homeo.config import Settings
@@ -59,18 +60,21 @@ class Servers:
         self.folder = folder
         self.started: list[tuple[uvicorn.Server, threading.Thread, Runtime, httpx.Client]] = []
 
-    def start(self, with_worker: bool = True, **overrides: Any) -> Served:
+    def start(self, with_worker: bool = True, tracer_provider: TracerProvider | None = None,
+              **overrides: Any) -> Served:
+        """`tracer_provider` gets the app's and the worker's spans (None: none are made)."""
         import scriptkit
 
         number = len(self.started)
         data = self.folder / f"data{number}"
         agents = scriptkit.write_agents(self.folder / f"agents{number}")
         settings = Settings(data_dir=data, agents_dir=agents, **{**FAST, **overrides})
-        runtime = Runtime.open(settings)
+        runtime = Runtime.open(settings, tracer_provider)
         runtime.publish_agents()
         key, _ = create_key(runtime.backends.store, settings.default_tenant, "test", role="admin")
         worker = runtime.worker() if with_worker else None
-        app = create_app(settings, runtime.backends, runtime.metrics, worker, runtime.models)
+        app = create_app(settings, runtime.backends, runtime.metrics, worker, runtime.models,
+                         runtime.tracer_provider)
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
         port = listener.getsockname()[1]

@@ -1,17 +1,14 @@
 """A real homeo app on 127.0.0.1 whose spans go to the SDK's in-memory exporter.
 
-`serve_traced(with_worker=True)` starts one like tests/api/conftest.py does
-(uvicorn in a thread, a fresh SQLite data dir, scriptkit's agents, an API key),
-with its own TracerProvider handed to the runtime and the app, so no span
+`serve_traced(with_worker=True)` starts one with tests/api/conftest.py's
+`Servers` (uvicorn in a thread, a fresh SQLite data dir, scriptkit's agents,
+an API key), with its own TracerProvider handed to the runtime and the app, so no span
 reaches OpenTelemetry's global provider or another test.
 """
 
 from __future__ import annotations
 
-import asyncio
-import socket
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,20 +16,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from homeo.api.app import create_app
-from homeo.config import Settings
-from homeo.keys import create_key
 from homeo.runtime import Runtime
+from tests.api.conftest import SUPPORT, Servers
 
-SUPPORT = Path(__file__).parent.parent / "support"
 DEADLINE_SECONDS = 30.0
-FAST = {"poll_seconds": 0.02, "lease_seconds": 10, "retry_base_seconds": 0.0,
-        "retry_max_seconds": 0.0}
 
 
 @dataclass
@@ -69,47 +60,18 @@ def spans_named(spans: list[ReadableSpan]) -> list[str]:
 
 class TracedServers:
     def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.started: list[tuple[uvicorn.Server, threading.Thread, Runtime, httpx.Client]] = []
+        self.servers = Servers(folder)
 
     def start(self, with_worker: bool = True, with_provider: bool = True) -> TracedServer:
         """`with_provider=False`: no provider, as `homeo serve` with no OTLP endpoint."""
-        import scriptkit
-
-        number = len(self.started)
-        agents = scriptkit.write_agents(self.folder / f"agents{number}")
-        settings = Settings(data_dir=self.folder / f"data{number}", agents_dir=agents, **FAST)
         exporter = InMemorySpanExporter()
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(exporter))
-        runtime = Runtime.open(settings, tracer_provider=provider if with_provider else None)
-        runtime.publish_agents()
-        key, _ = create_key(runtime.backends.store, settings.default_tenant, "test")
-        worker = runtime.worker() if with_worker else None
-        app = create_app(settings, runtime.backends, runtime.metrics, worker, runtime.models,
-                         tracer_provider=runtime.tracer_provider)
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + DEADLINE_SECONDS
-        while not server.started:
-            assert thread.is_alive(), "uvicorn stopped while starting"
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-        client = httpx.Client(base_url=url, timeout=30, headers={"authorization": f"Bearer {key}"})
-        self.started.append((server, thread, runtime, client))
-        return TracedServer(url, runtime, client, exporter)
+        served = self.servers.start(with_worker, provider if with_provider else None)
+        return TracedServer(served.url, served.runtime, served.client, exporter)
 
     def close(self) -> None:
-        for server, thread, runtime, client in self.started:
-            client.close()
-            server.should_exit = True
-            thread.join(DEADLINE_SECONDS)
-            assert not thread.is_alive(), "uvicorn did not stop"
-            asyncio.run(runtime.aclose())
+        self.servers.close()
 
 
 @pytest.fixture
