@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 
 SUPPORT = Path(__file__).parent.parent / "support"
@@ -189,4 +190,24 @@ def test_the_shipped_calculator_agent_succeeds_through_serve(
     (run,) = wait_until_final(server.client, [response.json()["id"]], 300)
     assert run["status"] == "succeeded", (run["error"], run["steps"])
     assert any(step["kind"] == "model" for step in run["steps"])
+    assert server.stop() == 0, server.errors()
+
+
+@pytest.mark.slow
+def test_the_readme_openai_snippet_works_against_serve_with_its_printed_key(
+    start_server: Callable[..., Server]
+) -> None:
+    """README's Python example, as written, on the default aliases: the local
+    chat model and the in-process embedding model, offline."""
+    server = start_server("--workers", "0")
+    key = server.client.headers["authorization"].removeprefix("Bearer ")
+    base_url = str(server.client.base_url).rstrip("/") + "/v1"
+    client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=120)
+    chat = client.chat.completions.create(
+        model="default", messages=[{"role": "user", "content": "Hi"}], max_tokens=16)
+    assert chat.choices[0].message.content and chat.usage.completion_tokens > 0
+    embedded = client.embeddings.create(model="embedding", input=["a cat", "a kitten"])
+    assert [len(item.embedding) for item in embedded.data] == [384, 384]
+    assert sorted(model.id for model in client.models.list()) == ["default", "embedding"]
+    client.close()
     assert server.stop() == 0, server.errors()
