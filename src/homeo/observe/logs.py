@@ -1,26 +1,42 @@
 """Structured JSON logs. The request ID, run ID and tenant are bound as context
 variables, so every line logged while serving a request or running a run
-carries them without being passed around."""
+carries them without being passed around; a line logged inside a recorded
+trace span (homeo.observe.tracing) also carries its `trace_id` and `span_id`,
+so logs and traces can be joined."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
+from opentelemetry import trace
 
 bind = structlog.contextvars.bind_contextvars
 unbind = structlog.contextvars.unbind_contextvars
 clear = structlog.contextvars.clear_contextvars
 
 
-def configure(level: str = "info", json: bool = True) -> None:
+def _trace_ids(
+    logger: object, method: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event.setdefault("trace_id", format(context.trace_id, "032x"))
+        event.setdefault("span_id", format(context.span_id, "016x"))
+    return event
+
+
+def configure(level: str = "info", json: bool = True, file: TextIO | None = None) -> None:
+    """Log lines at `level` and above, as JSON or for people, to `file` (stderr)."""
     renderer = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            _trace_ids,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
@@ -29,7 +45,7 @@ def configure(level: str = "info", json: bool = True) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=file or sys.stderr),
         cache_logger_on_first_use=False,
     )
 
