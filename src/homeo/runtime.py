@@ -45,7 +45,7 @@ class Runtime:
             tracer_provider = tracing.install(settings.otlp_endpoint)
         retry = RetryPolicy(settings.retry_base_seconds, settings.retry_max_seconds)
         backends = open_backends(settings.resolved_database_url(), retry)
-        models = ModelCatalog(settings)
+        models = ModelCatalog(settings, tracer=tracing.tracer_of(tracer_provider))
         agents = AgentCatalog(backends.store, models)
         metrics = Metrics()
         metrics.watch(backends.store, backends.queue)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -62,12 +63,15 @@ class TracedServers:
     def __init__(self, folder: Path) -> None:
         self.servers = Servers(folder)
 
-    def start(self, with_worker: bool = True, with_provider: bool = True) -> TracedServer:
-        """`with_provider=False`: no provider, as `homeo serve` with no OTLP endpoint."""
+    def start(self, with_worker: bool = True, with_provider: bool = True, **overrides: Any
+              ) -> TracedServer:
+        """`with_provider=False`: no provider, as `homeo serve` with no OTLP endpoint;
+        `overrides` are settings."""
         exporter = InMemorySpanExporter()
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(exporter))
-        served = self.servers.start(with_worker, provider if with_provider else None)
+        served = self.servers.start(with_worker, provider if with_provider else None,
+                                    **overrides)
         return TracedServer(served.url, served.runtime, served.client, exporter)
 
     def close(self) -> None:

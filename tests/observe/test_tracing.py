@@ -8,6 +8,7 @@ the spans the request, the worker, the steps and the model and tool calls made.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,10 @@ from opentelemetry.trace import SpanKind, StatusCode
 from homeo.engine.worker import RUN_JOB
 from homeo.observe import tracing
 from homeo.store.models import NewRun
+from tests.api.conftest import SUPPORT
+
+sys.path.insert(0, str(SUPPORT))
+from faultserver import error, fault_server  # noqa: E402
 
 if TYPE_CHECKING:
     from conftest import TracedServer  # tests/observe/conftest.py
@@ -294,3 +299,30 @@ def test_an_otlp_endpoint_receives_the_spans(
     assert span.name == "run"
     assert carrier["traceparent"].split("-")[1] == span.trace_id.hex()
     assert {a.key: a.value.string_value for a in span.attributes} == {"homeo.run_id": "r1"}
+
+
+def test_each_router_attempt_is_a_span_under_the_chat_request(
+    serve_traced: Callable[..., TracedServer],
+) -> None:
+    with fault_server() as upstream:
+        upstream.default = error(500, "upstream down")
+        models = {"resilient": [
+            {"model": "openai:m", "name": "upstream", "base_url": upstream.base_url},
+            {"model": "scripted:scriptkit:echo_model", "weight": 0},
+        ]}
+        traced = serve_traced(with_worker=False, models=models, router_retries=1,
+                              router_backoff_base_seconds=0.0)
+        answer = traced.client.post("/v1/chat/completions", json={
+            "model": "resilient", "messages": [{"role": "user", "content": "hi"}]})
+        assert answer.status_code == 200, answer.text
+    request_id = answer.headers["x-request-id"]
+    spans = traced.wait_for_spans(
+        lambda found: any(s.kind == SpanKind.SERVER for s in found))
+    attempts = children(spans, post_span(spans, request_id))
+    assert [(s.name, s.attributes["homeo.retry"], s.status.status_code) for s in attempts] == [
+        ("attempt upstream", 0, StatusCode.ERROR),
+        ("attempt upstream", 1, StatusCode.ERROR),
+        ("attempt scripted:scriptkit:echo_model", 0, StatusCode.UNSET),
+    ]
+    assert all(s.attributes["homeo.alias"] == "resilient" for s in attempts)
+    assert "500" in attempts[0].status.description

@@ -179,4 +179,4 @@ class Model(ABC):
 
     async def aclose(self) -> None:
         """Release what the model holds (connections, loaded weights). Optional."""
-        return None
+        return

@@ -20,6 +20,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from opentelemetry.trace import Tracer
+
 from homeo.config import ModelDeployment, Settings
 from homeo.llm.base import Model, ModelError
 from homeo.llm.breaker import BreakerPolicy, CircuitBreaker
@@ -40,10 +42,13 @@ class ModelCatalog:
         *,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
+        """`tracer` gets the routers' attempt spans (None: the global provider's)."""
         self.settings = settings
         self.clock = clock
         self.rng = rng or random.Random()
+        self.tracer = tracer
         self._models: dict[str, Model] = {}
         self._deployments: dict[str, Deployment] = {}
         self._lock = threading.RLock()
@@ -160,7 +165,8 @@ class ModelCatalog:
             deployments.append(
                 Deployment(entry.key, shared.model, shared.breaker, entry.weight, shared.timeout)
             )
-        return Router(alias, deployments, policy, rng=self.rng, clock=self.clock)
+        return Router(alias, deployments, policy, rng=self.rng, clock=self.clock,
+                      tracer=self.tracer)
 
     def _deployment(self, entry: ModelDeployment) -> Deployment:
         settings = self.settings

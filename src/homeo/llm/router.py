@@ -12,7 +12,10 @@ falls back through the others in the order the alias lists them. On each one:
   with the provider's message: another deployment would refuse it too.
 
 One attempt is limited by its deployment's timeout, the whole call by
-`total_timeout`. Clock, randomness and sleep are passed in for tests.
+`total_timeout`. Each attempt of a call (not of a stream) is a trace span,
+`attempt <deployment>`, marked as an error when it failed; a deployment
+skipped because its breaker is open is an event on the caller's span.
+Clock, randomness and sleep are passed in for tests.
 
 `embed` follows the same rules as `request`. `stream` follows them until the first event (token or tool-call
 piece) arrives, which must come within `first_token_timeout`: a stream that
@@ -31,6 +34,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode, Tracer
+
 from homeo.llm.base import (
     Embeddings,
     Message,
@@ -43,7 +49,7 @@ from homeo.llm.base import (
     ToolSpec,
 )
 from homeo.llm.breaker import CircuitBreaker
-from homeo.observe import logs
+from homeo.observe import logs, tracing
 
 log = logs.get_logger("homeo.llm.router")
 R = TypeVar("R")
@@ -91,6 +97,7 @@ class Router(Model):
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        tracer: Tracer | None = None,
     ) -> None:
         if not deployments:
             raise ValueError(f"alias {alias!r} has no deployments")
@@ -100,6 +107,7 @@ class Router(Model):
         self.rng = rng or random.Random()
         self.clock = clock
         self.sleep = sleep
+        self.tracer = tracer or tracing.tracer_of()
 
     def order(self) -> list[Deployment]:
         """The deployments in the order this call tries them."""
@@ -140,26 +148,34 @@ class Router(Model):
                 if not deployment.breaker.allow():
                     wait = deployment.breaker.retry_in()
                     problems.append(f"{deployment.name}: circuit open (retry in {wait:.0f}s)")
+                    trace.get_current_span().add_event(
+                        "circuit open", {"homeo.deployment": deployment.name})
                     break
                 limit = min(deployment.timeout, remaining)
-                try:
-                    result = await asyncio.wait_for(attempt(deployment.model), limit)
-                except asyncio.CancelledError:
-                    deployment.breaker.release()  # the caller left: no verdict on the provider
-                    raise
-                except TimeoutError:
-                    self._failed(deployment)
-                    error = ModelError(f"no answer within {limit:.3g}s", retryable=True)
-                except ModelError as failure:
-                    if not failure.retryable:
-                        # The deployment answered; the request itself is refused.
-                        deployment.breaker.record_success()
+                with tracing.span(
+                    self.tracer, f"attempt {deployment.name}", kind=SpanKind.CLIENT,
+                    attributes={"homeo.alias": self.name, "homeo.deployment": deployment.name,
+                                "homeo.retry": retry},
+                ) as span:
+                    try:
+                        result = await asyncio.wait_for(attempt(deployment.model), limit)
+                    except asyncio.CancelledError:
+                        deployment.breaker.release()  # the caller left: no verdict on it
                         raise
-                    self._failed(deployment)
-                    error = failure
-                else:
-                    deployment.breaker.record_success()
-                    return result
+                    except TimeoutError:
+                        self._failed(deployment)
+                        error = ModelError(f"no answer within {limit:.3g}s", retryable=True)
+                    except ModelError as failure:
+                        if not failure.retryable:
+                            # The deployment answered; the request itself is refused.
+                            deployment.breaker.record_success()
+                            raise
+                        self._failed(deployment)
+                        error = failure
+                    else:
+                        deployment.breaker.record_success()
+                        return result
+                    span.set_status(StatusCode.ERROR, str(error))
                 problems.append(f"{deployment.name}: {error}")
                 wait = self._retry_wait(error, retry, deadline)
                 if wait is None:
@@ -192,6 +208,8 @@ class Router(Model):
                 if not deployment.breaker.allow():
                     wait = deployment.breaker.retry_in()
                     problems.append(f"{deployment.name}: circuit open (retry in {wait:.0f}s)")
+                    trace.get_current_span().add_event(
+                        "circuit open", {"homeo.deployment": deployment.name})
                     break
                 limit = min(deployment.timeout, remaining, self.policy.first_token_timeout)
                 events = deployment.model.stream(
