@@ -34,7 +34,7 @@ class Dialect(Protocol):
         """A connection for one writing statement (atomic on its own)."""
 
     def sql(self, text: str) -> str:
-        """`text`, written with `?` placeholders, in the driver's own style."""
+        """`text`, its parameters marked `?`, as the driver marks them."""
 
     def json_param(self, value: Any) -> Any:
         """`value` as the driver takes a JSON column's value (None stays NULL)."""

@@ -44,8 +44,9 @@ def redact(url: str) -> str:
 
 
 @functools.cache
-def _placeholders(text: str) -> str:
-    """`?` placeholders as psycopg's `%s` (the shared SQL has no other `%` or `?`)."""
+def _psycopg_marks(text: str) -> str:
+    """Parameters marked `?` marked as psycopg marks them, `%s` (the shared SQL
+    has no other `%` or `?`)."""
     return text.replace("?", "%s")
 
 
@@ -133,7 +134,7 @@ class PostgresDatabase:
         return self.connection()  # autocommit: no BEGIN and COMMIT round trips
 
     def sql(self, text: str) -> str:
-        return _placeholders(text)
+        return _psycopg_marks(text)
 
     def json_param(self, value: Any) -> Jsonb | None:
         return None if value is None else Jsonb(value)

@@ -12,13 +12,13 @@ falls back through the others in the order the alias lists them. On each one:
   with the provider's message: another deployment would refuse it too.
 
 One attempt is limited by its deployment's timeout, the whole call by
-`total_timeout`. Each attempt of a call (not of a stream) is a trace span,
-`attempt <deployment>`, marked as an error when it failed; a deployment
-skipped because its breaker is open is an event on the caller's span.
-Clock, randomness and sleep are passed in for tests.
+`total_timeout`. Each attempt (of a call, or of a stream until its first
+event) is a trace span, `attempt <deployment>`, marked as an error when it
+failed; a deployment skipped because its breaker is open is an event on the
+caller's span. Clock, randomness and sleep are passed in for tests.
 
-`embed` follows the same rules as `request`. `stream` follows them until the first event (token or tool-call
-piece) arrives, which must come within `first_token_timeout`: a stream that
+`embed` follows the same rules as `request`. `stream` follows them until the
+first event (token or tool-call piece) arrives, which must come within `first_token_timeout`: a stream that
 fails or stays silent before then is retried or passed to the next
 deployment. After it, the answer is the caller's: a stream that breaks raises
 `StreamInterrupted` and is never restarted, since the caller has already
@@ -126,16 +126,57 @@ class Router(Model):
     ) -> ModelResponse:
         # Only when asked, so a Model written before json_schema existed still works.
         extra = {} if json_schema is None else {"json_schema": json_schema}
-        return await self._call(lambda model: model.request(
+        _, response = await self._call(lambda model: model.request(
             messages, tools, max_tokens=max_tokens, temperature=temperature, **extra
         ))
+        return response
 
     async def embed(self, texts: list[str]) -> Embeddings:
-        return await self._call(lambda model: model.embed(texts))
+        _, embeddings = await self._call(lambda model: model.embed(texts))
+        return embeddings
 
-    async def _call(self, attempt: Callable[[Model], Awaitable[R]]) -> R:
-        """`attempt(model)` on the deployments in turn, by the rules above."""
+    async def stream(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[StreamEvent]:
         deadline = self.clock() + self.policy.total_timeout
+
+        async def first_event(model: Model) -> tuple[StreamEvent, AsyncIterator[StreamEvent]]:
+            events = model.stream(messages, tools, max_tokens=max_tokens,
+                                  temperature=temperature)
+            try:
+                return await anext(events), events
+            except StopAsyncIteration:
+                raise ModelError("the stream ended without an answer", retryable=True) from None
+            except BaseException:
+                await events.aclose()  # type: ignore[attr-defined]
+                raise
+
+        deployment, (first, events) = await self._call(first_event, deadline, first_token=True)
+        rest = self._rest(deployment, first, events, deadline)
+        try:
+            async for event in rest:
+                yield event
+        finally:
+            await rest.aclose()
+
+    async def _call(
+        self,
+        attempt: Callable[[Model], Awaitable[R]],
+        deadline: float | None = None,
+        *,
+        first_token: bool = False,
+    ) -> tuple[Deployment, R]:
+        """`attempt(model)` on the deployments in turn, by the rules above; the
+        deployment that answered, and its answer. `first_token`: the attempt
+        waits for a stream's first event, within the first-token timeout too."""
+        if deadline is None:
+            deadline = self.clock() + self.policy.total_timeout
+        waited_for = "first token" if first_token else "answer"
         problems: list[str] = []
         for deployment in self.order():
             retry = 0
@@ -152,19 +193,25 @@ class Router(Model):
                         "circuit open", {"homeo.deployment": deployment.name})
                     break
                 limit = min(deployment.timeout, remaining)
+                if first_token:
+                    limit = min(limit, self.policy.first_token_timeout)
                 with tracing.span(
                     self.tracer, f"attempt {deployment.name}", kind=SpanKind.CLIENT,
                     attributes={"homeo.alias": self.name, "homeo.deployment": deployment.name,
                                 "homeo.retry": retry},
                 ) as span:
                     try:
-                        result = await asyncio.wait_for(attempt(deployment.model), limit)
+                        # In this task, not a new one (as wait_for would): a stream
+                        # opened here is read on by the caller.
+                        async with asyncio.timeout(limit):
+                            result = await attempt(deployment.model)
                     except asyncio.CancelledError:
                         deployment.breaker.release()  # the caller left: no verdict on it
                         raise
                     except TimeoutError:
                         self._failed(deployment)
-                        error = ModelError(f"no answer within {limit:.3g}s", retryable=True)
+                        error = ModelError(f"no {waited_for} within {limit:.3g}s",
+                                           retryable=True)
                     except ModelError as failure:
                         if not failure.retryable:
                             # The deployment answered; the request itself is refused.
@@ -173,83 +220,16 @@ class Router(Model):
                         self._failed(deployment)
                         error = failure
                     else:
-                        deployment.breaker.record_success()
-                        return result
+                        if not first_token:  # a stream's verdict waits for its end (_rest)
+                            deployment.breaker.record_success()
+                        return deployment, result
                     span.set_status(StatusCode.ERROR, str(error))
                 problems.append(f"{deployment.name}: {error}")
                 wait = self._retry_wait(error, retry, deadline)
                 if wait is None:
                     break
                 log.info("model call failed, retrying", alias=self.name,
-                         deployment=deployment.name, error=str(error),
-                         wait_seconds=round(wait, 3))
-                await self.sleep(wait)
-                retry += 1
-        raise AllDeploymentsFailed(self._summary(problems, timed_out=False))
-
-    async def stream(
-        self,
-        messages: list[Message],
-        tools: list[ToolSpec] | None = None,
-        *,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-    ) -> AsyncIterator[StreamEvent]:
-        deadline = self.clock() + self.policy.total_timeout
-        problems: list[str] = []
-        for deployment in self.order():
-            retry = 0
-            while True:
-                remaining = deadline - self.clock()
-                if remaining <= 0:
-                    raise AllDeploymentsFailed(
-                        self._summary(problems, timed_out=True), timed_out=True
-                    )
-                if not deployment.breaker.allow():
-                    wait = deployment.breaker.retry_in()
-                    problems.append(f"{deployment.name}: circuit open (retry in {wait:.0f}s)")
-                    trace.get_current_span().add_event(
-                        "circuit open", {"homeo.deployment": deployment.name})
-                    break
-                limit = min(deployment.timeout, remaining, self.policy.first_token_timeout)
-                events = deployment.model.stream(
-                    messages, tools, max_tokens=max_tokens, temperature=temperature
-                )
-                try:
-                    async with asyncio.timeout(limit):
-                        first = await anext(events)
-                except asyncio.CancelledError:
-                    deployment.breaker.release()
-                    await events.aclose()
-                    raise
-                except TimeoutError:
-                    await events.aclose()
-                    self._failed(deployment)
-                    error = ModelError(f"no first token within {limit:.3g}s", retryable=True)
-                except StopAsyncIteration:
-                    self._failed(deployment)
-                    error = ModelError("the stream ended without an answer", retryable=True)
-                except ModelError as failure:
-                    await events.aclose()
-                    if not failure.retryable:
-                        deployment.breaker.record_success()
-                        raise
-                    self._failed(deployment)
-                    error = failure
-                else:
-                    rest = self._rest(deployment, first, events, deadline)
-                    try:
-                        async for event in rest:
-                            yield event
-                    finally:
-                        await rest.aclose()
-                    return
-                problems.append(f"{deployment.name}: {error}")
-                wait = self._retry_wait(error, retry, deadline)
-                if wait is None:
-                    break
-                log.info("model stream failed before its first token, retrying",
-                         alias=self.name, deployment=deployment.name, error=str(error),
+                         deployment=deployment.name, error=str(error), stream=first_token,
                          wait_seconds=round(wait, 3))
                 await self.sleep(wait)
                 retry += 1

@@ -1,5 +1,5 @@
 """What the SQLite and PostgreSQL stores share: the same SQL, written once with
-`?` placeholders, run on the database's `Dialect` (homeo.db.dialect).
+`?` parameter marks, run on the database's `Dialect` (homeo.db.dialect).
 
 Each backend keeps for itself what the two databases do differently: creating
 a run under an idempotency-key race, moving a run's status, beginning a step.
