@@ -108,7 +108,16 @@ class Settings(BaseSettings):
     workers: int = Field(2, ge=0, le=256, description="Concurrent runs per worker process.")
     lease_seconds: float = Field(30.0, gt=0, le=3600)
     poll_seconds: float = Field(0.2, gt=0, le=60)
-    max_attempts: int = Field(3, ge=1, le=100, description="Job attempts before dead-letter.")
+    max_attempts: int = Field(
+        3, ge=1, le=100,
+        description="Attempts in a row that complete no step before a run is given up.")
+    shutdown_grace_seconds: float = Field(
+        10.0, ge=0, le=3600,
+        description="On SIGTERM, how long steps in flight may finish before they are"
+                    " stopped and their runs go back to the queue.")
+    sweep_seconds: float = Field(
+        30.0, gt=0, le=86400,
+        description="How often workers look for runs without a job (and how old one must be).")
     retry_base_seconds: float = Field(1.0, ge=0, le=3600)
     retry_max_seconds: float = Field(60.0, ge=0, le=86400)
     max_input_chars: int = Field(100_000, ge=1, le=10_000_000)

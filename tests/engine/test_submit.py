@@ -8,7 +8,8 @@ import pytest
 
 from homeo.backends import Backends
 from homeo.db.sqlite import SQLiteDatabase
-from homeo.engine.submit import SubmitFailed, UnknownAgent, submit_run
+from homeo.engine.submit import IdempotencyConflict, SubmitFailed, UnknownAgent, submit_run
+from homeo.engine.sweep import Sweeper
 from homeo.queue.sqlite import SQLiteQueue
 from homeo.store.models import NewRun
 from homeo.store.sqlite import SQLiteStore
@@ -31,7 +32,8 @@ def test_submit_creates_run_and_job_once(split_backends) -> None:
     again, created_again = submit_run(backends, new)
     assert created and not created_again and again.id == run.id
     job = backends.queue.find("t", f"run:{run.id}")
-    assert job.payload == {"run_id": run.id} and backends.queue.stats()["queued"] == 1
+    assert job.payload == {"run_id": run.id, "max_attempts": 3}
+    assert backends.queue.stats()["queued"] == 1
 
 
 def test_unknown_agent_names_the_known_ones(split_backends) -> None:
@@ -48,3 +50,75 @@ def test_a_run_that_cannot_be_queued_is_failed_not_left_waiting(split_backends) 
         submit_run(backends, NewRun(tenant_id="t", agent="echo", input="hi"))
     (run,) = backends.store.list_runs("t")
     assert run.status == "failed" and run.error.startswith("could not be queued")
+
+
+def _refuse_new_jobs(backends: Backends) -> None:
+    """Make the database itself refuse the job's insert, inside the submission."""
+    if backends.url.startswith("sqlite"):
+        with backends.shared.write() as db:
+            db.execute("CREATE TRIGGER refuse BEFORE INSERT ON jobs"
+                       " BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+        return
+    with backends.shared.write() as db:
+        db.execute("CREATE FUNCTION refuse() RETURNS trigger AS"
+                   " $$ BEGIN RAISE EXCEPTION 'disk full'; END $$ LANGUAGE plpgsql")
+        db.execute("CREATE TRIGGER refuse BEFORE INSERT ON jobs"
+                   " FOR EACH ROW EXECUTE FUNCTION refuse()")
+
+
+def test_run_and_job_are_stored_together_or_not_at_all(backends: Backends) -> None:
+    backends.store.put_agent("t", "echo", {"model": "local"})
+    _refuse_new_jobs(backends)
+    with pytest.raises(SubmitFailed, match="disk full.*nothing was stored; try again"):
+        submit_run(backends, NewRun(tenant_id="t", agent="echo", input="hi", idempotency_key="k"))
+    assert backends.store.list_runs("t") == []
+    assert backends.queue.stats()["queued"] == 0
+
+
+def test_same_idempotency_key_for_another_request_is_a_conflict(backends: Backends) -> None:
+    backends.store.put_agent("t", "echo", {"model": "local"})
+    backends.store.put_agent("t", "calc", {"model": "local"})
+    first, _ = submit_run(backends, NewRun(tenant_id="t", agent="echo", input="hi",
+                                           idempotency_key="k"))
+    with pytest.raises(IdempotencyConflict, match=rf"key 'k' was already used for run {first.id}"
+                                                  " with a different input"):
+        submit_run(backends, NewRun(tenant_id="t", agent="echo", input="bye",
+                                    idempotency_key="k"))
+    with pytest.raises(IdempotencyConflict, match="with a different agent"):
+        submit_run(backends, NewRun(tenant_id="t", agent="calc", input="hi",
+                                    idempotency_key="k"))
+    assert [run.id for run in backends.store.list_runs("t")] == [first.id]
+
+
+def test_the_sweeper_queues_a_run_left_without_a_job(backends: Backends) -> None:
+    # As a process that died between storing a run and queueing its job leaves it.
+    stranded, _ = backends.store.create_run(NewRun(tenant_id="t", agent="echo", input="hi"),
+                                            now=1000.0)
+    recent, _ = backends.store.create_run(NewRun(tenant_id="t", agent="echo", input="hi"),
+                                          now=1990.0)
+    sweeper = Sweeper(backends, grace_seconds=30.0, max_attempts=4)
+    assert sweeper.sweep(now=2000.0) == [stranded.id]
+    job = backends.queue.find("t", f"run:{stranded.id}")
+    assert job.status == "queued" and job.payload == {"run_id": stranded.id, "max_attempts": 4}
+    assert backends.queue.find("t", f"run:{recent.id}") is None  # may be mid-submission
+    assert sweeper.sweep(now=2000.0) == []  # queued once
+
+
+def test_the_sweeper_pages_through_a_backlog(backends: Backends) -> None:
+    runs = [backends.store.create_run(NewRun(tenant_id="t", agent="echo", input=str(i)),
+                                      now=1000.0)[0] for i in range(5)]
+    sweeper = Sweeper(backends, grace_seconds=30.0, batch=2)
+    runs.sort(key=lambda run: run.id)
+    swept = [sweeper.sweep(now=2000.0) for _ in range(3)]
+    assert swept == [[runs[0].id, runs[1].id], [runs[2].id, runs[3].id], [runs[4].id]]
+    assert sweeper.sweep(now=2000.0) == []  # back at the top, all queued now
+
+
+def test_the_sweeper_ends_a_run_whose_job_ended_without_it(backends: Backends) -> None:
+    backends.store.put_agent("t", "echo", {"model": "local"})
+    run, _ = submit_run(backends, NewRun(tenant_id="t", agent="echo", input="hi"))
+    job = backends.queue.claim("w", 30.0)
+    backends.queue.fail(job.id, "w", "boom", retry=False)
+    assert Sweeper(backends, grace_seconds=0.0).sweep(now=9e9) == [run.id]
+    after = backends.store.get_run("t", run.id)
+    assert after.status == "failed" and "its job ended (dead)" in after.error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from homeo.llm.base import Message, ModelError, ToolSpec
 from homeo.llm.providers.scripted import ScriptedModel, tool_call
 from homeo.runtime import Runtime
 from homeo.store.models import NewRun
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "support"))  # scriptkit's tools
 
 
 @pytest.fixture
@@ -86,7 +89,8 @@ def test_out_of_attempts_dead_letters_and_fails_the_run(runtime: Runtime) -> Non
     asyncio.run(runtime.worker(1).run_until_idle())
     run, job = state(runtime, run_id)
     assert run.status == "failed" and job.status == "dead"
-    assert run.error.startswith("gave up after 2 attempts; last error: RetryableError")
+    assert run.error.startswith("gave up: 2 attempts in a row ended without completing a step;"
+                                " last error: RetryableError")
 
 
 def test_expired_leases_past_max_attempts_fail_the_run(runtime: Runtime) -> None:
@@ -94,10 +98,12 @@ def test_expired_leases_past_max_attempts_fail_the_run(runtime: Runtime) -> None
     run_id = submit(runtime, "echo", max_attempts=1)
     queue = runtime.backends.queue
     queue.claim("dead-worker", 0.0)  # claimed by a worker that died at once
+    runtime.backends.store.claim_run("default", run_id)
     asyncio.run(runtime.worker(1).run_until_idle())
     run, job = state(runtime, run_id)
     assert run.status == "failed" and job.status == "dead"
-    assert "gave up after 1 attempts; last error: lease expired" in run.error
+    assert ("gave up: 1 attempts in a row ended without completing a step;"
+            " last error: lease expired") in run.error
 
 
 def test_run_failures_end_the_job_without_retry(runtime: Runtime) -> None:
@@ -195,3 +201,145 @@ def test_each_claim_is_its_own_lease_even_within_one_worker(runtime: Runtime) ->
     queue = runtime.backends.queue
     assert not queue.complete(first.id, first.lease_owner)  # the stale slot cannot settle it
     assert queue.complete(second.id, second.lease_owner)
+
+
+def test_runs_whose_attempts_progress_are_not_given_up(runtime: Runtime) -> None:
+    """Three workers died, but each completed a step: the run is not at fault."""
+    define(runtime, "calc", ScriptedModel([tool_call("calculate", expression="6*7"), "42"]),
+           ["homeo.examples.tools:calculate"])
+    run_id = submit(runtime, "calc", max_attempts=2)
+    store, queue = runtime.backends.store, runtime.backends.queue
+    for seq in range(2):  # a worker claims, completes one step, and dies
+        queue.claim(f"doomed-{seq}", 0.0)
+        claim = store.claim_run("default", run_id)
+        store.begin_step("default", run_id, seq, "model", "model", None, fence=claim.lease_epoch)
+        store.complete_step("default", run_id, seq, "done", {"seq": seq + 1, "next": None,
+                            "state": {"messages": [{"role": "user", "content": "go"}]}},
+                            fence=claim.lease_epoch)
+    queue.claim("doomed-2", 0.0)
+    store.claim_run("default", run_id)  # ...and this one died before its first step
+    asyncio.run(runtime.worker(1).run_until_idle())
+    run, job = state(runtime, run_id)
+    assert run.status == "succeeded" and job.status == "done" and job.attempts == 4
+
+
+def test_an_unexpected_error_fails_the_run_at_once(runtime: Runtime) -> None:
+    def buggy(messages, tools):
+        return {"not": "a reply"}["missing"]  # a bug: KeyError
+
+    define(runtime, "buggy", ScriptedModel(buggy))
+    run_id = submit(runtime, "buggy")
+    asyncio.run(runtime.worker(1).run_until_idle())
+    run, job = state(runtime, run_id)
+    assert run.status == "failed" and job.status == "done" and job.attempts == 1
+    assert run.error.startswith("internal error: KeyError: 'missing'")
+    [step] = runtime.backends.store.list_steps("default", run_id)
+    assert step.status == "failed" and step.error == "KeyError: 'missing'"
+
+
+def test_a_stale_worker_cannot_finish_a_run_another_worker_claimed(runtime: Runtime) -> None:
+    define(runtime, "echo", ScriptedModel(["from the new owner"]))
+    run_id = submit(runtime, "echo")
+    store, queue = runtime.backends.store, runtime.backends.queue
+    stale = store.claim_run("default", run_id)  # a worker that then stalls past its lease
+    queue.claim("stalled", 0.0)
+    asyncio.run(runtime.worker(1).run_until_idle())
+    assert store.get_run("default", run_id).output == "from the new owner"
+    # The stalled worker wakes up and tries to finish the run its own way.
+    assert store.transition_run("default", run_id, "failed", allowed_from={"running"},
+                                error="stale", fence=stale.lease_epoch) is None
+    run, job = state(runtime, run_id)
+    assert (run.status, run.output, job.status) == ("succeeded", "from the new owner", "done")
+
+
+def test_a_slot_survives_failed_claims_and_reports_them(runtime: Runtime) -> None:
+    define(runtime, "echo", ScriptedModel(["hello"]))
+    run_id = submit(runtime, "echo")
+    database = runtime.backends.shared
+    with database.write() as db:
+        db.execute("ALTER TABLE jobs RENAME TO jobs_away")  # every claim now fails
+    worker = runtime.worker(1)
+    problems: list[str | None] = []
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        serving = asyncio.create_task(worker.serve(stop))
+        await _until(lambda: worker.claim_error is not None)
+        problems.append(worker.health())
+        with database.write() as db:
+            db.execute("ALTER TABLE jobs_away RENAME TO jobs")
+        await _until(lambda: runtime.backends.store.run_status("default", run_id) == "succeeded")
+        problems.append(worker.health())
+        stop.set()
+        await serving
+
+    asyncio.run(main())
+    assert problems[0].startswith("cannot claim jobs: OperationalError: no such table: jobs")
+    assert problems[1] is None
+
+
+def test_cancel_stops_the_step_in_flight_and_closes_it(runtime: Runtime) -> None:
+    import scriptkit
+
+    gate = f"cancel-{runtime.settings.data_dir.name}"
+    define(runtime, "blocker", ScriptedModel([tool_call("block", gate=gate), "never"]),
+           ["scriptkit:block"])
+    run_id = submit(runtime, "blocker")
+    worker = runtime.worker(1)
+    worker.watch_seconds = 0.05
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        serving = asyncio.create_task(worker.serve(stop))
+        await _until(lambda: any(step.status == "running" and step.kind == "tool" for step in
+                                 runtime.backends.store.list_steps("default", run_id)))
+        cancel_run(runtime.backends, "default", run_id)
+        await _until(lambda: gate in scriptkit.stopped)
+        await _until(lambda: state(runtime, run_id)[1].status == "done")
+        stop.set()
+        await serving
+
+    asyncio.run(main())
+    run, _ = state(runtime, run_id)
+    steps = runtime.backends.store.list_steps("default", run_id)
+    assert run.status == "cancelled"
+    assert steps[-1].kind == "tool" and steps[-1].status == "cancelled"
+    assert steps[-1].finished_at is not None and "cancelled" in steps[-1].error
+
+
+def test_shutdown_stops_steps_after_the_grace_period_and_requeues_runs(
+    runtime: Runtime,
+) -> None:
+    import scriptkit
+
+    gate = f"shutdown-{runtime.settings.data_dir.name}"
+    define(runtime, "blocker", ScriptedModel([tool_call("block", gate=gate), "never"]),
+           ["scriptkit:block"])
+    run_id = submit(runtime, "blocker")
+    worker = runtime.worker(1)
+    worker.shutdown_grace_seconds = 0.2
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        serving = asyncio.create_task(worker.serve(stop))
+        await _until(lambda: any(step.status == "running" and step.kind == "tool" for step in
+                                 runtime.backends.store.list_steps("default", run_id)))
+        stop.set()
+        await serving
+
+    asyncio.run(main())
+    run, job = state(runtime, run_id)
+    assert gate in scriptkit.stopped
+    assert run.status == "queued" and job.status == "queued" and job.attempts == 0
+    tool_step = runtime.backends.store.list_steps("default", run_id)[-1]
+    assert tool_step.status == "failed" and "grace period over" in tool_step.error
+
+
+async def _until(condition, deadline: float = 60.0) -> None:
+    """Wait for `condition()` to hold, polling; fail after a generous deadline."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while not condition():
+        if loop.time() > end:
+            raise AssertionError("condition not met within the deadline")
+        await asyncio.sleep(0.02)

@@ -19,7 +19,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
-from homeo.engine.worker import RUN_JOB
+from homeo.engine.submit import RUN_JOB
 from homeo.observe import tracing
 from homeo.store.models import NewRun
 from tests.api.conftest import SUPPORT
@@ -92,7 +92,7 @@ def test_a_run_is_one_trace_from_the_post_through_the_worker_to_its_steps(
     assert dict(run.attributes) == {
         "homeo.run_id": run_id, "homeo.tenant_id": tenant, "homeo.agent": "calc",
         "homeo.attempt": 1, "homeo.job_id": run.attributes["homeo.job_id"],
-        "homeo.request_id": request_id, "homeo.run.outcome": "succeeded",
+        "homeo.run.claim": 1, "homeo.request_id": request_id, "homeo.run.outcome": "succeeded",
     }
     assert run.status.status_code == StatusCode.UNSET
 
@@ -234,7 +234,7 @@ def test_without_a_provider_no_trace_context_enters_the_payload(
     job = traced.runtime.backends.queue.find(
         traced.runtime.settings.default_tenant, f"run:{run_id}"
     )
-    assert job is not None and job.payload == {"run_id": run_id}
+    assert job is not None and job.payload == {"run_id": run_id, "max_attempts": 3}
     assert traced.runtime.tracer_provider is None
     assert tracing.install("") is None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from homeo.backends import Backends
-from homeo.store.base import StoreError
+from homeo.store.base import LeaseFenced, StoreError
 from homeo.store.models import ApiKey, NewRun, UsageEvent
 
 
@@ -242,3 +242,96 @@ def test_api_keys_are_stored_listed_per_tenant_and_revoked(backends: Backends) -
     assert store.revoke_key("k1", now=60.0).revoked_at == 50.0  # the first time stays
     assert store.revoke_key("nope") is None
     assert store.get_key("k3").active
+
+
+# --- lease fencing and progress ------------------------------------------------
+
+
+def test_each_claim_raises_the_fence_and_a_stale_holder_cannot_write(backends: Backends) -> None:
+    store = backends.store
+    run, _ = store.create_run(new_run())
+    first = store.claim_run("acme", run.id)
+    assert first is not None and first.status == "running" and first.lease_epoch == 1
+    store.begin_step("acme", run.id, 0, "model", "m", None, fence=1)
+    # The first holder's lease lapses; a second worker claims the run.
+    second = store.claim_run("acme", run.id)
+    assert second is not None and second.lease_epoch == 2
+    with pytest.raises(LeaseFenced):
+        store.complete_step("acme", run.id, 0, "late", {"seq": 1}, input_tokens=5, fence=1)
+    with pytest.raises(LeaseFenced):
+        store.fail_step("acme", run.id, 0, "late", fence=1)
+    with pytest.raises(LeaseFenced):
+        store.begin_step("acme", run.id, 1, "model", "m", None, fence=1)
+    assert store.transition_run("acme", run.id, "succeeded", allowed_from={"running"},
+                                output="late", fence=1) is None
+    assert store.release_run("acme", run.id, fence=1) is None
+    # Nothing the stale holder tried landed; the new holder goes on.
+    after = store.get_run("acme", run.id)
+    assert after.status == "running" and after.checkpoint is None and after.input_tokens == 0
+    [step] = store.list_steps("acme", run.id)
+    assert step.status == "running" and step.output is None
+    again = store.begin_step("acme", run.id, 0, "model", "m", None, fence=2)
+    assert again.attempts == 2
+    store.complete_step("acme", run.id, 0, "ok", {"seq": 1}, fence=2)
+    done = store.transition_run("acme", run.id, "succeeded", allowed_from={"running"},
+                                output="ok", fence=2)
+    assert done is not None and done.status == "succeeded"
+
+
+def test_claims_count_stalls_only_when_no_step_completed(backends: Backends) -> None:
+    store = backends.store
+    run, _ = store.create_run(new_run())
+    assert store.claim_run("acme", run.id).stalls == 0
+    assert store.claim_run("acme", run.id).stalls == 1  # the first claim completed nothing
+    claim = store.claim_run("acme", run.id)
+    assert claim.stalls == 2
+    store.begin_step("acme", run.id, 0, "model", "m", None, fence=claim.lease_epoch)
+    store.complete_step("acme", run.id, 0, "x", {"seq": 1}, fence=claim.lease_epoch)
+    claim = store.claim_run("acme", run.id)
+    assert claim.stalls == 0 and claim.steps_done == 1  # that claim progressed
+    # A claim given back at shutdown is not a stall, and keeps the count it had.
+    assert store.claim_run("acme", run.id).stalls == 1
+    claim = store.claim_run("acme", run.id)
+    assert claim.stalls == 2
+    released = store.release_run("acme", run.id, fence=claim.lease_epoch)
+    assert released is not None and released.status == "queued"
+    assert store.claim_run("acme", run.id).stalls == 2
+
+
+def test_only_queued_or_running_runs_are_claimed(backends: Backends) -> None:
+    store = backends.store
+    run, _ = store.create_run(new_run())
+    store.transition_run("acme", run.id, "cancelled", allowed_from={"queued"})
+    assert store.claim_run("acme", run.id) is None
+    assert store.claim_run("globex", run.id) is None
+    assert store.claim_run("acme", "run_missing") is None
+
+
+def test_a_step_closed_as_cancelled_counts_what_it_used(backends: Backends) -> None:
+    store = backends.store
+    run, _ = store.create_run(new_run())
+    claim = store.claim_run("acme", run.id)
+    store.begin_step("acme", run.id, 0, "model", "m", None, fence=claim.lease_epoch)
+    step = store.fail_step("acme", run.id, 0, "the run was cancelled", status="cancelled",
+                           input_tokens=7, output_tokens=3, cost_usd=0.5,
+                           fence=claim.lease_epoch)
+    assert step.status == "cancelled" and step.finished_at is not None
+    assert (step.input_tokens, step.output_tokens) == (7, 3)
+    after = store.get_run("acme", run.id)
+    assert (after.input_tokens, after.output_tokens, after.cost_usd) == (7, 3, 0.5)
+    assert store.usage("acme").total_tokens == 10
+    with pytest.raises(StoreError):
+        store.fail_step("acme", run.id, 0, "twice")
+
+
+def test_unsettled_runs_are_listed_across_tenants_in_id_order(backends: Backends) -> None:
+    store = backends.store
+    old = [store.create_run(new_run(tenant), now=100.0)[0] for tenant in ("acme", "globex")]
+    store.create_run(new_run(), now=500.0)  # too recent
+    ended, _ = store.create_run(new_run(), now=100.0)
+    store.transition_run("acme", ended.id, "failed", allowed_from={"queued"}, now=100.0)
+    found = store.unsettled_runs(updated_before=200.0)
+    assert [run.id for run in found] == sorted(run.id for run in old)
+    rest = store.unsettled_runs(updated_before=200.0, after_id=found[0].id)
+    assert [run.id for run in rest] == [found[1].id]
+    assert store.unsettled_runs(updated_before=200.0, limit=1) == found[:1]

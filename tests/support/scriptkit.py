@@ -10,6 +10,7 @@ the test process and in a `homeo serve` subprocess.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from pathlib import Path
 
@@ -110,3 +111,24 @@ def hold(gate: str) -> str:
     """
     opened = _gate(gate).wait(HOLD_SECONDS)
     return "released" if opened else "gave up waiting"
+
+
+# Gates whose `block` call was stopped from outside (its task cancelled).
+stopped: set[str] = set()
+
+
+@tool(idempotent=False, timeout_seconds=HOLD_SECONDS + 5)
+async def block(gate: str) -> str:
+    """Wait until the test releases `gate`, noting it if the call is stopped first.
+
+    Args:
+        gate: the gate's name
+    """
+    event = _gate(gate)
+    try:
+        while not event.is_set():
+            await asyncio.sleep(0.01)
+    except asyncio.CancelledError:
+        stopped.add(gate)
+        raise
+    return "released"

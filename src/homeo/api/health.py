@@ -31,8 +31,9 @@ async def readyz(app: Parts) -> JSONResponse:
     if app.worker is None:
         checks["workers"] = "none in this process (run `homeo worker`)"
     else:
-        checks["workers"] = "ok" if app.worker.alive else "stalled: no poll recently"
-    ready = checks["store"] == "ok" and not checks["workers"].startswith("stalled")
+        checks["workers"] = app.worker.health() or "ok"
+    ready = checks["store"] == "ok" and checks["workers"] in ("ok", "none in this process"
+                                                             " (run `homeo worker`)")
     return JSONResponse(
         {"status": "ready" if ready else "not ready", "checks": checks},
         status_code=200 if ready else 503,

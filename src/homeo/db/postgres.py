@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -98,6 +99,9 @@ class PostgresDatabase:
                 " and the server's load."
             ) from None
         self._closed = False
+        # The connection of the transaction this thread has open, if any: work
+        # started inside it joins it (`Backends.atomic`).
+        self._local = threading.local()
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
@@ -106,6 +110,10 @@ class PostgresDatabase:
         COMMIT round trips. Rows come back as dicts."""
         if self._closed:
             raise PostgresUnavailable(f"the database {redact(self.url)} was closed")
+        joined = getattr(self._local, "transaction", None)
+        if joined is not None:
+            yield joined
+            return
         # Only taking a connection can time out: the body never waits on the pool.
         try:
             with self._pool.connection(timeout=self.acquire_timeout) as connection:
@@ -120,9 +128,19 @@ class PostgresDatabase:
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
         """A connection inside a transaction: committed on success, rolled back
-        on any exception. Rows come back as dicts."""
+        on any exception. Rows come back as dicts. Opened inside another
+        transaction of this thread, it is a savepoint of that one."""
+        joined = getattr(self._local, "transaction", None)
+        if joined is not None:
+            with joined.transaction():
+                yield joined
+            return
         with self.connection() as connection, connection.transaction():
-            yield connection
+            self._local.transaction = connection
+            try:
+                yield connection
+            finally:
+                self._local.transaction = None
 
     def read(self) -> AbstractContextManager[psycopg.Connection[dict[str, Any]]]:
         return self.connection()

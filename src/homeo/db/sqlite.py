@@ -52,7 +52,10 @@ class SQLiteDatabase:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = _connect(self.path)
         self._writer.execute("PRAGMA journal_mode=WAL")
-        self._write_lock = threading.Lock()
+        # Re-entrant: a write opened inside another on the same thread joins its
+        # transaction, so store and queue writes can commit together (`Backends.atomic`).
+        self._write_lock = threading.RLock()
+        self._write_depth = 0
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -61,14 +64,25 @@ class SQLiteDatabase:
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction. `BEGIN IMMEDIATE` takes the file's write lock up front,
-        so a read-then-write inside it cannot be raced by another process."""
+        so a read-then-write inside it cannot be raced by another process. Opened
+        inside another write of this thread, it is part of that transaction."""
         with self._write_lock:
+            if self._write_depth:
+                self._write_depth += 1
+                try:
+                    yield self._writer
+                finally:
+                    self._write_depth -= 1
+                return
             self._writer.execute("BEGIN IMMEDIATE")
+            self._write_depth = 1
             try:
                 yield self._writer
             except BaseException:
                 self._writer.execute("ROLLBACK")
                 raise
+            finally:
+                self._write_depth = 0
             self._writer.execute("COMMIT")
 
     @contextmanager

@@ -18,6 +18,15 @@ Every store write runs in a thread: a worker runs several runs (and, under
 database must not stall the others or their lease heartbeats. Reads run inline
 when the store says they never wait (`Store.inline_reads`).
 
+Every write carries the run's fencing token (`fence`, from the worker's claim
+of the run): once another worker has claimed the run, the store refuses this
+one's writes with LeaseFenced, so a worker whose lease lapsed cannot finish a
+step or the run behind the new owner's back.
+
+When the worker stops the step in flight (the run was cancelled, or the grace
+period of a shutdown ran out), the step is closed as `cancelled` or `failed`
+with the reason, and the run stops with RunCancelled or RunInterrupted.
+
 Each step is a span, `step {kind} {name}`, a child of the worker's run span;
 the node's model and tool calls open their spans inside it.
 """
@@ -62,12 +71,15 @@ async def execute(
     clock: Callable[[], float] = time.time,
     budgets: TenantBudgets | None = None,
     tracer: Tracer | None = None,
+    fence: int | None = None,
+    interruption: Callable[[], BaseException | None] = lambda: None,
 ) -> str:
     """Run (or resume) `run` to its end; return the final output.
 
     Raises RunFailed, RetryableError, RunCancelled or RunInterrupted (when
     `stopping()` turns true between steps); the worker maps those to the run's
-    status and the job's fate. `tracer` opens the step spans (default: the
+    status and the job's fate. `interruption()` says why the worker cancelled
+    the step in flight, when it did. `tracer` opens the step spans (default: the
     global provider's, a no-op unless one is installed)."""
     notify = emit or (lambda event: None)
     checkpoint = run.checkpoint or initial_checkpoint(run, system_prompt)
@@ -102,7 +114,7 @@ async def execute(
         ) as span:
             step = await asyncio.to_thread(
                 store.begin_step, run.tenant_id, run.id, seq, node.kind, name,
-                node.describe(state),
+                node.describe(state), fence=fence,
             )
             span.set_attribute("homeo.step.attempt", step.attempts)
             notify({"type": "step_started", "seq": seq, "kind": node.kind, "name": name,
@@ -114,22 +126,39 @@ async def execute(
                     " idempotent, so homeo will not run it again; check whether its side"
                     " effect happened, then start a new run"
                 )
-                await asyncio.to_thread(store.fail_step, run.tenant_id, run.id, seq, error)
+                await asyncio.to_thread(store.fail_step, run.tenant_id, run.id, seq, error,
+                                        fence=fence)
                 notify({"type": "step_failed", "seq": seq, "name": name, "error": error})
                 span.set_attribute("homeo.step.status", "failed")
                 raise RunFailed(error)
             began = clock()
             try:
                 outcome = await asyncio.wait_for(node.run(state, context), timeout=step_timeout)
+            except asyncio.CancelledError:
+                reason = interruption()
+                if not isinstance(reason, (RunCancelled, RunInterrupted)):
+                    raise  # the lease was lost (touch nothing), or the process is ending
+                status = "cancelled" if isinstance(reason, RunCancelled) else "failed"
+                await asyncio.to_thread(store.fail_step, run.tenant_id, run.id, seq,
+                                        f"stopped in flight: {reason}", status=status,
+                                        fence=fence)
+                notify({"type": f"step_{status}", "seq": seq, "name": name,
+                        "error": str(reason)})
+                span.set_attribute("homeo.step.status", status)
+                raise reason from None
             except TimeoutError:
                 error = f"step {seq} ({name}) timed out after {step_timeout:g}s (timeouts.step)"
-                await asyncio.to_thread(store.fail_step, run.tenant_id, run.id, seq, error)
+                await asyncio.to_thread(store.fail_step, run.tenant_id, run.id, seq, error,
+                                        fence=fence)
                 notify({"type": "step_failed", "seq": seq, "name": name, "error": error})
                 span.set_attribute("homeo.step.status", "failed")
                 raise RetryableError(error) from None
-            except (RunFailed, RetryableError) as error:
-                await asyncio.to_thread(store.fail_step, run.tenant_id, run.id, seq, str(error))
-                notify({"type": "step_failed", "seq": seq, "name": name, "error": str(error)})
+            except Exception as error:  # RunFailed, RetryableError, or a bug
+                message = str(error) if isinstance(error, (RunFailed, RetryableError)) else (
+                    f"{type(error).__name__}: {error}")
+                await asyncio.to_thread(store.fail_step, run.tenant_id, run.id, seq, message,
+                                        fence=fence)
+                notify({"type": "step_failed", "seq": seq, "name": name, "error": message})
                 span.set_attribute("homeo.step.status", "failed")
                 raise
             state, current, seq = outcome.state, outcome.next, seq + 1
@@ -146,6 +175,7 @@ async def execute(
                 input_tokens=outcome.usage.input_tokens,
                 output_tokens=outcome.usage.output_tokens,
                 cost_usd=outcome.usage.cost_usd,
+                fence=fence,
             )
             notify({"type": "step_succeeded", "seq": seq - 1, "kind": node.kind, "name": name,
                     "output": outcome.output, "seconds": clock() - began,

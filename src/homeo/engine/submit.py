@@ -1,10 +1,11 @@
 """Accepting and cancelling runs: what the API and the CLI share.
 
-A run is created in the store first, then its job is enqueued under the
-idempotency key `run:<run id>`. If the process dies between the two, the
-client got no answer; when it retries with its idempotency key it gets the
-same run back and the missing job is enqueued then. Once the client has its
-answer, both are stored.
+A run and its job (idempotency key `run:<run id>`) are written in one
+transaction when the store and the queue share a database, so a crash leaves
+both or neither. Where they do not, the run is stored first and its job
+enqueued next; a process that dies between the two leaves a run without a job,
+which the sweeper (engine/sweep.py) queues within a minute, and a client that
+retries with its idempotency key gets the same run back and queues it at once.
 
 The job's payload carries the submitter's trace context (a W3C traceparent,
 see observe/tracing.py), so the worker's spans join the request's trace.
@@ -16,9 +17,14 @@ import contextlib
 from typing import Any
 
 from homeo.backends import Backends
-from homeo.engine.worker import RUN_JOB
 from homeo.observe import tracing
 from homeo.store.models import FINAL_STATUSES, NewRun, Run
+
+
+RUN_JOB = "run"
+# How often one run's job may be claimed at all: a backstop. Runs are given up
+# by the worker's stall rule (`max_attempts` claims in a row that completed no step).
+RUN_CLAIMS = 1000
 
 
 class UnknownAgent(LookupError):
@@ -27,6 +33,10 @@ class UnknownAgent(LookupError):
 
 class SubmitFailed(Exception):
     """The run was stored but its job could not be queued; it was marked failed."""
+
+
+class IdempotencyConflict(Exception):
+    """The idempotency key was used before for a different request."""
 
 
 class RunNotFound(LookupError):
@@ -47,29 +57,71 @@ def submit_run(
     if backends.store.get_agent(new.tenant_id, new.agent) is None:
         known = ", ".join(a.name for a in backends.store.list_agents(new.tenant_id)) or "none"
         raise UnknownAgent(f"unknown agent {new.agent!r}; agents defined: {known}")
-    run, created = backends.store.create_run(new)
-    payload: dict[str, Any] = {"run_id": run.id}
+    payload: dict[str, Any] = {}
     if carrier := tracing.current_carrier():
         payload[tracing.PAYLOAD_KEY] = carrier
+    if backends.shared is not None:  # one transaction: both or neither are stored
+        try:
+            with backends.atomic():
+                run, created = _create(backends, new)
+                enqueue_run(backends, run, payload, max_attempts=max_attempts,
+                            priority=priority)
+        except (IdempotencyConflict, UnknownAgent):
+            raise
+        except Exception as error:
+            raise SubmitFailed(f"the run could not be queued ({_first_line(error)});"
+                               " nothing was stored; try again") from error
+        return run, created
+    run, created = _create(backends, new)
     try:
-        backends.queue.enqueue(
-            run.tenant_id,
-            RUN_JOB,
-            payload,
-            idempotency_key=f"run:{run.id}",
-            max_attempts=max_attempts,
-            priority=priority,
-        )
+        enqueue_run(backends, run, payload, max_attempts=max_attempts, priority=priority)
     except Exception as error:
-        # Without a job the run would wait forever: end it visibly (best effort;
-        # the store may be what failed), and tell the caller to try again.
+        # The run was stored alone, and the caller is told it failed: end it
+        # visibly (best effort: the store may be what failed, and then the
+        # sweeper queues it, so it is never stranded).
         with contextlib.suppress(Exception):
             backends.store.transition_run(
                 run.tenant_id, run.id, "failed", allowed_from={"queued"},
                 error=f"could not be queued: {error}",
             )
-        raise SubmitFailed(f"run {run.id} could not be queued ({error}); try again") from error
+        raise SubmitFailed(
+            f"run {run.id} could not be queued ({_first_line(error)}); try again") from error
     return run, created
+
+
+def _create(backends: Backends, new: NewRun) -> tuple[Run, bool]:
+    run, created = backends.store.create_run(new)
+    if not created and (run.agent, run.input) != (new.agent, new.input):
+        differs = "agent" if run.agent != new.agent else "input"
+        raise IdempotencyConflict(
+            f"idempotency key {new.idempotency_key!r} was already used for run {run.id}"
+            f" with a different {differs}; send the same request to get that run back,"
+            " or use a new key for a new run"
+        )
+    return run, created
+
+
+def enqueue_run(
+    backends: Backends,
+    run: Run,
+    payload: dict[str, Any] | None = None,
+    *,
+    max_attempts: int = 3,
+    priority: int = 0,
+) -> None:
+    """Queue the job that executes `run` (a no-op when it is queued already).
+
+    `max_attempts` is how many claims in a row may end without completing a
+    step before the run is given up (the worker's rule); the job itself may be
+    claimed up to `RUN_CLAIMS` times, a backstop for runs that never end."""
+    backends.queue.enqueue(
+        run.tenant_id,
+        RUN_JOB,
+        {**(payload or {}), "run_id": run.id, "max_attempts": max_attempts},
+        idempotency_key=f"run:{run.id}",
+        max_attempts=RUN_CLAIMS,
+        priority=priority,
+    )
 
 
 def cancel_run(backends: Backends, tenant_id: str, run_id: str) -> Run:
@@ -85,3 +137,8 @@ def cancel_run(backends: Backends, tenant_id: str, run_id: str) -> Run:
     if run.status in FINAL_STATUSES:
         raise RunAlreadyFinished(f"run {run_id} already {run.status}; nothing to cancel")
     raise RunAlreadyFinished(f"run {run_id} is {run.status} and cannot be cancelled")
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

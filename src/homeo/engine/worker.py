@@ -1,14 +1,26 @@
 """Workers: claim jobs, run them through the engine, keep their leases alive.
 
 One `Worker` runs `concurrency` slots in one asyncio loop. Each slot claims a
-job, heartbeats its lease while the run executes, and settles the job and the
-run together when the run stops:
+job, claims its run in the store (which raises the run's fencing token), and
+watches the run while it executes: it heartbeats the lease, and stops the step
+in flight when the run is cancelled or the lease is lost. When the run stops,
+the slot settles the run first and the job second, so a crash in between
+leaves a leased job that the next claimer settles:
 
     run succeeded / failed / cancelled  -> job done
-    retryable error                     -> job retried with backoff (run back to queued)
-                                           or dead-lettered when out of attempts (run failed)
-    lease lost (another worker has it)  -> stop at once, touch nothing
-    worker stopping                     -> job released, run resumes elsewhere
+    transient error (RetryableError,    -> run back to queued, job retried with backoff;
+      the database unreachable)            after `max_attempts` claims in a row that
+                                           completed no step, run failed, job dead
+    any other error (a bug)             -> run failed at once with the error's type
+    lease lost or fenced (another       -> stop at once, touch nothing
+      worker owns the run now)
+    worker stopping                     -> runs stop between steps; after the grace
+                                           period the steps in flight are stopped;
+                                           runs go back to the queue (not failed)
+
+A failed claim (the database locked or down) is logged and retried with
+backoff; `health()` reports it, so /readyz turns not ready. A sweeper queues
+any run left without a job (engine/sweep.py).
 
 Each claim of a run is a `run` span, the child of the span that submitted it
 (its traceparent rides in the job's payload), so every attempt of a run,
@@ -36,15 +48,18 @@ from homeo.engine.budgets import TenantBudgets
 from homeo.engine.catalog import AgentCatalog
 from homeo.engine.errors import RetryableError, RunCancelled, RunFailed, RunInterrupted
 from homeo.engine.runner import execute
+from homeo.engine.submit import RUN_JOB as RUN_JOB
+from homeo.engine.sweep import Sweeper
 from homeo.llm.base import ModelError
 from homeo.observe import logs, tracing
 from homeo.observe.metrics import Metrics
-from homeo.queue.base import Job
+from homeo.queue.base import Job, RetryPolicy
+from homeo.store.base import LeaseFenced, read_async
 from homeo.store.models import Run
 from homeo.tenancy import current_tenant
 
-RUN_JOB = "run"
 ACTIVE = frozenset({"queued", "running"})
+CLAIM_BACKOFF_MAX_SECONDS = 5.0
 Emit = Callable[[dict[str, Any]], None]
 
 
@@ -56,6 +71,17 @@ class LeaseLost(Exception):
     """Another worker now holds this job's lease."""
 
 
+class Interruption:
+    """Why the worker stopped a run's step in flight (read by the runner when
+    the step's task is cancelled): RunCancelled, RunInterrupted or LeaseLost."""
+
+    def __init__(self) -> None:
+        self.reason: BaseException | None = None
+
+    def __call__(self) -> BaseException | None:
+        return self.reason
+
+
 class Worker:
     def __init__(
         self,
@@ -65,18 +91,29 @@ class Worker:
         concurrency: int = 2,
         lease_seconds: float = 30.0,
         poll_seconds: float = 0.2,
+        watch_seconds: float = 1.0,
+        shutdown_grace_seconds: float = 10.0,
+        sweep_seconds: float = 30.0,
+        max_attempts: int = 3,
+        retry: RetryPolicy | None = None,
         metrics: Metrics | None = None,
         worker_id: str | None = None,
         emit: Emit | None = None,
         budgets: TenantBudgets | None = None,
         tracer: Tracer | None = None,
     ) -> None:
+        self.backends = backends
         self.store = backends.store
         self.queue = backends.queue
         self.agents = agents
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
+        # How often a running run's status is read (to stop a cancelled run's step).
+        self.watch_seconds = min(watch_seconds, lease_seconds / 3)
+        self.shutdown_grace_seconds = shutdown_grace_seconds
+        self.sweeper = Sweeper(backends, grace_seconds=sweep_seconds, max_attempts=max_attempts)
+        self.retry = retry or RetryPolicy()
         self.metrics = metrics
         self.worker_id = worker_id or new_worker_id()
         self.emit = emit
@@ -84,8 +121,10 @@ class Worker:
         self.tracer = tracer or tracing.tracer_of()
         self.last_poll = 0.0
         self.processed = 0
+        self.claim_error: str | None = None
         self._stopping = False
         self._claims = itertools.count(1)
+        self._in_flight: dict[asyncio.Task[str], Interruption] = {}
         self.log = logs.get_logger("homeo.worker")
 
     @property
@@ -93,25 +132,65 @@ class Worker:
         """Polled recently: the loop is not stuck or dead."""
         return time.time() - self.last_poll < max(10 * self.poll_seconds, self.lease_seconds)
 
+    def health(self) -> str | None:
+        """What keeps this worker from doing work, or None when it is fine."""
+        if self.claim_error is not None:
+            return f"cannot claim jobs: {self.claim_error}"
+        if not self.alive:
+            return "stalled: no poll recently"
+        return None
+
     async def serve(self, stop: asyncio.Event) -> None:
-        """Run `concurrency` slots until `stop` is set, then finish the current steps."""
+        """Run `concurrency` slots and the sweeper until `stop` is set. Then runs
+        stop between steps; steps still in flight after the grace period are
+        stopped, and their runs go back to the queue."""
         self.log.info("worker started", worker_id=self.worker_id, concurrency=self.concurrency)
         self.last_poll = time.time()
         slots = [asyncio.create_task(self._slot(stop)) for _ in range(self.concurrency)]
+        sweeping = asyncio.create_task(self._sweep(stop))
         await stop.wait()
         self._stopping = True
-        await asyncio.gather(*slots, return_exceptions=True)
+        _, pending = await asyncio.wait(slots, timeout=self.shutdown_grace_seconds)
+        if pending:
+            self.log.info("grace period over; stopping the steps in flight",
+                          runs=len(self._in_flight), grace_seconds=self.shutdown_grace_seconds)
+            for execution, interruption in list(self._in_flight.items()):
+                interruption.reason = RunInterrupted(
+                    f"the worker stopped ({self.shutdown_grace_seconds:g}s grace period over)")
+                execution.cancel()
+        await asyncio.gather(*slots, sweeping, return_exceptions=True)
         self.log.info("worker stopped", worker_id=self.worker_id, processed=self.processed)
 
     async def _slot(self, stop: asyncio.Event) -> None:
+        failures = 0
         while not stop.is_set():
-            job = await self.claim()
+            try:
+                job = await self.claim()
+            except Exception as error:  # the database is locked, down or unreachable
+                failures += 1
+                self.claim_error = f"{type(error).__name__}: {error}"
+                delay = min(self.poll_seconds * 2**failures, CLAIM_BACKOFF_MAX_SECONDS)
+                self.log.error("claim failed; retrying", error=self.claim_error,
+                               failures=failures, retry_in=round(delay, 2))
+                await _wait(stop, delay)
+                continue
+            if failures:
+                self.log.info("claiming again", after_failures=failures)
+            failures, self.claim_error = 0, None
             if job is None:
-                # Idle: wait one poll interval, waking at once if asked to stop.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.poll_seconds)
+                await _wait(stop, self.poll_seconds)  # idle; wakes at once on stop
                 continue
             await self.process(job)
+
+    async def _sweep(self, stop: asyncio.Event) -> None:
+        while not await _wait(stop, self.sweeper.grace_seconds):
+            try:
+                queued = await asyncio.to_thread(self.sweeper.sweep)
+            except Exception as error:  # the database is down: the slots report it
+                self.log.warning("sweep failed", error=f"{type(error).__name__}: {error}")
+                continue
+            if queued:
+                self.log.warning("queued runs that had no job", runs=queued)
 
     async def claim(self) -> Job | None:
         self.last_poll = time.time()
@@ -143,10 +222,10 @@ class Worker:
         ) as span:
             try:
                 await self._process(job, run_id, span)
-            except LeaseLost:
+            except (LeaseLost, LeaseFenced):
                 span.set_attribute("homeo.run.outcome", "lease_lost")
-                self.log.warning("lease lost; another worker has the job")
-            except Exception as error:  # a bug or an outage of the store itself
+                self.log.warning("lease lost; another worker owns the run now, stopping")
+            except Exception as error:  # the store itself is down, or a bug here
                 span.record_exception(error)
                 span.set_status(StatusCode.ERROR, str(error))
                 self.log.exception("job processing crashed", error=str(error))
@@ -155,47 +234,48 @@ class Worker:
                 logs.unbind("run_id", "tenant_id", "job_id")
 
     async def _process(self, job: Job, run_id: str, span: Span) -> None:
-        run = await asyncio.to_thread(self.store.get_run, job.tenant_id, run_id)
-        if run is None:
-            span.set_status(StatusCode.ERROR, f"run {run_id} not found")
-            await asyncio.to_thread(
-                self.queue.fail, job.id, self._owner(job), f"run {run_id} not found", retry=False
-            )
+        owner = self._owner(job)
+        max_stalls = int(job.payload.get("max_attempts", 3))
+        run = await asyncio.to_thread(self.store.claim_run, job.tenant_id, run_id)
+        if run is None:  # missing, or ended (cancelled) before it started
+            if await asyncio.to_thread(self.store.get_run, job.tenant_id, run_id) is None:
+                span.set_status(StatusCode.ERROR, f"run {run_id} not found")
+                await asyncio.to_thread(
+                    self.queue.fail, job.id, owner, f"run {run_id} not found", retry=False)
+            else:
+                await self._complete(job)
             return
-        span.set_attribute("homeo.agent", run.agent)
+        fence = run.lease_epoch
+        span.set_attributes({"homeo.agent": run.agent, "homeo.run.claim": fence})
         if run.request_id:
             span.set_attribute("homeo.request_id", run.request_id)
             logs.bind(request_id=run.request_id)
-        if run.is_final:
-            await asyncio.to_thread(self.queue.complete, job.id, self._owner(job))
+        if run.stalls >= max_stalls or job.exhausted:
+            error = (f"gave up: {run.stalls} attempts in a row ended without completing a"
+                     f" step; last error: {job.last_error}") if run.stalls >= max_stalls else (
+                     f"gave up: its job was claimed {job.attempts - 1} times;"
+                     f" last error: {job.last_error}")
+            await self._finish(run, "failed", error=error, fence=fence)
+            await asyncio.to_thread(self.queue.fail, job.id, owner, error, retry=False)
             return
-        if job.exhausted:
-            error = f"gave up after {job.max_attempts} attempts; last error: {job.last_error}"
-            await self._finish(run, "failed", error=error)
-            await asyncio.to_thread(self.queue.fail, job.id, self._owner(job), error, retry=False)
-            return
-        running = await asyncio.to_thread(
-            self.store.transition_run, run.tenant_id, run.id, "running", allowed_from=ACTIVE
-        )
-        if running is None:  # cancelled between claim and start
-            await asyncio.to_thread(self.queue.complete, job.id, self._owner(job))
-            return
-        self.log.info("run started", agent=run.agent, attempt=job.attempts)
-        execution = asyncio.create_task(self._execute(running))
-        heartbeat = asyncio.create_task(self._heartbeat(job, execution))
+        self.log.info("run started", agent=run.agent, attempt=job.attempts, claim=fence)
+        interruption = Interruption()
+        execution = asyncio.create_task(self._execute(run, interruption))
+        self._in_flight[execution] = interruption
+        watch = asyncio.create_task(self._watch(job, run, execution, interruption))
         try:
             output = await execution
         except RunInterrupted:
-            await asyncio.to_thread(self.queue.release, job.id, self._owner(job))
-            await self._finish(running, "queued", from_={"running"})
-            self.log.info("run paused for shutdown")
+            await asyncio.to_thread(self.store.release_run, run.tenant_id, run.id, fence=fence)
+            await asyncio.to_thread(self.queue.release, job.id, owner)
+            self.log.info("run paused for shutdown; it resumes on the next worker")
             return
         except asyncio.CancelledError:
-            if heartbeat.done() and isinstance(heartbeat.exception(), LeaseLost):
+            if isinstance(interruption.reason, LeaseLost):
                 raise LeaseLost() from None
             raise
         except (RunFailed, AgentError) as error:
-            await self._finish(running, "failed", error=str(error))
+            await self._finish(run, "failed", error=str(error), fence=fence)
             await self._complete(job)
             self.log.info("run failed", error=str(error))
             return
@@ -204,16 +284,27 @@ class Worker:
             await self._complete(job)
             self.log.info("run cancelled")
             return
-        except Exception as error:  # RetryableError, or anything unexpected
-            await self._retry(job, running, error)
+        except LeaseFenced:
+            raise
+        except Exception as error:
+            if isinstance(error, (RetryableError, *self.backends.transient)):
+                await self._retry(job, run, error, max_stalls)
+            else:  # a bug: retrying would fail the same way, with backoff
+                message = f"internal error: {type(error).__name__}: {error}"
+                self.log.exception("run crashed on an unexpected error", error=message)
+                await self._finish(run, "failed", error=message
+                                   + " (not retried; the worker log has the traceback)",
+                                   fence=fence)
+                await self._complete(job)
             return
         finally:
-            heartbeat.cancel()
-        await self._finish(running, "succeeded", output=output)
+            watch.cancel()
+            self._in_flight.pop(execution, None)
+        await self._finish(run, "succeeded", output=output, fence=fence)
         await self._complete(job)
         self.log.info("run succeeded")
 
-    async def _execute(self, run: Run) -> str:
+    async def _execute(self, run: Run, interruption: Interruption) -> str:
         try:
             agent = self.agents.get(run.tenant_id, run.agent)
         except ModelError as error:
@@ -230,6 +321,8 @@ class Worker:
             stopping=lambda: self._stopping,
             budgets=self.budgets,
             tracer=self.tracer,
+            fence=run.lease_epoch,
+            interruption=interruption,
         )
 
     def _observe(self, event: dict[str, Any]) -> None:
@@ -242,29 +335,50 @@ class Worker:
         if self.emit is not None:
             self.emit(event)
 
-    async def _heartbeat(self, job: Job, execution: asyncio.Task[str]) -> None:
-        while True:
-            await asyncio.sleep(self.lease_seconds / 3)
-            held = await asyncio.to_thread(
-                self.queue.heartbeat, job.id, self._owner(job), self.lease_seconds
-            )
-            if not held:
+    async def _watch(
+        self, job: Job, run: Run, execution: asyncio.Task[str], interruption: Interruption
+    ) -> None:
+        """Heartbeat the lease every third of it, and read the run's status every
+        `watch_seconds`: a cancelled run or a lost lease stops the step in flight."""
+        loop = asyncio.get_running_loop()
+        next_beat = loop.time() + self.lease_seconds / 3
+        while not execution.done():
+            await asyncio.sleep(self.watch_seconds)
+            status = await read_async(self.store, self.store.run_status, run.tenant_id, run.id)
+            if status in (None, "cancelled"):
+                interruption.reason = RunCancelled(f"run {run.id} was cancelled")
+            elif loop.time() >= next_beat:
+                next_beat = loop.time() + self.lease_seconds / 3
+                held = await asyncio.to_thread(
+                    self.queue.heartbeat, job.id, self._owner(job), self.lease_seconds)
+                if not held:
+                    interruption.reason = LeaseLost()
+            if interruption.reason is not None:
                 execution.cancel()
-                raise LeaseLost()
+                return
 
-    async def _retry(self, job: Job, run: Run, error: Exception) -> None:
+    async def _retry(self, job: Job, run: Run, error: Exception, max_stalls: int) -> None:
+        """A transient error: back to the queue, unless this was the last of
+        `max_stalls` claims in a row that completed no step."""
         message = f"{type(error).__name__}: {error}"
-        if not isinstance(error, RetryableError):
-            self.log.exception("run crashed", error=message)
-        failed = await asyncio.to_thread(self.queue.fail, job.id, self._owner(job), message)
+        now = await asyncio.to_thread(self.store.get_run, run.tenant_id, run.id)
+        progressed = now is not None and now.steps_done > run.steps_done
+        stalls = 0 if progressed else run.stalls + 1
+        if stalls >= max_stalls:
+            gave_up = (f"gave up: {stalls} attempts in a row ended without completing a step;"
+                       f" last error: {message}")
+            await self._finish(run, "failed", error=gave_up, fence=run.lease_epoch)
+            await asyncio.to_thread(self.queue.fail, job.id, self._owner(job), gave_up,
+                                    retry=False)
+            return
+        delay = self.retry.delay(max(stalls, 1))
+        await self._finish(run, "queued", error=message, from_={"running"},
+                           fence=run.lease_epoch)
+        failed = await asyncio.to_thread(self.queue.fail, job.id, self._owner(job), message,
+                                         delay=delay)
         if failed is None:
             raise LeaseLost()
-        if failed.status == "dead":
-            await self._finish(run, "failed", error=f"gave up after {failed.attempts} attempts;"
-                               f" last error: {message}")
-        else:
-            await self._finish(run, "queued", error=message, from_={"running"})
-            self.log.info("run will be retried", error=message, at=failed.run_at)
+        self.log.info("run will be retried", error=message, at=failed.run_at, stalls=stalls)
 
     async def _finish(
         self,
@@ -274,6 +388,7 @@ class Worker:
         output: str | None = None,
         error: str | None = None,
         from_: set[str] | frozenset[str] = ACTIVE,
+        fence: int | None = None,
     ) -> None:
         # Runs inside `process`, so the current span is the run's.
         span = trace.get_current_span()
@@ -288,6 +403,7 @@ class Worker:
             allowed_from=from_,
             output=output,
             error=error,
+            fence=fence,
         )
 
     @staticmethod
@@ -299,3 +415,10 @@ class Worker:
     async def _complete(self, job: Job) -> None:
         if not await asyncio.to_thread(self.queue.complete, job.id, self._owner(job)):
             raise LeaseLost()
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait `seconds` or until `stop` is set; whether it was set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    return stop.is_set()

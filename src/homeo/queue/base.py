@@ -107,9 +107,11 @@ class Queue(ABC):
         error: str,
         *,
         retry: bool = True,
+        delay: float | None = None,
         now: float | None = None,
     ) -> Job | None:
-        """Requeue after backoff if `retry` and attempts remain, else dead-letter.
+        """Requeue after backoff (or after `delay` seconds, when the caller's own
+        policy chose it) if `retry` and attempts remain, else dead-letter.
         None when the lease was lost."""
 
     @abstractmethod

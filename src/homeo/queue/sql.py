@@ -67,6 +67,7 @@ class SQLQueue(Queue):
         error: str,
         *,
         retry: bool = True,
+        delay: float | None = None,
         now: float | None = None,
     ) -> Job | None:
         now = clock(now)
@@ -80,7 +81,8 @@ class SQLQueue(Queue):
             if row is None:
                 return None
             if retry and row["attempts"] < row["max_attempts"]:
-                status, run_at = "queued", now + self.retry.delay(row["attempts"])
+                wait = self.retry.delay(row["attempts"]) if delay is None else max(delay, 0.0)
+                status, run_at = "queued", now + wait
             else:
                 status, run_at = "dead", now
             updated = db.execute(

@@ -20,6 +20,11 @@ class StoreError(Exception):
     """The store refused an operation (for example, a step out of order)."""
 
 
+class LeaseFenced(StoreError):
+    """A newer claim of the run exists: the writer's lease lapsed and another
+    worker owns the run now. The writer must stop without touching the run."""
+
+
 class Store(ABC):
     # True when a read is a local call that never waits on a lock or a network
     # (SQLite in WAL mode): callers on an event loop may then read inline,
@@ -52,6 +57,31 @@ class Store(ABC):
         """Newest first. `before` is a run id: page on from there."""
 
     @abstractmethod
+    def claim_run(self, tenant_id: str, run_id: str, *, now: float | None = None) -> Run | None:
+        """Start or resume the run for a new lease holder: move it from `queued`
+        or `running` to `running` and raise its `lease_epoch` by one. The returned
+        run's `lease_epoch` is the fencing token that this holder's writes carry;
+        its `stalls` counts the claims in a row before this one that completed no
+        step (a claim given back by `release_run` does not count). None when the
+        run is missing or not queued or running."""
+
+    @abstractmethod
+    def release_run(
+        self, tenant_id: str, run_id: str, *, fence: int, now: float | None = None
+    ) -> Run | None:
+        """Give a running run back to the queue (the worker is stopping) without
+        counting the claim as a stall. None when the fence is stale or the run is
+        no longer running."""
+
+    @abstractmethod
+    def unsettled_runs(
+        self, *, updated_before: float, after_id: str = "", limit: int = 100
+    ) -> list[Run]:
+        """Runs of every tenant that are queued or running, untouched since
+        `updated_before`, with ids above `after_id`, in id order: what the sweeper
+        checks for a missing job."""
+
+    @abstractmethod
     def transition_run(
         self,
         tenant_id: str,
@@ -61,10 +91,12 @@ class Store(ABC):
         allowed_from: frozenset[str] | set[str],
         output: str | None = None,
         error: str | None = None,
+        fence: int | None = None,
         now: float | None = None,
     ) -> Run | None:
-        """Move the run to `status` only if its current status is in `allowed_from`.
-        Returns the updated run, or None when the run is missing or in another state."""
+        """Move the run to `status` only if its current status is in `allowed_from`
+        (and, with `fence`, only if no newer claim exists). Returns the updated run,
+        or None when the run is missing, in another state or claimed again."""
 
     @abstractmethod
     def count_runs(self, tenant_id: str | None = None) -> dict[str, int]:
@@ -81,6 +113,7 @@ class Store(ABC):
         name: str,
         input: Any,
         *,
+        fence: int | None = None,
         now: float | None = None,
     ) -> Step:
         """Record that step `seq` is starting, before any side effect.
@@ -88,7 +121,9 @@ class Store(ABC):
         If step `seq` was already begun and never finished (its process died),
         the same row is reused with `attempts` + 1, so the caller sees that the
         step was in flight before. Beginning a step that already succeeded
-        raises StoreError: completed work is never redone."""
+        raises StoreError: completed work is never redone. With `fence`, raises
+        LeaseFenced when the run was claimed again since (as do `complete_step`
+        and `fail_step`)."""
 
     @abstractmethod
     def complete_step(
@@ -102,6 +137,7 @@ class Store(ABC):
         input_tokens: int = 0,
         output_tokens: int = 0,
         cost_usd: float = 0.0,
+        fence: int | None = None,
         now: float | None = None,
     ) -> Step:
         """In one transaction: mark the step succeeded with `output`, store the
@@ -109,8 +145,21 @@ class Store(ABC):
 
     @abstractmethod
     def fail_step(
-        self, tenant_id: str, run_id: str, seq: int, error: str, *, now: float | None = None
-    ) -> Step: ...
+        self,
+        tenant_id: str,
+        run_id: str,
+        seq: int,
+        error: str,
+        *,
+        status: str = "failed",
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost_usd: float = 0.0,
+        fence: int | None = None,
+        now: float | None = None,
+    ) -> Step:
+        """Close a running step as `failed` or `cancelled` with `error`, adding what
+        it used (tokens, cost) to the step and the run."""
 
     @abstractmethod
     def list_steps(self, tenant_id: str, run_id: str, *, after_seq: int = -1) -> list[Step]: ...

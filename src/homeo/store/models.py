@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 RunStatus = Literal["queued", "running", "waiting", "succeeded", "failed", "cancelled"]
-StepStatus = Literal["running", "succeeded", "failed"]
+StepStatus = Literal["running", "succeeded", "failed", "cancelled"]
 FINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 RUN_STATUSES: tuple[str, ...] = ("queued", "running", "waiting", "succeeded", "failed", "cancelled")
 
@@ -39,6 +39,13 @@ class Run(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    # Raised by every claim of the run (`Store.claim_run`): the fencing token its
+    # writes carry, so a worker whose lease lapsed cannot write after a newer one.
+    lease_epoch: int = 0
+    # Steps completed, and claims in a row before the latest that completed none:
+    # a run is given up for making no progress, not for being interrupted.
+    steps_done: int = 0
+    stalls: int = 0
 
     @property
     def is_final(self) -> bool:

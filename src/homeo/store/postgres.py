@@ -98,6 +98,18 @@ MIGRATIONS = [
     );
     CREATE INDEX api_keys_tenant ON api_keys (tenant_id, created_at);
     """,
+    # Lease fencing and progress: every claim raises lease_epoch; steps_done,
+    # claimed_steps and stalls tell a run that progresses from one that does not.
+    # The sweeper looks for unsettled runs whose job is missing.
+    """
+    ALTER TABLE runs ADD COLUMN lease_epoch BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN steps_done BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN claimed_steps BIGINT;
+    ALTER TABLE runs ADD COLUMN stalls BIGINT NOT NULL DEFAULT 0;
+    UPDATE runs SET steps_done = (SELECT COUNT(*) FROM steps
+        WHERE steps.run_id = runs.id AND steps.status = 'succeeded');
+    CREATE INDEX runs_unsettled ON runs (id) WHERE status IN ('queued', 'running');
+    """,
 ]
 
 
@@ -154,9 +166,11 @@ class PostgresStore(SQLStore):
         allowed_from: frozenset[str] | set[str],
         output: str | None = None,
         error: str | None = None,
+        fence: int | None = None,
         now: float | None = None,
     ) -> Run | None:
         now = clock(now)
+        fenced, fence_params = (" AND lease_epoch = %s", (fence,)) if fence is not None else ("", ())
         started = now if status == "running" else None
         finished = now if status in FINAL_STATUSES else None
         with self.db.connection() as db:
@@ -165,7 +179,7 @@ class PostgresStore(SQLStore):
                 " output = COALESCE(%s, output), error = %s,"
                 " started_at = COALESCE(started_at, %s),"
                 " finished_at = COALESCE(%s, finished_at)"
-                " WHERE tenant_id = %s AND id = %s AND status = ANY(%s) RETURNING *",
+                " WHERE tenant_id = %s AND id = %s AND status = ANY(%s)" + fenced + " RETURNING *",
                 (
                     status,
                     now,
@@ -176,6 +190,7 @@ class PostgresStore(SQLStore):
                     tenant_id,
                     run_id,
                     sorted(allowed_from),
+                    *fence_params,
                 ),
             ).fetchone()
         return self.run_of(row)
@@ -190,15 +205,12 @@ class PostgresStore(SQLStore):
         name: str,
         input: Any,
         *,
+        fence: int | None = None,
         now: float | None = None,
     ) -> Step:
         now = clock(now)
         with self.db.transaction() as db:
-            run = db.execute(
-                "SELECT 1 FROM runs WHERE tenant_id = %s AND id = %s", (tenant_id, run_id)
-            ).fetchone()
-            if run is None:
-                raise StoreError(f"run {run_id} not found")
+            self.lock_run(db, tenant_id, run_id, fence)
             # A step begun before and never finished is reused with attempts + 1;
             # one that succeeded is left alone and no row comes back.
             row = db.execute(

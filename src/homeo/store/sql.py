@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from homeo.db.dialect import Dialect, clock
-from homeo.store.base import Store, StoreError
+from homeo.store.base import LeaseFenced, Store, StoreError
 from homeo.store.models import AgentRecord, ApiKey, Run, Step, UsageEvent, UsageTotals
 
 RUN_JSON = ("checkpoint",)
@@ -70,6 +70,65 @@ class SQLStore(Store):
         )
         return [self.run_of(row) for row in rows]  # type: ignore[misc]
 
+    def claim_run(self, tenant_id: str, run_id: str, *, now: float | None = None) -> Run | None:
+        now = clock(now)
+        with self.db.statement() as db:
+            row = db.execute(
+                self.db.sql(
+                    "UPDATE runs SET status = 'running', updated_at = ?, error = NULL,"
+                    " started_at = COALESCE(started_at, ?),"
+                    " stalls = CASE WHEN claimed_steps IS NULL THEN stalls"
+                    "   WHEN claimed_steps = steps_done THEN stalls + 1 ELSE 0 END,"
+                    " claimed_steps = steps_done, lease_epoch = lease_epoch + 1"
+                    " WHERE tenant_id = ? AND id = ? AND status IN ('queued', 'running')"
+                    " RETURNING *"
+                ),
+                (now, now, tenant_id, run_id),
+            ).fetchone()
+        return self.run_of(row)
+
+    def release_run(
+        self, tenant_id: str, run_id: str, *, fence: int, now: float | None = None
+    ) -> Run | None:
+        with self.db.statement() as db:
+            row = db.execute(
+                self.db.sql(
+                    "UPDATE runs SET status = 'queued', updated_at = ?,"
+                    " stalls = CASE WHEN claimed_steps = steps_done THEN stalls ELSE 0 END,"
+                    " claimed_steps = NULL"
+                    " WHERE tenant_id = ? AND id = ? AND status = 'running' AND lease_epoch = ?"
+                    " RETURNING *"
+                ),
+                (clock(now), tenant_id, run_id, fence),
+            ).fetchone()
+        return self.run_of(row)
+
+    def unsettled_runs(
+        self, *, updated_before: float, after_id: str = "", limit: int = 100
+    ) -> list[Run]:
+        rows = self.all(
+            "SELECT * FROM runs WHERE status IN ('queued', 'running') AND id > ?"
+            " AND updated_at < ? ORDER BY id LIMIT ?",
+            (after_id, updated_before, limit),
+        )
+        return [self.run_of(row) for row in rows]  # type: ignore[misc]
+
+    def lock_run(self, db: Any, tenant_id: str, run_id: str, fence: int | None) -> None:
+        """Inside a write: lock the run's row, and refuse a writer whose claim
+        (`fence`) is no longer the latest."""
+        row = db.execute(
+            self.db.sql("SELECT lease_epoch FROM runs WHERE tenant_id = ? AND id = ?")
+            + self.db.for_update,
+            (tenant_id, run_id),
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"run {run_id} not found")
+        if fence is not None and row["lease_epoch"] != fence:
+            raise LeaseFenced(
+                f"run {run_id} was claimed again (claim {row['lease_epoch']}, this"
+                f" writer holds claim {fence}): its lease lapsed and another worker owns it"
+            )
+
     def count_runs(self, tenant_id: str | None = None) -> dict[str, int]:
         where, params = ("WHERE tenant_id = ?", (tenant_id,)) if tenant_id is not None else (
             "", ())
@@ -88,10 +147,12 @@ class SQLStore(Store):
         input_tokens: int = 0,
         output_tokens: int = 0,
         cost_usd: float = 0.0,
+        fence: int | None = None,
         now: float | None = None,
     ) -> Step:
         now = clock(now)
         with self.db.write() as db:
+            self.lock_run(db, tenant_id, run_id, fence)
             row = db.execute(
                 self.db.sql(
                     "UPDATE steps SET status = 'succeeded', output = ?, finished_at = ?,"
@@ -106,7 +167,7 @@ class SQLStore(Store):
                 raise StoreError(f"step {seq} of run {run_id} is not running")
             db.execute(
                 self.db.sql(
-                    "UPDATE runs SET checkpoint = ?, updated_at = ?,"
+                    "UPDATE runs SET checkpoint = ?, updated_at = ?, steps_done = steps_done + 1,"
                     " input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
                     " cost_usd = cost_usd + ? WHERE tenant_id = ? AND id = ?"
                 ),
@@ -116,19 +177,45 @@ class SQLStore(Store):
         return self.step_of(row)
 
     def fail_step(
-        self, tenant_id: str, run_id: str, seq: int, error: str, *, now: float | None = None
+        self,
+        tenant_id: str,
+        run_id: str,
+        seq: int,
+        error: str,
+        *,
+        status: str = "failed",
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost_usd: float = 0.0,
+        fence: int | None = None,
+        now: float | None = None,
     ) -> Step:
+        if status not in ("failed", "cancelled"):
+            raise StoreError(f"a step ends as failed or cancelled, not {status!r}")
+        now = clock(now)
         with self.db.write() as db:
+            self.lock_run(db, tenant_id, run_id, fence)
             row = db.execute(
                 self.db.sql(
-                    "UPDATE steps SET status = 'failed', error = ?, finished_at = ?"
+                    "UPDATE steps SET status = ?, error = ?, finished_at = ?,"
+                    " input_tokens = ?, output_tokens = ?, cost_usd = ?"
                     " WHERE tenant_id = ? AND run_id = ? AND seq = ? AND status = 'running'"
                     " RETURNING *"
                 ),
-                (error, clock(now), tenant_id, run_id, seq),
+                (status, error, now, input_tokens, output_tokens, cost_usd,
+                 tenant_id, run_id, seq),
             ).fetchone()
-        if row is None:
-            raise StoreError(f"step {seq} of run {run_id} is not running")
+            if row is None:
+                raise StoreError(f"step {seq} of run {run_id} is not running")
+            if input_tokens or output_tokens or cost_usd:
+                db.execute(
+                    self.db.sql(
+                        "UPDATE runs SET updated_at = ?, input_tokens = input_tokens + ?,"
+                        " output_tokens = output_tokens + ?, cost_usd = cost_usd + ?"
+                        " WHERE tenant_id = ? AND id = ?"
+                    ),
+                    (now, input_tokens, output_tokens, cost_usd, tenant_id, run_id),
+                )
         return self.step_of(row)
 
     def list_steps(self, tenant_id: str, run_id: str, *, after_seq: int = -1) -> list[Step]:
@@ -145,7 +232,7 @@ class SQLStore(Store):
         used = (
             "SELECT steps.input_tokens, steps.output_tokens, steps.cost_usd FROM steps"
             + (" JOIN runs ON runs.id = steps.run_id AND runs.agent = ?" if agent else "")
-            + " WHERE steps.tenant_id = ? AND steps.status = 'succeeded'"
+            + " WHERE steps.tenant_id = ? AND steps.status IN ('succeeded', 'failed', 'cancelled')"
             " AND steps.finished_at >= ?"
         )
         params: tuple[Any, ...] = (agent, tenant_id, since) if agent else (tenant_id, since)

@@ -91,6 +91,18 @@ MIGRATIONS = [
     );
     CREATE INDEX api_keys_tenant ON api_keys (tenant_id, created_at);
     """,
+    # Lease fencing and progress: every claim raises lease_epoch; steps_done,
+    # claimed_steps and stalls tell a run that progresses from one that does not.
+    # The sweeper looks for unsettled runs whose job is missing.
+    """
+    ALTER TABLE runs ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN steps_done INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN claimed_steps INTEGER;
+    ALTER TABLE runs ADD COLUMN stalls INTEGER NOT NULL DEFAULT 0;
+    UPDATE runs SET steps_done = (SELECT COUNT(*) FROM steps
+        WHERE steps.run_id = runs.id AND steps.status = 'succeeded');
+    CREATE INDEX runs_unsettled ON runs (id) WHERE status IN ('queued', 'running');
+    """,
 ]
 
 
@@ -137,11 +149,13 @@ class SQLiteStore(SQLStore):
         allowed_from: frozenset[str] | set[str],
         output: str | None = None,
         error: str | None = None,
+        fence: int | None = None,
         now: float | None = None,
     ) -> Run | None:
         now = clock(now)
         sources = sorted(allowed_from)
         marks = ",".join("?" for _ in sources)
+        fenced, fence_params = (" AND lease_epoch = ?", (fence,)) if fence is not None else ("", ())
         with self.db.write() as db:
             row = db.execute(
                 f"UPDATE runs SET status = ?, updated_at = ?,"
@@ -150,8 +164,9 @@ class SQLiteStore(SQLStore):
                 "   ELSE started_at END,"
                 " finished_at = CASE WHEN ? IN ('succeeded','failed','cancelled') THEN ?"
                 "   ELSE finished_at END"
-                f" WHERE tenant_id = ? AND id = ? AND status IN ({marks}) RETURNING *",
-                (status, now, output, error, status, now, status, now, tenant_id, run_id, *sources),
+                f" WHERE tenant_id = ? AND id = ? AND status IN ({marks}){fenced} RETURNING *",
+                (status, now, output, error, status, now, status, now, tenant_id, run_id, *sources,
+                 *fence_params),
             ).fetchone()
         return self.run_of(row)
 
@@ -165,14 +180,12 @@ class SQLiteStore(SQLStore):
         name: str,
         input: Any,
         *,
+        fence: int | None = None,
         now: float | None = None,
     ) -> Step:
         now = clock(now)
         with self.db.write() as db:
-            if db.execute(
-                "SELECT 1 FROM runs WHERE tenant_id = ? AND id = ?", (tenant_id, run_id)
-            ).fetchone() is None:
-                raise StoreError(f"run {run_id} not found")
+            self.lock_run(db, tenant_id, run_id, fence)
             existing = db.execute(
                 "SELECT * FROM steps WHERE run_id = ? AND seq = ?", (run_id, seq)
             ).fetchone()
