@@ -116,6 +116,17 @@ def test_the_same_idempotency_key_gives_the_same_run_with_200(api: httpx.Client)
     assert sorted(r["id"] for r in listed) == sorted([first.json()["id"], other.json()["id"]])
 
 
+def test_the_same_idempotency_key_for_another_request_is_a_409(api: httpx.Client) -> None:
+    first = submit(api, "echo", "once", idempotency_key="key-9")
+    clash = submit(api, "echo", "twice", idempotency_key="key-9")
+    assert clash.status_code == 409
+    error = clash.json()["error"]
+    assert error["type"] == "conflict"
+    assert error["message"].startswith(
+        f"idempotency key 'key-9' was already used for run {first.json()['id']} with a"
+        " different input")
+
+
 def test_listing_filters_by_status_and_agent(api: httpx.Client) -> None:
     echoes = [run_id_of(api, "echo", f"hello {n}") for n in range(2)]
     broken = run_id_of(api, "broken", "anything")

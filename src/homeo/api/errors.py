@@ -14,7 +14,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from homeo.engine.submit import RunAlreadyFinished, RunNotFound, SubmitFailed, UnknownAgent
+from homeo.engine.submit import (
+    IdempotencyConflict,
+    RunAlreadyFinished,
+    RunNotFound,
+    SubmitFailed,
+    UnknownAgent,
+)
 
 STATUS_TYPES = {
     400: "bad_request",
@@ -88,4 +94,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(UnknownAgent, _not_found)  # type: ignore[arg-type]
     app.add_exception_handler(RunNotFound, _not_found)  # type: ignore[arg-type]
     app.add_exception_handler(RunAlreadyFinished, _conflict)  # type: ignore[arg-type]
+    app.add_exception_handler(IdempotencyConflict, _conflict)  # type: ignore[arg-type]
     app.add_exception_handler(SubmitFailed, _unavailable)  # type: ignore[arg-type]

@@ -10,6 +10,8 @@ makes the process SIGKILL itself when it reaches that point for that run, once
     model:K        when the model is asked for turn K (K tool results so far)
     before:K       inside the tool, before writing line K
     after:K        inside the tool, after writing line K, before returning
+A file `<token>@hold:<K>:<pid>` there makes process <pid> wait inside the tool
+for line K until the file is removed.
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ def _log_execution(token: str, number: int) -> None:
     with open(os.environ["CRASHKIT_EXECUTIONS"], "a") as handle:
         handle.write(f"{token}:{number} {os.getpid()}\n")
     time.sleep(float(os.environ.get("CRASHKIT_SLEEP", "0")))  # widen the window for kills
+    if plan := os.environ.get("CRASHKIT_PLAN"):
+        hold = Path(plan) / f"{token}@hold:{number}:{os.getpid()}"
+        while hold.exists():
+            time.sleep(0.02)
 
 
 @tool(timeout_seconds=10)
