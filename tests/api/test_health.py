@@ -39,6 +39,25 @@ def test_readyz_without_a_worker_says_where_work_happens(serve) -> None:
         "store": "ok", "workers": "none in this process (run `homeo worker`)"}
 
 
+def test_readyz_is_503_while_the_worker_cannot_claim(serve) -> None:
+    served = serve()
+    database = served.runtime.backends.shared
+    with database.write() as db:
+        db.execute("ALTER TABLE jobs RENAME TO jobs_away")  # every claim now fails
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while (response := served.client.get("/readyz")).status_code == 200:
+        assert time.monotonic() < deadline, "readyz stayed ready"
+        time.sleep(0.02)
+    assert response.status_code == 503 and response.json()["status"] == "not ready"
+    assert response.json()["checks"]["workers"].startswith(
+        "cannot claim jobs: OperationalError: no such table: jobs")
+    with database.write() as db:
+        db.execute("ALTER TABLE jobs_away RENAME TO jobs")
+    while (response := served.client.get("/readyz")).status_code != 200:
+        assert time.monotonic() < deadline + DEADLINE_SECONDS, "readyz never recovered"
+        time.sleep(0.02)
+
+
 def test_metrics_count_runs_queue_and_step_latency(api: httpx.Client) -> None:
     before = samples(api)
     assert before[("homeo_runs", frozenset({("status", "succeeded")}))] == 0
