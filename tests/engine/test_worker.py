@@ -278,28 +278,42 @@ def test_a_slot_survives_failed_claims_and_reports_them(runtime: Runtime) -> Non
     assert problems[1] is None
 
 
-def test_cancel_stops_the_step_in_flight_and_closes_it(runtime: Runtime) -> None:
-    import scriptkit
-
-    gate = f"cancel-{runtime.settings.data_dir.name}"
+def blocked_run(runtime: Runtime, name: str) -> tuple[str, str]:
+    """Submit a run whose tool step blocks until its gate opens; its id and gate."""
+    gate = f"{name}-{runtime.settings.data_dir.name}"
     define(runtime, "blocker", ScriptedModel([tool_call("block", gate=gate), "never"]),
            ["scriptkit:block"])
-    run_id = submit(runtime, "blocker")
-    worker = runtime.worker(1)
-    worker.watch_seconds = 0.05
+    return submit(runtime, "blocker"), gate
+
+
+def serve_while_blocked(runtime: Runtime, worker, run_id: str, then) -> None:
+    """Serve until the run's tool step is running, await `then()`, stop the worker."""
 
     async def main() -> None:
         stop = asyncio.Event()
         serving = asyncio.create_task(worker.serve(stop))
         await _until(lambda: any(step.status == "running" and step.kind == "tool" for step in
                                  runtime.backends.store.list_steps("default", run_id)))
-        cancel_run(runtime.backends, "default", run_id)
-        await _until(lambda: gate in scriptkit.stopped)
-        await _until(lambda: state(runtime, run_id)[1].status == "done")
+        await then()
         stop.set()
         await serving
 
     asyncio.run(main())
+
+
+def test_cancel_stops_the_step_in_flight_and_closes_it(runtime: Runtime) -> None:
+    import scriptkit
+
+    run_id, gate = blocked_run(runtime, "cancel")
+    worker = runtime.worker(1)
+    worker.watch_seconds = 0.05
+
+    async def cancel() -> None:
+        cancel_run(runtime.backends, "default", run_id)
+        await _until(lambda: gate in scriptkit.stopped)
+        await _until(lambda: state(runtime, run_id)[1].status == "done")
+
+    serve_while_blocked(runtime, worker, run_id, cancel)
     run, _ = state(runtime, run_id)
     steps = runtime.backends.store.list_steps("default", run_id)
     assert run.status == "cancelled"
@@ -312,22 +326,14 @@ def test_shutdown_stops_steps_after_the_grace_period_and_requeues_runs(
 ) -> None:
     import scriptkit
 
-    gate = f"shutdown-{runtime.settings.data_dir.name}"
-    define(runtime, "blocker", ScriptedModel([tool_call("block", gate=gate), "never"]),
-           ["scriptkit:block"])
-    run_id = submit(runtime, "blocker")
+    run_id, gate = blocked_run(runtime, "shutdown")
     worker = runtime.worker(1)
     worker.shutdown_grace_seconds = 0.2
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        serving = asyncio.create_task(worker.serve(stop))
-        await _until(lambda: any(step.status == "running" and step.kind == "tool" for step in
-                                 runtime.backends.store.list_steps("default", run_id)))
-        stop.set()
-        await serving
+    async def nothing() -> None:
+        return None
 
-    asyncio.run(main())
+    serve_while_blocked(runtime, worker, run_id, nothing)
     run, job = state(runtime, run_id)
     assert gate in scriptkit.stopped
     assert run.status == "queued" and job.status == "queued" and job.attempts == 0
