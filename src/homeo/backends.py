@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from homeo.db.url import redact
 from homeo.queue.base import Queue, RetryPolicy
 from homeo.store.base import Store
 
@@ -47,4 +48,6 @@ def open_backends(url: str, retry: RetryPolicy | None = None) -> Backends:
             ) from None
         database = PostgresDatabase(url)
         return Backends(PostgresStore(database), PostgresQueue(database, retry), url)
-    raise BackendUnavailable(f"unknown database URL {url!r}: use sqlite:///PATH or postgresql://")
+    raise BackendUnavailable(
+        f"unknown database URL {redact(url)!r}: use sqlite:///PATH or postgresql://"
+    )
