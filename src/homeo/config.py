@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -162,6 +163,11 @@ class Settings(BaseSettings):
     default_tenant: str = Field("default", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     key_rate_limit: str = Field(
         "", description="Requests per API key, e.g. 600/minute, per server process; empty: none."
+    )
+    metrics_token: SecretStr = Field(
+        SecretStr(""),
+        description="Bearer token /metrics requires; with one, it shows tenant labels."
+        " Empty: /metrics is open and sums over tenants.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
