@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import httpx
@@ -117,3 +118,22 @@ def test_openapi_describes_the_runs_api(api: httpx.Client) -> None:
     assert "post" in paths["/v1/runs/{run_id}/cancel"]
     assert "get" in paths["/v1/runs/{run_id}/events"]
     assert {"/v1/agents", "/healthz", "/readyz", "/metrics"} <= set(paths)
+
+
+def test_the_docs_pages_load_their_assets_from_this_server(served) -> None:
+    """Offline, a CDN URL would leave /docs blank."""
+    for page, assets in (("/docs", (".js", ".css")), ("/redoc", (".js",))):
+        html = httpx.get(f"{served.url}{page}")
+        assert html.status_code == 200
+        urls = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", html.text)
+        assert urls and not [u for u in urls if "//" in u], urls  # no absolute URLs
+        assert "openapi.json" in html.text
+        assert "http://" not in html.text and "https://" not in html.text
+        for suffix in assets:
+            local = [u for u in urls if u.endswith(suffix)]
+            assert local, (page, suffix, urls)
+            for url in local:
+                asset = httpx.get(f"{served.url}{url}")
+                assert asset.status_code == 200 and len(asset.content) > 10_000, url
+                kind = "javascript" if suffix == ".js" else "css"
+                assert kind in asset.headers["content-type"], url

@@ -13,6 +13,7 @@ from opentelemetry.trace import TracerProvider
 from homeo import __version__
 from homeo.api import (
     agents,
+    docs,
     embeddings,
     errors,
     health,
@@ -78,6 +79,8 @@ def create_app(
         version=__version__,
         description="Run AI agents durably, securely and observably.",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from homeo.api.docs, without a CDN
+        redoc_url=None,
         telemetry={
             "tracer_provider": tracer_provider,
             "operation_spans": False,  # one span per request; runs and steps are homeo's
@@ -106,6 +109,7 @@ def create_app(
     app.include_router(providers.router, dependencies=authenticated)
     app.include_router(keys.router, dependencies=authenticated)
     app.include_router(health.router)
+    docs.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestID)
     return app
