@@ -24,6 +24,7 @@ from homeo.api import (
 )
 from homeo.api.deps import AppParts, tenant
 from homeo.api.middleware import BodyLimit, RequestID
+from homeo.api.text import reject_nul
 from homeo.api.usage import UsageWriter
 from homeo.backends import Backends
 from homeo.config import Settings
@@ -79,6 +80,7 @@ def create_app(
         version=__version__,
         description="Run AI agents durably, securely and observably.",
         lifespan=lifespan,
+        dependencies=[Depends(reject_nul)],  # no NUL in any text, on every route
         docs_url=None,  # /docs and /redoc come from homeo.api.docs, without a CDN
         redoc_url=None,
         telemetry={
