@@ -58,6 +58,10 @@ def test_nul_in_query_and_path_params_is_a_422_naming_them(
     # Every string of a body, however deep, for every route.
     chat = {"model": "default", "messages": [{"role": "user", "content": "hi\x00"}]}
     assert_nul_refused(api.post("/v1/chat/completions", json=chat), "body.messages.0.content")
+    # A body too deep to parse is the route's 400, not a crash of the check.
+    deep = '{"agent": "echo", "input": "\\u0000", "x": ' + "[" * 5000 + "]" * 5000 + "}"
+    response = api.post("/v1/runs", content=deep, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
     # Text that merely spells the escape is fine.
     assert api.post("/v1/runs", json={"agent": "echo", "input": "\\u0000"}).status_code == 202
 

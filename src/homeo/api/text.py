@@ -49,8 +49,8 @@ async def reject_nul(request: Request) -> None:
         if b"\\u0000" in body:
             try:
                 found += nul_locations(json.loads(body), ("body",))
-            except ValueError:
-                pass  # not JSON: the route's own parsing answers 400
+            except (ValueError, RecursionError):
+                pass  # not JSON (or nested past the parser): the route's parsing answers 400
     if found:
         raise RequestValidationError(
             [{"type": "string_nul", "loc": where, "msg": PROBLEM, "input": None}
