@@ -31,11 +31,18 @@ from homeo.tools.registry import ToolError, tool
 TOOL_TIMEOUT_SECONDS = 600.0
 
 
+# What a step stores is the tool's result, so the files it returns are capped:
+# at most this many, and HOMEO_SANDBOX_OUTPUT_BYTES of names and contents.
+TOOL_MAX_FILES = 100
+
+
 def _sandboxed(command: Sequence[str], files: dict[str, str] | None) -> dict[str, Any]:
     settings = load_settings()
+    budget = parse_size(settings.sandbox_output_bytes)
     result = run(command, limits_from_settings(settings), files=files,
-                 allow_without=parse_allow_without(settings.sandbox_allow_without))
-    return _report(result)
+                 allow_without=parse_allow_without(settings.sandbox_allow_without),
+                 max_files=TOOL_MAX_FILES, files_budget=budget)
+    return _report(result, budget)
 
 
 def _text(data: bytes) -> str:
@@ -45,9 +52,10 @@ def _text(data: bytes) -> str:
         return f"<{len(data)} bytes of binary data>"
 
 
-def _report(result: SandboxResult) -> dict[str, Any]:
-    """What the model sees: output, status, limits hit, and the files written."""
-    return {
+def _report(result: SandboxResult, files_budget: int) -> dict[str, Any]:
+    """What the model sees (and the step stores): output, status, limits hit,
+    and the files written, with a note of those left out."""
+    report: dict[str, Any] = {
         "exit_code": result.exit_code,
         "stdout": result.stdout.decode(errors="replace"),
         "stderr": result.stderr.decode(errors="replace"),
@@ -56,6 +64,14 @@ def _report(result: SandboxResult) -> dict[str, Any]:
         "output_truncated": result.stdout_truncated or result.stderr_truncated,
         "files": {name: _text(data) for name, data in result.files.items()},
     }
+    if result.files_omitted:
+        report["files_omitted"] = (
+            f"{result.files_omitted} more files ({result.files_omitted_bytes} bytes of names"
+            f" and contents) were left out: the tool returns at most {TOOL_MAX_FILES} files"
+            f" and {files_budget} bytes of names and contents, smallest first; write fewer"
+            " files, or print what matters"
+        )
+    return report
 
 
 @tool(timeout_seconds=TOOL_TIMEOUT_SECONDS)
