@@ -144,6 +144,9 @@ def test_the_local_model_answers_in_the_schema_through_its_grammar() -> None:
         ({"patternProperties": {"a": {}}, "unevaluatedProperties": False},
          "unevaluatedProperties together with patternProperties"),
         ({"type": "object", "properties": {"a": {"$id": "https://x/y"}}}, "nested $id"),
+        # Checked by the metaschema's `regex` format, on RE2 too.
+        ({"dependencies": {"a": {"pattern": "(?=x)"}}},
+         "the JSON schema is invalid at #/dependencies/a"),
     ],
 )
 def test_a_dangerous_schema_is_refused_before_any_call(

@@ -18,7 +18,9 @@ refuses, with one line naming the problem and where:
 
 The validator it returns is Draft 2020-12 with the keywords that match
 patterns (`pattern`, `patternProperties`, `additionalProperties`) replaced,
-through jsonschema's own `validators.extend`, by versions that use RE2.
+through jsonschema's own `validators.extend`, by versions that use RE2, and
+its format checker's `regex` format (which the metaschema applies to each
+pattern) compiled by RE2 too.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import re2
-from jsonschema import Draft202012Validator, validators
+from jsonschema import Draft202012Validator, FormatChecker, validators
 from jsonschema.exceptions import SchemaError, ValidationError
 from jsonschema.protocols import Validator
 
@@ -108,6 +110,19 @@ def _additional_properties(
             yield ValidationError(f"Additional properties are not allowed ({listed} unexpected)")
 
 
+def _formats() -> FormatChecker:
+    """Draft 2020-12's format checks, with `regex` (which the metaschema applies
+    to every `pattern`) compiled by RE2 instead of `re`."""
+    formats = FormatChecker(formats=())
+    formats.checkers = dict(Draft202012Validator.FORMAT_CHECKER.checkers)
+
+    @formats.checks("regex", raises=re2.error)
+    def _is_re2(instance: object) -> bool:
+        return not isinstance(instance, str) or _compiled(instance) is not None
+
+    return formats
+
+
 RE2Validator = validators.extend(
     Draft202012Validator,
     validators={
@@ -115,6 +130,7 @@ RE2Validator = validators.extend(
         "patternProperties": _pattern_properties,
         "additionalProperties": _additional_properties,
     },
+    format_checker=_formats(),
 )
 
 
@@ -124,12 +140,13 @@ def checked_validator(schema: Any) -> Validator:
     _check_size(schema)
     if not isinstance(schema, (dict, bool)):
         raise SchemaRefused("the JSON schema must be an object (or true/false)")
+    nodes = dict(_schemas(schema))  # references and patterns, with precise messages
     try:
-        RE2Validator.check_schema(schema)
+        # The metaschema, with `regex` on RE2 (check_schema would pick the stock checker).
+        RE2Validator.check_schema(schema, format_checker=RE2Validator.FORMAT_CHECKER)
     except SchemaError as error:
         where = _pointer(error.absolute_path)
         raise SchemaRefused(f"the JSON schema is invalid at {where}: {error.message}") from None
-    nodes = dict(_schemas(schema))
     _check_in_place_loops(schema, nodes)
     return RE2Validator(schema)
 
