@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from homeo.backends import Backends
-from homeo.keys import Caller, KeyCheck, KeyRejected, create_key, parse
+from homeo.keys import Caller, KeyCheck, KeyRejected, Throttled, create_key, parse
 
 
 class Clock:
@@ -100,19 +100,64 @@ def test_the_caller_carries_the_keys_id_and_role(backends: Backends) -> None:
     assert backends.store.get_key(admin_record.id).role == "admin"
 
 
-def test_after_a_wrong_secret_a_key_is_not_checked_again_for_a_pause(backends: Backends
-                                                                      ) -> None:
-    clock = Clock()
-    check = KeyCheck(backends.store, failure_pause_seconds=1.0, clock=clock)
-    key, record = create_key(backends.store, "acme")
+def _wrong(key: str) -> str:
     key_id, secret = parse(key)
-    wrong = f"hk_{key_id}_{secret[:-1]}{'A' if secret[-1] != 'A' else 'B'}"
+    return f"hk_{key_id}_{secret[:-1]}{'A' if secret[-1] != 'A' else 'B'}"
+
+
+def test_a_wrong_secret_never_locks_out_the_right_one(backends: Backends) -> None:
+    # Key ids are public: a guess at one key, from anywhere, must not refuse
+    # its owner, even in a process that has not verified the key yet.
+    check = KeyCheck(backends.store, clock=Clock())
+    key, _ = create_key(backends.store, "acme")
     with pytest.raises(KeyRejected, match="wrong secret") as first:
-        tenant_of(check, wrong)
+        asyncio.run(check.caller(_wrong(key), "203.0.113.9"))
     assert "pause" not in str(first.value)
-    # Within the pause even the right secret is refused, without running argon2.
-    with pytest.raises(KeyRejected, match="pause 1s after a failure"):
-        tenant_of(check, key)
+    assert asyncio.run(check.caller(key, "198.51.100.1")).tenant_id == "acme"
+
+
+def test_failed_checks_are_throttled_per_client_address(backends: Backends) -> None:
+    clock = Clock()
+    check = KeyCheck(backends.store, failure_burst=3, failure_refill_seconds=2.0, clock=clock)
+    key, _ = create_key(backends.store, "acme")
+    other, _ = create_key(backends.store, "globex")
+    assert asyncio.run(check.caller(key, "203.0.113.9")).tenant_id == "acme"
+    guesses = [_wrong(key), "hk_0123456789abcdef_" + "a" * 43, "not a key"]
+    for guess in guesses:
+        with pytest.raises(KeyRejected):
+            asyncio.run(check.caller(guess, "203.0.113.9"))
+    runs = check.argon2_checks
+    with pytest.raises(Throttled, match="from 203.0.113.9; retry in 2.0s") as throttled:
+        asyncio.run(check.caller(_wrong(key), "203.0.113.9"))
+    assert throttled.value.retry_after == 2.0
+    assert check.argon2_checks == runs  # refused before any argon2 work
+    # Not even a right but unverified secret from there, while throttled ...
+    with pytest.raises(Throttled):
+        asyncio.run(check.caller(other, "203.0.113.9"))
+    # ... but a verified one always, and other addresses are not affected.
+    assert asyncio.run(check.caller(key, "203.0.113.9")).tenant_id == "acme"
+    assert asyncio.run(check.caller(other, "198.51.100.1")).tenant_id == "globex"
+    assert asyncio.run(check.caller(other, "203.0.113.9")).tenant_id == "globex"  # verified
+    third, _ = create_key(backends.store, "initech")
     clock.now += 1.0
-    assert tenant_of(check, key) == "acme"
-    assert tenant_of(check, key) == "acme"  # and once verified, the pause is moot
+    with pytest.raises(Throttled, match="retry in 1.0s"):
+        asyncio.run(check.caller(third, "203.0.113.9"))
+    clock.now += 1.0  # one failure's worth has come back
+    assert asyncio.run(check.caller(third, "203.0.113.9")).tenant_id == "initech"
+
+
+def test_concurrent_checks_of_a_new_key_share_one_argon2_run(backends: Backends) -> None:
+    check = KeyCheck(backends.store, clock=Clock())
+    key, _ = create_key(backends.store, "acme")
+
+    async def many() -> list[Caller]:
+        wrong = [check.caller(_wrong(key), "203.0.113.9") for _ in range(3)]
+        right = [check.caller(key, "198.51.100.1") for _ in range(8)]
+        return await asyncio.gather(*right, *wrong, return_exceptions=True)
+
+    results = asyncio.run(many())
+    assert {r.tenant_id for r in results[:8]} == {"acme"}
+    assert all(isinstance(r, KeyRejected) for r in results[8:])
+    assert check.argon2_checks == 2  # one for the right secret, one for the wrong one
+    asyncio.run(check.caller(key))
+    assert check.argon2_checks == 2  # verified once per process

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from homeo.db.url import redact
 from homeo.queue.base import Queue, RetryPolicy
 from homeo.store.base import Store
 
@@ -71,4 +72,6 @@ def open_backends(url: str, retry: RetryPolicy | None = None) -> Backends:
         database = PostgresDatabase(url)
         return Backends(PostgresStore(database), PostgresQueue(database, retry), url, database,
                         (psycopg.OperationalError, BackendUnavailable))
-    raise BackendUnavailable(f"unknown database URL {url!r}: use sqlite:///PATH or postgresql://")
+    raise BackendUnavailable(
+        f"unknown database URL {redact(url)!r}: use sqlite:///PATH or postgresql://"
+    )

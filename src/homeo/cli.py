@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from homeo.config import Settings, SettingsError, load_settings, unknown_settings
+from homeo.db.url import redact, redact_text
 from homeo.engine.agents import AgentError
 from homeo.observe import logs
 
@@ -59,7 +60,8 @@ def _open(settings: Settings):  # -> Runtime, imported late to keep `--help` fas
     except (BackendUnavailable, AgentError) as error:
         _fail(str(error))
     except Exception as error:  # a database that refuses to open
-        _fail(f"cannot open {settings.resolved_database_url()}: {error}")
+        url = settings.resolved_database_url()
+        _fail(f"cannot open {redact(url)}: {redact_text(str(error), url)}")
     return runtime
 
 
@@ -108,7 +110,7 @@ def serve(
                      runtime.tracer_provider)
     console.print(
         f"homeo serving http://{settings.host}:{settings.port} "
-        f"(database {settings.resolved_database_url()}, {settings.workers} worker slots)",
+        f"(database {redact(settings.resolved_database_url())}, {settings.workers} worker slots)",
         markup=False,
     )
     # uvicorn stops gracefully on SIGTERM (the worker pool releases its runs), then

@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -172,6 +173,11 @@ class Settings(BaseSettings):
     key_rate_limit: str = Field(
         "", description="Requests per API key, e.g. 600/minute, per server process; empty: none."
     )
+    metrics_token: SecretStr = Field(
+        SecretStr(""),
+        description="Bearer token /metrics requires; with one, it shows tenant labels."
+        " Empty: /metrics is open and sums over tenants.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
     otlp_endpoint: str = Field(
@@ -186,7 +192,9 @@ class Settings(BaseSettings):
         "", description="Sandbox layers the operator turns off: seccomp, cgroups."
     )
     http_allowlist: str = Field(
-        "", description="Hosts http_get may reach, comma-separated; empty turns it off."
+        "",
+        description="host or host:port entries http_get may reach (no port: 80/443 only),"
+        " comma-separated; empty turns it off.",
     )
     http_max_bytes: str = Field("1M", description="Largest response body http_get reads.")
     http_timeout: str = Field("10s", description="http_get's limit for one request.")
@@ -209,10 +217,9 @@ class Settings(BaseSettings):
     @field_validator("http_allowlist")
     @classmethod
     def _hosts(cls, value: str) -> str:
-        for host in value.split(","):
-            host = host.strip()
-            if host and not all(c.isalnum() or c in ".-:[]" for c in host):
-                raise ValueError(f"{host!r} is not a host name or IP address")
+        from homeo.tools.allowlist import parse_allowlist
+
+        parse_allowlist(value)
         return value
 
     @field_validator("sandbox_memory", "sandbox_output_bytes", "http_max_bytes")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from homeo.config import Settings
+from homeo.db.url import redact, redact_text
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_ADDRESS = ("127.0.0.1", 6379)
@@ -51,9 +52,9 @@ def check_postgres(url: str) -> Check:
         with psycopg.connect(url, connect_timeout=3) as connection:
             version = connection.execute("SHOW server_version").fetchone()[0]
     except Exception as error:
-        return Check("postgresql", "missing", f"{_safe(url)}: {str(error).strip()[:120]}",
+        return Check("postgresql", "missing", f"{redact(url)}: {redact_text(str(error).strip()[:120], url)}",
                      "start PostgreSQL or set HOMEO_DATABASE_URL=postgresql://USER@HOST/DB")
-    return Check("postgresql", "ok", f"PostgreSQL {version} at {_safe(url)}")
+    return Check("postgresql", "ok", f"PostgreSQL {version} at {redact(url)}")
 
 
 def check_redis(address: tuple[str, int] = REDIS_ADDRESS) -> Check:
@@ -132,16 +133,6 @@ def check_embedding_model() -> Check:
                  f"all-MiniLM-L6-v2 ({size:.0f} MiB) at {weights.parent} (minilm)")
 
 
-def _safe(url: str) -> str:
-    """The URL without a password."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}{sep}{user}@{host}"
-
-
 def run_checks(settings: Settings) -> list[Check]:
     url = settings.resolved_database_url()
     checks = [check_sqlite(settings.data_dir)]
@@ -151,5 +142,5 @@ def run_checks(settings: Settings) -> list[Check]:
     checks.extend(check_sandbox(settings.sandbox_allow_without))
     checks.extend(check_local_model(settings))
     checks.append(check_embedding_model())
-    checks.append(Check("database in use", "info", _safe(url)))
+    checks.append(Check("database in use", "info", redact(url)))
     return checks

@@ -6,9 +6,20 @@ gives no working key. argon2 is slow on purpose (tens of milliseconds), so
 `KeyCheck` verifies a key's secret once, then remembers a SHA-256 of it: later
 requests cost one hash and one comparison. It re-reads the record at least
 every `revalidate_seconds`, so a key revoked by another process (the CLI, a
-second server) stops working within that time. A wrong secret for a real key
-id is answered without argon2 for `failure_pause_seconds` afterwards, so
-guessing at one key cannot keep a core busy.
+second server) stops working within that time.
+
+Concurrent requests with the same key that this process has not verified yet
+(after a restart, say) wait for one argon2 check instead of running one each
+(single-flight, keyed by the key id and the secret's digest, so a guess never
+shares a result with the right secret).
+
+Guessing is throttled by client address, never by key: key ids are public, so
+a pause per key would let anyone lock its owner out. Each failed check (a
+malformed, unknown, revoked or wrong key) takes a token from the address's
+bucket (`failure_burst`, one back every `failure_refill_seconds`); an address
+with none left gets `Throttled` (a 429 with Retry-After) before any argon2
+work, unless it presents a secret this process has already verified, which is
+never refused.
 """
 
 from __future__ import annotations
@@ -84,6 +95,16 @@ def parse(token: str) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
+class Throttled(Exception):
+    """A client address failed authentication too often; try again in `retry_after` s."""
+
+    def __init__(self, client: str, retry_after: float) -> None:
+        super().__init__(
+            f"too many failed API key checks from {client}; retry in {retry_after:.1f}s"
+        )
+        self.retry_after = retry_after
+
+
 @dataclass
 class _Verified:
     digest: bytes  # SHA-256 of the secret that passed argon2
@@ -92,55 +113,129 @@ class _Verified:
     checked_at: float
 
 
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class FailureThrottle:
+    """Failed checks per client address, as token buckets: `burst` failures at
+    once, then one more every `refill_seconds`. The clock is passed in."""
+
+    def __init__(self, burst: int, refill_seconds: float, clock: Callable[[], float],
+                 max_clients: int = 10_000) -> None:
+        self.burst = burst
+        self.refill_seconds = refill_seconds
+        self.clock = clock
+        self.max_clients = max_clients
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def _bucket(self, client: str) -> _Bucket | None:
+        bucket = self._buckets.get(client)
+        if bucket is not None:
+            now = self.clock()
+            bucket.tokens = min(float(self.burst),
+                                bucket.tokens + (now - bucket.updated) / self.refill_seconds)
+            bucket.updated = max(bucket.updated, now)
+        return bucket
+
+    def wait(self, client: str) -> float:
+        """0.0 if `client` may try now, else the seconds until it may."""
+        bucket = self._bucket(client)
+        if bucket is None or bucket.tokens >= 1.0:
+            return 0.0
+        return (1.0 - bucket.tokens) * self.refill_seconds
+
+    def failed(self, client: str) -> None:
+        bucket = self._bucket(client)
+        if bucket is None:
+            bucket = self._buckets[client] = _Bucket(float(self.burst), self.clock())
+        bucket.tokens = max(0.0, bucket.tokens - 1.0)
+        self._buckets.move_to_end(client)
+        while len(self._buckets) > self.max_clients:
+            self._buckets.popitem(last=False)
+
+
 class KeyCheck:
-    """Turns a presented key into its caller (tenant and role), or raises KeyRejected."""
+    """Turns a presented key into its caller (tenant and role), or raises
+    KeyRejected (401) or Throttled (429)."""
 
     def __init__(
         self,
         store: Store,
         *,
         revalidate_seconds: float = 5.0,
-        failure_pause_seconds: float = 1.0,
+        failure_burst: int = 20,
+        failure_refill_seconds: float = 3.0,
         max_remembered: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.revalidate_seconds = revalidate_seconds
-        self.failure_pause_seconds = failure_pause_seconds
         self.max_remembered = max_remembered
         self.clock = clock
+        self.throttle = FailureThrottle(failure_burst, failure_refill_seconds, clock,
+                                        max_remembered)
+        self.argon2_checks = 0  # how many secrets this process has run through argon2
         self._verified: OrderedDict[str, _Verified] = OrderedDict()
-        self._failed_at: OrderedDict[str, float] = OrderedDict()  # key id -> last wrong secret
+        self._checking: dict[tuple[str, bytes, str], asyncio.Future[bool]] = {}
 
-    async def caller(self, token: str) -> Caller:
-        key_id, secret = parse(token)
+    async def caller(self, token: str, client: str = "unknown") -> Caller:
+        """The caller `token` names, for a request from address `client`."""
+        try:
+            key_id, secret = parse(token)
+        except KeyRejected:
+            self._refuse_if_throttled(client)
+            self.throttle.failed(client)
+            raise
         digest = hashlib.sha256(secret.encode()).digest()
         now = self.clock()
         known = self._verified.get(key_id)
         matches = known is not None and hmac.compare_digest(known.digest, digest)
         if known is not None and matches and now - known.checked_at < self.revalidate_seconds:
             return known.caller
+        if not matches:  # a secret already verified is never throttled
+            self._refuse_if_throttled(client)
+        try:
+            return await self._check(key_id, secret, digest, known if matches else None, now)
+        except KeyRejected:
+            self.throttle.failed(client)
+            raise
+
+    def _refuse_if_throttled(self, client: str) -> None:
+        wait = self.throttle.wait(client)
+        if wait > 0:
+            raise Throttled(client, wait)
+
+    async def _check(self, key_id: str, secret: str, digest: bytes, known: _Verified | None,
+                     now: float) -> Caller:
         record = await read_async(self.store, self.store.get_key, key_id)
         if record is None:
             raise KeyRejected(f"unknown API key hk_{key_id}_…")
         if not record.active:
             self._verified.pop(key_id, None)
             raise KeyRejected(f"API key hk_{key_id}_… was revoked")
-        verified_before = known is not None and matches and known.secret_hash == record.secret_hash
-        if not verified_before:
-            failed_at = self._failed_at.get(key_id)
-            if failed_at is not None and now - failed_at < self.failure_pause_seconds:
-                raise KeyRejected(f"wrong secret for API key hk_{key_id}_… (checks of this"
-                                  f" key pause {self.failure_pause_seconds:g}s after a failure)")
-            if not await asyncio.to_thread(_secret_matches, record.secret_hash, secret):
-                self._failed_at[key_id] = now
-                self._failed_at.move_to_end(key_id)
-                while len(self._failed_at) > self.max_remembered:
-                    self._failed_at.popitem(last=False)
+        if known is None or known.secret_hash != record.secret_hash:
+            if not await self._argon2_once(key_id, digest, record.secret_hash, secret):
                 raise KeyRejected(f"wrong secret for API key hk_{key_id}_…")
         caller = Caller(record.id, record.tenant_id, record.role)
         self._remember(key_id, _Verified(digest, record.secret_hash, caller, now))
         return caller
+
+    async def _argon2_once(self, key_id: str, digest: bytes, secret_hash: str,
+                           secret: str) -> bool:
+        """argon2 for this secret, shared by every request that asks meanwhile."""
+        flight = (key_id, digest, secret_hash)
+        pending = self._checking.get(flight)
+        if pending is None:
+            self.argon2_checks += 1
+            pending = asyncio.ensure_future(
+                asyncio.to_thread(_secret_matches, secret_hash, secret))
+            self._checking[flight] = pending
+            pending.add_done_callback(lambda _: self._checking.pop(flight, None))
+        # shield: a waiter that is cancelled (its client left) leaves the check running.
+        return await asyncio.shield(pending)
 
     def _remember(self, key_id: str, verified: _Verified) -> None:
         self._verified[key_id] = verified

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import httpx
@@ -92,6 +93,41 @@ def test_metrics_show_queued_work_when_no_worker_runs(serve) -> None:
     assert now[("homeo_runs", frozenset({("status", "queued")}))] == 3
 
 
+def _run_calc(api: httpx.Client) -> None:
+    run_id = api.post("/v1/runs", json={"agent": "calc", "input": "2+2"}).json()["id"]
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while api.get(f"/v1/runs/{run_id}").json()["status"] != "succeeded":
+        assert time.monotonic() < deadline, "the run did not succeed"
+        time.sleep(0.02)
+
+
+def test_open_metrics_show_usage_summed_over_tenants_without_their_names(
+    api: httpx.Client,
+) -> None:
+    _run_calc(api)
+    text = api.get("/metrics").text
+    assert 'homeo_llm_tokens_total{direction="output",model="scripted"}' in text
+    assert "tenant=" not in text and '"default"' not in text
+
+
+def test_a_metrics_token_guards_metrics_and_shows_tenants(serve) -> None:
+    served = serve(metrics_token="scrape-Sekr3t")
+    _run_calc(served.client)
+    for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": "scrape-Sekr3t"}):
+        refused = httpx.get(f"{served.url}/metrics", headers=headers)
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"] == "Bearer"
+        assert refused.json()["error"] == {
+            "type": "unauthorized",
+            "message": "/metrics needs `Authorization: Bearer <HOMEO_METRICS_TOKEN>`"}
+    assert served.client.get("/metrics").status_code == 401  # an API key is not the token
+    scraped = httpx.get(f"{served.url}/metrics",
+                        headers={"authorization": "Bearer scrape-Sekr3t"})
+    assert scraped.status_code == 200
+    assert 'homeo_llm_tokens_total{direction="output",model="scripted",tenant="default"}' \
+        in scraped.text
+
+
 def test_openapi_describes_the_runs_api(api: httpx.Client) -> None:
     response = api.get("/openapi.json")
     assert response.status_code == 200
@@ -101,3 +137,22 @@ def test_openapi_describes_the_runs_api(api: httpx.Client) -> None:
     assert "post" in paths["/v1/runs/{run_id}/cancel"]
     assert "get" in paths["/v1/runs/{run_id}/events"]
     assert {"/v1/agents", "/healthz", "/readyz", "/metrics"} <= set(paths)
+
+
+def test_the_docs_pages_load_their_assets_from_this_server(served) -> None:
+    """Offline, a CDN URL would leave /docs blank."""
+    for page, assets in (("/docs", (".js", ".css")), ("/redoc", (".js",))):
+        html = httpx.get(f"{served.url}{page}")
+        assert html.status_code == 200
+        urls = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", html.text)
+        assert urls and not [u for u in urls if "//" in u], urls  # no absolute URLs
+        assert "openapi.json" in html.text
+        assert "http://" not in html.text and "https://" not in html.text
+        for suffix in assets:
+            local = [u for u in urls if u.endswith(suffix)]
+            assert local, (page, suffix, urls)
+            for url in local:
+                asset = httpx.get(f"{served.url}{url}")
+                assert asset.status_code == 200 and len(asset.content) > 10_000, url
+                kind = "javascript" if suffix == ".js" else "css"
+                assert kind in asset.headers["content-type"], url

@@ -125,3 +125,71 @@ def test_the_local_model_answers_in_the_schema_through_its_grammar() -> None:
     assert set(answer) == {"city", "country"} and answer["country"] in schema["properties"][
         "country"]["enum"]
     assert response.usage.output_tokens > 0
+
+
+@pytest.mark.parametrize(
+    ("schema", "problem"),
+    [
+        ({"$ref": "#"}, "loops at #: its references lead back to themselves"),
+        ({"allOf": [{"$ref": "#/$defs/a"}], "$defs": {"a": {"anyOf": [{"$ref": "#"}]}}},
+         "loops at"),
+        ({"$ref": "https://example.com/schema.json"}, "$ref 'https://example.com/schema.json'"
+         " at # is not local"),
+        ({"properties": {"a": {"$ref": "other.json#/x"}}}, "at #/properties/a is not local"),
+        ({"$ref": "#/$defs/missing"}, "points at nothing in the schema"),
+        ({"type": "string", "pattern": "(?=a)b"}, "pattern '(?=a)b' at # cannot run on the"
+         " linear-time regex engine (RE2)"),
+        ({"patternProperties": {"(a)\\1": {}}}, "patternProperties '(a)\\\\1' at # cannot run"),
+        ({"pattern": "a" * 1001}, "pattern at # is longer than 1000 characters"),
+        ({"patternProperties": {"a": {}}, "unevaluatedProperties": False},
+         "unevaluatedProperties together with patternProperties"),
+        ({"type": "object", "properties": {"a": {"$id": "https://x/y"}}}, "nested $id"),
+        # Checked by the metaschema's `regex` format, on RE2 too.
+        ({"dependencies": {"a": {"pattern": "(?=x)"}}},
+         "the JSON schema is invalid at #/dependencies/a"),
+    ],
+)
+def test_a_dangerous_schema_is_refused_before_any_call(
+    schema: dict[str, Any], problem: str
+) -> None:
+    model = ScriptedModel(["{}"])
+    with pytest.raises(InvalidSchema) as caught:
+        ask(model, schema)
+    assert problem in str(caught.value)
+    assert model.requests == []
+
+
+def test_very_deep_and_very_large_schemas_are_refused() -> None:
+    deep: dict[str, Any] = {"type": "string"}
+    for _ in range(5000):
+        deep = {"type": "object", "properties": {"a": deep}}
+    with pytest.raises(InvalidSchema, match="nests deeper than 32 levels"):
+        ask(ScriptedModel(["{}"]), deep)
+    wide = {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(6000)}}
+    with pytest.raises(InvalidSchema, match="more than 10000 values"):
+        ask(ScriptedModel(["{}"]), wide)
+
+
+def test_recursion_through_the_answer_is_fine_and_a_too_deep_answer_is_a_problem() -> None:
+    tree = {"type": "object", "properties": {"child": {"$ref": "#"}}, "additionalProperties": False}
+    model = ScriptedModel(['{"child": {"child": {}}}'])
+    assert json.loads(ask(model, tree).message.content) == {"child": {"child": {}}}
+    deep = '{"child": ' * 3000 + "{}" + "}" * 3000
+    with pytest.raises(StructuredOutputError, match="nests deeper than 64 levels"):
+        ask(ScriptedModel([deep, deep]), tree)
+
+
+@pytest.mark.timeout(120)  # Python's re takes exponential time here: it would never end
+def test_a_catastrophic_pattern_runs_in_linear_time() -> None:
+    schema = {"type": "object", "properties": {"code": {"type": "string", "pattern": "^(a+)+$"}},
+              "patternProperties": {"^(b+)+$": {"type": "integer"}}}
+    evil = "a" * 50_000 + "!"
+    key = "b" * 50_000 + "!"
+    answer = json.dumps({"code": evil, key: "x"})
+    with pytest.raises(StructuredOutputError, match="does not match"):
+        ask(ScriptedModel([answer, answer]), schema)
+    fine = json.dumps({"code": "aaaa", "bbbb": 1})
+    assert ask(ScriptedModel([fine]), schema).message.content == fine
+    closed = {**schema, "additionalProperties": False}
+    with pytest.raises(StructuredOutputError, match="match none of the patterns"):
+        ask(ScriptedModel([answer, answer]), {**closed, "properties": {}})

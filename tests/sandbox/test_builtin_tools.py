@@ -32,3 +32,24 @@ def test_the_shell_tool_runs_in_the_same_sandbox(monkeypatch: pytest.MonkeyPatch
     assert report["timed_out"] and report["exit_code"] == 137
     with pytest.raises(ToolError, match="command"):
         shell.validate({"cmd": "ls"})
+
+
+def test_the_files_a_tool_returns_are_capped_with_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 5,000 files with 200-character names: about 1 MB of names alone, and
+    # every byte of the tool's result is stored in the step.
+    monkeypatch.setenv("HOMEO_SANDBOX_TIMEOUT", "30s")
+    monkeypatch.setenv("HOMEO_SANDBOX_OUTPUT_BYTES", "64K")
+    python = load_tool("homeo.tools.builtin:python")
+    code = ("for n in range(5000):\n"
+            "    open(f'{n:05d}' + 'x' * 195, 'w').write('y' * 10)\n"
+            "open('big', 'w').write('z' * 100_000)\n")
+    report = python.function(**python.validate({"code": code}))
+    assert report["exit_code"] == 0, report["stderr"]
+    assert len(report["files"]) == 100
+    assert sum(len(name) + len(text) for name, text in report["files"].items()) <= 64 * 1024
+    assert report["files_omitted"] == (
+        "4901 more files (1129003 bytes of names and contents) were left out: the tool returns"
+        " at most 100 files and 65536 bytes of names and contents, smallest first; write fewer"
+        " files, or print what matters")
+    small = python.function(**python.validate({"code": "open('a', 'w').write('b')"}))
+    assert small["files"] == {"a": "b"} and "files_omitted" not in small

@@ -92,3 +92,13 @@ def test_no_work_folders_or_cgroups_are_left_behind() -> None:
     before = set(os.listdir("/dev/shm"))
     run(["true"], Limits())
     assert {n for n in set(os.listdir("/dev/shm")) - before if n.startswith("homeo-")} == set()
+
+
+def test_scratch_files_are_capped_by_count_and_by_bytes_of_names() -> None:
+    code = "for n in range(1500): open(f'{n:04d}' + 'n' * 96, 'w').close()"
+    result = run(["python3", "-c", code], Limits(), max_files=1000)
+    assert len(result.files) == 1000 and result.files_omitted == 500
+    assert result.files_truncated and result.files_omitted_bytes == 500 * 100
+    names = run(["python3", "-c", code], Limits(), files_budget=10_000)
+    assert len(names.files) == 100  # 100 bytes of name each
+    assert names.files_omitted == 1400

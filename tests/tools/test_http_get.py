@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import bz2
+import zlib
 import threading
 import time
 from collections.abc import Iterator
@@ -36,6 +38,15 @@ class Handler(BaseHTTPRequestHandler):
             self._redirect(f"http://localhost:{port}/hello")
         elif self.path == "/loop":
             self._redirect("/loop")
+        elif self.path.startswith("/to-port/"):  # same host, another port
+            self._redirect(f"http://127.0.0.1:{self.path.removeprefix('/to-port/')}/hello")
+        elif self.path in ("/zlib", "/bz2"):
+            # A few KB that the codec named in `charset` would expand to 64 MiB.
+            squeeze = zlib.compress if self.path == "/zlib" else bz2.compress
+            self._send(200, f"text/plain; charset={self.path[1:]}_codec",
+                       squeeze(b"A" * 64 * 2**20))
+        elif self.path == "/latin1":
+            self._send(200, "text/plain; charset=ISO-8859-1", "café".encode("latin-1"))
         elif self.path == "/slow":
             time.sleep(1.5)
             try:
@@ -62,9 +73,7 @@ class Handler(BaseHTTPRequestHandler):
         pass  # keep the test output quiet
 
 
-@pytest.fixture
-def server() -> Iterator[str]:
-    SEEN.clear()
+def _serve() -> Iterator[str]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -74,8 +83,20 @@ def server() -> Iterator[str]:
 
 
 @pytest.fixture
-def allow_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HOMEO_HTTP_ALLOWLIST", "127.0.0.1")
+def server() -> Iterator[str]:
+    SEEN.clear()
+    yield from _serve()
+
+
+@pytest.fixture
+def other_server() -> Iterator[str]:
+    """A second server on the same host, another port (SEEN is shared)."""
+    yield from _serve()
+
+
+@pytest.fixture
+def allow_loopback(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOMEO_HTTP_ALLOWLIST", server.removeprefix("http://"))
 
 
 def fetch(url: str) -> dict[str, Any]:
@@ -105,7 +126,7 @@ def test_an_allowed_host_is_fetched(server: str) -> None:
 @pytest.mark.usefixtures("allow_loopback")
 def test_other_hosts_and_schemes_are_refused(server: str) -> None:
     port = server.rsplit(":", 1)[1]
-    with pytest.raises(ToolError, match="may not reach host 'localhost'.*allows: 127.0.0.1"):
+    with pytest.raises(ToolError, match=f"may not reach 'localhost:{port}'.*allows: 127.0.0.1"):
         fetch(f"http://localhost:{port}/hello")
     with pytest.raises(ToolError, match="only http:// and https://"):
         fetch("file:///etc/passwd")
@@ -116,7 +137,7 @@ def test_other_hosts_and_schemes_are_refused(server: str) -> None:
 def test_redirects_are_followed_only_to_allowed_hosts(server: str) -> None:
     assert fetch(f"{server}/inside")["text"] == "héllo from the test server"
     SEEN.clear()
-    with pytest.raises(ToolError, match="may not reach host 'localhost'"):
+    with pytest.raises(ToolError, match="may not reach 'localhost:"):
         fetch(f"{server}/outside")
     assert SEEN == ["/outside"]  # the redirect's target was never requested
     with pytest.raises(ToolError, match="more than 5 redirects"):
@@ -124,14 +145,14 @@ def test_redirects_are_followed_only_to_allowed_hosts(server: str) -> None:
 
 
 def test_the_body_is_cut_at_the_size_limit(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HOMEO_HTTP_ALLOWLIST", "example.org, 127.0.0.1")
+    monkeypatch.setenv("HOMEO_HTTP_ALLOWLIST", f"example.org, {server.removeprefix('http://')}")
     monkeypatch.setenv("HOMEO_HTTP_MAX_BYTES", "1K")
     result = fetch(f"{server}/big")
     assert result["truncated"] is True and result["text"] == "x" * 1024
 
 
 def test_a_slow_server_times_out(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HOMEO_HTTP_ALLOWLIST", "127.0.0.1")
+    monkeypatch.setenv("HOMEO_HTTP_ALLOWLIST", server.removeprefix("http://"))
     monkeypatch.setenv("HOMEO_HTTP_TIMEOUT", "500ms")
     with pytest.raises(ToolError, match="took longer than 0.5s"):
         fetch(f"{server}/slow")
@@ -151,9 +172,58 @@ def test_the_http_settings_are_validated(monkeypatch: pytest.MonkeyPatch) -> Non
     from homeo.config import SettingsError, load_settings
 
     monkeypatch.setenv("HOMEO_HTTP_ALLOWLIST", "example.org, http://evil/")
-    with pytest.raises(SettingsError, match="HOMEO_HTTP_ALLOWLIST.*'http://evil/' is not a host"):
+    with pytest.raises(SettingsError, match="HOMEO_HTTP_ALLOWLIST.*'http://evil/'"):
         load_settings()
+    monkeypatch.setenv("HOMEO_HTTP_ALLOWLIST", "example.org:99999")
+    with pytest.raises(SettingsError, match="port must be a number from 1 to 65535"):
+        load_settings()
+    monkeypatch.setenv("HOMEO_HTTP_ALLOWLIST", "example.org:8080, [::1]:9000, ::1, 10.0.0.1")
+    load_settings()
     monkeypatch.setenv("HOMEO_HTTP_ALLOWLIST", "example.org")
     monkeypatch.setenv("HOMEO_HTTP_MAX_BYTES", "lots")
     with pytest.raises(SettingsError, match="HOMEO_HTTP_MAX_BYTES"):
         load_settings()
+
+
+def test_an_entry_without_a_port_allows_only_the_default_port(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "127.0.0.1" must not open every service on it (Redis on 6379, say).
+    monkeypatch.setenv("HOMEO_HTTP_ALLOWLIST", "127.0.0.1")
+    port = server.rsplit(":", 1)[1]
+    with pytest.raises(ToolError, match=f"may not reach '127.0.0.1:{port}'.*only 80 for http"):
+        fetch(f"{server}/hello")
+    assert SEEN == []
+
+
+@pytest.mark.usefixtures("allow_loopback")
+def test_a_redirect_to_another_port_of_an_allowed_host_is_refused(
+    server: str, other_server: str
+) -> None:
+    other_port = other_server.rsplit(":", 1)[1]
+    with pytest.raises(ToolError, match=f"may not reach '127.0.0.1:{other_port}'"):
+        fetch(f"{server}/to-port/{other_port}")
+    assert SEEN == [f"/to-port/{other_port}"]  # the other port was never asked
+
+
+@pytest.mark.usefixtures("allow_loopback")
+@pytest.mark.parametrize("codec", ["zlib", "bz2"])
+def test_a_charset_that_is_no_text_encoding_is_not_used_to_decode(server: str, codec: str) -> None:
+    # Decoding with zlib_codec/bz2_codec would turn these few KB into 64 MiB.
+    result = fetch(f"{server}/{codec}")
+    assert result["content_type"] == f"text/plain; charset={codec}_codec"
+    assert result["text"].startswith("<") and result["text"].endswith(" bytes of binary data>")
+    assert not result["truncated"]
+
+
+@pytest.mark.usefixtures("allow_loopback")
+def test_a_text_charset_is_used_to_decode(server: str) -> None:
+    assert fetch(f"{server}/latin1")["text"] == "café"
+
+
+def test_decoded_text_is_capped_too() -> None:
+    from homeo.tools.builtin import _decode
+
+    assert _decode("é".encode() * 10, "utf-8", 4) == ("éééé", True)
+    assert _decode(b"abc", "utf-8", 3) == ("abc", False)
+    assert _decode(b"abc", "punycode", 3) == ("abc", False)  # read as UTF-8

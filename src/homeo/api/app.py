@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, MutableMapping
+import time
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,6 +14,7 @@ from opentelemetry.trace import TracerProvider
 from homeo import __version__
 from homeo.api import (
     agents,
+    docs,
     embeddings,
     errors,
     health,
@@ -23,6 +25,7 @@ from homeo.api import (
 )
 from homeo.api.deps import AppParts, tenant
 from homeo.api.middleware import BodyLimit, RequestID
+from homeo.api.text import reject_nul
 from homeo.api.usage import UsageWriter
 from homeo.backends import Backends
 from homeo.config import Settings
@@ -43,6 +46,7 @@ def create_app(
     worker: Worker | None = None,
     models: ModelCatalog | None = None,
     tracer_provider: TracerProvider | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> FastAPI:
     """`worker`, when given, runs inside the app's lifespan and stops with it.
     `models` (the runtime's, shared with the worker, its breakers in `metrics`)
@@ -53,7 +57,7 @@ def create_app(
     FastAPI opens a server span per request (its native OpenTelemetry support)
     on `tracer_provider`, the runtime's; without one, on the global provider,
     and not at all while that is unset. Its metrics and logs stay off: homeo
-    has its own."""
+    has its own. `clock` times the key checks' throttle and the key rate limit."""
     models = models or ModelCatalog(settings)
 
     usage = UsageWriter(backends.store, metrics)
@@ -78,6 +82,9 @@ def create_app(
         version=__version__,
         description="Run AI agents durably, securely and observably.",
         lifespan=lifespan,
+        dependencies=[Depends(reject_nul)],  # no NUL in any text, on every route
+        docs_url=None,  # /docs and /redoc come from homeo.api.docs, without a CDN
+        redoc_url=None,
         telemetry={
             "tracer_provider": tracer_provider,
             "operation_spans": False,  # one span per request; runs and steps are homeo's
@@ -88,11 +95,11 @@ def create_app(
     )
     app.state.parts = AppParts(settings=settings, backends=backends, metrics=metrics, worker=worker)
     app.state.models = models
-    app.state.keys = KeyCheck(backends.store)
+    app.state.keys = KeyCheck(backends.store, clock=clock)
     app.state.key_rate_limit = (
         parse_rate_limit(settings.key_rate_limit) if settings.key_rate_limit else None
     )
-    app.state.key_rate_limiter = RateLimiter()
+    app.state.key_rate_limiter = RateLimiter(clock)
     app.state.budgets = tenant_budgets(settings, backends.store)
     app.state.usage = usage
     app.state.soft_budgets_warned = {}
@@ -106,6 +113,7 @@ def create_app(
     app.include_router(providers.router, dependencies=authenticated)
     app.include_router(keys.router, dependencies=authenticated)
     app.include_router(health.router)
+    docs.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestID)
     return app

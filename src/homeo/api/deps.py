@@ -17,7 +17,7 @@ from fastapi import Depends, HTTPException, Request
 from homeo.backends import Backends
 from homeo.config import Settings
 from homeo.engine.worker import Worker
-from homeo.keys import Caller, KeyCheck, KeyRejected
+from homeo.keys import Caller, KeyCheck, KeyRejected, Throttled
 from homeo.observe.metrics import Metrics
 from homeo.ratelimit import RateLimit
 from homeo.store.base import read_async
@@ -37,7 +37,8 @@ async def parts(request: Request) -> AppParts:
 
 async def caller(request: Request) -> Caller:
     """Who sent the request, from its API key: 401 without a valid key, 429
-    when the key is over HOMEO_KEY_RATE_LIMIT."""
+    when the key is over HOMEO_KEY_RATE_LIMIT or the client address has failed
+    too many key checks (homeo.keys)."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if not token:
         raise _unauthorized(
@@ -47,10 +48,16 @@ async def caller(request: Request) -> Caller:
     if scheme.lower() != "bearer":
         raise _unauthorized("the Authorization header must be `Bearer <key>`")
     keys: KeyCheck = request.app.state.keys
+    client = request.client.host if request.client else "unknown"
     try:
-        found = await keys.caller(token.strip())
+        found = await keys.caller(token.strip(), client)
     except KeyRejected as rejected:
         raise _unauthorized(str(rejected)) from None
+    except Throttled as throttled:
+        raise HTTPException(
+            429, f"{throttled}; check the key you send",
+            headers={"Retry-After": str(math.ceil(throttled.retry_after))},
+        ) from None
     limit: RateLimit | None = request.app.state.key_rate_limit
     if limit is not None:
         wait = request.app.state.key_rate_limiter.take(("key", found.key_id), limit)

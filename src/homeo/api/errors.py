@@ -33,6 +33,7 @@ STATUS_TYPES = {
     415: "unsupported_media_type",
     422: "invalid_request",
     429: "rate_limited",
+    500: "internal_error",
     503: "unavailable",
 }
 
@@ -88,7 +89,19 @@ async def _unavailable(request: Request, error: Exception) -> JSONResponse:
     return error_response(request, 503, str(error))
 
 
+async def _unhandled(request: Request, error: Exception) -> JSONResponse:
+    """A bug, not the caller's fault: still the JSON shape, never Starlette's
+    plain-text 500. Starlette logs the traceback after this answers."""
+    request_id = getattr(request.state, "request_id", None)
+    message = (f"internal error ({type(error).__name__}) while serving this request;"
+               " the server log has the details under its request_id")
+    headers = {"x-request-id": request_id} if request_id else None
+    return error_response(request, 500, message, headers=headers)
+
+
 def install(app: FastAPI) -> None:
+    # Exception: Starlette's outermost middleware calls this for anything unhandled.
+    app.add_exception_handler(Exception, _unhandled)
     app.add_exception_handler(RequestValidationError, _validation)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http)  # type: ignore[arg-type]
     app.add_exception_handler(UnknownAgent, _not_found)  # type: ignore[arg-type]

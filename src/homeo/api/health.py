@@ -1,11 +1,16 @@
-"""/healthz (the process answers), /readyz (it can do work), /metrics."""
+"""/healthz (the process answers), /readyz (it can do work), /metrics.
+
+/metrics needs no API key (scrapers have none). With HOMEO_METRICS_TOKEN set it
+requires `Authorization: Bearer <that token>` and shows per-tenant series;
+without one it is open and shows usage summed over tenants only."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -41,6 +46,16 @@ async def readyz(app: Parts) -> JSONResponse:
 
 
 @router.get("/metrics")
-async def metrics(app: Parts) -> Response:
-    body = await asyncio.to_thread(app.metrics.render)
+async def metrics(app: Parts, request: Request) -> Response:
+    token = app.settings.metrics_token.get_secret_value()
+    if token:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), token.encode()
+        ):
+            raise HTTPException(
+                401, "/metrics needs `Authorization: Bearer <HOMEO_METRICS_TOKEN>`",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+    body = await asyncio.to_thread(app.metrics.render, tenants=bool(token))
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -10,6 +10,8 @@ the budget counts these calls as well as the tenant's runs.
 
 `response_format` (`json_schema` or `json_object`) makes the answer JSON that
 is checked against the schema, with one repair attempt (homeo.llm.structured).
+A schema homeo will not run (remote `$ref`, reference loops, too deep, a
+pattern RE2 cannot run; homeo.llm.schema_guard) is a 400 before any call.
 
 `stream=true` sends OpenAI chunks as the router's stream yields them. The
 endpoint waits for the first event before answering, so a call that fails

@@ -10,7 +10,6 @@ makes them take turns.
 from __future__ import annotations
 
 import functools
-import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -23,6 +22,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from homeo.backends import BackendUnavailable
+from homeo.db.url import redact, redact_text
 
 CONNECT_TIMEOUT_SECONDS = 10
 ACQUIRE_TIMEOUT_SECONDS = 30.0
@@ -36,12 +36,6 @@ _MIGRATION_LOCK = (
 
 class PostgresUnavailable(BackendUnavailable):
     """The PostgreSQL server named by the URL cannot be reached or refused us."""
-
-
-def redact(url: str) -> str:
-    """The URL with any password replaced by `***`, fit for messages and logs."""
-    url = re.sub(r"(://[^:/@?]*):[^@/?]*@", r"\1:***@", url)
-    return re.sub(r"(password=)[^&\s]*", r"\1***", url)
 
 
 @functools.cache
@@ -77,7 +71,8 @@ class PostgresDatabase:
             psycopg.connect(url, connect_timeout=connect_timeout).close()
         except psycopg.Error as error:
             raise PostgresUnavailable(
-                f"cannot connect to PostgreSQL at {redact(url)}: {_first_line(error)}."
+                f"cannot connect to PostgreSQL at {redact(url)}:"
+                f" {redact_text(_first_line(error), url)}."
                 " Check that the server is running and reachable from here, and that"
                 " the host, port, user, password and database in the URL are right."
             ) from None

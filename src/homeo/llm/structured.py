@@ -5,17 +5,25 @@ model turns it into a grammar, an OpenAI-compatible endpoint gets it as
 `response_format`. Not every model honours it, so the answer is checked here;
 one that fails is sent back once with the validation error for the model to
 repair, then the call fails with `StructuredOutputError`.
+
+Schemas come from callers, so they are checked up front and validated with a
+linear-time regex engine (homeo.llm.schema_guard); both run off the event
+loop, as the checks are CPU work on the caller's data.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
+from jsonschema.protocols import Validator
 
 from homeo.llm.base import Message, Model, ModelError, ModelResponse, ToolSpec
+from homeo.llm.schema_guard import SchemaRefused, checked_validator, nesting_depth
+
+# Deeper answers are refused before validation, which recurses per level.
+MAX_ANSWER_DEPTH = 64
 
 
 class StructuredOutputError(ModelError):
@@ -23,24 +31,32 @@ class StructuredOutputError(ModelError):
 
 
 class InvalidSchema(ModelError):
-    """The schema given is not a valid JSON schema."""
+    """The schema given is not a valid JSON schema, or one homeo will not run."""
 
 
-def check_schema(schema: dict[str, Any]) -> Draft202012Validator:
+def check_schema(schema: dict[str, Any]) -> Validator:
+    """The validator for a caller's schema; InvalidSchema says what is wrong with it."""
     try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as error:
-        raise InvalidSchema(f"the JSON schema is invalid: {error.message}") from None
-    return Draft202012Validator(schema)
+        return checked_validator(schema)
+    except SchemaRefused as refused:
+        raise InvalidSchema(str(refused)) from None
 
 
-def problem_with(content: str, validator: Draft202012Validator) -> str | None:
+def problem_with(content: str, validator: Validator) -> str | None:
     """Why `content` does not match the schema, or None when it does."""
     try:
         data = json.loads(content)
     except json.JSONDecodeError as error:
         return f"the answer is not valid JSON ({error.msg} at character {error.pos})"
-    error = next(iter(sorted(validator.iter_errors(data), key=lambda e: list(e.path))), None)
+    except RecursionError:
+        return f"the answer nests deeper than {MAX_ANSWER_DEPTH} levels"
+    if nesting_depth(data, MAX_ANSWER_DEPTH) > MAX_ANSWER_DEPTH:
+        return f"the answer nests deeper than {MAX_ANSWER_DEPTH} levels"
+    try:
+        errors = sorted(validator.iter_errors(data), key=lambda e: list(e.path))
+    except RecursionError:  # a recursive schema on a deep answer: a problem, not a crash
+        return "the answer is nested too deeply to check against the schema"
+    error = next(iter(errors), None)
     if error is None:
         return None
     where = "/".join(str(part) for part in error.absolute_path) or "the top level"
@@ -58,13 +74,13 @@ async def request_structured(
 ) -> ModelResponse:
     """`model.request` whose final answer (a reply without tool calls) must match
     `json_schema`. The usage returned covers the repair attempt too."""
-    validator = check_schema(json_schema)
+    validator = await asyncio.to_thread(check_schema, json_schema)
     response = await model.request(
         messages, tools, max_tokens=max_tokens, temperature=temperature, json_schema=json_schema
     )
     if response.message.tool_calls:
         return response
-    problem = problem_with(response.message.content, validator)
+    problem = await asyncio.to_thread(problem_with, response.message.content, validator)
     if problem is None:
         return response
     repair = [
@@ -82,7 +98,7 @@ async def request_structured(
     second = second.model_copy(update={"usage": response.usage + second.usage})
     if second.message.tool_calls:
         return second
-    still = problem_with(second.message.content, validator)
+    still = await asyncio.to_thread(problem_with, second.message.content, validator)
     if still is None:
         return second
     raise StructuredOutputError(

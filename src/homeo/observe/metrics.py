@@ -1,6 +1,11 @@
 """Prometheus metrics. Counts that live in the database (runs by status, queue
 depth, lease expiries) are read at scrape time, so they are right even when
-other processes do the work; step latency is observed where steps run."""
+other processes do the work; step latency is observed where steps run.
+
+Usage is counted per tenant, but tenant names and their spending are shown
+only to a scraper that proved it may see them (`render(tenants=True)`, which
+/metrics does only behind HOMEO_METRICS_TOKEN); everyone else sees the sums
+over tenants."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.samples import Sample
 from prometheus_client.registry import Collector
 
 from homeo.queue.base import JOB_STATUSES, Queue
@@ -41,6 +47,35 @@ class _DatabaseCollector(Collector):
             "Leases that expired because a worker died or stopped heartbeating.",
             value=stats.get("lease_expiries", 0),
         )
+
+
+TENANT_LABEL = "tenant"
+
+
+class _WithoutTenants(Collector):
+    """The registry's metrics with the tenant label summed away (and the
+    per-series `_created` timestamps, which have no sum, left out)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.registry.collect():
+            if not any(TENANT_LABEL in sample.labels for sample in family.samples):
+                yield family
+                continue
+            sums: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+            for sample in family.samples:
+                if sample.name.endswith("_created"):
+                    continue
+                labels = tuple(sorted((k, v) for k, v in sample.labels.items()
+                                      if k != TENANT_LABEL))
+                sums[(sample.name, labels)] = sums.get((sample.name, labels), 0.0) + sample.value
+            summed = Metric(family.name, f"{family.documentation} Summed over tenants.",
+                            family.type, family.unit)
+            summed.samples = [Sample(name, dict(labels), value) for (name, labels), value
+                              in sums.items()]
+            yield summed
 
 
 # The states of homeo.llm.breaker, spelled out to keep observe/ free of llm/ imports.
@@ -102,5 +137,7 @@ class Metrics:
         """`states()` gives (deployment, breaker state) pairs at scrape time."""
         self.registry.register(_BreakerCollector(states))
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, *, tenants: bool = True) -> bytes:
+        """The text exposition; `tenants=False` sums tenant-labelled series
+        over tenants, so no tenant's name or spending shows."""
+        return generate_latest(self.registry if tenants else _WithoutTenants(self.registry))

@@ -25,6 +25,7 @@ from homeo.sandbox.errors import SandboxError
 from homeo.sandbox.limits import Limits
 
 READ_CHUNK = 65536
+MAX_FILES = 1000  # scratch files returned by default
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,9 @@ class SandboxResult:
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     files: dict[str, bytes] = field(default_factory=dict)  # scratch files, relative paths
-    files_truncated: bool = False
+    files_truncated: bool = False  # some files were left out (see files_omitted)
+    files_omitted: int = 0
+    files_omitted_bytes: int = 0  # their names and contents
     layers: tuple[str, ...] = ()
 
     @property
@@ -66,31 +69,42 @@ def _write_inputs(scratch: Path, files: Mapping[str, bytes | str]) -> None:
         target.write_bytes(content.encode() if isinstance(content, str) else content)
 
 
-def _collect(scratch: Path, budget: int) -> tuple[dict[str, bytes], bool]:
-    """Regular files the run left in scratch, smallest first, up to `budget`
-    bytes in all. Never follows a link: the run could point one at a host file."""
+@dataclass(frozen=True)
+class _Collected:
+    files: dict[str, bytes]
+    omitted: int  # files left out
+    omitted_bytes: int  # their names and contents, in bytes
+
+
+def _collect(scratch: Path, budget: int, max_files: int) -> _Collected:
+    """Regular files the run left in scratch, smallest first: at most
+    `max_files`, and at most `budget` bytes of names and contents in all (a
+    run can leave 100,000 empty files with long names). Never follows a link:
+    the run could point one at a host file."""
     candidates = []
     for folder, _, names in os.walk(scratch, followlinks=False):
         for name in names:
             path = os.path.join(folder, name)
             info = os.lstat(path)
             if stat.S_ISREG(info.st_mode):
-                candidates.append((info.st_size, path))
+                relative = os.path.relpath(path, scratch)
+                candidates.append((info.st_size + len(relative.encode()), relative, path))
     found: dict[str, bytes] = {}
-    truncated = False
-    for size, path in sorted(candidates):
-        if size > budget:
-            truncated = True
+    omitted = omitted_bytes = 0
+    for size, relative, path in sorted(candidates):
+        if size > budget or len(found) >= max_files:
+            omitted, omitted_bytes = omitted + 1, omitted_bytes + size
             continue
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         with os.fdopen(fd, "rb") as handle:
             data = handle.read(budget + 1)
-        if len(data) > budget:
-            truncated = True
+        cost = len(data) + len(relative.encode())
+        if cost > budget:  # it grew since lstat
+            omitted, omitted_bytes = omitted + 1, omitted_bytes + cost
             continue
-        budget -= len(data)
-        found[os.path.relpath(path, scratch)] = data
-    return found, truncated
+        budget -= cost
+        found[relative] = data
+    return _Collected(found, omitted, omitted_bytes)
 
 
 def _rlimits(prlimit: str, limits: Limits) -> list[str]:
@@ -184,8 +198,14 @@ def run(
     files: Mapping[str, bytes | str] | None = None,
     stdin: bytes | None = None,
     allow_without: Iterable[str] = (),
+    max_files: int = MAX_FILES,
+    files_budget: int | None = None,
 ) -> SandboxResult:
     """Run `command` in the sandbox and wait for it (at most the timeout).
+
+    Scratch files come back smallest first, at most `max_files` of them and
+    `files_budget` bytes of names and contents (default: `limits.file_bytes`);
+    the rest are counted in `files_omitted`.
 
     Raises SandboxUnavailable when a layer is missing and not in
     `allow_without`; a command that fails is a result, not an error."""
@@ -228,13 +248,16 @@ def run(
         if cgroup is not None:  # nothing of the run outlives it: background processes too
             cgroup.kill_all()
         duration = time.monotonic() - started
-        found, files_truncated = _collect(scratch, limits.file_bytes)
+        collected = _collect(scratch, limits.file_bytes if files_budget is None
+                             else files_budget, max_files)
         return SandboxResult(
             exit_code=process.returncode if process.returncode >= 0 else 128 - process.returncode,
             stdout=bytes(out.data), stderr=bytes(err.data), duration_seconds=duration,
             timed_out=timed_out, oom_killed=cgroup.oom_killed() if cgroup else False,
             stdout_truncated=out.truncated, stderr_truncated=err.truncated,
-            files=found, files_truncated=files_truncated, layers=active.names,
+            files=collected.files, files_truncated=collected.omitted > 0,
+            files_omitted=collected.omitted, files_omitted_bytes=collected.omitted_bytes,
+            layers=active.names,
         )
     finally:
         if seccomp_fd is not None:

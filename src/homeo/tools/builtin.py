@@ -2,7 +2,8 @@
 
 `python` and `shell` go through `homeo.sandbox.run()`, the same path as
 `homeo sandbox run`, with the operator's limits (HOMEO_SANDBOX_*).
-`http_get` reaches only the hosts in HOMEO_HTTP_ALLOWLIST (none by default).
+`http_get` reaches only the hosts and ports in HOMEO_HTTP_ALLOWLIST (none by
+default; see homeo.tools.allowlist).
 Agents list them as `homeo.tools.builtin:NAME`.
 """
 
@@ -17,11 +18,12 @@ import httpx
 from pydantic import Field
 
 from homeo.config import load_settings
-from homeo.tools.arithmetic import ARITHMETIC, evaluate
 from homeo.sandbox import SandboxResult, run
 from homeo.sandbox.bwrap import python_executable
 from homeo.sandbox.layers import parse_allow_without
 from homeo.sandbox.limits import limits_from_settings, parse_duration, parse_size
+from homeo.tools.allowlist import Allowlist, parse_allowlist
+from homeo.tools.arithmetic import ARITHMETIC, evaluate
 from homeo.tools.registry import ToolError, tool
 
 # The sandbox's own wall-clock limit (HOMEO_SANDBOX_TIMEOUT) ends a run; this
@@ -29,11 +31,18 @@ from homeo.tools.registry import ToolError, tool
 TOOL_TIMEOUT_SECONDS = 600.0
 
 
+# What a step stores is the tool's result, so the files it returns are capped:
+# at most this many, and HOMEO_SANDBOX_OUTPUT_BYTES of names and contents.
+TOOL_MAX_FILES = 100
+
+
 def _sandboxed(command: Sequence[str], files: dict[str, str] | None) -> dict[str, Any]:
     settings = load_settings()
+    budget = parse_size(settings.sandbox_output_bytes)
     result = run(command, limits_from_settings(settings), files=files,
-                 allow_without=parse_allow_without(settings.sandbox_allow_without))
-    return _report(result)
+                 allow_without=parse_allow_without(settings.sandbox_allow_without),
+                 max_files=TOOL_MAX_FILES, files_budget=budget)
+    return _report(result, budget)
 
 
 def _text(data: bytes) -> str:
@@ -43,9 +52,10 @@ def _text(data: bytes) -> str:
         return f"<{len(data)} bytes of binary data>"
 
 
-def _report(result: SandboxResult) -> dict[str, Any]:
-    """What the model sees: output, status, limits hit, and the files written."""
-    return {
+def _report(result: SandboxResult, files_budget: int) -> dict[str, Any]:
+    """What the model sees (and the step stores): output, status, limits hit,
+    and the files written, with a note of those left out."""
+    report: dict[str, Any] = {
         "exit_code": result.exit_code,
         "stdout": result.stdout.decode(errors="replace"),
         "stderr": result.stderr.decode(errors="replace"),
@@ -54,6 +64,14 @@ def _report(result: SandboxResult) -> dict[str, Any]:
         "output_truncated": result.stdout_truncated or result.stderr_truncated,
         "files": {name: _text(data) for name, data in result.files.items()},
     }
+    if result.files_omitted:
+        report["files_omitted"] = (
+            f"{result.files_omitted} more files ({result.files_omitted_bytes} bytes of names"
+            f" and contents) were left out: the tool returns at most {TOOL_MAX_FILES} files"
+            f" and {files_budget} bytes of names and contents, smallest first; write fewer"
+            " files, or print what matters"
+        )
+    return report
 
 
 @tool(timeout_seconds=TOOL_TIMEOUT_SECONDS)
@@ -93,19 +111,31 @@ def calculator(expression: Annotated[str, Field(pattern=ARITHMETIC)]) -> int | f
 
 
 MAX_REDIRECTS = 5
+DECODE_CHUNK = 65536
+
+# The charsets a page may name: the web's text encodings (the WHATWG Encoding
+# Standard's, by Python's codec name). Python's codec registry also holds
+# zlib_codec and bz2_codec (a few hundred bytes expand to gigabytes) and
+# punycode (quadratic time), so a charset outside this set is read as UTF-8.
+TEXT_ENCODINGS = frozenset({
+    "utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "ascii",
+    *(f"iso8859-{n}" for n in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 13, 14, 15, 16)),
+    *(f"cp{n}" for n in (866, 874, 1250, 1251, 1252, 1253, 1254, 1255, 1256, 1257, 1258)),
+    "koi8-r", "koi8-u", "mac-roman", "mac-cyrillic", "tis-620",
+    "gb2312", "gbk", "gb18030", "big5", "big5hkscs",
+    "euc_jp", "iso2022_jp", "shift_jis", "cp932", "euc_kr", "cp949",
+})
 
 
-def _allowed_hosts(allowlist: str) -> set[str]:
-    return {host.strip().strip("[]").lower() for host in allowlist.split(",") if host.strip()}
-
-
-def _check_url(url: httpx.URL, allowed: set[str]) -> None:
+def _check_url(url: httpx.URL, allowed: Allowlist) -> None:
     if url.scheme not in ("http", "https"):
         raise ToolError(f"http_get fetches only http:// and https:// URLs, not {str(url)!r}")
-    if url.host.lower() not in allowed:
+    if not allowed.allows(url.scheme, url.host, url.port):
+        where = url.host if url.port is None else f"{url.host}:{url.port}"
         raise ToolError(
-            f"http_get may not reach host {url.host!r}: it is not in the operator's allowlist"
-            f" (HOMEO_HTTP_ALLOWLIST allows: {', '.join(sorted(allowed))})"
+            f"http_get may not reach {where!r}: it is not in the operator's allowlist"
+            f" (HOMEO_HTTP_ALLOWLIST allows: {allowed}; an entry without a port allows"
+            " only 80 for http and 443 for https)"
         )
 
 
@@ -122,14 +152,14 @@ async def _read_capped(response: httpx.Response, limit: int) -> tuple[bytes, boo
 async def http_get(url: str) -> dict[str, Any]:
     """Fetch a web page or API response with HTTP GET.
 
-    Only hosts the operator allows can be reached, and redirects only to such
-    hosts; the body is cut at a size limit (see `truncated`).
+    Only hosts and ports the operator allows can be reached, and redirects only
+    to such places; the body is cut at a size limit (see `truncated`).
 
     Args:
         url: the http:// or https:// address to fetch
     """
     settings = load_settings()
-    allowed = _allowed_hosts(settings.http_allowlist)
+    allowed = parse_allowlist(settings.http_allowlist)
     if not allowed:
         raise ToolError(
             "http_get is turned off: the operator has allowed no hosts (HOMEO_HTTP_ALLOWLIST)"
@@ -155,12 +185,16 @@ async def http_get(url: str) -> dict[str, Any]:
                         target = target.join(response.headers["location"])
                         continue
                     body, truncated = await _read_capped(response, limit)
+                    # Decoding is CPU work on up to `limit` bytes: off the event loop.
+                    text, cut = await asyncio.to_thread(
+                        _decode, body, response.charset_encoding, limit
+                    )
                     return {
                         "url": str(target),
                         "status": response.status_code,
                         "content_type": response.headers.get("content-type", ""),
-                        "text": _decode(body, response.encoding or "utf-8"),
-                        "truncated": truncated,
+                        "text": text,
+                        "truncated": truncated or cut,
                     }
     except TimeoutError:
         raise ToolError(f"http_get: {str(target)!r} took longer than {seconds:g}s") from None
@@ -169,9 +203,29 @@ async def http_get(url: str) -> dict[str, Any]:
     raise ToolError(f"http_get: more than {MAX_REDIRECTS} redirects from {url!r}")
 
 
-def _decode(body: bytes, encoding: str) -> str:
+def text_encoding(charset: str | None) -> str:
+    """The codec to read a body with: the charset named, if it is a text encoding."""
     try:
-        # Not final: a body cut at the cap may end inside a character.
-        return codecs.getincrementaldecoder(encoding)().decode(body, final=False)
-    except (UnicodeDecodeError, LookupError):
-        return f"<{len(body)} bytes of binary data>"
+        name = codecs.lookup(charset or "utf-8").name
+    except LookupError:
+        return "utf-8"
+    return name if name in TEXT_ENCODINGS else "utf-8"
+
+
+def _decode(body: bytes, charset: str | None, max_chars: int) -> tuple[str, bool]:
+    """The body as text, at most `max_chars` characters (and whether it was cut)."""
+    decoder = codecs.getincrementaldecoder(text_encoding(charset))()
+    parts: list[str] = []
+    room = max_chars
+    try:
+        for start in range(0, len(body), DECODE_CHUNK):
+            # Not final: a body cut at the cap may end inside a character.
+            text = decoder.decode(body[start:start + DECODE_CHUNK], final=False)
+            if len(text) > room:
+                parts.append(text[:room])
+                return "".join(parts), True
+            parts.append(text)
+            room -= len(text)
+    except UnicodeDecodeError:
+        return f"<{len(body)} bytes of binary data>", False
+    return "".join(parts), False
