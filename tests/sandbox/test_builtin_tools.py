@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from homeo.tools.registry import ToolError, load_tool
+from homeo.tools.registry import Tool, ToolError, load_tool
+
+
+def run_tool(tool: Tool, arguments: dict[str, Any]) -> dict[str, Any]:
+    return asyncio.run(tool.function(**arguments))
 
 
 def test_the_python_tool_runs_code_in_the_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -15,19 +24,19 @@ def test_the_python_tool_runs_code_in_the_sandbox(monkeypatch: pytest.MonkeyPatc
             "rows = pathlib.Path('in.txt').read_text().split()\n"
             "pathlib.Path('out.txt').write_text(str(len(rows)))\n"
             "print(os.getuid(), rows)")
-    report = python.function(**python.validate({"code": code, "files": {"in.txt": "a b c"}}))
+    report = run_tool(python, python.validate({"code": code, "files": {"in.txt": "a b c"}}))
     assert report["exit_code"] == 0, report
     assert report["stdout"] == "65534 ['a', 'b', 'c']\n"
     assert report["files"] == {"in.txt": "a b c", "out.txt": "3"}
     attack = "open('/etc/shadow').read()"
-    report = python.function(**python.validate({"code": attack}))
+    report = run_tool(python, python.validate({"code": attack}))
     assert report["exit_code"] == 1 and "FileNotFoundError" in report["stderr"]
 
 
 def test_the_shell_tool_runs_in_the_same_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOMEO_SANDBOX_TIMEOUT", "1s")
     shell = load_tool("homeo.tools.builtin:shell")
-    report = shell.function(**shell.validate({"command": "id -u; printf x > f; sleep 10"}))
+    report = run_tool(shell, shell.validate({"command": "id -u; printf x > f; sleep 10"}))
     assert report["stdout"] == "65534\n" and report["files"] == {"f": "x"}
     assert report["timed_out"] and report["exit_code"] == 137
     with pytest.raises(ToolError, match="command"):
@@ -43,7 +52,7 @@ def test_the_files_a_tool_returns_are_capped_with_a_note(monkeypatch: pytest.Mon
     code = ("for n in range(5000):\n"
             "    open(f'{n:05d}' + 'x' * 195, 'w').write('y' * 10)\n"
             "open('big', 'w').write('z' * 100_000)\n")
-    report = python.function(**python.validate({"code": code}))
+    report = run_tool(python, python.validate({"code": code}))
     assert report["exit_code"] == 0, report["stderr"]
     assert len(report["files"]) == 100
     assert sum(len(name) + len(text) for name, text in report["files"].items()) <= 64 * 1024
@@ -51,5 +60,37 @@ def test_the_files_a_tool_returns_are_capped_with_a_note(monkeypatch: pytest.Mon
         "4901 more files (1129003 bytes of names and contents) were left out: the tool returns"
         " at most 100 files and 65536 bytes of names and contents, smallest first; write fewer"
         " files, or print what matters")
-    small = python.function(**python.validate({"code": "open('a', 'w').write('b')"}))
+    small = run_tool(python, python.validate({"code": "open('a', 'w').write('b')"}))
     assert small["files"] == {"a": "b"} and "files_omitted" not in small
+
+
+def test_cancelling_a_sandboxed_call_kills_its_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cancelled run's tool call must not keep computing in the sandbox."""
+    monkeypatch.setenv("HOMEO_SANDBOX_TIMEOUT", "120s")
+    shell = load_tool("homeo.tools.builtin:shell")
+    sleeper = b"sleep\x00987.5\x00"  # a command line no other test runs
+
+    async def main() -> bool:
+        call = asyncio.create_task(shell.function(command="exec sleep 987.5"))
+        deadline = time.monotonic() + 60
+        while not _running(sleeper):
+            assert time.monotonic() < deadline, "the sandboxed command never started"
+            await asyncio.sleep(0.02)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        return call.cancelled()
+
+    assert asyncio.run(main())
+    assert not _running(sleeper)  # killed before the cancellation went on
+    assert not list(Path("/dev/shm").glob("homeo-sandbox-*"))  # and its scratch removed
+
+
+def _running(cmdline: bytes) -> bool:
+    for path in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if path.read_bytes() == cmdline:
+                return True
+        except OSError:  # the process ended while we looked
+            continue
+    return False

@@ -12,6 +12,7 @@ import signal
 import stat
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from homeo.sandbox.errors import SandboxError
 from homeo.sandbox.limits import Limits
 
 READ_CHUNK = 65536
+CANCEL_CHECK_SECONDS = 0.05  # how soon a set `cancel` kills the run
 MAX_FILES = 1000  # scratch files returned by default
 
 
@@ -35,6 +37,7 @@ class SandboxResult:
     stderr: bytes
     duration_seconds: float
     timed_out: bool = False
+    cancelled: bool = False  # stopped early by the caller (`cancel` was set)
     oom_killed: bool = False
     stdout_truncated: bool = False
     stderr_truncated: bool = False
@@ -200,8 +203,10 @@ def run(
     allow_without: Iterable[str] = (),
     max_files: int = MAX_FILES,
     files_budget: int | None = None,
+    cancel: threading.Event | None = None,
 ) -> SandboxResult:
-    """Run `command` in the sandbox and wait for it (at most the timeout).
+    """Run `command` in the sandbox and wait for it (at most the timeout, or
+    until `cancel` is set: then the whole process tree is killed at once).
 
     Scratch files come back smallest first, at most `max_files` of them and
     `files_budget` bytes of names and contents (default: `limits.file_bytes`);
@@ -242,7 +247,8 @@ def run(
             os.close(seccomp_fd)
             seccomp_fd = None
         try:
-            out, err, timed_out = _communicate(process, limits, started + limits.timeout_seconds)
+            out, err, timed_out, cancelled = _communicate(
+                process, limits, started + limits.timeout_seconds, cancel)
         finally:
             os.close(status_fd)
         if cgroup is not None:  # nothing of the run outlives it: background processes too
@@ -253,7 +259,7 @@ def run(
         return SandboxResult(
             exit_code=process.returncode if process.returncode >= 0 else 128 - process.returncode,
             stdout=bytes(out.data), stderr=bytes(err.data), duration_seconds=duration,
-            timed_out=timed_out, oom_killed=cgroup.oom_killed() if cgroup else False,
+            timed_out=timed_out, cancelled=cancelled, oom_killed=cgroup.oom_killed() if cgroup else False,
             stdout_truncated=out.truncated, stderr_truncated=err.truncated,
             files=collected.files, files_truncated=collected.omitted > 0,
             files_omitted=collected.omitted, files_omitted_bytes=collected.omitted_bytes,
@@ -269,15 +275,17 @@ def run(
 
 
 def _communicate(
-    process: subprocess.Popen[bytes], limits: Limits, deadline: float
-) -> tuple[_Capture, _Capture, bool]:
+    process: subprocess.Popen[bytes], limits: Limits, deadline: float,
+    cancel: threading.Event | None = None,
+) -> tuple[_Capture, _Capture, bool, bool]:
     """Read both pipes until they close and the process ends, keeping at most
     the caps (the rest is read and dropped so the child never blocks); kill
-    the run at the deadline."""
+    the run at the deadline, or as soon as `cancel` is set. Returns the
+    captures and whether the run timed out or was cancelled."""
     assert process.stdout is not None and process.stderr is not None
     captures = {process.stdout.fileno(): _Capture(limits.stdout_bytes),
                 process.stderr.fileno(): _Capture(limits.stderr_bytes)}
-    timed_out = False
+    timed_out = cancelled = False
     with selectors.DefaultSelector() as selector:
         for fd in captures:
             os.set_blocking(fd, False)
@@ -288,6 +296,12 @@ def _communicate(
                 timed_out = True
                 process.kill()  # bwrap's children die with it (--die-with-parent)
                 break
+            if cancel is not None:
+                if cancel.is_set():
+                    cancelled = True
+                    process.kill()
+                    break
+                remaining = min(remaining, CANCEL_CHECK_SECONDS)
             if not selector.get_map():
                 try:
                     process.wait(timeout=remaining)
@@ -307,4 +321,4 @@ def _communicate(
     process.stdout.close()
     process.stderr.close()
     out, err = captures.values()
-    return out, err, timed_out
+    return out, err, timed_out, cancelled

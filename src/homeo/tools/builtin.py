@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
+import threading
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -36,12 +38,24 @@ TOOL_TIMEOUT_SECONDS = 600.0
 TOOL_MAX_FILES = 100
 
 
-def _sandboxed(command: Sequence[str], files: dict[str, str] | None) -> dict[str, Any]:
+async def _sandboxed(command: Sequence[str], files: dict[str, str] | None) -> dict[str, Any]:
+    """Run `command` in the sandbox on a thread. If the call is cancelled (the
+    run was cancelled, or the worker is stopping), the sandboxed process tree
+    is killed and cleaned up before the cancellation goes on."""
     settings = load_settings()
     budget = parse_size(settings.sandbox_output_bytes)
-    result = run(command, limits_from_settings(settings), files=files,
-                 allow_without=parse_allow_without(settings.sandbox_allow_without),
-                 max_files=TOOL_MAX_FILES, files_budget=budget)
+    cancel = threading.Event()
+    work = asyncio.ensure_future(asyncio.to_thread(
+        run, command, limits_from_settings(settings), files=files,
+        allow_without=parse_allow_without(settings.sandbox_allow_without),
+        max_files=TOOL_MAX_FILES, files_budget=budget, cancel=cancel))
+    try:
+        result = await asyncio.shield(work)
+    except asyncio.CancelledError:
+        cancel.set()
+        with contextlib.suppress(Exception):
+            await work
+        raise
     return _report(result, budget)
 
 
@@ -75,7 +89,7 @@ def _report(result: SandboxResult, files_budget: int) -> dict[str, Any]:
 
 
 @tool(timeout_seconds=TOOL_TIMEOUT_SECONDS)
-def python(code: str, files: dict[str, str] | None = None) -> dict[str, Any]:
+async def python(code: str, files: dict[str, str] | None = None) -> dict[str, Any]:
     """Run Python code (standard library only) in a sandbox with no network.
 
     The working directory /scratch is writable; files written there are returned.
@@ -84,11 +98,11 @@ def python(code: str, files: dict[str, str] | None = None) -> dict[str, Any]:
         code: the Python program to run; print what you want to see
         files: text files to put in /scratch first, by relative path
     """
-    return _sandboxed([python_executable(), "-I", "-c", code], files)
+    return await _sandboxed([python_executable(), "-I", "-c", code], files)
 
 
 @tool(timeout_seconds=TOOL_TIMEOUT_SECONDS)
-def shell(command: str, files: dict[str, str] | None = None) -> dict[str, Any]:
+async def shell(command: str, files: dict[str, str] | None = None) -> dict[str, Any]:
     """Run a shell command (POSIX sh) in a sandbox with no network.
 
     The working directory /scratch is writable; files written there are returned.
@@ -97,7 +111,7 @@ def shell(command: str, files: dict[str, str] | None = None) -> dict[str, Any]:
         command: the command line to run
         files: text files to put in /scratch first, by relative path
     """
-    return _sandboxed(["/bin/sh", "-c", command], files)
+    return await _sandboxed(["/bin/sh", "-c", command], files)
 
 
 @tool(idempotent=True, timeout_seconds=5)
