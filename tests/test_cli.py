@@ -19,12 +19,19 @@ COMMAND_DEADLINE_SECONDS = 60
 pytestmark = pytest.mark.slow  # starts subprocesses
 
 
+def homeo_env(**env: str) -> dict[str, str]:
+    """The caller's environment without its HOMEO_* settings, plus `env`. The
+    caller's PYTHONPATH is kept (after tests/support), so a worktree's sources
+    are what the subprocess runs."""
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("HOMEO_")}
+    path = os.pathsep.join(filter(None, [str(SUPPORT), os.environ.get("PYTHONPATH")]))
+    return {**clean, "PYTHONPATH": path, "COLUMNS": "60", **env}
+
+
 def homeo(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """Run `homeo ARGS` with none of the caller's HOMEO_* settings, plus `env`."""
-    clean = {key: value for key, value in os.environ.items() if not key.startswith("HOMEO_")}
     return subprocess.run(
-        [str(HOMEO), *args],
-        env={**clean, "PYTHONPATH": str(SUPPORT), "COLUMNS": "60", **env},
+        [str(HOMEO), *args], env=homeo_env(**env),
         capture_output=True, text=True, timeout=COMMAND_DEADLINE_SECONDS,
     )
 
@@ -129,6 +136,29 @@ def test_doctor_reports_the_storage_backends(tmp_path: Path) -> None:
          "homeo: invalid setting HOMEO_LEASE_SECONDS='-1': Input should be greater than 0"),
         (["run", "echo", "hi"], {"HOMEO_DATABASE_URL": "mysql://x"},
          "homeo: invalid setting HOMEO_DATABASE_URL='mysql://x': Value error, must start with"),
+        # Malformed JSON, once a 148-line traceback.
+        (["serve"], {"HOMEO_MODELS": "{bad"},
+         "homeo: invalid setting HOMEO_MODELS: not valid JSON (Expecting property name"),
+        (["worker"], {"HOMEO_PRICES": "[1"},
+         "homeo: invalid setting HOMEO_PRICES: not valid JSON (Expecting ',' delimiter at line 1"
+         " column 3) (e.g. HOMEO_PRICES='{"),
+        (["run", "echo", "hi"], {"HOMEO_TOOL_POLICY": "{"},
+         "homeo: invalid setting HOMEO_TOOL_POLICY: not valid JSON"),
+        (["doctor"], {"HOMEO_MCP_SERVERS": "nope"},
+         "homeo: invalid setting HOMEO_MCP_SERVERS: not valid JSON (Expecting value"),
+        (["doctor"], {"HOMEO_WORKERS": "two"},
+         "homeo: invalid setting HOMEO_WORKERS='two': Input should be a valid integer, unable to"
+         " parse string as an integer (e.g. HOMEO_WORKERS=2)"),
+        (["serve"], {"HOMEO_OPENAI_BASE_URL": "api.openai.com"},
+         "homeo: invalid setting HOMEO_OPENAI_BASE_URL='api.openai.com': Value error, must be an"
+         " http:// or https:// URL with a host (e.g. HOMEO_OPENAI_BASE_URL=https://"),
+        (["worker"], {"HOMEO_OTLP_ENDPOINT": "collector:4318"},
+         "homeo: invalid setting HOMEO_OTLP_ENDPOINT='collector:4318': Value error"),
+        (["run", "echo", "hi"], {"HOMEO_HTTP_TIMEOUT": "soon"},
+         "homeo: invalid setting HOMEO_HTTP_TIMEOUT='soon': Value error, 'soon' is not a duration"
+         " such as 5s, 500ms or 2m (e.g. HOMEO_HTTP_TIMEOUT=10s)"),
+        (["doctor"], {"HOMEO_SANDBOX_MEMORY": "lots"},
+         "homeo: invalid setting HOMEO_SANDBOX_MEMORY='lots': Value error"),
     ],
 )
 def test_a_bad_setting_exits_2_with_one_line_naming_it(
