@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -203,3 +204,18 @@ def test_keys_revoke_of_an_unknown_key_and_a_bad_tenant_say_what_is_wrong(tmp_pa
     assert "no API key '0123456789abcdef'; `homeo keys list` shows them" in unknown.stderr
     bad = homeo("keys", "create", "--tenant", "no spaces allowed", "--data-dir", data)
     assert bad.returncode == 2 and "default_tenant" in bad.stderr.lower()
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line_before_doing_anything(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = homeo("serve", "--port", str(port), "--data-dir", str(tmp_path / "data"))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stdout == ""
+    (line,) = done.stderr.strip().splitlines()
+    assert line == (f"homeo: 127.0.0.1:{port} is already in use by another process; stop that"
+                    " process, or serve on another port with --port (or HOMEO_PORT)")
+    # Nothing was opened, so no admin key was made (and none shown) for a server that never ran.
+    assert not (tmp_path / "data").exists()
