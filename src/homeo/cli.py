@@ -1,4 +1,4 @@
-"""The `homeo` command line: serve, worker, run, agents, keys, doctor, mcp, sandbox."""
+"""The `homeo` command line: serve, worker, run, runs, agents, keys, doctor, mcp, sandbox."""
 
 from __future__ import annotations
 
@@ -27,11 +27,30 @@ from homeo.cli_common import (
     opened,
     settings_or_exit,
 )
+from homeo.cli_runs import runs_app
 from homeo.engine.agents import AgentError
 from homeo.observe import logs
 
 app = typer.Typer(help="homeo: run AI agents durably, securely and observably.",
                   no_args_is_help=True, add_completion=False, context_settings=CONTEXT)
+app.add_typer(runs_app, name="runs")
+
+
+def _print_version(given: bool) -> None:
+    if given:
+        from importlib.metadata import version
+
+        print(f"homeo {version('homeo')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="Print the version and exit.",
+    )] = False,
+) -> None:
+    """homeo: run AI agents durably, securely and observably."""
 
 
 def _steady_gc() -> None:
@@ -176,19 +195,20 @@ def run(
     """Run an agent now and show its progress step by step.
 
     The run goes through the durable queue like any other; this process works
-    the queue until the run ends."""
+    the queue until the run ends. Ctrl-C pauses the run when its current step
+    ends (exit 130; `homeo worker` resumes it), a second Ctrl-C leaves at once."""
     from homeo.cli_progress import run_with_progress
 
     settings = settings_or_exit(data_dir=data_dir, database_url=database_url, agents_dir=agents_dir)
     logs.configure("warning", settings.log_json)
     runtime = open_runtime(settings)
     try:
-        status = asyncio.run(
+        code = asyncio.run(
             run_with_progress(runtime, agent, input, Console(soft_wrap=True), console)
         )
     finally:
         asyncio.run(runtime.aclose())
-    raise typer.Exit(0 if status == "succeeded" else 1)
+    raise typer.Exit(code)
 
 
 @app.command("agents")
@@ -251,7 +271,8 @@ class KeyRoleOption(str, enum.Enum):
     admin = "admin"
 
 
-keys_app = typer.Typer(help="Make, list and revoke API keys.", no_args_is_help=True)
+keys_app = typer.Typer(help="Make, list and revoke API keys.", no_args_is_help=True,
+                       context_settings=CONTEXT)
 app.add_typer(keys_app, name="keys")
 
 
@@ -318,7 +339,7 @@ def keys_revoke(
 
 
 sandbox_app = typer.Typer(help="Run commands in the sandbox that tools use.",
-                          no_args_is_help=True)
+                          no_args_is_help=True, context_settings=CONTEXT)
 app.add_typer(sandbox_app, name="sandbox")
 Size = Annotated[str | None, typer.Option(help="Memory, e.g. 256M [HOMEO_SANDBOX_MEMORY].")]
 Duration = Annotated[str | None, typer.Option(help="Wall clock, e.g. 5s [HOMEO_SANDBOX_TIMEOUT].")]

@@ -77,3 +77,24 @@ def test_following_a_run_of_another_tenant_or_none_raises_run_not_found(
     for tenant, run_id in (("globex", run.id), (TENANT, "run_" + "0" * 22)):
         with pytest.raises(RunNotFound, match=f"no run '{run_id}' for tenant '{tenant}'"):
             asyncio.run(first(tenant, run_id))
+
+
+def test_until_ends_the_following_after_one_more_look(backends: Backends) -> None:
+    store = backends.store
+    run, _ = store.create_run(NewRun(tenant_id=TENANT, agent="a", input="hi"))
+    stopped = False
+
+    async def worker_stops(seconds: float) -> None:
+        # What a stopping worker writes before it is done, then it is done.
+        nonlocal stopped
+        store.transition_run(TENANT, run.id, "running", allowed_from={"queued"})
+        store.begin_step(TENANT, run.id, 0, "model", "model", {})
+        store.transition_run(TENANT, run.id, "queued", allowed_from={"running"})
+        stopped = True
+
+    async def follow() -> list[Step | Run]:
+        return [item async for item in follow_run(store, TENANT, run.id, sleep=worker_stops,
+                                                  until=lambda: stopped)]
+
+    assert [seen(item) for item in asyncio.run(follow())] == [
+        ("run", "queued"), ("step", 0, "running", 1)]

@@ -23,14 +23,20 @@ async def follow_run(
     *,
     poll_seconds: float = FOLLOW_POLL_SECONDS,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    until: Callable[[], bool] = lambda: False,
 ) -> AsyncIterator[Step | Run]:
     """Yield each step when it begins or changes (status or attempt), and the
     run when its status changes, in that order on each look; the last item is
-    the run once it is final. Raises RunNotFound if there is no such run."""
+    the run once it is final. Raises RunNotFound if there is no such run.
+
+    `until()` true ends the following early, after one more look: what was
+    written before it turned true is still yielded (`homeo run` follows until
+    its own worker has stopped)."""
     seen_steps: dict[int, tuple[str, int]] = {}
     seen_status: str | None = None
     settled = -1  # steps up to here succeeded, so they never change again
     while True:
+        last_look = until()
         # The run before its steps: once the run is final, every step is written.
         run = await read_async(store, store.get_run, tenant_id, run_id)
         if run is None:
@@ -47,6 +53,6 @@ async def follow_run(
         if run.status != seen_status:
             seen_status = run.status
             yield run
-        if run.is_final:
+        if run.is_final or last_look:
             return
         await sleep(poll_seconds)
