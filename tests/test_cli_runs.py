@@ -38,7 +38,7 @@ def homeo(*args: str) -> Result:
 
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
-    """A data folder holding two runs of tenant `default`: calc (succeeded), then broken (failed)."""
+    """A data folder with two runs of tenant `default`: calc (succeeded), then broken (failed)."""
     sys.path.insert(0, str(SUPPORT))
     try:
         import scriptkit
@@ -175,7 +175,10 @@ def every_command(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[
     return found
 
 
-@pytest.mark.parametrize("path", every_command(get_command(app)), ids=" ".join)  # type: ignore[arg-type]
+COMMANDS = every_command(get_command(app))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
 def test_h_is_help_on_every_command(path: tuple[str, ...]) -> None:
     short, long = homeo(*path, "-h"), homeo(*path, "--help")
     assert short.exit_code == 0, short.stderr

@@ -150,7 +150,8 @@ def test_unknown_homeo_variables_are_reported_with_a_suggestion() -> None:
     [
         ("HOMEO_MODELS", "{bad",
          "not valid JSON (Expecting property name enclosed in double quotes at line 1 column 2)",
-         """HOMEO_MODELS='{"default": [{"model": "local"}], "embedding": [{"model": "minilm"}]}'"""),
+         "HOMEO_MODELS='{\"default\": [{\"model\": \"local\"}], \"embedding\":"
+         " [{\"model\": \"minilm\"}]}'"),
         ("HOMEO_PRICES", '{"gpt": {"input_per_million": 1,}}',
          "not valid JSON (Expecting property name enclosed in double quotes at line 1 column 33)",
          "HOMEO_PRICES='{\"openai:gpt-4o-mini\": {\"input_per_million\": 0.15,"),
@@ -183,7 +184,9 @@ def test_every_example_shown_in_an_error_is_a_valid_value(
 ) -> None:
     example = example_of(name)
     if example is None:  # free text: any value is valid, so no error shows an example
-        assert Settings.model_fields[name].annotation is str
+        assert Settings.model_fields[name].annotation is str, (
+            f"HOMEO_{name.upper()} has no valid value to show in its errors; add one to"
+            " homeo.config._EXAMPLES")
         return
     monkeypatch.setenv(f"HOMEO_{name.upper()}", example)
     assert name in load_settings().model_fields_set  # read from the variable, and valid

@@ -39,8 +39,8 @@ def test_every_cli_command_in_the_readme_exists() -> None:
 
 
 def test_every_cli_subcommand_in_the_readme_exists() -> None:
-    groups = {name: command for name, command in get_command(cli_app).commands.items()  # type: ignore[attr-defined]
-              if hasattr(command, "commands")}
+    commands = get_command(cli_app).commands  # type: ignore[attr-defined]
+    groups = {name: command for name, command in commands.items() if hasattr(command, "commands")}
     mentioned = set(re.findall(r"(?:bin/homeo|`homeo) (\w+) (\w+)", README))
     missing = {pair for pair in mentioned
                if pair[0] in groups and pair[1] not in groups[pair[0]].commands}

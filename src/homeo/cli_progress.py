@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from rich.console import Console
+from rich.status import Status
 from rich.text import Text
 
 from homeo.cli_show import outcome_lines, step_line
@@ -50,12 +51,12 @@ class _Activity:
 
 
 @contextlib.contextmanager
-def _spinner(out: Console, activity: _Activity) -> Iterator[None]:
+def _spinner(out: Console, activity: _Activity) -> Iterator[Status | None]:
     if not out.is_terminal:
-        yield
+        yield None
         return
-    with out.status(activity, spinner="dots"):
-        yield
+    with out.status(activity, spinner="dots") as status:
+        yield status
 
 
 async def run_with_progress(
@@ -83,7 +84,8 @@ async def run_with_progress(
     activity = _Activity(clock)
     current = run
     try:
-        with _spinner(out, activity):
+        with _spinner(out, activity) as spinner:
+            interrupts.spinner = spinner
             async for item in follow_run(runtime.backends.store, run.tenant_id, run.id,
                                          poll_seconds=0.1, until=serving.done):
                 activity.show(item)
@@ -116,20 +118,28 @@ class _CtrlC:
                  lease_seconds: float) -> None:
         self.run, self.stop, self.out, self.errors = run, stop, out, errors
         self.lease_seconds = lease_seconds
+        self.spinner: Status | None = None
         self.loop = asyncio.get_running_loop()
         self.loop.add_signal_handler(signal.SIGINT, self._interrupted)
 
     def _interrupted(self) -> None:
+        # The spinner stops while a message is printed (it would overwrite the
+        # line), and for good when leaving (which also brings the cursor back).
+        if self.spinner is not None:
+            self.spinner.stop()
         if not self.stop.is_set():
             self.stop.set()
             self.errors.print(
                 f"homeo: Ctrl-C: run {self.run.id} pauses when its current step ends;"
                 " Ctrl-C again to leave now", markup=False)
+            if self.spinner is not None:
+                self.spinner.start()
             return
         self.errors.print(
             f"homeo: left run {self.run.id} mid-step: it stays running until its lease expires"
-            f" (within {self.lease_seconds:g} s), then a worker (`homeo worker`) resumes it, repeating that"
-            f" step only if it is safe to; to cancel it instead: `homeo runs cancel {self.run.id}`",
+            f" (within {self.lease_seconds:g} s), then a worker (`homeo worker`) resumes it,"
+            " repeating that step only if it is safe to; to cancel it instead:"
+            f" `homeo runs cancel {self.run.id}`",
             markup=False)
         for stream in (self.out.file, sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):

@@ -173,7 +173,8 @@ async def _follow(store, tenant_id: str, run_id: str, as_json: bool) -> Run:  # 
         async for item in follow_run(store, tenant_id, run_id):
             if isinstance(item, Step):
                 if as_json:
-                    _print_json({"event": "step", "data": StepView.of(item).model_dump(mode="json")})
+                    data = StepView.of(item).model_dump(mode="json")
+                    _print_json({"event": "step", "data": data})
                 else:
                     out.print(step_line(item), markup=False)
                 continue
