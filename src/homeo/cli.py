@@ -367,7 +367,7 @@ def sandbox_run(
     settings = settings_or_exit(sandbox_memory=memory, sandbox_timeout=timeout, sandbox_pids=pids,
                          sandbox_cpu=cpu)
     try:
-        result = sandboxed(command, limits_fromsettings_or_exit(settings),
+        result = sandboxed(command, limits_from_settings(settings),
                            allow_without=parse_allow_without(settings.sandbox_allow_without))
     except SandboxError as error:
         console.print(f"homeo: {error}", markup=False)
