@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from homeo.config import EXAMPLE_AGENTS_DIR, Settings, SettingsError, load_settings
+from homeo.config import EXAMPLE_AGENTS_DIR, Settings, SettingsError, example_of, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +73,7 @@ def test_a_bad_variable_is_one_line_naming_it_and_its_value(
 ) -> None:
     monkeypatch.setenv("HOMEO_PORT", "abc")
     assert error_of() == ("invalid setting HOMEO_PORT='abc': Input should be a valid integer,"
-                          " unable to parse string as an integer")
+                          " unable to parse string as an integer (e.g. HOMEO_PORT=8080)")
 
 
 @pytest.mark.parametrize(
@@ -91,6 +91,11 @@ def test_a_bad_variable_is_one_line_naming_it_and_its_value(
          "Value error, must be an http:// or https:// URL, or empty"),
         ("HOMEO_KEY_RATE_LIMIT", "10/day",
          "Value error, rate limit '10/day' must look like N/second, N/minute or N/hour"),
+        ("HOMEO_OPENAI_BASE_URL", "api.openai.com/v1",
+         "Value error, must be an http:// or https:// URL with a host"),
+        ("HOMEO_SANDBOX_TIMEOUT", "10 parsecs",
+         "Value error, '10 parsecs' is not a duration such as 5s, 500ms or 2m"),
+        ("HOMEO_TENANT_TOKENS_PER_DAY", "lots", "Input should be a valid integer"),
     ],
 )
 def test_each_bad_variable_names_itself(
@@ -102,14 +107,17 @@ def test_each_bad_variable_names_itself(
 
 def test_a_bad_override_is_named_as_its_variable() -> None:
     assert error_of(port=0) == (
-        "invalid setting HOMEO_PORT=0: Input should be greater than or equal to 1")
+        "invalid setting HOMEO_PORT=0: Input should be greater than or equal to 1"
+        " (e.g. HOMEO_PORT=8080)")
 
 
 def test_several_bad_settings_are_all_named_on_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOMEO_WORKERS", "-1")
     assert error_of(port=0) == (
-        "invalid setting HOMEO_PORT=0: Input should be greater than or equal to 1; "
-        "invalid setting HOMEO_WORKERS='-1': Input should be greater than or equal to 0")
+        "invalid setting HOMEO_PORT=0: Input should be greater than or equal to 1"
+        " (e.g. HOMEO_PORT=8080); "
+        "invalid setting HOMEO_WORKERS='-1': Input should be greater than or equal to 0"
+        " (e.g. HOMEO_WORKERS=2)")
 
 
 def test_an_unknown_override_is_refused() -> None:
@@ -135,3 +143,50 @@ def test_unknown_homeo_variables_are_reported_with_a_suggestion() -> None:
         "ignoring unknown setting HOMEO_PROT (did you mean HOMEO_PORT?)",
         "ignoring unknown setting HOMEO_ZZZ",
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem", "example"),
+    [
+        ("HOMEO_MODELS", "{bad",
+         "not valid JSON (Expecting property name enclosed in double quotes at line 1 column 2)",
+         "HOMEO_MODELS='{\"default\": [{\"model\": \"local\"}], \"embedding\":"
+         " [{\"model\": \"minilm\"}]}'"),
+        ("HOMEO_PRICES", '{"gpt": {"input_per_million": 1,}}',
+         "not valid JSON (Expecting property name enclosed in double quotes at line 1 column 33)",
+         "HOMEO_PRICES='{\"openai:gpt-4o-mini\": {\"input_per_million\": 0.15,"),
+        ("HOMEO_MCP_SERVERS", "[", "not valid JSON (Expecting value at line 1 column 2)",
+         "HOMEO_MCP_SERVERS='{\"files\": {\"command\":"),
+        ("HOMEO_TOOL_POLICY", "deny everything",
+         "not valid JSON (Expecting value at line 1 column 1)",
+         "HOMEO_TOOL_POLICY='{\"*\": {\"deny\": [\"http_get\"]}}'"),
+    ],
+)
+def test_malformed_json_is_one_line_naming_the_setting_and_a_valid_value(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, problem: str, example: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    message = error_of()
+    assert message.startswith(f"invalid setting {name}: {problem} (e.g. {example}")
+
+
+def test_a_bad_url_inside_a_json_setting_says_where(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOMEO_MODELS",
+                       '{"default": [{"model": "openai:x", "base_url": "localhost:8000"}]}')
+    assert error_of().startswith(
+        "invalid setting HOMEO_MODELS: Value error, must be an http:// or https:// URL with a"
+        " host (at default.0.base_url='localhost:8000') (e.g. HOMEO_MODELS=")
+
+
+@pytest.mark.parametrize("name", sorted(Settings.model_fields))
+def test_every_example_shown_in_an_error_is_a_valid_value(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    example = example_of(name)
+    if example is None:  # free text: any value is valid, so no error shows an example
+        assert Settings.model_fields[name].annotation is str, (
+            f"HOMEO_{name.upper()} has no valid value to show in its errors; add one to"
+            " homeo.config._EXAMPLES")
+        return
+    monkeypatch.setenv(f"HOMEO_{name.upper()}", example)
+    assert name in load_settings().model_fields_set  # read from the variable, and valid

@@ -1,68 +1,57 @@
-"""The `homeo` command line: serve, worker, run, agents, keys, doctor, mcp, sandbox."""
+"""The `homeo` command line: serve, worker, run, runs, agents, keys, doctor, mcp, sandbox."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
+import errno
 import gc
 import signal
+import socket
 import sys
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from homeo.config import Settings, SettingsError, load_settings, unknown_settings
-from homeo.db.url import redact, redact_text
+from homeo.cli_common import (
+    CONTEXT,
+    AgentsDir,
+    DatabaseUrl,
+    DataDir,
+    Tenant,
+    Workers,
+    console,
+    fail,
+    open_runtime,
+    opened,
+    settings_or_exit,
+)
+from homeo.cli_runs import runs_app
+from homeo.db.url import redact
 from homeo.engine.agents import AgentError
 from homeo.observe import logs
 
 app = typer.Typer(help="homeo: run AI agents durably, securely and observably.",
-                  no_args_is_help=True, add_completion=False)
-# soft_wrap: a message stays one line however narrow the terminal (or pipe) is.
-console = Console(stderr=True, soft_wrap=True)
-
-DataDir = Annotated[Path | None, typer.Option(help="Where data lives [HOMEO_DATA_DIR].")]
-DatabaseUrl = Annotated[
-    str | None, typer.Option(help="sqlite:///PATH or postgresql://... [HOMEO_DATABASE_URL].")
-]
-AgentsDir = Annotated[Path | None, typer.Option(help="Folder of agent YAML [HOMEO_AGENTS_DIR].")]
-Workers = Annotated[
-    int | None, typer.Option(help="Concurrent runs in this process [HOMEO_WORKERS].")
-]
+                  no_args_is_help=True, add_completion=False, context_settings=CONTEXT)
+app.add_typer(runs_app, name="runs")
 
 
-def _settings(**overrides: Any) -> Settings:
-    for warning in unknown_settings():
-        console.print(f"homeo: {warning}", markup=False)
-    try:
-        return load_settings(**overrides)
-    except SettingsError as error:
-        console.print(f"homeo: {error}", markup=False)
-        raise typer.Exit(2) from None
+def _print_version(given: bool) -> None:
+    if given:
+        from importlib.metadata import version
+
+        print(f"homeo {version('homeo')}")
+        raise typer.Exit()
 
 
-def _fail(message: str) -> None:
-    console.print(f"homeo: {message}", markup=False)
-    raise typer.Exit(1)
-
-
-def _open(settings: Settings):  # -> Runtime, imported late to keep `--help` fast
-    from homeo.backends import BackendUnavailable
-    from homeo.runtime import Runtime
-
-    try:
-        runtime = Runtime.open(settings)
-        runtime.publish_agents()
-    except (BackendUnavailable, AgentError) as error:
-        _fail(str(error))
-    except Exception as error:  # a database that refuses to open
-        url = settings.resolved_database_url()
-        _fail(f"cannot open {redact(url)}: {redact_text(str(error), url)}")
-    return runtime
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="Print the version and exit.",
+    )] = False,
+) -> None:
+    """homeo: run AI agents durably, securely and observably."""
 
 
 def _steady_gc() -> None:
@@ -74,16 +63,6 @@ def _steady_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 20, 20)
-
-
-@contextlib.contextmanager
-def _opened(settings: Settings) -> Iterator[Any]:  # Iterator[Runtime]
-    """The runtime for one short command, closed after it."""
-    runtime = _open(settings)
-    try:
-        yield runtime
-    finally:
-        asyncio.run(runtime.aclose())
 
 
 @app.command()
@@ -100,10 +79,12 @@ def serve(
 
     from homeo.api.app import create_app
 
-    settings = _settings(host=host, port=port, data_dir=data_dir, database_url=database_url,
-                         agents_dir=agents_dir, workers=workers)
+    settings = settings_or_exit(host=host, port=port, data_dir=data_dir,
+                                database_url=database_url, agents_dir=agents_dir, workers=workers)
+    # The address first: if it is taken, nothing is printed, opened or made.
+    listener = _listen(settings.host, settings.port)
     logs.configure(settings.log_level, settings.log_json)
-    runtime = _open(settings)
+    runtime = open_runtime(settings)
     _first_key(runtime)
     worker = runtime.worker() if settings.workers > 0 else None
     api = create_app(settings, runtime.backends, runtime.metrics, worker, runtime.models,
@@ -117,11 +98,47 @@ def serve(
     # raises the signal again; exit 0 through `finally` then, as `homeo worker` does.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     _steady_gc()
+    # On SIGTERM requests in flight get the same grace period as the workers' steps.
+    server = uvicorn.Server(uvicorn.Config(
+        api, log_level="warning", access_log=False,
+        timeout_graceful_shutdown=max(int(settings.shutdown_grace_seconds), 1)))
     try:
-        uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning",
-                    access_log=False)
+        server.run(sockets=[listener])
     finally:
+        listener.close()
         asyncio.run(runtime.aclose())
+
+
+LISTEN_BACKLOG = 2048  # uvicorn's default
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket listening on host:port, or exit 2 with one line saying why not
+    and what to do. Listening (not only binding) claims the port, so a second
+    `homeo serve` on it fails here too."""
+    where = f"{host}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as error:
+        fail(f"cannot serve on {where}: {host!r} is not an address ({error.strerror}); give one"
+             " of this machine's with --host (or HOMEO_HOST), e.g. 127.0.0.1", code=2)
+    listener = socket.socket(family, kind, proto)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+    try:
+        listener.bind(address)
+        listener.listen(LISTEN_BACKLOG)
+    except OSError as error:
+        listener.close()
+        if error.errno == errno.EADDRINUSE:
+            fail(f"{where} is already in use by another process; stop that process, or serve on"
+                 " another port with --port (or HOMEO_PORT)", code=2)
+        if error.errno == errno.EACCES:
+            fail(f"cannot serve on {where}: permission denied (ports below 1024 need privileges);"
+                 " choose another port with --port (or HOMEO_PORT), e.g. 8080", code=2)
+        fail(f"cannot serve on {where}: {error.strerror}; choose an address of this machine with"
+             " --host and a free port with --port (or HOMEO_HOST, HOMEO_PORT)", code=2)
+    return listener
 
 
 def _first_key(runtime) -> None:  # noqa: ANN001 (Runtime, imported late)
@@ -150,12 +167,12 @@ def worker(
     workers: Workers = None,
 ) -> None:
     """Run workers only, sharing the database with `homeo serve` and other workers."""
-    settings = _settings(data_dir=data_dir, database_url=database_url, agents_dir=agents_dir,
+    settings = settings_or_exit(data_dir=data_dir, database_url=database_url, agents_dir=agents_dir,
                          workers=workers)
     if settings.workers < 1:
-        _fail("a worker process needs --workers 1 or more")
+        fail("a worker process needs --workers 1 or more")
     logs.configure(settings.log_level, settings.log_json)
-    runtime = _open(settings)
+    runtime = open_runtime(settings)
     _steady_gc()
 
     async def main() -> None:
@@ -182,19 +199,20 @@ def run(
     """Run an agent now and show its progress step by step.
 
     The run goes through the durable queue like any other; this process works
-    the queue until the run ends."""
+    the queue until the run ends. Ctrl-C pauses the run when its current step
+    ends (exit 130; `homeo worker` resumes it), a second Ctrl-C leaves at once."""
     from homeo.cli_progress import run_with_progress
 
-    settings = _settings(data_dir=data_dir, database_url=database_url, agents_dir=agents_dir)
+    settings = settings_or_exit(data_dir=data_dir, database_url=database_url, agents_dir=agents_dir)
     logs.configure("warning", settings.log_json)
-    runtime = _open(settings)
+    runtime = open_runtime(settings)
     try:
-        status = asyncio.run(
+        code = asyncio.run(
             run_with_progress(runtime, agent, input, Console(soft_wrap=True), console)
         )
     finally:
         asyncio.run(runtime.aclose())
-    raise typer.Exit(0 if status == "succeeded" else 1)
+    raise typer.Exit(code)
 
 
 @app.command("agents")
@@ -202,11 +220,11 @@ def list_agents(agents_dir: AgentsDir = None) -> None:
     """List the agents defined in the agents folder."""
     from homeo.engine.agents import load_agents
 
-    settings = _settings(agents_dir=agents_dir)
+    settings = settings_or_exit(agents_dir=agents_dir)
     try:
         specs = load_agents(settings.agents_dir)
     except AgentError as error:
-        _fail(str(error))
+        fail(str(error))
     out = Console(soft_wrap=True)
     for spec in specs.values():
         tools = ", ".join(t.rpartition(":")[2] for t in spec.tools) or "no tools"
@@ -219,7 +237,7 @@ def doctor(database_url: DatabaseUrl = None, data_dir: DataDir = None) -> None:
     """Tell what is real on this machine and what is missing, with the fix."""
     from homeo.doctor import run_checks
 
-    settings = _settings(database_url=database_url, data_dir=data_dir)
+    settings = settings_or_exit(database_url=database_url, data_dir=data_dir)
     from rich.markup import escape
 
     out = Console(soft_wrap=True, highlight=False)
@@ -243,9 +261,9 @@ def mcp_server(
     durable queue in this process and returns its output."""
     from homeo.mcp.serve import build_server
 
-    settings = _settings(data_dir=data_dir, database_url=database_url, agents_dir=agents_dir)
+    settings = settings_or_exit(data_dir=data_dir, database_url=database_url, agents_dir=agents_dir)
     logs.configure("warning", settings.log_json)  # stdout carries the protocol; logs go to stderr
-    runtime = _open(settings)
+    runtime = open_runtime(settings)
     try:
         build_server(runtime).run("stdio")
     finally:
@@ -257,9 +275,9 @@ class KeyRoleOption(str, enum.Enum):
     admin = "admin"
 
 
-keys_app = typer.Typer(help="Make, list and revoke API keys.", no_args_is_help=True)
+keys_app = typer.Typer(help="Make, list and revoke API keys.", no_args_is_help=True,
+                       context_settings=CONTEXT)
 app.add_typer(keys_app, name="keys")
-Tenant = Annotated[str | None, typer.Option(help="The tenant [HOMEO_DEFAULT_TENANT].")]
 
 
 @keys_app.command("create")
@@ -278,9 +296,9 @@ def keys_create(
     agents folder is published for the tenant, so it can run them at once."""
     from homeo.keys import create_key
 
-    settings = _settings(data_dir=data_dir, database_url=database_url,
+    settings = settings_or_exit(data_dir=data_dir, database_url=database_url,
                          default_tenant=tenant)
-    with _opened(settings) as runtime:
+    with opened(settings) as runtime:
         key, record = create_key(runtime.backends.store, settings.default_tenant, name,
                                  role=role.value)
     console.print(f"homeo: {record.role} key {record.id} for tenant {record.tenant_id!r}; it is"
@@ -297,8 +315,8 @@ def keys_list(
     """List API keys (ids, never secrets), oldest first."""
     import datetime
 
-    settings = _settings(data_dir=data_dir, database_url=database_url)
-    with _opened(settings) as runtime:
+    settings = settings_or_exit(data_dir=data_dir, database_url=database_url)
+    with opened(settings) as runtime:
         records = runtime.backends.store.list_keys(tenant)
     out = Console(soft_wrap=True)
     for record in records:
@@ -315,17 +333,17 @@ def keys_revoke(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Revoke an API key: requests with it are refused within 5 seconds."""
-    settings = _settings(data_dir=data_dir, database_url=database_url)
-    with _opened(settings) as runtime:
+    settings = settings_or_exit(data_dir=data_dir, database_url=database_url)
+    with opened(settings) as runtime:
         record = runtime.backends.store.revoke_key(key_id.removeprefix("hk_")[:16])
     if record is None:
-        _fail(f"no API key {key_id!r}; `homeo keys list` shows them")
+        fail(f"no API key {key_id!r}; `homeo keys list` shows them")
     console.print(f"homeo: key {record.id} of tenant {record.tenant_id!r} is revoked",
                   markup=False)
 
 
 sandbox_app = typer.Typer(help="Run commands in the sandbox that tools use.",
-                          no_args_is_help=True)
+                          no_args_is_help=True, context_settings=CONTEXT)
 app.add_typer(sandbox_app, name="sandbox")
 Size = Annotated[str | None, typer.Option(help="Memory, e.g. 256M [HOMEO_SANDBOX_MEMORY].")]
 Duration = Annotated[str | None, typer.Option(help="Wall clock, e.g. 5s [HOMEO_SANDBOX_TIMEOUT].")]
@@ -350,7 +368,7 @@ def sandbox_run(
     from homeo.sandbox.layers import parse_allow_without
     from homeo.sandbox.limits import limits_from_settings
 
-    settings = _settings(sandbox_memory=memory, sandbox_timeout=timeout, sandbox_pids=pids,
+    settings = settings_or_exit(sandbox_memory=memory, sandbox_timeout=timeout, sandbox_pids=pids,
                          sandbox_cpu=cpu)
     try:
         result = sandboxed(command, limits_from_settings(settings),

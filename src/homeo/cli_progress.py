@@ -1,39 +1,70 @@
-"""`homeo run`: submit a run, work the queue, print each step as it happens."""
+"""`homeo run`: submit a run, work the queue, print each step as it happens.
+
+On a terminal a spinner shows the step in progress and how long it has taken;
+piped, only the step lines are printed. Ctrl-C pauses the run when its current
+step ends (it stays queued, and resumes where it stopped when a worker runs);
+a second Ctrl-C leaves at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
-from typing import Any
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
 
 from rich.console import Console
+from rich.status import Status
+from rich.text import Text
 
+from homeo.cli_show import outcome_lines, step_line
+from homeo.engine.follow import follow_run
 from homeo.engine.submit import UnknownAgent, submit_run
 from homeo.runtime import Runtime
-from homeo.store.models import NewRun, Step
+from homeo.store.models import NewRun, Run, Step
 
 CLI_PRIORITY = 10  # ahead of queued background work in this database
+INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT)
 
 
-def _brief(value: Any, limit: int = 100) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+class _Activity:
+    """The spinner's text: what the run is doing now, and for how long. Rich
+    renders it on each refresh, so the time counts up by itself."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.what = "waiting for this process's worker"
+        self.since = clock()
+
+    def show(self, item: Step | Run) -> None:
+        if isinstance(item, Step) and item.status == "running":
+            self.what = f"step {item.seq} {item.kind} {item.name}"
+            self.since = item.started_at
+        elif isinstance(item, Step):
+            self.what, self.since = f"after step {item.seq}", self.clock()
+
+    def __rich__(self) -> Text:
+        return Text(f"{self.what}  {max(0.0, self.clock() - self.since):.1f}s")
 
 
-def _line(step: Step) -> str:
-    took = ""
-    if step.finished_at is not None:
-        took = f" {(step.finished_at - step.started_at) * 1000:.0f} ms"
-    retry = f" (attempt {step.attempts})" if step.attempts > 1 else ""
-    detail = step.error if step.status == "failed" else _brief(step.output)
-    if step.status == "running":
-        detail = _brief(step.input)
-    return f"  step {step.seq} {step.kind:<6} {step.name:<16} {step.status}{retry}{took}  {detail}"
+@contextlib.contextmanager
+def _spinner(out: Console, activity: _Activity) -> Iterator[Status | None]:
+    if not out.is_terminal:
+        yield None
+        return
+    with out.status(activity, spinner="dots") as status:
+        yield status
 
 
 async def run_with_progress(
-    runtime: Runtime, agent: str, text: str, out: Console, errors: Console
-) -> str:
+    runtime: Runtime, agent: str, text: str, out: Console, errors: Console,
+    *, clock: Callable[[], float] = time.time,
+) -> int:
+    """Run `agent` on `text` here, showing its steps; return the exit status:
+    0 succeeded, 1 failed or cancelled, 130 paused by Ctrl-C."""
     settings = runtime.settings
     try:
         run, _ = submit_run(
@@ -44,30 +75,78 @@ async def run_with_progress(
         )
     except UnknownAgent as error:
         errors.print(f"homeo: {error}", markup=False)
-        return "failed"
+        return 1
     out.print(f"run {run.id} ({agent}) queued", markup=False)
     worker = runtime.worker(concurrency=1)
-    store = runtime.backends.store
-    shown: dict[int, tuple[str, int]] = {}
     stop = asyncio.Event()
     serving = asyncio.create_task(worker.serve(stop))
+    interrupts = _CtrlC(run, stop, out, errors, lease_seconds=settings.lease_seconds)
+    activity = _Activity(clock)
+    current = run
     try:
-        while True:
-            current = await asyncio.to_thread(store.get_run, run.tenant_id, run.id) or run
-            for step in await asyncio.to_thread(store.list_steps, run.tenant_id, run.id):
-                if shown.get(step.seq) != (step.status, step.attempts):
-                    shown[step.seq] = (step.status, step.attempts)
-                    out.print(_line(step), markup=False, highlight=False)
-            if current.is_final:
-                break
-            await asyncio.sleep(0.1)
+        with _spinner(out, activity) as spinner:
+            interrupts.spinner = spinner
+            async for item in follow_run(runtime.backends.store, run.tenant_id, run.id,
+                                         poll_seconds=0.1, until=serving.done):
+                activity.show(item)
+                if isinstance(item, Step):
+                    out.print(step_line(item), markup=False, highlight=False)
+                else:
+                    current = item
     finally:
         stop.set()
         await serving
-    usage = f"{current.input_tokens} in / {current.output_tokens} out tokens"
-    if current.status == "succeeded":
-        out.print(f"succeeded ({usage})", markup=False)
-        out.print(current.output or "", markup=False)
-    else:
-        out.print(f"{current.status}: {current.error or ''} ({usage})", markup=False)
-    return current.status
+        interrupts.close()
+    if current.is_final:
+        for line in outcome_lines(current):
+            out.print(line, markup=False, highlight=False)
+        return 0 if current.status == "succeeded" else 1
+    errors.print(
+        f"homeo: run {run.id} is paused ({current.status}): it resumes where it stopped when a"
+        f" worker runs (`homeo worker`); to cancel it instead: `homeo runs cancel {run.id}`",
+        markup=False,
+    )
+    return INTERRUPTED
+
+
+class _CtrlC:
+    """While installed, the first Ctrl-C stops the worker, which pauses the run
+    when its current step ends; the second leaves at once (a step's thread may
+    not end for a long time)."""
+
+    def __init__(self, run: Run, stop: asyncio.Event, out: Console, errors: Console, *,
+                 lease_seconds: float) -> None:
+        self.run, self.stop, self.out, self.errors = run, stop, out, errors
+        self.lease_seconds = lease_seconds
+        self.spinner: Status | None = None
+        self.loop = asyncio.get_running_loop()
+        self.loop.add_signal_handler(signal.SIGINT, self._interrupted)
+
+    def _interrupted(self) -> None:
+        # The spinner stops while a message is printed (it would overwrite the
+        # line), and for good when leaving (which also brings the cursor back).
+        if self.spinner is not None:
+            self.spinner.stop()
+        if not self.stop.is_set():
+            self.stop.set()
+            self.errors.print(
+                f"homeo: Ctrl-C: run {self.run.id} pauses when its current step ends;"
+                " Ctrl-C again to leave now", markup=False)
+            if self.spinner is not None:
+                self.spinner.start()
+            return
+        self.errors.print(
+            f"homeo: left run {self.run.id} mid-step: it stays running until its lease expires"
+            f" (within {self.lease_seconds:g} s), then a worker (`homeo worker`) resumes it,"
+            " repeating that step only if it is safe to; to cancel it instead:"
+            f" `homeo runs cancel {self.run.id}`",
+            markup=False)
+        for stream in (self.out.file, sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        # Not sys.exit: the interpreter would wait for the step's thread to end.
+        # Every store write is a transaction, so the run is as a crash leaves it.
+        os._exit(INTERRUPTED)
+
+    def close(self) -> None:
+        self.loop.remove_signal_handler(signal.SIGINT)

@@ -9,11 +9,13 @@ setting and what it accepts (see `describe_error`).
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -24,11 +26,23 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from homeo.tools.permissions import ToolPolicy
 
 EXAMPLE_AGENTS_DIR = Path(__file__).parent / "examples" / "agents"
+
+
+def _http_base_url(value: str) -> str:
+    if not re.match(r"https?://[^/\s]+", value):
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return value
 
 
 # What a deployment's `model` may name: the providers in homeo.llm.resolve.
@@ -51,6 +65,11 @@ class ModelDeployment(BaseModel):
     timeout_seconds: float | None = Field(
         None, gt=0, description="One attempt's limit; else HOMEO_ROUTER_ATTEMPT_TIMEOUT_SECONDS."
     )
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        return None if value is None else _http_base_url(value)
 
     @field_validator("model")
     @classmethod
@@ -262,6 +281,11 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL, or empty")
         return value
 
+    @field_validator("openai_base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        return _http_base_url(value)
+
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
@@ -308,6 +332,17 @@ class Settings(BaseSettings):
                     )
         return value
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, _Environment(settings_cls), dotenv_settings, file_secret_settings)
+
     def resolved_database_url(self) -> str:
         """The database to use: the explicit URL, or SQLite inside `data_dir`."""
         if self.database_url:
@@ -317,6 +352,25 @@ class Settings(BaseSettings):
 
 class SettingsError(Exception):
     """A setting has a value homeo cannot use."""
+
+
+class _Environment(EnvSettingsSource):
+    """`HOMEO_*` variables, where a JSON setting that does not parse is a
+    SettingsError naming the variable and the problem (pydantic-settings would
+    raise one naming neither, with the decoder's error only in its cause)."""
+
+    def prepare_field_value(
+        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
+    ) -> Any:
+        try:
+            return super().prepare_field_value(field_name, field, value, value_is_complex)
+        except ValueError as error:
+            problem = (f"{error.msg} at line {error.lineno} column {error.colno}"
+                       if isinstance(error, json.JSONDecodeError) else str(error))
+            raise SettingsError(
+                f"invalid setting HOMEO_{field_name.upper()}: not valid JSON ({problem})"
+                f"{_example_hint(field_name)}"
+            ) from None
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -338,8 +392,62 @@ def describe_error(error: ValidationError) -> str:
         inside = ".".join(str(part) for part in problem["loc"][1:])
         where = f" (at {inside}={value!r})" if inside else ""
         shown = f"={value!r}" if not isinstance(value, dict) and not inside else ""
-        lines.append(f"invalid setting HOMEO_{name.upper()}{shown}: {problem['msg']}{where}")
+        lines.append(f"invalid setting HOMEO_{name.upper()}{shown}: {problem['msg']}{where}"
+                     f"{_example_hint(name)}")
     return "; ".join(lines)
+
+
+# What a valid value looks like, for settings whose default does not show it
+# (empty, none, or an empty JSON object). Every other setting's example is its default.
+_EXAMPLES: dict[str, str] = {
+    "database_url": "postgresql://homeo@127.0.0.1:5432/homeo",
+    "local_model_path": "/models/model.gguf",
+    "prices": '{"openai:gpt-4o-mini": {"input_per_million": 0.15, "output_per_million": 0.6}}',
+    "tenant_tokens_per_day": "1000000",
+    "soft_tenant_tokens_per_day": "800000",
+    "agent_tokens_per_day": "200000",
+    "soft_agent_tokens_per_day": "150000",
+    "key_rate_limit": "600/minute",
+    "otlp_endpoint": "http://127.0.0.1:4318/v1/traces",
+    "sandbox_allow_without": "cgroups",
+    "http_allowlist": "example.com,api.github.com",
+    "mcp_servers": '{"files": {"command": ["python", "-m", "files_server"]}}',
+    "tool_policy": '{"*": {"deny": ["http_get"]}}',
+}
+
+
+def example_of(name: str) -> str | None:
+    """A valid value of setting `name` as its variable would hold it, or None
+    when there is none to show (an unknown name, or a free-form text)."""
+    if name in _EXAMPLES:
+        return _EXAMPLES[name]
+    field = Settings.model_fields.get(name)
+    if field is None:
+        return None
+    default = _plain(field.get_default(call_default_factory=True))
+    if default in (None, "", {}, []):
+        return None
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, dict | list):
+        return json.dumps(default)
+    return str(default)
+
+
+def _plain(value: Any) -> Any:
+    """`value` as JSON would hold it, leaving out what is left at its default."""
+    if isinstance(value, BaseModel):
+        return _plain(value.model_dump(exclude_defaults=True))
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _example_hint(name: str) -> str:
+    example = example_of(name)
+    return "" if example is None else f" (e.g. HOMEO_{name.upper()}={shlex.quote(example)})"
 
 
 def unknown_settings(environ: Mapping[str, str] | None = None) -> list[str]:

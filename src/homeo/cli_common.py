@@ -1,0 +1,72 @@
+"""What every `homeo` command shares: its options, settings, errors and runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from homeo.config import Settings, SettingsError, load_settings, unknown_settings
+from homeo.db.url import redact, redact_text
+from homeo.engine.agents import AgentError
+
+# `-h` as well as `--help`, on every command (click hands it down to subcommands).
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+# soft_wrap: a message stays one line however narrow the terminal (or pipe) is.
+console = Console(stderr=True, soft_wrap=True)
+
+DataDir = Annotated[Path | None, typer.Option(help="Where data lives [HOMEO_DATA_DIR].")]
+DatabaseUrl = Annotated[
+    str | None, typer.Option(help="sqlite:///PATH or postgresql://... [HOMEO_DATABASE_URL].")
+]
+AgentsDir = Annotated[Path | None, typer.Option(help="Folder of agent YAML [HOMEO_AGENTS_DIR].")]
+Workers = Annotated[
+    int | None, typer.Option(help="Concurrent runs in this process [HOMEO_WORKERS].")
+]
+Tenant = Annotated[str | None, typer.Option(help="The tenant [HOMEO_DEFAULT_TENANT].")]
+
+
+def settings_or_exit(**overrides: Any) -> Settings:
+    """The settings, or exit 2 with one line naming the bad one."""
+    for warning in unknown_settings():
+        console.print(f"homeo: {warning}", markup=False)
+    try:
+        return load_settings(**overrides)
+    except SettingsError as error:
+        fail(str(error), code=2)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    console.print(f"homeo: {message}", markup=False)
+    raise typer.Exit(code)
+
+
+def open_runtime(settings: Settings):  # -> Runtime, imported late to keep `--help` fast
+    from homeo.backends import BackendUnavailable
+    from homeo.runtime import Runtime
+
+    try:
+        runtime = Runtime.open(settings)
+        runtime.publish_agents()
+    except (BackendUnavailable, AgentError) as error:
+        fail(str(error))
+    except Exception as error:  # a database that refuses to open
+        url = settings.resolved_database_url()
+        fail(f"cannot open {redact(url)}: {redact_text(str(error), url)}")
+    return runtime
+
+
+@contextlib.contextmanager
+def opened(settings: Settings) -> Iterator[Any]:  # Iterator[Runtime]
+    """The runtime for one short command, closed after it."""
+    runtime = open_runtime(settings)
+    try:
+        yield runtime
+    finally:
+        asyncio.run(runtime.aclose())

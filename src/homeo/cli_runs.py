@@ -1,0 +1,193 @@
+"""`homeo runs`: list, show, cancel and follow runs, straight from the store.
+
+No server is needed: like `homeo keys`, these open the database the settings
+name. `--json` prints what the HTTP API returns for the same question
+(GET /v1/runs, GET /v1/runs/{id}, POST /v1/runs/{id}/cancel; `events` prints
+the SSE stream's events as JSON lines)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from homeo.cli_common import (
+    CONTEXT,
+    DatabaseUrl,
+    DataDir,
+    Tenant,
+    console,
+    fail,
+    opened,
+    settings_or_exit,
+)
+from homeo.cli_show import outcome_lines, run_lines, run_table, step_line
+from homeo.store.models import Run, RunStatus, Step
+
+runs_app = typer.Typer(help="List, show, cancel and follow runs (no server needed).",
+                       no_args_is_help=True, context_settings=CONTEXT)
+
+RunId = Annotated[str, typer.Argument(help="The run's id, as `homeo runs list` shows it.")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON, as the HTTP API returns it.")]
+
+
+def _out() -> Console:
+    return Console(soft_wrap=True, highlight=False)
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, default=str, ensure_ascii=False))
+
+
+@runs_app.command("list")
+def runs_list(
+    status: Annotated[RunStatus | None, typer.Option(help="Only runs in this status.")] = None,
+    agent: Annotated[str | None, typer.Option(help="Only runs of this agent.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500, help="At most this many runs.")] = 20,
+    before: Annotated[str | None, typer.Option(
+        help="Page on: runs older than this run id (a --json page's next_before).")] = None,
+    tenant: Tenant = None,
+    as_json: Json = False,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """List a tenant's runs, newest first."""
+    settings = settings_or_exit(data_dir=data_dir, database_url=database_url,
+                                default_tenant=tenant)
+    with opened(settings) as runtime:
+        runs = runtime.backends.store.list_runs(settings.default_tenant, status=status,
+                                                agent=agent, limit=limit, before=before)
+    if as_json:
+        from homeo.api.schemas import RunPage, RunView
+
+        next_before = runs[-1].id if len(runs) == limit else None
+        page = RunPage(runs=[RunView.of(run) for run in runs], next_before=next_before)
+        _print_json(page.model_dump(mode="json"))
+        return
+    if not runs:
+        console.print(f"homeo: no runs for tenant {settings.default_tenant!r} match", markup=False)
+        return
+    out = _out()
+    for row in run_table(runs):
+        out.print(row, markup=False)
+
+
+def _load(runtime, tenant_id: str, run_id: str) -> tuple[Run, list[Step]]:  # noqa: ANN001
+    store = runtime.backends.store
+    run = store.get_run(tenant_id, run_id)
+    if run is None:
+        fail(f"no run {run_id!r} for tenant {tenant_id!r}; `homeo runs list` shows them")
+    return run, store.list_steps(tenant_id, run_id)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: RunId,
+    tenant: Tenant = None,
+    as_json: Json = False,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Show a run: its status, input, output or error, token usage and steps."""
+    settings = settings_or_exit(data_dir=data_dir, database_url=database_url,
+                                default_tenant=tenant)
+    with opened(settings) as runtime:
+        run, steps = _load(runtime, settings.default_tenant, run_id)
+    if as_json:
+        from homeo.api.schemas import RunDetail, RunView, StepView
+
+        detail = RunDetail(**RunView.of(run).model_dump(), steps=[StepView.of(s) for s in steps])
+        _print_json(detail.model_dump(mode="json"))
+        return
+    out = _out()
+    for line in run_lines(run, steps):
+        out.print(line, markup=False)
+
+
+@runs_app.command("cancel")
+def runs_cancel(
+    run_id: RunId,
+    tenant: Tenant = None,
+    as_json: Json = False,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Cancel a queued, running or waiting run; a running one stops before its next step."""
+    from homeo.engine.submit import RunAlreadyFinished, RunNotFound, cancel_run
+
+    settings = settings_or_exit(data_dir=data_dir, database_url=database_url,
+                                default_tenant=tenant)
+    with opened(settings) as runtime:
+        try:
+            run = cancel_run(runtime.backends, settings.default_tenant, run_id)
+        except RunNotFound:
+            fail(f"no run {run_id!r} for tenant {settings.default_tenant!r};"
+                 " `homeo runs list` shows them")
+        except RunAlreadyFinished as error:
+            fail(str(error))
+    if as_json:
+        from homeo.api.schemas import RunView
+
+        _print_json(RunView.of(run).model_dump(mode="json"))
+        return
+    console.print(f"homeo: run {run.id} is cancelled; if a step is running, the run stops when"
+                  " it ends", markup=False)
+
+
+@runs_app.command("events")
+def runs_events(
+    run_id: RunId,
+    tenant: Tenant = None,
+    as_json: Json = False,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Follow a run: print each step as it starts and ends, until the run ends.
+
+    Exits 0 if the run succeeded, 1 if it failed or was cancelled. With
+    --json, one JSON object a line: {"event": "step" | "run" | "end", "data": ...},
+    the events of GET /v1/runs/{id}/events."""
+    settings = settings_or_exit(data_dir=data_dir, database_url=database_url,
+                                default_tenant=tenant)
+    with opened(settings) as runtime:
+        try:
+            last = asyncio.run(_follow(runtime.backends.store, settings.default_tenant, run_id,
+                                       as_json))
+        except KeyboardInterrupt:
+            console.print(f"homeo: stopped following run {run_id}; the run itself goes on",
+                          markup=False)
+            raise typer.Exit(130) from None
+    raise typer.Exit(0 if last.status == "succeeded" else 1)
+
+
+async def _follow(store, tenant_id: str, run_id: str, as_json: bool) -> Run:  # noqa: ANN001
+    from homeo.api.schemas import RunView, StepView
+    from homeo.engine.follow import follow_run
+    from homeo.engine.submit import RunNotFound
+
+    out = _out()
+    try:
+        async for item in follow_run(store, tenant_id, run_id):
+            if isinstance(item, Step):
+                if as_json:
+                    data = StepView.of(item).model_dump(mode="json")
+                    _print_json({"event": "step", "data": data})
+                else:
+                    out.print(step_line(item), markup=False)
+                continue
+            last = item
+            if as_json:
+                _print_json({"event": "run", "data": RunView.of(item).model_dump(mode="json")})
+            elif not item.is_final:
+                out.print(f"run {item.id} {item.status}", markup=False)
+    except RunNotFound:
+        fail(f"no run {run_id!r} for tenant {tenant_id!r}; `homeo runs list` shows them")
+    if as_json:
+        _print_json({"event": "end", "data": {"id": run_id, "status": last.status}})
+    else:
+        for line in outcome_lines(last):
+            out.print(line, markup=False)
+    return last
