@@ -56,7 +56,10 @@ def _open(settings: Settings):  # -> Runtime, imported late to keep `--help` fas
     try:
         runtime = Runtime.open(settings)
         runtime.publish_agents()
-    except (BackendUnavailable, AgentError) as error:
+    except AgentError as error:  # a bad agent file: fix it before starting
+        console.print(f"homeo: {error}", markup=False)
+        raise typer.Exit(2) from None
+    except BackendUnavailable as error:
         _fail(str(error))
     except Exception as error:  # a database that refuses to open
         _fail(f"cannot open {settings.resolved_database_url()}: {error}")
@@ -197,19 +200,21 @@ def run(
 
 @app.command("agents")
 def list_agents(agents_dir: AgentsDir = None) -> None:
-    """List the agents defined in the agents folder."""
-    from homeo.engine.agents import load_agents
+    """List the agents defined in the agents folder, and what is wrong with its files."""
+    from homeo.engine.agents import scan_agents
+    from homeo.llm.resolve import ModelCatalog
 
     settings = _settings(agents_dir=agents_dir)
-    try:
-        specs = load_agents(settings.agents_dir)
-    except AgentError as error:
-        _fail(str(error))
+    folder = scan_agents(settings.agents_dir, ModelCatalog(settings), settings.mcp_servers)
     out = Console(soft_wrap=True)
-    for spec in specs.values():
+    for spec in folder.specs.values():
         tools = ", ".join(t.rpartition(":")[2] for t in spec.tools) or "no tools"
         out.print(f"{spec.name:<16} {spec.model:<12} {tools:<24} {spec.description}",
                   markup=False)
+    for problem in folder.problems:
+        console.print(f"homeo: {problem}", markup=False)
+    if folder.problems:
+        raise typer.Exit(1)
 
 
 @app.command()
