@@ -268,3 +268,9 @@ class McpClients:
         self._sessions.clear()
         self._listings.clear()
         await asyncio.gather(*self._holders, return_exceptions=True)
+        # Whatever still waits (a call on a session that was opening) ends now,
+        # so no caller awaits a loop that is about to stop.
+        waiting = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
