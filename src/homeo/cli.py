@@ -217,19 +217,21 @@ def run(
 
 @app.command("agents")
 def list_agents(agents_dir: AgentsDir = None) -> None:
-    """List the agents defined in the agents folder."""
-    from homeo.engine.agents import load_agents
+    """List the agents defined in the agents folder, and what is wrong with its files."""
+    from homeo.engine.agents import scan_agents
+    from homeo.llm.resolve import ModelCatalog
 
     settings = settings_or_exit(agents_dir=agents_dir)
-    try:
-        specs = load_agents(settings.agents_dir)
-    except AgentError as error:
-        fail(str(error))
+    folder = scan_agents(settings.agents_dir, ModelCatalog(settings), settings.mcp_servers)
     out = Console(soft_wrap=True)
-    for spec in specs.values():
+    for spec in folder.specs.values():
         tools = ", ".join(t.rpartition(":")[2] for t in spec.tools) or "no tools"
         out.print(f"{spec.name:<16} {spec.model:<12} {tools:<24} {spec.description}",
                   markup=False)
+    for problem in folder.problems:
+        console.print(f"homeo: {problem}", markup=False)
+    if folder.problems:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -54,7 +54,9 @@ def open_runtime(settings: Settings):  # -> Runtime, imported late to keep `--he
     try:
         runtime = Runtime.open(settings)
         runtime.publish_agents()
-    except (BackendUnavailable, AgentError) as error:
+    except AgentError as error:  # a bad agent file: fix it before starting
+        fail(str(error), code=2)
+    except BackendUnavailable as error:
         fail(str(error))
     except Exception as error:  # a database that refuses to open
         url = settings.resolved_database_url()

@@ -46,16 +46,17 @@ class Runtime:
         retry = RetryPolicy(settings.retry_base_seconds, settings.retry_max_seconds)
         backends = open_backends(settings.resolved_database_url(), retry)
         models = ModelCatalog(settings, tracer=tracing.tracer_of(tracer_provider))
-        agents = AgentCatalog(backends.store, models)
+        agents = AgentCatalog(backends.store, models, mcp_servers=settings.mcp_servers)
         metrics = Metrics()
         metrics.watch(backends.store, backends.queue)
         metrics.watch_breakers(models.breaker_states)
         return cls(settings, backends, models, agents, metrics, tracer_provider)
 
     def publish_agents(self) -> list[str]:
-        """Load the agent YAML files and store them for every tenant: the default
-        one and each that has an active API key."""
-        specs = load_agents(self.settings.agents_dir)
+        """Load and check the agent YAML files (AgentError, one line, if one is
+        bad), and make them the agents of every tenant: the default one and each
+        that has an active API key. Agents whose file is gone are removed."""
+        specs = load_agents(self.settings.agents_dir, self.models, self.settings.mcp_servers)
         keys = self.backends.store.list_keys()
         tenants = {self.settings.default_tenant} | {key.tenant_id for key in keys if key.active}
         for tenant in sorted(tenants):
@@ -85,5 +86,6 @@ class Runtime:
 
     async def aclose(self) -> None:
         tracing.flush(self.tracer_provider)
+        await self.agents.aclose()  # stops the MCP servers the agents' tools started
         await self.models.aclose()
         self.backends.close()

@@ -1,5 +1,10 @@
 """Agent definitions: YAML files validated into `AgentSpec`, built into graphs.
 
+A folder is checked whole when it is loaded (`load_agents`): every file parses,
+every tool imports, every model name resolves and every MCP tool names a
+configured server, so a bad file stops `homeo serve` at start instead of
+failing its first run. Each problem is one line naming the file and field.
+
     name: calculator
     description: Answers arithmetic questions with a calculator tool.
     model: local                      # local | local:/path/model.gguf | openai:MODEL | scripted:mod:fn
@@ -12,8 +17,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -21,11 +27,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from homeo.engine.budgets import RunBudget
 from homeo.engine.graph import Graph
 from homeo.engine.react import tool_calling_graph
-from homeo.llm.base import Model
+from homeo.llm.base import Model, ModelError
 from homeo.tools.permissions import ToolGate
 from homeo.tools.registry import Tool, ToolError, load_tool
 
+if TYPE_CHECKING:  # the MCP client and the model catalog load only when used
+    from homeo.config import McpServer
+    from homeo.llm.resolve import ModelCatalog
+    from homeo.mcp.clients import McpClients
+
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+MCP_PREFIX = "mcp:"
 
 
 class AgentError(Exception):
@@ -52,6 +64,13 @@ class AgentSpec(BaseModel):
     temperature: float | None = Field(None, ge=0, le=2)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     budget: RunBudget = Field(default_factory=RunBudget)
+    # Set by homeo to the YAML file the agent came from, so errors can name it.
+    file: str = ""
+
+    @property
+    def origin(self) -> str:
+        """How errors name this agent: its name and, when known, its file."""
+        return f"agent {self.name!r}" + (f" ({self.file})" if self.file else "")
 
 
 def load_agent_file(path: Path) -> AgentSpec:
@@ -61,8 +80,10 @@ def load_agent_file(path: Path) -> AgentSpec:
         raise AgentError(f"{path}: cannot read agent YAML: {error}") from None
     if not isinstance(data, dict):
         raise AgentError(f"{path}: an agent file must be a mapping with at least 'name'")
+    if "file" in data:
+        raise AgentError(f"{path}: file: homeo sets this field itself; remove it")
     try:
-        return AgentSpec.model_validate(data)
+        return AgentSpec.model_validate({**data, "file": str(path)})
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
@@ -70,15 +91,72 @@ def load_agent_file(path: Path) -> AgentSpec:
         raise AgentError(f"{path}: {problems}") from None
 
 
-def load_agents(directory: Path) -> dict[str, AgentSpec]:
-    """Every `*.yaml`/`*.yml` in `directory`, by name. Duplicate names are an error."""
-    specs: dict[str, AgentSpec] = {}
+def check_agent(
+    spec: AgentSpec, models: ModelCatalog, mcp_servers: dict[str, McpServer]
+) -> list[str]:
+    """What stops this agent from running, one line each, without loading a
+    model's weights or contacting an MCP server."""
+    from homeo.mcp.tools import resolve_reference
+
+    where = spec.file or f"agent {spec.name!r}"
+    problems = []
+    try:
+        models.check(spec.model)
+    except ModelError as error:
+        problems.append(f"{where}: model: {error}")
+    for index, reference in enumerate(spec.tools):
+        try:
+            if reference.startswith(MCP_PREFIX):
+                resolve_reference(reference, mcp_servers)
+            else:
+                load_tool(reference)
+        except ToolError as error:
+            problems.append(f"{where}: tools[{index}]: {error} (fix the reference, or install"
+                            " the package that provides it)")
+    return problems
+
+
+@dataclass
+class AgentFolder:
+    """The agents of a folder, and what is wrong with its files."""
+
+    specs: dict[str, AgentSpec] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def scan_agents(
+    directory: Path, models: ModelCatalog, mcp_servers: dict[str, McpServer]
+) -> AgentFolder:
+    """Every `*.yaml`/`*.yml` in `directory`, checked (`check_agent`); a file
+    with a problem is left out of `specs`. Duplicate names are a problem."""
+    folder = AgentFolder()
     for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
-        spec = load_agent_file(path)
-        if spec.name in specs:
-            raise AgentError(f"{path}: agent name {spec.name!r} is defined twice")
-        specs[spec.name] = spec
-    return specs
+        try:
+            spec = load_agent_file(path)
+        except AgentError as error:
+            folder.problems.append(str(error))
+            continue
+        if spec.name in folder.specs:
+            folder.problems.append(f"{path}: name: agent {spec.name!r} is defined twice"
+                                   f" (also in {folder.specs[spec.name].file}); rename one")
+            continue
+        problems = check_agent(spec, models, mcp_servers)
+        folder.problems.extend(problems)
+        if not problems:
+            folder.specs[spec.name] = spec
+    return folder
+
+
+def load_agents(
+    directory: Path, models: ModelCatalog, mcp_servers: dict[str, McpServer]
+) -> dict[str, AgentSpec]:
+    """The agents of `directory` by name; AgentError (one line) if any file has a problem."""
+    folder = scan_agents(directory, models, mcp_servers)
+    if folder.problems:
+        more = len(folder.problems) - 1
+        hint = f" (and {more} more: run `homeo agents` to see them all)" if more else ""
+        raise AgentError(folder.problems[0] + hint)
+    return folder.specs
 
 
 @dataclass
@@ -91,8 +169,35 @@ class Agent:
     graph: Graph
 
 
-def build_agent(spec: AgentSpec, model: Model, gate: ToolGate | None = None) -> Agent:
-    """`gate` checks each tool call; by default it applies HOMEO_TOOL_POLICY."""
+async def aload_tools(
+    spec: AgentSpec, mcp_servers: dict[str, McpServer], mcp: McpClients
+) -> list[Tool]:
+    """The agent's tools; an MCP server's listing is awaited, so the caller's
+    loop keeps running while a server starts. McpUnavailable if a server
+    cannot be reached, AgentError (naming the file) for any other problem."""
+    from homeo.mcp.clients import McpUnavailable
+    from homeo.mcp.tools import aload_mcp_tool
+
+    tools = []
+    for reference in spec.tools:
+        try:
+            if reference.startswith(MCP_PREFIX):
+                tools.append(await aload_mcp_tool(reference, mcp_servers, mcp))
+            else:
+                tools.append(load_tool(reference))
+        except McpUnavailable as error:
+            raise McpUnavailable(f"{spec.origin}: {error}") from None
+        except ToolError as error:
+            raise AgentError(f"{spec.origin}: {error}") from None
+    return tools
+
+
+def build_agent(
+    spec: AgentSpec, model: Model, gate: ToolGate | None = None, tools: list[Tool] | None = None
+) -> Agent:
+    """`gate` checks each tool call; by default it applies HOMEO_TOOL_POLICY.
+    `tools` are the spec's tools already loaded (`aload_tools`); without them
+    they are loaded here, blocking while an MCP server lists its tools."""
     if gate is None:
         from homeo.config import SettingsError, load_settings
 
@@ -100,10 +205,11 @@ def build_agent(spec: AgentSpec, model: Model, gate: ToolGate | None = None) -> 
             gate = ToolGate(load_settings().tool_policy)
         except SettingsError as error:
             raise AgentError(f"agent {spec.name!r}: {error}") from None
-    try:
-        tools = [load_tool(reference) for reference in spec.tools]
-    except ToolError as error:
-        raise AgentError(f"agent {spec.name!r}: {error}") from None
+    if tools is None:
+        try:
+            tools = [load_tool(reference) for reference in spec.tools]
+        except ToolError as error:
+            raise AgentError(f"{spec.origin}: {error}") from None
     names = [tool.name for tool in tools]
     if len(set(names)) != len(names):
         raise AgentError(f"agent {spec.name!r} lists a tool name twice: {names}")

@@ -1,40 +1,96 @@
 """Find the agent a run names. Definitions live in the store, so every worker
 process (on any host) builds the same agent; built agents are cached until
-their definition changes."""
+their definition changes.
+
+The store follows the agents folder: `publish` writes the folder's agents for
+a tenant and removes the ones whose file is gone. A run is built from the
+definition stored when its attempt starts, so a queued run of an edited agent
+runs the edited agent, and a queued run of a removed agent fails saying so.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 
-from homeo.engine.agents import Agent, AgentError, AgentSpec, build_agent
+from homeo.config import McpServer
+from homeo.engine.agents import Agent, AgentError, AgentSpec, aload_tools, build_agent
+from homeo.engine.errors import RetryableError
+from homeo.llm.base import ModelError
 from homeo.llm.resolve import ModelCatalog
+from homeo.mcp.clients import McpClients, McpUnavailable
 from homeo.store.base import Store
 
 
 class AgentCatalog:
-    def __init__(self, store: Store, models: ModelCatalog) -> None:
+    def __init__(
+        self,
+        store: Store,
+        models: ModelCatalog,
+        *,
+        mcp_servers: dict[str, McpServer] | None = None,
+        mcp: McpClients | None = None,
+    ) -> None:
+        """`mcp` holds the sessions of the MCP servers in `mcp_servers` that the
+        built agents' tools call (the runtime closes it)."""
         self.store = store
         self.models = models
+        self.mcp_servers = mcp_servers or {}
+        self.mcp = mcp or McpClients()
         self._built: dict[tuple[str, str], tuple[str, Agent]] = {}
         self._lock = threading.Lock()
 
     def publish(self, tenant_id: str, specs: dict[str, AgentSpec]) -> None:
-        """Store these definitions for the tenant (created or replaced)."""
+        """Make the tenant's stored agents exactly `specs`: new ones are added,
+        changed ones replaced, and the ones not in `specs` removed."""
+        stored = {record.name: record.spec for record in self.store.list_agents(tenant_id)}
         for spec in specs.values():
-            self.store.put_agent(tenant_id, spec.name, spec.model_dump())
+            definition = spec.model_dump(mode="json")
+            if _fingerprint(stored.get(spec.name)) != _fingerprint(definition):
+                self.store.put_agent(tenant_id, spec.name, definition)
+        for name in stored.keys() - specs.keys():
+            self.store.delete_agent(tenant_id, name)
 
-    def get(self, tenant_id: str, name: str) -> Agent:
-        record = self.store.get_agent(tenant_id, name)
+    async def aget(self, tenant_id: str, name: str) -> Agent:
+        """The agent as stored now, built off the caller's loop: the store read
+        and the model's loading run in threads, MCP listings are awaited.
+        AgentError if it cannot be built; RetryableError if an MCP server it
+        uses cannot be reached now."""
+        record = await asyncio.to_thread(self.store.get_agent, tenant_id, name)
         if record is None:
-            raise AgentError(f"agent {name!r} is not defined for tenant {tenant_id!r}")
-        fingerprint = json.dumps(record.spec, sort_keys=True)
+            with self._lock:
+                self._built.pop((tenant_id, name), None)
+            raise AgentError(
+                f"agent {name!r} is not defined for tenant {tenant_id!r}: its YAML file is not"
+                " in the agents folder (HOMEO_AGENTS_DIR); put it back and restart homeo"
+            )
+        fingerprint = _fingerprint(record.spec)
         with self._lock:
             cached = self._built.get((tenant_id, name))
             if cached is not None and cached[0] == fingerprint:
                 return cached[1]
-        spec = AgentSpec.model_validate(record.spec)
-        agent = build_agent(spec, self.models.get(spec.model))
+        try:
+            spec = AgentSpec.model_validate(record.spec)
+        except ValueError as error:
+            raise AgentError(f"agent {name!r}: its stored definition is invalid: {error}") from None
+        try:
+            model = await asyncio.to_thread(self.models.get, spec.model)
+        except ModelError as error:
+            raise AgentError(f"{spec.origin}: {error}") from None
+        try:
+            tools = await aload_tools(spec, self.mcp_servers, self.mcp)
+        except McpUnavailable as error:
+            raise RetryableError(str(error)) from None
+        agent = build_agent(spec, model, tools=tools)
         with self._lock:
             self._built[(tenant_id, name)] = (fingerprint, agent)
         return agent
+
+    async def aclose(self) -> None:
+        """Close the MCP sessions the agents' tools opened."""
+        await self.mcp.aclose()
+
+
+def _fingerprint(definition: object) -> str:
+    return json.dumps(definition, sort_keys=True)

@@ -19,6 +19,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from opentelemetry.trace import Tracer
 
@@ -88,6 +89,30 @@ class ModelCatalog:
                 self._models[spec] = model
             return self._models[spec]
 
+    def check(self, spec: str) -> None:
+        """UnknownModel unless `spec` names a model `get` can make. Nothing is
+        loaded: a GGUF file is only checked to exist, a scripted function to import."""
+        with self._lock:
+            if spec in self._models or spec in self.settings.models:
+                return
+        provider, _, rest = spec.partition(":")
+        if provider == "local":
+            path = rest or self.settings.local_model_path  # None: the shipped model
+            if path is not None and not Path(path).is_file():
+                raise UnknownModel(f"model {spec!r}: no GGUF file at {path}; give the path of"
+                                   " a .gguf file, or `local` for the shipped model")
+            return
+        if spec == "minilm" or (provider == "openai" and rest):
+            return
+        if provider == "scripted" and rest:
+            self._scripted_function(spec, rest)
+            return
+        aliases = ", ".join(self.aliases()) or "none configured"
+        raise UnknownModel(
+            f"unknown model {spec!r}: use local, local:/path.gguf, minilm, openai:MODEL,"
+            f" scripted:module:function or an alias from HOMEO_MODELS ({aliases})"
+        )
+
     def aliases(self) -> list[str]:
         """The model aliases configured in HOMEO_MODELS."""
         return sorted(self.settings.models)
@@ -136,16 +161,19 @@ class ModelCatalog:
                 connect_timeout=self.settings.router_connect_timeout_seconds,
             )
         if provider == "scripted" and rest:
-            module_name, _, attribute = rest.partition(":")
-            try:
-                function = getattr(importlib.import_module(module_name), attribute)
-            except (ImportError, AttributeError) as error:
-                raise UnknownModel(f"model {spec!r}: cannot load {rest!r}: {error}") from None
-            return ScriptedModel(function)
+            return ScriptedModel(self._scripted_function(spec, rest))
         raise UnknownModel(
             f"unknown model {spec!r}: use local, local:/path.gguf, minilm, openai:MODEL or"
             " scripted:module:function"
         )
+
+    @staticmethod
+    def _scripted_function(spec: str, reference: str) -> Callable[..., object]:
+        module_name, _, attribute = reference.partition(":")
+        try:
+            return getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError, ValueError) as error:
+            raise UnknownModel(f"model {spec!r}: cannot load {reference!r}: {error}") from None
 
     def _router(self, alias: str, configured: list[ModelDeployment]) -> Router:
         settings = self.settings

@@ -69,7 +69,8 @@ def _agent_tool(runtime: Runtime, spec: AgentSpec) -> Callable[[str], Awaitable[
 def build_server(runtime: Runtime) -> MCPServer:
     """An MCP server with one tool per agent in the agents folder."""
     server = MCPServer("homeo", log_level="WARNING")
-    for spec in load_agents(runtime.settings.agents_dir).values():
+    settings = runtime.settings
+    for spec in load_agents(settings.agents_dir, runtime.models, settings.mcp_servers).values():
         server.add_tool(
             _agent_tool(runtime, spec),
             name=spec.name,

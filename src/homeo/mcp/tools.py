@@ -8,32 +8,36 @@ The operator names the servers in HOMEO_MCP_SERVERS:
 and an agent lists the tools it may call as `mcp:SERVER/TOOL`. The model sees
 the tool under its MCP name, with the server's description and JSON schema;
 tool policies match it by name or by `mcp:SERVER/TOOL`. A server's tool list
-is read once per process, when the first agent that uses it is built. Each
-call opens its own connection (a stdio server is started for the call and
-stopped after), so no session outlives a step and a crashed server only fails
-that call.
+is read once per process, when the first agent that uses it is built. Calls go
+through one session per server, opened on first use and kept (clients.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
+import atexit
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import mcp.types as mcp_types
-from mcp import Client, StdioServerParameters
 
 from homeo.config import McpServer, load_settings
+from homeo.mcp.clients import McpClients
 from homeo.tools.registry import Tool, ToolError
 
 PREFIX = "mcp:"
 
-# Tool listings per server (name and settings), so building agents that list
-# several tools of one server starts it once per process.
-_listings: dict[str, list[mcp_types.Tool]] = {}
-_listings_lock = threading.Lock()
+_shared: McpClients | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_clients() -> McpClients:
+    """The sessions of tools loaded without a runtime (`load_tool`), closed at exit."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = McpClients()
+            atexit.register(_shared.close)
+        return _shared
 
 
 def parse_reference(reference: str) -> tuple[str, str]:
@@ -44,37 +48,21 @@ def parse_reference(reference: str) -> tuple[str, str]:
     return server, name
 
 
-def _client(server: McpServer) -> Client:
-    if server.url:
-        return Client(server.url, read_timeout_seconds=server.timeout_seconds)
-    parameters = StdioServerParameters(
-        command=server.command[0], args=server.command[1:], env=server.env or None
-    )
-    return Client(parameters, read_timeout_seconds=server.timeout_seconds)
+def resolve_reference(reference: str, servers: dict[str, McpServer]) -> tuple[str, McpServer, str]:
+    """(server name, its settings, tool name) for `mcp:SERVER/TOOL`, checked
+    without contacting the server."""
+    server_name, tool_name = parse_reference(reference)
+    server = servers.get(server_name)
+    if server is None:
+        known = ", ".join(sorted(servers)) or "none"
+        raise ToolError(
+            f"tool {reference!r}: no MCP server {server_name!r} in HOMEO_MCP_SERVERS"
+            f" (configured: {known})"
+        )
+    return server_name, server, tool_name
 
 
-def _reason(error: BaseException) -> str:
-    # The MCP client reports failures inside task groups; show the cause.
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
-    return f"{type(error).__name__}: {error}"
-
-
-async def list_tools(name: str, server: McpServer) -> list[mcp_types.Tool]:
-    try:
-        async with _client(server) as client:
-            return list((await client.list_tools()).tools)
-    except Exception as error:
-        raise ToolError(f"MCP server {name!r}: cannot list its tools: {_reason(error)}") from None
-
-
-async def call_tool(name: str, server: McpServer, tool: str, arguments: dict[str, Any]) -> str:
-    """Call `tool` on the server; its text content, or ToolError if it failed."""
-    try:
-        async with _client(server) as client:
-            result = await client.call_tool(tool, arguments)
-    except Exception as error:
-        raise ToolError(f"MCP server {name!r}: calling {tool!r} failed: {_reason(error)}") from None
+def _text(name: str, tool: str, result: mcp_types.CallToolResult) -> str:
     text = "\n".join(
         block.text if isinstance(block, mcp_types.TextContent) else f"<{block.type} content>"
         for block in result.content
@@ -84,43 +72,21 @@ async def call_tool(name: str, server: McpServer, tool: str, arguments: dict[str
     return text
 
 
-def _blocking_list(name: str, server: McpServer) -> list[mcp_types.Tool]:
-    key = json.dumps([name, server.model_dump()], sort_keys=True)
-    with _listings_lock:
-        cached = _listings.get(key)
-    if cached is not None:
-        return cached
-    # Agents are built from sync code that may run inside an event loop (the
-    # worker's), so the listing gets a loop of its own in a thread.
-    with ThreadPoolExecutor(1) as pool:
-        listed = pool.submit(asyncio.run, list_tools(name, server)).result()
-    with _listings_lock:
-        _listings[key] = listed
-    return listed
-
-
-def load_mcp_tool(reference: str, servers: dict[str, McpServer] | None = None) -> Tool:
-    """The Tool for `mcp:SERVER/TOOL`, from the servers in HOMEO_MCP_SERVERS."""
-    server_name, tool_name = parse_reference(reference)
-    if servers is None:
-        servers = load_settings().mcp_servers
-    server = servers.get(server_name)
-    if server is None:
-        known = ", ".join(sorted(servers)) or "none"
-        raise ToolError(
-            f"tool {reference!r}: no MCP server {server_name!r} in HOMEO_MCP_SERVERS"
-            f" (configured: {known})"
-        )
-    listed = {tool.name: tool for tool in _blocking_list(server_name, server)}
-    found = listed.get(tool_name)
+def _tool(
+    reference: str, listed: list[mcp_types.Tool], clients: McpClients,
+    server_name: str, server: McpServer, tool_name: str,
+) -> Tool:
+    found = {tool.name: tool for tool in listed}.get(tool_name)
     if found is None:
+        offered = ", ".join(sorted(tool.name for tool in listed)) or "none"
         raise ToolError(
             f"tool {reference!r}: MCP server {server_name!r} has no tool {tool_name!r}"
-            f" (it offers: {', '.join(sorted(listed)) or 'none'})"
+            f" (it offers: {offered})"
         )
 
     async def call(**arguments: Any) -> str:
-        return await call_tool(server_name, server, tool_name, arguments)
+        result = await clients.call_tool(server_name, server, tool_name, arguments)
+        return _text(server_name, tool_name, result)
 
     schema = dict(found.input_schema)
     schema.pop("title", None)
@@ -135,3 +101,27 @@ def load_mcp_tool(reference: str, servers: dict[str, McpServer] | None = None) -
         parameters=schema,
         source=reference,
     )
+
+
+async def aload_mcp_tool(
+    reference: str, servers: dict[str, McpServer], clients: McpClients
+) -> Tool:
+    """The Tool for `mcp:SERVER/TOOL`; the listing is awaited, not blocked on."""
+    server_name, server, tool_name = resolve_reference(reference, servers)
+    listed = await clients.list_tools(server_name, server)
+    return _tool(reference, listed, clients, server_name, server, tool_name)
+
+
+def load_mcp_tool(
+    reference: str,
+    servers: dict[str, McpServer] | None = None,
+    clients: McpClients | None = None,
+) -> Tool:
+    """`aload_mcp_tool` for sync code, with HOMEO_MCP_SERVERS and the shared
+    sessions by default. It blocks until the server lists its tools."""
+    if servers is None:
+        servers = load_settings().mcp_servers
+    clients = clients or shared_clients()
+    server_name, server, tool_name = resolve_reference(reference, servers)
+    listed = clients.list_tools_now(server_name, server)
+    return _tool(reference, listed, clients, server_name, server, tool_name)

@@ -188,6 +188,10 @@ class Store(ABC):
     @abstractmethod
     def list_agents(self, tenant_id: str) -> list[AgentRecord]: ...
 
+    @abstractmethod
+    def delete_agent(self, tenant_id: str, name: str) -> bool:
+        """Remove the tenant's agent; False if it had none by that name."""
+
     # --- API keys ---------------------------------------------------------
     @abstractmethod
     def put_key(self, key: ApiKey) -> None:

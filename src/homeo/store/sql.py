@@ -290,6 +290,13 @@ class SQLStore(Store):
                         (tenant_id,))
         return [AgentRecord.model_validate(self.db.decode(row, AGENT_JSON)) for row in rows]
 
+    def delete_agent(self, tenant_id: str, name: str) -> bool:
+        with self.db.write() as db:
+            deleted = db.execute(
+                self.db.sql("DELETE FROM agents WHERE tenant_id = ? AND name = ?"), (tenant_id, name)
+            )
+            return deleted.rowcount > 0
+
     # --- API keys ---------------------------------------------------------
     def put_key(self, key: ApiKey) -> None:
         try:
