@@ -142,6 +142,11 @@ def test_agents_are_stored_per_tenant(backends: Backends) -> None:
     assert [a.name for a in backends.store.list_agents("acme")] == ["calc", "echo"]
     assert backends.store.get_agent("globex", "echo") is None
     assert backends.store.list_agents("globex") == []
+    backends.store.put_agent("globex", "echo", {"model": "local"})
+    assert backends.store.delete_agent("acme", "echo") is True
+    assert backends.store.delete_agent("acme", "echo") is False
+    assert [a.name for a in backends.store.list_agents("acme")] == ["calc"]
+    assert backends.store.get_agent("globex", "echo") is not None  # only acme's went
 
 
 def test_data_survives_reopening(make_backends) -> None:
