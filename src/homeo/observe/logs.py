@@ -28,6 +28,17 @@ def _trace_ids(
     return event
 
 
+class _CurrentStderr:
+    """Whatever `sys.stderr` is when a line is written: a command run inside a
+    test runner or a CLI runner swaps it, and may close the one it swapped in."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(level: str = "info", json: bool = True, file: TextIO | None = None) -> None:
     """Log lines at `level` and above, as JSON or for people, to `file` (stderr)."""
     renderer = (
@@ -45,7 +56,7 @@ def configure(level: str = "info", json: bool = True, file: TextIO | None = None
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=file or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=file or _CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
 
