@@ -6,6 +6,8 @@
     system_prompt: You are precise.
     tools: [homeo.examples.tools:calculate]
     max_steps: 6                      # model turns before the run fails
+    answer: tool_result               # model (default) | quote_result | tool_result
+    answer_template: "{expression} = {result}"   # see homeo.engine.answer
     timeouts: {step: 120, run: 900}   # seconds
     budget: {run_tokens: 20000, soft_run_tokens: 10000}   # tokens, input + output
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from homeo.engine.answer import AnswerSource, FinalAnswer
 from homeo.engine.budgets import RunBudget
 from homeo.engine.graph import Graph
 from homeo.engine.react import tool_calling_graph
@@ -52,6 +55,8 @@ class AgentSpec(BaseModel):
     temperature: float | None = Field(None, ge=0, le=2)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     budget: RunBudget = Field(default_factory=RunBudget)
+    answer: AnswerSource = "model"
+    answer_template: str = Field("{result}", max_length=2000)
 
 
 def load_agent_file(path: Path) -> AgentSpec:
@@ -107,6 +112,11 @@ def build_agent(spec: AgentSpec, model: Model, gate: ToolGate | None = None) -> 
     names = [tool.name for tool in tools]
     if len(set(names)) != len(names):
         raise AgentError(f"agent {spec.name!r} lists a tool name twice: {names}")
+    answer = FinalAnswer(spec.answer, spec.answer_template)
+    try:
+        answer.check(tool.spec for tool in tools)
+    except ValueError as error:
+        raise AgentError(f"agent {spec.name!r}: {error}") from None
     graph = tool_calling_graph(
         model,
         tools,
@@ -116,5 +126,6 @@ def build_agent(spec: AgentSpec, model: Model, gate: ToolGate | None = None) -> 
         temperature=spec.temperature,
         budget=spec.budget,
         gate=gate,
+        answer=answer,
     )
     return Agent(spec=spec, model=model, tools=tools, graph=graph)

@@ -27,13 +27,15 @@ class ToolCall(BaseModel):
 
 
 class Message(BaseModel):
-    """One chat message. `tool_call_id` links a tool result to its call."""
+    """One chat message. `tool_call_id` links a tool result to its call;
+    `is_error` marks a result that is the tool's failure, not its answer."""
 
     role: Literal["system", "user", "assistant", "tool"]
     content: str = ""
     tool_calls: list[ToolCall] = Field(default_factory=list)
     tool_call_id: str | None = None
     name: str | None = None
+    is_error: bool = False
 
 
 class ToolSpec(BaseModel):
