@@ -433,3 +433,26 @@ def test_chat_calls_count_against_the_tenants_budget_and_stop_at_it(
             mine.chat.completions.create(**ask, stream=True)
         used_after(theirs, "other", 17)  # another tenant's budget is its own
     assert len(upstream.received) == 3
+
+
+def test_chat_on_an_embedding_model_is_a_400_naming_the_chat_models(
+    serve: Callable[..., Any]
+) -> None:
+    homeo = serve(with_worker=False, models={
+        "default": [{"model": "scripted:scriptkit:echo_model"}],
+        "fast": [{"model": "scripted:scriptkit:echo_model"}],
+        "embedding": [{"model": "minilm"}],
+    })
+
+    with openai.OpenAI(base_url=f"{homeo.url}/v1", api_key=homeo.key, max_retries=0) as client:
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.chat.completions.create(
+                model="embedding", messages=[{"role": "user", "content": "hi"}])
+        assert caught.value.body["message"] == (
+            "model 'embedding' only makes embeddings (POST /v1/embeddings) and cannot chat;"
+            " the chat models are: default, fast")
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.embeddings.create(model="fast", input=["hi"])
+        assert caught.value.body["message"] == (
+            "model 'fast' does not make embeddings, it only chats (POST /v1/chat/completions);"
+            " the embedding models are: embedding")

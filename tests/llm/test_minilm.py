@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from homeo.llm.base import Embeddings, Message, ModelError
+from homeo.llm.base import Embeddings, Message, ModelError, Unsupported
 from homeo.llm.providers import minilm
 from homeo.llm.providers.minilm import MiniLM, default_model_dir
 
@@ -75,7 +75,8 @@ def test_missing_directory_is_a_model_error_that_says_what_to_do(tmp_path: Path)
 
 
 def test_request_refuses_and_names_a_chat_model(tmp_path: Path) -> None:
-    with pytest.raises(ModelError) as caught:
+    # Unsupported: the caller's mistake (a 400 from the API), never worth a retry.
+    with pytest.raises(Unsupported) as caught:
         asyncio.run(MiniLM(str(tmp_path)).request([Message(role="user", content="hi")]))
 
     assert caught.value.retryable is False

@@ -48,7 +48,7 @@ from homeo.llm.base import (
     events_of,
 )
 from homeo.llm.providers.openai_http import ModelHTTPError
-from homeo.llm.resolve import ModelCatalog
+from homeo.llm.resolve import Capability, ModelCatalog
 from homeo.llm.router import AllDeploymentsFailed
 from homeo.llm.structured import InvalidSchema, request_structured
 from homeo.tenancy import current_tenant
@@ -176,8 +176,9 @@ async def chat_completions(
         messages = [_message(m) for m in body.messages]
     except ChatError as problem:
         return error(request, problem.status, problem.kind, str(problem))
-    refused = unknown_model(request, catalog, body.model) or await over_budget(
-        request, tenant_id)
+    refused = (unknown_model(request, catalog, body.model)
+               or unable(request, catalog, body.model, "chat")
+               or await over_budget(request, tenant_id))
     if refused is not None:
         return refused
     offered = [] if body.tool_choice == "none" else [
@@ -251,6 +252,24 @@ def unknown_model(request: Request, catalog: ModelCatalog, model: str) -> JSONRe
         return None
     known = ", ".join(catalog.aliases()) or "none (set HOMEO_MODELS)"
     return error(request, 404, "not_found", f"no model {model!r}; the models are: {known}")
+
+
+def unable(
+    request: Request, catalog: ModelCatalog, model: str, capability: Capability
+) -> JSONResponse | None:
+    """A 400 naming the aliases that can, when no deployment of `model` does
+    `capability` (chat on an embedding model, or the reverse). Not a 5xx: a
+    client must not retry it."""
+    if model in catalog.aliases_that(capability):
+        return None
+    able = ", ".join(catalog.aliases_that(capability)) or "none (set HOMEO_MODELS)"
+    if capability == "chat":
+        problem = (f"model {model!r} only makes embeddings (POST /v1/embeddings) and cannot"
+                   f" chat; the chat models are: {able}")
+    else:
+        problem = (f"model {model!r} does not make embeddings, it only chats (POST"
+                   f" /v1/chat/completions); the embedding models are: {able}")
+    return error(request, 400, "bad_request", problem)
 
 
 async def over_budget(request: Request, tenant_id: str) -> JSONResponse | None:

@@ -19,6 +19,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from typing import Literal
 
 from opentelemetry.trace import Tracer
 
@@ -33,6 +34,18 @@ from homeo.llm.router import Deployment, RetryPolicy, Router
 
 class UnknownModel(ModelError):
     """The model string names no provider homeo has."""
+
+
+Capability = Literal["chat", "embeddings"]
+
+
+def capabilities(model: str) -> set[Capability]:
+    """What a deployment's model can do, known from its model string alone."""
+    if model == "minilm":
+        return {"embeddings"}
+    if model.startswith("openai:"):
+        return {"chat", "embeddings"}
+    return {"chat"}  # local, local:PATH, scripted:module:function
 
 
 class ModelCatalog:
@@ -91,6 +104,13 @@ class ModelCatalog:
     def aliases(self) -> list[str]:
         """The model aliases configured in HOMEO_MODELS."""
         return sorted(self.settings.models)
+
+    def aliases_that(self, capability: Capability) -> list[str]:
+        """The aliases with at least one deployment that can do `capability`."""
+        return sorted(
+            alias for alias, entries in self.settings.models.items()
+            if any(capability in capabilities(entry.model) for entry in entries)
+        )
 
     def deployments(self) -> list[tuple[ModelDeployment, CircuitBreaker, list[str]]]:
         """Every configured deployment, its breaker and the aliases that list it."""

@@ -20,7 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from homeo.llm.base import Embeddings, Message, Model, ModelError, ModelResponse, ToolSpec, Usage
+from homeo.llm.base import (
+    Embeddings,
+    Message,
+    Model,
+    ModelError,
+    ModelResponse,
+    ToolSpec,
+    Unsupported,
+    Usage,
+)
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 _INSTALL_HINT = "pip install 'homeo[local]'"
@@ -118,7 +127,7 @@ class MiniLM(Model):
         temperature: float | None = None,
         json_schema: dict[str, Any] | None = None,
     ) -> ModelResponse:
-        raise ModelError(
+        raise Unsupported(
             "minilm makes embeddings only and cannot chat: use a chat model such as `local`"
         )
 
