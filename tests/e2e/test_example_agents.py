@@ -35,11 +35,11 @@ TEXT_STATS = {
     "Count the words in: I like green apples and red pears": 7,
     "word count: Lorem ipsum dolor sit amet consectetur": 6,
 }
-ASSISTANT = {
-    "What is the capital of France?": "Paris",
-    "What is the capital of Japan?": "Tokyo",
-    "How many legs does a spider have?": "eight",
-    "What is the largest ocean on Earth?": "Pacific",
+ASSISTANT = {  # each answer must hold one of these words
+    "What is the capital of France?": ("paris",),
+    "What is the capital of Japan?": ("tokyo",),
+    "How many legs does a spider have?": ("eight", "8"),
+    "What is the largest ocean on Earth?": ("pacific",),
 }
 
 
@@ -92,7 +92,7 @@ def test_each_example_agent_answers_its_inputs_correctly(tmp_path: Path) -> None
             ok = output.endswith(f" has {TEXT_STATS[text]} words.") and steps == [
                 "model", "word_count"]
         else:
-            ok = ASSISTANT[text].lower() in output.lower() and steps == ["model"]
+            ok = any(word in output.lower() for word in ASSISTANT[text]) and steps == ["model"]
         if run.status != "succeeded" or not ok:
             problems.append(f"{agent} {text!r}: {run.status} {output or run.error!r} {steps}")
     assert problems == []

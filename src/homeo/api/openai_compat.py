@@ -10,6 +10,8 @@ the budget counts these calls as well as the tenant's runs.
 
 `response_format` (`json_schema` or `json_object`) makes the answer JSON that
 is checked against the schema, with one repair attempt (homeo.llm.structured).
+`tool_choice` ("auto", "none", "required" or one named function) and `stop`
+go to the model, which honours them (the local model through its grammar).
 
 `stream=true` sends OpenAI chunks as the router's stream yields them. The
 endpoint waits for the first event before answering, so a call that fails
@@ -39,13 +41,17 @@ from homeo.llm.base import (
     Message,
     ModelError,
     ModelResponse,
+    NamedTool,
     StreamEnd,
     StreamEvent,
     TextDelta,
     ToolCall,
+    ToolChoice,
     ToolSpec,
     Unsupported,
     events_of,
+    options_given,
+    tool_choice_problem,
 )
 from homeo.llm.providers.openai_http import ModelHTTPError
 from homeo.llm.resolve import Capability, ModelCatalog
@@ -124,6 +130,15 @@ class _ResponseFormat(BaseModel):
         return {"type": "object"} if self.type == "json_object" else None
 
 
+class _ChosenFunction(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+
+
+class _NamedToolChoice(BaseModel):
+    type: Literal["function"]
+    function: _ChosenFunction
+
+
 class _StreamOptions(BaseModel):
     include_usage: bool = False
 
@@ -136,7 +151,7 @@ class ChatRequest(BaseModel):
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
     tools: list[_Tool] | None = None
-    tool_choice: Literal["auto", "none"] | None = None
+    tool_choice: Literal["auto", "none", "required"] | _NamedToolChoice | None = None
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
@@ -144,6 +159,17 @@ class ChatRequest(BaseModel):
     stream: bool = False
     stream_options: _StreamOptions | None = None
     response_format: _ResponseFormat | None = None
+    # OpenAI's limit: up to 4 sequences.
+    stop: str | list[str] | None = Field(None, max_length=4)
+
+    def choice(self) -> ToolChoice | None:
+        """`tool_choice` for the Model: None, "auto", "required" or a NamedTool."""
+        if isinstance(self.tool_choice, _NamedToolChoice):
+            return NamedTool(self.tool_choice.function.name)
+        return None if self.tool_choice in (None, "none") else self.tool_choice
+
+    def stop_sequences(self) -> list[str] | None:
+        return [self.stop] if isinstance(self.stop, str) else self.stop
 
 
 class ChatError(Exception):
@@ -186,6 +212,10 @@ async def chat_completions(
                  parameters=t.function.parameters)
         for t in body.tools or []
     ]
+    problem = tool_choice_problem(body.choice(), offered)
+    if problem is not None:
+        return error(request, 400, "bad_request", problem)
+    options = options_given(tool_choice=body.choice(), stop=body.stop_sequences())
     schema = body.response_format.schema_wanted() if body.response_format else None
     current_tenant.set(tenant_id)
     model = catalog.get(body.model)
@@ -196,7 +226,7 @@ async def chat_completions(
     try:
         if body.stream and schema is None:
             events = model.stream(messages, offered, max_tokens=max_tokens,
-                                  temperature=body.temperature)
+                                  temperature=body.temperature, **options)
             first = await _first(events)
             chunks = _chunks(request, tenant_id, completion_id, created, body.model, first,
                              events,
@@ -204,12 +234,13 @@ async def chat_completions(
             return StreamingResponse(chunks, media_type="text/event-stream")
         if schema is None:
             response = await model.request(
-                messages, offered, max_tokens=max_tokens, temperature=body.temperature
+                messages, offered, max_tokens=max_tokens, temperature=body.temperature,
+                **options,
             )
         else:
             response = await request_structured(
                 model, messages, schema, offered, max_tokens=max_tokens,
-                temperature=body.temperature,
+                temperature=body.temperature, **options,
             )
     except InvalidSchema as failure:
         return error(request, 400, "bad_request", f"response_format: {failure}")

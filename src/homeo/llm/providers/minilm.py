@@ -26,6 +26,7 @@ from homeo.llm.base import (
     Model,
     ModelError,
     ModelResponse,
+    ToolChoice,
     ToolSpec,
     Unsupported,
     Usage,
@@ -126,6 +127,8 @@ class MiniLM(Model):
         max_tokens: int | None = None,
         temperature: float | None = None,
         json_schema: dict[str, Any] | None = None,
+        tool_choice: ToolChoice | None = None,
+        stop: list[str] | None = None,
     ) -> ModelResponse:
         raise Unsupported(
             "minilm makes embeddings only and cannot chat: use a chat model such as `local`"
