@@ -40,7 +40,8 @@ def counting_model(turns_before_answer: int = 10, tokens: int = 60) -> ScriptedM
 
     def reply(messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
         done = sum(m.role == "tool" for m in messages)
-        message = tool_call("word_count", text=f"a b c {done}") if done < turns_before_answer and tools \
+        message = tool_call("word_count", text=f"a b c {done}") \
+            if done < turns_before_answer and tools \
             else Message(role="assistant", content=f"done after {done}")
         usage = Usage(input_tokens=tokens * 2 // 3, output_tokens=tokens - tokens * 2 // 3)
         return ModelResponse(message=message, usage=usage)

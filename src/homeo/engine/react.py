@@ -70,6 +70,7 @@ def recorded_result(state: RunState, call: ToolCall) -> str | None:
 
 
 def last_success(state: RunState) -> tuple[ToolCall, str] | None:
+    """The run's latest tool call that succeeded, and its result."""
     succeeded = succeeded_calls(state)
     return succeeded[-1] if succeeded else None
 
