@@ -144,6 +144,12 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(1_000_000, ge=1024, le=100_000_000)
     local_model_path: Path | None = Field(None, description="GGUF file; empty means SmolLM2.")
     local_model_context: int = Field(4096, ge=256, le=131072)
+    # Chosen with bench/local_threads.py on a shared 2-core machine (README, Models).
+    local_threads: int = Field(1, ge=1, le=256, description="llama.cpp threads of the local model.")
+    embed_threads: int = Field(1, ge=1, le=256, description="torch threads of minilm embeddings.")
+    omp_wait_policy: Literal["passive", "active"] = Field(
+        "passive", description="OpenMP threads with nothing to do sleep (passive) or spin."
+    )
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: str = ""
     models: dict[str, list[ModelDeployment]] = Field(

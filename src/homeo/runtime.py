@@ -5,6 +5,7 @@ through `Runtime.open`, so they run the same wiring."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from opentelemetry.trace import Tracer, TracerProvider
@@ -19,6 +20,14 @@ from homeo.llm.resolve import ModelCatalog
 from homeo.observe import tracing
 from homeo.observe.metrics import Metrics
 from homeo.queue.base import RetryPolicy
+
+
+def set_omp_wait_policy(policy: str) -> None:
+    """HOMEO_OMP_WAIT_POLICY for the in-process models' OpenMP (llama.cpp and
+    torch), unless the operator set OMP_WAIT_POLICY. OpenMP reads it when it
+    loads, so this must happen before the first model does (models load on
+    first use, after the runtime opens)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", policy.upper())
 
 
 @dataclass
@@ -41,6 +50,7 @@ class Runtime:
         one with an in-memory exporter); without one, a process with an OTLP
         endpoint set exports to it through the global provider."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        set_omp_wait_policy(settings.omp_wait_policy)
         if tracer_provider is None:  # HOMEO_OTLP_ENDPOINT; empty: no export
             tracer_provider = tracing.install(settings.otlp_endpoint)
         retry = RetryPolicy(settings.retry_base_seconds, settings.retry_max_seconds)

@@ -474,3 +474,104 @@ def test_a_catastrophic_pattern_does_not_stall_the_server(
     assert response.status_code == 502
     assert "does not match '^(a+)+$'" in response.json()["error"]["message"]
     assert homeo.client.get("/healthz").status_code == 200
+
+
+def test_chat_on_an_embedding_model_is_a_400_naming_the_chat_models(
+    serve: Callable[..., Any]
+) -> None:
+    homeo = serve(with_worker=False, models={
+        "default": [{"model": "scripted:scriptkit:echo_model"}],
+        "fast": [{"model": "scripted:scriptkit:echo_model"}],
+        "embedding": [{"model": "minilm"}],
+    })
+
+    with openai.OpenAI(base_url=f"{homeo.url}/v1", api_key=homeo.key, max_retries=0) as client:
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.chat.completions.create(
+                model="embedding", messages=[{"role": "user", "content": "hi"}])
+        assert caught.value.body["message"] == (
+            "model 'embedding' only makes embeddings (POST /v1/embeddings) and cannot chat;"
+            " the chat models are: default, fast")
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.embeddings.create(model="fast", input=["hi"])
+        assert caught.value.body["message"] == (
+            "model 'fast' does not make embeddings, it only chats (POST /v1/chat/completions);"
+            " the embedding models are: embedding")
+
+
+NAMED_ADD = {"type": "function", "function": {"name": "add"}}
+
+
+@pytest.mark.parametrize("choice", ["required", NAMED_ADD, "auto"])
+def test_tool_choice_and_stop_go_on_to_an_openai_compatible_provider(
+    client: openai.OpenAI, upstream: FaultServer, choice: Any
+) -> None:
+    upstream.default = Reply(body=completion(None, tool_calls=[ADD_CALL]))
+
+    reply = client.chat.completions.create(
+        model="default", messages=[{"role": "user", "content": "2+3"}], tools=[ADD],
+        tool_choice=choice, stop=["\n\n", "END"])
+
+    assert reply.choices[0].message.tool_calls[0].function.name == "add"
+    [sent] = upstream.received
+    assert (sent["tool_choice"], sent["stop"]) == (choice, ["\n\n", "END"])
+
+
+def test_one_stop_string_goes_on_as_a_list(client: openai.OpenAI, upstream: FaultServer) -> None:
+    client.chat.completions.create(model="default", stop="END",
+                                   messages=[{"role": "user", "content": "hi"}])
+
+    assert upstream.received[0]["stop"] == ["END"]
+    assert "tool_choice" not in upstream.received[0]
+
+
+def test_a_scripted_model_obeys_stop_streamed_or_not(
+    client: openai.OpenAI, upstream: FaultServer
+) -> None:
+    ask = {"model": "resilient", "messages": [{"role": "user", "content": "one two three"}],
+           "stop": [" three", " two"]}
+    # `resilient` tries the upstream first: it fails, so the scripted echo answers.
+    upstream.default = error(500, "down")
+    reply = client.chat.completions.create(**ask)
+    chunks = list(client.chat.completions.create(**ask, stream=True))
+
+    assert reply.choices[0].message.content == "echo: one"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "echo: one"
+
+
+def test_a_named_tool_choice_is_obeyed_by_a_scripted_model(client: openai.OpenAI) -> None:
+    calculate = {"type": "function", "function": {"name": "calculate", "parameters": {}}}
+    reply = client.chat.completions.create(
+        model="calc", messages=[{"role": "user", "content": "6*7"}], tools=[ADD, calculate],
+        tool_choice={"type": "function", "function": {"name": "calculate"}})
+
+    [call] = reply.choices[0].message.tool_calls
+    assert call.function.name == "calculate"
+
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(
+            model="calc", messages=[{"role": "user", "content": "6*7"}], tools=[ADD, calculate],
+            tool_choice=NAMED_ADD)
+    assert "scripted reply is not a call to 'add'" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [({"tool_choice": "required"}, "tool_choice requires a tool call, but no tools are offered"),
+     ({"tools": [ADD], "tool_choice": {"type": "function", "function": {"name": "sub"}}},
+      "tool_choice names tool 'sub', which is not offered (tools: add)"),
+     ({"tools": [ADD], "tool_choice": "required", "stop": ["a", "b", "c", "d", "e"]},
+      None)],
+)
+def test_a_tool_choice_that_cannot_be_met_is_a_400(
+    client: openai.OpenAI, upstream: FaultServer, extra: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model="default",
+                                       messages=[{"role": "user", "content": "hi"}], **extra)
+
+    if problem is None:  # more than OpenAI's 4 stop sequences
+        assert caught.value.status_code == 422 and "stop" in caught.value.message
+    else:
+        assert caught.value.status_code == 400 and caught.value.body["message"] == problem
+    assert upstream.received == []

@@ -34,12 +34,14 @@ def word_count(text: str) -> int:
 
 
 def counting_model(turns_before_answer: int = 10, tokens: int = 60) -> ScriptedModel:
-    """Calls word_count until it has seen `turns_before_answer` results; every reply costs
-    `tokens` (40 in, 20 out when tokens=60)."""
+    """Calls word_count (on a new text each time: a repeated call would be answered
+    from its record) until it has seen `turns_before_answer` results; every reply
+    costs `tokens` (40 in, 20 out when tokens=60)."""
 
     def reply(messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
         done = sum(m.role == "tool" for m in messages)
-        message = tool_call("word_count", text="a b c") if done < turns_before_answer and tools \
+        message = tool_call("word_count", text=f"a b c {done}") \
+            if done < turns_before_answer and tools \
             else Message(role="assistant", content=f"done after {done}")
         usage = Usage(input_tokens=tokens * 2 // 3, output_tokens=tokens - tokens * 2 // 3)
         return ModelResponse(message=message, usage=usage)

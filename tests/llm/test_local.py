@@ -12,6 +12,7 @@ import pytest
 from homeo.llm.base import (
     Message,
     ModelError,
+    NamedTool,
     StreamEnd,
     StreamEvent,
     StreamInterrupted,
@@ -106,6 +107,23 @@ def test_schema_moves_tool_definitions_to_the_root() -> None:
 
     assert schema["$defs"] == {"Point": point}
     assert "$defs" not in schema["anyOf"][0]["properties"]["arguments"]
+
+
+def test_schema_for_a_required_tool_call_has_no_final_answer() -> None:
+    required = tool_call_schema([ADD, GREET], tool_choice="required")
+    named = tool_call_schema([ADD, GREET], tool_choice=NamedTool("greet"))
+
+    assert [c["properties"].get("tool") for c in required["anyOf"]] == [
+        {"const": "add"}, {"const": "greet"}]
+    assert [c["properties"].get("tool") for c in named["anyOf"]] == [{"const": "greet"}]
+
+
+def test_a_tool_choice_that_cannot_be_met_is_refused_before_generating() -> None:
+    model = LocalModel()
+    with pytest.raises(ModelError, match="tool_choice names tool 'sub', which is not offered"):
+        model._body(FRANCE, [ADD], None, None, None, NamedTool("sub"))
+    with pytest.raises(ModelError, match="no tools are offered"):
+        model._body(FRANCE, [], None, None, None, "required")
 
 
 def test_tool_turns_are_rendered_as_plain_chat() -> None:
@@ -341,3 +359,30 @@ def test_prompt_too_long_for_the_context_fails_before_the_first_event(model: Loc
         _stream(model, too_long, max_tokens=4)
 
     assert not isinstance(caught.value, StreamInterrupted)
+
+
+@pytest.mark.slow
+def test_tool_choice_forces_a_call_the_model_would_not_make(model: LocalModel) -> None:
+    hello = [Message(role="user", content="Hello! How are you today?")]
+
+    required = _ask(model, hello, [ADD, GREET], tool_choice="required", temperature=0.0)
+    named = _ask(model, hello, [ADD, GREET], tool_choice=NamedTool("add"), temperature=0.0)
+
+    assert len(required.message.tool_calls) == 1
+    assert required.message.tool_calls[0].name in {"add", "greet"}
+    [call] = named.message.tool_calls
+    assert call.name == "add"
+    _check_arguments(call.arguments, ADD.parameters)
+
+
+@pytest.mark.slow
+def test_stop_ends_the_answer_before_the_sequence(model: LocalModel) -> None:
+    count = [Message(role="user", content="Count from 1 to 10, separated by commas.")]
+
+    whole = _ask(model, count, max_tokens=40, temperature=0.0).message.content
+    stopped = _ask(model, count, max_tokens=40, temperature=0.0, stop=["5"]).message.content
+    streamed, _ = _text_and_end(_stream(model, count, max_tokens=40, temperature=0.0,
+                                        stop=["5"]))
+
+    assert "5" in whole and "5" not in stopped and whole.startswith(stopped)
+    assert "".join(streamed) == stopped

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from homeo.llm.base import Embeddings, Message, ModelError
+from homeo.llm.base import Embeddings, Message, ModelError, Unsupported
 from homeo.llm.providers import minilm
 from homeo.llm.providers.minilm import MiniLM, default_model_dir
 
@@ -75,7 +75,8 @@ def test_missing_directory_is_a_model_error_that_says_what_to_do(tmp_path: Path)
 
 
 def test_request_refuses_and_names_a_chat_model(tmp_path: Path) -> None:
-    with pytest.raises(ModelError) as caught:
+    # Unsupported: the caller's mistake (a 400 from the API), never worth a retry.
+    with pytest.raises(Unsupported) as caught:
         asyncio.run(MiniLM(str(tmp_path)).request([Message(role="user", content="hi")]))
 
     assert caught.value.retryable is False
@@ -206,7 +207,7 @@ def test_token_counts_are_the_tokenizers(model: MiniLM) -> None:
 
 @pytest.mark.slow
 def test_a_long_text_is_cut_to_max_seq_length(model: MiniLM) -> None:
-    limit = minilm._loaded_model(model.path).encoder.max_seq_length
+    limit = minilm._loaded_model(model.path, model.threads).encoder.max_seq_length
     # "word" is one token; [CLS] and [SEP] take two of the limit.
     long_text = "word " * 5000
     prefix = "word " * (limit - 2)

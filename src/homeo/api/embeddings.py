@@ -24,6 +24,7 @@ from homeo.api.openai_compat import (
     error,
     over_budget,
     status_of,
+    unable,
     unknown_model,
 )
 from homeo.llm.base import ModelError
@@ -75,8 +76,9 @@ async def embeddings(
         texts = _texts(body)
     except ValueError as problem:
         return error(request, 400, "bad_request", str(problem))
-    refused = unknown_model(request, catalog, body.model) or await over_budget(
-        request, tenant_id)
+    refused = (unknown_model(request, catalog, body.model)
+               or unable(request, catalog, body.model, "embeddings")
+               or await over_budget(request, tenant_id))
     if refused is not None:
         return refused
     current_tenant.set(tenant_id)

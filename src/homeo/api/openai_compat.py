@@ -12,6 +12,8 @@ the budget counts these calls as well as the tenant's runs.
 is checked against the schema, with one repair attempt (homeo.llm.structured).
 A schema homeo will not run (remote `$ref`, reference loops, too deep, a
 pattern RE2 cannot run; homeo.llm.schema_guard) is a 400 before any call.
+`tool_choice` ("auto", "none", "required" or one named function) and `stop`
+go to the model, which honours them (the local model through its grammar).
 
 `stream=true` sends OpenAI chunks as the router's stream yields them. The
 endpoint waits for the first event before answering, so a call that fails
@@ -41,16 +43,20 @@ from homeo.llm.base import (
     Message,
     ModelError,
     ModelResponse,
+    NamedTool,
     StreamEnd,
     StreamEvent,
     TextDelta,
     ToolCall,
+    ToolChoice,
     ToolSpec,
     Unsupported,
     events_of,
+    options_given,
+    tool_choice_problem,
 )
 from homeo.llm.providers.openai_http import ModelHTTPError
-from homeo.llm.resolve import ModelCatalog
+from homeo.llm.resolve import Capability, ModelCatalog
 from homeo.llm.router import AllDeploymentsFailed
 from homeo.llm.structured import InvalidSchema, request_structured
 from homeo.tenancy import current_tenant
@@ -126,6 +132,15 @@ class _ResponseFormat(BaseModel):
         return {"type": "object"} if self.type == "json_object" else None
 
 
+class _ChosenFunction(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+
+
+class _NamedToolChoice(BaseModel):
+    type: Literal["function"]
+    function: _ChosenFunction
+
+
 class _StreamOptions(BaseModel):
     include_usage: bool = False
 
@@ -138,7 +153,7 @@ class ChatRequest(BaseModel):
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
     tools: list[_Tool] | None = None
-    tool_choice: Literal["auto", "none"] | None = None
+    tool_choice: Literal["auto", "none", "required"] | _NamedToolChoice | None = None
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
@@ -146,6 +161,17 @@ class ChatRequest(BaseModel):
     stream: bool = False
     stream_options: _StreamOptions | None = None
     response_format: _ResponseFormat | None = None
+    # OpenAI's limit: up to 4 sequences.
+    stop: str | list[str] | None = Field(None, max_length=4)
+
+    def choice(self) -> ToolChoice | None:
+        """`tool_choice` for the Model: None, "auto", "required" or a NamedTool."""
+        if isinstance(self.tool_choice, _NamedToolChoice):
+            return NamedTool(self.tool_choice.function.name)
+        return None if self.tool_choice in (None, "none") else self.tool_choice
+
+    def stop_sequences(self) -> list[str] | None:
+        return [self.stop] if isinstance(self.stop, str) else self.stop
 
 
 class ChatError(Exception):
@@ -178,8 +204,9 @@ async def chat_completions(
         messages = [_message(m) for m in body.messages]
     except ChatError as problem:
         return error(request, problem.status, problem.kind, str(problem))
-    refused = unknown_model(request, catalog, body.model) or await over_budget(
-        request, tenant_id)
+    refused = (unknown_model(request, catalog, body.model)
+               or unable(request, catalog, body.model, "chat")
+               or await over_budget(request, tenant_id))
     if refused is not None:
         return refused
     offered = [] if body.tool_choice == "none" else [
@@ -187,6 +214,10 @@ async def chat_completions(
                  parameters=t.function.parameters)
         for t in body.tools or []
     ]
+    problem = tool_choice_problem(body.choice(), offered)
+    if problem is not None:
+        return error(request, 400, "bad_request", problem)
+    options = options_given(tool_choice=body.choice(), stop=body.stop_sequences())
     schema = body.response_format.schema_wanted() if body.response_format else None
     current_tenant.set(tenant_id)
     model = catalog.get(body.model)
@@ -197,7 +228,7 @@ async def chat_completions(
     try:
         if body.stream and schema is None:
             events = model.stream(messages, offered, max_tokens=max_tokens,
-                                  temperature=body.temperature)
+                                  temperature=body.temperature, **options)
             first = await _first(events)
             chunks = _chunks(request, tenant_id, completion_id, created, body.model, first,
                              events,
@@ -205,12 +236,13 @@ async def chat_completions(
             return StreamingResponse(chunks, media_type="text/event-stream")
         if schema is None:
             response = await model.request(
-                messages, offered, max_tokens=max_tokens, temperature=body.temperature
+                messages, offered, max_tokens=max_tokens, temperature=body.temperature,
+                **options,
             )
         else:
             response = await request_structured(
                 model, messages, schema, offered, max_tokens=max_tokens,
-                temperature=body.temperature,
+                temperature=body.temperature, **options,
             )
     except InvalidSchema as failure:
         return error(request, 400, "bad_request", f"response_format: {failure}")
@@ -253,6 +285,24 @@ def unknown_model(request: Request, catalog: ModelCatalog, model: str) -> JSONRe
         return None
     known = ", ".join(catalog.aliases()) or "none (set HOMEO_MODELS)"
     return error(request, 404, "not_found", f"no model {model!r}; the models are: {known}")
+
+
+def unable(
+    request: Request, catalog: ModelCatalog, model: str, capability: Capability
+) -> JSONResponse | None:
+    """A 400 naming the aliases that can, when no deployment of `model` does
+    `capability` (chat on an embedding model, or the reverse). Not a 5xx: a
+    client must not retry it."""
+    if model in catalog.aliases_that(capability):
+        return None
+    able = ", ".join(catalog.aliases_that(capability)) or "none (set HOMEO_MODELS)"
+    if capability == "chat":
+        problem = (f"model {model!r} only makes embeddings (POST /v1/embeddings) and cannot"
+                   f" chat; the chat models are: {able}")
+    else:
+        problem = (f"model {model!r} does not make embeddings, it only chats (POST"
+                   f" /v1/chat/completions); the embedding models are: {able}")
+    return error(request, 400, "bad_request", problem)
 
 
 async def over_budget(request: Request, tenant_id: str) -> JSONResponse | None:

@@ -11,6 +11,8 @@ failing its first run. Each problem is one line naming the file and field.
     system_prompt: You are precise.
     tools: [homeo.examples.tools:calculate]
     max_steps: 6                      # model turns before the run fails
+    answer: tool_result               # model (default) | quote_result | tool_result
+    answer_template: "{expression} = {result}"   # see homeo.engine.answer
     timeouts: {step: 120, run: 900}   # seconds
     budget: {run_tokens: 20000, soft_run_tokens: 10000}   # tokens, input + output
 """
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from homeo.engine.answer import AnswerSource, FinalAnswer
 from homeo.engine.budgets import RunBudget
 from homeo.engine.graph import Graph
 from homeo.engine.react import tool_calling_graph
@@ -71,6 +74,8 @@ class AgentSpec(BaseModel):
     def origin(self) -> str:
         """How errors name this agent: its name and, when known, its file."""
         return f"agent {self.name!r}" + (f" ({self.file})" if self.file else "")
+    answer: AnswerSource = "model"
+    answer_template: str = Field("{result}", max_length=2000)
 
 
 def load_agent_file(path: Path) -> AgentSpec:
@@ -213,6 +218,11 @@ def build_agent(
     names = [tool.name for tool in tools]
     if len(set(names)) != len(names):
         raise AgentError(f"agent {spec.name!r} lists a tool name twice: {names}")
+    answer = FinalAnswer(spec.answer, spec.answer_template)
+    try:
+        answer.check(tool.spec for tool in tools)
+    except ValueError as error:
+        raise AgentError(f"agent {spec.name!r}: {error}") from None
     graph = tool_calling_graph(
         model,
         tools,
@@ -222,5 +232,6 @@ def build_agent(
         temperature=spec.temperature,
         budget=spec.budget,
         gate=gate,
+        answer=answer,
     )
     return Agent(spec=spec, model=model, tools=tools, graph=graph)

@@ -36,6 +36,8 @@ class RunState(BaseModel):
     pending_tool_calls: list[ToolCall] = Field(default_factory=list)
     model_turns: int = 0
     tool_errors: int = 0
+    # The model repeated a tool call: its next turn is offered no tools.
+    answer_now: bool = False
     output: str | None = None
     # Tokens of the run's completed steps (the runner adds each step's usage)
     # and the soft budgets already warned about, so each warns once per run.

@@ -6,6 +6,13 @@
 Each tool call is its own step, so a crash between two calls of one model turn
 never repeats the first.
 
+A call the model already made (same tool, same arguments) that succeeded is
+not made again: the tool step answers from the recorded result, and the
+model's next turn is offered no tools and told to answer with it. Small models
+otherwise call the same tool again and again. Where the run's output comes
+from (the model's words or the tool's result) is the agent's `answer`
+(`homeo.engine.answer`).
+
 Model and tool calls are spans inside their step's span (GenAI semantic
 conventions: `chat {model}`, `execute_tool {tool}`).
 """
@@ -19,15 +26,53 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 
+from homeo.engine.answer import FinalAnswer
 from homeo.engine.budgets import RunBudget, check_run_budget
 from homeo.engine.errors import RetryableError, RunFailed
 from homeo.engine.graph import END, Graph, Node, Outcome, RunState, StepContext
-from homeo.llm.base import Message, Model, ModelError
+from homeo.llm.base import Message, Model, ModelError, ToolCall
 from homeo.observe import tracing
 from homeo.tools.permissions import ToolGate
 from homeo.tools.registry import Tool, ToolError
 
 MAX_TOOL_RESULT_CHARS = 20_000
+# Sent (not stored) with the turn after a repeated call, whose tools are withdrawn.
+ANSWER_NOW = (
+    "You already called that tool with the same arguments, and its result is above."
+    " Do not call it again: answer now, using that result."
+)
+
+
+def call_key(call: ToolCall) -> str:
+    """What makes two calls the same: the tool and its arguments."""
+    return json.dumps([call.name, call.arguments], sort_keys=True, default=str)
+
+
+def succeeded_calls(state: RunState) -> list[tuple[ToolCall, str]]:
+    """Each tool call of the run that succeeded, with the result the model saw, in order."""
+    succeeded: list[tuple[ToolCall, str]] = []
+    # A result answers a call of the latest assistant turn: some servers reuse
+    # ids (call_0) from turn to turn.
+    calls: dict[str, ToolCall] = {}
+    for message in state.messages:
+        if message.tool_calls:
+            calls = {call.id: call for call in message.tool_calls}
+        elif message.role == "tool" and message.tool_call_id in calls and not message.is_error:
+            succeeded.append((calls[message.tool_call_id], message.content))
+    return succeeded
+
+
+def recorded_result(state: RunState, call: ToolCall) -> str | None:
+    """The result of an earlier, successful call that `call` repeats, if any."""
+    key = call_key(call)
+    return next((result for earlier, result in succeeded_calls(state)
+                 if call_key(earlier) == key), None)
+
+
+def last_success(state: RunState) -> tuple[ToolCall, str] | None:
+    """The run's latest tool call that succeeded, and its result."""
+    succeeded = succeeded_calls(state)
+    return succeeded[-1] if succeeded else None
 
 
 class ModelNode(Node):
@@ -42,6 +87,7 @@ class ModelNode(Node):
         max_tokens: int | None = None,
         temperature: float | None = None,
         budget: RunBudget | None = None,
+        answer: FinalAnswer | None = None,
         name: str = "model",
     ) -> None:
         super().__init__(name)
@@ -51,14 +97,18 @@ class ModelNode(Node):
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.budget = budget or RunBudget()
+        self.answer = answer or FinalAnswer()
 
     def describe(self, state: RunState) -> Any:
         last = state.messages[-1] if state.messages else None
-        return {
+        described = {
             "model": self.model.name,
             "messages": len(state.messages),
             "last": last.model_dump(exclude_defaults=True) if last else None,
         }
+        if state.answer_now:
+            described["answer_now"] = True
+        return described
 
     async def run(self, state: RunState, context: StepContext) -> Outcome:
         if state.model_turns >= self.max_steps:
@@ -73,7 +123,11 @@ class ModelNode(Node):
         # On its last allowed turn the model gets no tools, so it must answer
         # instead of spending the run's final step on another tool call.
         last_turn = state.model_turns == self.max_steps - 1 and self.max_steps > 1
-        offered = [] if last_turn else [tool.spec for tool in self.tools.values()]
+        offered = [] if last_turn or state.answer_now else [
+            tool.spec for tool in self.tools.values()]
+        sent = state.messages
+        if state.answer_now:
+            sent = [*state.messages, Message(role="user", content=ANSWER_NOW)]
         try:
             with tracing.span(
                 context.tracer,
@@ -83,7 +137,7 @@ class ModelNode(Node):
                             "gen_ai.request.model": self.model.name},
             ) as span:
                 response = await self.model.request(
-                    state.messages,
+                    sent,
                     offered,
                     max_tokens=self.max_tokens,
                     temperature=self.temperature,
@@ -100,6 +154,7 @@ class ModelNode(Node):
         changes: dict[str, Any] = {
             "messages": [*state.messages, message],
             "model_turns": state.model_turns + 1,
+            "answer_now": False,
         }
         if reached:
             changes["warned_budgets"] = [*state.warned_budgets, *reached]
@@ -107,7 +162,7 @@ class ModelNode(Node):
             changes["pending_tool_calls"] = list(message.tool_calls)
             target = "tools"
         else:
-            changes["output"] = message.content
+            changes["output"] = self.answer.choose(message.content, last_success(state))
             target = END
         new = state.model_copy(update=changes)
         return Outcome(
@@ -129,12 +184,13 @@ class ToolNode(Node):
 
     def __init__(
         self, tools: dict[str, Tool], *, max_tool_errors: int = 3, name: str = "tools",
-        gate: ToolGate | None = None,
+        gate: ToolGate | None = None, answer: FinalAnswer | None = None,
     ) -> None:
         super().__init__(name)
         self.tools = tools
         self.max_tool_errors = max_tool_errors
         self.gate = gate or ToolGate()
+        self.answer = answer or FinalAnswer()
 
     def step_name(self, state: RunState) -> str:
         return state.pending_tool_calls[0].name
@@ -143,12 +199,19 @@ class ToolNode(Node):
         return state.pending_tool_calls[0].model_dump()
 
     def is_idempotent(self, state: RunState) -> bool:
-        tool = self.tools.get(state.pending_tool_calls[0].name)
+        call = state.pending_tool_calls[0]
+        if recorded_result(state, call) is not None:
+            return True  # answered from the record: the tool does not run
+        tool = self.tools.get(call.name)
         return tool is None or tool.idempotent  # an unknown tool never ran
 
     async def run(self, state: RunState, context: StepContext) -> Outcome:
         call, remaining = state.pending_tool_calls[0], state.pending_tool_calls[1:]
+        recorded = recorded_result(state, call)
+        if recorded is not None:
+            return self._repeated(state, call, recorded)
         tool_errors = state.tool_errors
+        succeeded = True
         try:
             with tracing.span(
                 context.tracer,
@@ -168,18 +231,43 @@ class ToolNode(Node):
                 ) from error
             output = {"error": str(error)}
             content = f"error: {error}"
+            succeeded = False
         reply = Message(
             role="tool", content=content[:MAX_TOOL_RESULT_CHARS], tool_call_id=call.id,
-            name=call.name,
+            name=call.name, is_error=not succeeded,
         )
-        new = state.model_copy(
-            update={
-                "messages": [*state.messages, reply],
-                "pending_tool_calls": remaining,
-                "tool_errors": tool_errors,
-            }
-        )
-        return Outcome(output=output, state=new, next="tools" if remaining else "model")
+        changes: dict[str, Any] = {
+            "messages": [*state.messages, reply],
+            "pending_tool_calls": remaining,
+            "tool_errors": tool_errors,
+        }
+        return self._next(state, call, reply, changes, output, succeeded=succeeded)
+
+    def _repeated(self, state: RunState, call: ToolCall, recorded: str) -> Outcome:
+        """`call` repeats one that succeeded: its recorded result, without running
+        the tool, and the model's next turn must answer."""
+        reply = Message(role="tool", content=recorded, tool_call_id=call.id, name=call.name)
+        changes: dict[str, Any] = {
+            "messages": [*state.messages, reply],
+            "pending_tool_calls": state.pending_tool_calls[1:],
+            "answer_now": True,
+        }
+        return self._next(state, call, reply, changes, {"result": recorded, "repeated": True},
+                          succeeded=True)
+
+    def _next(
+        self, state: RunState, call: ToolCall, reply: Message, changes: dict[str, Any],
+        output: Any, *, succeeded: bool,
+    ) -> Outcome:
+        remaining = changes["pending_tool_calls"]
+        if remaining:
+            target = "tools"
+        elif succeeded and self.answer.source == "tool_result":
+            changes["output"] = self.answer.compose(call, reply.content)
+            target = END
+        else:
+            target = "model"
+        return Outcome(output=output, state=state.model_copy(update=changes), next=target)
 
     async def _call(self, name: str, arguments: dict[str, Any], context: StepContext) -> Any:
         tool = self.tools.get(name)
@@ -212,15 +300,21 @@ def tool_calling_graph(
     temperature: float | None = None,
     budget: RunBudget | None = None,
     gate: ToolGate | None = None,
+    answer: FinalAnswer | None = None,
 ) -> Graph:
+    """`answer` says where the run's output comes from (default: the model's words);
+    ValueError if its template names a field the tools do not have."""
     by_name = {tool.name: tool for tool in tools}
+    answer = answer or FinalAnswer()
+    answer.check(tool.spec for tool in tools)
     return Graph(
         nodes={
             "model": ModelNode(
                 model, by_name, max_steps=max_steps, max_tokens=max_tokens,
-                temperature=temperature, budget=budget,
+                temperature=temperature, budget=budget, answer=answer,
             ),
-            "tools": ToolNode(by_name, max_tool_errors=max_tool_errors, gate=gate),
+            "tools": ToolNode(by_name, max_tool_errors=max_tool_errors, gate=gate,
+                              answer=answer),
         },
         start="model",
     )

@@ -7,12 +7,17 @@ from typing import Annotated
 
 from pydantic import Field
 
-from homeo.tools.arithmetic import ARITHMETIC, evaluate
+from homeo.tools.arithmetic import evaluate
 from homeo.tools.registry import tool
+
+# At least one operator between two operands: the local model's grammar then
+# cannot close the string after the first number ("12" for "12 * 12"), which
+# a 135M model otherwise does now and then.
+EXPRESSION = r"^[-( ]*[0-9][0-9.]*[) ]*[-+*/%][-+*/%(). 0-9]{0,200}[0-9)]$"
 
 
 @tool(idempotent=True, timeout_seconds=5)
-def calculate(expression: Annotated[str, Field(pattern=ARITHMETIC)]) -> int | float:
+def calculate(expression: Annotated[str, Field(pattern=EXPRESSION)]) -> int | float:
     """Evaluate an arithmetic expression with + - * / // % ** and parentheses.
 
     Args:

@@ -27,13 +27,15 @@ class ToolCall(BaseModel):
 
 
 class Message(BaseModel):
-    """One chat message. `tool_call_id` links a tool result to its call."""
+    """One chat message. `tool_call_id` links a tool result to its call;
+    `is_error` marks a result that is the tool's failure, not its answer."""
 
     role: Literal["system", "user", "assistant", "tool"]
     content: str = ""
     tool_calls: list[ToolCall] = Field(default_factory=list)
     tool_call_id: str | None = None
     name: str | None = None
+    is_error: bool = False
 
 
 class ToolSpec(BaseModel):
@@ -42,6 +44,42 @@ class ToolSpec(BaseModel):
     name: str
     description: str = ""
     parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+@dataclass(frozen=True, slots=True)
+class NamedTool:
+    """A `tool_choice` that makes the reply a call to this one tool."""
+
+    name: str
+
+
+# Which tool calls a reply may make: "auto" (a call or an answer, the default),
+# "required" (a call to one of the tools) or a call to one named tool.
+ToolChoice = Literal["auto", "required"] | NamedTool
+
+
+def tool_choice_problem(choice: ToolChoice | None, tools: list[ToolSpec]) -> str | None:
+    """Why `choice` cannot be met with `tools` on offer, or None when it can."""
+    if choice is None or choice == "auto":
+        return None
+    if not tools:
+        return "tool_choice requires a tool call, but no tools are offered"
+    if isinstance(choice, NamedTool) and choice.name not in {tool.name for tool in tools}:
+        offered = ", ".join(tool.name for tool in tools)
+        return f"tool_choice names tool {choice.name!r}, which is not offered (tools: {offered})"
+    return None
+
+
+def cut_at_stop(text: str, stop: list[str] | None) -> str:
+    """`text` up to the first of the `stop` sequences (which is left out)."""
+    ends = [found for sequence in stop or [] if sequence and (found := text.find(sequence)) >= 0]
+    return text[: min(ends)] if ends else text
+
+
+def options_given(**options: Any) -> dict[str, Any]:
+    """The optional request options that are set, to pass on as keywords: a Model
+    written before an option existed still works while nobody asks for it."""
+    return {name: value for name, value in options.items() if value is not None}
 
 
 class Usage(BaseModel):
@@ -147,12 +185,16 @@ class Model(ABC):
         max_tokens: int | None = None,
         temperature: float | None = None,
         json_schema: dict[str, Any] | None = None,
+        tool_choice: ToolChoice | None = None,
+        stop: list[str] | None = None,
     ) -> ModelResponse:
         """Send `messages` (and the tools the model may call); return its reply.
 
         `json_schema`, when given, asks for a final answer that is JSON matching
         it (as far as the provider can enforce that; `homeo.llm.structured`
-        checks the answer)."""
+        checks the answer). `tool_choice` "required" or a `NamedTool` makes the
+        reply a tool call (one of `tools`, or that one). `stop` ends a text
+        answer before the first of its sequences."""
 
     async def stream(
         self,
@@ -161,13 +203,16 @@ class Model(ABC):
         *,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        tool_choice: ToolChoice | None = None,
+        stop: list[str] | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """`request`, as the answer is generated: text and tool-call deltas, then
         one `StreamEnd` with the assembled answer and its usage. Errors before the
         first event follow `request`'s rules; this default waits for the whole
         answer and yields it at once."""
         response = await self.request(
-            messages, tools, max_tokens=max_tokens, temperature=temperature
+            messages, tools, max_tokens=max_tokens, temperature=temperature,
+            **options_given(tool_choice=tool_choice, stop=stop),
         )
         async for event in events_of(response):
             yield event

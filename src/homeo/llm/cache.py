@@ -24,9 +24,11 @@ from homeo.llm.base import (
     ModelResponse,
     StreamEnd,
     StreamEvent,
+    ToolChoice,
     ToolSpec,
     Usage,
     events_of,
+    options_given,
 )
 from homeo.tenancy import current_tenant
 
@@ -53,7 +55,7 @@ class ResponseCache:
             "tools": [t.model_dump() for t in tools or []],
             "options": options,
         }
-        canonical = json.dumps(request, sort_keys=True, separators=(",", ":"))
+        canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=repr)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def get(self, key: str) -> ModelResponse | None:
@@ -91,14 +93,15 @@ class CachedModel(Model):
         max_tokens: int | None = None,
         temperature: float | None = None,
         json_schema: dict[str, Any] | None = None,
+        tool_choice: ToolChoice | None = None,
+        stop: list[str] | None = None,
     ) -> ModelResponse:
-        options = {"max_tokens": max_tokens, "temperature": temperature,
-                   "json_schema": json_schema}
+        extra = options_given(json_schema=json_schema, tool_choice=tool_choice, stop=stop)
+        options = {"max_tokens": max_tokens, "temperature": temperature, **extra}
         key = self.cache.key(self.name, messages, tools, options)
         cached = self.cache.get(key)
         if cached is not None:
             return cached.model_copy(update={"usage": Usage()})
-        extra = {} if json_schema is None else {"json_schema": json_schema}
         response = await self.model.request(
             messages, tools, max_tokens=max_tokens, temperature=temperature, **extra
         )
@@ -112,9 +115,12 @@ class CachedModel(Model):
         *,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        tool_choice: ToolChoice | None = None,
+        stop: list[str] | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """A hit is replayed at once; a miss streams, and only a complete answer is kept."""
-        options = {"max_tokens": max_tokens, "temperature": temperature, "json_schema": None}
+        extra = options_given(tool_choice=tool_choice, stop=stop)
+        options = {"max_tokens": max_tokens, "temperature": temperature, **extra}
         key = self.cache.key(self.name, messages, tools, options)
         cached = self.cache.get(key)
         if cached is not None:
@@ -122,7 +128,7 @@ class CachedModel(Model):
                 yield event
             return
         events = self.model.stream(messages, tools, max_tokens=max_tokens,
-                                   temperature=temperature)
+                                   temperature=temperature, **extra)
         try:
             async for event in events:
                 if isinstance(event, StreamEnd):

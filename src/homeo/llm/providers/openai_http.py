@@ -32,11 +32,13 @@ from homeo.llm.base import (
     Model,
     ModelError,
     ModelResponse,
+    NamedTool,
     StreamEnd,
     StreamEvent,
     TextDelta,
     ToolCall,
     ToolCallDelta,
+    ToolChoice,
     ToolSpec,
     Usage,
 )
@@ -119,8 +121,10 @@ class OpenAIModel(Model):
         max_tokens: int | None = None,
         temperature: float | None = None,
         json_schema: dict[str, Any] | None = None,
+        tool_choice: ToolChoice | None = None,
+        stop: list[str] | None = None,
     ) -> ModelResponse:
-        body = self._body(messages, tools, max_tokens, temperature)
+        body = self._body(messages, tools, max_tokens, temperature, tool_choice, stop)
         if json_schema is not None:
             body["response_format"] = {
                 "type": "json_schema",
@@ -144,12 +148,14 @@ class OpenAIModel(Model):
         *,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        tool_choice: ToolChoice | None = None,
+        stop: list[str] | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """The answer as server-sent events (`stream: true`), yielded as they arrive.
 
         The read timeout bounds the wait for each piece; a stream that ends
         before `[DONE]` (or its finish) is a retryable `ModelError`."""
-        body = self._body(messages, tools, max_tokens, temperature)
+        body = self._body(messages, tools, max_tokens, temperature, tool_choice, stop)
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
         client = await self._client()
@@ -183,14 +189,20 @@ class OpenAIModel(Model):
         tools: list[ToolSpec] | None,
         max_tokens: int | None,
         temperature: float | None,
+        tool_choice: ToolChoice | None = None,
+        stop: list[str] | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "messages": [to_wire(m) for m in messages]}
         if tools:
             body["tools"] = [tool_to_wire(tool) for tool in tools]
+            if tool_choice is not None:
+                body["tool_choice"] = tool_choice_to_wire(tool_choice)
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
         if temperature is not None:
             body["temperature"] = temperature
+        if stop:
+            body["stop"] = stop
         return body
 
     def _transport_error(self, exc: aiohttp.ClientError | TimeoutError) -> ModelError:
@@ -244,6 +256,12 @@ def to_wire(message: Message) -> dict[str, Any]:
             for call in message.tool_calls
         ]
     return wire
+
+
+def tool_choice_to_wire(choice: ToolChoice) -> str | dict[str, Any]:
+    if isinstance(choice, NamedTool):
+        return {"type": "function", "function": {"name": choice.name}}
+    return choice
 
 
 def tool_to_wire(tool: ToolSpec) -> dict[str, Any]:

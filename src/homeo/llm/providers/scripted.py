@@ -18,13 +18,17 @@ from homeo.llm.base import (
     Model,
     ModelError,
     ModelResponse,
+    NamedTool,
     StreamEnd,
     StreamEvent,
     TextDelta,
     ToolCall,
     ToolCallDelta,
+    ToolChoice,
     ToolSpec,
     Usage,
+    cut_at_stop,
+    tool_choice_problem,
 )
 
 Reply = ModelResponse | Message | str | dict[str, Any]
@@ -54,11 +58,27 @@ def _as_response(reply: Reply) -> ModelResponse:
     return ModelResponse(message=message, usage=Usage(output_tokens=words), model="scripted")
 
 
+def _check_choice(message: Message, choice: ToolChoice | None) -> None:
+    """ModelError when the scripted reply is not the tool call `choice` asks for."""
+    if choice is None or choice == "auto":
+        return
+    wanted = choice.name if isinstance(choice, NamedTool) else None
+    if not message.tool_calls or (wanted and any(c.name != wanted for c in message.tool_calls)):
+        asked = f"a call to {wanted!r}" if wanted else "a tool call"
+        raise ModelError(f"scripted reply is not {asked}, which tool_choice requires: "
+                         f"{message.model_dump(exclude_defaults=True)}")
+
+
 class ScriptedModel(Model):
     """Answers with `replies` in order, or by calling `function(messages, tools)`.
 
     When the list runs out the model raises `ModelError`: a test that asks for
     more turns than it scripted fails loudly instead of looping.
+
+    It obeys `stop` (a text answer ends before the first stop sequence) and
+    `tool_choice`: a function is shown only the tool a `NamedTool` names, and a
+    reply that is not the tool call asked for is a `ModelError`. Each request's
+    options are recorded in `schemas`, `tool_choices` and `stops`.
     """
 
     name = "scripted"
@@ -72,6 +92,8 @@ class ScriptedModel(Model):
             self._replies = list(replies)
         self.requests: list[list[Message]] = []
         self.schemas: list[dict[str, Any] | None] = []  # json_schema of each request
+        self.tool_choices: list[ToolChoice | None] = []
+        self.stops: list[list[str] | None] = []
 
     async def request(
         self,
@@ -81,14 +103,31 @@ class ScriptedModel(Model):
         max_tokens: int | None = None,
         temperature: float | None = None,
         json_schema: dict[str, Any] | None = None,
+        tool_choice: ToolChoice | None = None,
+        stop: list[str] | None = None,
     ) -> ModelResponse:
         self.requests.append(list(messages))
         self.schemas.append(json_schema)
+        self.tool_choices.append(tool_choice)
+        self.stops.append(stop)
+        tools = tools or []
+        problem = tool_choice_problem(tool_choice, tools)
+        if problem is not None:
+            raise ModelError(problem)
+        if isinstance(tool_choice, NamedTool):
+            tools = [tool for tool in tools if tool.name == tool_choice.name]
         if self._function is not None:
-            return _as_response(self._function(messages, tools or []))
-        if not self._replies:
+            response = _as_response(self._function(messages, tools))
+        elif not self._replies:
             raise ModelError("scripted model has no replies left")
-        return _as_response(self._replies.pop(0))
+        else:
+            response = _as_response(self._replies.pop(0))
+        _check_choice(response.message, tool_choice)
+        if stop and not response.message.tool_calls:
+            message = response.message.model_copy(
+                update={"content": cut_at_stop(response.message.content, stop)})
+            response = response.model_copy(update={"message": message})
+        return response
 
     async def stream(
         self,
@@ -97,10 +136,13 @@ class ScriptedModel(Model):
         *,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        tool_choice: ToolChoice | None = None,
+        stop: list[str] | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """The reply word by word, each tool call's arguments in two pieces, then its end."""
         response = await self.request(messages, tools, max_tokens=max_tokens,
-                                      temperature=temperature)
+                                      temperature=temperature, tool_choice=tool_choice,
+                                      stop=stop)
         for word in re.findall(r"\s*\S+\s*", response.message.content) or [
                 response.message.content]:
             if word:
