@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import json
 from pathlib import Path
 from typing import Any
@@ -386,3 +387,26 @@ def test_stop_ends_the_answer_before_the_sequence(model: LocalModel) -> None:
 
     assert "5" in whole and "5" not in stopped and whole.startswith(stopped)
     assert "".join(streamed) == stopped
+
+
+@pytest.mark.slow
+def test_cancelling_a_request_stops_generation(model: LocalModel) -> None:
+    """A cancelled run's model call must not compute the rest of its answer."""
+    before = model.tokens_generated()
+
+    async def cancel_once_generating() -> bool:
+        call = asyncio.create_task(model.request(STORY, max_tokens=256, temperature=0.0))
+        deadline = time.monotonic() + 120
+        while not model._server().lock.locked():  # the call holds the model: it is generating
+            assert time.monotonic() < deadline and not call.done(), "generation never started"
+            await asyncio.sleep(0.005)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        return call.cancelled()
+
+    assert asyncio.run(cancel_once_generating())
+    # This call waits its turn on the model, so the stopped generation has ended.
+    probe = _ask(model, [Message(role="user", content="Hi")], max_tokens=1)
+    generated = model.tokens_generated() - before - probe.usage.output_tokens
+    assert 1 <= generated < 128  # stopped, nowhere near the 256 it was allowed

@@ -89,15 +89,36 @@ class _LoadedServer:
         self.server = server
         self.lock = threading.Lock()
 
-    def chat(self, body: dict[str, Any]) -> dict[str, Any]:
-        """One whole chat completion."""
+    def chat(self, body: dict[str, Any], stop: threading.Event) -> dict[str, Any]:
+        """One whole chat completion, generated as a stream internally so that
+        setting `stop` ends it at the next token (the caller was cancelled). A
+        call stopped while it waited for its turn does not start."""
+        pieces: list[str] = []
+        ended: dict[str, Any] = {"usage": {}, "finish_reason": None, "error": None}
+
+        def on_chunk(chunk: dict[str, Any]) -> bool:
+            if chunk.get("error") is not None:
+                ended["error"] = chunk
+                return True
+            ended["usage"] = chunk.get("usage") or ended["usage"]
+            for choice in chunk.get("choices") or []:
+                pieces.append((choice.get("delta") or {}).get("content") or "")
+                ended["finish_reason"] = choice.get("finish_reason") or ended["finish_reason"]
+            return stop.is_set()
+
+        streamed = {**body, "stream": True, "stream_options": {"include_usage": True}}
         with self.lock:
+            if stop.is_set():
+                raise ModelError("local model call was cancelled before it started")
             try:
-                reply = self.server.handle_chat_completions(body)
+                self.server.handle_chat_completions(streamed, on_chunk)
             except Exception as exc:  # xllamacpp raises ValueError, RuntimeError, ...
                 raise _rejected(exc) from exc
-        _raise_if_error(reply)
-        return reply
+        if ended["error"] is not None:
+            _raise_if_error(ended["error"])
+        return {"choices": [{"message": {"content": "".join(pieces)},
+                             "finish_reason": ended["finish_reason"]}],
+                "usage": ended["usage"]}
 
     def chat_stream(
         self,
@@ -201,7 +222,16 @@ class LocalModel(Model):
         tools = tools or []
         body = self._body(messages, tools, max_tokens, temperature, json_schema, tool_choice,
                           stop)
-        reply = await asyncio.to_thread(lambda: self._server().chat(body))
+        # Cancelling this call (the run was cancelled, the worker is stopping, the
+        # HTTP client left) stops llama.cpp at its next token rather than letting
+        # it compute the rest of an answer nobody will read.
+        stop = threading.Event()
+        work = asyncio.ensure_future(asyncio.to_thread(lambda: self._server().chat(body, stop)))
+        try:
+            reply = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            stop.set()
+            raise
         choice = reply["choices"][0]
         content = choice["message"].get("content") or ""
         if tools:
