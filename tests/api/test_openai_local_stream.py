@@ -6,6 +6,9 @@ LocalModel -> llama.cpp in-process, generating SmolLM2's answer token by token.
 
 from __future__ import annotations
 
+import json
+import socket
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -77,3 +80,33 @@ def test_client_that_hangs_up_stops_the_local_model(client: openai.OpenAI) -> No
     # Left alone this answer runs to 256 tokens (tests/llm/test_local.py runs
     # it to 64); the hang-up stopped it within the first few.
     assert 1 <= generated < 128
+
+
+@pytest.mark.slow
+def test_a_client_that_leaves_a_whole_answer_stops_the_local_model(
+    homeo: Any, client: openai.OpenAI
+) -> None:
+    """Not streamed: homeo notices the hang-up while the model computes, and stops it."""
+    local = LocalModel(n_ctx=CONTEXT)
+    before = local.tokens_generated()
+    body = json.dumps({"model": "tiny", "max_tokens": 256, "temperature": 0.0, "messages": [
+        {"role": "user", "content": "Write a long story about a dragon."}]}).encode()
+    host, port = homeo.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as connection:
+        connection.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: homeo\r\n"
+            b"authorization: Bearer " + homeo.key.encode() + b"\r\n"
+            b"content-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        deadline = time.monotonic() + 120
+        while not local._server().lock.locked():  # the answer is being generated
+            assert time.monotonic() < deadline, "generation never started"
+            time.sleep(0.005)
+    # Hung up. A call after it waits its turn on the model: by the time it
+    # answers, the abandoned generation has stopped.
+    probe = client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "Hi"}], max_tokens=1
+    )
+    assert probe.usage is not None
+    generated = local.tokens_generated() - before - probe.usage.completion_tokens
+    assert 1 <= generated < 128  # left alone it runs to 256

@@ -26,14 +26,16 @@ once it has been validated.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from collections.abc import AsyncIterator, Awaitable
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from homeo.api.deps import tenant
@@ -60,6 +62,10 @@ from homeo.llm.resolve import Capability, ModelCatalog
 from homeo.llm.router import AllDeploymentsFailed
 from homeo.llm.structured import InvalidSchema, request_structured
 from homeo.tenancy import current_tenant
+
+T = TypeVar("T")
+# How often a non-streaming call checks that its client is still there.
+DISCONNECT_POLL_SECONDS = 0.25
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -235,15 +241,18 @@ async def chat_completions(
                              include_usage)
             return StreamingResponse(chunks, media_type="text/event-stream")
         if schema is None:
-            response = await model.request(
+            call = model.request(
                 messages, offered, max_tokens=max_tokens, temperature=body.temperature,
                 **options,
             )
         else:
-            response = await request_structured(
+            call = request_structured(
                 model, messages, schema, offered, max_tokens=max_tokens,
                 temperature=body.temperature, **options,
             )
+        response = await _unless_client_leaves(request, call)
+    except ClientGone:
+        return Response(status_code=499)  # nobody is there to read it
     except InvalidSchema as failure:
         return error(request, 400, "bad_request", f"response_format: {failure}")
     except ModelError as failure:
@@ -256,6 +265,29 @@ async def chat_completions(
         return StreamingResponse(chunks, media_type="text/event-stream")
     request.app.state.usage.record(tenant_id, "chat", body.model, response.usage)
     return JSONResponse(_completion(completion_id, created, body.model, response))
+
+
+class ClientGone(Exception):
+    """The HTTP client hung up before its answer was ready."""
+
+
+async def _unless_client_leaves(request: Request, call: Awaitable[T]) -> T:
+    """`call`, cancelled if the client hangs up first, so its work stops (the
+    local model at its next token, an upstream request at once) instead of
+    computing an answer nobody will read."""
+    work = asyncio.ensure_future(call)
+    try:
+        while True:
+            done, _ = await asyncio.wait({work}, timeout=DISCONNECT_POLL_SECONDS)
+            if done:
+                return work.result()
+            if await request.is_disconnected():
+                raise ClientGone()
+    finally:
+        if not work.done():
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await work
 
 
 async def _first(events: AsyncIterator[StreamEvent]) -> StreamEvent:
