@@ -13,6 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+from homeo.backends import Backends
+from homeo.config import Settings
+from homeo.llm.resolve import ModelCatalog
 from homeo.memory.chunking import ChunkPolicy, chunk
 from homeo.memory.embedder import Embedder, content_hash
 from homeo.memory.extract import Extracted
@@ -26,6 +29,7 @@ from homeo.memory.store import (
     KnowledgeStore,
     NewChunk,
     NewDocument,
+    open_store,
 )
 from homeo.memory.vectors import VectorIndex, to_bytes
 
@@ -79,7 +83,8 @@ class Knowledge:
         self.candidates = candidates
         self.index = VectorIndex()
 
-    async def _read(self, call: Callable[..., T], *args: Any) -> T:
+    async def read(self, call: Callable[..., T], *args: Any) -> T:
+        """A store read: inline when the store says that is safe, else in a thread."""
         if self.store.inline_reads:
             return call(*args)
         return await asyncio.to_thread(call, *args)
@@ -138,14 +143,14 @@ class Knowledge:
             raise KnowledgeError("the query is empty: say what to search for")
         if not 1 <= k <= MAX_K:
             raise KnowledgeError(f"k must be between 1 and {MAX_K}, got {k}")
-        version = await self._read(self.store.collection_version, tenant_id, collection)
+        version = await self.read(self.store.collection_version, tenant_id, collection)
         if version is None:
             raise CollectionNotFound(f"no collection {collection!r}")
         wanted = k if mode != "hybrid" else max(k, self.candidates)
         text: list[tuple[int, float]] = []
         vector: list[tuple[int, float]] = []
         if mode != "vector":
-            text = await self._read(self.store.text_search, tenant_id, collection,
+            text = await self.read(self.store.text_search, tenant_id, collection,
                                     query_terms(query), wanted)
         if mode != "text":
             vector = await self._vector_search(tenant_id, collection, version, query, wanted)
@@ -178,8 +183,19 @@ class Knowledge:
             ranked = reciprocal_rank_fusion([[i for i, _ in text], [i for i, _ in vector]])[:k]
         else:
             ranked = (text or vector)[:k]
-        chunks = {hit.id: hit for hit in await self._read(
+        chunks = {hit.id: hit for hit in await self.read(
             self.store.get_chunks, tenant_id, collection, [i for i, _ in ranked])}
         # A chunk deleted between the ranking and this read is left out.
         return [SearchHit(chunks[i], score, text_rank.get(i), vector_rank.get(i))
                 for i, score in ranked if i in chunks]
+
+
+def open_knowledge(settings: Settings, backends: Backends, models: ModelCatalog) -> Knowledge:
+    """Knowledge in the backends' database, embedded by the alias
+    HOMEO_MEMORY_EMBEDDING_MODEL names (UnknownModel if it names none).
+    No weights are loaded until the first embedding."""
+    alias = settings.memory_embedding_model
+    models.check(alias)
+    embedder = Embedder(models.get(alias), alias, batch_size=settings.memory_embed_batch)
+    policy = ChunkPolicy(settings.memory_chunk_chars, settings.memory_chunk_overlap)
+    return Knowledge(open_store(backends), embedder, policy)
