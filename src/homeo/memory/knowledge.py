@@ -19,6 +19,7 @@ from homeo.llm.resolve import ModelCatalog
 from homeo.memory.chunking import ChunkPolicy, chunk
 from homeo.memory.embedder import Embedder, content_hash
 from homeo.memory.extract import Extracted
+from homeo.memory.fusion import K as RRF_K
 from homeo.memory.fusion import reciprocal_rank_fusion
 from homeo.memory.store import (
     ChunkHit,
@@ -41,9 +42,13 @@ MAX_K = 100
 # Words too common to say what a query is about; dropped from full-text
 # queries (unless nothing else is left), so they neither rank nor slow it.
 STOP_WORDS = frozenset(
-    "a an and are as at be but by can do does for from how i in is it its me my of on or"
-    " so that the their there these this to was what when where which who why will with"
-    " you your we our not no if then than into about".split())
+    "a about above after again against all am an and any are as at be been before being below"
+    " between both but by can could did do does doing don down during each few for from further"
+    " had has have having he her here hers him his how i if in into is it its just me more most"
+    " my no nor not now of off on once only or other our ours out over own same she should so"
+    " some such t than that the their theirs them then there these they this those through to"
+    " too under until up very was we were what when where which while who whom why will with"
+    " won would you your yours".split())
 _WORD = re.compile(r"\w+")
 MAX_TERMS = 32
 
@@ -75,12 +80,15 @@ class SearchHit:
 
 class Knowledge:
     def __init__(self, store: KnowledgeStore, embedder: Embedder,
-                 policy: ChunkPolicy = ChunkPolicy(), *, candidates: int = 50) -> None:
-        """`candidates`: how many results each method gives hybrid search to fuse."""
+                 policy: ChunkPolicy = ChunkPolicy(), *, candidates: int = 50,
+                 rrf_k: int = RRF_K) -> None:
+        """`candidates`: how many results each method gives hybrid search to fuse;
+        `rrf_k`: reciprocal rank fusion's constant (homeo.memory.fusion)."""
         self.store = store
         self.embedder = embedder
         self.policy = policy
         self.candidates = candidates
+        self.rrf_k = rrf_k
         self.index = VectorIndex()
 
     async def read(self, call: Callable[..., T], *args: Any) -> T:
@@ -180,7 +188,8 @@ class Knowledge:
         text_rank = {chunk_id: rank for rank, (chunk_id, _) in enumerate(text, start=1)}
         vector_rank = {chunk_id: rank for rank, (chunk_id, _) in enumerate(vector, start=1)}
         if mode == "hybrid":
-            ranked = reciprocal_rank_fusion([[i for i, _ in text], [i for i, _ in vector]])[:k]
+            ranked = reciprocal_rank_fusion([[i for i, _ in text], [i for i, _ in vector]],
+                                            self.rrf_k)[:k]
         else:
             ranked = (text or vector)[:k]
         chunks = {hit.id: hit for hit in await self.read(
