@@ -74,9 +74,9 @@ class PostgresKnowledgeStore(SQLKnowledgeStore):
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id", values).fetchone()
         return int(row["id"])
 
-    def _index_chunks(self, db: Any, rows: list[tuple[int, str]]) -> None:
+    def _index_chunks(self, db: Any, collection_id: str, rows: list[tuple[int, str]]) -> None:
         """The tsvector column is generated from the text: nothing to add."""
-        del db, rows
+        del db, collection_id, rows
 
     def _unindex_chunks(self, db: Any, where: str, params: Sequence[Any]) -> None:
         """The tsvector goes with its row."""

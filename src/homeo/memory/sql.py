@@ -48,7 +48,7 @@ class SQLKnowledgeStore(KnowledgeStore):
 
     # What each database does its own way --------------------------------
     @abstractmethod
-    def _index_chunks(self, db: Any, rows: list[tuple[int, str]]) -> None:
+    def _index_chunks(self, db: Any, collection_id: str, rows: list[tuple[int, str]]) -> None:
         """Add full-text entries for these (chunk id, text)."""
 
     @abstractmethod
@@ -225,7 +225,7 @@ class SQLKnowledgeStore(KnowledgeStore):
                     piece.start, piece.end, piece.content_hash, model.name, model.dimensions,
                     piece.vector))
                 indexed.append((chunk_id, piece.text))
-            self._index_chunks(db, indexed)
+            self._index_chunks(db, collection_id, indexed)
         return Document(id=document_id, collection=collection, title=document.title,
                         source=document.source, format=document.format,
                         chars=len(document.text), chunks=len(chunks),
