@@ -27,6 +27,7 @@ from homeo.cli_common import (
     opened,
     settings_or_exit,
 )
+from homeo.cli_memory import memory_app
 from homeo.cli_runs import runs_app
 from homeo.db.url import redact
 from homeo.engine.agents import AgentError
@@ -35,6 +36,7 @@ from homeo.observe import logs
 app = typer.Typer(help="homeo: run AI agents durably, securely and observably.",
                   no_args_is_help=True, add_completion=False, context_settings=CONTEXT)
 app.add_typer(runs_app, name="runs")
+app.add_typer(memory_app, name="memory")
 
 
 def _print_version(given: bool) -> None:

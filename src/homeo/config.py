@@ -21,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     SecretStr,
     ValidationError,
     field_validator,
@@ -226,10 +227,27 @@ class Settings(BaseSettings):
     mcp_servers: dict[str, McpServer] = Field(
         default_factory=dict, description="MCP servers (JSON): name -> {command | url}."
     )
+    memory_embedding_model: str = Field(
+        "embedding", min_length=1,
+        description="The model alias (HOMEO_MODELS) that embeds knowledge chunks and queries.")
+    memory_embed_batch: int = Field(64, ge=1, le=2048, description="Texts per embedding call.")
+    memory_chunk_chars: int = Field(
+        1000, ge=100, le=100_000, description="Longest chunk, in characters (headings aside).")
+    memory_chunk_overlap: int = Field(
+        150, ge=0, le=50_000,
+        description="Characters a chunk repeats from the one before it, at most half a chunk.")
     tool_policy: ToolPolicy = Field(
         default_factory=ToolPolicy,
         description='Tools per tenant (JSON): {"TENANT or *": {"allow": [...], "deny": [...]}}.',
     )
+
+    @field_validator("memory_chunk_overlap")
+    @classmethod
+    def _overlap(cls, value: int, info: ValidationInfo) -> int:
+        chars = info.data.get("memory_chunk_chars")
+        if chars is not None and value > chars // 2:
+            raise ValueError(f"at most half of HOMEO_MEMORY_CHUNK_CHARS ({chars // 2})")
+        return value
 
     @field_validator("mcp_servers")
     @classmethod

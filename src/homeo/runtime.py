@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from opentelemetry.trace import Tracer, TracerProvider
 
@@ -40,6 +41,7 @@ class Runtime:
     # None: spans go to the global provider, a no-op unless `tracing.install` set one.
     tracer_provider: TracerProvider | None = None
     tracer: Tracer = field(init=False)
+    _knowledge: Any = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.tracer = tracing.tracer_of(self.tracer_provider)
@@ -72,6 +74,14 @@ class Runtime:
         for tenant in sorted(tenants):
             self.agents.publish(tenant, specs)
         return sorted(specs)
+
+    def knowledge(self):  # -> Knowledge; imported late: numpy loads only when it is used
+        """Documents and search (homeo.memory), made on first use."""
+        if self._knowledge is None:
+            from homeo.memory.knowledge import open_knowledge
+
+            self._knowledge = open_knowledge(self.settings, self.backends, self.models)
+        return self._knowledge
 
     def budgets(self) -> TenantBudgets | None:
         """Tenant and agent token limits from the settings; None when none is set."""

@@ -14,6 +14,7 @@ from opentelemetry.trace import TracerProvider
 from homeo import __version__
 from homeo.api import (
     agents,
+    collections,
     docs,
     embeddings,
     errors,
@@ -112,6 +113,7 @@ def create_app(
     app.include_router(embeddings.router, dependencies=authenticated)
     app.include_router(providers.router, dependencies=authenticated)
     app.include_router(keys.router, dependencies=authenticated)
+    app.include_router(collections.router, dependencies=authenticated)
     app.include_router(health.router)
     docs.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)

@@ -1,0 +1,182 @@
+"""Knowledge search at scale: P50/P99 of full-text, exact-vector and hybrid
+search at 10k and 100k chunks on SQLite, and minilm's embedding throughput.
+
+The chunks are synthetic and seeded: 60 words each from a Zipf-distributed
+vocabulary of 20,000 made-up words, and random unit vectors of 384
+dimensions (random vectors, not minilm's: embedding 100k chunks would take
+about 20 minutes here, and exact search costs the same for any vectors).
+Queries are 3 words of the same vocabulary and a random unit vector. Each
+search is what `Knowledge.search` does after the query is embedded: rank
+(FTS5 bm25; numpy dot product over the in-process matrix; both, 50
+candidates each, fused by RRF), then read the 10 chunks' text and document.
+The baselines, in the same run: a bare FTS5 `MATCH ... ORDER BY rank LIMIT
+10` on the same table, and a bare numpy matrix-vector product with
+argpartition. Query embedding is timed apart (minilm, one text).
+
+    .venv/bin/python bench/memory_search.py
+    .venv/bin/python bench/memory_search.py --sizes 10000 --queries 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import machine, table
+
+from homeo.backends import open_backends
+from homeo.memory.embedder import Embedder, content_hash
+from homeo.memory.fusion import reciprocal_rank_fusion
+from homeo.memory.knowledge import query_terms
+from homeo.memory.store import EmbeddingModel, NewChunk, NewDocument, open_store
+from homeo.memory.vectors import FLOAT32, VectorIndex, normalized, top_k
+
+DIMENSIONS = 384
+WORDS_PER_CHUNK = 60
+CHUNKS_PER_DOCUMENT = 1000
+MODEL = EmbeddingModel("random-unit", DIMENSIONS)
+EVAL_DOCS = Path(__file__).parent.parent / "tests" / "memory" / "data" / "eval_docs.json"
+
+
+def vocabulary(rng: np.random.Generator, size: int = 20_000) -> list[str]:
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    return ["".join(rng.choice(letters, rng.integers(4, 10))) for _ in range(size)]
+
+
+def zipf_words(rng: np.random.Generator, words: list[str], count: int) -> list[str]:
+    ranks = np.minimum(rng.zipf(1.2, count), len(words)) - 1
+    return [words[rank] for rank in ranks]
+
+
+def fill(store, rng: np.random.Generator, words: list[str], chunks: int) -> None:
+    vectors = normalized(rng.standard_normal((chunks, DIMENSIONS)).astype(np.float32))
+    for first in range(0, chunks, CHUNKS_PER_DOCUMENT):
+        pieces = []
+        for index in range(first, min(first + CHUNKS_PER_DOCUMENT, chunks)):
+            text = " ".join(zipf_words(rng, words, WORDS_PER_CHUNK))
+            pieces.append(NewChunk(index - first, text, 0, len(text), content_hash(text),
+                                   vectors[index].astype(FLOAT32).tobytes()))
+        body = "\n\n".join(piece.text for piece in pieces)
+        store.put_document("bench", "kb", NewDocument(None, None, "text", body,
+                                                      content_hash(body)), pieces, MODEL)
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return (statistics.median(ordered) * 1000,
+            ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000)
+
+
+def measure(size: int, queries: int, seed: int) -> list[list[str]]:
+    rng = np.random.default_rng(seed)
+    words = vocabulary(rng)
+    folder = tempfile.mkdtemp(prefix="homeo-bench-memory-")
+    backends = open_backends(f"sqlite:///{folder}/bench.db")
+    store = open_store(backends)
+    started = time.perf_counter()
+    fill(store, rng, words, size)
+    filled = time.perf_counter() - started
+    index = VectorIndex()
+    version = store.collection_version("bench", "kb")
+    started = time.perf_counter()
+    loaded = index.load("bench", "kb", store.vector_table("bench", "kb"))
+    load_seconds = time.perf_counter() - started
+    asks = [(" ".join(zipf_words(rng, words, 3)),
+             normalized(rng.standard_normal(DIMENSIONS).astype(np.float32)))
+            for _ in range(queries)]
+    database = backends.shared
+
+    def text(query: str, vector: np.ndarray) -> object:
+        found = store.text_search("bench", "kb", query_terms(query), 10)
+        return store.get_chunks("bench", "kb", [i for i, _ in found])
+
+    def vectors(query: str, vector: np.ndarray) -> object:
+        current = index.cached("bench", "kb", store.collection_version("bench", "kb"))
+        found = current.search(vector, 10)
+        return store.get_chunks("bench", "kb", [i for i, _ in found])
+
+    def hybrid(query: str, vector: np.ndarray) -> object:
+        current = index.cached("bench", "kb", store.collection_version("bench", "kb"))
+        by_text = store.text_search("bench", "kb", query_terms(query), 50)
+        by_vector = current.search(vector, 50)
+        fused = reciprocal_rank_fusion([[i for i, _ in by_text], [i for i, _ in by_vector]])
+        return store.get_chunks("bench", "kb", [i for i, _ in fused[:10]])
+
+    def bare_fts(query: str, vector: np.ndarray) -> object:
+        match = " OR ".join(f'"{term}"' for term in query_terms(query))
+        with database.read() as db:
+            return db.execute("SELECT rowid FROM memory_fts WHERE memory_fts MATCH ?"
+                              " ORDER BY rank LIMIT 10", (match,)).fetchall()
+
+    def bare_numpy(query: str, vector: np.ndarray) -> object:
+        return top_k(loaded.matrix, vector, 10)
+
+    timings: dict[str, list[float]] = {name: [] for name in (
+        "full text", "bare FTS5 MATCH", "exact vectors", "bare numpy top-k", "hybrid (RRF)")}
+    calls = {"full text": text, "bare FTS5 MATCH": bare_fts, "exact vectors": vectors,
+             "bare numpy top-k": bare_numpy, "hybrid (RRF)": hybrid}
+    assert version is not None
+    for query, vector in asks[:10]:  # warm the caches
+        for call in calls.values():
+            call(query, vector)
+    for query, vector in asks:  # alternate, so machine noise hits all alike
+        for name, call in calls.items():
+            started = time.perf_counter()
+            call(query, vector)
+            timings[name].append(time.perf_counter() - started)
+    backends.close()
+    rows = []
+    for name, samples in timings.items():
+        p50, p99 = percentiles(samples)
+        rows.append([f"{size:,}", name, f"{p50:.2f}", f"{p99:.2f}"])
+    rows.append([f"{size:,}", f"(filled in {filled:.0f} s; vectors loaded in"
+                 f" {load_seconds * 1000:.0f} ms)", "", ""])
+    return rows
+
+
+async def embedding_rate(texts: int) -> tuple[float, float, float]:
+    """Chunks per second through `Embedder.embed` (minilm, batches of 64),
+    and P50 / P99 ms of one query text."""
+    from homeo.llm.providers.minilm import MiniLM
+
+    samples = [text for text in json.loads(EVAL_DOCS.read_text()).values()]
+    chunks = [f"{samples[i % len(samples)]} ({i})" for i in range(texts)]
+    embedder = Embedder(MiniLM(), "embedding")
+    await embedder.embed(chunks[:64])  # load the weights
+    started = time.perf_counter()
+    await embedder.embed(chunks)
+    rate = texts / (time.perf_counter() - started)
+    single = []
+    for index in range(100):
+        started = time.perf_counter()
+        await embedder.embed([f"how do I fix error E40{index:02d} on my dishwasher"])
+        single.append(time.perf_counter() - started)
+    p50, p99 = percentiles(single)
+    return rate, p50, p99
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--embed", type=int, default=512, help="chunks embedded for the rate")
+    parser.add_argument("--seed", type=int, default=7)
+    arguments = parser.parse_args()
+    print(machine())
+    rows = []
+    for size in arguments.sizes:
+        rows += measure(size, arguments.queries, arguments.seed)
+    print(table(["chunks", "search (k=10, SQLite)", "P50 ms", "P99 ms"], rows))
+    rate, p50, p99 = asyncio.run(embedding_rate(arguments.embed))
+    print(f"minilm through Embedder.embed: {rate:.0f} chunks/s (eval-set chunks of"
+          f" ~300 characters, batches of 64); one query: P50 {p50:.1f} ms, P99 {p99:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,267 @@
+"""`homeo memory`: add files to a collection, search it, list what is there,
+re-embed it; straight on the database the settings name (no server needed),
+with the embedding model in this process.
+
+`--json` prints what the HTTP API returns for the same question
+(GET /v1/collections/{name}/search, GET /v1/collections)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from homeo.cli_common import (
+    CONTEXT,
+    DatabaseUrl,
+    DataDir,
+    Tenant,
+    console,
+    fail,
+    opened,
+    settings_or_exit,
+)
+
+memory_app = typer.Typer(help="Add documents to collections and search them (no server needed).",
+                         no_args_is_help=True, context_settings=CONTEXT)
+
+CollectionOption = Annotated[str, typer.Option("--collection", "-c", help="The collection.")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON, as the HTTP API returns it.")]
+
+
+def _out() -> Console:
+    return Console(soft_wrap=True, highlight=False)
+
+
+def _knowledge(runtime: Any) -> Any:  # (Runtime) -> Knowledge
+    from homeo.llm.resolve import UnknownModel
+
+    try:
+        return runtime.knowledge()
+    except UnknownModel as problem:
+        fail(f"{problem} (HOMEO_MEMORY_EMBEDDING_MODEL names the embedding alias)", code=2)
+
+
+@dataclass
+class _Tally:
+    added: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
+
+
+def _files(paths: list[Path], tally: _Tally) -> list[Path]:
+    """The files under `paths`, folders walked in name order; hidden ones skipped."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                relative = child.relative_to(path).parts
+                if any(part.startswith(".") for part in relative):
+                    if child.is_file():
+                        tally.skipped.append((str(child), "hidden"))
+                elif child.is_file():
+                    found.append(child)
+        elif path.is_file():
+            found.append(path)
+        else:
+            tally.skipped.append((str(path), "no such file or folder"))
+    return found
+
+
+async def _add_one(knowledge: Any, tenant: str, collection: str, path: Path,
+                   tally: _Tally) -> None:
+    from homeo.memory.embedder import content_hash
+    from homeo.memory.extract import ExtractError, extract, format_of
+    from homeo.memory.store import KnowledgeError
+
+    format = format_of(path.name)
+    if format is None:
+        tally.skipped.append((str(path), f"not a readable type ({path.suffix or 'no suffix'};"
+                              " homeo reads .txt, .md, .html, .pdf)"))
+        return
+    try:
+        extracted = extract(path.read_bytes(), format)
+    except (OSError, ExtractError) as problem:
+        tally.skipped.append((str(path), str(problem)))
+        return
+    if not extracted.text.strip():
+        tally.skipped.append((str(path), "no text in it"))
+        return
+    source = str(path.resolve())
+    known = await knowledge.read(knowledge.store.find_document, tenant, collection, source)
+    if known is not None and known.content_hash == content_hash(extracted.text):
+        tally.skipped.append((str(path), "unchanged since it was added"))
+        return
+    try:
+        await knowledge.add(tenant, collection, extracted, title=extracted.title or path.name,
+                            source=source, replace=known.id if known else None)
+    except KnowledgeError as problem:
+        fail(str(problem))
+    (tally.replaced if known else tally.added).append(str(path))
+
+
+@memory_app.command("add")
+def memory_add(
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders to add.")],
+    collection: CollectionOption,
+    tenant: Tenant = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Add files (.txt, .md, .html, .pdf) and folders to a collection: a file
+    added before is replaced if it changed and skipped if not."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from homeo.memory.knowledge import check_collection_name
+    from homeo.memory.store import KnowledgeError
+
+    try:
+        check_collection_name(collection)
+    except KnowledgeError as problem:
+        fail(str(problem), code=2)
+    settings = settings_or_exit(data_dir=data_dir, database_url=database_url,
+                                default_tenant=tenant)
+    tally = _Tally()
+    files = _files(paths, tally)
+    with opened(settings) as runtime:
+        knowledge = _knowledge(runtime)
+
+        async def add_all() -> None:
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[name]}"))
+            with Progress(*columns, console=console, transient=True) as progress:
+                task = progress.add_task("adding", total=len(files), name="")
+                for path in files:
+                    progress.update(task, name=path.name)
+                    await _add_one(knowledge, settings.default_tenant, collection, path, tally)
+                    progress.advance(task)
+
+        asyncio.run(add_all())
+    out = _out()
+    out.print(f"{collection}: {len(tally.added)} added, {len(tally.replaced)} replaced,"
+              f" {len(tally.skipped)} skipped", markup=False)
+    for path, why in tally.skipped:
+        out.print(f"  skipped {path}: {why}", markup=False)
+    reasons = Counter(why for _, why in tally.skipped)
+    if not tally.added and not tally.replaced and reasons and \
+            set(reasons) != {"unchanged since it was added"}:
+        raise typer.Exit(1)
+
+
+@memory_app.command("search")
+def memory_search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    collection: CollectionOption,
+    k: Annotated[int, typer.Option("-k", min=1, max=100, help="How many chunks.")] = 10,
+    mode: Annotated[str, typer.Option(help="hybrid, text or vector.")] = "hybrid",
+    tenant: Tenant = None,
+    as_json: Json = False,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Search a collection: the best chunks, with their document and place."""
+    from homeo.api.collections import HitView, SearchResults
+    from homeo.llm.base import ModelError
+    from homeo.memory.store import KnowledgeError
+
+    settings = settings_or_exit(data_dir=data_dir, database_url=database_url,
+                                default_tenant=tenant)
+    with opened(settings) as runtime:
+        knowledge = _knowledge(runtime)
+        try:
+            hits = asyncio.run(knowledge.search(settings.default_tenant, collection, query, k,
+                                                mode))
+        except (KnowledgeError, ModelError) as problem:
+            fail(str(problem))
+    results = SearchResults(collection=collection, mode=mode,
+                            results=[HitView.of(hit) for hit in hits])
+    if as_json:
+        print(json.dumps(results.model_dump(mode="json"), ensure_ascii=False))
+        return
+    if not hits:
+        console.print(f"homeo: nothing in {collection!r} matches", markup=False)
+        return
+    out = _out()
+    for rank, hit in enumerate(results.results, start=1):
+        where = hit.source or hit.title or hit.document_id
+        out.print(f"{rank:>3}. {hit.score:.4f}  {where}  chunk {hit.position}"
+                  f" ({hit.document_id})", markup=False)
+        for line in hit.text.strip().splitlines()[:6]:
+            out.print(f"       {line[:160]}", markup=False)
+
+
+@memory_app.command("list")
+def memory_list(
+    collection: Annotated[str | None, typer.Option(
+        "--collection", "-c", help="List this collection's documents instead.")] = None,
+    tenant: Tenant = None,
+    as_json: Json = False,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """List the tenant's collections, or the documents of one."""
+    from homeo.memory.store import open_store
+
+    settings = settings_or_exit(data_dir=data_dir, database_url=database_url,
+                                default_tenant=tenant)
+    with opened(settings) as runtime:
+        store = open_store(runtime.backends)
+        if collection is None:
+            rows: list[Any] = store.list_collections(settings.default_tenant)
+        elif store.get_collection(settings.default_tenant, collection) is None:
+            fail(f"no collection {collection!r} for tenant {settings.default_tenant!r};"
+                 " `homeo memory list` shows them")
+        else:
+            rows = store.list_documents(settings.default_tenant, collection, limit=10_000)
+    key = "collections" if collection is None else "documents"
+    if as_json:
+        print(json.dumps({key: [row.model_dump(mode="json") for row in rows]},
+                         ensure_ascii=False))
+        return
+    if not rows:
+        console.print(f"homeo: tenant {settings.default_tenant!r} has no collections",
+                      markup=False)
+        return
+    out = _out()
+    for row in rows:
+        if collection is None:
+            model = f"{row.model}, {row.dimensions} dims" if row.model else "no vectors"
+            out.print(f"{row.name}  {row.documents} documents, {row.chunks} chunks ({model})",
+                      markup=False)
+        else:
+            out.print(f"{row.id}  {row.chunks} chunks  {row.source or row.title or ''}",
+                      markup=False)
+
+
+@memory_app.command("reembed")
+def memory_reembed(
+    collection: CollectionOption,
+    tenant: Tenant = None,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Embed a collection's chunks again with the current embedding model
+    (after HOMEO_MODELS or HOMEO_MEMORY_EMBEDDING_MODEL changed)."""
+    from homeo.llm.base import ModelError
+    from homeo.memory.store import KnowledgeError
+
+    settings = settings_or_exit(data_dir=data_dir, database_url=database_url,
+                                default_tenant=tenant)
+    with opened(settings) as runtime:
+        knowledge = _knowledge(runtime)
+        async def reembed() -> tuple[int, Any]:
+            count = await knowledge.reembed(settings.default_tenant, collection)
+            return count, await knowledge.embedder.identity()
+
+        try:
+            count, model = asyncio.run(reembed())
+        except (KnowledgeError, ModelError) as problem:
+            fail(str(problem))
+    _out().print(f"{collection}: {count} chunks embedded again with {model.name}"
+                 f" ({model.dimensions} dimensions)", markup=False)

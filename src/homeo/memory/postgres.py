@@ -1,0 +1,99 @@
+"""The PostgreSQL knowledge store: chunks with a generated tsvector column
+(the `english` configuration: stemmed, stop words dropped) under a GIN index.
+
+Vectors are stored as bytea (little-endian float32), searched in process:
+this server may lack pgvector, and exact search in numpy is the baseline."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from homeo.db.postgres import PostgresDatabase
+from homeo.memory.sql import SQLKnowledgeStore
+
+MIGRATIONS = [
+    """
+    CREATE TABLE memory_collections (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        model TEXT,
+        dimensions INTEGER,
+        version BIGINT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        UNIQUE (tenant_id, name)
+    );
+    CREATE TABLE memory_documents (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        collection_id TEXT COLLATE "C" NOT NULL REFERENCES memory_collections (id),
+        title TEXT,
+        source TEXT,
+        format TEXT NOT NULL,
+        text TEXT NOT NULL,
+        chars INTEGER NOT NULL,
+        chunks INTEGER NOT NULL,
+        content_hash TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX memory_documents_collection ON memory_documents (collection_id, id);
+    CREATE INDEX memory_documents_source ON memory_documents (collection_id, source);
+    CREATE TABLE memory_chunks (
+        id BIGSERIAL PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        collection_id TEXT COLLATE "C" NOT NULL REFERENCES memory_collections (id),
+        document_id TEXT COLLATE "C" NOT NULL REFERENCES memory_documents (id),
+        position INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        start_char INTEGER NOT NULL,
+        end_char INTEGER NOT NULL,
+        content_hash TEXT NOT NULL,
+        model TEXT NOT NULL,
+        dimensions INTEGER NOT NULL,
+        vector BYTEA NOT NULL,
+        tsv TSVECTOR GENERATED ALWAYS AS (to_tsvector('english', text)) STORED
+    );
+    CREATE INDEX memory_chunks_collection ON memory_chunks (collection_id, id);
+    CREATE INDEX memory_chunks_document ON memory_chunks (document_id, position);
+    CREATE INDEX memory_chunks_hash ON memory_chunks (tenant_id, model, content_hash);
+    CREATE INDEX memory_chunks_tsv ON memory_chunks USING GIN (tsv);
+    """,
+]
+
+
+class PostgresKnowledgeStore(SQLKnowledgeStore):
+    def __init__(self, database: PostgresDatabase) -> None:
+        super().__init__(database, MIGRATIONS)
+
+    def _insert_chunk(self, db: Any, values: tuple[Any, ...]) -> int:
+        row = db.execute(
+            "INSERT INTO memory_chunks (tenant_id, collection_id, document_id, position, text,"
+            " start_char, end_char, content_hash, model, dimensions, vector)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id", values).fetchone()
+        return int(row["id"])
+
+    def _index_chunks(self, db: Any, collection_id: str, rows: list[tuple[int, str]]) -> None:
+        """The tsvector column is generated from the text: nothing to add."""
+        del db, collection_id, rows
+
+    def _unindex_chunks(self, db: Any, where: str, params: Sequence[Any]) -> None:
+        """The tsvector goes with its row."""
+        del db, where, params
+
+    def text_search(self, tenant_id: str, collection: str, terms: list[str],
+                    k: int) -> list[tuple[int, float]]:
+        words = [term for term in terms if term.replace("_", "").isalnum()]
+        if not words:
+            return []
+        # to_tsquery with each word alone (only letters, digits, `_`): no
+        # operator in a user's words reaches the query parser. `|`: any word.
+        query = " | ".join(words)
+        rows = self._all(
+            "SELECT k.id, ts_rank_cd(k.tsv, q) AS rank"
+            " FROM memory_chunks k JOIN memory_collections c ON c.id = k.collection_id,"
+            " to_tsquery('english', ?) q"
+            " WHERE k.tsv @@ q AND k.tenant_id = ? AND c.tenant_id = ? AND c.name = ?"
+            " ORDER BY rank DESC, k.id LIMIT ?", (query, tenant_id, tenant_id, collection, k))
+        return [(int(row["id"]), float(row["rank"])) for row in rows]

@@ -1,0 +1,213 @@
+"""The knowledge store: collections of documents, their chunks, each chunk's
+vector and full-text entry. Every backend (SQLite, PostgreSQL) implements
+`KnowledgeStore` and passes the one contract suite in
+tests/memory/test_store_contract.py.
+
+Every method takes a `tenant_id` and never reads or changes another tenant's
+records. The store is the truth: in-process indexes are built from it and
+rebuilt when a collection's `version` moves (each write raises it).
+
+A collection's chunks all come from one embedding model with one dimension:
+the first document sets them, and a write with another model is refused
+(`EmbeddingMismatch`) until the collection is emptied or re-embedded.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from homeo.backends import Backends
+
+
+class KnowledgeError(Exception):
+    """A knowledge operation was refused; the message says what to do."""
+
+
+class CollectionNotFound(KnowledgeError, LookupError):
+    pass
+
+
+class DocumentNotFound(KnowledgeError, LookupError):
+    pass
+
+
+class EmbeddingMismatch(KnowledgeError):
+    """The collection's vectors come from another model (or dimension) than the
+    one asked to add to it or search it: they must never be mixed."""
+
+
+class Collection(BaseModel):
+    name: str
+    model: str | None  # the embedding model of its chunks; None while it has none
+    dimensions: int | None
+    documents: int
+    chunks: int
+    created_at: float
+
+
+class Document(BaseModel):
+    id: str
+    collection: str
+    title: str | None
+    source: str | None  # where it came from (a file path, a URL), as the caller said
+    format: str
+    chars: int
+    chunks: int
+    content_hash: str  # sha256 of the text, so re-adding an unchanged file is a no-op
+    created_at: float
+    updated_at: float
+    text: str | None = None  # only from `get_document`
+
+
+@dataclass(frozen=True, slots=True)
+class NewDocument:
+    title: str | None
+    source: str | None
+    format: str
+    text: str
+    content_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewChunk:
+    position: int
+    text: str
+    start: int
+    end: int
+    content_hash: str  # sha256 of `text`: the embedding cache key
+    vector: bytes  # little-endian float32, `dimensions` of them
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingModel:
+    name: str
+    dimensions: int
+
+
+class ChunkHit(BaseModel):
+    id: int
+    document_id: str
+    title: str | None
+    source: str | None
+    position: int
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class VectorTable:
+    """Every vector of a collection, for an in-process index."""
+
+    version: str  # as `collection_version` says
+    model: str | None
+    dimensions: int | None
+    ids: list[int]
+    vectors: list[bytes]
+
+
+class KnowledgeStore(ABC):
+    # True when reads may run on the event loop (SQLite in WAL mode).
+    inline_reads: bool = False
+
+    # --- collections ------------------------------------------------------
+    @abstractmethod
+    def get_collection(self, tenant_id: str, name: str) -> Collection | None: ...
+
+    @abstractmethod
+    def list_collections(self, tenant_id: str) -> list[Collection]:
+        """By name."""
+
+    @abstractmethod
+    def delete_collection(self, tenant_id: str, name: str) -> bool:
+        """Remove the collection, its documents, chunks, vectors and full-text entries."""
+
+    @abstractmethod
+    def collection_version(self, tenant_id: str, name: str) -> str | None:
+        """The cheap check an index makes before each search: it changes with
+        every write to the collection. None: no such collection."""
+
+    # --- documents --------------------------------------------------------
+    @abstractmethod
+    def put_document(
+        self,
+        tenant_id: str,
+        collection: str,
+        document: NewDocument,
+        chunks: list[NewChunk],
+        model: EmbeddingModel,
+        *,
+        replace: str | None = None,
+        now: float | None = None,
+    ) -> Document:
+        """Store a document and its chunks in one transaction, making the
+        collection if it is new. `replace` names a document whose text, chunks,
+        vectors and full-text entries are replaced (DocumentNotFound if it is
+        not in the collection). EmbeddingMismatch if the collection holds chunks
+        of another model or dimension."""
+
+    @abstractmethod
+    def get_document(self, tenant_id: str, collection: str, document_id: str) -> Document | None:
+        """With its text."""
+
+    @abstractmethod
+    def find_document(self, tenant_id: str, collection: str, source: str) -> Document | None:
+        """The newest document added from `source`, without its text."""
+
+    @abstractmethod
+    def list_documents(
+        self, tenant_id: str, collection: str, *, limit: int = 100, before: str | None = None
+    ) -> list[Document]:
+        """Newest first, without their text; `before` is a document id to page on from."""
+
+    @abstractmethod
+    def delete_document(self, tenant_id: str, collection: str, document_id: str) -> bool:
+        """Remove the document's text, chunks, vectors and full-text entries."""
+
+    # --- chunks -----------------------------------------------------------
+    @abstractmethod
+    def cached_vectors(self, tenant_id: str, model: EmbeddingModel,
+                       hashes: list[str]) -> dict[str, bytes]:
+        """Vectors this tenant already has for chunks with these content hashes,
+        made by `model`: text embedded once is not embedded again."""
+
+    @abstractmethod
+    def text_search(self, tenant_id: str, collection: str, terms: list[str],
+                    k: int) -> list[tuple[int, float]]:
+        """(chunk id, score), best first: chunks holding any of `terms` (words,
+        already split; stemmed by the database), ranked by the database's
+        full-text ranking (SQLite FTS5 bm25; PostgreSQL ts_rank_cd)."""
+
+    @abstractmethod
+    def vector_table(self, tenant_id: str, collection: str) -> VectorTable | None:
+        """Every chunk id and vector of the collection, with its version."""
+
+    @abstractmethod
+    def chunk_texts(self, tenant_id: str, collection: str) -> dict[int, str] | None:
+        """Every chunk's text by id (to embed them again); None: no collection."""
+
+    @abstractmethod
+    def replace_vectors(self, tenant_id: str, collection: str, model: EmbeddingModel,
+                        vectors: dict[int, bytes]) -> None:
+        """Give the chunks these vectors of `model`, and the collection that
+        model, in one transaction. KnowledgeError unless `vectors` covers every
+        chunk (a document added meanwhile: run it again)."""
+
+    @abstractmethod
+    def get_chunks(self, tenant_id: str, collection: str, ids: list[int]) -> list[ChunkHit]:
+        """The chunks with these ids in this collection, in no particular order."""
+
+
+def open_store(backends: Backends) -> KnowledgeStore:
+    """The knowledge store in the database the backends share (its tables are
+    made on first open, under the `memory` migrations)."""
+    if backends.url.startswith("sqlite:///"):
+        from homeo.memory.sqlite import SQLiteKnowledgeStore
+
+        return SQLiteKnowledgeStore(backends.shared)
+    from homeo.memory.postgres import PostgresKnowledgeStore
+
+    return PostgresKnowledgeStore(backends.shared)
