@@ -47,13 +47,18 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def open_runtime(settings: Settings):  # -> Runtime, imported late to keep `--help` fast
+def open_runtime(settings: Settings, *, publish: bool = True):  # -> Runtime
+    """The runtime (imported late to keep `--help` fast). With `publish`, the
+    agents folder is published to the store, which then follows it: commands
+    that only look at runs or memory pass False, so that one run without
+    --agents-dir does not replace the agents another folder published."""
     from homeo.backends import BackendUnavailable
     from homeo.runtime import Runtime
 
     try:
         runtime = Runtime.open(settings)
-        runtime.publish_agents()
+        if publish:
+            runtime.publish_agents()
     except AgentError as error:  # a bad agent file: fix it before starting
         fail(str(error), code=2)
     except BackendUnavailable as error:
@@ -65,9 +70,9 @@ def open_runtime(settings: Settings):  # -> Runtime, imported late to keep `--he
 
 
 @contextlib.contextmanager
-def opened(settings: Settings) -> Iterator[Any]:  # Iterator[Runtime]
+def opened(settings: Settings, *, publish: bool = True) -> Iterator[Any]:  # Iterator[Runtime]
     """The runtime for one short command, closed after it."""
-    runtime = open_runtime(settings)
+    runtime = open_runtime(settings, publish=publish)
     try:
         yield runtime
     finally:

@@ -129,7 +129,7 @@ def memory_add(
                                 default_tenant=tenant)
     tally = _Tally()
     files = _files(paths, tally)
-    with opened(settings) as runtime:
+    with opened(settings, publish=False) as runtime:
         knowledge = _knowledge(runtime)
 
         async def add_all() -> None:
@@ -172,7 +172,7 @@ def memory_search(
 
     settings = settings_or_exit(data_dir=data_dir, database_url=database_url,
                                 default_tenant=tenant)
-    with opened(settings) as runtime:
+    with opened(settings, publish=False) as runtime:
         knowledge = _knowledge(runtime)
         try:
             hits = asyncio.run(knowledge.search(settings.default_tenant, collection, query, k,
@@ -210,7 +210,7 @@ def memory_list(
 
     settings = settings_or_exit(data_dir=data_dir, database_url=database_url,
                                 default_tenant=tenant)
-    with opened(settings) as runtime:
+    with opened(settings, publish=False) as runtime:
         store = open_store(runtime.backends)
         if collection is None:
             rows: list[Any] = store.list_collections(settings.default_tenant)
@@ -253,7 +253,7 @@ def memory_reembed(
 
     settings = settings_or_exit(data_dir=data_dir, database_url=database_url,
                                 default_tenant=tenant)
-    with opened(settings) as runtime:
+    with opened(settings, publish=False) as runtime:
         knowledge = _knowledge(runtime)
         async def reembed() -> tuple[int, Any]:
             count = await knowledge.reembed(settings.default_tenant, collection)

@@ -57,7 +57,7 @@ def runs_list(
     """List a tenant's runs, newest first."""
     settings = settings_or_exit(data_dir=data_dir, database_url=database_url,
                                 default_tenant=tenant)
-    with opened(settings) as runtime:
+    with opened(settings, publish=False) as runtime:
         runs = runtime.backends.store.list_runs(settings.default_tenant, status=status,
                                                 agent=agent, limit=limit, before=before)
     if as_json:
@@ -94,7 +94,7 @@ def runs_show(
     """Show a run: its status, input, output or error, token usage and steps."""
     settings = settings_or_exit(data_dir=data_dir, database_url=database_url,
                                 default_tenant=tenant)
-    with opened(settings) as runtime:
+    with opened(settings, publish=False) as runtime:
         run, steps = _load(runtime, settings.default_tenant, run_id)
     if as_json:
         from homeo.api.schemas import RunDetail, RunView, StepView
@@ -120,7 +120,7 @@ def runs_cancel(
 
     settings = settings_or_exit(data_dir=data_dir, database_url=database_url,
                                 default_tenant=tenant)
-    with opened(settings) as runtime:
+    with opened(settings, publish=False) as runtime:
         try:
             run = cancel_run(runtime.backends, settings.default_tenant, run_id)
         except RunNotFound:
@@ -152,7 +152,7 @@ def runs_events(
     the events of GET /v1/runs/{id}/events."""
     settings = settings_or_exit(data_dir=data_dir, database_url=database_url,
                                 default_tenant=tenant)
-    with opened(settings) as runtime:
+    with opened(settings, publish=False) as runtime:
         try:
             last = asyncio.run(_follow(runtime.backends.store, settings.default_tenant, run_id,
                                        as_json))
