@@ -77,3 +77,15 @@ def opened(settings: Settings, *, publish: bool = True) -> Iterator[Any]:  # Ite
         yield runtime
     finally:
         asyncio.run(runtime.aclose())
+
+
+@contextlib.contextmanager
+def tenant_runtime(
+    tenant: str | None, data_dir: Any, database_url: str | None
+) -> Iterator[tuple[Settings, Any]]:  # Iterator[tuple[Settings, Runtime]]
+    """For a command that looks at one tenant's data (runs, memory): its settings
+    (the tenant as `default_tenant`) and a runtime that leaves the agents alone."""
+    settings = settings_or_exit(data_dir=data_dir, database_url=database_url,
+                                default_tenant=tenant)
+    with opened(settings, publish=False) as runtime:
+        yield settings, runtime

@@ -19,13 +19,12 @@ from rich.console import Console
 
 from homeo.cli_common import (
     CONTEXT,
-    DatabaseUrl,
     DataDir,
+    DatabaseUrl,
     Tenant,
     console,
     fail,
-    opened,
-    settings_or_exit,
+    tenant_runtime,
 )
 
 memory_app = typer.Typer(help="Add documents to collections and search them (no server needed).",
@@ -125,11 +124,9 @@ def memory_add(
         check_collection_name(collection)
     except KnowledgeError as problem:
         fail(str(problem), code=2)
-    settings = settings_or_exit(data_dir=data_dir, database_url=database_url,
-                                default_tenant=tenant)
     tally = _Tally()
     files = _files(paths, tally)
-    with opened(settings, publish=False) as runtime:
+    with tenant_runtime(tenant, data_dir, database_url) as (settings, runtime):
         knowledge = _knowledge(runtime)
 
         async def add_all() -> None:
@@ -170,9 +167,7 @@ def memory_search(
     from homeo.llm.base import ModelError
     from homeo.memory.store import KnowledgeError
 
-    settings = settings_or_exit(data_dir=data_dir, database_url=database_url,
-                                default_tenant=tenant)
-    with opened(settings, publish=False) as runtime:
+    with tenant_runtime(tenant, data_dir, database_url) as (settings, runtime):
         knowledge = _knowledge(runtime)
         try:
             hits = asyncio.run(knowledge.search(settings.default_tenant, collection, query, k,
@@ -208,9 +203,7 @@ def memory_list(
     """List the tenant's collections, or the documents of one."""
     from homeo.memory.store import open_store
 
-    settings = settings_or_exit(data_dir=data_dir, database_url=database_url,
-                                default_tenant=tenant)
-    with opened(settings, publish=False) as runtime:
+    with tenant_runtime(tenant, data_dir, database_url) as (settings, runtime):
         store = open_store(runtime.backends)
         if collection is None:
             rows: list[Any] = store.list_collections(settings.default_tenant)
@@ -251,9 +244,7 @@ def memory_reembed(
     from homeo.llm.base import ModelError
     from homeo.memory.store import KnowledgeError
 
-    settings = settings_or_exit(data_dir=data_dir, database_url=database_url,
-                                default_tenant=tenant)
-    with opened(settings, publish=False) as runtime:
+    with tenant_runtime(tenant, data_dir, database_url) as (settings, runtime):
         knowledge = _knowledge(runtime)
         async def reembed() -> tuple[int, Any]:
             count = await knowledge.reembed(settings.default_tenant, collection)

@@ -16,13 +16,12 @@ from rich.console import Console
 
 from homeo.cli_common import (
     CONTEXT,
-    DatabaseUrl,
     DataDir,
+    DatabaseUrl,
     Tenant,
     console,
     fail,
-    opened,
-    settings_or_exit,
+    tenant_runtime,
 )
 from homeo.cli_show import outcome_lines, run_lines, run_table, step_line
 from homeo.store.models import Run, RunStatus, Step
@@ -55,9 +54,7 @@ def runs_list(
     database_url: DatabaseUrl = None,
 ) -> None:
     """List a tenant's runs, newest first."""
-    settings = settings_or_exit(data_dir=data_dir, database_url=database_url,
-                                default_tenant=tenant)
-    with opened(settings, publish=False) as runtime:
+    with tenant_runtime(tenant, data_dir, database_url) as (settings, runtime):
         runs = runtime.backends.store.list_runs(settings.default_tenant, status=status,
                                                 agent=agent, limit=limit, before=before)
     if as_json:
@@ -92,9 +89,7 @@ def runs_show(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Show a run: its status, input, output or error, token usage and steps."""
-    settings = settings_or_exit(data_dir=data_dir, database_url=database_url,
-                                default_tenant=tenant)
-    with opened(settings, publish=False) as runtime:
+    with tenant_runtime(tenant, data_dir, database_url) as (settings, runtime):
         run, steps = _load(runtime, settings.default_tenant, run_id)
     if as_json:
         from homeo.api.schemas import RunDetail, RunView, StepView
@@ -118,9 +113,7 @@ def runs_cancel(
     """Cancel a queued, running or waiting run; a running one stops before its next step."""
     from homeo.engine.submit import RunAlreadyFinished, RunNotFound, cancel_run
 
-    settings = settings_or_exit(data_dir=data_dir, database_url=database_url,
-                                default_tenant=tenant)
-    with opened(settings, publish=False) as runtime:
+    with tenant_runtime(tenant, data_dir, database_url) as (settings, runtime):
         try:
             run = cancel_run(runtime.backends, settings.default_tenant, run_id)
         except RunNotFound:
@@ -150,9 +143,7 @@ def runs_events(
     Exits 0 if the run succeeded, 1 if it failed or was cancelled. With
     --json, one JSON object a line: {"event": "step" | "run" | "end", "data": ...},
     the events of GET /v1/runs/{id}/events."""
-    settings = settings_or_exit(data_dir=data_dir, database_url=database_url,
-                                default_tenant=tenant)
-    with opened(settings, publish=False) as runtime:
+    with tenant_runtime(tenant, data_dir, database_url) as (settings, runtime):
         try:
             last = asyncio.run(_follow(runtime.backends.store, settings.default_tenant, run_id,
                                        as_json))
