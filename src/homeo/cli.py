@@ -28,6 +28,7 @@ from homeo.cli_common import (
     settings_or_exit,
 )
 from homeo.cli_runs import runs_app
+from homeo.cli_safety import safety_app
 from homeo.db.url import redact
 from homeo.engine.agents import AgentError
 from homeo.observe import logs
@@ -35,6 +36,7 @@ from homeo.observe import logs
 app = typer.Typer(help="homeo: run AI agents durably, securely and observably.",
                   no_args_is_help=True, add_completion=False, context_settings=CONTEXT)
 app.add_typer(runs_app, name="runs")
+app.add_typer(safety_app, name="safety")
 
 
 def _print_version(given: bool) -> None:

@@ -59,6 +59,13 @@ def _loaded_model(path: Path) -> _LoadedModel:
         return _loaded[key]
 
 
+def shared_encoder(path: Path | None = None) -> Any:
+    """The process's SentenceTransformer on `path` (default: the shipped weights),
+    loaded once and shared with every `MiniLM` on the same directory. For
+    synchronous callers (the safety guards); ModelError if it cannot load."""
+    return _loaded_model(path or default_model_dir()).encoder
+
+
 def _load(path: Path) -> Any:
     # The weights are on disk: nothing here may reach for the Hugging Face Hub.
     os.environ["HF_HUB_OFFLINE"] = "1"
