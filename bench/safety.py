@@ -59,9 +59,13 @@ def quality(guard: InjectionGuard) -> None:
     rows = []
     for name in ours:
         mine, theirs = ours[name], baseline[name]
+        # A set without attacks has a false-positive rate only.
+        keys = ("precision", "recall", "f1", "fpr") if mine["positives"] else ("fpr",)
         rows.append([name, mine["n"], mine["positives"],
-                     *(f"{mine[k]:.3f}" for k in ("precision", "recall", "f1", "fpr")),
-                     *(f"{theirs[k]:.3f}" for k in ("precision", "recall", "f1", "fpr"))])
+                     *(f"{mine[k]:.3f}" if k in keys else "-"
+                       for k in ("precision", "recall", "f1", "fpr")),
+                     *(f"{theirs[k]:.3f}" if k in keys else "-"
+                       for k in ("precision", "recall", "f1", "fpr"))])
     print(f"\nInjection classifier ({guard.card['head']} head on all-MiniLM-L6-v2, threshold"
           f" {guard.threshold}) vs the keyword list, on the test splits:")
     print(table(["test set", "texts", "attacks", "P", "R", "F1", "FPR",
