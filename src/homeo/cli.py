@@ -29,6 +29,7 @@ from homeo.cli_common import (
 )
 from homeo.cli_memory import memory_app
 from homeo.cli_runs import runs_app
+from homeo.cli_safety import safety_app
 from homeo.db.url import redact
 from homeo.engine.agents import AgentError
 from homeo.observe import logs
@@ -37,6 +38,7 @@ app = typer.Typer(help="homeo: run AI agents durably, securely and observably.",
                   no_args_is_help=True, add_completion=False, context_settings=CONTEXT)
 app.add_typer(runs_app, name="runs")
 app.add_typer(memory_app, name="memory")
+app.add_typer(safety_app, name="safety")
 
 
 def _print_version(given: bool) -> None:

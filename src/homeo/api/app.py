@@ -23,6 +23,7 @@ from homeo.api import (
     openai_compat,
     providers,
     runs,
+    safety,
 )
 from homeo.api.deps import AppParts, tenant
 from homeo.api.middleware import BodyLimit, RequestID
@@ -114,6 +115,7 @@ def create_app(
     app.include_router(providers.router, dependencies=authenticated)
     app.include_router(keys.router, dependencies=authenticated)
     app.include_router(collections.router, dependencies=authenticated)
+    app.include_router(safety.router, dependencies=authenticated)
     app.include_router(health.router)
     docs.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)

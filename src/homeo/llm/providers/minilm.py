@@ -69,6 +69,13 @@ def _loaded_model(path: Path, threads: int | None) -> _LoadedModel:
         return _loaded[key]
 
 
+def shared_encoder(path: Path | None = None, threads: int | None = None) -> Any:
+    """The process's SentenceTransformer on `path` (default: the shipped weights),
+    loaded once and shared with every `MiniLM` on the same directory. For
+    synchronous callers (the safety guards); ModelError if it cannot load."""
+    return _loaded_model(path or default_model_dir(), threads).encoder
+
+
 def _load(path: Path, threads: int | None) -> Any:
     # The weights are on disk: nothing here may reach for the Hugging Face Hub.
     os.environ["HF_HUB_OFFLINE"] = "1"

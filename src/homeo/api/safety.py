@@ -1,0 +1,61 @@
+"""`POST /v1/safety/check`: every guard's verdict on a text, for trying them.
+
+The guards run in a thread (they are CPU work: the encoder, spaCy) and load
+their models on the first request, once per app. A guard that cannot load
+(its extra is not installed, its model not trained) is a 503 saying what to
+install or run."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from homeo.api.errors import error_response
+from homeo.safety import guards as safety_guards
+from homeo.safety.verdict import Guard
+
+router = APIRouter(prefix="/v1/safety", tags=["safety"])
+
+MAX_TEXT_CHARS = 100_000
+
+_building = threading.Lock()
+
+
+class CheckRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    guards: list[str] = Field(default=list(safety_guards.GUARD_NAMES), min_length=1)
+
+
+def _guards(request: Request, names: list[str]) -> list[Guard]:
+    """The app's guards of these names, built once per app."""
+    with _building:
+        built: dict[str, Guard] = getattr(request.app.state, "safety_guards", None) or {}
+        request.app.state.safety_guards = built
+        for name in names:
+            if name not in built:
+                built[name] = safety_guards.build([name])[0]
+        return [built[name] for name in names]
+
+
+@router.post("/check", response_model=None)
+async def check(body: CheckRequest, request: Request) -> JSONResponse:
+    unknown = [name for name in body.guards if name not in safety_guards.GUARD_NAMES]
+    if unknown:
+        return error_response(request, 400, f"unknown guard {unknown[0]!r}: choose from "
+                              f"{', '.join(safety_guards.GUARD_NAMES)}")
+
+    def run() -> dict[str, Any]:
+        return safety_guards.check(_guards(request, body.guards), body.text).to_json()
+
+    try:
+        answer = await asyncio.to_thread(run)
+    except safety_guards.GuardUnavailable as error:
+        return error_response(request, 503, str(error))
+    return JSONResponse(answer)

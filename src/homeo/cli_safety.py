@@ -1,0 +1,85 @@
+"""`homeo safety`: check a text with the guards, and train the injection classifier.
+
+No server or database is needed: the guards run in this process."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from homeo.cli_common import CONTEXT, console, fail
+
+safety_app = typer.Typer(help="Check text with the safety guards; train the injection classifier.",
+                         no_args_is_help=True, context_settings=CONTEXT)
+
+
+@safety_app.command("check")
+def check(
+    text: Annotated[str, typer.Argument(help="The text to check; - reads it from stdin.")],
+    guard: Annotated[list[str] | None, typer.Option(
+        "--guard", help="Only this guard (injection, secrets, pii); repeat for more.")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print JSON, as POST /v1/safety/check returns it.")] = False,
+) -> None:
+    """Run the guards on TEXT and print each one's verdict and the redacted text."""
+    from homeo.safety import guards as safety_guards
+
+    if text == "-":
+        text = sys.stdin.read()
+    if not text.strip():
+        fail("the text is empty: pass the text to check, or - to read it from stdin", code=2)
+    try:
+        checked = safety_guards.check(
+            safety_guards.build(guard or safety_guards.GUARD_NAMES), text)
+    except safety_guards.GuardUnavailable as error:
+        fail(str(error), code=2)
+    if as_json:
+        print(json.dumps(checked.to_json(), ensure_ascii=False))
+        return
+    for verdict in checked.verdicts:
+        mark = "FLAGGED" if verdict.flagged else "ok"
+        print(f"{verdict.guard:<10} {mark:<8} score {verdict.score:.2f}"
+              f" (threshold {verdict.threshold:.2f})  {verdict.reason}")
+        for span in verdict.spans:
+            shown = text[span.start:span.end].replace("\n", " ")
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
+            print(f"  {span.kind} [{span.start}:{span.end}] {shown}")
+    if checked.redacted != text:
+        print("redacted:")
+        print(checked.redacted)
+
+
+@safety_app.command("train")
+def train(
+    seed: Annotated[int, typer.Option(help="Seed of the generated texts and the head.")] = 0,
+    out: Annotated[Path | None, typer.Option(
+        help="Folder for injection-head.npz and injection-card.json"
+             " [default: the package's, which the guard loads].")] = None,
+    limit: Annotated[int | None, typer.Option(
+        min=20, help="At most this many texts of each source per split: a quick trial.")] = None,
+) -> None:
+    """Rebuild the injection classifier from the pinned corpora, offline."""
+    from homeo.llm.base import ModelError
+    from homeo.safety import train as training
+    from homeo.safety.corpus import CorpusError
+    from homeo.safety.injection import MODEL_DIR
+
+    folder = out or MODEL_DIR
+    try:
+        trained = training.train(seed, limit=limit, log=lambda line: console.print(line, markup=False))
+    except (CorpusError, ModelError) as error:
+        fail(str(error), code=2)
+    except ImportError as error:
+        fail(f"training needs scikit-learn ({error}): pip install 'homeo[safety]'", code=2)
+    head_path, card_path = training.save(trained, folder)
+    card = trained.card
+    print(f"trained a {card['head']} head, threshold {card['threshold']}, in {card['seconds']}s")
+    for name, figures in card["test"].items():
+        print(f"  test {name:<15} precision {figures['precision']:.3f} recall"
+              f" {figures['recall']:.3f} F1 {figures['f1']:.3f} FPR {figures['fpr']:.3f}"
+              f" (n {figures['n']})")
+    print(f"wrote {head_path} and {card_path}")
