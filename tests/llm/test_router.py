@@ -378,8 +378,10 @@ def test_an_unreachable_provider_falls_back_to_the_local_model() -> None:
         port = probe.getsockname()[1]
     models = catalog({"default": [
         {"model": "openai:m", "name": "remote", "base_url": f"http://127.0.0.1:{port}/v1"},
-        {"model": "local", "weight": 0},
-    ]}, router_retries=0)
+        # A busy machine can take far longer than the catalog's 5 s attempt limit
+        # to load and run the local model: this test is about falling back, not speed.
+        {"model": "local", "weight": 0, "timeout_seconds": 600},
+    ]}, router_retries=0, router_timeout_seconds=900)
     [response] = ask(models)
 
     assert response.message.content.strip()

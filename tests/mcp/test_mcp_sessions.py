@@ -74,6 +74,9 @@ def test_calls_share_one_stdio_server_until_it_dies(
         first = starts(log)[0]
         os.kill(first, signal.SIGKILL)
         wait_until(lambda: not alive(first), "the killed server is gone")
+        server = stdio(log)
+        wait_until(lambda: not shared_clients().connected("testing", server),
+                   "homeo to see the connection close")
         # The next call finds the session dead, starts the server again and succeeds.
         assert asyncio.run(add.function(a=40, b=2)) == "42"
         assert asyncio.run(add.function(a=1, b=1)) == "2"

@@ -165,6 +165,10 @@ class McpClients:
     ) -> mcp_types.CallToolResult:
         return await asyncio.wrap_future(self._submit(self._call(name, server, tool, arguments)))
 
+    def connected(self, name: str, server: McpServer) -> bool:
+        """Whether a session to the server is open and its connection not seen to close."""
+        return self._submit(self._connected(name, server)).result()
+
     def list_tools_now(self, name: str, server: McpServer) -> list[mcp_types.Tool]:
         """`list_tools` for sync code; it blocks its thread, so never call it on a loop."""
         return self._submit(self._list(name, server)).result()
@@ -219,6 +223,11 @@ class McpClients:
             error = session.error or RuntimeError("closed")
             raise McpUnavailable(f"cannot connect: {reason(error)}")
         return session.client
+
+    async def _connected(self, name: str, server: McpServer) -> bool:
+        session = self._sessions.get(self._key(name, server))
+        return session is not None and session.client is not None and not (
+            session.task.done() or session.ended.is_set())
 
     def _drop(self, key: str, session: _Session) -> None:
         session.stop.set()
