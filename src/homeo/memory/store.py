@@ -27,11 +27,11 @@ class KnowledgeError(Exception):
 
 
 class CollectionNotFound(KnowledgeError, LookupError):
-    pass
+    """The tenant has no collection by that name."""
 
 
 class DocumentNotFound(KnowledgeError, LookupError):
-    pass
+    """The collection has no document with that id."""
 
 
 class EmbeddingMismatch(KnowledgeError):

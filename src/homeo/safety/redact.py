@@ -1,5 +1,5 @@
-"""Replace what the guards found with typed placeholders: `<EMAIL_ADDRESS>`,
-`<GITHUB_TOKEN>`, ... The placeholders name the kind, never the value, so a
+"""Replace what the guards found with typed labels: `<EMAIL_ADDRESS>`,
+`<GITHUB_TOKEN>`, ... The labels name the kind, never the value, so a
 redacted text can be shown, logged or sent to a model."""
 
 from __future__ import annotations
