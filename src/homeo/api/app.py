@@ -26,7 +26,7 @@ from homeo.api import (
     safety,
 )
 from homeo.api.deps import AppParts, tenant
-from homeo.api.middleware import BodyLimit, RequestID
+from homeo.api.middleware import BodyLimit, RequestID, RequestTiming
 from homeo.api.text import reject_nul
 from homeo.api.usage import UsageWriter
 from homeo.backends import Backends
@@ -120,6 +120,7 @@ def create_app(
     docs.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestID)
+    app.add_middleware(RequestTiming, metrics=metrics)  # outermost: it times the others too
     return app
 
 
