@@ -34,7 +34,7 @@ _WINDOW = re.compile(r"^([1-9][0-9]*)([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
-class SloFileError(Exception):
+class SloFileError(ValueError):
     """The SLO file is missing, not YAML, or defines an SLO wrongly."""
 
 
