@@ -142,7 +142,9 @@ def parse_slos(text: str, source: str) -> list[Slo]:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        raise SloFileError(f"{source}: not valid YAML{where}") from None
+        problem = getattr(error, "problem", None)
+        raise SloFileError(f"{source}: not valid YAML{where}"
+                           f"{f' ({problem})' if problem else ''}") from None
     if not isinstance(data, dict) or not isinstance(data.get("slos"), list):
         raise SloFileError(f"{source}: expected a mapping with a list `slos:`, each entry one"
                            " SLO (name, kind, objective, window, ...)")
