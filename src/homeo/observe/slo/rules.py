@@ -73,7 +73,7 @@ def error_ratio(slo: Slo, window: str) -> str:
     assert slo.threshold_seconds is not None
     bound = floatToGoString(slo.threshold_seconds)
     fast = f'sum(rate({metric}_bucket{{le="{bound}"{scope}}}[{window}]))'
-    total = f"sum(rate({metric}_count{{{scope.lstrip(',')}}}[{window}]))"
+    total = f"sum(rate({metric}_count{{{scope.lstrip(',')}}}[{window}]))".replace("{}", "")
     return f"1 - {fast} / {total}"
 
 
