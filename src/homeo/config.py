@@ -38,6 +38,8 @@ from pydantic_settings import (
 from homeo.tools.permissions import ToolPolicy
 
 EXAMPLE_AGENTS_DIR = Path(__file__).parent / "examples" / "agents"
+# The SLOs used when HOMEO_SLO_FILE is unset (homeo.observe.slo.definitions).
+DEFAULT_SLO_FILE = Path(__file__).parent / "observe" / "slo" / "default.yaml"
 
 
 def _http_base_url(value: str) -> str:
@@ -444,7 +446,7 @@ _EXAMPLES: dict[str, str] = {
     "soft_agent_tokens_per_day": "150000",
     "key_rate_limit": "600/minute",
     "otlp_endpoint": "http://127.0.0.1:4318/v1/traces",
-    "slo_file": "/etc/homeo/slo.yaml",
+    "slo_file": str(DEFAULT_SLO_FILE),
     "sandbox_allow_without": "cgroups",
     "http_allowlist": "example.com,api.github.com",
     "mcp_servers": '{"files": {"command": ["python", "-m", "files_server"]}}',

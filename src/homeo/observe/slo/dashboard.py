@@ -65,7 +65,7 @@ def _title(slo: Slo) -> str:
             "api_latency": f"API requests {within}"}[slo.kind]
     scope = ", ".join(f"{k} {v}" for k, v in (("tenant", slo.tenant), ("agent", slo.agent),
                                              ("kind", slo.step_kind)) if v)
-    return (f"{slo.name}: {slo.objective:.4%} of {what}"
+    return (f"{slo.name}: {slo.objective * 100:g}% of {what}"
             f"{f' ({scope})' if scope else ''} over {slo.window}")
 
 

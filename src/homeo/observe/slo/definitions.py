@@ -26,9 +26,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from homeo.config import DEFAULT_SLO_FILE as DEFAULT_FILE
 from homeo.observe.metrics import HTTP_BUCKETS, STEP_BUCKETS
-
-DEFAULT_FILE = Path(__file__).parent / "default.yaml"
 SloKind = Literal["run_success", "step_latency", "api_latency"]
 _WINDOW = re.compile(r"^([1-9][0-9]*)([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
