@@ -23,7 +23,7 @@ Out = Annotated[Path | None, typer.Option("--out", "-o", help="Write here instea
 def show(
     ctx: typer.Context,
     tenant: Annotated[str | None, typer.Option(
-        help="Count only this tenant's runs and steps [default: every tenant].")] = None,
+        help="Count only this tenant's runs and steps (default: every tenant).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON as GET /v1/slo does.")] = False,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
