@@ -24,9 +24,10 @@ from homeo.api import (
     providers,
     runs,
     safety,
+    slo,
 )
 from homeo.api.deps import AppParts, tenant
-from homeo.api.middleware import BodyLimit, RequestID
+from homeo.api.middleware import BodyLimit, RequestID, RequestTiming
 from homeo.api.text import reject_nul
 from homeo.api.usage import UsageWriter
 from homeo.backends import Backends
@@ -36,6 +37,7 @@ from homeo.engine.worker import Worker
 from homeo.keys import KeyCheck
 from homeo.llm.resolve import ModelCatalog
 from homeo.observe.metrics import Metrics
+from homeo.observe.slo.definitions import load_slos
 from homeo.ratelimit import RateLimiter, parse_rate_limit
 
 UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -104,6 +106,7 @@ def create_app(
     app.state.key_rate_limiter = RateLimiter(clock)
     app.state.budgets = tenant_budgets(settings, backends.store)
     app.state.usage = usage
+    app.state.slos = load_slos(settings.slo_file)
     app.state.soft_budgets_warned = {}
     errors.install(app)
     # Everything under /v1 needs an API key; health and metrics do not.
@@ -116,10 +119,12 @@ def create_app(
     app.include_router(keys.router, dependencies=authenticated)
     app.include_router(collections.router, dependencies=authenticated)
     app.include_router(safety.router, dependencies=authenticated)
+    app.include_router(slo.router, dependencies=authenticated)
     app.include_router(health.router)
     docs.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestID)
+    app.add_middleware(RequestTiming, metrics=metrics)  # outermost: it times the others too
     return app
 
 
