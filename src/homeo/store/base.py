@@ -179,7 +179,7 @@ class Store(ABC):
     ) -> bool:
         """`complete_step`, and in the same transaction move the run to `waiting`
         for `wait` (a dict with at least `id` and `kind`). A wait of kind
-        "children" for `wait["runs"]` that have all ended already is no wait: the
+        "children" for `wait["detail"]["runs"]` that have all ended already is no wait: the
         step is completed, the run stays `running`, and the result is False."""
 
     @abstractmethod

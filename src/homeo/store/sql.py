@@ -199,7 +199,7 @@ class SQLStore(Store):
                                input_tokens=input_tokens, output_tokens=output_tokens,
                                cost_usd=cost_usd, fence=fence, now=now)
             if wait["kind"] == "children":
-                runs = list(wait["runs"])
+                runs = list(wait["detail"]["runs"])
                 marks = ",".join("?" for _ in runs)
                 row = db.execute(self.db.sql(
                     f"SELECT COUNT(*) AS n FROM runs WHERE tenant_id = ? AND id IN ({marks})"
