@@ -21,6 +21,8 @@ from homeo.llm.resolve import ModelCatalog
 from homeo.observe import tracing
 from homeo.observe.metrics import Metrics
 from homeo.queue.base import RetryPolicy
+from homeo.tools.context import ToolSettings
+from homeo.tools.permissions import ToolGate
 
 
 def set_omp_wait_policy(policy: str) -> None:
@@ -58,7 +60,8 @@ class Runtime:
         retry = RetryPolicy(settings.retry_base_seconds, settings.retry_max_seconds)
         backends = open_backends(settings.resolved_database_url(), retry)
         models = ModelCatalog(settings, tracer=tracing.tracer_of(tracer_provider))
-        agents = AgentCatalog(backends.store, models, mcp_servers=settings.mcp_servers)
+        agents = AgentCatalog(backends.store, models, mcp_servers=settings.mcp_servers,
+                              gate=ToolGate(settings.tool_policy))
         metrics = Metrics()
         metrics.watch(backends.store, backends.queue)
         metrics.watch_breakers(models.breaker_states)
@@ -102,6 +105,7 @@ class Runtime:
             emit=emit,
             budgets=self.budgets(),
             tracer=self.tracer,
+            tools=ToolSettings.from_settings(self.settings),
         )
 
     async def aclose(self) -> None:

@@ -76,13 +76,18 @@ class RunView(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     usage: dict[str, int | float]
+    parent_run_id: str | None = None
+    waiting_for: dict[str, Any] | None = Field(
+        None, description="While `waiting`: what for (approval, input or children), with its"
+        " details and deadline.")
+    waited_seconds: float = 0.0
 
     @classmethod
     def of(cls, run: Run) -> RunView:
         return cls(
             **run.model_dump(
                 include={"id", "agent", "status", "input", "output", "error", "idempotency_key",
-                         "request_id"}
+                         "request_id", "parent_run_id", "waiting_for", "waited_seconds"}
             ),
             created_at=_iso(run.created_at),
             updated_at=_iso(run.updated_at),
@@ -93,8 +98,36 @@ class RunView(BaseModel):
         )
 
 
+class ChildView(BaseModel):
+    id: str
+    agent: str
+    status: RunStatus
+
+
 class RunDetail(RunView):
     steps: list[StepView]
+    children: list[ChildView] = Field(default_factory=list,
+                                      description="Runs this run started (sub-agents).")
+
+
+class Approval(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str = Field("", max_length=4000)
+    arguments: dict[str, Any] | None = Field(
+        None, description="Approve: run the tool with these arguments instead.")
+
+
+class Rejection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str = Field("", max_length=4000, description="Told to the model.")
+
+
+class PersonInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    answer: str = Field(min_length=1, max_length=100_000)
 
 
 class RunPage(BaseModel):

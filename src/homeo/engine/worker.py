@@ -11,6 +11,8 @@ leaves a leased job that the next claimer settles:
     transient error (RetryableError,    -> run back to queued, job retried with backoff;
       the database unreachable)            after `max_attempts` claims in a row that
                                            completed no step, run failed, job dead
+    the run waits (approval, input,     -> job done; the run is queued again with a new
+      child runs)                          job when what it waits for arrives
     any other error (a bug)             -> run failed at once with the error's type
     lease lost or fenced (another       -> stop at once, touch nothing
       worker owns the run now)
@@ -46,10 +48,19 @@ from homeo.backends import Backends
 from homeo.engine.agents import AgentError
 from homeo.engine.budgets import TenantBudgets
 from homeo.engine.catalog import AgentCatalog
-from homeo.engine.errors import RetryableError, RunCancelled, RunFailed, RunInterrupted
+from homeo.engine.errors import (
+    RetryableError,
+    RunCancelled,
+    RunFailed,
+    RunInterrupted,
+    RunSuspended,
+)
+from homeo.engine.graph import RunContext
 from homeo.engine.runner import execute
+from homeo.engine.subagents import StoreChildRuns
 from homeo.engine.submit import RUN_JOB as RUN_JOB
 from homeo.engine.sweep import Sweeper
+from homeo.engine.waits import Waits, wake_parent
 from homeo.llm.base import ModelError
 from homeo.observe import logs, tracing
 from homeo.observe.metrics import Metrics
@@ -57,6 +68,7 @@ from homeo.queue.base import Job, RetryPolicy
 from homeo.store.base import LeaseFenced, read_async
 from homeo.store.models import Run
 from homeo.tenancy import current_tenant
+from homeo.tools.context import ToolSettings
 
 ACTIVE = frozenset({"queued", "running"})
 CLAIM_BACKOFF_MAX_SECONDS = 5.0
@@ -101,7 +113,10 @@ class Worker:
         emit: Emit | None = None,
         budgets: TenantBudgets | None = None,
         tracer: Tracer | None = None,
+        tools: ToolSettings | None = None,
     ) -> None:
+        """`tools` are the operator's limits for the built-in tools, handed to
+        every run's tools in their context (default: the settings' defaults)."""
         self.backends = backends
         self.store = backends.store
         self.queue = backends.queue
@@ -113,6 +128,9 @@ class Worker:
         self.watch_seconds = min(watch_seconds, lease_seconds / 3)
         self.shutdown_grace_seconds = shutdown_grace_seconds
         self.sweeper = Sweeper(backends, grace_seconds=sweep_seconds, max_attempts=max_attempts)
+        self.waits = Waits(backends, max_attempts=max_attempts)
+        self.max_attempts = max_attempts
+        self.tools = tools or ToolSettings()
         self.retry = retry or RetryPolicy()
         self.metrics = metrics
         self.worker_id = worker_id or new_worker_id()
@@ -186,11 +204,15 @@ class Worker:
         while not await _wait(stop, self.sweeper.grace_seconds):
             try:
                 queued = await asyncio.to_thread(self.sweeper.sweep)
+                woken = await asyncio.to_thread(self.waits.sweep)
             except Exception as error:  # the database is down: the slots report it
                 self.log.warning("sweep failed", error=f"{type(error).__name__}: {error}")
                 continue
             if queued:
                 self.log.warning("queued runs that had no job", runs=queued)
+            if woken:
+                self.log.info("woke or ended waiting runs (deadline passed, children ended)",
+                              runs=woken)
 
     async def claim(self) -> Job | None:
         self.last_poll = time.time()
@@ -284,6 +306,11 @@ class Worker:
             await self._complete(job)
             self.log.info("run cancelled")
             return
+        except RunSuspended as suspended:
+            span.set_attribute("homeo.run.outcome", "waiting")
+            await self._complete(job)
+            self.log.info("run waiting", waiting_for=str(suspended))
+            return
         except LeaseFenced:
             raise
         except Exception as error:
@@ -310,6 +337,12 @@ class Worker:
         except ModelError as error:
             raise RunFailed(f"agent {run.agent!r}: {error}") from error
         spec = agent.spec
+        context = RunContext(
+            tenant_id=run.tenant_id, run_id=run.id, agent=run.agent, request_id=run.request_id,
+            parent_run_id=run.parent_run_id, fence=run.lease_epoch, emit=self._observe,
+            budgets=self.budgets, tracer=self.tracer, tools=self.tools,
+            children=StoreChildRuns(self.backends, run, max_attempts=self.max_attempts),
+        )
         return await execute(
             self.store,
             run,
@@ -319,10 +352,10 @@ class Worker:
             run_timeout=spec.timeouts.run,
             emit=self._observe,
             stopping=lambda: self._stopping,
-            budgets=self.budgets,
             tracer=self.tracer,
             fence=run.lease_epoch,
             interruption=interruption,
+            context=context,
         )
 
     def _observe(self, event: dict[str, Any]) -> None:
@@ -407,6 +440,11 @@ class Worker:
         )
         if moved is not None and moved.is_final and self.metrics is not None:
             self.metrics.runs_finished.labels(run.tenant_id, run.agent, status).inc()
+        if moved is not None and moved.parent_run_id and moved.is_final:
+            # The parent may wait for this run; if the process dies first, the
+            # sweeper wakes the parent instead.
+            await asyncio.to_thread(wake_parent, self.backends, moved,
+                                    max_attempts=self.max_attempts)
 
     @staticmethod
     def _owner(job: Job) -> str:

@@ -199,6 +199,51 @@ class Store(ABC):
         it used (tokens, cost) to the step and the run."""
 
     @abstractmethod
+    def suspend_run(
+        self,
+        tenant_id: str,
+        run_id: str,
+        seq: int,
+        output: Any,
+        checkpoint: dict[str, Any],
+        wait: dict[str, Any],
+        *,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost_usd: float = 0.0,
+        fence: int | None = None,
+        now: float | None = None,
+    ) -> bool:
+        """`complete_step`, and in the same transaction move the run to `waiting`
+        for `wait` (a dict with at least `id` and `kind`). A wait of kind
+        "children" for `wait["detail"]["runs"]` that have all ended already is no wait: the
+        step is completed, the run stays `running`, and the result is False."""
+
+    @abstractmethod
+    def resume_run(
+        self,
+        tenant_id: str,
+        run_id: str,
+        *,
+        wait_id: str,
+        checkpoint: dict[str, Any] | None = None,
+        now: float | None = None,
+    ) -> Run | None:
+        """Move a run that waits for `wait_id` back to `queued`, with `checkpoint`
+        (the waited-for answer written into its state) when given; add the wait to
+        `waited_seconds` and count it in `wakes`. None when the run is not waiting
+        for that (answered already, cancelled, or waiting for something else)."""
+
+    @abstractmethod
+    def waiting_runs(self, *, after_id: str = "", limit: int = 100) -> list[Run]:
+        """Waiting runs of every tenant with ids above `after_id`, in id order:
+        what the sweeper checks for passed deadlines and ended children."""
+
+    @abstractmethod
+    def child_runs(self, tenant_id: str, parent_run_id: str) -> list[Run]:
+        """The runs that `parent_run_id` started, oldest first."""
+
+    @abstractmethod
     def list_steps(self, tenant_id: str, run_id: str, *, after_seq: int = -1) -> list[Step]: ...
 
     @abstractmethod

@@ -18,6 +18,8 @@ class NewRun(BaseModel):
     input: str
     idempotency_key: str | None = None
     request_id: str | None = None
+    # The run whose sub-agent call started this one.
+    parent_run_id: str | None = None
 
 
 class Run(BaseModel):
@@ -46,6 +48,14 @@ class Run(BaseModel):
     # a run is given up for making no progress, not for being interrupted.
     steps_done: int = 0
     stalls: int = 0
+    # While `waiting`: what for (engine.waits.Wait as a dict), and since when.
+    # `waited_seconds` adds up the run's waits (they do not count in timeouts.run);
+    # `wakes` counts them, and names each wake's job (engine.submit.run_job_key).
+    waiting_for: dict[str, Any] | None = None
+    waiting_since: float | None = None
+    waited_seconds: float = 0.0
+    wakes: int = 0
+    parent_run_id: str | None = None
 
     @property
     def is_final(self) -> bool:

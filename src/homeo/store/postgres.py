@@ -110,6 +110,18 @@ MIGRATIONS = [
         WHERE steps.run_id = runs.id AND steps.status = 'succeeded');
     CREATE INDEX runs_unsettled ON runs (id) WHERE status IN ('queued', 'running');
     """,
+    # Waiting runs (approval, a person's input, child runs) and sub-agents:
+    # what a run waits for, since when, how long it has waited in all, how often
+    # it was woken (each wake is a new job), and the run that started it.
+    """
+    ALTER TABLE runs ADD COLUMN waiting_for JSONB;
+    ALTER TABLE runs ADD COLUMN waiting_since DOUBLE PRECISION;
+    ALTER TABLE runs ADD COLUMN waited_seconds DOUBLE PRECISION NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN wakes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN parent_run_id TEXT;
+    CREATE INDEX runs_parent ON runs (tenant_id, parent_run_id) WHERE parent_run_id IS NOT NULL;
+    CREATE INDEX runs_waiting ON runs (id) WHERE status = 'waiting';
+    """,
 ]
 
 
@@ -130,8 +142,8 @@ class PostgresStore(SQLStore):
             with self.db.transaction() as db:
                 row = db.execute(
                     "INSERT INTO runs (id, tenant_id, agent, input, status, idempotency_key,"
-                    " request_id, created_at, updated_at)"
-                    " VALUES (%s, %s, %s, %s, 'queued', %s, %s, %s, %s)"
+                    " request_id, parent_run_id, created_at, updated_at)"
+                    " VALUES (%s, %s, %s, %s, 'queued', %s, %s, %s, %s, %s)"
                     " ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
                     " DO NOTHING RETURNING *",
                     (
@@ -141,6 +153,7 @@ class PostgresStore(SQLStore):
                         new.input,
                         new.idempotency_key,
                         new.request_id,
+                        new.parent_run_id,
                         now,
                         now,
                     ),

@@ -22,7 +22,7 @@ from homeo.store.models import (
     WindowCounts,
 )
 
-RUN_JSON = ("checkpoint",)
+RUN_JSON = ("checkpoint", "waiting_for")
 STEP_JSON = ("input", "output")
 AGENT_JSON = ("spec",)
 
@@ -183,6 +183,83 @@ class SQLStore(Store):
                  tenant_id, run_id),
             )
         return self.step_of(row)
+
+    def suspend_run(
+        self,
+        tenant_id: str,
+        run_id: str,
+        seq: int,
+        output: Any,
+        checkpoint: dict[str, Any],
+        wait: dict[str, Any],
+        *,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost_usd: float = 0.0,
+        fence: int | None = None,
+        now: float | None = None,
+    ) -> bool:
+        now = clock(now)
+        with self.db.write() as db:
+            # complete_step locks the run's row first, so a child ending now
+            # either ended before the count below or sees this run waiting.
+            self.complete_step(tenant_id, run_id, seq, output, checkpoint,
+                               input_tokens=input_tokens, output_tokens=output_tokens,
+                               cost_usd=cost_usd, fence=fence, now=now)
+            if wait["kind"] == "children":
+                runs = list(wait["detail"]["runs"])
+                marks = ",".join("?" for _ in runs)
+                row = db.execute(self.db.sql(
+                    f"SELECT COUNT(*) AS n FROM runs WHERE tenant_id = ? AND id IN ({marks})"
+                    " AND status NOT IN ('succeeded', 'failed', 'cancelled')"),
+                    (tenant_id, *runs)).fetchone()
+                if row["n"] == 0:
+                    return False
+            db.execute(self.db.sql(
+                "UPDATE runs SET status = 'waiting', waiting_for = ?, waiting_since = ?,"
+                " updated_at = ? WHERE tenant_id = ? AND id = ?"),
+                (self.db.json_param(wait), now, now, tenant_id, run_id))
+        return True
+
+    def resume_run(
+        self,
+        tenant_id: str,
+        run_id: str,
+        *,
+        wait_id: str,
+        checkpoint: dict[str, Any] | None = None,
+        now: float | None = None,
+    ) -> Run | None:
+        now = clock(now)
+        with self.db.write() as db:
+            row = db.execute(
+                self.db.sql("SELECT waiting_for FROM runs WHERE tenant_id = ? AND id = ?"
+                            " AND status = 'waiting'") + self.db.for_update,
+                (tenant_id, run_id),
+            ).fetchone()
+            if row is None:
+                return None
+            waiting_for = self.db.decode(row, ("waiting_for",))["waiting_for"] or {}
+            if waiting_for.get("id") != wait_id:
+                return None
+            updated = db.execute(self.db.sql(
+                "UPDATE runs SET status = 'queued', checkpoint = COALESCE(?, checkpoint),"
+                " waiting_for = NULL, waited_seconds = waited_seconds + (? - waiting_since),"
+                " waiting_since = NULL, wakes = wakes + 1, updated_at = ?"
+                " WHERE tenant_id = ? AND id = ? RETURNING *"),
+                (self.db.json_param(checkpoint), now, now, tenant_id, run_id),
+            ).fetchone()
+        return self.run_of(updated)
+
+    def waiting_runs(self, *, after_id: str = "", limit: int = 100) -> list[Run]:
+        rows = self.all("SELECT * FROM runs WHERE status = 'waiting' AND id > ?"
+                        " ORDER BY id LIMIT ?", (after_id, limit))
+        return [self.run_of(row) for row in rows]  # type: ignore[misc]
+
+    def child_runs(self, tenant_id: str, parent_run_id: str) -> list[Run]:
+        rows = self.all("SELECT * FROM runs WHERE tenant_id = ? AND parent_run_id = ?"
+                        " ORDER BY id", (tenant_id, parent_run_id))
+        return [self.run_of(row) for row in rows]  # type: ignore[misc]
 
     def fail_step(
         self,
