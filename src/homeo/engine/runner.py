@@ -165,17 +165,20 @@ async def execute(
             if outcome.usage.total_tokens:
                 # The run's usage rides in its state, so budgets survive a resume.
                 state = state.model_copy(update={"usage": state.usage + outcome.usage})
+            previous, checkpoint = checkpoint, {"seq": seq, "next": current,
+                                                "state": state.model_dump()}
             await asyncio.to_thread(
                 store.complete_step,
                 run.tenant_id,
                 run.id,
                 seq - 1,
                 outcome.output,
-                {"seq": seq, "next": current, "state": state.model_dump()},
+                checkpoint,
                 input_tokens=outcome.usage.input_tokens,
                 output_tokens=outcome.usage.output_tokens,
                 cost_usd=outcome.usage.cost_usd,
                 fence=fence,
+                previous=previous,  # the step keeps its delta from this one
             )
             notify({"type": "step_succeeded", "seq": seq - 1, "kind": node.kind, "name": name,
                     "output": outcome.output, "seconds": clock() - began,

@@ -110,6 +110,17 @@ MIGRATIONS = [
         WHERE steps.run_id = runs.id AND steps.status = 'succeeded');
     CREATE INDEX runs_unsettled ON runs (id) WHERE status IN ('queued', 'running');
     """,
+    # Run history: every completed step keeps the checkpoint it produced, as a
+    # delta from the step before (store/deltas.py); forks record where they
+    # came from; retention marks the runs whose per-step checkpoints it pruned.
+    """
+    ALTER TABLE steps ADD COLUMN state_delta TEXT;
+    ALTER TABLE runs ADD COLUMN forked_from_run TEXT COLLATE "C";
+    ALTER TABLE runs ADD COLUMN forked_from_step BIGINT;
+    ALTER TABLE runs ADD COLUMN checkpoints_pruned_at DOUBLE PRECISION;
+    CREATE INDEX runs_prunable ON runs (finished_at, id)
+        WHERE checkpoints_pruned_at IS NULL AND finished_at IS NOT NULL;
+    """,
 ]
 
 
@@ -130,8 +141,9 @@ class PostgresStore(SQLStore):
             with self.db.transaction() as db:
                 row = db.execute(
                     "INSERT INTO runs (id, tenant_id, agent, input, status, idempotency_key,"
-                    " request_id, created_at, updated_at)"
-                    " VALUES (%s, %s, %s, %s, 'queued', %s, %s, %s, %s)"
+                    " request_id, created_at, updated_at, checkpoint, forked_from_run,"
+                    " forked_from_step)"
+                    " VALUES (%s, %s, %s, %s, 'queued', %s, %s, %s, %s, %s, %s, %s)"
                     " ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
                     " DO NOTHING RETURNING *",
                     (
@@ -143,6 +155,9 @@ class PostgresStore(SQLStore):
                         new.request_id,
                         now,
                         now,
+                        self.db.json_param(new.checkpoint),
+                        new.forked_from_run,
+                        new.forked_from_step,
                     ),
                 ).fetchone()
                 if row is not None:

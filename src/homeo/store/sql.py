@@ -7,12 +7,24 @@ a run under an idempotency-key race, moving a run's status, beginning a step.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from homeo.db.dialect import Dialect, clock
-from homeo.store.base import LeaseFenced, Store, StoreError
-from homeo.store.models import AgentRecord, ApiKey, Run, Step, UsageEvent, UsageTotals
+from homeo.store import deltas
+from homeo.store.base import CheckpointPruned, LeaseFenced, Store, StoreError
+from homeo.store.models import (
+    FINAL_STATUSES,
+    AgentRecord,
+    ApiKey,
+    PruneResult,
+    Run,
+    Step,
+    UsageEvent,
+    UsageTotals,
+)
 
 RUN_JSON = ("checkpoint",)
 STEP_JSON = ("input", "output")
@@ -113,11 +125,11 @@ class SQLStore(Store):
         )
         return [self.run_of(row) for row in rows]  # type: ignore[misc]
 
-    def lock_run(self, db: Any, tenant_id: str, run_id: str, fence: int | None) -> None:
+    def lock_run(self, db: Any, tenant_id: str, run_id: str, fence: int | None) -> Any:
         """Inside a write: lock the run's row, and refuse a writer whose claim
-        (`fence`) is no longer the latest."""
+        (`fence`) is no longer the latest. Returns its lease_epoch and steps_done."""
         row = db.execute(
-            self.db.sql("SELECT lease_epoch FROM runs WHERE tenant_id = ? AND id = ?")
+            self.db.sql("SELECT lease_epoch, steps_done FROM runs WHERE tenant_id = ? AND id = ?")
             + self.db.for_update,
             (tenant_id, run_id),
         ).fetchone()
@@ -128,6 +140,7 @@ class SQLStore(Store):
                 f"run {run_id} was claimed again (claim {row['lease_epoch']}, this"
                 f" writer holds claim {fence}): its lease lapsed and another worker owns it"
             )
+        return row
 
     def count_runs(self, tenant_id: str | None = None) -> dict[str, int]:
         where, params = ("WHERE tenant_id = ?", (tenant_id,)) if tenant_id is not None else (
@@ -149,18 +162,30 @@ class SQLStore(Store):
         cost_usd: float = 0.0,
         fence: int | None = None,
         now: float | None = None,
+        previous: dict[str, Any] | None = None,
     ) -> Step:
         now = clock(now)
         with self.db.write() as db:
-            self.lock_run(db, tenant_id, run_id, fence)
+            run = self.lock_run(db, tenant_id, run_id, fence)
+            # The step keeps what it changed since the run's previous checkpoint;
+            # the run's first completed step keeps the whole state.
+            before = None
+            if run["steps_done"]:
+                if previous is None:
+                    previous = self.db.decode(db.execute(
+                        self.db.sql("SELECT checkpoint FROM runs WHERE tenant_id = ? AND id = ?"),
+                        (tenant_id, run_id),
+                    ).fetchone(), ("checkpoint",))["checkpoint"]
+                before = previous.get("state") if previous is not None else None
+            delta = json.dumps(deltas.diff(before, checkpoint), separators=(",", ":"))
             row = db.execute(
                 self.db.sql(
                     "UPDATE steps SET status = 'succeeded', output = ?, finished_at = ?,"
-                    " input_tokens = ?, output_tokens = ?, cost_usd = ?"
+                    " input_tokens = ?, output_tokens = ?, cost_usd = ?, state_delta = ?"
                     " WHERE tenant_id = ? AND run_id = ? AND seq = ? AND status = 'running'"
                     " RETURNING *"
                 ),
-                (self.db.json_param(output), now, input_tokens, output_tokens, cost_usd,
+                (self.db.json_param(output), now, input_tokens, output_tokens, cost_usd, delta,
                  tenant_id, run_id, seq),
             ).fetchone()
             if row is None:
@@ -224,6 +249,91 @@ class SQLStore(Store):
             (tenant_id, run_id, after_seq),
         )
         return [self.step_of(row) for row in rows]
+
+    def checkpoint_at(self, tenant_id: str, run_id: str, seq: int) -> dict[str, Any] | None:
+        rows = self.all(
+            "SELECT seq, status, state_delta FROM steps"
+            " WHERE tenant_id = ? AND run_id = ? AND seq <= ? ORDER BY seq DESC",
+            (tenant_id, run_id, seq),
+        )
+        if not rows or rows[0]["seq"] != seq or rows[0]["status"] != "succeeded":
+            return None
+        chain: list[dict[str, Any]] = []
+        for row in rows:  # back to the nearest whole state
+            if row["state_delta"] is None:
+                return self._unkept(tenant_id, run_id, seq, row["seq"])
+            chain.append(json.loads(row["state_delta"]))
+            if deltas.is_whole(chain[-1]):
+                return deltas.rebuild(reversed(chain))
+        raise StoreError(f"the checkpoints of run {run_id} before step {seq} are incomplete")
+
+    def _unkept(self, tenant_id: str, run_id: str, seq: int, missing: int) -> dict[str, Any]:
+        """The state at step `seq` when the checkpoint of step `missing` is gone:
+        the run's final state if that is the one asked for, else CheckpointPruned."""
+        run = self.get_run(tenant_id, run_id)
+        if run is None:
+            raise StoreError(f"run {run_id} not found")
+        if run.checkpoint is not None and run.checkpoint["seq"] == seq + 1:
+            return run.checkpoint
+        final = "" if run.checkpoint is None else (
+            f"; its final state, after step {run.checkpoint['seq'] - 1}, is kept")
+        if run.checkpoints_pruned_at is None:
+            raise CheckpointPruned(
+                f"step {missing} of run {run_id} kept no checkpoint (it ran before homeo kept"
+                f" every step's checkpoint), so the state at step {seq} cannot be rebuilt{final}")
+        when = datetime.fromtimestamp(run.checkpoints_pruned_at, UTC).isoformat(
+            timespec="seconds")
+        raise CheckpointPruned(
+            f"the per-step checkpoints of run {run_id} were pruned at {when} (retention,"
+            f" HOMEO_CHECKPOINT_RETENTION after a run finishes){final}")
+
+    def prune_checkpoints(
+        self,
+        *,
+        finished_before: float,
+        dry_run: bool = False,
+        batch: int = 500,
+        now: float | None = None,
+    ) -> PruneResult:
+        now = clock(now)
+        result = PruneResult()
+        after = ""
+        finished = ",".join(f"'{status}'" for status in sorted(FINAL_STATUSES))
+        while True:
+            with self.db.read() if dry_run else self.db.write() as db:
+                ids = [row["id"] for row in db.execute(
+                    self.db.sql(
+                        "SELECT id FROM runs WHERE checkpoints_pruned_at IS NULL"
+                        f" AND finished_at IS NOT NULL AND finished_at < ? AND status IN ({finished})"
+                        " AND id > ? ORDER BY id LIMIT ?"
+                    ),
+                    (finished_before, after, batch),
+                ).fetchall()]
+                if not ids:
+                    return result
+                marks = ",".join("?" for _ in ids)
+                kept = db.execute(
+                    self.db.sql(
+                        "SELECT COUNT(state_delta) AS n, COALESCE(SUM(LENGTH(state_delta)), 0)"
+                        f" AS size FROM steps WHERE run_id IN ({marks})"
+                    ),
+                    ids,
+                ).fetchone()
+                if not dry_run:
+                    db.execute(
+                        self.db.sql(f"UPDATE steps SET state_delta = NULL WHERE run_id IN ({marks})"
+                                    " AND state_delta IS NOT NULL"),
+                        ids,
+                    )
+                    db.execute(
+                        self.db.sql(
+                            f"UPDATE runs SET checkpoints_pruned_at = ? WHERE id IN ({marks})"),
+                        (now, *ids),
+                    )
+            result.runs += len(ids)
+            result.checkpoints += int(kept["n"])
+            result.bytes += int(kept["size"])
+            after = ids[-1]
 
     # --- usage ------------------------------------------------------------
     def usage(

@@ -103,6 +103,17 @@ MIGRATIONS = [
         WHERE steps.run_id = runs.id AND steps.status = 'succeeded');
     CREATE INDEX runs_unsettled ON runs (id) WHERE status IN ('queued', 'running');
     """,
+    # Run history: every completed step keeps the checkpoint it produced, as a
+    # delta from the step before (store/deltas.py); forks record where they
+    # came from; retention marks the runs whose per-step checkpoints it pruned.
+    """
+    ALTER TABLE steps ADD COLUMN state_delta TEXT;
+    ALTER TABLE runs ADD COLUMN forked_from_run TEXT;
+    ALTER TABLE runs ADD COLUMN forked_from_step INTEGER;
+    ALTER TABLE runs ADD COLUMN checkpoints_pruned_at REAL;
+    CREATE INDEX runs_prunable ON runs (finished_at, id)
+        WHERE checkpoints_pruned_at IS NULL AND finished_at IS NOT NULL;
+    """,
 ]
 
 
@@ -125,7 +136,8 @@ class SQLiteStore(SQLStore):
                     return self.run_of(existing), False  # type: ignore[return-value]
             row = db.execute(
                 "INSERT INTO runs (id, tenant_id, agent, input, status, idempotency_key,"
-                " request_id, created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)"
+                " request_id, created_at, updated_at, checkpoint, forked_from_run,"
+                " forked_from_step) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)"
                 " RETURNING *",
                 (
                     new_id("run", now),
@@ -136,6 +148,9 @@ class SQLiteStore(SQLStore):
                     new.request_id,
                     now,
                     now,
+                    self.db.json_param(new.checkpoint),
+                    new.forked_from_run,
+                    new.forked_from_step,
                 ),
             ).fetchone()
         return self.run_of(row), True  # type: ignore[return-value]
