@@ -21,6 +21,7 @@ from homeo.llm.resolve import ModelCatalog
 from homeo.observe import tracing
 from homeo.observe.metrics import Metrics
 from homeo.queue.base import RetryPolicy
+from homeo.sandbox.limits import parse_duration
 
 
 def set_omp_wait_policy(policy: str) -> None:
@@ -102,6 +103,7 @@ class Runtime:
             emit=emit,
             budgets=self.budgets(),
             tracer=self.tracer,
+            checkpoint_retention=parse_duration(self.settings.checkpoint_retention),
         )
 
     async def aclose(self) -> None:
