@@ -220,8 +220,8 @@ def prune(
         fail(f"--older-than must be longer than 0, such as 7d or 12h (got {given!r})", code=2)
     with opened(settings, publish=False) as runtime:
         result = retention.prune(runtime.backends.store, older_than=seconds, dry_run=dry_run)
-    console.print(f"homeo: {retention.describe(result, dry_run=dry_run)}"
-                  f" (finished more than {given} ago)", markup=False)
+    _out().print(f"{retention.describe(result, dry_run=dry_run)}"
+                 f" (finished more than {given} ago)", markup=False)
 
 
 @runs_app.command("cancel")
