@@ -165,18 +165,34 @@ class SQLStore(Store):
         previous: dict[str, Any] | None = None,
     ) -> Step:
         now = clock(now)
+        fenced, fence_params = (" AND lease_epoch = ?", (fence,)) if fence is not None else ("", ())
         with self.db.write() as db:
-            run = self.lock_run(db, tenant_id, run_id, fence)
+            if previous is None:  # the caller does not hold it: read it back
+                found = db.execute(
+                    self.db.sql("SELECT checkpoint FROM runs WHERE tenant_id = ? AND id = ?"),
+                    (tenant_id, run_id),
+                ).fetchone()
+                previous = None if found is None else self.db.decode(
+                    found, ("checkpoint",))["checkpoint"]
+            # The run first (this locks its row, and checks the writer's claim).
+            run = db.execute(
+                self.db.sql(
+                    "UPDATE runs SET checkpoint = ?, updated_at = ?, steps_done = steps_done + 1,"
+                    " input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
+                    f" cost_usd = cost_usd + ? WHERE tenant_id = ? AND id = ?{fenced}"
+                    " RETURNING steps_done"
+                ),
+                (self.db.json_param(checkpoint), now, input_tokens, output_tokens, cost_usd,
+                 tenant_id, run_id, *fence_params),
+            ).fetchone()
+            if run is None:
+                self.lock_run(db, tenant_id, run_id, fence)  # raises: missing or fenced
+                raise StoreError(f"run {run_id} not found")
             # The step keeps what it changed since the run's previous checkpoint;
             # the run's first completed step keeps the whole state.
             before = None
-            if run["steps_done"]:
-                if previous is None:
-                    previous = self.db.decode(db.execute(
-                        self.db.sql("SELECT checkpoint FROM runs WHERE tenant_id = ? AND id = ?"),
-                        (tenant_id, run_id),
-                    ).fetchone(), ("checkpoint",))["checkpoint"]
-                before = previous.get("state") if previous is not None else None
+            if run["steps_done"] > 1 and previous is not None:
+                before = previous.get("state")
             delta = json.dumps(deltas.diff(before, checkpoint), separators=(",", ":"))
             row = db.execute(
                 self.db.sql(
@@ -190,15 +206,6 @@ class SQLStore(Store):
             ).fetchone()
             if row is None:
                 raise StoreError(f"step {seq} of run {run_id} is not running")
-            db.execute(
-                self.db.sql(
-                    "UPDATE runs SET checkpoint = ?, updated_at = ?, steps_done = steps_done + 1,"
-                    " input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
-                    " cost_usd = cost_usd + ? WHERE tenant_id = ? AND id = ?"
-                ),
-                (self.db.json_param(checkpoint), now, input_tokens, output_tokens, cost_usd,
-                 tenant_id, run_id),
-            )
         return self.step_of(row)
 
     def fail_step(

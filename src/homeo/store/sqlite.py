@@ -199,26 +199,26 @@ class SQLiteStore(SQLStore):
         now: float | None = None,
     ) -> Step:
         now = clock(now)
-        with self.db.write() as db:
-            self.lock_run(db, tenant_id, run_id, fence)
-            existing = db.execute(
-                "SELECT * FROM steps WHERE run_id = ? AND seq = ?", (run_id, seq)
+        fenced, fence_params = (" AND lease_epoch = ?", (fence,)) if fence is not None else ("", ())
+        # One statement (a step is begun on every step): insert the step if the
+        # run is there and this writer's claim is the latest, or reuse a step
+        # begun before and never finished. No row back: find out why.
+        with self.db.statement() as db:
+            row = db.execute(
+                "INSERT INTO steps (run_id, tenant_id, seq, kind, name, status, input,"
+                " started_at) SELECT id, tenant_id, ?, ?, ?, 'running', ?, ? FROM runs"
+                f" WHERE tenant_id = ? AND id = ?{fenced}"
+                " ON CONFLICT (run_id, seq) DO UPDATE SET status = 'running',"
+                " attempts = steps.attempts + 1, error = NULL, input = excluded.input,"
+                " started_at = excluded.started_at, finished_at = NULL"
+                " WHERE steps.status <> 'succeeded' RETURNING *",
+                (seq, kind, name, self.db.json_param(input), now, tenant_id, run_id,
+                 *fence_params),
             ).fetchone()
-            if existing is None:
-                row = db.execute(
-                    "INSERT INTO steps (run_id, tenant_id, seq, kind, name, status, input,"
-                    " started_at) VALUES (?, ?, ?, ?, ?, 'running', ?, ?) RETURNING *",
-                    (run_id, tenant_id, seq, kind, name, self.db.json_param(input), now),
-                ).fetchone()
-            elif existing["status"] == "succeeded":
-                raise StoreError(f"step {seq} of run {run_id} already succeeded")
-            else:
-                row = db.execute(
-                    "UPDATE steps SET status = 'running', attempts = attempts + 1, error = NULL,"
-                    " input = ?, started_at = ?, finished_at = NULL"
-                    " WHERE run_id = ? AND seq = ? RETURNING *",
-                    (self.db.json_param(input), now, run_id, seq),
-                ).fetchone()
+        if row is None:
+            with self.db.write() as db:
+                self.lock_run(db, tenant_id, run_id, fence)  # raises if missing or fenced
+            raise StoreError(f"step {seq} of run {run_id} already succeeded")
         return self.step_of(row)
 
     def close(self) -> None:
