@@ -71,10 +71,10 @@ def original(backends: Backends, journal: Path) -> Run:
 
 
 def deltas_of(backends: Backends, run_id: str) -> list[dict | None]:
-    rows = backends.store.all("SELECT state_delta FROM steps WHERE run_id = ? ORDER BY seq",
-                              (run_id,))
-    return [None if row["state_delta"] is None else json.loads(row["state_delta"])
-            for row in rows]
+    rows = backends.store.all(
+        "SELECT delta FROM steps LEFT JOIN step_checkpoints USING (run_id, seq)"
+        " WHERE run_id = ? ORDER BY seq", (run_id,))
+    return [None if row["delta"] is None else json.loads(row["delta"]) for row in rows]
 
 
 def test_every_step_keeps_what_it_changed_and_any_step_state_is_rebuilt(

@@ -111,10 +111,16 @@ MIGRATIONS = [
     CREATE INDEX runs_unsettled ON runs (id) WHERE status IN ('queued', 'running');
     """,
     # Run history: every completed step keeps the checkpoint it produced, as a
-    # delta from the step before (store/deltas.py); forks record where they
-    # came from; retention marks the runs whose per-step checkpoints it pruned.
+    # delta from the step before (store/deltas.py), in a table of its own so
+    # that pruning deletes rows and frees pages; forks record where they came
+    # from; retention marks the runs whose per-step checkpoints it pruned.
     """
-    ALTER TABLE steps ADD COLUMN state_delta TEXT;
+    CREATE TABLE step_checkpoints (
+        run_id TEXT COLLATE "C" NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        delta TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
     ALTER TABLE runs ADD COLUMN forked_from_run TEXT COLLATE "C";
     ALTER TABLE runs ADD COLUMN forked_from_step BIGINT;
     ALTER TABLE runs ADD COLUMN checkpoints_pruned_at DOUBLE PRECISION;

@@ -197,15 +197,19 @@ class SQLStore(Store):
             row = db.execute(
                 self.db.sql(
                     "UPDATE steps SET status = 'succeeded', output = ?, finished_at = ?,"
-                    " input_tokens = ?, output_tokens = ?, cost_usd = ?, state_delta = ?"
+                    " input_tokens = ?, output_tokens = ?, cost_usd = ?"
                     " WHERE tenant_id = ? AND run_id = ? AND seq = ? AND status = 'running'"
                     " RETURNING *"
                 ),
-                (self.db.json_param(output), now, input_tokens, output_tokens, cost_usd, delta,
+                (self.db.json_param(output), now, input_tokens, output_tokens, cost_usd,
                  tenant_id, run_id, seq),
             ).fetchone()
             if row is None:
                 raise StoreError(f"step {seq} of run {run_id} is not running")
+            db.execute(
+                self.db.sql("INSERT INTO step_checkpoints (run_id, seq, delta) VALUES (?, ?, ?)"),
+                (run_id, seq, delta),
+            )
         return self.step_of(row)
 
     def fail_step(
@@ -259,17 +263,20 @@ class SQLStore(Store):
 
     def checkpoint_at(self, tenant_id: str, run_id: str, seq: int) -> dict[str, Any] | None:
         rows = self.all(
-            "SELECT seq, status, state_delta FROM steps"
-            " WHERE tenant_id = ? AND run_id = ? AND seq <= ? ORDER BY seq DESC",
+            "SELECT steps.seq, steps.status, step_checkpoints.delta FROM steps"
+            " LEFT JOIN step_checkpoints ON step_checkpoints.run_id = steps.run_id"
+            " AND step_checkpoints.seq = steps.seq"
+            " WHERE steps.tenant_id = ? AND steps.run_id = ? AND steps.seq <= ?"
+            " ORDER BY steps.seq DESC",
             (tenant_id, run_id, seq),
         )
         if not rows or rows[0]["seq"] != seq or rows[0]["status"] != "succeeded":
             return None
         chain: list[dict[str, Any]] = []
         for row in rows:  # back to the nearest whole state
-            if row["state_delta"] is None:
+            if row["delta"] is None:
                 return self._unkept(tenant_id, run_id, seq, row["seq"])
-            chain.append(json.loads(row["state_delta"]))
+            chain.append(json.loads(row["delta"]))
             if deltas.is_whole(chain[-1]):
                 return deltas.rebuild(reversed(chain))
         raise StoreError(f"the checkpoints of run {run_id} before step {seq} are incomplete")
@@ -321,15 +328,14 @@ class SQLStore(Store):
                 marks = ",".join("?" for _ in ids)
                 kept = db.execute(
                     self.db.sql(
-                        "SELECT COUNT(state_delta) AS n, COALESCE(SUM(LENGTH(state_delta)), 0)"
-                        f" AS size FROM steps WHERE run_id IN ({marks})"
+                        "SELECT COUNT(*) AS n, COALESCE(SUM(LENGTH(delta)), 0)"
+                        f" AS size FROM step_checkpoints WHERE run_id IN ({marks})"
                     ),
                     ids,
                 ).fetchone()
                 if not dry_run:
                     db.execute(
-                        self.db.sql(f"UPDATE steps SET state_delta = NULL WHERE run_id IN ({marks})"
-                                    " AND state_delta IS NOT NULL"),
+                        self.db.sql(f"DELETE FROM step_checkpoints WHERE run_id IN ({marks})"),
                         ids,
                     )
                     db.execute(
