@@ -29,6 +29,7 @@ from homeo.cli_common import (
     settings_or_exit,
 )
 from homeo.cli_memory import memory_app
+from homeo.cli_runs import prune as prune_checkpoints
 from homeo.cli_runs import runs_app
 from homeo.cli_safety import safety_app
 from homeo.cli_slo import slo_app
@@ -39,6 +40,7 @@ from homeo.observe import logs
 app = typer.Typer(help="homeo: run AI agents durably, securely and observably.",
                   no_args_is_help=True, add_completion=False, context_settings=CONTEXT)
 app.add_typer(runs_app, name="runs")
+app.command("prune")(prune_checkpoints)
 app.add_typer(memory_app, name="memory")
 app.add_typer(safety_app, name="safety")
 app.add_typer(slo_app, name="slo")

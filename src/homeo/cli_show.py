@@ -111,6 +111,8 @@ def run_lines(run: Run, steps: list[Step]) -> list[str]:
         lines.append(f"  parent   {run.parent_run_id}")
     if run.status == "waiting":
         lines.extend(f"  {line}" for line in waiting_lines(run))
+    if run.forked_from_run is not None:
+        lines.append(f"  forked   from run {run.forked_from_run} after step {run.forked_from_step}")
     lines.append(f"steps ({len(steps)})")
     lines.extend(step_line(step) for step in steps)
     return lines

@@ -21,6 +21,7 @@ from homeo.llm.resolve import ModelCatalog
 from homeo.observe import tracing
 from homeo.observe.metrics import Metrics
 from homeo.queue.base import RetryPolicy
+from homeo.sandbox.limits import parse_duration
 from homeo.tools.context import ToolSettings
 from homeo.tools.permissions import ToolGate
 
@@ -106,6 +107,7 @@ class Runtime:
             budgets=self.budgets(),
             tracer=self.tracer,
             tools=ToolSettings.from_settings(self.settings),
+            checkpoint_retention=parse_duration(self.settings.checkpoint_retention),
         )
 
     async def aclose(self) -> None:

@@ -15,6 +15,7 @@ from homeo.api.deps import AppParts, parts, read, tenant
 from homeo.api.schemas import (
     Approval,
     ChildView,
+    ForkRequest,
     PersonInput,
     Rejection,
     RunAccepted,
@@ -22,10 +23,13 @@ from homeo.api.schemas import (
     RunPage,
     RunRequest,
     RunView,
+    StepStateView,
     StepView,
 )
 from homeo.engine import waits
+from homeo.engine.history import InvalidStateEdit, NotForkable, StepNotFound, fork_run, step_state
 from homeo.engine.submit import RunNotFound, cancel_run, submit_run
+from homeo.store.base import CheckpointPruned
 from homeo.store.models import NewRun, Run, RunStatus
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
@@ -99,6 +103,58 @@ def _load(app: AppParts, tenant_id: str, run_id: str) -> RunDetail:
 @router.get("/{run_id}", response_model=RunDetail)
 async def get_run(run_id: str, app: Parts, tenant_id: Tenant) -> RunDetail:
     return await read(app, _load, app, tenant_id, run_id)
+
+
+@router.get("/{run_id}/steps/{seq}", response_model=StepStateView,
+            responses={410: {"description": "Retention pruned this step's checkpoint."}})
+async def get_step(run_id: str, seq: int, app: Parts, tenant_id: Tenant) -> StepStateView:
+    """One step and the run's state after it (rebuilt from the steps' checkpoints)."""
+    try:
+        step, checkpoint = await read(app, step_state, app.backends.store, tenant_id, run_id,
+                                      seq)
+    except StepNotFound as error:
+        raise HTTPException(404, str(error)) from None
+    except CheckpointPruned as error:
+        raise HTTPException(410, str(error)) from None
+    return StepStateView(
+        run_id=run_id, step=StepView.of(step),
+        next=None if checkpoint is None else checkpoint["next"],
+        state=None if checkpoint is None else checkpoint["state"],
+    )
+
+
+@router.post(
+    "/{run_id}/fork",
+    status_code=202,
+    response_model=RunView,
+    responses={200: {"description": "A run with this idempotency key already exists."},
+               409: {"description": "The step did not succeed, or nothing follows it."},
+               410: {"description": "Retention pruned this step's checkpoint."}},
+)
+async def fork(
+    run_id: str, body: ForkRequest, request: Request, response: Response, app: Parts,
+    tenant_id: Tenant,
+) -> RunView:
+    """Start a new run from the state after step `from_step` (with edits): the
+    steps up to it are not run again."""
+    try:
+        run, created = await asyncio.to_thread(
+            fork_run, app.backends, tenant_id, run_id, body.from_step, edits=body.state,
+            idempotency_key=body.idempotency_key, request_id=request.state.request_id,
+            max_attempts=app.settings.max_attempts,
+        )
+    except StepNotFound as error:
+        raise HTTPException(404, str(error)) from None
+    except NotForkable as error:
+        raise HTTPException(409, str(error)) from None
+    except CheckpointPruned as error:
+        raise HTTPException(410, str(error)) from None
+    except InvalidStateEdit as error:
+        raise HTTPException(422, str(error)) from None
+    if not created:
+        response.status_code = 200
+    response.headers["Location"] = f"/v1/runs/{run.id}"
+    return RunView.of(run)
 
 
 @router.post("/{run_id}/cancel", response_model=RunView)

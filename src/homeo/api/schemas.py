@@ -25,6 +25,21 @@ class RunRequest(BaseModel):
     )
 
 
+class ForkRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    from_step: int = Field(ge=0, description="The step whose resulting state the fork starts from.")
+    state: dict[str, Any] | None = Field(
+        None,
+        description="Edits to that state: each field given replaces the state's (messages,"
+                    " output...); the keys of `data` are merged into the state's data.",
+    )
+    idempotency_key: str | None = Field(
+        None, min_length=1, max_length=200,
+        description="Repeat a request with the same key to get the same run back.",
+    )
+
+
 class RunAccepted(BaseModel):
     id: str
     status: RunStatus
@@ -81,6 +96,8 @@ class RunView(BaseModel):
         None, description="While `waiting`: what for (approval, input or children), with its"
         " details and deadline.")
     waited_seconds: float = 0.0
+    forked_from: dict[str, Any] | None = Field(
+        None, description='For a fork: {"run_id", "step"}, where it started from.')
 
     @classmethod
     def of(cls, run: Run) -> RunView:
@@ -95,6 +112,8 @@ class RunView(BaseModel):
             finished_at=_iso(run.finished_at),
             usage={"input_tokens": run.input_tokens, "output_tokens": run.output_tokens,
                    "cost_usd": run.cost_usd},
+            forked_from=None if run.forked_from_run is None else {
+                "run_id": run.forked_from_run, "step": run.forked_from_step},
         )
 
 
@@ -102,6 +121,15 @@ class ChildView(BaseModel):
     id: str
     agent: str
     status: RunStatus
+
+
+class StepStateView(BaseModel):
+    run_id: str
+    step: StepView
+    next: str | None = Field(
+        None, description="The node the run went on to after this step (__end__: none).")
+    state: dict[str, Any] | None = Field(
+        None, description="The run's state after this step; null if the step did not succeed.")
 
 
 class RunDetail(RunView):

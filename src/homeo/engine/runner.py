@@ -182,7 +182,8 @@ async def execute(
             if outcome.usage.total_tokens:
                 # The run's usage rides in its state, so budgets survive a resume.
                 state = state.model_copy(update={"usage": state.usage + outcome.usage})
-            checkpoint = {"seq": seq, "next": current, "state": state.model_dump()}
+            previous, checkpoint = checkpoint, {"seq": seq, "next": current,
+                                                "state": state.model_dump()}
             usage = {"input_tokens": outcome.usage.input_tokens,
                      "output_tokens": outcome.usage.output_tokens,
                      "cost_usd": outcome.usage.cost_usd}
@@ -191,11 +192,12 @@ async def execute(
                 # False: what it would wait for has arrived already, so it goes on.
                 waiting = await asyncio.to_thread(
                     store.suspend_run, run.tenant_id, run.id, seq - 1, outcome.output,
-                    checkpoint, wait.model_dump(), **usage, fence=fence)
+                    checkpoint, wait.model_dump(), **usage, fence=fence, previous=previous)
             else:
                 await asyncio.to_thread(
                     store.complete_step, run.tenant_id, run.id, seq - 1, outcome.output,
                     checkpoint, **usage, fence=fence,
+                    previous=previous,  # the step keeps its delta from this one
                 )
             notify({"type": "step_succeeded", "seq": seq - 1, "kind": node.kind, "name": name,
                     "output": outcome.output, "seconds": clock() - began,

@@ -92,8 +92,10 @@ def submit_run(
 
 def _create(backends: Backends, new: NewRun) -> tuple[Run, bool]:
     run, created = backends.store.create_run(new)
-    if not created and (run.agent, run.input) != (new.agent, new.input):
-        differs = "agent" if run.agent != new.agent else "input"
+    asked = (new.agent, new.input, new.forked_from_run, new.forked_from_step)
+    if not created and (run.agent, run.input, run.forked_from_run, run.forked_from_step) != asked:
+        differs = ("agent" if run.agent != new.agent else "input" if run.input != new.input
+                   else "fork origin")
         raise IdempotencyConflict(
             f"idempotency key {new.idempotency_key!r} was already used for run {run.id}"
             f" with a different {differs}; send the same request to get that run back,"

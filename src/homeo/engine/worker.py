@@ -22,7 +22,9 @@ leaves a leased job that the next claimer settles:
 
 A failed claim (the database locked or down) is logged and retried with
 backoff; `health()` reports it, so /readyz turns not ready. A sweeper queues
-any run left without a job (engine/sweep.py).
+any run left without a job (engine/sweep.py). With a checkpoint retention,
+workers also schedule the pruning of old runs' checkpoints (engine/prune.py):
+one `prune` job per period, run by whichever worker claims it.
 
 Each claim of a run is a `run` span, the child of the span that submitted it
 (its traceparent rides in the job's payload), so every attempt of a run,
@@ -48,6 +50,7 @@ from homeo.backends import Backends
 from homeo.engine.agents import AgentError
 from homeo.engine.budgets import TenantBudgets
 from homeo.engine.catalog import AgentCatalog
+from homeo.engine import prune
 from homeo.engine.errors import (
     RetryableError,
     RunCancelled,
@@ -114,6 +117,8 @@ class Worker:
         budgets: TenantBudgets | None = None,
         tracer: Tracer | None = None,
         tools: ToolSettings | None = None,
+        checkpoint_retention: float | None = None,
+        prune_every: float = 3600.0,
     ) -> None:
         """`tools` are the operator's limits for the built-in tools, handed to
         every run's tools in their context (default: the settings' defaults)."""
@@ -131,6 +136,9 @@ class Worker:
         self.waits = Waits(backends, max_attempts=max_attempts)
         self.max_attempts = max_attempts
         self.tools = tools or ToolSettings()
+        # Finished runs' per-step checkpoints older than this are pruned (None: never).
+        self.checkpoint_retention = checkpoint_retention
+        self.prune_every = prune_every
         self.retry = retry or RetryPolicy()
         self.metrics = metrics
         self.worker_id = worker_id or new_worker_id()
@@ -166,6 +174,7 @@ class Worker:
         self.last_poll = time.time()
         slots = [asyncio.create_task(self._slot(stop)) for _ in range(self.concurrency)]
         sweeping = asyncio.create_task(self._sweep(stop))
+        pruning = asyncio.create_task(self._schedule_prune(stop))
         await stop.wait()
         self._stopping = True
         _, pending = await asyncio.wait(slots, timeout=self.shutdown_grace_seconds)
@@ -176,7 +185,7 @@ class Worker:
                 interruption.reason = RunInterrupted(
                     f"the worker stopped ({self.shutdown_grace_seconds:g}s grace period over)")
                 execution.cancel()
-        await asyncio.gather(*slots, sweeping, return_exceptions=True)
+        await asyncio.gather(*slots, sweeping, pruning, return_exceptions=True)
         self.log.info("worker stopped", worker_id=self.worker_id, processed=self.processed)
 
     async def _slot(self, stop: asyncio.Event) -> None:
@@ -214,6 +223,18 @@ class Worker:
                 self.log.info("woke or ended waiting runs (deadline passed, children ended)",
                               runs=woken)
 
+    async def _schedule_prune(self, stop: asyncio.Event) -> None:
+        retention = self.checkpoint_retention
+        while retention is not None:
+            try:
+                await asyncio.to_thread(prune.schedule, self.queue, older_than=retention,
+                                        every=self.prune_every)
+            except Exception as error:  # the database is down: the slots report it
+                self.log.warning("scheduling the prune job failed",
+                                 error=f"{type(error).__name__}: {error}")
+            if await _wait(stop, self.prune_every):
+                return
+
     async def claim(self) -> Job | None:
         self.last_poll = time.time()
         # Every claim gets its own lease owner, so two slots of this process can
@@ -231,6 +252,9 @@ class Worker:
 
     async def process(self, job: Job) -> None:
         """Run the job's run to a stop and settle both. Never raises."""
+        if job.kind == prune.PRUNE_JOB:
+            await self._prune(job)
+            return
         run_id = str(job.payload.get("run_id", ""))
         logs.bind(run_id=run_id, tenant_id=job.tenant_id, job_id=job.id)
         current_tenant.set(job.tenant_id)
@@ -445,6 +469,23 @@ class Worker:
             # sweeper wakes the parent instead.
             await asyncio.to_thread(wake_parent, self.backends, moved,
                                     max_attempts=self.max_attempts)
+
+    async def _prune(self, job: Job) -> None:
+        try:
+            result = await asyncio.to_thread(
+                prune.prune, self.store, older_than=float(job.payload["older_than"]))
+        except Exception as error:  # the database is down: try again later
+            message = f"{type(error).__name__}: {error}"
+            self.log.warning("pruning checkpoints failed", error=message)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.queue.fail, job.id, self._owner(job), message)
+            return
+        finally:
+            self.processed += 1
+        self.log.info("pruned checkpoints", runs=result.runs, checkpoints=result.checkpoints,
+                      bytes=result.bytes)
+        with contextlib.suppress(LeaseLost):
+            await self._complete(job)
 
     @staticmethod
     def _owner(job: Job) -> str:

@@ -17,6 +17,7 @@ from homeo.store.models import (
     AgentRecord,
     ApiKey,
     NewRun,
+    PruneResult,
     Run,
     Step,
     UsageEvent,
@@ -32,6 +33,10 @@ class StoreError(Exception):
 class LeaseFenced(StoreError):
     """A newer claim of the run exists: the writer's lease lapsed and another
     worker owns the run now. The writer must stop without touching the run."""
+
+
+class CheckpointPruned(StoreError):
+    """The checkpoint asked for is no longer kept (retention pruned it)."""
 
 
 class Store(ABC):
@@ -176,9 +181,15 @@ class Store(ABC):
         cost_usd: float = 0.0,
         fence: int | None = None,
         now: float | None = None,
+        previous: dict[str, Any] | None = None,
     ) -> Step:
         """In one transaction: mark the step succeeded with `output`, store the
-        engine state `checkpoint` on the run, and add the token usage and cost to it."""
+        engine state `checkpoint` on the run, and add the token usage and cost to it.
+
+        The step keeps `checkpoint` too, as what changed since the run's previous
+        checkpoint (the whole state for the run's first completed step).
+        `previous` is that earlier checkpoint, when the caller holds it: it saves
+        reading it back."""
 
     @abstractmethod
     def fail_step(
@@ -213,6 +224,7 @@ class Store(ABC):
         cost_usd: float = 0.0,
         fence: int | None = None,
         now: float | None = None,
+        previous: dict[str, Any] | None = None,
     ) -> bool:
         """`complete_step`, and in the same transaction move the run to `waiting`
         for `wait` (a dict with at least `id` and `kind`). A wait of kind
@@ -245,6 +257,26 @@ class Store(ABC):
 
     @abstractmethod
     def list_steps(self, tenant_id: str, run_id: str, *, after_seq: int = -1) -> list[Step]: ...
+
+    @abstractmethod
+    def checkpoint_at(self, tenant_id: str, run_id: str, seq: int) -> dict[str, Any] | None:
+        """The checkpoint ({"seq", "next", "state"}) that step `seq` produced,
+        rebuilt from the steps' deltas. None when the run has no step `seq` that
+        succeeded; CheckpointPruned when retention removed it (the run's final
+        state stays)."""
+
+    @abstractmethod
+    def prune_checkpoints(
+        self,
+        *,
+        finished_before: float,
+        dry_run: bool = False,
+        batch: int = 500,
+        now: float | None = None,
+    ) -> PruneResult:
+        """Remove the per-step checkpoints of every tenant's runs that finished
+        before `finished_before` (their steps' outputs and final state stay), a
+        transaction per `batch` runs. With `dry_run`, only count them."""
 
     @abstractmethod
     def usage(

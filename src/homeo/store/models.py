@@ -20,6 +20,11 @@ class NewRun(BaseModel):
     request_id: str | None = None
     # The run whose sub-agent call started this one.
     parent_run_id: str | None = None
+    # A fork (engine/history.py) starts from this checkpoint, taken after step
+    # `forked_from_step` of run `forked_from_run`, instead of from its input.
+    checkpoint: dict[str, Any] | None = None
+    forked_from_run: str | None = None
+    forked_from_step: int | None = None
 
 
 class Run(BaseModel):
@@ -56,6 +61,11 @@ class Run(BaseModel):
     waited_seconds: float = 0.0
     wakes: int = 0
     parent_run_id: str | None = None
+    # The run and step this run was forked from (None for a run started from its input).
+    forked_from_run: str | None = None
+    forked_from_step: int | None = None
+    # When retention removed its per-step checkpoints (the final state is kept).
+    checkpoints_pruned_at: float | None = None
 
     @property
     def is_final(self) -> bool:
@@ -80,6 +90,14 @@ class Step(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+
+
+class PruneResult(BaseModel):
+    """What `Store.prune_checkpoints` removed (or, in a dry run, would remove)."""
+
+    runs: int = 0
+    checkpoints: int = 0
+    bytes: int = 0  # of the checkpoints' JSON
 
 
 class UsageTotals(BaseModel):

@@ -122,6 +122,23 @@ MIGRATIONS = [
     CREATE INDEX runs_parent ON runs (tenant_id, parent_run_id) WHERE parent_run_id IS NOT NULL;
     CREATE INDEX runs_waiting ON runs (id) WHERE status = 'waiting';
     """,
+    # Run history: every completed step keeps the checkpoint it produced, as a
+    # delta from the step before (store/deltas.py), in a table of its own so
+    # that pruning deletes rows and frees pages; forks record where they came
+    # from; retention marks the runs whose per-step checkpoints it pruned.
+    """
+    CREATE TABLE step_checkpoints (
+        run_id TEXT COLLATE "C" NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        delta TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
+    ALTER TABLE runs ADD COLUMN forked_from_run TEXT COLLATE "C";
+    ALTER TABLE runs ADD COLUMN forked_from_step BIGINT;
+    ALTER TABLE runs ADD COLUMN checkpoints_pruned_at DOUBLE PRECISION;
+    CREATE INDEX runs_prunable ON runs (finished_at, id)
+        WHERE checkpoints_pruned_at IS NULL AND finished_at IS NOT NULL;
+    """,
 ]
 
 
@@ -142,8 +159,9 @@ class PostgresStore(SQLStore):
             with self.db.transaction() as db:
                 row = db.execute(
                     "INSERT INTO runs (id, tenant_id, agent, input, status, idempotency_key,"
-                    " request_id, parent_run_id, created_at, updated_at)"
-                    " VALUES (%s, %s, %s, %s, 'queued', %s, %s, %s, %s, %s)"
+                    " request_id, parent_run_id, created_at, updated_at, checkpoint,"
+                    " forked_from_run, forked_from_step)"
+                    " VALUES (%s, %s, %s, %s, 'queued', %s, %s, %s, %s, %s, %s, %s, %s)"
                     " ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
                     " DO NOTHING RETURNING *",
                     (
@@ -156,6 +174,9 @@ class PostgresStore(SQLStore):
                         new.parent_run_id,
                         now,
                         now,
+                        self.db.json_param(new.checkpoint),
+                        new.forked_from_run,
+                        new.forked_from_step,
                     ),
                 ).fetchone()
                 if row is not None:

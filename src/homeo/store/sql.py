@@ -7,14 +7,19 @@ a run under an idempotency-key race, moving a run's status, beginning a step.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from homeo.db.dialect import Dialect, clock
-from homeo.store.base import LeaseFenced, Store, StoreError
+from homeo.store import deltas
+from homeo.store.base import CheckpointPruned, LeaseFenced, Store, StoreError
 from homeo.store.models import (
+    FINAL_STATUSES,
     AgentRecord,
     ApiKey,
+    PruneResult,
     Run,
     Step,
     UsageEvent,
@@ -121,11 +126,11 @@ class SQLStore(Store):
         )
         return [self.run_of(row) for row in rows]  # type: ignore[misc]
 
-    def lock_run(self, db: Any, tenant_id: str, run_id: str, fence: int | None) -> None:
+    def lock_run(self, db: Any, tenant_id: str, run_id: str, fence: int | None) -> Any:
         """Inside a write: lock the run's row, and refuse a writer whose claim
-        (`fence`) is no longer the latest."""
+        (`fence`) is no longer the latest. Returns its lease_epoch and steps_done."""
         row = db.execute(
-            self.db.sql("SELECT lease_epoch FROM runs WHERE tenant_id = ? AND id = ?")
+            self.db.sql("SELECT lease_epoch, steps_done FROM runs WHERE tenant_id = ? AND id = ?")
             + self.db.for_update,
             (tenant_id, run_id),
         ).fetchone()
@@ -136,6 +141,7 @@ class SQLStore(Store):
                 f"run {run_id} was claimed again (claim {row['lease_epoch']}, this"
                 f" writer holds claim {fence}): its lease lapsed and another worker owns it"
             )
+        return row
 
     def count_runs(self, tenant_id: str | None = None) -> dict[str, int]:
         where, params = ("WHERE tenant_id = ?", (tenant_id,)) if tenant_id is not None else (
@@ -157,10 +163,38 @@ class SQLStore(Store):
         cost_usd: float = 0.0,
         fence: int | None = None,
         now: float | None = None,
+        previous: dict[str, Any] | None = None,
     ) -> Step:
         now = clock(now)
+        fenced, fence_params = (" AND lease_epoch = ?", (fence,)) if fence is not None else ("", ())
         with self.db.write() as db:
-            self.lock_run(db, tenant_id, run_id, fence)
+            if previous is None:  # the caller does not hold it: read it back
+                found = db.execute(
+                    self.db.sql("SELECT checkpoint FROM runs WHERE tenant_id = ? AND id = ?"),
+                    (tenant_id, run_id),
+                ).fetchone()
+                previous = None if found is None else self.db.decode(
+                    found, ("checkpoint",))["checkpoint"]
+            # The run first (this locks its row, and checks the writer's claim).
+            run = db.execute(
+                self.db.sql(
+                    "UPDATE runs SET checkpoint = ?, updated_at = ?, steps_done = steps_done + 1,"
+                    " input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
+                    f" cost_usd = cost_usd + ? WHERE tenant_id = ? AND id = ?{fenced}"
+                    " RETURNING steps_done"
+                ),
+                (self.db.json_param(checkpoint), now, input_tokens, output_tokens, cost_usd,
+                 tenant_id, run_id, *fence_params),
+            ).fetchone()
+            if run is None:
+                self.lock_run(db, tenant_id, run_id, fence)  # raises: missing or fenced
+                raise StoreError(f"run {run_id} not found")
+            # The step keeps what it changed since the run's previous checkpoint;
+            # the run's first completed step keeps the whole state.
+            before = None
+            if run["steps_done"] > 1 and previous is not None:
+                before = previous.get("state")
+            delta = json.dumps(deltas.diff(before, checkpoint), separators=(",", ":"))
             row = db.execute(
                 self.db.sql(
                     "UPDATE steps SET status = 'succeeded', output = ?, finished_at = ?,"
@@ -174,13 +208,8 @@ class SQLStore(Store):
             if row is None:
                 raise StoreError(f"step {seq} of run {run_id} is not running")
             db.execute(
-                self.db.sql(
-                    "UPDATE runs SET checkpoint = ?, updated_at = ?, steps_done = steps_done + 1,"
-                    " input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
-                    " cost_usd = cost_usd + ? WHERE tenant_id = ? AND id = ?"
-                ),
-                (self.db.json_param(checkpoint), now, input_tokens, output_tokens, cost_usd,
-                 tenant_id, run_id),
+                self.db.sql("INSERT INTO step_checkpoints (run_id, seq, delta) VALUES (?, ?, ?)"),
+                (run_id, seq, delta),
             )
         return self.step_of(row)
 
@@ -198,6 +227,7 @@ class SQLStore(Store):
         cost_usd: float = 0.0,
         fence: int | None = None,
         now: float | None = None,
+        previous: dict[str, Any] | None = None,
     ) -> bool:
         now = clock(now)
         with self.db.write() as db:
@@ -205,7 +235,7 @@ class SQLStore(Store):
             # either ended before the count below or sees this run waiting.
             self.complete_step(tenant_id, run_id, seq, output, checkpoint,
                                input_tokens=input_tokens, output_tokens=output_tokens,
-                               cost_usd=cost_usd, fence=fence, now=now)
+                               cost_usd=cost_usd, fence=fence, now=now, previous=previous)
             if wait["kind"] == "children":
                 runs = list(wait["detail"]["runs"])
                 marks = ",".join("?" for _ in runs)
@@ -242,6 +272,8 @@ class SQLStore(Store):
             waiting_for = self.db.decode(row, ("waiting_for",))["waiting_for"] or {}
             if waiting_for.get("id") != wait_id:
                 return None
+            if checkpoint is not None:
+                self._rewrite_last_delta(db, tenant_id, run_id, checkpoint)
             updated = db.execute(self.db.sql(
                 "UPDATE runs SET status = 'queued', checkpoint = COALESCE(?, checkpoint),"
                 " waiting_for = NULL, waited_seconds = waited_seconds + (? - waiting_since),"
@@ -250,6 +282,22 @@ class SQLStore(Store):
                 (self.db.json_param(checkpoint), now, now, tenant_id, run_id),
             ).fetchone()
         return self.run_of(updated)
+
+    def _rewrite_last_delta(
+        self, db: Any, tenant_id: str, run_id: str, checkpoint: dict[str, Any]
+    ) -> None:
+        """The waiting step's kept checkpoint becomes `checkpoint` (its state with
+        the person's answer), so the state shown at that step, and a fork from
+        it, carry the answer too."""
+        last = db.execute(self.db.sql(
+            "SELECT MAX(seq) AS seq FROM step_checkpoints WHERE run_id = ?"), (run_id,)).fetchone()
+        if last is None or last["seq"] is None:
+            return
+        seq = last["seq"]
+        before = self.checkpoint_at(tenant_id, run_id, seq - 1) if seq > 0 else None
+        delta = deltas.diff(None if before is None else before.get("state"), checkpoint)
+        db.execute(self.db.sql("UPDATE step_checkpoints SET delta = ? WHERE run_id = ? AND seq = ?"),
+                   (json.dumps(delta, separators=(",", ":")), run_id, seq))
 
     def waiting_runs(self, *, after_id: str = "", limit: int = 100) -> list[Run]:
         rows = self.all("SELECT * FROM runs WHERE status = 'waiting' AND id > ?"
@@ -309,6 +357,93 @@ class SQLStore(Store):
             (tenant_id, run_id, after_seq),
         )
         return [self.step_of(row) for row in rows]
+
+    def checkpoint_at(self, tenant_id: str, run_id: str, seq: int) -> dict[str, Any] | None:
+        rows = self.all(
+            "SELECT steps.seq, steps.status, step_checkpoints.delta FROM steps"
+            " LEFT JOIN step_checkpoints ON step_checkpoints.run_id = steps.run_id"
+            " AND step_checkpoints.seq = steps.seq"
+            " WHERE steps.tenant_id = ? AND steps.run_id = ? AND steps.seq <= ?"
+            " ORDER BY steps.seq DESC",
+            (tenant_id, run_id, seq),
+        )
+        if not rows or rows[0]["seq"] != seq or rows[0]["status"] != "succeeded":
+            return None
+        chain: list[dict[str, Any]] = []
+        for row in rows:  # back to the nearest whole state
+            if row["delta"] is None:
+                return self._unkept(tenant_id, run_id, seq, row["seq"])
+            chain.append(json.loads(row["delta"]))
+            if deltas.is_whole(chain[-1]):
+                return deltas.rebuild(reversed(chain))
+        raise StoreError(f"the checkpoints of run {run_id} before step {seq} are incomplete")
+
+    def _unkept(self, tenant_id: str, run_id: str, seq: int, missing: int) -> dict[str, Any]:
+        """The state at step `seq` when the checkpoint of step `missing` is gone:
+        the run's final state if that is the one asked for, else CheckpointPruned."""
+        run = self.get_run(tenant_id, run_id)
+        if run is None:
+            raise StoreError(f"run {run_id} not found")
+        if run.checkpoint is not None and run.checkpoint["seq"] == seq + 1:
+            return run.checkpoint
+        final = "" if run.checkpoint is None else (
+            f"; its final state, after step {run.checkpoint['seq'] - 1}, is kept")
+        if run.checkpoints_pruned_at is None:
+            raise CheckpointPruned(
+                f"step {missing} of run {run_id} kept no checkpoint (it ran before homeo kept"
+                f" every step's checkpoint), so the state at step {seq} cannot be rebuilt{final}")
+        when = datetime.fromtimestamp(run.checkpoints_pruned_at, UTC).isoformat(
+            timespec="seconds")
+        raise CheckpointPruned(
+            f"the per-step checkpoints of run {run_id} were pruned at {when} (retention,"
+            f" HOMEO_CHECKPOINT_RETENTION after a run finishes){final}")
+
+    def prune_checkpoints(
+        self,
+        *,
+        finished_before: float,
+        dry_run: bool = False,
+        batch: int = 500,
+        now: float | None = None,
+    ) -> PruneResult:
+        now = clock(now)
+        result = PruneResult()
+        after = ""
+        finished = ",".join(f"'{status}'" for status in sorted(FINAL_STATUSES))
+        while True:
+            with self.db.read() if dry_run else self.db.write() as db:
+                ids = [row["id"] for row in db.execute(
+                    self.db.sql(
+                        "SELECT id FROM runs WHERE checkpoints_pruned_at IS NULL"
+                        f" AND finished_at IS NOT NULL AND finished_at < ? AND status IN ({finished})"
+                        " AND id > ? ORDER BY id LIMIT ?"
+                    ),
+                    (finished_before, after, batch),
+                ).fetchall()]
+                if not ids:
+                    return result
+                marks = ",".join("?" for _ in ids)
+                kept = db.execute(
+                    self.db.sql(
+                        "SELECT COUNT(*) AS n, COALESCE(SUM(LENGTH(delta)), 0)"
+                        f" AS size FROM step_checkpoints WHERE run_id IN ({marks})"
+                    ),
+                    ids,
+                ).fetchone()
+                if not dry_run:
+                    db.execute(
+                        self.db.sql(f"DELETE FROM step_checkpoints WHERE run_id IN ({marks})"),
+                        ids,
+                    )
+                    db.execute(
+                        self.db.sql(
+                            f"UPDATE runs SET checkpoints_pruned_at = ? WHERE id IN ({marks})"),
+                        (now, *ids),
+                    )
+            result.runs += len(ids)
+            result.checkpoints += int(kept["n"])
+            result.bytes += int(kept["size"])
+            after = ids[-1]
 
     # --- usage ------------------------------------------------------------
     def usage(
