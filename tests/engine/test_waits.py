@@ -100,6 +100,10 @@ def test_an_approval_pauses_the_run_without_a_job_until_a_person_approves(
         ("tool", "deploy", "succeeded"), ("model", "model", "succeeded")]
     assert steps[1].output["waiting"]["kind"] == "approval"
     assert steps[2].output == {"result": "deployed billing"}
+    # The state kept at the waiting step (and after) carries the decision.
+    for seq in (1, 2, 3):
+        state = runtime.backends.store.checkpoint_at(TENANT, run_id, seq)["state"]
+        assert list(state["decisions"].values()) == [{"approved": True, "comment": "ok"}], seq
 
 
 def test_a_second_answer_is_refused_and_names_what_the_run_is_doing(
