@@ -102,6 +102,7 @@ class Runtime:
             emit=emit,
             budgets=self.budgets(),
             tracer=self.tracer,
+            heartbeat_seconds=self.settings.worker_heartbeat_seconds,
         )
 
     async def aclose(self) -> None:
