@@ -46,6 +46,8 @@ NOISE: dict[str, float] = {
     "queue.due_by_tenant": 1.0,
     "queue.oldest_due_age_seconds": 1.0,
 }
+# Diagnoses whose subject belongs to a tenant (see monitor.TENANT_SIGNALS).
+TENANT_DIAGNOSES = frozenset({"poison_job", "agent_regressed", "tenant_flooding"})
 # Counters that only grow, and per-job facts: no baseline.
 UNBASELINED = frozenset({"queue.dead", "queue.lease_expiries", "job.lease_expiries",
                          "job.attempts", "workers.known", "worker.heartbeat_age_seconds"})
