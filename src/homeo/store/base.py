@@ -282,7 +282,7 @@ class Store(ABC):
     ) -> list[DiagnosisRecord]:
         """Open each diagnosis, or refresh the open one of the same kind and
         subject (confidence, summary, evidence, `last_seen`); clear the open ones
-        not among them; drop cleared ones last seen before `keep_after`. Returns
+        not among them; drop those cleared before `keep_after`. Returns
         the open diagnoses."""
 
     @abstractmethod

@@ -437,8 +437,7 @@ class SQLStore(Store):
                         (now, known),
                     )
             db.execute(
-                self.db.sql("DELETE FROM autonomic_diagnoses WHERE cleared_at IS NOT NULL"
-                            " AND last_seen < ?"),
+                self.db.sql("DELETE FROM autonomic_diagnoses WHERE cleared_at < ?"),
                 (keep_after,),
             )
         return self.list_diagnoses(open_only=True, limit=max(len(diagnoses), 1))
