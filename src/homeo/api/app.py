@@ -52,7 +52,7 @@ def create_app(
     models: ModelCatalog | None = None,
     tracer_provider: TracerProvider | None = None,
     clock: Callable[[], float] = time.monotonic,
-    autonomic: Any = None,
+    autonomic_loop: Any = None,
 ) -> FastAPI:
     """`worker`, when given, runs inside the app's lifespan and stops with it.
     `models` (the runtime's, shared with the worker, its breakers in `metrics`)
@@ -64,7 +64,7 @@ def create_app(
     on `tracer_provider`, the runtime's; without one, on the global provider,
     and not at all while that is unset. Its metrics and logs stay off: homeo
     has its own. `clock` times the key checks' throttle and the key rate limit.
-    `autonomic` (an AutonomicLoop), when given, runs inside the lifespan too."""
+    `autonomic_loop` (an AutonomicLoop), when given, runs inside the lifespan too."""
     models = models or ModelCatalog(settings)
 
     usage = UsageWriter(backends.store, metrics)
@@ -73,7 +73,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         task = asyncio.create_task(worker.serve(stop)) if worker is not None else None
-        looping = asyncio.create_task(autonomic.run(stop)) if autonomic is not None else None
+        looping = (asyncio.create_task(autonomic_loop.run(stop))
+                   if autonomic_loop is not None else None)
         writing = asyncio.create_task(usage.run())
         try:
             yield
