@@ -1,5 +1,5 @@
 """The `homeo` command line: serve, worker, run, runs, agents, keys, doctor, mcp, sandbox,
-slo."""
+slo, autonomic."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import enum
 import errno
 import gc
+import os
 import signal
 import socket
 import sys
@@ -28,6 +29,7 @@ from homeo.cli_common import (
     opened,
     settings_or_exit,
 )
+from homeo.cli_autonomic import autonomic_app
 from homeo.cli_memory import memory_app
 from homeo.cli_runs import prune as prune_checkpoints
 from homeo.cli_runs import runs_app
@@ -44,6 +46,7 @@ app.command("prune")(prune_checkpoints)
 app.add_typer(memory_app, name="memory")
 app.add_typer(safety_app, name="safety")
 app.add_typer(slo_app, name="slo")
+app.add_typer(autonomic_app, name="autonomic")
 
 
 def _print_version(given: bool) -> None:
@@ -96,8 +99,10 @@ def serve(
     runtime = open_runtime(settings)
     _first_key(runtime)
     worker = runtime.worker() if settings.workers > 0 else None
+    autonomic = (runtime.autonomic_loop(f"serve:{socket.gethostname()}:{os.getpid()}")
+                 if settings.autonomic == "on" else None)
     api = create_app(settings, runtime.backends, runtime.metrics, worker, runtime.models,
-                     runtime.tracer_provider)
+                     runtime.tracer_provider, autonomic_loop=autonomic)
     console.print(
         f"homeo serving http://{settings.host}:{settings.port} "
         f"(database {redact(settings.resolved_database_url())}, {settings.workers} worker slots)",
@@ -189,8 +194,12 @@ def worker(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        pool = runtime.worker()
+        tasks = [pool.serve(stop)]
+        if settings.autonomic == "on":
+            tasks.append(runtime.autonomic_loop(pool.worker_id).run(stop))
         try:
-            await runtime.worker().serve(stop)
+            await asyncio.gather(*tasks)
         finally:
             await runtime.aclose()
 

@@ -211,6 +211,16 @@ class Settings(BaseSettings):
     )
     slo_file: Path | None = Field(
         None, description="YAML file of SLOs (README, SLOs); unset: homeo's default SLOs.")
+    autonomic: Literal["on", "off"] = Field(
+        "off", description="Run the autonomic loop (monitor, analyze, keep what it found)"
+        " in `homeo serve` and `homeo worker`.")
+    autonomic_interval_seconds: float = Field(
+        1.0, gt=0, le=3600, description="How often the autonomic loop observes.")
+    worker_heartbeat_seconds: float = Field(
+        5.0, gt=0, le=3600, description="How often a worker process writes its heartbeat row.")
+    worker_stale_seconds: float = Field(
+        30.0, gt=0, le=86400,
+        description="A worker whose heartbeat is older than this is diagnosed dead.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
     otlp_endpoint: str = Field(

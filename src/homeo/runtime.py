@@ -108,7 +108,24 @@ class Runtime:
             tracer=self.tracer,
             tools=ToolSettings.from_settings(self.settings),
             checkpoint_retention=parse_duration(self.settings.checkpoint_retention),
+            heartbeat_seconds=self.settings.worker_heartbeat_seconds,
         )
+
+    def autonomic_loop(self, observer: str):  # -> AutonomicLoop; imported late
+        """The autonomic loop of this process (HOMEO_AUTONOMIC): it watches the
+        shared database and this process's own model deployments."""
+        from homeo.autonomic.analyze import Analyzer, Thresholds
+        from homeo.autonomic.loop import AutonomicLoop
+        from homeo.autonomic.monitor import Monitor
+        from homeo.observe.slo.definitions import load_slos
+
+        settings = self.settings
+        monitor = Monitor(self.backends.store, self.backends.queue,
+                          slos=load_slos(settings.slo_file),
+                          providers=self.models.provider_stats, data_dir=settings.data_dir)
+        analyzer = Analyzer(Thresholds(worker_stale_seconds=settings.worker_stale_seconds))
+        return AutonomicLoop(monitor, analyzer, self.backends.store, observer=observer,
+                             interval_seconds=settings.autonomic_interval_seconds)
 
     async def aclose(self) -> None:
         tracing.flush(self.tracer_provider)

@@ -14,6 +14,7 @@ from opentelemetry.trace import TracerProvider
 from homeo import __version__
 from homeo.api import (
     agents,
+    autonomic,
     collections,
     docs,
     embeddings,
@@ -51,6 +52,7 @@ def create_app(
     models: ModelCatalog | None = None,
     tracer_provider: TracerProvider | None = None,
     clock: Callable[[], float] = time.monotonic,
+    autonomic_loop: Any = None,
 ) -> FastAPI:
     """`worker`, when given, runs inside the app's lifespan and stops with it.
     `models` (the runtime's, shared with the worker, its breakers in `metrics`)
@@ -61,7 +63,8 @@ def create_app(
     FastAPI opens a server span per request (its native OpenTelemetry support)
     on `tracer_provider`, the runtime's; without one, on the global provider,
     and not at all while that is unset. Its metrics and logs stay off: homeo
-    has its own. `clock` times the key checks' throttle and the key rate limit."""
+    has its own. `clock` times the key checks' throttle and the key rate limit.
+    `autonomic_loop` (an AutonomicLoop), when given, runs inside the lifespan too."""
     models = models or ModelCatalog(settings)
 
     usage = UsageWriter(backends.store, metrics)
@@ -70,6 +73,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         task = asyncio.create_task(worker.serve(stop)) if worker is not None else None
+        looping = (asyncio.create_task(autonomic_loop.run(stop))
+                   if autonomic_loop is not None else None)
         writing = asyncio.create_task(usage.run())
         try:
             yield
@@ -77,6 +82,8 @@ def create_app(
             stop.set()
             if task is not None:
                 await task
+            if looping is not None:
+                await looping
             await usage.close()
             await writing
             await models.aclose()
@@ -120,6 +127,7 @@ def create_app(
     app.include_router(collections.router, dependencies=authenticated)
     app.include_router(safety.router, dependencies=authenticated)
     app.include_router(slo.router, dependencies=authenticated)
+    app.include_router(autonomic.router, dependencies=authenticated)
     app.include_router(health.router)
     docs.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)

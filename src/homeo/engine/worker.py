@@ -24,7 +24,10 @@ A failed claim (the database locked or down) is logged and retried with
 backoff; `health()` reports it, so /readyz turns not ready. A sweeper queues
 any run left without a job (engine/sweep.py). With a checkpoint retention,
 workers also schedule the pruning of old runs' checkpoints (engine/prune.py):
-one `prune` job per period, run by whichever worker claims it.
+one `prune` job per period, run by whichever worker claims it. Every
+`heartbeat_seconds` the worker writes its row in the store's `workers` table
+(slots, slots in use, last seen), so any process sharing the database sees a
+worker that died; a worker that stops cleanly removes its row.
 
 Each claim of a run is a `run` span, the child of the span that submitted it
 (its traceparent rides in the job's payload), so every attempt of a run,
@@ -69,7 +72,7 @@ from homeo.observe import logs, tracing
 from homeo.observe.metrics import Metrics
 from homeo.queue.base import Job, RetryPolicy
 from homeo.store.base import LeaseFenced, read_async
-from homeo.store.models import Run
+from homeo.store.models import Run, WorkerRecord
 from homeo.tenancy import current_tenant
 from homeo.tools.context import ToolSettings
 
@@ -119,6 +122,8 @@ class Worker:
         tools: ToolSettings | None = None,
         checkpoint_retention: float | None = None,
         prune_every: float = 3600.0,
+        heartbeat_seconds: float = 5.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """`tools` are the operator's limits for the built-in tools, handed to
         every run's tools in their context (default: the settings' defaults)."""
@@ -145,6 +150,9 @@ class Worker:
         self.emit = emit
         self.budgets = budgets
         self.tracer = tracer or tracing.tracer_of()
+        self.heartbeat_seconds = heartbeat_seconds
+        self.clock = clock
+        self.started_at = 0.0
         self.last_poll = 0.0
         self.processed = 0
         self.claim_error: str | None = None
@@ -172,9 +180,12 @@ class Worker:
         stopped, and their runs go back to the queue."""
         self.log.info("worker started", worker_id=self.worker_id, concurrency=self.concurrency)
         self.last_poll = time.time()
+        self.started_at = self.clock()
+        await self._beat()
         slots = [asyncio.create_task(self._slot(stop)) for _ in range(self.concurrency)]
         sweeping = asyncio.create_task(self._sweep(stop))
         pruning = asyncio.create_task(self._schedule_prune(stop))
+        beating = asyncio.create_task(self._heartbeats(stop))
         await stop.wait()
         self._stopping = True
         _, pending = await asyncio.wait(slots, timeout=self.shutdown_grace_seconds)
@@ -185,8 +196,27 @@ class Worker:
                 interruption.reason = RunInterrupted(
                     f"the worker stopped ({self.shutdown_grace_seconds:g}s grace period over)")
                 execution.cancel()
-        await asyncio.gather(*slots, sweeping, pruning, return_exceptions=True)
+        await asyncio.gather(*slots, sweeping, pruning, beating, return_exceptions=True)
+        try:
+            await asyncio.to_thread(self.store.forget_worker, self.worker_id)
+        except Exception as error:  # the database is down: its row goes stale instead
+            self.log.warning("could not remove the worker's heartbeat row",
+                             error=f"{type(error).__name__}: {error}")
         self.log.info("worker stopped", worker_id=self.worker_id, processed=self.processed)
+
+    async def _beat(self) -> None:
+        """Write this worker's heartbeat row; a database error is logged, not raised."""
+        record = WorkerRecord(id=self.worker_id, host=socket.gethostname(), pid=os.getpid(),
+                              slots=self.concurrency, in_use=len(self._in_flight),
+                              started_at=self.started_at, last_seen=self.clock())
+        try:
+            await asyncio.to_thread(self.store.beat_worker, record)
+        except Exception as error:  # the slots report the database being down
+            self.log.warning("heartbeat failed", error=f"{type(error).__name__}: {error}")
+
+    async def _heartbeats(self, stop: asyncio.Event) -> None:
+        while not await _wait(stop, self.heartbeat_seconds):
+            await self._beat()
 
     async def _slot(self, stop: asyncio.Event) -> None:
         failures = 0

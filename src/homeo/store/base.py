@@ -14,15 +14,19 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from homeo.store.models import (
+    AgentOutcomes,
     AgentRecord,
     ApiKey,
+    DiagnosisRecord,
     NewRun,
     PruneResult,
     Run,
+    SignalRecord,
     Step,
     UsageEvent,
     UsageTotals,
     WindowCounts,
+    WorkerRecord,
 )
 
 
@@ -322,6 +326,45 @@ class Store(ABC):
     def revoke_key(self, key_id: str, *, now: float | None = None) -> ApiKey | None:
         """Mark the key revoked (kept, for the record); None if there is no such
         key. Revoking a revoked key keeps its first revocation time."""
+
+    # --- workers and the autonomic loop -------------------------------------
+    @abstractmethod
+    def beat_worker(self, worker: WorkerRecord) -> None:
+        """Insert or refresh a worker process's heartbeat row (by its id)."""
+
+    @abstractmethod
+    def list_workers(self) -> list[WorkerRecord]:
+        """Every worker row, in id order: live ones and those that stopped beating."""
+
+    @abstractmethod
+    def forget_worker(self, worker_id: str) -> bool:
+        """Remove a worker's row (it stopped cleanly); False if there was none."""
+
+    @abstractmethod
+    def agent_outcomes(self, *, since: float, until: float) -> list[AgentOutcomes]:
+        """For each tenant's agent with runs that ended succeeded or failed with
+        `since <= finished_at < until`: how many, and how many failed."""
+
+    @abstractmethod
+    def put_signals(self, signals: Sequence[SignalRecord], *, keep_after: float) -> None:
+        """Keep `signals` (one observation) and drop those older than `keep_after`."""
+
+    @abstractmethod
+    def latest_signals(self, *, since: float) -> list[SignalRecord]:
+        """Each observer's newest observation made at or after `since`."""
+
+    @abstractmethod
+    def note_diagnoses(
+        self, diagnoses: Sequence[DiagnosisRecord], *, now: float, keep_after: float
+    ) -> list[DiagnosisRecord]:
+        """Open each diagnosis, or refresh the open one of the same kind and
+        subject (confidence, summary, evidence, `last_seen`); clear the open ones
+        not among them; drop those cleared before `keep_after`. Returns
+        the open diagnoses."""
+
+    @abstractmethod
+    def list_diagnoses(self, *, open_only: bool = False, limit: int = 50) -> list[DiagnosisRecord]:
+        """Diagnoses last seen most recently first; with `open_only`, those that hold."""
 
     # --- lifecycle --------------------------------------------------------
     @abstractmethod

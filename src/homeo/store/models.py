@@ -161,3 +161,52 @@ class ApiKey(BaseModel):
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+
+class WorkerRecord(BaseModel):
+    """A worker process's heartbeat row: who it is, how many slots it runs and
+    how many hold a run now, and when it last wrote (`Store.beat_worker`)."""
+
+    id: str
+    host: str
+    pid: int
+    slots: int
+    in_use: int = 0
+    started_at: float
+    last_seen: float
+
+
+class AgentOutcomes(BaseModel):
+    """Runs of one tenant's agent that ended in a window (`Store.agent_outcomes`)."""
+
+    tenant_id: str
+    agent: str
+    total: int = 0
+    failed: int = 0
+
+
+class SignalRecord(BaseModel):
+    """One measured value of the autonomic loop's Monitor: `name` is what was
+    measured (queue.depth, provider.error_rate), `subject` what of (a
+    deployment, an agent, a worker; "" for the whole system)."""
+
+    observer: str = ""
+    at: float = 0.0
+    name: str
+    subject: str = ""
+    value: float
+
+
+class DiagnosisRecord(BaseModel):
+    """A diagnosis of the autonomic loop's Analyze, kept while it holds:
+    first and last seen, and when it cleared (None while it holds)."""
+
+    id: str = ""
+    kind: str
+    subject: str = ""
+    confidence: float
+    summary: str
+    evidence: list[dict[str, Any]] = Field(default_factory=list)
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+    cleared_at: float | None = None

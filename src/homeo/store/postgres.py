@@ -139,6 +139,42 @@ MIGRATIONS = [
     CREATE INDEX runs_prunable ON runs (finished_at, id)
         WHERE checkpoints_pruned_at IS NULL AND finished_at IS NOT NULL;
     """,
+    # Worker heartbeats (every worker process writes its row), and what the
+    # autonomic loop keeps: its signals (pruned past a retention) and its
+    # diagnoses while they hold (kept for a while after they clear).
+    """
+    CREATE TABLE workers (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid BIGINT NOT NULL,
+        slots BIGINT NOT NULL,
+        in_use BIGINT NOT NULL,
+        started_at DOUBLE PRECISION NOT NULL,
+        last_seen DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE autonomic_signals (
+        observer TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        name TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        value DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX autonomic_signals_at ON autonomic_signals (at);
+    CREATE TABLE autonomic_diagnoses (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        confidence DOUBLE PRECISION NOT NULL,
+        summary TEXT NOT NULL,
+        evidence JSONB NOT NULL,
+        first_seen DOUBLE PRECISION NOT NULL,
+        last_seen DOUBLE PRECISION NOT NULL,
+        cleared_at DOUBLE PRECISION
+    );
+    CREATE INDEX autonomic_diagnoses_open ON autonomic_diagnoses (kind, subject)
+        WHERE cleared_at IS NULL;
+    CREATE INDEX autonomic_diagnoses_seen ON autonomic_diagnoses (last_seen);
+    """,
 ]
 
 

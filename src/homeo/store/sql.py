@@ -13,23 +13,29 @@ from datetime import UTC, datetime
 from typing import Any
 
 from homeo.db.dialect import Dialect, clock
+from homeo.ids import new_id
 from homeo.store import deltas
 from homeo.store.base import CheckpointPruned, LeaseFenced, Store, StoreError
 from homeo.store.models import (
     FINAL_STATUSES,
+    AgentOutcomes,
     AgentRecord,
     ApiKey,
+    DiagnosisRecord,
     PruneResult,
     Run,
+    SignalRecord,
     Step,
     UsageEvent,
     UsageTotals,
     WindowCounts,
+    WorkerRecord,
 )
 
 RUN_JSON = ("checkpoint", "waiting_for")
 STEP_JSON = ("input", "output")
 AGENT_JSON = ("spec",)
+DIAGNOSIS_JSON = ("evidence",)
 
 
 
@@ -549,6 +555,111 @@ class SQLStore(Store):
                 (clock(now), key_id),
             )
         return self.get_key(key_id)
+
+    # --- workers and the autonomic loop -------------------------------------
+    def beat_worker(self, worker: WorkerRecord) -> None:
+        with self.db.statement() as db:
+            db.execute(
+                self.db.sql(
+                    "INSERT INTO workers (id, host, pid, slots, in_use, started_at, last_seen)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                    " slots = excluded.slots, in_use = excluded.in_use,"
+                    " last_seen = excluded.last_seen"
+                ),
+                (worker.id, worker.host, worker.pid, worker.slots, worker.in_use,
+                 worker.started_at, worker.last_seen),
+            )
+
+    def list_workers(self) -> list[WorkerRecord]:
+        return [WorkerRecord.model_validate(self.db.decode(row))
+                for row in self.all("SELECT * FROM workers ORDER BY id")]
+
+    def forget_worker(self, worker_id: str) -> bool:
+        with self.db.statement() as db:
+            return db.execute(self.db.sql("DELETE FROM workers WHERE id = ?"),
+                              (worker_id,)).rowcount > 0
+
+    def agent_outcomes(self, *, since: float, until: float) -> list[AgentOutcomes]:
+        rows = self.all(
+            "SELECT tenant_id, agent, COUNT(*) AS total,"
+            " COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) AS failed"
+            " FROM runs WHERE status IN ('succeeded', 'failed')"
+            " AND finished_at >= ? AND finished_at < ?"
+            " GROUP BY tenant_id, agent ORDER BY tenant_id, agent",
+            (since, until),
+        )
+        # PostgreSQL sums as NUMERIC: back to int.
+        return [AgentOutcomes(tenant_id=row["tenant_id"], agent=row["agent"],
+                              total=int(row["total"]), failed=int(row["failed"]))
+                for row in rows]
+
+    def put_signals(self, signals: Sequence[SignalRecord], *, keep_after: float) -> None:
+        rows = [(signal.observer, signal.at, signal.name, signal.subject, signal.value)
+                for signal in signals]
+        with self.db.write() as db:
+            db.execute(self.db.sql("DELETE FROM autonomic_signals WHERE at < ?"), (keep_after,))
+            if rows:
+                db.cursor().executemany(
+                    self.db.sql("INSERT INTO autonomic_signals (observer, at, name, subject,"
+                                " value) VALUES (?, ?, ?, ?, ?)"),
+                    rows,
+                )
+
+    def latest_signals(self, *, since: float) -> list[SignalRecord]:
+        rows = self.all(
+            "SELECT s.* FROM autonomic_signals AS s JOIN (SELECT observer, MAX(at) AS at"
+            " FROM autonomic_signals WHERE at >= ? GROUP BY observer) AS newest"
+            " ON s.observer = newest.observer AND s.at = newest.at"
+            " ORDER BY s.observer, s.name, s.subject",
+            (since,),
+        )
+        return [SignalRecord.model_validate(self.db.decode(row)) for row in rows]
+
+    def note_diagnoses(
+        self, diagnoses: Sequence[DiagnosisRecord], *, now: float, keep_after: float
+    ) -> list[DiagnosisRecord]:
+        seen = {(diagnosis.kind, diagnosis.subject) for diagnosis in diagnoses}
+        with self.db.write() as db:
+            open_rows = db.execute(
+                self.db.sql("SELECT id, kind, subject FROM autonomic_diagnoses"
+                            " WHERE cleared_at IS NULL") + self.db.for_update
+            ).fetchall()
+            held = {(row["kind"], row["subject"]): row["id"] for row in open_rows}
+            for diagnosis in diagnoses:
+                values = (diagnosis.confidence, diagnosis.summary,
+                          self.db.json_param(diagnosis.evidence), now)
+                known = held.get((diagnosis.kind, diagnosis.subject))
+                if known is not None:
+                    db.execute(
+                        self.db.sql("UPDATE autonomic_diagnoses SET confidence = ?, summary = ?,"
+                                    " evidence = ?, last_seen = ? WHERE id = ?"),
+                        (*values, known),
+                    )
+                else:
+                    db.execute(
+                        self.db.sql("INSERT INTO autonomic_diagnoses (id, kind, subject,"
+                                    " confidence, summary, evidence, last_seen, first_seen)"
+                                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+                        (new_id("diag", now), diagnosis.kind, diagnosis.subject, *values, now),
+                    )
+            for key, known in held.items():
+                if key not in seen:
+                    db.execute(
+                        self.db.sql("UPDATE autonomic_diagnoses SET cleared_at = ? WHERE id = ?"),
+                        (now, known),
+                    )
+            db.execute(
+                self.db.sql("DELETE FROM autonomic_diagnoses WHERE cleared_at < ?"),
+                (keep_after,),
+            )
+        return self.list_diagnoses(open_only=True, limit=max(len(diagnoses), 1))
+
+    def list_diagnoses(self, *, open_only: bool = False, limit: int = 50) -> list[DiagnosisRecord]:
+        where = "WHERE cleared_at IS NULL " if open_only else ""
+        rows = self.all(f"SELECT * FROM autonomic_diagnoses {where}"
+                        "ORDER BY last_seen DESC, id DESC LIMIT ?", (limit,))
+        return [DiagnosisRecord.model_validate(self.db.decode(row, DIAGNOSIS_JSON))
+                for row in rows]
 
     def ping(self) -> None:
         self.one("SELECT 1")

@@ -132,6 +132,42 @@ MIGRATIONS = [
     CREATE INDEX runs_prunable ON runs (finished_at, id)
         WHERE checkpoints_pruned_at IS NULL AND finished_at IS NOT NULL;
     """,
+    # Worker heartbeats (every worker process writes its row), and what the
+    # autonomic loop keeps: its signals (pruned past a retention) and its
+    # diagnoses while they hold (kept for a while after they clear).
+    """
+    CREATE TABLE workers (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        slots INTEGER NOT NULL,
+        in_use INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        last_seen REAL NOT NULL
+    );
+    CREATE TABLE autonomic_signals (
+        observer TEXT NOT NULL,
+        at REAL NOT NULL,
+        name TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        value REAL NOT NULL
+    );
+    CREATE INDEX autonomic_signals_at ON autonomic_signals (at);
+    CREATE TABLE autonomic_diagnoses (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        confidence REAL NOT NULL,
+        summary TEXT NOT NULL,
+        evidence TEXT NOT NULL,
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        cleared_at REAL
+    );
+    CREATE INDEX autonomic_diagnoses_open ON autonomic_diagnoses (kind, subject)
+        WHERE cleared_at IS NULL;
+    CREATE INDEX autonomic_diagnoses_seen ON autonomic_diagnoses (last_seen);
+    """,
 ]
 
 
