@@ -17,6 +17,7 @@ failing its first run. Each problem is one line naming the file and field.
     budget: {run_tokens: 20000, soft_run_tokens: 10000}   # tokens, input + output
     approval: {tools: [deploy], timeout: 86400, on_timeout: reject}   # a person approves each call
     agents: [researcher]              # other agents it may hand tasks to (each a tool)
+    reflect: {max_rounds: 2, criteria: "..."}   # a critique step judges each answer
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from homeo.engine.answer import AnswerSource, FinalAnswer
 from homeo.engine.budgets import RunBudget
 from homeo.engine.graph import Graph
 from homeo.engine.react import ApprovalPolicy, tool_calling_graph
+from homeo.engine.reflect import ReflectPolicy
 from homeo.engine.subagents import agent_tool
 from homeo.llm.base import Model, ModelError
 from homeo.tools.permissions import ToolGate
@@ -72,6 +74,7 @@ class AgentSpec(BaseModel):
     budget: RunBudget = Field(default_factory=RunBudget)
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     agents: list[str] = Field(default_factory=list, max_length=32)
+    reflect: ReflectPolicy | None = None
     # Set by homeo to the YAML file the agent came from, so errors can name it.
     file: str = ""
 
@@ -290,5 +293,6 @@ def build_agent(
         gate=gate,
         answer=answer,
         approval=spec.approval,
+        reflect=spec.reflect,
     )
     return Agent(spec=spec, model=model, tools=tools, graph=graph)

@@ -33,7 +33,7 @@ import asyncio
 import inspect
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, ConfigDict, Field
@@ -48,6 +48,9 @@ from homeo.observe import tracing
 from homeo.tools.context import AskPerson, ToolContext, WaitForRuns
 from homeo.tools.permissions import ToolGate
 from homeo.tools.registry import Tool, ToolError
+
+if TYPE_CHECKING:
+    from homeo.engine.reflect import ReflectPolicy
 
 MAX_TOOL_RESULT_CHARS = 20_000
 # Sent (not stored) with the turn after a repeated call, whose tools are withdrawn.
@@ -98,6 +101,11 @@ class ApprovalPolicy(BaseModel):
 def turn_key(call: ToolCall, state: RunState) -> str:
     """Names one tool call of one model turn (ids repeat across turns on some servers)."""
     return f"t{state.model_turns}:{call.id}"
+
+
+def task_of(state: RunState) -> str:
+    """The run's task: its first user message (the run's input)."""
+    return next((m.content for m in state.messages if m.role == "user"), "")
 
 
 def last_success(state: RunState) -> tuple[ToolCall, str] | None:
@@ -490,20 +498,26 @@ def tool_calling_graph(
     gate: ToolGate | None = None,
     answer: FinalAnswer | None = None,
     approval: ApprovalPolicy | None = None,
+    reflect: ReflectPolicy | None = None,
 ) -> Graph:
     """`answer` says where the run's output comes from (default: the model's words);
-    ValueError if its template names a field the tools do not have."""
+    ValueError if its template names a field the tools do not have. With
+    `reflect`, each answer goes to a critique step first (engine/reflect.py)."""
+    from homeo.engine.reflect import CritiqueNode
+
     by_name = {tool.name: tool for tool in tools}
     answer = answer or FinalAnswer()
     answer.check(tool.spec for tool in tools)
-    return Graph(
-        nodes={
-            "model": ModelNode(
-                model, by_name, max_steps=max_steps, max_tokens=max_tokens,
-                temperature=temperature, budget=budget, answer=answer,
-            ),
-            "tools": ToolNode(by_name, max_tool_errors=max_tool_errors, gate=gate,
-                              answer=answer, approval=approval),
-        },
-        start="model",
-    )
+    done = END if reflect is None else "critique"
+    nodes: dict[str, Node] = {
+        "model": ModelNode(
+            model, by_name, max_steps=max_steps, max_tokens=max_tokens,
+            temperature=temperature, budget=budget, answer=answer, done=done,
+        ),
+        "tools": ToolNode(by_name, max_tool_errors=max_tool_errors, gate=gate,
+                          answer=answer, approval=approval, done=done),
+    }
+    if reflect is not None:
+        nodes["critique"] = CritiqueNode(model, reflect, max_turns=max_steps,
+                                         temperature=temperature, budget=budget)
+    return Graph(nodes=nodes, start="model")
