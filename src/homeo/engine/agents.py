@@ -18,13 +18,14 @@ failing its first run. Each problem is one line naming the file and field.
     approval: {tools: [deploy], timeout: 86400, on_timeout: reject}   # a person approves each call
     agents: [researcher]              # other agents it may hand tasks to (each a tool)
     reflect: {max_rounds: 2, criteria: "..."}   # a critique step judges each answer
+    pattern: tool_calling             # | plan_execute (plan: {...}) | supervisor (supervisor: {...})
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -33,8 +34,10 @@ from homeo.engine.answer import AnswerSource, FinalAnswer
 from homeo.engine.budgets import RunBudget
 from homeo.engine.graph import Graph
 from homeo.engine.react import ApprovalPolicy, tool_calling_graph
+from homeo.engine.plan import PlanPolicy, plan_execute_graph
 from homeo.engine.reflect import ReflectPolicy
 from homeo.engine.subagents import agent_tool
+from homeo.engine.supervisor import SupervisorPolicy, supervisor_graph
 from homeo.llm.base import Model, ModelError
 from homeo.tools.permissions import ToolGate
 from homeo.tools.registry import Tool, ToolError, load_tool
@@ -58,6 +61,9 @@ class Timeouts(BaseModel):
     run: float = Field(1800.0, gt=0, le=7 * 86400)
 
 
+Pattern = Literal["tool_calling", "plan_execute", "supervisor"]
+
+
 class AgentSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -75,6 +81,9 @@ class AgentSpec(BaseModel):
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     agents: list[str] = Field(default_factory=list, max_length=32)
     reflect: ReflectPolicy | None = None
+    pattern: Pattern = "tool_calling"
+    plan: PlanPolicy = Field(default_factory=PlanPolicy)
+    supervisor: SupervisorPolicy = Field(default_factory=SupervisorPolicy)
     # Set by homeo to the YAML file the agent came from, so errors can name it.
     file: str = ""
 
@@ -104,6 +113,17 @@ def load_agent_file(path: Path) -> AgentSpec:
         raise AgentError(f"{path}: {problems}") from None
 
 
+def pattern_problems(spec: AgentSpec) -> list[str]:
+    """What does not fit the agent's pattern, one line each."""
+    problems = []
+    if spec.pattern == "supervisor" and (spec.tools or not spec.agents):
+        problems.append("pattern: supervisor routes between agents: list them under agents"
+                        " (and give tools to those agents, not to the supervisor)")
+    if spec.reflect is not None and spec.pattern != "tool_calling":
+        problems.append(f"reflect: works with pattern: tool_calling only, not {spec.pattern}")
+    return problems
+
+
 def check_agent(
     spec: AgentSpec, models: ModelCatalog, mcp_servers: dict[str, McpServer]
 ) -> list[str]:
@@ -112,7 +132,7 @@ def check_agent(
     from homeo.mcp.tools import resolve_reference
 
     where = spec.file or f"agent {spec.name!r}"
-    problems = []
+    problems = [f"{where}: {problem}" for problem in pattern_problems(spec)]
     try:
         models.check(spec.model)
     except ModelError as error:
@@ -282,17 +302,23 @@ def build_agent(
         answer.check(tool.spec for tool in tools)
     except ValueError as error:
         raise AgentError(f"agent {spec.name!r}: {error}") from None
-    graph = tool_calling_graph(
-        model,
-        tools,
-        max_steps=spec.max_steps,
-        max_tool_errors=spec.max_tool_errors,
-        max_tokens=spec.max_tokens,
-        temperature=spec.temperature,
-        budget=spec.budget,
-        gate=gate,
-        answer=answer,
-        approval=spec.approval,
-        reflect=spec.reflect,
-    )
+    graph = _graph(spec, model, tools, gate, answer)
     return Agent(spec=spec, model=model, tools=tools, graph=graph)
+
+
+def _graph(spec: AgentSpec, model: Model, tools: list[Tool], gate: ToolGate,
+           answer: FinalAnswer) -> Graph:
+    """The graph of the agent's pattern."""
+    problems = pattern_problems(spec)
+    if problems:
+        raise AgentError(f"{spec.origin}: {problems[0]}")
+    if spec.pattern == "supervisor":
+        return supervisor_graph(model, tools, policy=spec.supervisor,
+                                temperature=spec.temperature, budget=spec.budget, gate=gate,
+                                approval=spec.approval, max_tool_errors=spec.max_tool_errors)
+    common = dict(max_steps=spec.max_steps, max_tool_errors=spec.max_tool_errors,
+                  max_tokens=spec.max_tokens, temperature=spec.temperature,
+                  budget=spec.budget, gate=gate, answer=answer, approval=spec.approval)
+    if spec.pattern == "plan_execute":
+        return plan_execute_graph(model, tools, policy=spec.plan, **common)  # type: ignore[arg-type]
+    return tool_calling_graph(model, tools, reflect=spec.reflect, **common)  # type: ignore[arg-type]
