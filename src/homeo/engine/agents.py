@@ -19,6 +19,7 @@ failing its first run. Each problem is one line naming the file and field.
     agents: [researcher]              # other agents it may hand tasks to (each a tool)
     reflect: {max_rounds: 2, criteria: "..."}   # a critique step judges each answer
     pattern: tool_calling             # | plan_execute (plan: {...}) | supervisor (supervisor: {...})
+    graph: {start: ..., nodes: {...}} # instead of a pattern: nodes and edges (engine/yaml_graph.py)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from homeo.engine.plan import PlanPolicy, plan_execute_graph
 from homeo.engine.reflect import ReflectPolicy
 from homeo.engine.subagents import agent_tool
 from homeo.engine.supervisor import SupervisorPolicy, supervisor_graph
+from homeo.engine.yaml_graph import GraphSpec, reference_problems, yaml_graph
 from homeo.llm.base import Model, ModelError
 from homeo.tools.permissions import ToolGate
 from homeo.tools.registry import Tool, ToolError, load_tool
@@ -84,6 +86,7 @@ class AgentSpec(BaseModel):
     pattern: Pattern = "tool_calling"
     plan: PlanPolicy = Field(default_factory=PlanPolicy)
     supervisor: SupervisorPolicy = Field(default_factory=SupervisorPolicy)
+    graph: GraphSpec | None = None
     # Set by homeo to the YAML file the agent came from, so errors can name it.
     file: str = ""
 
@@ -108,7 +111,8 @@ def load_agent_file(path: Path) -> AgentSpec:
         return AgentSpec.model_validate({**data, "file": str(path)})
     except ValidationError as error:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in error.errors()
         )
         raise AgentError(f"{path}: {problems}") from None
 
@@ -119,8 +123,12 @@ def pattern_problems(spec: AgentSpec) -> list[str]:
     if spec.pattern == "supervisor" and (spec.tools or not spec.agents):
         problems.append("pattern: supervisor routes between agents: list them under agents"
                         " (and give tools to those agents, not to the supervisor)")
-    if spec.reflect is not None and spec.pattern != "tool_calling":
-        problems.append(f"reflect: works with pattern: tool_calling only, not {spec.pattern}")
+    if spec.reflect is not None and (spec.pattern != "tool_calling" or spec.graph is not None):
+        shape = "a graph" if spec.graph is not None else spec.pattern
+        problems.append(f"reflect: works with pattern: tool_calling only, not {shape}")
+    if spec.graph is not None and spec.pattern != "tool_calling":
+        problems.append(f"graph: an agent is either a graph or pattern: {spec.pattern};"
+                        " remove one")
     return problems
 
 
@@ -148,7 +156,11 @@ def check_agent(
             problems.append(f"{where}: tools[{index}]: {error} (fix the reference, or install"
                             " the package that provides it)")
     unknown = sorted(set(spec.approval.tools) - set(names))
-    if unknown and len(names) == len(spec.tools) + len(spec.agents):
+    resolved = len(names) == len(spec.tools) + len(spec.agents)
+    if spec.graph is not None and resolved:
+        problems += [f"{where}: {problem}" for problem in reference_problems(
+            spec.graph, names[len(spec.agents):], spec.agents)]
+    if unknown and resolved:
         problems.append(f"{where}: approval.tools: {unknown} are not among its tools"
                         f" ({', '.join(names) or 'none'})")
     return problems
@@ -312,6 +324,16 @@ def _graph(spec: AgentSpec, model: Model, tools: list[Tool], gate: ToolGate,
     problems = pattern_problems(spec)
     if problems:
         raise AgentError(f"{spec.origin}: {problems[0]}")
+    if spec.graph is not None:
+        names = [tool.name for tool in tools]
+        wrong = reference_problems(spec.graph, names[: len(names) - len(spec.agents)],
+                                   spec.agents)
+        if wrong:
+            raise AgentError(f"{spec.origin}: {wrong[0]}")
+        return yaml_graph(spec.graph, model, tools, max_steps=spec.max_steps,
+                          max_tool_errors=spec.max_tool_errors, max_tokens=spec.max_tokens,
+                          temperature=spec.temperature, gate=gate, budget=spec.budget,
+                          approval=spec.approval)
     if spec.pattern == "supervisor":
         return supervisor_graph(model, tools, policy=spec.supervisor,
                                 temperature=spec.temperature, budget=spec.budget, gate=gate,

@@ -261,8 +261,12 @@ class ToolNode(Node, FanOut):
         self, tools: dict[str, Tool], *, max_tool_errors: int = 3, name: str = "tools",
         gate: ToolGate | None = None, answer: FinalAnswer | None = None,
         approval: ApprovalPolicy | None = None, then: str = "model", done: str = END,
+        reuse_results: bool = True,
     ) -> None:
         super().__init__(name)
+        # A repeated call is answered from its record (for models that loop);
+        # a graph's tool node always calls the tool.
+        self.reuse_results = reuse_results
         self.tools = tools
         self.max_tool_errors = max_tool_errors
         self.gate = gate or ToolGate()
@@ -280,9 +284,12 @@ class ToolNode(Node, FanOut):
     def needs_approval(self, tool: Tool) -> bool:
         return tool.requires_approval or tool.name in self.approval.tools
 
+    def _recorded(self, state: RunState, call: ToolCall) -> str | None:
+        return recorded_result(state, call) if self.reuse_results else None
+
     def is_idempotent(self, state: RunState) -> bool:
         call = state.pending_tool_calls[0]
-        if recorded_result(state, call) is not None:
+        if self._recorded(state, call) is not None:
             return True  # answered from the record: the tool does not run
         tool = self.tools.get(call.name)
         if tool is None:
@@ -316,7 +323,7 @@ class ToolNode(Node, FanOut):
         call = state.pending_tool_calls[0]
         tool = self.tools.get(call.name)
         arguments = None
-        if tool is not None and self.needs_approval(tool) and recorded_result(
+        if tool is not None and self.needs_approval(tool) and self._recorded(
                 state, call) is None:
             decision = state.decisions.get(_approval_id(call, state))
             if decision is None:
@@ -342,7 +349,7 @@ class ToolNode(Node, FanOut):
     ) -> Attempt:
         """Make the call (with `arguments` a person edited, if any); AskPerson and
         WaitForRuns pass through."""
-        recorded = recorded_result(state, call)
+        recorded = self._recorded(state, call)
         if recorded is not None:
             return Attempt(recorded=recorded)
         try:
