@@ -128,3 +128,21 @@ def test_a_supervisor_needs_agents_and_no_tools_of_its_own() -> None:
                      tools=["homeo.examples.tools:calculate"], agents=["writer"])
     with pytest.raises(AgentError, match="pattern: supervisor routes between agents"):
         build_agent(spec, ScriptedModel([]))
+
+
+def test_a_repeated_hand_off_ends_the_run_with_the_last_result(runtime: Runtime) -> None:
+    def looping(messages: list[Message], tools: list[ToolSpec]) -> str:
+        return json.dumps({"agent": "researcher", "task": "owls"})
+
+    publish(runtime)
+    runtime.models.add("test:boss", ScriptedModel(looping))
+    parent, _ = submit_run(runtime.backends, NewRun(tenant_id=TENANT, agent="chief",
+                                                    input="owls"))
+    asyncio.run(runtime.worker(1).run_until_idle())
+
+    run = get(runtime, parent.id)
+    assert (run.status, run.output) == ("succeeded", "facts about owls")
+    assert len(runtime.backends.store.child_runs(TENANT, parent.id)) == 1
+    steps = runtime.backends.store.list_steps(TENANT, parent.id)
+    assert [s.kind for s in steps] == ["route", "tool", "tool", "route"]
+    assert steps[-1].output == {"agent": "researcher", "task": "owls", "repeated": True}

@@ -17,7 +17,7 @@ from homeo.engine.agents import AgentError, AgentSpec, load_agent_file
 from homeo.engine.submit import submit_run
 from homeo.engine.waits import answer
 from homeo.llm.base import Message, ToolSpec
-from homeo.llm.providers.scripted import ScriptedModel
+from homeo.llm.providers.scripted import ScriptedModel, tool_call
 from homeo.runtime import Runtime
 from homeo.store.models import NewRun, Run
 
@@ -214,3 +214,39 @@ def test_a_graph_node_must_name_the_agent_s_tools(runtime: Runtime) -> None:
     spec = AgentSpec.model_validate({"name": "flow", "graph": graph})
     with pytest.raises(AgentError, match="graph node 'a': tool: 'rm' is not among its tools"):
         build_agent(spec, ScriptedModel([]))
+
+
+def test_a_model_node_after_a_tool_node_gets_its_prompt_once_around_its_own_tools(
+    runtime: Runtime, log: Path
+) -> None:
+    graph = {
+        "start": "ship",
+        "nodes": {
+            "ship": {"kind": "tool", "tool": "deploy", "arguments": {"service": "{input}"},
+                     "next": "report"},
+            "report": {"kind": "model", "prompt": "Report on {output}", "tools": ["deploy"],
+                       "next": "done"},
+            "done": {"kind": "end"},
+        },
+    }
+    def reporter(messages: list[Message], tools: list[ToolSpec]) -> Message | str:
+        if messages[-1].role == "tool":
+            return f"reported: {messages[-1].content}"
+        return tool_call("deploy", service="docs")
+
+    runtime.models.add("test:reporter", ScriptedModel(reporter))
+    runtime.agents.publish(TENANT, {"flow": AgentSpec.model_validate(
+        {"name": "flow", "model": "test:reporter", "tools": ["waitkit:deploy"],
+         "graph": graph})})
+    run = get(runtime, run_flow(runtime, "api"))
+
+    assert run.status == "succeeded"
+    messages = run.checkpoint["state"]["messages"]
+    prompts = [m["content"] for m in messages if m["role"] == "user"]
+    assert prompts == ["api", "Report on deployed api"]  # not again after its own call
+    assert run.output == "reported: deployed docs"
+    steps = runtime.backends.store.list_steps(TENANT, run.id)
+    assert [(s.kind, s.name) for s in steps] == [
+        ("tool", "deploy"), ("model", "report"), ("tool", "deploy"), ("model", "report"),
+        ("end", "done")]
+    assert waitkit.logged(log) == ["deploy api", "deploy docs"]

@@ -14,6 +14,8 @@ agent tool an agent with `agents:` calls (engine/subagents.py): the supervisor
 waits without a worker slot and resumes with the child's result, which the
 next routing step sees. On FINISH the answer is the last agent's result
 (`answer: last_result`) or the supervisor's own words in `task` (`summary`).
+A route that repeats an earlier hand-off (same agent and task) ends the run
+the same way: the agent would only answer again what it answered.
 """
 
 from __future__ import annotations
@@ -92,7 +94,12 @@ class RouteNode(Node):
         changes: dict[str, Any] = {}
         if reached:
             changes["warned_budgets"] = [*state.warned_budgets, *reached]
-        if agent == FINISH:
+        # A route that repeats an earlier hand-off (same agent, same task) would
+        # get the same answer: small models loop so, so it ends the run instead.
+        repeated = agent != FINISH and {"agent": agent, "task": task} in routes
+        if repeated:
+            route = {**route, "repeated": True}
+        if agent == FINISH or repeated:
             result = last_result(state)
             summary = self.policy.answer == "summary" or result is None
             changes["output"] = task if summary else result

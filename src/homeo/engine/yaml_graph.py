@@ -295,7 +295,9 @@ class PromptedModel(ModelNode):
         self.step = step
 
     def _started(self, state: RunState) -> RunState:
-        if not self.step.prompt or (state.messages and state.messages[-1].role == "tool"):
+        # Back from its own tool calls (data["calling"] names it), it goes on
+        # without its prompt; entered from another node, it starts with it.
+        if not self.step.prompt or state.data.get("calling") == self.name:
             return state
         prompt = Message(role="user", content=render(self.step.prompt, state))
         return state.model_copy(update={"messages": [*state.messages, prompt]})
@@ -305,10 +307,13 @@ class PromptedModel(ModelNode):
 
     async def run(self, state: RunState, context: RunContext) -> Outcome:
         outcome = await super().run(self._started(state), context)
+        data = {key: value for key, value in outcome.state.data.items() if key != "calling"}
+        if outcome.next == self.tools_node:
+            data["calling"] = self.name
+        new = outcome.state.model_copy(update={"data": data})
         if outcome.next == self.step.next:
-            outcome = outcome.model_copy(update={
-                "state": _saved(outcome.state, self.step.save, outcome.state.output or "")})
-        return outcome
+            new = _saved(new, self.step.save, new.output or "")
+        return outcome.model_copy(update={"state": new})
 
 
 class CallNode(ToolNode):
