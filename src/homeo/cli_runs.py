@@ -1,9 +1,9 @@
-"""`homeo runs`: list, show, cancel and follow runs, straight from the store.
+"""`homeo runs`: list, show, cancel, answer and follow runs, straight from the store.
 
 No server is needed: like `homeo keys`, these open the database the settings
 name. `--json` prints what the HTTP API returns for the same question
-(GET /v1/runs, GET /v1/runs/{id}, POST /v1/runs/{id}/cancel; `events` prints
-the SSE stream's events as JSON lines)."""
+(GET /v1/runs, GET /v1/runs/{id}, POST /v1/runs/{id}/cancel|approve|reject|input;
+`events` prints the SSE stream's events as JSON lines)."""
 
 from __future__ import annotations
 
@@ -128,6 +128,87 @@ def runs_cancel(
         return
     console.print(f"homeo: run {run.id} is cancelled; if a step is running, the run stops when"
                   " it ends", markup=False)
+
+
+Comment = Annotated[str, typer.Option(help="Why; the model is told.")]
+
+
+@runs_app.command("approve")
+def runs_approve(
+    run_id: RunId,
+    comment: Comment = "",
+    arguments: Annotated[str | None, typer.Option(
+        help='Run the tool with these arguments instead: a JSON object, e.g. \'{"amount": 50}\'.',
+    )] = None,
+    tenant: Tenant = None,
+    as_json: Json = False,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Approve the tool call a waiting run asks about; the run goes on when a worker runs."""
+    edited = None
+    if arguments is not None:
+        try:
+            edited = json.loads(arguments)
+        except json.JSONDecodeError as error:
+            fail(f"--arguments is not JSON ({error}); give an object such as '{{\"amount\": 50}}'")
+        if not isinstance(edited, dict):
+            fail("--arguments must be a JSON object of the tool's arguments, such as"
+                 " '{\"amount\": 50}'")
+    _answer(run_id, "approval", {"approved": True, "comment": comment, "arguments": edited},
+            tenant, as_json, data_dir, database_url)
+
+
+@runs_app.command("reject")
+def runs_reject(
+    run_id: RunId,
+    comment: Comment = "",
+    tenant: Tenant = None,
+    as_json: Json = False,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Refuse the tool call a waiting run asks about; the model is told, with the comment."""
+    _answer(run_id, "approval", {"approved": False, "comment": comment}, tenant, as_json,
+            data_dir, database_url)
+
+
+@runs_app.command("input")
+def runs_input(
+    run_id: RunId,
+    text: Annotated[str, typer.Argument(help="The answer to the run's question.")],
+    tenant: Tenant = None,
+    as_json: Json = False,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Answer the question a waiting run asked; the run goes on when a worker runs."""
+    if not text.strip():
+        fail("the answer is empty; give the text the run asked for")
+    _answer(run_id, "input", {"answer": text}, tenant, as_json, data_dir, database_url)
+
+
+def _answer(run_id: str, kind: str, decision: dict, tenant: str | None, as_json: bool,
+            data_dir: Path | None, database_url: str | None) -> None:
+    from homeo.engine.waits import RunNotWaiting, answer
+
+    with tenant_runtime(tenant, data_dir, database_url) as (settings, runtime):
+        run = runtime.backends.store.get_run(settings.default_tenant, run_id)
+        if run is None:
+            fail(f"no run {run_id!r} for tenant {settings.default_tenant!r};"
+                 " `homeo runs list --status waiting` shows the waiting ones")
+        try:
+            run = answer(runtime.backends, run, kind, decision,  # type: ignore[arg-type]
+                         max_attempts=settings.max_attempts)
+        except RunNotWaiting as error:
+            fail(str(error))
+    if as_json:
+        from homeo.api.schemas import RunView
+
+        _print_json(RunView.of(run).model_dump(mode="json"))
+        return
+    console.print(f"homeo: run {run.id} is queued again; it goes on when a worker runs"
+                  " (`homeo serve` or `homeo worker`)", markup=False)
 
 
 @runs_app.command("events")
