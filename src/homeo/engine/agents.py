@@ -18,8 +18,8 @@ failing its first run. Each problem is one line naming the file and field.
     approval: {tools: [deploy], timeout: 86400, on_timeout: reject}   # a person approves each call
     agents: [researcher]              # other agents it may hand tasks to (each a tool)
     reflect: {max_rounds: 2, criteria: "..."}   # a critique step judges each answer
-    pattern: tool_calling             # | plan_execute (plan: {...}) | supervisor (supervisor: {...})
-    graph: {start: ..., nodes: {...}} # instead of a pattern: nodes and edges (engine/yaml_graph.py)
+    pattern: tool_calling             # | plan_execute (plan: {...}) | supervisor (supervisor:)
+    graph: {start: ..., nodes: {...}} # instead of a pattern: nodes and edges (yaml_graph.py)
 """
 
 from __future__ import annotations
@@ -338,9 +338,14 @@ def _graph(spec: AgentSpec, model: Model, tools: list[Tool], gate: ToolGate,
         return supervisor_graph(model, tools, policy=spec.supervisor,
                                 temperature=spec.temperature, budget=spec.budget, gate=gate,
                                 approval=spec.approval, max_tool_errors=spec.max_tool_errors)
-    common = dict(max_steps=spec.max_steps, max_tool_errors=spec.max_tool_errors,
-                  max_tokens=spec.max_tokens, temperature=spec.temperature,
-                  budget=spec.budget, gate=gate, answer=answer, approval=spec.approval)
     if spec.pattern == "plan_execute":
-        return plan_execute_graph(model, tools, policy=spec.plan, **common)  # type: ignore[arg-type]
-    return tool_calling_graph(model, tools, reflect=spec.reflect, **common)  # type: ignore[arg-type]
+        return plan_execute_graph(
+            model, tools, policy=spec.plan, max_steps=spec.max_steps,
+            max_tool_errors=spec.max_tool_errors, max_tokens=spec.max_tokens,
+            temperature=spec.temperature, budget=spec.budget, gate=gate, answer=answer,
+            approval=spec.approval)
+    return tool_calling_graph(
+        model, tools, reflect=spec.reflect, max_steps=spec.max_steps,
+        max_tool_errors=spec.max_tool_errors, max_tokens=spec.max_tokens,
+        temperature=spec.temperature, budget=spec.budget, gate=gate, answer=answer,
+        approval=spec.approval)

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from homeo.engine.answer import FinalAnswer
 from homeo.engine.budgets import RunBudget
-from homeo.engine.graph import END, Graph, Node, Outcome, RunContext, RunState
+from homeo.engine.graph import Graph, Node, Outcome, RunContext, RunState
 from homeo.engine.react import ApprovalPolicy, ModelNode, ToolNode, ask_model, task_of
 from homeo.llm.base import Message, Model
 from homeo.tools.permissions import ToolGate

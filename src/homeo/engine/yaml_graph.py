@@ -5,8 +5,8 @@
       nodes:
         draft:   {kind: model, prompt: "Write a release note for {input}", next: review,
                   save: note, max_visits: 3}
-        review:  {kind: branch, ask: "Is the note under 50 words?", cases: {yes: approve, no: draft}}
-        approve: {kind: approval, message: "Publish this note? {note}", next: publish, rejected: done}
+        review:  {kind: branch, ask: "Is the note short?", cases: {"yes": approve, "no": draft}}
+        approve: {kind: approval, message: "Publish {note}?", next: publish, rejected: done}
         publish: {kind: tool, tool: publish_note, arguments: {text: "{note}"}, next: done}
         done:    {kind: end, output: "{note}"}
 
@@ -24,7 +24,8 @@ Kinds:
   goes to `next`, or on rejection to `rejected` (without it the run fails).
 - `end`: the run's output (`output`, by default the last result).
 
-Texts are templates over `{input}` (the run's input), `{output}` (the last
+Quote case names YAML reads as booleans ("yes", "no", "true"). Texts are
+templates over `{input}` (the run's input), `{output}` (the last
 model, tool or agent result) and the names results were saved under (`save:`).
 Each node's steps are counted in `RunState.data["visits"]`; `max_visits`
 fails the run when a node would run once more than that.
