@@ -238,12 +238,15 @@ async def _run_together(
                 asyncio.gather(*(node.work(state, index, context) for index in range(count))),
                 timeout=step_timeout)
             current = node.name
+            checkpoint = {"seq": seq, "next": current, "state": state.model_dump()}
             for index in range(count):
                 outcome = node.settle(state, done[index])
                 state, current = outcome.state, outcome.next
-                checkpoint = {"seq": seq + index + 1, "next": current, "state": state.model_dump()}
+                previous, checkpoint = checkpoint, {"seq": seq + index + 1, "next": current,
+                                                    "state": state.model_dump()}
                 await asyncio.to_thread(store.complete_step, run.tenant_id, run.id, seq + index,
-                                        outcome.output, checkpoint, fence=fence)
+                                        outcome.output, checkpoint, fence=fence,
+                                        previous=previous)
                 open_steps.pop(0)
                 notify({"type": "step_succeeded", "seq": seq + index, "kind": node.kind,
                         "name": names[index], "output": outcome.output,
