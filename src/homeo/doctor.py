@@ -65,7 +65,7 @@ def check_redis(address: tuple[str, int] = REDIS_ADDRESS) -> Check:
             reply = connection.recv(64)
     except OSError as error:
         return Check("redis", "missing", f"{where}: {error}",
-                     "start redis-server (homeo does not use Redis yet; this only reports it)")
+                     "start redis-server (needed only when HOMEO_QUEUE_URL puts the queue on Redis)")
     if not reply.startswith(b"+PONG"):
         return Check("redis", "missing", f"{where} answered {reply[:30]!r}", "check Redis auth")
     return Check("redis", "ok", f"answers PING at {where}")
@@ -143,4 +143,6 @@ def run_checks(settings: Settings) -> list[Check]:
     checks.extend(check_local_model(settings))
     checks.append(check_embedding_model())
     checks.append(Check("database in use", "info", redact(url)))
+    checks.append(Check("queue in use", "info",
+                        redact(settings.queue_url) if settings.queue_url else "in the database"))
     return checks
