@@ -146,6 +146,9 @@ def test_doctor_reports_the_storage_backends(tmp_path: Path) -> None:
          "homeo: invalid setting HOMEO_LEASE_SECONDS='-1': Input should be greater than 0"),
         (["run", "echo", "hi"], {"HOMEO_DATABASE_URL": "mysql://x"},
          "homeo: invalid setting HOMEO_DATABASE_URL='mysql://x': Value error, must start with"),
+        (["worker"], {"HOMEO_QUEUE_URL": "postgresql://x"},
+         "homeo: invalid setting HOMEO_QUEUE_URL='postgresql://x': Value error, must start with"
+         " redis://, rediss:// or unix:// (a Redis server), or be empty"),
         # Malformed JSON, once a 148-line traceback.
         (["serve"], {"HOMEO_MODELS": "{bad"},
          "homeo: invalid setting HOMEO_MODELS: not valid JSON (Expecting property name"),
@@ -179,6 +182,19 @@ def test_a_bad_setting_exits_2_with_one_line_naming_it(
     assert done.stdout == ""
     (line,) = done.stderr.strip().splitlines()  # one line, even on a 60-column terminal
     assert line.startswith(expected)
+
+
+def test_an_unreachable_redis_queue_is_named_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = homeo("run", "echo", "hi", "--data-dir", str(tmp_path),
+                 HOMEO_QUEUE_URL=f"redis://:secret@127.0.0.1:{port}/0")
+    assert done.returncode == 1, done.stdout + done.stderr
+    (line,) = (done.stdout + done.stderr).strip().splitlines()
+    assert line.startswith(f"homeo: the Redis queue at redis://:***@127.0.0.1:{port}/0 does not"
+                           " answer (")
+    assert line.endswith("start Redis there or fix the queue URL") and "secret" not in line
 
 
 def test_keys_create_list_and_revoke(tmp_path: Path) -> None:
