@@ -54,39 +54,32 @@ def open_backends(
     `queue_url`, on its own (then `shared` is None: runs and jobs are written
     apart, see engine/submit.py)."""
     if queue_url:
-        queue, transient = open_redis_queue(queue_url, retry)
+        queue, queue_transient = open_redis_queue(queue_url, retry)
         try:
-            store, _, _, store_transient = _open_database(url, with_queue=False)
+            store, _, transient = _open_store(url)
         except BaseException:
             queue.close()
             raise
-        return Backends(store, queue, url, None, (*transient, *store_transient))
-    store, storage, database, transient = _open_database(url, with_queue=True)
-    assert storage is not None
-    return Backends(store, Queue(storage, retry), url, database, transient)
+        return Backends(store, queue, url, None, (*queue_transient, *transient))
+    store, database, transient = _open_store(url)
+    return Backends(store, Queue(_queue_beside(url, database), retry), url, database, transient)
 
 
-def _open_database(
-    url: str, *, with_queue: bool
-) -> tuple[Store, QueueStorage | None, Any, tuple[type[Exception], ...]]:
-    """The store at `url`, with `with_queue` the queue storage beside it, the
-    database both use, and the errors that mean "try again later" there."""
+def _open_store(url: str) -> tuple[Store, Any, tuple[type[Exception], ...]]:
+    """The store at `url`, its database, and the errors that mean "try again later" there."""
     if url.startswith("sqlite:///"):
         import sqlite3
 
         from homeo.db.sqlite import SQLiteDatabase, path_from_url
-        from homeo.queue.sqlite import SQLiteQueueStorage
         from homeo.store.sqlite import SQLiteStore
 
         database = SQLiteDatabase(path_from_url(url))
-        storage = SQLiteQueueStorage(database) if with_queue else None
-        return SQLiteStore(database), storage, database, (sqlite3.OperationalError,)
+        return SQLiteStore(database), database, (sqlite3.OperationalError,)
     if url.startswith(("postgresql://", "postgres://")):
         try:
             import psycopg
 
             from homeo.db.postgres import PostgresDatabase
-            from homeo.queue.postgres import PostgresQueueStorage
             from homeo.store.postgres import PostgresStore
         except ImportError as error:
             raise BackendUnavailable(
@@ -94,12 +87,21 @@ def _open_database(
                 " pip install 'homeo[postgres]'"
             ) from None
         database = PostgresDatabase(url)
-        pg_storage = PostgresQueueStorage(database) if with_queue else None
-        return (PostgresStore(database), pg_storage, database,
-                (psycopg.OperationalError, BackendUnavailable))
+        return PostgresStore(database), database, (psycopg.OperationalError, BackendUnavailable)
     raise BackendUnavailable(
         f"unknown database URL {redact(url)!r}: use sqlite:///PATH or postgresql://"
     )
+
+
+def _queue_beside(url: str, database: Any) -> QueueStorage:
+    """The queue storage in the store's own database."""
+    if url.startswith("sqlite:///"):
+        from homeo.queue.sqlite import SQLiteQueueStorage
+
+        return SQLiteQueueStorage(database)
+    from homeo.queue.postgres import PostgresQueueStorage
+
+    return PostgresQueueStorage(database)
 
 
 def open_redis_queue(
