@@ -142,6 +142,10 @@ class QueueStorage(ABC):
         read in one snapshot."""
 
     @abstractmethod
+    def ping(self) -> None:
+        """Raise if the storage cannot be reached."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
 
@@ -224,6 +228,10 @@ class Queue:
     def stats(self) -> dict[str, int]:
         """Jobs per status across all tenants, plus `lease_expiries` in total."""
         return self.storage.stats()
+
+    def ping(self) -> None:
+        """Raise if the queue's storage cannot be reached."""
+        self.storage.ping()
 
     def close(self) -> None:
         self.storage.close()

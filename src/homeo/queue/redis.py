@@ -163,13 +163,19 @@ return cjson.encode(redis.call('HGETALL', key))
 
 
 def connect(url: str) -> tuple[redis.Redis, str]:
-    """A client for `url` and the key prefix its `prefix` query parameter names."""
+    """A client for `url` and the key prefix its `prefix` query parameter names.
+
+    A call waits at most `socket_timeout` seconds (default 10; the URL may set
+    it, and `socket_connect_timeout`), so a server cut off by the network fails
+    a claim or a heartbeat instead of hanging the worker."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query)
     prefix = next((value for name, value in query if name == "prefix"), DEFAULT_PREFIX)
     rest = urlencode([(name, value) for name, value in query if name != "prefix"])
+    # Options in the URL win over these defaults (redis-py merges them last).
     client = redis.Redis.from_url(urlunsplit(parts._replace(query=rest)),
-                                  decode_responses=True)
+                                  decode_responses=True, socket_timeout=10.0,
+                                  socket_connect_timeout=5.0)
     return client, prefix
 
 
@@ -255,6 +261,9 @@ class RedisQueueStorage(QueueStorage):
         counts = self.client.hgetall(self.prefix + "stats")
         return {name: int(counts.get(name, 0))
                 for name in (*JOB_STATUSES, "lease_expiries")}
+
+    def ping(self) -> None:
+        self.client.ping()
 
     def close(self) -> None:
         self.client.close()

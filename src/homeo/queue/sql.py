@@ -99,5 +99,9 @@ class SQLQueueStorage(QueueStorage):
         counts["lease_expiries"] = sum(int(row["expiries"]) for row in rows)
         return counts
 
+    def ping(self) -> None:
+        with self.db.read() as db:
+            db.execute("SELECT 1").fetchone()
+
     def close(self) -> None:
         self.db.close()  # type: ignore[attr-defined]
