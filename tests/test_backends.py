@@ -44,3 +44,21 @@ def test_without_the_redis_extra_the_error_names_it(tmp_path: Path) -> None:
                           timeout=60)
     assert done.stdout.strip() == ("Redis support is not installed (redis missing):"
                                    " pip install 'homeo[redis]'"), done.stderr
+
+
+def test_a_redis_that_accepts_but_never_answers_fails_instead_of_hanging(
+    tmp_path: Path,
+) -> None:
+    import socket
+
+    from homeo.queue.redis import connect
+
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog), never replies
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        url = f"redis://127.0.0.1:{port}/0"
+        assert connect(url)[0].connection_pool.connection_kwargs["socket_timeout"] == 10.0
+        with pytest.raises(BackendUnavailable, match=r"does not answer \(Timeout"):
+            open_backends(f"sqlite:///{tmp_path / 'homeo.db'}", None,
+                          f"{url}?socket_timeout=0.2")
