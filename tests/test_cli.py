@@ -135,6 +135,23 @@ def test_doctor_reports_the_storage_backends(tmp_path: Path) -> None:
                      done.stdout, re.M)
 
 
+def test_doctor_checks_the_redis_server_the_queue_url_names(tmp_path: Path,
+                                                            redis_url: str) -> None:
+    done = homeo("doctor", "--data-dir", str(tmp_path), HOMEO_QUEUE_URL=redis_url)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^ok\s+redis\s+Redis [\d.]+ at redis://\S+ holds the queue$",
+                     done.stdout, re.M), done.stdout
+    assert re.search(r"^info\s+queue in use\s+redis://127\.0\.0\.1", done.stdout, re.M)
+    with socket.socket() as probe:  # a port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = homeo("doctor", "--data-dir", str(tmp_path),
+                 HOMEO_QUEUE_URL=f"redis://127.0.0.1:{port}/0")
+    assert re.search(rf"^missing\s+redis\s+redis://127\.0\.0\.1:{port}/0: ", done.stdout,
+                     re.M), done.stdout
+    assert "fix: start Redis there or fix HOMEO_QUEUE_URL" in done.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "env", "expected"),
     [
