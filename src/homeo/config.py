@@ -38,6 +38,8 @@ from pydantic_settings import (
 from homeo.tools.permissions import ToolPolicy
 
 EXAMPLE_AGENTS_DIR = Path(__file__).parent / "examples" / "agents"
+# The SLOs used when HOMEO_SLO_FILE is unset (homeo.observe.slo.definitions).
+DEFAULT_SLO_FILE = Path(__file__).parent / "observe" / "slo" / "default.yaml"
 
 
 def _http_base_url(value: str) -> str:
@@ -144,6 +146,9 @@ class Settings(BaseSettings):
     sweep_seconds: float = Field(
         30.0, gt=0, le=86400,
         description="How often workers look for runs without a job (and how old one must be).")
+    checkpoint_retention: str = Field(
+        "7d",
+        description="How long finished runs keep their per-step checkpoints (a duration).")
     retry_base_seconds: float = Field(1.0, ge=0, le=3600)
     retry_max_seconds: float = Field(60.0, ge=0, le=86400)
     max_input_chars: int = Field(100_000, ge=1, le=10_000_000)
@@ -209,6 +214,18 @@ class Settings(BaseSettings):
         description="Bearer token /metrics requires; with one, it shows tenant labels."
         " Empty: /metrics is open and sums over tenants.",
     )
+    slo_file: Path | None = Field(
+        None, description="YAML file of SLOs (README, SLOs); unset: homeo's default SLOs.")
+    autonomic: Literal["on", "off"] = Field(
+        "off", description="Run the autonomic loop (monitor, analyze, keep what it found)"
+        " in `homeo serve` and `homeo worker`.")
+    autonomic_interval_seconds: float = Field(
+        1.0, gt=0, le=3600, description="How often the autonomic loop observes.")
+    worker_heartbeat_seconds: float = Field(
+        5.0, gt=0, le=3600, description="How often a worker process writes its heartbeat row.")
+    worker_stale_seconds: float = Field(
+        30.0, gt=0, le=86400,
+        description="A worker whose heartbeat is older than this is diagnosed dead.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
     otlp_endpoint: str = Field(
@@ -246,6 +263,15 @@ class Settings(BaseSettings):
         description='Tools per tenant (JSON): {"TENANT or *": {"allow": [...], "deny": [...]}}.',
     )
 
+    @field_validator("slo_file")
+    @classmethod
+    def _slos(cls, value: Path | None) -> Path | None:
+        from homeo.observe.slo.definitions import load_slos
+
+        if value is not None:
+            load_slos(value)  # SloFileError (a ValueError) names the file and field
+        return value
+
     @field_validator("memory_chunk_overlap")
     @classmethod
     def _overlap(cls, value: int, info: ValidationInfo) -> int:
@@ -276,6 +302,15 @@ class Settings(BaseSettings):
         from homeo.sandbox.limits import parse_size
 
         parse_size(value)
+        return value
+
+    @field_validator("checkpoint_retention")
+    @classmethod
+    def _retention(cls, value: str) -> str:
+        from homeo.sandbox.limits import parse_duration
+
+        if parse_duration(value) <= 0:
+            raise ValueError(f"{value!r} must be longer than 0, such as 7d or 12h")
         return value
 
     @field_validator("sandbox_timeout", "http_timeout")
@@ -447,6 +482,7 @@ _EXAMPLES: dict[str, str] = {
     "soft_agent_tokens_per_day": "150000",
     "key_rate_limit": "600/minute",
     "otlp_endpoint": "http://127.0.0.1:4318/v1/traces",
+    "slo_file": str(DEFAULT_SLO_FILE),
     "sandbox_allow_without": "cgroups",
     "http_allowlist": "example.com,api.github.com",
     "mcp_servers": '{"files": {"command": ["python", "-m", "files_server"]}}',

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from homeo.backends import Backends
-from homeo.store.base import LeaseFenced, StoreError
+from homeo.store.base import CheckpointPruned, LeaseFenced, StoreError
 from homeo.store.models import ApiKey, NewRun, UsageEvent
 
 
@@ -340,3 +340,110 @@ def test_unsettled_runs_are_listed_across_tenants_in_id_order(backends: Backends
     rest = store.unsettled_runs(updated_before=200.0, after_id=found[0].id)
     assert [run.id for run in rest] == [found[1].id]
     assert store.unsettled_runs(updated_before=200.0, limit=1) == found[:1]
+
+
+def _ended(backends: Backends, tenant: str, agent: str, status: str, at: float) -> str:
+    run, _ = backends.store.create_run(new_run(tenant, agent=agent), now=at - 1)
+    backends.store.transition_run(tenant, run.id, status, allowed_from={"queued"}, now=at)
+    return run.id
+
+
+def test_run_outcomes_count_ended_runs_per_window(backends: Backends) -> None:
+    _ended(backends, "acme", "echo", "succeeded", 100.0)
+    _ended(backends, "acme", "echo", "failed", 200.0)
+    _ended(backends, "acme", "calc", "succeeded", 300.0)
+    _ended(backends, "acme", "echo", "cancelled", 300.0)  # not counted
+    _ended(backends, "globex", "echo", "failed", 300.0)
+    _ended(backends, "acme", "echo", "succeeded", 400.0)  # at `until`: outside
+    backends.store.create_run(new_run("acme"), now=250.0)  # still queued: not counted
+    counts = backends.store.run_outcomes([100.0, 200.0, 301.0], until=400.0)
+    assert [(c.since, c.total, c.good) for c in counts] == [
+        (100.0, 4, 2), (200.0, 3, 1), (301.0, 0, 0)]
+    acme = backends.store.run_outcomes([0.0], until=1000.0, tenant_id="acme")
+    assert (acme[0].total, acme[0].good) == (4, 3)
+    echo = backends.store.run_outcomes([0.0], until=1000.0, tenant_id="acme", agent="echo")
+    assert (echo[0].total, echo[0].good) == (3, 2)
+    assert backends.store.run_outcomes([0.0], until=1000.0, tenant_id="nobody")[0].total == 0
+    assert backends.store.run_outcomes([], until=1000.0) == []
+
+
+def test_step_speeds_count_fast_succeeded_steps_per_window(backends: Backends) -> None:
+    run, _ = backends.store.create_run(new_run("acme"), now=0.0)
+    timings = [(10.0, 11.0, "model"), (20.0, 25.0, "model"), (30.0, 30.5, "tool"),
+               (40.0, 50.0, "model")]
+    for seq, (began, ended, kind) in enumerate(timings):
+        backends.store.begin_step("acme", run.id, seq, kind, kind, None, now=began)
+        backends.store.complete_step("acme", run.id, seq, "ok", {}, now=ended)
+    backends.store.begin_step("acme", run.id, 4, "model", "model", None, now=60.0)
+    backends.store.fail_step("acme", run.id, 4, "boom", now=61.0)  # failed: not counted
+    other, _ = backends.store.create_run(new_run("globex"), now=0.0)
+    backends.store.begin_step("globex", other.id, 0, "model", "model", None, now=10.0)
+    backends.store.complete_step("globex", other.id, 0, "ok", {}, now=10.5)
+    counts = backends.store.step_speeds([0.0, 25.0], until=100.0, within_seconds=5.0)
+    assert [(c.total, c.good) for c in counts] == [(5, 4), (3, 2)]
+    model = backends.store.step_speeds([0.0], until=100.0, within_seconds=1.0,
+                                       tenant_id="acme", kind="model")
+    assert (model[0].total, model[0].good) == (3, 1)
+    before = backends.store.step_speeds([0.0], until=25.0, within_seconds=5.0, tenant_id="acme")
+    assert (before[0].total, before[0].good) == (1, 1)
+def checkpoint(seq: int, messages: list[str], **fields) -> dict:
+    return {"seq": seq, "next": "model",
+            "state": {"messages": [{"role": "user", "content": m} for m in messages], **fields}}
+
+
+def test_every_step_keeps_its_checkpoint_and_any_is_rebuilt(backends: Backends) -> None:
+    store = backends.store
+    run, _ = store.create_run(new_run())
+    states = [checkpoint(1, ["a"], turns=1), checkpoint(2, ["a", "b"], turns=2),
+              checkpoint(3, ["x"], turns=2), checkpoint(4, ["x", "y", "z"], turns=3)]
+    previous = None
+    for seq, state in enumerate(states):
+        store.begin_step("acme", run.id, seq, "model", "model", None)
+        # The caller may pass the previous checkpoint (the runner does) or not.
+        store.complete_step("acme", run.id, seq, None, state,
+                            previous=previous if seq % 2 else None)
+        previous = state
+    for seq, state in enumerate(states):
+        assert store.checkpoint_at("acme", run.id, seq) == state
+    assert store.checkpoint_at("acme", run.id, 4) is None
+    assert store.checkpoint_at("globex", run.id, 1) is None
+    store.begin_step("acme", run.id, 4, "model", "model", None)
+    assert store.checkpoint_at("acme", run.id, 4) is None  # running: no checkpoint yet
+
+
+def test_a_fork_records_its_origin_and_first_checkpoint(backends: Backends) -> None:
+    start = checkpoint(3, ["a"])
+    run, _ = backends.store.create_run(new_run(checkpoint=start, forked_from_run="run_origin",
+                                               forked_from_step=2))
+    assert (run.forked_from_run, run.forked_from_step, run.checkpoint) == (
+        "run_origin", 2, start)
+    backends.store.begin_step("acme", run.id, 3, "model", "model", None)
+    backends.store.complete_step("acme", run.id, 3, None, checkpoint(4, ["a", "b"]),
+                                 previous=start)
+    assert backends.store.checkpoint_at("acme", run.id, 3) == checkpoint(4, ["a", "b"])
+
+
+def test_pruning_removes_old_finished_runs_checkpoints_only(backends: Backends) -> None:
+    store = backends.store
+    runs = []
+    for finished in (100.0, 200.0, None):
+        run, _ = store.create_run(new_run())
+        for seq in range(2):
+            store.begin_step("acme", run.id, seq, "model", "model", None)
+            store.complete_step("acme", run.id, seq, "out", checkpoint(seq + 1, ["a"] * (seq + 1)))
+        if finished is not None:
+            store.transition_run("acme", run.id, "succeeded", allowed_from={"queued"},
+                                 now=finished)
+        runs.append(run)
+    counted = store.prune_checkpoints(finished_before=150.0, dry_run=True, now=300.0)
+    assert (counted.runs, counted.checkpoints) == (1, 2) and counted.bytes > 50
+    assert store.checkpoint_at("acme", runs[0].id, 0) is not None
+    assert store.prune_checkpoints(finished_before=150.0, batch=1, now=300.0) == counted
+    with pytest.raises(CheckpointPruned, match="were pruned at"):
+        store.checkpoint_at("acme", runs[0].id, 0)
+    assert store.checkpoint_at("acme", runs[0].id, 1) == checkpoint(2, ["a", "a"])  # final
+    assert store.get_run("acme", runs[0].id).checkpoints_pruned_at == 300.0
+    assert [s.output for s in store.list_steps("acme", runs[0].id)] == ["out", "out"]
+    # Runs that finished later, or have not finished, keep theirs.
+    assert store.prune_checkpoints(finished_before=10_000.0, batch=1, now=400.0).runs == 1
+    assert store.checkpoint_at("acme", runs[2].id, 0) == checkpoint(1, ["a"])

@@ -14,6 +14,7 @@ from opentelemetry.trace import TracerProvider
 from homeo import __version__
 from homeo.api import (
     agents,
+    autonomic,
     collections,
     docs,
     embeddings,
@@ -24,9 +25,10 @@ from homeo.api import (
     providers,
     runs,
     safety,
+    slo,
 )
 from homeo.api.deps import AppParts, tenant
-from homeo.api.middleware import BodyLimit, RequestID
+from homeo.api.middleware import BodyLimit, RequestID, RequestTiming
 from homeo.api.text import reject_nul
 from homeo.api.usage import UsageWriter
 from homeo.backends import Backends
@@ -36,6 +38,7 @@ from homeo.engine.worker import Worker
 from homeo.keys import KeyCheck
 from homeo.llm.resolve import ModelCatalog
 from homeo.observe.metrics import Metrics
+from homeo.observe.slo.definitions import load_slos
 from homeo.ratelimit import RateLimiter, parse_rate_limit
 
 UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -49,6 +52,7 @@ def create_app(
     models: ModelCatalog | None = None,
     tracer_provider: TracerProvider | None = None,
     clock: Callable[[], float] = time.monotonic,
+    autonomic_loop: Any = None,
 ) -> FastAPI:
     """`worker`, when given, runs inside the app's lifespan and stops with it.
     `models` (the runtime's, shared with the worker, its breakers in `metrics`)
@@ -59,7 +63,8 @@ def create_app(
     FastAPI opens a server span per request (its native OpenTelemetry support)
     on `tracer_provider`, the runtime's; without one, on the global provider,
     and not at all while that is unset. Its metrics and logs stay off: homeo
-    has its own. `clock` times the key checks' throttle and the key rate limit."""
+    has its own. `clock` times the key checks' throttle and the key rate limit.
+    `autonomic_loop` (an AutonomicLoop), when given, runs inside the lifespan too."""
     models = models or ModelCatalog(settings)
 
     usage = UsageWriter(backends.store, metrics)
@@ -68,6 +73,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         task = asyncio.create_task(worker.serve(stop)) if worker is not None else None
+        looping = (asyncio.create_task(autonomic_loop.run(stop))
+                   if autonomic_loop is not None else None)
         writing = asyncio.create_task(usage.run())
         try:
             yield
@@ -75,6 +82,8 @@ def create_app(
             stop.set()
             if task is not None:
                 await task
+            if looping is not None:
+                await looping
             await usage.close()
             await writing
             await models.aclose()
@@ -104,6 +113,7 @@ def create_app(
     app.state.key_rate_limiter = RateLimiter(clock)
     app.state.budgets = tenant_budgets(settings, backends.store)
     app.state.usage = usage
+    app.state.slos = load_slos(settings.slo_file)
     app.state.soft_budgets_warned = {}
     errors.install(app)
     # Everything under /v1 needs an API key; health and metrics do not.
@@ -116,10 +126,13 @@ def create_app(
     app.include_router(keys.router, dependencies=authenticated)
     app.include_router(collections.router, dependencies=authenticated)
     app.include_router(safety.router, dependencies=authenticated)
+    app.include_router(slo.router, dependencies=authenticated)
+    app.include_router(autonomic.router, dependencies=authenticated)
     app.include_router(health.router)
     docs.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestID)
+    app.add_middleware(RequestTiming, metrics=metrics)  # outermost: it times the others too
     return app
 
 

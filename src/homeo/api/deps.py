@@ -76,11 +76,13 @@ async def tenant(found: Annotated[Caller, Depends(caller)]) -> str:
     return found.tenant_id
 
 
-async def admin(found: Annotated[Caller, Depends(caller)]) -> Caller:
+async def admin(request: Request, found: Annotated[Caller, Depends(caller)]) -> Caller:
     """The caller, if its key is an admin key of its tenant; else 403."""
     if not found.is_admin:
+        what = ("managing keys" if request.url.path.startswith("/v1/keys")
+                else f"{request.url.path}")
         raise HTTPException(
-            403, f"API key hk_{found.key_id}_… is a member key; managing keys needs an admin"
+            403, f"API key hk_{found.key_id}_… is a member key; {what} needs an admin"
             " key (`homeo keys create --role admin`)"
         )
     return found

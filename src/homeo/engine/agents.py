@@ -15,6 +15,8 @@ failing its first run. Each problem is one line naming the file and field.
     answer_template: "{expression} = {result}"   # see homeo.engine.answer
     timeouts: {step: 120, run: 900}   # seconds
     budget: {run_tokens: 20000, soft_run_tokens: 10000}   # tokens, input + output
+    approval: {tools: [deploy], timeout: 86400, on_timeout: reject}   # a person approves each call
+    agents: [researcher]              # other agents it may hand tasks to (each a tool)
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from homeo.engine.answer import AnswerSource, FinalAnswer
 from homeo.engine.budgets import RunBudget
 from homeo.engine.graph import Graph
-from homeo.engine.react import tool_calling_graph
+from homeo.engine.react import ApprovalPolicy, tool_calling_graph
+from homeo.engine.subagents import agent_tool
 from homeo.llm.base import Model, ModelError
 from homeo.tools.permissions import ToolGate
 from homeo.tools.registry import Tool, ToolError, load_tool
@@ -67,6 +70,8 @@ class AgentSpec(BaseModel):
     temperature: float | None = Field(None, ge=0, le=2)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     budget: RunBudget = Field(default_factory=RunBudget)
+    approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    agents: list[str] = Field(default_factory=list, max_length=32)
     # Set by homeo to the YAML file the agent came from, so errors can name it.
     file: str = ""
 
@@ -109,15 +114,20 @@ def check_agent(
         models.check(spec.model)
     except ModelError as error:
         problems.append(f"{where}: model: {error}")
+    names = list(spec.agents)
     for index, reference in enumerate(spec.tools):
         try:
             if reference.startswith(MCP_PREFIX):
-                resolve_reference(reference, mcp_servers)
+                names.append(resolve_reference(reference, mcp_servers)[2])
             else:
-                load_tool(reference)
+                names.append(load_tool(reference).name)
         except ToolError as error:
             problems.append(f"{where}: tools[{index}]: {error} (fix the reference, or install"
                             " the package that provides it)")
+    unknown = sorted(set(spec.approval.tools) - set(names))
+    if unknown and len(names) == len(spec.tools) + len(spec.agents):
+        problems.append(f"{where}: approval.tools: {unknown} are not among its tools"
+                        f" ({', '.join(names) or 'none'})")
     return problems
 
 
@@ -149,7 +159,45 @@ def scan_agents(
         folder.problems.extend(problems)
         if not problems:
             folder.specs[spec.name] = spec
+    for problem in _delegation_problems(folder.specs):
+        folder.problems.append(problem)
     return folder
+
+
+def _delegation_problems(specs: dict[str, AgentSpec]) -> list[str]:
+    """Agents that name unknown agents, or that could hand work round in a circle
+    (each hand-off a new run: the circle would never end)."""
+    problems = []
+    for spec in specs.values():
+        for name in spec.agents:
+            if name not in specs:
+                known = ", ".join(sorted(specs)) or "none"
+                problems.append(f"{spec.file or spec.name}: agents: no agent named {name!r}"
+                                f" in the folder (agents: {known})")
+            elif name in {tool.rpartition(":")[2] for tool in spec.tools}:
+                problems.append(f"{spec.file or spec.name}: agents: {name!r} is also the name"
+                                " of one of its tools; rename one")
+    for spec in specs.values():
+        path = _circle(spec.name, specs)
+        if path:
+            problems.append(f"{spec.file or spec.name}: agents: the agents call each other in"
+                            f" a circle ({' -> '.join(path)}); remove one hand-off")
+    return problems
+
+
+def _circle(start: str, specs: dict[str, AgentSpec]) -> list[str]:
+    """A path of hand-offs from `start` back to `start`, if there is one."""
+    pending = [(start, [start])]
+    seen = set()
+    while pending:
+        name, path = pending.pop()
+        for callee in specs[name].agents if name in specs else []:
+            if callee == start:
+                return [*path, callee]
+            if callee not in seen:
+                seen.add(callee)
+                pending.append((callee, [*path, callee]))
+    return []
 
 
 def load_agents(
@@ -198,26 +246,34 @@ async def aload_tools(
 
 
 def build_agent(
-    spec: AgentSpec, model: Model, gate: ToolGate | None = None, tools: list[Tool] | None = None
+    spec: AgentSpec,
+    model: Model,
+    gate: ToolGate | None = None,
+    tools: list[Tool] | None = None,
+    *,
+    mcp_servers: dict[str, McpServer] | None = None,
+    agent_descriptions: dict[str, str] | None = None,
 ) -> Agent:
-    """`gate` checks each tool call; by default it applies HOMEO_TOOL_POLICY.
-    `tools` are the spec's tools already loaded (`aload_tools`); without them
-    they are loaded here, blocking while an MCP server lists its tools."""
-    if gate is None:
-        from homeo.config import SettingsError, load_settings
-
-        try:
-            gate = ToolGate(load_settings().tool_policy)
-        except SettingsError as error:
-            raise AgentError(f"agent {spec.name!r}: {error}") from None
+    """`gate` checks each tool call (the runtime passes one with HOMEO_TOOL_POLICY;
+    by default every tool is allowed). `tools` are the spec's tools already
+    loaded (`aload_tools`); without them they are loaded here, blocking while
+    an MCP server of `mcp_servers` lists its tools. `agent_descriptions` describe
+    the agents it hands tasks to, as their tools tell the model."""
+    gate = gate or ToolGate()
     if tools is None:
         try:
-            tools = [load_tool(reference) for reference in spec.tools]
+            tools = [load_tool(reference, mcp_servers) for reference in spec.tools]
         except ToolError as error:
             raise AgentError(f"{spec.origin}: {error}") from None
+    descriptions = agent_descriptions or {}
+    tools = [*tools, *(agent_tool(name, descriptions.get(name, "")) for name in spec.agents)]
     names = [tool.name for tool in tools]
     if len(set(names)) != len(names):
         raise AgentError(f"agent {spec.name!r} lists a tool name twice: {names}")
+    unknown = set(spec.approval.tools) - set(names)
+    if unknown:
+        raise AgentError(f"{spec.origin}: approval.tools names {sorted(unknown)}, which are not"
+                         f" among its tools ({', '.join(names) or 'none'})")
     answer = FinalAnswer(spec.answer, spec.answer_template)
     try:
         answer.check(tool.spec for tool in tools)
@@ -233,5 +289,6 @@ def build_agent(
         budget=spec.budget,
         gate=gate,
         answer=answer,
+        approval=spec.approval,
     )
     return Agent(spec=spec, model=model, tools=tools, graph=graph)

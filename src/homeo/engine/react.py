@@ -13,6 +13,13 @@ otherwise call the same tool again and again. Where the run's output comes
 from (the model's words or the tool's result) is the agent's `answer`
 (`homeo.engine.answer`).
 
+A call to a tool that needs approval (`requires_approval` on the tool, or
+listed under `approval.tools` in the agent's YAML) ends its step by waiting
+for a person; the run resumes when someone approves (the tool then runs, with
+edited arguments if given) or rejects (the model is told, with the comment). A
+tool may also wait for a person's answer (`ToolContext.ask`) or for child runs
+(a sub-agent, engine/subagents.py): the same step runs again once they arrive.
+
 Model and tool calls are spans inside their step's span (GenAI semantic
 conventions: `chat {model}`, `execute_tool {tool}`).
 """
@@ -22,16 +29,18 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from typing import Any
+from typing import Any, Literal
 
 from opentelemetry.trace import SpanKind
+from pydantic import BaseModel, ConfigDict, Field
 
 from homeo.engine.answer import FinalAnswer
 from homeo.engine.budgets import RunBudget, check_run_budget
 from homeo.engine.errors import RetryableError, RunFailed
-from homeo.engine.graph import END, Graph, Node, Outcome, RunState, StepContext
+from homeo.engine.graph import END, Graph, Node, Outcome, RunContext, RunState, Wait
 from homeo.llm.base import Message, Model, ModelError, ToolCall
 from homeo.observe import tracing
+from homeo.tools.context import AskPerson, ToolContext, WaitForRuns
 from homeo.tools.permissions import ToolGate
 from homeo.tools.registry import Tool, ToolError
 
@@ -67,6 +76,23 @@ def recorded_result(state: RunState, call: ToolCall) -> str | None:
     key = call_key(call)
     return next((result for earlier, result in succeeded_calls(state)
                  if call_key(earlier) == key), None)
+
+
+class ApprovalPolicy(BaseModel):
+    """Which of an agent's tools a person approves before each call, and what
+    happens when nobody decides in time (`timeout` seconds; None: wait for ever)."""
+
+    model_config = ConfigDict(extra="forbid")
+    tools: list[str] = Field(default_factory=list)
+    timeout: float | None = Field(None, gt=0, le=365 * 86400)
+    on_timeout: Literal["reject", "fail"] = "reject"
+    # A rejected call: the model is told and goes on, or the run fails.
+    on_reject: Literal["tell_model", "fail"] = "tell_model"
+
+
+def turn_key(call: ToolCall, state: RunState) -> str:
+    """Names one tool call of one model turn (ids repeat across turns on some servers)."""
+    return f"t{state.model_turns}:{call.id}"
 
 
 def last_success(state: RunState) -> tuple[ToolCall, str] | None:
@@ -110,7 +136,7 @@ class ModelNode(Node):
             described["answer_now"] = True
         return described
 
-    async def run(self, state: RunState, context: StepContext) -> Outcome:
+    async def run(self, state: RunState, context: RunContext) -> Outcome:
         if state.model_turns >= self.max_steps:
             raise RunFailed(
                 f"the agent used all {self.max_steps} model turns (max_steps) without a final"
@@ -185,12 +211,14 @@ class ToolNode(Node):
     def __init__(
         self, tools: dict[str, Tool], *, max_tool_errors: int = 3, name: str = "tools",
         gate: ToolGate | None = None, answer: FinalAnswer | None = None,
+        approval: ApprovalPolicy | None = None,
     ) -> None:
         super().__init__(name)
         self.tools = tools
         self.max_tool_errors = max_tool_errors
         self.gate = gate or ToolGate()
         self.answer = answer or FinalAnswer()
+        self.approval = approval or ApprovalPolicy()
 
     def step_name(self, state: RunState) -> str:
         return state.pending_tool_calls[0].name
@@ -198,18 +226,36 @@ class ToolNode(Node):
     def describe(self, state: RunState) -> Any:
         return state.pending_tool_calls[0].model_dump()
 
+    def needs_approval(self, tool: Tool) -> bool:
+        return tool.requires_approval or tool.name in self.approval.tools
+
     def is_idempotent(self, state: RunState) -> bool:
         call = state.pending_tool_calls[0]
         if recorded_result(state, call) is not None:
             return True  # answered from the record: the tool does not run
         tool = self.tools.get(call.name)
-        return tool is None or tool.idempotent  # an unknown tool never ran
+        if tool is None:
+            return True  # an unknown tool never ran
+        if self.needs_approval(tool) and _approval_id(call, state) not in state.decisions:
+            return True  # the step only asks for approval
+        return tool.idempotent
 
-    async def run(self, state: RunState, context: StepContext) -> Outcome:
+    async def run(self, state: RunState, context: RunContext) -> Outcome:
         call, remaining = state.pending_tool_calls[0], state.pending_tool_calls[1:]
         recorded = recorded_result(state, call)
         if recorded is not None:
             return self._repeated(state, call, recorded)
+        tool = self.tools.get(call.name)
+        arguments = call.arguments
+        edited = False
+        if tool is not None and self.needs_approval(tool):
+            decision = state.decisions.get(_approval_id(call, state))
+            if decision is None:
+                return self._wait_for_approval(state, call, context)
+            if not decision.get("approved"):
+                return self._rejected(state, call, decision)
+            if decision.get("arguments") is not None:
+                arguments, edited = decision["arguments"], True
         tool_errors = state.tool_errors
         succeeded = True
         try:
@@ -219,9 +265,21 @@ class ToolNode(Node):
                 attributes={"gen_ai.operation.name": "execute_tool",
                             "gen_ai.tool.name": call.name, "gen_ai.tool.call.id": call.id},
             ):
-                result: Any = await self._call(call.name, call.arguments, context)
+                result: Any = await self._call(call, arguments, state, context)
             output: dict[str, Any] = {"result": result}
             content = result if isinstance(result, str) else json.dumps(result, default=str)
+            if edited:
+                output["arguments"] = arguments
+                content = (f"(a person changed the arguments to"
+                           f" {json.dumps(arguments, default=str)})\n{content}")
+        except AskPerson as ask:
+            return self._wait(state, call, Wait(
+                id=_input_id(call, state), kind="input",
+                detail={"question": ask.question, "tool": call.name, "call_id": call.id}))
+        except WaitForRuns as children:
+            return self._wait(state, call, Wait(
+                id=f"children:{turn_key(call, state)}", kind="children",
+                detail={"runs": children.run_ids, "tool": call.name, "call_id": call.id}))
         except ToolError as error:
             tool_errors += 1
             if tool_errors > self.max_tool_errors:
@@ -242,6 +300,34 @@ class ToolNode(Node):
             "tool_errors": tool_errors,
         }
         return self._next(state, call, reply, changes, output, succeeded=succeeded)
+
+    def _wait_for_approval(self, state: RunState, call: ToolCall, context: RunContext) -> Outcome:
+        timeout = self.approval.timeout
+        return self._wait(state, call, Wait(
+            id=_approval_id(call, state), kind="approval",
+            detail={"tool": call.name, "arguments": call.arguments, "call_id": call.id},
+            deadline=None if timeout is None else context.clock() + timeout,
+            on_timeout=self.approval.on_timeout))
+
+    def _wait(self, state: RunState, call: ToolCall, wait: Wait) -> Outcome:
+        """End the step waiting; the same call runs again when the run wakes."""
+        return Outcome(output={"waiting": wait.model_dump(exclude_none=True)}, state=state,
+                       next=self.name, wait=wait)
+
+    def _rejected(self, state: RunState, call: ToolCall, decision: dict[str, Any]) -> Outcome:
+        comment = decision.get("comment") or "no comment"
+        why = "nobody approved it in time" if decision.get("expired") else "a person rejected it"
+        if self.approval.on_reject == "fail" or (
+                decision.get("expired") and self.approval.on_timeout == "fail"):
+            raise RunFailed(f"the call to {call.name!r} was not made: {why} ({comment})")
+        reply = Message(role="tool", content=f"error: not done: {why}: {comment}",
+                        tool_call_id=call.id, name=call.name, is_error=True)
+        changes: dict[str, Any] = {
+            "messages": [*state.messages, reply],
+            "pending_tool_calls": state.pending_tool_calls[1:],
+        }
+        return self._next(state, call, reply, changes,
+                          {"rejected": True, "comment": comment}, succeeded=False)
 
     def _repeated(self, state: RunState, call: ToolCall, recorded: str) -> Outcome:
         """`call` repeats one that succeeded: its recorded result, without running
@@ -269,13 +355,23 @@ class ToolNode(Node):
             target = "model"
         return Outcome(output=output, state=state.model_copy(update=changes), next=target)
 
-    async def _call(self, name: str, arguments: dict[str, Any], context: StepContext) -> Any:
+    async def _call(
+        self, call: ToolCall, arguments: dict[str, Any], state: RunState, context: RunContext
+    ) -> Any:
+        name = call.name
         tool = self.tools.get(name)
         if tool is None:
             allowed = ", ".join(sorted(self.tools)) or "none"
             raise ToolError(f"tool {name!r} is not available to this agent (allowed: {allowed})")
         self.gate.admit(context.tenant_id, context.agent, tool)
         valid = tool.validate(arguments)
+        if tool.context_parameter is not None:
+            answered = state.decisions.get(_input_id(call, state), {})
+            valid[tool.context_parameter] = ToolContext(
+                tenant_id=context.tenant_id, run_id=context.run_id, agent=context.agent,
+                call_id=call.id, settings=context.tools, answer=answered.get("answer"),
+                call_key=f"{context.run_id}:{turn_key(call, state)}",
+                children=context.children)
         try:
             if inspect.iscoroutinefunction(tool.function):
                 pending = tool.function(**valid)
@@ -284,10 +380,18 @@ class ToolNode(Node):
             return await asyncio.wait_for(pending, timeout=tool.timeout_seconds)
         except TimeoutError:
             raise ToolError(f"tool {name!r} timed out after {tool.timeout_seconds:g}s") from None
-        except ToolError:
+        except (ToolError, AskPerson, WaitForRuns):
             raise
         except Exception as error:
             raise ToolError(f"tool {name!r} raised {type(error).__name__}: {error}") from error
+
+
+def _approval_id(call: ToolCall, state: RunState) -> str:
+    return f"approval:{turn_key(call, state)}"
+
+
+def _input_id(call: ToolCall, state: RunState) -> str:
+    return f"input:{turn_key(call, state)}"
 
 
 def tool_calling_graph(
@@ -301,6 +405,7 @@ def tool_calling_graph(
     budget: RunBudget | None = None,
     gate: ToolGate | None = None,
     answer: FinalAnswer | None = None,
+    approval: ApprovalPolicy | None = None,
 ) -> Graph:
     """`answer` says where the run's output comes from (default: the model's words);
     ValueError if its template names a field the tools do not have."""
@@ -314,7 +419,7 @@ def tool_calling_graph(
                 temperature=temperature, budget=budget, answer=answer,
             ),
             "tools": ToolNode(by_name, max_tool_errors=max_tool_errors, gate=gate,
-                              answer=answer),
+                              answer=answer, approval=approval),
         },
         start="model",
     )

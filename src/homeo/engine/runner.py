@@ -23,6 +23,11 @@ of the run): once another worker has claimed the run, the store refuses this
 one's writes with LeaseFenced, so a worker whose lease lapsed cannot finish a
 step or the run behind the new owner's back.
 
+A step may end by waiting (`Outcome.wait`): the step is completed and the run
+moved to `waiting` in one transaction (`Store.suspend_run`), and execution stops
+with RunSuspended; the run resumes from that checkpoint when it is woken
+(engine/waits.py). Time spent waiting does not count in `timeouts.run`.
+
 When the worker stops the step in flight (the run was cancelled, or the grace
 period of a shutdown ran out), the step is closed as `cancelled` or `failed`
 with the reason, and the run stops with RunCancelled or RunInterrupted.
@@ -41,8 +46,14 @@ from typing import Any
 from opentelemetry.trace import Tracer
 
 from homeo.engine.budgets import TenantBudgets
-from homeo.engine.errors import RetryableError, RunCancelled, RunFailed, RunInterrupted
-from homeo.engine.graph import END, Graph, RunState, StepContext
+from homeo.engine.errors import (
+    RetryableError,
+    RunCancelled,
+    RunFailed,
+    RunInterrupted,
+    RunSuspended,
+)
+from homeo.engine.graph import END, Graph, RunContext, RunState
 from homeo.llm.base import Message
 from homeo.observe import tracing
 from homeo.store.base import Store
@@ -73,23 +84,29 @@ async def execute(
     tracer: Tracer | None = None,
     fence: int | None = None,
     interruption: Callable[[], BaseException | None] = lambda: None,
+    context: RunContext | None = None,
 ) -> str:
     """Run (or resume) `run` to its end; return the final output.
 
-    Raises RunFailed, RetryableError, RunCancelled or RunInterrupted (when
-    `stopping()` turns true between steps); the worker maps those to the run's
-    status and the job's fate. `interruption()` says why the worker cancelled
-    the step in flight, when it did. `tracer` opens the step spans (default: the
-    global provider's, a no-op unless one is installed)."""
+    Raises RunFailed, RetryableError, RunCancelled, RunSuspended (the run waits)
+    or RunInterrupted (when `stopping()` turns true between steps); the worker
+    maps those to the run's status and the job's fate. `interruption()` says why
+    the worker cancelled the step in flight, when it did. `context` is what the
+    nodes receive (by default one made from the run and the arguments here);
+    `tracer` opens the step spans (default: the global provider's, a no-op
+    unless one is installed)."""
     notify = emit or (lambda event: None)
     checkpoint = run.checkpoint or initial_checkpoint(run, system_prompt)
     state = RunState.model_validate(checkpoint["state"])
     seq: int = checkpoint["seq"]
     current: str = checkpoint["next"] or graph.start
-    started = run.started_at or clock()
+    # Waiting does not count: the clock runs from the start, less every wait.
+    started = (run.started_at or clock()) + run.waited_seconds
     tracer = tracer or tracing.tracer_of()
-    context = StepContext(tenant_id=run.tenant_id, run_id=run.id, request_id=run.request_id,
-                          emit=notify, agent=run.agent, budgets=budgets, tracer=tracer)
+    if context is None:
+        context = RunContext(tenant_id=run.tenant_id, run_id=run.id, agent=run.agent,
+                             request_id=run.request_id, parent_run_id=run.parent_run_id,
+                             fence=fence, emit=notify, budgets=budgets, tracer=tracer)
 
     while current != END:
         if stopping():
@@ -165,18 +182,23 @@ async def execute(
             if outcome.usage.total_tokens:
                 # The run's usage rides in its state, so budgets survive a resume.
                 state = state.model_copy(update={"usage": state.usage + outcome.usage})
-            await asyncio.to_thread(
-                store.complete_step,
-                run.tenant_id,
-                run.id,
-                seq - 1,
-                outcome.output,
-                {"seq": seq, "next": current, "state": state.model_dump()},
-                input_tokens=outcome.usage.input_tokens,
-                output_tokens=outcome.usage.output_tokens,
-                cost_usd=outcome.usage.cost_usd,
-                fence=fence,
-            )
+            previous, checkpoint = checkpoint, {"seq": seq, "next": current,
+                                                "state": state.model_dump()}
+            usage = {"input_tokens": outcome.usage.input_tokens,
+                     "output_tokens": outcome.usage.output_tokens,
+                     "cost_usd": outcome.usage.cost_usd}
+            wait, waiting = outcome.wait, False
+            if wait is not None:
+                # False: what it would wait for has arrived already, so it goes on.
+                waiting = await asyncio.to_thread(
+                    store.suspend_run, run.tenant_id, run.id, seq - 1, outcome.output,
+                    checkpoint, wait.model_dump(), **usage, fence=fence, previous=previous)
+            else:
+                await asyncio.to_thread(
+                    store.complete_step, run.tenant_id, run.id, seq - 1, outcome.output,
+                    checkpoint, **usage, fence=fence,
+                    previous=previous,  # the step keeps its delta from this one
+                )
             notify({"type": "step_succeeded", "seq": seq - 1, "kind": node.kind, "name": name,
                     "output": outcome.output, "seconds": clock() - began,
                     "tenant_id": run.tenant_id, "model": outcome.model,
@@ -184,4 +206,8 @@ async def execute(
             span.set_attributes({"homeo.step.status": "succeeded",
                                  "homeo.step.input_tokens": outcome.usage.input_tokens,
                                  "homeo.step.output_tokens": outcome.usage.output_tokens})
+            if wait is not None and waiting:
+                notify({"type": "waiting", "seq": seq - 1, "name": name,
+                        "tenant_id": run.tenant_id, "waiting_for": wait.model_dump()})
+                raise RunSuspended(wait)
     return state.output or ""

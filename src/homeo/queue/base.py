@@ -32,6 +32,8 @@ from homeo.db.dialect import clock
 JobStatus = Literal["queued", "leased", "done", "dead"]
 JOB_STATUSES: tuple[str, ...] = ("queued", "leased", "done", "dead")
 LEASE_EXPIRED = "lease expired (worker died or stopped heartbeating)"
+# How many repeatedly expired jobs `backlog` lists at most.
+REPEAT_EXPIRIES_SHOWN = 20
 
 
 class Job(BaseModel):
@@ -69,6 +71,24 @@ class RetryPolicy:
     def delay(self, attempts: int) -> float:
         ceiling = min(self.cap_seconds, self.base_seconds * 2 ** max(attempts - 1, 0))
         return self.rng.uniform(0, ceiling)
+
+
+class Backlog(BaseModel):
+    """The queue at one moment, across every tenant (`Queue.backlog`): what the
+    autonomic loop watches."""
+
+    due: int = 0  # queued jobs whose run_at has come
+    oldest_due_at: float | None = None  # run_at of the longest-waiting due job
+    leased: int = 0
+    lapsed: int = 0  # leased jobs whose lease has expired, not yet taken back
+    dead: int = 0
+    lease_expiries: int = 0  # in total, over every job
+    due_by_tenant: dict[str, int] = {}
+    # Leased jobs per worker process (the lease owner up to its "#").
+    leases_by_worker: dict[str, int] = {}
+    # Jobs not done or dead whose lease expired at least twice: each time the
+    # worker holding them died or hung.
+    repeat_expiries: list[Job] = []
 
 
 class QueueError(Exception):
@@ -140,6 +160,10 @@ class QueueStorage(ABC):
     def stats(self) -> dict[str, int]:
         """Jobs per status across all tenants, plus `lease_expiries` in total,
         read in one snapshot."""
+
+    @abstractmethod
+    def backlog(self, now: float) -> Backlog:
+        """The queue's depth and ages, leases and expiries, at `now`."""
 
     @abstractmethod
     def ping(self) -> None:
@@ -228,6 +252,10 @@ class Queue:
     def stats(self) -> dict[str, int]:
         """Jobs per status across all tenants, plus `lease_expiries` in total."""
         return self.storage.stats()
+
+    def backlog(self, now: float | None = None) -> Backlog:
+        """The queue's depth and ages, leases and expiries, at `now`."""
+        return self.storage.backlog(clock(now))
 
     def ping(self) -> None:
         """Raise if the queue's storage cannot be reached."""

@@ -10,6 +10,8 @@ Keys, all under one prefix (default `homeo:`):
     priorities      zset    the priorities that have queued jobs
     leases          zset    leased jobs, scored by lease_expires_at
     idem            hash    [tenant, idempotency key] -> job id
+    repeats         zset    unfinished jobs whose lease expired twice or more,
+                            scored by that count (for `backlog`)
     stats           hash    jobs per status, and lease expiries
 
 A claim first puts every lease that expired by `now` back in line (what
@@ -39,7 +41,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import redis
 
 from homeo.ids import new_id
-from homeo.queue.base import JOB_STATUSES, LEASE_EXPIRED, Job, QueueStorage
+from homeo.queue.base import (
+    JOB_STATUSES,
+    LEASE_EXPIRED,
+    REPEAT_EXPIRIES_SHOWN,
+    Backlog,
+    Job,
+    QueueStorage,
+)
 
 DEFAULT_PREFIX = "homeo:"
 
@@ -58,6 +67,9 @@ end
 local function end_lease(key, id)
   redis.call('HDEL', key, 'lease_owner', 'lease_expires_at')
   redis.call('ZREM', p .. 'leases', id)
+end
+local function finish(id)
+  redis.call('ZREM', p .. 'repeats', id)
 end
 local function count(from, to)
   redis.call('HINCRBY', p .. 'stats', from, -1)
@@ -89,7 +101,8 @@ for _, id in ipairs(lapsed) do
   local key = p .. 'job:' .. id
   end_lease(key, id)
   redis.call('HSET', key, 'status', 'queued', 'updated_at', now, 'last_error', ARGV[5])
-  redis.call('HINCRBY', key, 'lease_expiries', 1)
+  local expiries = redis.call('HINCRBY', key, 'lease_expiries', 1)
+  if expiries >= 2 then redis.call('ZADD', p .. 'repeats', expiries, id) end
   enter_line(key, id, redis.call('HGET', key, 'run_at'))
   count('leased', 'queued')
   redis.call('HINCRBY', p .. 'stats', 'lease_expiries', 1)
@@ -128,6 +141,7 @@ local id = ARGV[2]
 local key = p .. 'job:' .. id
 if not held(key, ARGV[3]) then return 0 end
 end_lease(key, id)
+finish(id)
 redis.call('HSET', key, 'status', 'done', 'updated_at', ARGV[4])
 count('leased', 'done')
 return 1
@@ -156,9 +170,39 @@ end
 end_lease(key, id)
 redis.call('HSET', key, 'status', status, 'run_at', run_at, 'last_error', ARGV[7],
            'updated_at', ARGV[8])
-if status == 'queued' then enter_line(key, id, run_at) end
+if status == 'queued' then enter_line(key, id, run_at) else finish(id) end
 count('leased', status)
 return cjson.encode(redis.call('HGETALL', key))
+"""
+
+
+# ARGV: prefix, now. Reads only: due jobs per tenant and the oldest, leases
+# per owner and how many lapsed, and the jobs in `repeats`.
+_BACKLOG = _PRELUDE + """
+local now = tonumber(ARGV[2])
+local due, oldest, tenants, owners, lapsed = 0, false, {}, {}, 0
+for _, priority in ipairs(redis.call('ZRANGE', p .. 'priorities', 0, -1)) do
+  local line = redis.call('ZRANGEBYSCORE', p .. 'queued:' .. priority, '-inf', ARGV[2],
+                          'WITHSCORES')
+  for i = 1, #line, 2 do
+    local tenant = redis.call('HGET', p .. 'job:' .. line[i], 'tenant_id')
+    tenants[tenant] = (tenants[tenant] or 0) + 1
+    due = due + 1
+    if not oldest or tonumber(line[i + 1]) < tonumber(oldest) then oldest = line[i + 1] end
+  end
+end
+local leases = redis.call('ZRANGE', p .. 'leases', 0, -1, 'WITHSCORES')
+for i = 1, #leases, 2 do
+  local owner = redis.call('HGET', p .. 'job:' .. leases[i], 'lease_owner')
+  owners[owner] = (owners[owner] or 0) + 1
+  if tonumber(leases[i + 1]) <= now then lapsed = lapsed + 1 end
+end
+local repeats = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'repeats', 2, '+inf')) do
+  repeats[#repeats + 1] = redis.call('HGETALL', p .. 'job:' .. id)
+end
+return cjson.encode({due = due, oldest = oldest, tenants = tenants, owners = owners,
+                     lapsed = lapsed, repeats = repeats})
 """
 
 
@@ -189,6 +233,7 @@ class RedisQueueStorage(QueueStorage):
         self._complete = client.register_script(_COMPLETE)
         self._release = client.register_script(_RELEASE)
         self._settle = client.register_script(_SETTLE)
+        self._backlog = client.register_script(_BACKLOG)
 
     def enqueue(
         self,
@@ -261,6 +306,28 @@ class RedisQueueStorage(QueueStorage):
         counts = self.client.hgetall(self.prefix + "stats")
         return {name: int(counts.get(name, 0))
                 for name in (*JOB_STATUSES, "lease_expiries")}
+
+    def backlog(self, now: float) -> Backlog:
+        found = json.loads(self._backlog(args=[self.prefix, repr(now)]))
+        stats = self.stats()
+        by_worker: dict[str, int] = {}
+        for owner, count in (found["owners"] or {}).items():
+            worker = owner.split("#", 1)[0]
+            by_worker[worker] = by_worker.get(worker, 0) + count
+        repeats = [job for pairs in found["repeats"] or []
+                   if (job := _job(dict(zip(pairs[::2], pairs[1::2], strict=True))))]
+        repeats.sort(key=lambda job: (-job.lease_expiries, job.id))
+        return Backlog(
+            due=found["due"],
+            oldest_due_at=float(found["oldest"]) if found["oldest"] else None,
+            leased=sum(by_worker.values()),
+            lapsed=found["lapsed"],
+            dead=stats["dead"],
+            lease_expiries=stats["lease_expiries"],
+            due_by_tenant=found["tenants"] or {},
+            leases_by_worker=by_worker,
+            repeat_expiries=repeats[:REPEAT_EXPIRIES_SHOWN],
+        )
 
     def ping(self) -> None:
         self.client.ping()
