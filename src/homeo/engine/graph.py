@@ -127,6 +127,33 @@ class Node(ABC):
     async def run(self, state: RunState, context: RunContext) -> Outcome: ...
 
 
+class FanOut(ABC):
+    """A node whose next few steps do not depend on each other's results (the
+    tool calls of one model turn), so the runner may run them at once: it
+    begins one step per piece (each described by `piece(state, i)`), runs
+    every `work(state, i, ...)` together, then completes them in order, each
+    with `settle(state it starts from, what its work returned)`. Each piece
+    is still its own step, so a crash after some completed repeats none of
+    them; the runner asks only when `is_idempotent` holds for every piece, so
+    the others may run again."""
+
+    @abstractmethod
+    def fan_out(self, state: RunState) -> int:
+        """How many steps, from this one on, may run at once (1: just this one)."""
+
+    @abstractmethod
+    def piece(self, state: RunState, index: int) -> RunState:
+        """The state that names and describes the `index`-th of those steps."""
+
+    @abstractmethod
+    async def work(self, state: RunState, index: int, context: RunContext) -> Any:
+        """The `index`-th step's work, with no change to the state."""
+
+    @abstractmethod
+    def settle(self, state: RunState, done: Any) -> Outcome:
+        """The step's outcome from the state the step before it left."""
+
+
 class BranchNode(Node):
     """Chooses the next node from the state: `route(state) -> node name or END`."""
 

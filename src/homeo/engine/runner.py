@@ -32,6 +32,13 @@ When the worker stops the step in flight (the run was cancelled, or the grace
 period of a shutdown ran out), the step is closed as `cancelled` or `failed`
 with the reason, and the run stops with RunCancelled or RunInterrupted.
 
+Steps whose work does not depend on each other (a model turn's calls to
+idempotent tools; engine/graph.py `FanOut`) run at once: each is begun, then
+their work runs together, then each is completed in order with its own
+checkpoint. A crash between two completions leaves the later steps `running`;
+the resumed run begins them again (they are idempotent) and never repeats the
+completed ones.
+
 Each step is a span, `step {kind} {name}`, a child of the worker's run span;
 the node's model and tool calls open their spans inside it.
 """
@@ -53,7 +60,7 @@ from homeo.engine.errors import (
     RunInterrupted,
     RunSuspended,
 )
-from homeo.engine.graph import END, Graph, RunContext, RunState
+from homeo.engine.graph import END, FanOut, Graph, Node, RunContext, RunState
 from homeo.llm.base import Message
 from homeo.observe import tracing
 from homeo.store.base import Store
@@ -122,6 +129,13 @@ async def execute(
         if clock() - started > run_timeout:
             raise RunFailed(f"the run exceeded its {run_timeout:g}s timeout (timeouts.run)")
         node = graph.node(current)
+        together = node.fan_out(state) if isinstance(node, FanOut) else 1
+        if together > 1:
+            state, current, seq = await _run_together(
+                store, run, node, state, seq, together, context=context, notify=notify,
+                tracer=tracer, fence=fence, clock=clock, step_timeout=step_timeout,
+                interruption=interruption)
+            continue
         name = node.step_name(state)
         with tracing.span(
             tracer,
@@ -151,33 +165,13 @@ async def execute(
             began = clock()
             try:
                 outcome = await asyncio.wait_for(node.run(state, context), timeout=step_timeout)
-            except asyncio.CancelledError:
-                reason = interruption()
-                if not isinstance(reason, (RunCancelled, RunInterrupted)):
-                    raise  # the lease was lost (touch nothing), or the process is ending
-                status = "cancelled" if isinstance(reason, RunCancelled) else "failed"
-                await asyncio.to_thread(store.fail_step, run.tenant_id, run.id, seq,
-                                        f"stopped in flight: {reason}", status=status,
-                                        fence=fence)
-                notify({"type": f"step_{status}", "seq": seq, "name": name,
-                        "error": str(reason)})
-                span.set_attribute("homeo.step.status", status)
-                raise reason from None
-            except TimeoutError:
-                error = f"step {seq} ({name}) timed out after {step_timeout:g}s (timeouts.step)"
-                await asyncio.to_thread(store.fail_step, run.tenant_id, run.id, seq, error,
-                                        fence=fence)
-                notify({"type": "step_failed", "seq": seq, "name": name, "error": error})
-                span.set_attribute("homeo.step.status", "failed")
-                raise RetryableError(error) from None
-            except Exception as error:  # RunFailed, RetryableError, or a bug
-                message = str(error) if isinstance(error, (RunFailed, RetryableError)) else (
-                    f"{type(error).__name__}: {error}")
-                await asyncio.to_thread(store.fail_step, run.tenant_id, run.id, seq, message,
-                                        fence=fence)
-                notify({"type": "step_failed", "seq": seq, "name": name, "error": message})
-                span.set_attribute("homeo.step.status", "failed")
-                raise
+            except BaseException as error:
+                raised = await _close_failed(store, run, [(seq, name)], error, span=span,
+                                             interruption=interruption, notify=notify,
+                                             step_timeout=step_timeout, fence=fence)
+                if raised is None:
+                    raise
+                raise raised from None
             state, current, seq = outcome.state, outcome.next, seq + 1
             if outcome.usage.total_tokens:
                 # The run's usage rides in its state, so budgets survive a resume.
@@ -211,3 +205,93 @@ async def execute(
                         "tenant_id": run.tenant_id, "waiting_for": wait.model_dump()})
                 raise RunSuspended(wait)
     return state.output or ""
+
+
+async def _run_together(
+    store: Store, run: Run, node: Node, state: RunState, seq: int, count: int, *,
+    context: RunContext, notify: Emit, tracer: Tracer, fence: int | None,
+    clock: Callable[[], float], step_timeout: float,
+    interruption: Callable[[], BaseException | None],
+) -> tuple[RunState, str, int]:
+    """Steps seq .. seq+count-1 of a FanOut node: begun one by one, their work run
+    at once (within one step timeout), completed in order. Returns the state,
+    next node and seq after the last."""
+    assert isinstance(node, FanOut)
+    pieces = [node.piece(state, index) for index in range(count)]
+    names = [node.step_name(piece) for piece in pieces]
+    with tracing.span(
+        tracer,
+        f"steps {node.kind} {', '.join(names)}",
+        attributes={"homeo.step.seq": seq, "homeo.step.count": count,
+                    "homeo.step.kind": node.kind},
+    ) as span:
+        for index, piece in enumerate(pieces):
+            step = await asyncio.to_thread(
+                store.begin_step, run.tenant_id, run.id, seq + index, node.kind, names[index],
+                node.describe(piece), fence=fence)
+            notify({"type": "step_started", "seq": seq + index, "kind": node.kind,
+                    "name": names[index], "attempt": step.attempts})
+        began = clock()
+        open_steps = list(zip(range(seq, seq + count), names, strict=True))
+        try:
+            done = await asyncio.wait_for(
+                asyncio.gather(*(node.work(state, index, context) for index in range(count))),
+                timeout=step_timeout)
+            current = node.name
+            checkpoint = {"seq": seq, "next": current, "state": state.model_dump()}
+            for index in range(count):
+                outcome = node.settle(state, done[index])
+                state, current = outcome.state, outcome.next
+                previous, checkpoint = checkpoint, {"seq": seq + index + 1, "next": current,
+                                                    "state": state.model_dump()}
+                await asyncio.to_thread(store.complete_step, run.tenant_id, run.id, seq + index,
+                                        outcome.output, checkpoint, fence=fence,
+                                        previous=previous)
+                open_steps.pop(0)
+                notify({"type": "step_succeeded", "seq": seq + index, "kind": node.kind,
+                        "name": names[index], "output": outcome.output,
+                        "seconds": clock() - began, "tenant_id": run.tenant_id, "model": "",
+                        "usage": outcome.usage.model_dump()})
+        except BaseException as error:
+            raised = await _close_failed(store, run, open_steps, error, span=span,
+                                         interruption=interruption, notify=notify,
+                                         step_timeout=step_timeout, fence=fence)
+            if raised is None:
+                raise
+            raise raised from None
+        span.set_attribute("homeo.step.status", "succeeded")
+    return state, current, seq + count
+
+
+async def _close_failed(
+    store: Store, run: Run, steps: list[tuple[int, str]], error: BaseException, *, span: Any,
+    interruption: Callable[[], BaseException | None], notify: Emit, step_timeout: float,
+    fence: int | None,
+) -> BaseException | None:
+    """Close `steps` (seq, name), left in flight by `error`, as failed or cancelled.
+    Returns what to raise instead of `error`, or None to raise it as it is."""
+    status, replaced = "failed", None
+    if isinstance(error, asyncio.CancelledError):
+        reason = interruption()
+        if not isinstance(reason, (RunCancelled, RunInterrupted)):
+            return None  # the lease was lost (touch nothing), or the process is ending
+        status = "cancelled" if isinstance(reason, RunCancelled) else "failed"
+        replaced = reason
+    elif not isinstance(error, Exception):
+        return None  # the process is ending: the steps stay running, as after a crash
+    for seq, name in steps:
+        if isinstance(error, asyncio.CancelledError):
+            message, told = f"stopped in flight: {replaced}", str(replaced)
+        elif isinstance(error, TimeoutError):
+            message = f"step {seq} ({name}) timed out after {step_timeout:g}s (timeouts.step)"
+            told = message
+            replaced = replaced or RetryableError(message)
+        else:  # RunFailed, RetryableError, or a bug
+            message = str(error) if isinstance(error, (RunFailed, RetryableError)) else (
+                f"{type(error).__name__}: {error}")
+            told = message
+        await asyncio.to_thread(store.fail_step, run.tenant_id, run.id, seq, message,
+                                status=status, fence=fence)
+        notify({"type": f"step_{status}", "seq": seq, "name": name, "error": told})
+    span.set_attribute("homeo.step.status", status)
+    return replaced
