@@ -103,7 +103,7 @@ def serve(
                  if settings.autonomic == "on" else None)
     api = create_app(settings, runtime.backends, runtime.metrics, worker, runtime.models,
                      runtime.tracer_provider, autonomic_loop=autonomic,
-                     safety=runtime.safety)
+                     guards=runtime.safety)
     console.print(
         f"homeo serving http://{settings.host}:{settings.port} "
         f"(database {redact(settings.resolved_database_url())}, {settings.workers} worker slots)",

@@ -76,7 +76,7 @@ class Servers:
         autonomic = runtime.autonomic_loop(f"test{number}") if settings.autonomic == "on" else None
         app = create_app(settings, runtime.backends, runtime.metrics, worker, runtime.models,
                          runtime.tracer_provider, autonomic_loop=autonomic,
-                         safety=runtime.safety)
+                         guards=runtime.safety)
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
         port = listener.getsockname()[1]
