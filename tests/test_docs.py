@@ -76,6 +76,8 @@ def test_every_metric_in_the_readme_is_exported(tmp_path: Path) -> None:
         metrics.observe_request("/v1/runs", "POST", 202, 0.01)
         metrics.count_usage("t", "m", input_tokens=1, output_tokens=1, cost_usd=0.1)
         metrics.watch_breakers(lambda: [("example", "closed")])
+        metrics.count_screening("t", {"boundary": "input", "verdicts": [
+            {"guard": "secrets", "action": "block"}]})
         exported = metrics.render().decode()
     finally:
         backends.close()

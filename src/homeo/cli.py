@@ -102,7 +102,8 @@ def serve(
     autonomic = (runtime.autonomic_loop(f"serve:{socket.gethostname()}:{os.getpid()}")
                  if settings.autonomic == "on" else None)
     api = create_app(settings, runtime.backends, runtime.metrics, worker, runtime.models,
-                     runtime.tracer_provider, autonomic_loop=autonomic)
+                     runtime.tracer_provider, autonomic_loop=autonomic,
+                     guards=runtime.safety)
     console.print(
         f"homeo serving http://{settings.host}:{settings.port} "
         f"(database {redact(settings.resolved_database_url())}, "

@@ -35,6 +35,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from homeo.safety.policy import TenantPolicies
 from homeo.tools.permissions import ToolPolicy
 
 EXAMPLE_AGENTS_DIR = Path(__file__).parent / "examples" / "agents"
@@ -262,6 +263,11 @@ class Settings(BaseSettings):
         default_factory=ToolPolicy,
         description='Tools per tenant (JSON): {"TENANT or *": {"allow": [...], "deny": [...]}}.',
     )
+    safety: TenantPolicies = Field(
+        default_factory=TenantPolicies,
+        description='Safety guards per tenant (JSON): {"TENANT or *": {"input": {"secrets":'
+                    ' "block"}, "tool_output": {"injection": "approve"}, ...}}; README, Safety.',
+    )
 
     @field_validator("slo_file")
     @classmethod
@@ -487,6 +493,7 @@ _EXAMPLES: dict[str, str] = {
     "http_allowlist": "example.com,api.github.com",
     "mcp_servers": '{"files": {"command": ["python", "-m", "files_server"]}}',
     "tool_policy": '{"*": {"deny": ["http_get"]}}',
+    "safety": '{"*": {"tool_output": {"injection": "block"}, "output": {"secrets": "redact"}}}',
 }
 
 

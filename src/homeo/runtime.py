@@ -21,6 +21,7 @@ from homeo.llm.resolve import ModelCatalog
 from homeo.observe import tracing
 from homeo.observe.metrics import Metrics
 from homeo.queue.base import RetryPolicy
+from homeo.safety.screen import SafetyGuards
 from homeo.sandbox.limits import parse_duration
 from homeo.tools.context import ToolSettings
 from homeo.tools.permissions import ToolGate
@@ -45,9 +46,12 @@ class Runtime:
     tracer_provider: TracerProvider | None = None
     tracer: Tracer = field(init=False)
     _knowledge: Any = field(init=False, default=None)
+    # The guards and the tenants' policies (HOMEO_SAFETY), shared by the worker and the API.
+    safety: SafetyGuards = field(init=False)
 
     def __post_init__(self) -> None:
         self.tracer = tracing.tracer_of(self.tracer_provider)
+        self.safety = SafetyGuards(self.settings.safety)
 
     @classmethod
     def open(cls, settings: Settings, tracer_provider: TracerProvider | None = None) -> Runtime:
@@ -109,6 +113,7 @@ class Runtime:
             tools=ToolSettings.from_settings(self.settings),
             checkpoint_retention=parse_duration(self.settings.checkpoint_retention),
             heartbeat_seconds=self.settings.worker_heartbeat_seconds,
+            safety=self.safety,
         )
 
     def autonomic_loop(self, observer: str):  # -> AutonomicLoop; imported late

@@ -75,7 +75,8 @@ class Servers:
         worker = runtime.worker() if with_worker else None
         autonomic = runtime.autonomic_loop(f"test{number}") if settings.autonomic == "on" else None
         app = create_app(settings, runtime.backends, runtime.metrics, worker, runtime.models,
-                         runtime.tracer_provider, autonomic_loop=autonomic)
+                         runtime.tracer_provider, autonomic_loop=autonomic,
+                         guards=runtime.safety)
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
         port = listener.getsockname()[1]

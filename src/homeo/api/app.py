@@ -40,6 +40,7 @@ from homeo.llm.resolve import ModelCatalog
 from homeo.observe.metrics import Metrics
 from homeo.observe.slo.definitions import load_slos
 from homeo.ratelimit import RateLimiter, parse_rate_limit
+from homeo.safety.screen import SafetyGuards
 
 UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -53,6 +54,7 @@ def create_app(
     tracer_provider: TracerProvider | None = None,
     clock: Callable[[], float] = time.monotonic,
     autonomic_loop: Any = None,
+    guards: SafetyGuards | None = None,
 ) -> FastAPI:
     """`worker`, when given, runs inside the app's lifespan and stops with it.
     `models` (the runtime's, shared with the worker, its breakers in `metrics`)
@@ -64,7 +66,9 @@ def create_app(
     on `tracer_provider`, the runtime's; without one, on the global provider,
     and not at all while that is unset. Its metrics and logs stay off: homeo
     has its own. `clock` times the key checks' throttle and the key rate limit.
-    `autonomic_loop` (an AutonomicLoop), when given, runs inside the lifespan too."""
+    `autonomic_loop` (an AutonomicLoop), when given, runs inside the lifespan too.
+    `guards` (the runtime's guards, shared with its worker) screens run inputs and
+    chat completions; without it the app makes its own from the settings."""
     models = models or ModelCatalog(settings)
 
     usage = UsageWriter(backends.store, metrics)
@@ -115,6 +119,7 @@ def create_app(
     app.state.usage = usage
     app.state.slos = load_slos(settings.slo_file)
     app.state.soft_budgets_warned = {}
+    app.state.safety = guards or SafetyGuards(settings.safety)
     errors.install(app)
     # Everything under /v1 needs an API key; health and metrics do not.
     authenticated = [Depends(tenant)]

@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from homeo.api.deps import AppParts, parts, read, tenant
+from homeo.api.errors import error_response
 from homeo.api.schemas import (
     Approval,
     ChildView,
@@ -27,8 +28,11 @@ from homeo.api.schemas import (
     StepView,
 )
 from homeo.engine import waits
+from homeo.engine.agents import AgentSpec
 from homeo.engine.history import InvalidStateEdit, NotForkable, StepNotFound, fork_run, step_state
 from homeo.engine.submit import RunNotFound, cancel_run, submit_run
+from homeo.safety.guards import GuardUnavailable
+from homeo.safety.screen import SafetyGuards
 from homeo.store.base import CheckpointPruned
 from homeo.store.models import NewRun, Run, RunStatus
 
@@ -45,14 +49,19 @@ EVENT_KEEPALIVE_SECONDS = 15.0
     "",
     status_code=202,
     response_model=RunAccepted,
-    responses={200: {"description": "A run with this idempotency key already exists."}},
+    responses={200: {"description": "A run with this idempotency key already exists."},
+               422: {"description": "The safety policy blocks the input (the verdicts in"
+                                    " `error.details`)."}},
 )
 async def create_run(
     body: RunRequest, request: Request, response: Response, app: Parts, tenant_id: Tenant
-) -> RunAccepted:
+) -> RunAccepted | JSONResponse:
     limit = app.settings.max_input_chars
     if len(body.input) > limit:
         raise HTTPException(413, f"input is {len(body.input)} characters; the limit is {limit}")
+    refused = await _refused_input(request, app, tenant_id, body)
+    if refused is not None:
+        return refused
     run, created = await asyncio.to_thread(
         submit_run,
         app.backends,
@@ -69,6 +78,38 @@ async def create_run(
         response.status_code = 200
     response.headers["Location"] = f"/v1/runs/{run.id}"
     return RunAccepted(id=run.id, status=run.status)
+
+
+async def _refused_input(
+    request: Request, app: AppParts, tenant_id: str, body: RunRequest
+) -> JSONResponse | None:
+    """A 422 carrying the verdicts when the safety policy of the tenant and agent
+    blocks the input; its other input rules (redact, flag) apply when the run starts."""
+    guards: SafetyGuards = request.app.state.safety
+    record = await read(app, app.backends.store.get_agent, tenant_id, body.agent)
+    if record is None:
+        return None  # submit_run says the agent is unknown
+    try:
+        agent = AgentSpec.model_validate(record.spec).safety
+    except ValueError:
+        return None  # the worker fails the run, saying what is wrong with the definition
+    policy = guards.policy(tenant_id, agent)
+    if not any(rule.action == "block" for rule in policy.rules("input").values()):
+        return None
+    try:
+        screening = await asyncio.to_thread(guards.check, policy, "input", body.input,
+                                            only=("block",))
+    except GuardUnavailable as error:
+        return error_response(request, 503, f"the safety policy needs a guard that cannot"
+                                            f" run: {error}")
+    if screening.action != "block":
+        return None
+    record_json = screening.to_json()
+    app.metrics.count_screening(tenant_id, record_json)
+    return error_response(
+        request, 422, f"the input was refused by the safety policy: {screening.reason};"
+                      " remove what it names and submit again", details=[record_json],
+        kind="input_blocked")
 
 
 @router.get("", response_model=RunPage)

@@ -16,6 +16,7 @@ failing its first run. Each problem is one line naming the file and field.
     timeouts: {step: 120, run: 900}   # seconds
     budget: {run_tokens: 20000, soft_run_tokens: 10000}   # tokens, input + output
     approval: {tools: [deploy], timeout: 86400, on_timeout: reject}   # a person approves each call
+    safety: {tool_output: {injection: approve}}   # guards over the tenant's (README, Safety)
     agents: [researcher]              # other agents it may hand tasks to (each a tool)
     reflect: {max_rounds: 2, criteria: "..."}   # a critique step judges each answer
     pattern: tool_calling             # | plan_execute (plan: {...}) | supervisor (supervisor:)
@@ -41,6 +42,7 @@ from homeo.engine.subagents import agent_tool
 from homeo.engine.supervisor import SupervisorPolicy, supervisor_graph
 from homeo.engine.yaml_graph import GraphSpec, reference_problems, yaml_graph
 from homeo.llm.base import Model, ModelError
+from homeo.safety.policy import SafetyPolicy
 from homeo.tools.permissions import ToolGate
 from homeo.tools.registry import Tool, ToolError, load_tool
 
@@ -87,6 +89,8 @@ class AgentSpec(BaseModel):
     plan: PlanPolicy = Field(default_factory=PlanPolicy)
     supervisor: SupervisorPolicy = Field(default_factory=SupervisorPolicy)
     graph: GraphSpec | None = None
+    # Guards over the tenant's (homeo.safety.policy): rule by rule, for this agent.
+    safety: SafetyPolicy | None = None
     # Set by homeo to the YAML file the agent came from, so errors can name it.
     file: str = ""
 

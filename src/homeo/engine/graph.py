@@ -32,6 +32,7 @@ from homeo.tools.context import ChildRuns, ToolSettings
 
 if TYPE_CHECKING:
     from homeo.engine.budgets import TenantBudgets
+    from homeo.safety.screen import Screen
 
 END = "__end__"
 
@@ -103,6 +104,8 @@ class RunContext:
     tools: ToolSettings = field(default_factory=ToolSettings)  # the operator's tool limits
     children: ChildRuns | None = None  # starts sub-agent runs; None: sub-agents unavailable
     clock: Callable[[], float] = time.time  # for deadlines
+    # The run's safety guards and policy; None: its policy checks nothing.
+    safety: Screen | None = None
 
 
 class Node(ABC):

@@ -74,6 +74,7 @@ from homeo.queue.base import Job, RetryPolicy
 from homeo.store.base import LeaseFenced, read_async
 from homeo.store.models import Run, WorkerRecord
 from homeo.tenancy import current_tenant
+from homeo.safety.screen import SafetyGuards
 from homeo.tools.context import ToolSettings
 
 ACTIVE = frozenset({"queued", "running"})
@@ -124,9 +125,12 @@ class Worker:
         prune_every: float = 3600.0,
         heartbeat_seconds: float = 5.0,
         clock: Callable[[], float] = time.time,
+        safety: SafetyGuards | None = None,
     ) -> None:
         """`tools` are the operator's limits for the built-in tools, handed to
-        every run's tools in their context (default: the settings' defaults)."""
+        every run's tools in their context (default: the settings' defaults).
+        `safety` holds the guards and the tenants' policies; each run gets its
+        agent's resolved policy in its context (None: no guards)."""
         self.backends = backends
         self.store = backends.store
         self.queue = backends.queue
@@ -141,6 +145,7 @@ class Worker:
         self.waits = Waits(backends, max_attempts=max_attempts)
         self.max_attempts = max_attempts
         self.tools = tools or ToolSettings()
+        self.safety = safety
         # Finished runs' per-step checkpoints older than this are pruned (None: never).
         self.checkpoint_retention = checkpoint_retention
         self.prune_every = prune_every
@@ -396,6 +401,8 @@ class Worker:
             parent_run_id=run.parent_run_id, fence=run.lease_epoch, emit=self._observe,
             budgets=self.budgets, tracer=self.tracer, tools=self.tools,
             children=StoreChildRuns(self.backends, run, max_attempts=self.max_attempts),
+            safety=None if self.safety is None else self.safety.screen(run.tenant_id,
+                                                                        spec.safety),
         )
         return await execute(
             self.store,
@@ -419,6 +426,8 @@ class Worker:
             usage = event["usage"]
             if usage["input_tokens"] or usage["output_tokens"] or usage["cost_usd"]:
                 self.metrics.count_usage(event["tenant_id"], event["model"], **usage)
+        if self.metrics is not None and event["type"] == "safety":
+            self.metrics.count_screening(event["tenant_id"], event["screening"])
         if self.emit is not None:
             self.emit(event)
 
