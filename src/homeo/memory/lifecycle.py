@@ -69,8 +69,8 @@ _WHEN = re.compile(
     r"\d{4}-\d{2}-\d{2}(?:[t ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:z|[+-]\d{2}:?\d{2})?)?"
     r"|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}|\d{1,2}:\d{2}(?::\d{2})?(?:\s?[ap]\.?m\.?)?"
     r"|\b(?:mon|tues|wednes|thurs|fri|satur|sun)day\b|\b\d{9,10}(?:\.\d+)?\b"
-    r"|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b\.?(?:\s\d{1,2}(?:st|nd|rd|th)?)?"
-    r"(?:,?\s\d{4})?|\b(?:today|tomorrow|yesterday|now|tonight)\b",
+    r"|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b\.?"
+    r"(?:\s\d{1,2}(?:st|nd|rd|th)?)?(?:,?\s\d{4})?|\b(?:today|tomorrow|yesterday|now|tonight)\b",
     re.IGNORECASE)
 _FILLER = frozenset("it is the time date now current currently at on utc gmt am pm".split())
 
