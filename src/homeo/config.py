@@ -259,6 +259,13 @@ class Settings(BaseSettings):
     memory_chunk_overlap: int = Field(
         150, ge=0, le=50_000,
         description="Characters a chunk repeats from the one before it, at most half a chunk.")
+    memory_merge_similarity: float = Field(
+        0.9, gt=0, le=1,
+        description="Cosine at or above which a new agent memory is merged into an old one.")
+    memory_half_life: str = Field(
+        "30d", description="Time unused after which an agent memory's strength halves.")
+    memory_prune_interval: str = Field(
+        "1h", description="How often workers prune expired, decayed and superseded memories.")
     tool_policy: ToolPolicy = Field(
         default_factory=ToolPolicy,
         description='Tools per tenant (JSON): {"TENANT or *": {"allow": [...], "deny": [...]}}.',
@@ -310,7 +317,7 @@ class Settings(BaseSettings):
         parse_size(value)
         return value
 
-    @field_validator("checkpoint_retention")
+    @field_validator("checkpoint_retention", "memory_half_life", "memory_prune_interval")
     @classmethod
     def _retention(cls, value: str) -> str:
         from homeo.sandbox.limits import parse_duration

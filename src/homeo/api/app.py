@@ -21,6 +21,7 @@ from homeo.api import (
     errors,
     health,
     keys,
+    memories,
     openai_compat,
     providers,
     runs,
@@ -130,6 +131,7 @@ def create_app(
     app.include_router(providers.router, dependencies=authenticated)
     app.include_router(keys.router, dependencies=authenticated)
     app.include_router(collections.router, dependencies=authenticated)
+    app.include_router(memories.router, dependencies=authenticated)
     app.include_router(safety.router, dependencies=authenticated)
     app.include_router(slo.router, dependencies=authenticated)
     app.include_router(autonomic.router, dependencies=authenticated)

@@ -28,7 +28,7 @@ from opentelemetry.trace import NoOpTracer, Tracer
 from pydantic import BaseModel, Field
 
 from homeo.llm.base import Message, ToolCall, Usage
-from homeo.tools.context import ChildRuns, ToolSettings
+from homeo.tools.context import ChildRuns, MemoryAccess, ToolSettings
 
 if TYPE_CHECKING:
     from homeo.engine.budgets import TenantBudgets
@@ -106,6 +106,10 @@ class RunContext:
     clock: Callable[[], float] = time.time  # for deadlines
     # The run's safety guards and policy; None: its policy checks nothing.
     safety: Screen | None = None
+    memory: MemoryAccess | None = None  # the agent's memory, scoped; None: it has none
+    # Searches the tenant's collections (homeo.memory.knowledge.Knowledge);
+    # None: retrieval is unavailable.
+    knowledge: Any = None
 
 
 class Node(ABC):

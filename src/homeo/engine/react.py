@@ -588,7 +588,7 @@ class ToolNode(Node, FanOut):
                 tenant_id=context.tenant_id, run_id=context.run_id, agent=context.agent,
                 call_id=call.id, settings=context.tools, answer=answered.get("answer"),
                 call_key=f"{context.run_id}:{turn_key(call, state)}",
-                children=context.children)
+                children=context.children, memory=context.memory)
         try:
             if inspect.iscoroutinefunction(tool.function):
                 pending = tool.function(**valid)

@@ -44,7 +44,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
@@ -53,7 +53,7 @@ from homeo.backends import Backends
 from homeo.engine.agents import AgentError
 from homeo.engine.budgets import TenantBudgets
 from homeo.engine.catalog import AgentCatalog
-from homeo.engine import prune
+from homeo.engine import memory_prune, prune
 from homeo.engine.errors import (
     RetryableError,
     RunCancelled,
@@ -76,6 +76,9 @@ from homeo.store.models import Run, WorkerRecord
 from homeo.tenancy import current_tenant
 from homeo.safety.screen import SafetyGuards
 from homeo.tools.context import ToolSettings
+
+if TYPE_CHECKING:  # numpy loads only when memory is used
+    from homeo.memory.memories import Memories
 
 ACTIVE = frozenset({"queued", "running"})
 CLAIM_BACKOFF_MAX_SECONDS = 5.0
@@ -126,11 +129,18 @@ class Worker:
         heartbeat_seconds: float = 5.0,
         clock: Callable[[], float] = time.time,
         safety: SafetyGuards | None = None,
+        memories: Memories | None = None,
+        knowledge: Any = None,
+        memory_prune_every: float | None = None,
     ) -> None:
         """`tools` are the operator's limits for the built-in tools, handed to
         every run's tools in their context (default: the settings' defaults).
         `safety` holds the guards and the tenants' policies; each run gets its
-        agent's resolved policy in its context (None: no guards)."""
+        agent's resolved policy in its context (None: no guards).
+        `memories` is the agent memory (each run of an agent with `memory:` gets
+        it scoped; None: those runs' memory tools say it is unavailable), and
+        with `memory_prune_every` the worker schedules its pruning job.
+        `knowledge` searches collections for agents with `knowledge:`."""
         self.backends = backends
         self.store = backends.store
         self.queue = backends.queue
@@ -157,6 +167,9 @@ class Worker:
         self.tracer = tracer or tracing.tracer_of()
         self.heartbeat_seconds = heartbeat_seconds
         self.clock = clock
+        self.memories = memories
+        self.knowledge = knowledge
+        self.memory_prune_every = memory_prune_every if memories is not None else None
         self.started_at = 0.0
         self.last_poll = 0.0
         self.processed = 0
@@ -190,6 +203,7 @@ class Worker:
         slots = [asyncio.create_task(self._slot(stop)) for _ in range(self.concurrency)]
         sweeping = asyncio.create_task(self._sweep(stop))
         pruning = asyncio.create_task(self._schedule_prune(stop))
+        forgetting = asyncio.create_task(self._schedule_memory_prune(stop))
         beating = asyncio.create_task(self._heartbeats(stop))
         await stop.wait()
         self._stopping = True
@@ -201,7 +215,8 @@ class Worker:
                 interruption.reason = RunInterrupted(
                     f"the worker stopped ({self.shutdown_grace_seconds:g}s grace period over)")
                 execution.cancel()
-        await asyncio.gather(*slots, sweeping, pruning, beating, return_exceptions=True)
+        await asyncio.gather(*slots, sweeping, pruning, forgetting, beating,
+                             return_exceptions=True)
         try:
             await asyncio.to_thread(self.store.forget_worker, self.worker_id)
         except Exception as error:  # the database is down: its row goes stale instead
@@ -270,6 +285,17 @@ class Worker:
             if await _wait(stop, self.prune_every):
                 return
 
+    async def _schedule_memory_prune(self, stop: asyncio.Event) -> None:
+        every = self.memory_prune_every
+        while every is not None:
+            try:
+                await asyncio.to_thread(memory_prune.schedule, self.queue, every=every)
+            except Exception as error:  # the database is down: the slots report it
+                self.log.warning("scheduling the memory prune job failed",
+                                 error=f"{type(error).__name__}: {error}")
+            if await _wait(stop, every):
+                return
+
     async def claim(self) -> Job | None:
         self.last_poll = time.time()
         # Every claim gets its own lease owner, so two slots of this process can
@@ -289,6 +315,9 @@ class Worker:
         """Run the job's run to a stop and settle both. Never raises."""
         if job.kind == prune.PRUNE_JOB:
             await self._prune(job)
+            return
+        if job.kind == memory_prune.MEMORY_PRUNE_JOB:
+            await self._prune_memory(job)
             return
         run_id = str(job.payload.get("run_id", ""))
         logs.bind(run_id=run_id, tenant_id=job.tenant_id, job_id=job.id)
@@ -396,6 +425,13 @@ class Worker:
         except ModelError as error:
             raise RunFailed(f"agent {run.agent!r}: {error}") from error
         spec = agent.spec
+        memory = None
+        if spec.memory is not None and self.memories is not None:
+            from homeo.memory.memories import scope_of
+
+            scope = scope_of(spec.memory.scope, agent=run.agent, run_id=run.id)
+            memory = self.memories.scoped(run.tenant_id, scope, ttl=spec.memory.ttl_seconds,
+                                          importance=spec.memory.importance)
         context = RunContext(
             tenant_id=run.tenant_id, run_id=run.id, agent=run.agent, request_id=run.request_id,
             parent_run_id=run.parent_run_id, fence=run.lease_epoch, emit=self._observe,
@@ -403,6 +439,7 @@ class Worker:
             children=StoreChildRuns(self.backends, run, max_attempts=self.max_attempts),
             safety=None if self.safety is None else self.safety.screen(run.tenant_id,
                                                                         spec.safety),
+            memory=memory, knowledge=self.knowledge,
         )
         return await execute(
             self.store,
@@ -523,6 +560,24 @@ class Worker:
             self.processed += 1
         self.log.info("pruned checkpoints", runs=result.runs, checkpoints=result.checkpoints,
                       bytes=result.bytes)
+        with contextlib.suppress(LeaseLost):
+            await self._complete(job)
+
+    async def _prune_memory(self, job: Job) -> None:
+        try:
+            if self.memories is None:
+                raise RuntimeError("this worker has no agent memory to prune")
+            result = await self.memories.prune(now=self.clock())
+        except Exception as error:  # the database is down: try again later
+            message = f"{type(error).__name__}: {error}"
+            self.log.warning("pruning agent memory failed", error=message)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.queue.fail, job.id, self._owner(job), message)
+            return
+        finally:
+            self.processed += 1
+        self.log.info("pruned agent memory", expired=result.expired, decayed=result.decayed,
+                      superseded=result.superseded)
         with contextlib.suppress(LeaseLost):
             await self._complete(job)
 
