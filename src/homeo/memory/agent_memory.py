@@ -399,5 +399,5 @@ def open_agent_memory_store(backends: Backends) -> AgentMemoryStore:
     """The agent memory store in the backends' database (tables made on first
     open, under the `agent_memory` migrations)."""
     if backends.url.startswith("sqlite:///"):
-        return SQLiteAgentMemoryStore(backends.shared)
-    return PostgresAgentMemoryStore(backends.shared)
+        return SQLiteAgentMemoryStore(backends.database)
+    return PostgresAgentMemoryStore(backends.database)
