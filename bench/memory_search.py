@@ -38,7 +38,7 @@ from _common import machine, table
 
 from homeo.backends import open_backends
 from homeo.memory.embedder import Embedder, content_hash
-from homeo.memory.fusion import reciprocal_rank_fusion
+from homeo.memory.fusion import HYBRID_K, HYBRID_TEXT_WEIGHT, reciprocal_rank_fusion
 from homeo.memory.knowledge import query_terms
 from homeo.memory.store import EmbeddingModel, NewChunk, NewDocument, open_store
 from homeo.memory.vectors import FLOAT32, ApproximateIndex, VectorIndex, normalized, top_k
@@ -129,7 +129,8 @@ def measure(size: int, queries: int, seed: int) -> list[list[str]]:
         current = index.cached("bench", "kb", store.collection_version("bench", "kb"))
         by_text = store.text_search("bench", "kb", query_terms(query), 50)
         by_vector = current.search(vector, 50)
-        fused = reciprocal_rank_fusion([[i for i, _ in by_text], [i for i, _ in by_vector]])
+        fused = reciprocal_rank_fusion([[i for i, _ in by_text], [i for i, _ in by_vector]],
+                                       HYBRID_K, (HYBRID_TEXT_WEIGHT, 1.0))
         return store.get_chunks("bench", "kb", [i for i, _ in fused[:10]])
 
     with database.read() as db:  # the collection's own FTS5 table
