@@ -43,7 +43,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
@@ -202,8 +202,13 @@ class Worker:
         await self._beat()
         slots = [asyncio.create_task(self._slot(stop)) for _ in range(self.concurrency)]
         sweeping = asyncio.create_task(self._sweep(stop))
-        pruning = asyncio.create_task(self._schedule_prune(stop))
-        forgetting = asyncio.create_task(self._schedule_memory_prune(stop))
+        retention, forget_every = self.checkpoint_retention, self.memory_prune_every
+        pruning = asyncio.create_task(self._every(
+            stop, None if retention is None else self.prune_every, "the prune job",
+            lambda: prune.schedule(self.queue, older_than=retention, every=self.prune_every)))
+        forgetting = asyncio.create_task(self._every(
+            stop, forget_every, "the memory prune job",
+            lambda: memory_prune.schedule(self.queue, every=forget_every)))
         beating = asyncio.create_task(self._heartbeats(stop))
         await stop.wait()
         self._stopping = True
@@ -273,25 +278,16 @@ class Worker:
                 self.log.info("woke or ended waiting runs (deadline passed, children ended)",
                               runs=woken)
 
-    async def _schedule_prune(self, stop: asyncio.Event) -> None:
-        retention = self.checkpoint_retention
-        while retention is not None:
-            try:
-                await asyncio.to_thread(prune.schedule, self.queue, older_than=retention,
-                                        every=self.prune_every)
-            except Exception as error:  # the database is down: the slots report it
-                self.log.warning("scheduling the prune job failed",
-                                 error=f"{type(error).__name__}: {error}")
-            if await _wait(stop, self.prune_every):
-                return
-
-    async def _schedule_memory_prune(self, stop: asyncio.Event) -> None:
-        every = self.memory_prune_every
+    async def _every(
+        self, stop: asyncio.Event, every: float | None, what: str, schedule: Callable[[], object]
+    ) -> None:
+        """Queue a housekeeping job every `every` seconds (each period's job once,
+        whichever worker queues it first) until `stop`; None: never."""
         while every is not None:
             try:
-                await asyncio.to_thread(memory_prune.schedule, self.queue, every=every)
+                await asyncio.to_thread(schedule)
             except Exception as error:  # the database is down: the slots report it
-                self.log.warning("scheduling the memory prune job failed",
+                self.log.warning(f"scheduling {what} failed",
                                  error=f"{type(error).__name__}: {error}")
             if await _wait(stop, every):
                 return
@@ -547,37 +543,40 @@ class Worker:
                                     max_attempts=self.max_attempts)
 
     async def _prune(self, job: Job) -> None:
-        try:
+        async def work() -> dict[str, int]:
             result = await asyncio.to_thread(
                 prune.prune, self.store, older_than=float(job.payload["older_than"]))
-        except Exception as error:  # the database is down: try again later
-            message = f"{type(error).__name__}: {error}"
-            self.log.warning("pruning checkpoints failed", error=message)
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(self.queue.fail, job.id, self._owner(job), message)
-            return
-        finally:
-            self.processed += 1
-        self.log.info("pruned checkpoints", runs=result.runs, checkpoints=result.checkpoints,
-                      bytes=result.bytes)
-        with contextlib.suppress(LeaseLost):
-            await self._complete(job)
+            return {"runs": result.runs, "checkpoints": result.checkpoints,
+                    "bytes": result.bytes}
+
+        await self._chore(job, "pruning checkpoints", work)
 
     async def _prune_memory(self, job: Job) -> None:
-        try:
+        async def work() -> dict[str, int]:
             if self.memories is None:
                 raise RuntimeError("this worker has no agent memory to prune")
             result = await self.memories.prune(now=self.clock())
-        except Exception as error:  # the database is down: try again later
+            return {"expired": result.expired, "decayed": result.decayed,
+                    "superseded": result.superseded}
+
+        await self._chore(job, "pruning agent memory", work)
+
+    async def _chore(
+        self, job: Job, what: str, work: Callable[[], Awaitable[dict[str, int]]]
+    ) -> None:
+        """A housekeeping job: done when `work` is; when it fails (the database
+        is down), back to the queue to be tried again later."""
+        try:
+            done = await work()
+        except Exception as error:
             message = f"{type(error).__name__}: {error}"
-            self.log.warning("pruning agent memory failed", error=message)
+            self.log.warning(f"{what} failed", error=message)
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.queue.fail, job.id, self._owner(job), message)
             return
         finally:
             self.processed += 1
-        self.log.info("pruned agent memory", expired=result.expired, decayed=result.decayed,
-                      superseded=result.superseded)
+        self.log.info(f"{what} done", **done)
         with contextlib.suppress(LeaseLost):
             await self._complete(job)
 
