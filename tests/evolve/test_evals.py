@@ -126,3 +126,12 @@ def test_a_jsonl_suite_is_named_after_its_file(tmp_path: Path) -> None:
     path.write_text('{"id": "a", "input": "x", "expect": {"contains": ["y", "z"]}}\n')
     suite = load_suite(path)
     assert (suite.name, suite.cases[0].expect.contains) == ("smoke", ["y", "z"])
+
+
+def test_the_example_suite_for_the_calculator_loads() -> None:
+    import homeo.examples
+
+    suite = load_suite(Path(homeo.examples.__file__).parent / "evals" / "calculator.yaml")
+    assert suite.name == "calculator"
+    assert [case.id for case in suite.cases] == ["product", "sum", "division", "power"]
+    assert all(case.expect.tools_called == ["calculate"] for case in suite.cases)
