@@ -196,7 +196,7 @@ async def run_suite(
             tenant_id=tenant_id, agent=agent, input=case.input, agent_version=version,
             idempotency_key=f"{eval_id}:{case.id}"))
         submitted.append((case, run.id))
-    await _serve_until_ended(backends, worker, tenant_id, [run_id for _, run_id in submitted],
+    await serve_until_ended(backends, worker, tenant_id, [run_id for _, run_id in submitted],
                              poll_seconds)
     results = []
     for case, run_id in submitted:
@@ -213,7 +213,7 @@ async def run_suite(
     return report_of(eval_id, suite.name, agent, version, results)
 
 
-async def _serve_until_ended(backends: Backends, worker: Worker, tenant_id: str,
+async def serve_until_ended(backends: Backends, worker: Worker, tenant_id: str,
                              run_ids: list[str], poll_seconds: float) -> None:
     stop = asyncio.Event()
     serving = asyncio.create_task(worker.serve(stop))
