@@ -1,5 +1,5 @@
-"""The `homeo` command line: serve, worker, run, runs, agents, keys, doctor, mcp, sandbox,
-slo, autonomic."""
+"""The `homeo` command line: serve, worker, run, runs, agents, eval, keys, doctor, mcp,
+sandbox, slo, autonomic."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from homeo.cli_common import (
     settings_or_exit,
 )
 from homeo.cli_autonomic import autonomic_app
+from homeo.cli_evolve import agent_versions, eval_app
 from homeo.cli_memory import memory_app
 from homeo.cli_runs import prune as prune_checkpoints
 from homeo.cli_runs import runs_app
@@ -47,6 +48,7 @@ app.add_typer(memory_app, name="memory")
 app.add_typer(safety_app, name="safety")
 app.add_typer(slo_app, name="slo")
 app.add_typer(autonomic_app, name="autonomic")
+app.add_typer(eval_app, name="eval")
 
 
 def _print_version(given: bool) -> None:
@@ -236,9 +238,16 @@ def run(
     raise typer.Exit(code)
 
 
-@app.command("agents")
-def list_agents(agents_dir: AgentsDir = None) -> None:
+agents_app = typer.Typer(help="The agents folder's agents, and each agent's versions.",
+                         invoke_without_command=True, context_settings=CONTEXT)
+app.add_typer(agents_app, name="agents")
+
+
+@agents_app.callback()
+def list_agents(ctx: typer.Context, agents_dir: AgentsDir = None) -> None:
     """List the agents defined in the agents folder, and what is wrong with its files."""
+    if ctx.invoked_subcommand is not None:
+        return
     from homeo.engine.agents import scan_agents
     from homeo.llm.resolve import ModelCatalog
 
@@ -253,6 +262,9 @@ def list_agents(agents_dir: AgentsDir = None) -> None:
         console.print(f"homeo: {problem}", markup=False)
     if folder.problems:
         raise typer.Exit(1)
+
+
+agents_app.command("versions")(agent_versions)
 
 
 @app.command()

@@ -417,7 +417,7 @@ class Worker:
 
     async def _execute(self, run: Run, interruption: Interruption) -> str:
         try:
-            agent = await self.agents.aget(run.tenant_id, run.agent)
+            agent = await self.agents.aget(run.tenant_id, run.agent, run.agent_version)
         except ModelError as error:
             raise RunFailed(f"agent {run.agent!r}: {error}") from error
         spec = agent.spec

@@ -17,8 +17,10 @@ from homeo.db.dialect import WouldWait
 from homeo.store.models import (
     AgentOutcomes,
     AgentRecord,
+    AgentVersion,
     ApiKey,
     DiagnosisRecord,
+    EvalResult,
     NewRun,
     PruneResult,
     Run,
@@ -80,6 +82,7 @@ class Store(ABC):
         agent: str | None = None,
         limit: int = 50,
         before: str | None = None,
+        agent_version: str | None = None,
     ) -> list[Run]:
         """Newest first. `before` is a run id: page on from there."""
 
@@ -89,8 +92,10 @@ class Store(ABC):
         or `running` to `running` and raise its `lease_epoch` by one. The returned
         run's `lease_epoch` is the fencing token that this holder's writes carry;
         its `stalls` counts the claims in a row before this one that completed no
-        step (a claim given back by `release_run` does not count). None when the
-        run is missing or not queued or running."""
+        step (a claim given back by `release_run` does not count). The first claim
+        sets the run's `agent_version` to its agent's current version unless it
+        has one; later claims (resumes) keep it. None when the run is missing or
+        not queued or running."""
 
     @abstractmethod
     def release_run(
@@ -306,8 +311,26 @@ class Store(ABC):
     # --- agents -----------------------------------------------------------
     @abstractmethod
     def put_agent(
-        self, tenant_id: str, name: str, spec: dict[str, Any], *, now: float | None = None
-    ) -> AgentRecord: ...
+        self,
+        tenant_id: str,
+        name: str,
+        spec: dict[str, Any],
+        *,
+        author: str = "folder",
+        now: float | None = None,
+    ) -> AgentRecord:
+        """Make `spec` the agent's definition, and keep it as a version (its
+        content hash) whose parent is the version it replaces (or, for an agent
+        removed before, its newest version). A definition it had before keeps
+        its first version record."""
+
+    @abstractmethod
+    def get_agent_version(self, tenant_id: str, name: str, version: str) -> AgentVersion | None:
+        ...
+
+    @abstractmethod
+    def list_agent_versions(self, tenant_id: str, name: str) -> list[AgentVersion]:
+        """Every version the agent has had (removing an agent keeps them), oldest first."""
 
     @abstractmethod
     def get_agent(self, tenant_id: str, name: str) -> AgentRecord | None: ...
@@ -318,6 +341,22 @@ class Store(ABC):
     @abstractmethod
     def delete_agent(self, tenant_id: str, name: str) -> bool:
         """Remove the tenant's agent; False if it had none by that name."""
+
+    # --- evaluations --------------------------------------------------------
+    @abstractmethod
+    def put_eval_results(self, results: Sequence[EvalResult]) -> None:
+        """Keep the scored cases of one or more evaluations, in one transaction."""
+
+    @abstractmethod
+    def list_eval_results(
+        self,
+        tenant_id: str,
+        agent: str,
+        *,
+        agent_version: str | None = None,
+        suite: str | None = None,
+    ) -> list[EvalResult]:
+        """The agent's scored cases, of one version and suite or all, oldest first."""
 
     # --- API keys ---------------------------------------------------------
     @abstractmethod

@@ -1,7 +1,10 @@
-"""The records homeo keeps: runs, their steps (checkpoints), agent definitions and API keys."""
+"""The records homeo keeps: runs, their steps (checkpoints), agent definitions
+and their versions, evaluation results and API keys."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -25,6 +28,9 @@ class NewRun(BaseModel):
     checkpoint: dict[str, Any] | None = None
     forked_from_run: str | None = None
     forked_from_step: int | None = None
+    # Run this version of the agent (an evaluation or a canary) rather than
+    # the version current when the run is first claimed.
+    agent_version: str | None = None
 
 
 class Run(BaseModel):
@@ -66,6 +72,9 @@ class Run(BaseModel):
     forked_from_step: int | None = None
     # When retention removed its per-step checkpoints (the final state is kept).
     checkpoints_pruned_at: float | None = None
+    # The agent version the run executes: given at submission, or the version
+    # current when it was first claimed; resumes keep it (Store.claim_run).
+    agent_version: str | None = None
 
     @property
     def is_final(self) -> bool:
@@ -139,6 +148,50 @@ class AgentRecord(BaseModel):
     name: str
     spec: dict[str, Any] = Field(default_factory=dict)
     updated_at: float
+    # The version `spec` is (None for a definition stored before versions were kept).
+    version: str | None = None
+
+
+class AgentVersion(BaseModel):
+    """One definition an agent has had: `version` is its content hash
+    (`definition_version`), `parent` the version it replaced, `author` who
+    stored it ("folder" for the agents folder, else the API caller)."""
+
+    tenant_id: str
+    name: str
+    version: str
+    parent: str | None = None
+    author: str = "folder"
+    spec: dict[str, Any] = Field(default_factory=dict)
+    created_at: float
+
+
+def definition_version(spec: dict[str, Any]) -> str:
+    """The content hash of an agent definition: 12 hex digits of the SHA-256 of
+    its canonical JSON. `file` (where the definition was read from) is not part
+    of what the agent does, so moving its YAML file makes no new version."""
+    canonical = json.dumps({key: value for key, value in spec.items() if key != "file"},
+                           sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+class EvalResult(BaseModel):
+    """One evaluation case scored against one run of an agent version:
+    `score` is in [0, 1] (the mean of its checks' scores), `passed` whether every
+    check passed, `checks` each check's kind, score and reason."""
+
+    tenant_id: str
+    eval_id: str
+    suite: str
+    agent: str
+    agent_version: str
+    case_id: str
+    run_id: str
+    status: str
+    score: float
+    passed: bool
+    checks: list[dict[str, Any]] = Field(default_factory=list)
+    at: float
 
 
 KeyRole = Literal["admin", "member"]

@@ -20,8 +20,10 @@ from homeo.store.models import (
     FINAL_STATUSES,
     AgentOutcomes,
     AgentRecord,
+    AgentVersion,
     ApiKey,
     DiagnosisRecord,
+    EvalResult,
     PruneResult,
     Run,
     SignalRecord,
@@ -30,12 +32,14 @@ from homeo.store.models import (
     UsageTotals,
     WindowCounts,
     WorkerRecord,
+    definition_version,
 )
 
 RUN_JSON = ("checkpoint", "waiting_for")
 STEP_JSON = ("input", "output")
 AGENT_JSON = ("spec",)
 DIAGNOSIS_JSON = ("evidence",)
+EVAL_JSON = ("checks",)
 
 T = TypeVar("T")
 
@@ -84,9 +88,11 @@ class SQLStore(Store):
         agent: str | None = None,
         limit: int = 50,
         before: str | None = None,
+        agent_version: str | None = None,
     ) -> list[Run]:
         clauses, params = ["tenant_id = ?"], [tenant_id]
-        for clause, value in (("status = ?", status), ("agent = ?", agent), ("id < ?", before)):
+        for clause, value in (("status = ?", status), ("agent = ?", agent), ("id < ?", before),
+                              ("agent_version = ?", agent_version)):
             if value is not None:
                 clauses.append(clause)
                 params.append(value)
@@ -105,7 +111,10 @@ class SQLStore(Store):
                     " started_at = COALESCE(started_at, ?),"
                     " stalls = CASE WHEN claimed_steps IS NULL THEN stalls"
                     "   WHEN claimed_steps = steps_done THEN stalls + 1 ELSE 0 END,"
-                    " claimed_steps = steps_done, lease_epoch = lease_epoch + 1"
+                    " claimed_steps = steps_done, lease_epoch = lease_epoch + 1,"
+                    # The first claim fixes the version the run executes.
+                    " agent_version = COALESCE(agent_version, (SELECT agents.version FROM agents"
+                    "   WHERE agents.tenant_id = runs.tenant_id AND agents.name = runs.agent))"
                     " WHERE tenant_id = ? AND id = ? AND status IN ('queued', 'running')"
                     " RETURNING *"
                 ),
@@ -500,19 +509,90 @@ class SQLStore(Store):
 
     # --- agents -----------------------------------------------------------
     def put_agent(
-        self, tenant_id: str, name: str, spec: dict[str, Any], *, now: float | None = None
+        self,
+        tenant_id: str,
+        name: str,
+        spec: dict[str, Any],
+        *,
+        author: str = "folder",
+        now: float | None = None,
     ) -> AgentRecord:
         now = clock(now)
+        version = definition_version(spec)
         with self.db.write() as db:
+            current = db.execute(
+                self.db.sql("SELECT version FROM agents WHERE tenant_id = ? AND name = ?")
+                + self.db.for_update, (tenant_id, name)).fetchone()
+            parent = current["version"] if current is not None else None
+            if parent is None:  # a new agent, or one removed before: its newest version
+                newest = db.execute(self.db.sql(
+                    "SELECT version FROM agent_versions WHERE tenant_id = ? AND name = ?"
+                    " ORDER BY created_at DESC LIMIT 1"), (tenant_id, name)).fetchone()
+                parent = newest["version"] if newest is not None else None
+            # A definition it had before keeps its first record (parent, author, time).
             db.execute(
                 self.db.sql(
-                    "INSERT INTO agents (tenant_id, name, spec, updated_at) VALUES (?, ?, ?, ?)"
-                    " ON CONFLICT (tenant_id, name) DO UPDATE SET spec = excluded.spec,"
-                    " updated_at = excluded.updated_at"
+                    "INSERT INTO agent_versions (tenant_id, name, version, parent, author, spec,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (tenant_id, name, version) DO NOTHING"
                 ),
-                (tenant_id, name, self.db.json_param(spec), now),
+                (tenant_id, name, version, None if parent == version else parent, author,
+                 self.db.json_param(spec), now),
             )
-        return AgentRecord(tenant_id=tenant_id, name=name, spec=spec, updated_at=now)
+            db.execute(
+                self.db.sql(
+                    "INSERT INTO agents (tenant_id, name, spec, updated_at, version)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, name) DO UPDATE SET"
+                    " spec = excluded.spec, updated_at = excluded.updated_at,"
+                    " version = excluded.version"
+                ),
+                (tenant_id, name, self.db.json_param(spec), now, version),
+            )
+        return AgentRecord(tenant_id=tenant_id, name=name, spec=spec, updated_at=now,
+                           version=version)
+
+    def get_agent_version(self, tenant_id: str, name: str, version: str) -> AgentVersion | None:
+        row = self.one("SELECT * FROM agent_versions WHERE tenant_id = ? AND name = ?"
+                       " AND version = ?", (tenant_id, name, version))
+        return None if row is None else AgentVersion.model_validate(
+            self.db.decode(row, AGENT_JSON))
+
+    def list_agent_versions(self, tenant_id: str, name: str) -> list[AgentVersion]:
+        rows = self.all("SELECT * FROM agent_versions WHERE tenant_id = ? AND name = ?"
+                        " ORDER BY created_at, version", (tenant_id, name))
+        return [AgentVersion.model_validate(self.db.decode(row, AGENT_JSON)) for row in rows]
+
+    # --- evaluations --------------------------------------------------------
+    def put_eval_results(self, results: Sequence[EvalResult]) -> None:
+        rows = [(r.tenant_id, r.eval_id, r.suite, r.agent, r.agent_version, r.case_id, r.run_id,
+                 r.status, r.score, r.passed, self.db.json_param(r.checks), r.at)
+                for r in results]
+        with self.db.write() as db:
+            db.cursor().executemany(
+                self.db.sql(
+                    "INSERT INTO eval_results (tenant_id, eval_id, suite, agent, agent_version,"
+                    " case_id, run_id, status, score, passed, checks, at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                rows,
+            )
+
+    def list_eval_results(
+        self,
+        tenant_id: str,
+        agent: str,
+        *,
+        agent_version: str | None = None,
+        suite: str | None = None,
+    ) -> list[EvalResult]:
+        clauses, params = ["tenant_id = ?", "agent = ?"], [tenant_id, agent]
+        for clause, value in (("agent_version = ?", agent_version), ("suite = ?", suite)):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        rows = self.all(f"SELECT * FROM eval_results WHERE {' AND '.join(clauses)}"
+                        " ORDER BY at, eval_id, case_id", params)
+        return [EvalResult.model_validate(self.db.decode(row, EVAL_JSON)) for row in rows]
 
     def get_agent(self, tenant_id: str, name: str) -> AgentRecord | None:
         row = self.one("SELECT * FROM agents WHERE tenant_id = ? AND name = ?", (tenant_id, name))
