@@ -61,8 +61,9 @@ class Servers:
         self.started: list[tuple[uvicorn.Server, threading.Thread, Runtime, httpx.Client]] = []
 
     def start(self, with_worker: bool = True, tracer_provider: TracerProvider | None = None,
-              **overrides: Any) -> Served:
-        """`tracer_provider` gets the app's and the worker's spans (None: none are made)."""
+              clock: Callable[[], float] = time.monotonic, **overrides: Any) -> Served:
+        """`tracer_provider` gets the app's and the worker's spans (None: none are made);
+        `clock` times the app's key rate limit."""
         import scriptkit
 
         number = len(self.started)
@@ -75,7 +76,7 @@ class Servers:
         worker = runtime.worker() if with_worker else None
         autonomic = runtime.autonomic_loop(f"test{number}") if settings.autonomic == "on" else None
         app = create_app(settings, runtime.backends, runtime.metrics, worker, runtime.models,
-                         runtime.tracer_provider, autonomic_loop=autonomic,
+                         runtime.tracer_provider, clock=clock, autonomic_loop=autonomic,
                          guards=runtime.safety)
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
