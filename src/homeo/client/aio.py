@@ -148,6 +148,10 @@ class Agents:
     async def list(self) -> list[models.Agent]:
         return await self._client.send(calls.list_agents())
 
+    async def versions(self, name: str) -> models.AgentVersions:
+        """Every version of the agent, oldest first, with its KPIs."""
+        return await self._client.send(calls.agent_versions(name))
+
 
 class Keys:
     """The tenant's API keys; every call needs an admin key."""

@@ -140,6 +140,10 @@ def list_agents() -> Call[list[models.Agent]]:
     return Call("GET", "/v1/agents", _model(list[models.Agent]))
 
 
+def agent_versions(name: str) -> Call[models.AgentVersions]:
+    return Call("GET", f"/v1/agents/{name}/versions", _model(models.AgentVersions))
+
+
 def list_keys() -> Call[list[models.Key]]:
     return Call("GET", "/v1/keys", _model(list[models.Key]))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 RunStatus = Literal["queued", "running", "waiting", "succeeded", "failed", "cancelled"]
 KeyRole = Literal["admin", "member"]
@@ -58,6 +58,7 @@ class Run(Model):
     waiting_for: dict[str, Any] | None = None
     waited_seconds: float = 0.0
     forked_from: dict[str, Any] | None = None
+    agent_version: str | None = None  # the version of the agent it ran
 
     @property
     def final(self) -> bool:
@@ -108,6 +109,44 @@ class Agent(Model):
     model: str
     tools: list[str]
     max_steps: int
+
+
+class Estimate(Model):
+    """A figure over `n` observations and its 95% confidence interval."""
+
+    value: float | None = None
+    low: float | None = None
+    high: float | None = None
+    n: int = 0
+
+
+class AgentVersion(Model):
+    """One version of an agent and its KPIs (VersionKPIs). Times are Unix seconds."""
+
+    version: str
+    parent: str | None = None
+    author: str
+    created_at: float
+    current: bool = False
+    runs: int = 0
+    succeeded: int = 0
+    success_rate: Estimate = Field(default_factory=Estimate)
+    latency_p50: float | None = None
+    latency_p95: float | None = None
+    latency: Estimate = Field(default_factory=Estimate)
+    tokens_per_run: Estimate = Field(default_factory=Estimate)
+    cost_per_run: Estimate = Field(default_factory=Estimate)
+    tool_errors: int = 0
+    tool_errors_per_run: Estimate = Field(default_factory=Estimate)
+    eval_cases: int = 0
+    eval_score: Estimate = Field(default_factory=Estimate)
+
+
+class AgentVersions(Model):
+    """An agent's versions, oldest first (VersionsView)."""
+
+    agent: str
+    versions: list[AgentVersion]
 
 
 class Key(Model):

@@ -151,6 +151,10 @@ class Agents:
     def list(self) -> list[models.Agent]:
         return self._client.send(calls.list_agents())
 
+    def versions(self, name: str) -> models.AgentVersions:
+        """Every version of the agent, oldest first, with its KPIs."""
+        return self._client.send(calls.agent_versions(name))
+
 
 class Keys:
     """The tenant's API keys; every call needs an admin key."""
