@@ -209,6 +209,28 @@ class Store(ABC):
         """Mark the key revoked (kept, for the record); None if there is no such
         key. Revoking a revoked key keeps its first revocation time."""
 
+    # --- who submitted a run ---------------------------------------------
+    @abstractmethod
+    def record_submitter(self, tenant_id: str, run_id: str, principal: str) -> str:
+        """Remember who submitted the run (`principal`, e.g. `key:<id>`); the
+        first one recorded stays (an idempotent resubmission changes nothing).
+        Returns the recorded submitter."""
+
+    @abstractmethod
+    def run_submitter(self, tenant_id: str, run_id: str) -> str | None:
+        """Who submitted the run, or None when nobody was recorded."""
+
+    # --- rate limits shared by every process on the database ---------------
+    @abstractmethod
+    def take_rate_tokens(
+        self, buckets: Sequence[tuple[str, int, float]], *, now: float | None = None
+    ) -> dict[str, float]:
+        """Take one token from each bucket `(name, calls, period_seconds)`: a bucket
+        holds up to `calls` tokens and gets `calls` back per `period_seconds`, and
+        starts full. Either every bucket gives one or none does: returns {} when
+        all did, else each short bucket's name with the seconds until it has one.
+        `now` is wall-clock time, shared by every process."""
+
     # --- lifecycle --------------------------------------------------------
     @abstractmethod
     def ping(self) -> None:

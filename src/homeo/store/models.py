@@ -104,14 +104,25 @@ class AgentRecord(BaseModel):
     updated_at: float
 
 
-KeyRole = Literal["admin", "member"]
-KEY_ROLES: tuple[str, ...] = ("admin", "member")
+# Roles from least to most allowed; each may do what the ones before it may.
+# viewer: read the tenant's runs, traces and metrics; member: also submit runs
+# and use the API; operator: also cancel any run of the tenant, approve or
+# reject runs, work the breakers and the autonomic loop; admin: also keys,
+# users and policies. API keys and JWT users carry one.
+Role = Literal["viewer", "member", "operator", "admin"]
+ROLES: tuple[Role, ...] = ("viewer", "member", "operator", "admin")
+KeyRole = Role
+KEY_ROLES: tuple[str, ...] = ROLES
+
+
+def role_allows(role: str, needed: str) -> bool:
+    """Whether `role` may do what `needed` may (an unknown role may do nothing)."""
+    return role in ROLES and ROLES.index(role) >= ROLES.index(needed)  # type: ignore[arg-type]
 
 
 class ApiKey(BaseModel):
-    """An API key: the tenant it acts for and its role there (a member uses the
-    API; an admin also manages the tenant's keys). The secret is never stored,
-    only its argon2 hash (see homeo.keys)."""
+    """An API key: the tenant it acts for and its role there (see `Role`). The
+    secret is never stored, only its argon2 hash (see homeo.keys)."""
 
     id: str
     tenant_id: str

@@ -109,6 +109,20 @@ MIGRATIONS = [
     UPDATE runs SET steps_done = (SELECT COUNT(*) FROM steps
         WHERE steps.run_id = runs.id AND steps.status = 'succeeded');
     CREATE INDEX runs_unsettled ON runs (id) WHERE status IN ('queued', 'running');
+    """,    # Rate limits shared by every process on the database (per key, user and
+    # tenant), and who submitted each run (a member may cancel only its own).
+    """
+    CREATE TABLE rate_buckets (
+        bucket TEXT PRIMARY KEY,
+        tokens DOUBLE PRECISION NOT NULL,
+        updated DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE run_submitters (
+        tenant_id TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, run_id)
+    );
     """,
 ]
 

@@ -330,5 +330,67 @@ class SQLStore(Store):
             )
         return self.get_key(key_id)
 
+    # --- who submitted a run ---------------------------------------------
+    def record_submitter(self, tenant_id: str, run_id: str, principal: str) -> str:
+        with self.db.write() as db:
+            db.execute(
+                self.db.sql(
+                    "INSERT INTO run_submitters (tenant_id, run_id, principal) VALUES (?, ?, ?)"
+                    " ON CONFLICT (tenant_id, run_id) DO NOTHING"
+                ),
+                (tenant_id, run_id, principal),
+            )
+            row = db.execute(
+                self.db.sql(
+                    "SELECT principal FROM run_submitters WHERE tenant_id = ? AND run_id = ?"),
+                (tenant_id, run_id),
+            ).fetchone()
+        return row["principal"]
+
+    def run_submitter(self, tenant_id: str, run_id: str) -> str | None:
+        row = self.one("SELECT principal FROM run_submitters WHERE tenant_id = ? AND run_id = ?",
+                       (tenant_id, run_id))
+        return None if row is None else row["principal"]
+
+    # --- rate limits --------------------------------------------------------
+    def take_rate_tokens(
+        self, buckets: Sequence[tuple[str, int, float]], *, now: float | None = None
+    ) -> dict[str, float]:
+        now = clock(now)
+        # Sorted: two takers lock shared buckets in the same order, never in a cycle.
+        wanted = {name: (calls, period) for name, calls, period in sorted(buckets)}
+        if not wanted:
+            return {}
+        marks = ", ".join("?" for _ in wanted)
+        with self.db.write() as db:
+            for name, (calls, _) in wanted.items():
+                db.execute(
+                    self.db.sql("INSERT INTO rate_buckets (bucket, tokens, updated)"
+                                " VALUES (?, ?, ?) ON CONFLICT (bucket) DO NOTHING"),
+                    (name, float(calls), now),
+                )
+            rows = db.execute(
+                self.db.sql(f"SELECT bucket, tokens, updated FROM rate_buckets"
+                            f" WHERE bucket IN ({marks}) ORDER BY bucket") + self.db.for_update,
+                tuple(wanted),
+            ).fetchall()
+            refilled: dict[str, tuple[float, float]] = {}
+            short: dict[str, float] = {}
+            for row in rows:
+                calls, period = wanted[row["bucket"]]
+                rate = calls / period
+                tokens = min(float(calls), row["tokens"] + max(0.0, now - row["updated"]) * rate)
+                refilled[row["bucket"]] = (tokens, max(row["updated"], now))
+                if tokens < 1.0:
+                    short[row["bucket"]] = (1.0 - tokens) / rate
+            if short:
+                return short
+            for name, (tokens, updated) in refilled.items():
+                db.execute(
+                    self.db.sql("UPDATE rate_buckets SET tokens = ?, updated = ? WHERE bucket = ?"),
+                    (tokens - 1.0, updated, name),
+                )
+        return {}
+
     def ping(self) -> None:
         self.one("SELECT 1")
