@@ -52,15 +52,25 @@ class KeyRejected(Exception):
 
 @dataclass(frozen=True)
 class Caller:
-    """Who sent a request: its key's id, tenant and role."""
+    """Who sent a request: an API key (its id) or a JWT user (its subject),
+    with a tenant and a role there."""
 
-    key_id: str
+    key_id: str  # "" for a JWT user
     tenant_id: str
     role: KeyRole
+    user: str = ""  # a JWT user's `sub`; "" for an API key
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+    @property
+    def principal(self) -> str:
+        """A stable name for rate limits and for who submitted a run."""
+        return f"user:{self.tenant_id}:{self.user}" if self.user else f"key:{self.key_id}"
+
+    def __str__(self) -> str:
+        return f"user {self.user!r}" if self.user else f"API key hk_{self.key_id}_…"
 
 
 def create_key(

@@ -25,7 +25,7 @@ from homeo.api import (
     runs,
     safety,
 )
-from homeo.api.deps import AppParts, tenant
+from homeo.api.deps import AppParts, RateLimits, tenant
 from homeo.api.middleware import BodyLimit, RequestID
 from homeo.api.text import reject_nul
 from homeo.api.usage import UsageWriter
@@ -33,10 +33,11 @@ from homeo.backends import Backends
 from homeo.config import Settings
 from homeo.engine.budgets import tenant_budgets
 from homeo.engine.worker import Worker
+from homeo.jwtauth import JwtCheck, jwt_config
 from homeo.keys import KeyCheck
 from homeo.llm.resolve import ModelCatalog
 from homeo.observe.metrics import Metrics
-from homeo.ratelimit import RateLimiter, parse_rate_limit
+from homeo.ratelimit import parse_rate_limit
 
 UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -49,6 +50,7 @@ def create_app(
     models: ModelCatalog | None = None,
     tracer_provider: TracerProvider | None = None,
     clock: Callable[[], float] = time.monotonic,
+    wall_clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """`worker`, when given, runs inside the app's lifespan and stops with it.
     `models` (the runtime's, shared with the worker, its breakers in `metrics`)
@@ -59,7 +61,8 @@ def create_app(
     FastAPI opens a server span per request (its native OpenTelemetry support)
     on `tracer_provider`, the runtime's; without one, on the global provider,
     and not at all while that is unset. Its metrics and logs stay off: homeo
-    has its own. `clock` times the key checks' throttle and the key rate limit."""
+    has its own. `clock` times the key checks' throttle and the JWKS cache;
+    `wall_clock` (shared by every process) the rate limits and JWT expiry."""
     models = models or ModelCatalog(settings)
 
     usage = UsageWriter(backends.store, metrics)
@@ -85,7 +88,8 @@ def create_app(
         description="Run AI agents durably, securely and observably.",
         lifespan=lifespan,
         dependencies=[Depends(reject_nul)],  # no NUL in any text, on every route
-        docs_url=None,  # /docs and /redoc come from homeo.api.docs, without a CDN
+        openapi_url=None,  # /openapi.json, /docs and /redoc come from homeo.api.docs,
+        docs_url=None,  # without a CDN
         redoc_url=None,
         telemetry={
             "tracer_provider": tracer_provider,
@@ -98,15 +102,19 @@ def create_app(
     app.state.parts = AppParts(settings=settings, backends=backends, metrics=metrics, worker=worker)
     app.state.models = models
     app.state.keys = KeyCheck(backends.store, clock=clock)
-    app.state.key_rate_limit = (
-        parse_rate_limit(settings.key_rate_limit) if settings.key_rate_limit else None
+    users = jwt_config(settings)
+    app.state.users = None if users is None else JwtCheck(users, clock=clock, now=wall_clock)
+    app.state.rate_limits = RateLimits(
+        caller=parse_rate_limit(settings.key_rate_limit) if settings.key_rate_limit else None,
+        tenant=parse_rate_limit(settings.tenant_rate_limit) if settings.tenant_rate_limit else None,
     )
-    app.state.key_rate_limiter = RateLimiter(clock)
+    app.state.wall_clock = wall_clock
     app.state.budgets = tenant_budgets(settings, backends.store)
     app.state.usage = usage
     app.state.soft_budgets_warned = {}
     errors.install(app)
-    # Everything under /v1 needs an API key; health and metrics do not.
+    # Everything under /v1 needs an API key or a JWT, whatever its route
+    # declares; each route declares the role it needs (deps.requires).
     authenticated = [Depends(tenant)]
     app.include_router(runs.router, dependencies=authenticated)
     app.include_router(agents.router, dependencies=authenticated)

@@ -1,6 +1,6 @@
 """/v1/keys: a tenant's admins manage the tenant's API keys over HTTP, as
-`homeo keys` does from a shell. Every route needs an admin key, and sees and
-touches only its own tenant's keys."""
+`homeo keys` does from a shell. Every route needs the admin role, and sees
+and touches only its own tenant's keys."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
-from homeo.api.deps import AppParts, admin, parts, read
+from homeo.api.deps import AppParts, caller, parts, read, requires
 from homeo.keys import Caller, create_key
 from homeo.store.models import ApiKey, KeyRole
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 Parts = Annotated[AppParts, Depends(parts)]
-Admin = Annotated[Caller, Depends(admin)]
+Admin = Annotated[Caller, Depends(caller)]  # each route requires the admin role
 
 
 class KeyView(BaseModel):
@@ -46,13 +46,13 @@ class NewKey(BaseModel):
     role: KeyRole = "member"
 
 
-@router.get("", response_model=list[KeyView])
+@router.get("", response_model=list[KeyView], dependencies=[requires("admin")])
 async def list_keys(app: Parts, caller: Admin) -> list[KeyView]:
     return [KeyView.of(record)
             for record in await read(app, app.backends.store.list_keys, caller.tenant_id)]
 
 
-@router.post("", response_model=CreatedKey, status_code=201)
+@router.post("", response_model=CreatedKey, status_code=201, dependencies=[requires("admin")])
 async def new_key(body: NewKey, app: Parts, caller: Admin) -> CreatedKey:
     # argon2 hashing takes tens of milliseconds: off the event loop.
     key, record = await asyncio.to_thread(
@@ -60,7 +60,7 @@ async def new_key(body: NewKey, app: Parts, caller: Admin) -> CreatedKey:
     return CreatedKey(key=key, **KeyView.of(record).model_dump())
 
 
-@router.post("/{key_id}/revoke", response_model=KeyView)
+@router.post("/{key_id}/revoke", response_model=KeyView, dependencies=[requires("admin")])
 async def revoke_key(key_id: str, app: Parts, caller: Admin) -> KeyView:
     """Revoke one of the tenant's keys (this one included); servers refuse it
     within 5 seconds. Revoking a revoked key changes nothing."""

@@ -10,15 +10,17 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from homeo.api.deps import AppParts, parts, read, tenant
+from homeo.api.deps import AppParts, caller, parts, read, requires, tenant
 from homeo.api.schemas import RunAccepted, RunDetail, RunPage, RunRequest, RunView, StepView
 from homeo.engine.submit import RunNotFound, cancel_run, submit_run
-from homeo.store.models import NewRun, RunStatus
+from homeo.keys import Caller
+from homeo.store.models import NewRun, RunStatus, role_allows
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
 Parts = Annotated[AppParts, Depends(parts)]
 Tenant = Annotated[str, Depends(tenant)]
+Found = Annotated[Caller, Depends(caller)]
 RUN_ID = r"^run_[0-9a-f]{22}$"
 EVENT_POLL_SECONDS = 0.2
 EVENT_KEEPALIVE_SECONDS = 15.0
@@ -29,9 +31,11 @@ EVENT_KEEPALIVE_SECONDS = 15.0
     status_code=202,
     response_model=RunAccepted,
     responses={200: {"description": "A run with this idempotency key already exists."}},
+    dependencies=[requires("member")],
 )
 async def create_run(
-    body: RunRequest, request: Request, response: Response, app: Parts, tenant_id: Tenant
+    body: RunRequest, request: Request, response: Response, app: Parts, tenant_id: Tenant,
+    found: Found,
 ) -> RunAccepted:
     limit = app.settings.max_input_chars
     if len(body.input) > limit:
@@ -48,13 +52,17 @@ async def create_run(
         ),
         max_attempts=app.settings.max_attempts,
     )
+    # Who submitted it: a member may cancel its own runs only. Recorded after the
+    # run exists; if this process dies in between, only an operator can cancel it.
+    await asyncio.to_thread(app.backends.store.record_submitter, tenant_id, run.id,
+                            found.principal)
     if not created:
         response.status_code = 200
     response.headers["Location"] = f"/v1/runs/{run.id}"
     return RunAccepted(id=run.id, status=run.status)
 
 
-@router.get("", response_model=RunPage)
+@router.get("", response_model=RunPage, dependencies=[requires("viewer")])
 async def list_runs(
     app: Parts,
     tenant_id: Tenant,
@@ -80,20 +88,34 @@ def _load(app: AppParts, tenant_id: str, run_id: str) -> RunDetail:
     return RunDetail(**RunView.of(run).model_dump(), steps=[StepView.of(s) for s in steps])
 
 
-@router.get("/{run_id}", response_model=RunDetail)
+@router.get("/{run_id}", response_model=RunDetail, dependencies=[requires("viewer")])
 async def get_run(run_id: str, app: Parts, tenant_id: Tenant) -> RunDetail:
     return await read(app, _load, app, tenant_id, run_id)
 
 
-@router.post("/{run_id}/cancel", response_model=RunView)
-async def cancel(run_id: str, app: Parts, tenant_id: Tenant) -> RunView:
+@router.post("/{run_id}/cancel", response_model=RunView, dependencies=[requires("member")])
+async def cancel(run_id: str, app: Parts, tenant_id: Tenant, found: Found) -> RunView:
+    """A member cancels the runs it submitted; an operator or admin any run of the tenant."""
+    if not role_allows(found.role, "operator"):
+        await asyncio.to_thread(_check_submitter, app, tenant_id, run_id, found)
     return RunView.of(await asyncio.to_thread(cancel_run, app.backends, tenant_id, run_id))
+
+
+def _check_submitter(app: AppParts, tenant_id: str, run_id: str, found: Caller) -> None:
+    store = app.backends.store
+    if store.run_status(tenant_id, run_id) is None:
+        raise RunNotFound(f"no run {run_id!r}")
+    if store.run_submitter(tenant_id, run_id) != found.principal:
+        raise HTTPException(
+            403, f"{found} has role {found.role}, which cancels only the runs it submitted;"
+            " cancelling any run of the tenant needs operator or above")
 
 
 @router.get(
     "/{run_id}/events",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
+    dependencies=[requires("viewer")],
 )
 async def events(run_id: str, request: Request, app: Parts, tenant_id: Tenant) -> StreamingResponse:
     """Server-sent events: `step` when a step starts or changes, `run` when the
