@@ -128,8 +128,8 @@ class Jwks:
             raise TokenRejected(f"JWT key id {kid[:64]!r} is not in the JWKS ({self.source})")
         if not _fits(found, algorithm):
             raise TokenRejected(
-                f"JWT key {kid[:64]!r} is a {found.key_type} key for"
-                f" {found.algorithm_name}; it cannot check a {algorithm} token"
+                f"JWT key {kid[:64]!r} ({found.key_type}, {found.algorithm_name}) cannot"
+                f" check a {algorithm} token"
             )
         return found
 
