@@ -277,7 +277,9 @@ def mcp_server(
 
 
 class KeyRoleOption(str, enum.Enum):
+    viewer = "viewer"
     member = "member"
+    operator = "operator"
     admin = "admin"
 
 
@@ -291,7 +293,8 @@ def keys_create(
     tenant: Tenant = None,
     name: Annotated[str, typer.Option(help="What the key is for, shown by `keys list`.")] = "",
     role: Annotated[KeyRoleOption, typer.Option(
-        help="member: uses the API; admin: also manages the tenant's keys (/v1/keys)."
+        help="viewer: reads runs and metrics; member: also runs agents and uses the API;"
+        " operator: also cancels any run of the tenant; admin: also manages its keys."
     )] = KeyRoleOption.member,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
@@ -328,7 +331,7 @@ def keys_list(
     for record in records:
         created = datetime.datetime.fromtimestamp(record.created_at, datetime.UTC)
         status = "active" if record.active else "revoked"
-        out.print(f"{record.id}  {record.tenant_id:<16} {record.role:<6} {status:<8} "
+        out.print(f"{record.id}  {record.tenant_id:<16} {record.role:<8} {status:<8} "
                   f"{created:%Y-%m-%d %H:%M}Z  {record.name}", markup=False)
 
 
