@@ -471,7 +471,10 @@ def describe_error(error: ValidationError) -> str:
     """One line per bad setting: `HOMEO_PORT='x': Input should be a valid integer`."""
     lines = []
     for problem in error.errors():
-        name = str(problem["loc"][0]) if problem["loc"] else "?"
+        if not problem["loc"]:  # a check of several settings together
+            lines.append(f"invalid settings: {problem['msg'].removeprefix('Value error, ')}")
+            continue
+        name = str(problem["loc"][0])
         value = problem.get("input")
         # Inside a JSON setting (HOMEO_MODELS), say where: `at default.0.model`.
         inside = ".".join(str(part) for part in problem["loc"][1:])
@@ -494,7 +497,6 @@ _EXAMPLES: dict[str, str] = {
     "soft_agent_tokens_per_day": "150000",
     "key_rate_limit": "600/minute",
     "tenant_rate_limit": "6000/minute",
-    "jwt_jwks": "https://login.example.com/.well-known/jwks.json",
     "jwt_issuer": "https://login.example.com/",
     "jwt_audience": "homeo",
     "otlp_endpoint": "http://127.0.0.1:4318/v1/traces",
