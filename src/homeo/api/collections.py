@@ -249,7 +249,8 @@ async def list_documents(
                         next_before=found[-1].id if len(found) == limit else None)
 
 
-@router.get("/{name}/documents/{document_id}", response_model=DocumentView, dependencies=[requires("member")])
+@router.get("/{name}/documents/{document_id}", response_model=DocumentView,
+            dependencies=[requires("member")])
 async def get_document(name: str, document_id: str, request: Request, knowing: Knowing,
                        tenant_id: Tenant) -> Any:
     found = await knowing.read(knowing.store.get_document, tenant_id, name, document_id)
@@ -258,7 +259,8 @@ async def get_document(name: str, document_id: str, request: Request, knowing: K
     return DocumentView.of(found)
 
 
-@router.delete("/{name}/documents/{document_id}", status_code=204, dependencies=[requires("member")])
+@router.delete("/{name}/documents/{document_id}", status_code=204,
+               dependencies=[requires("member")])
 async def delete_document(name: str, document_id: str, request: Request, knowing: Knowing,
                           tenant_id: Tenant) -> Response:
     if not await knowing.delete(tenant_id, name, document_id):
