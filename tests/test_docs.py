@@ -72,6 +72,8 @@ def test_every_metric_in_the_readme_is_exported(tmp_path: Path) -> None:
         metrics = Metrics()
         metrics.watch(backends.store, backends.queue)
         metrics.step_seconds.labels("model").observe(0.1)
+        metrics.runs_finished.labels("t", "echo", "succeeded").inc()
+        metrics.observe_request("/v1/runs", "POST", 202, 0.01)
         metrics.count_usage("t", "m", input_tokens=1, output_tokens=1, cost_usd=0.1)
         metrics.watch_breakers(lambda: [("example", "closed")])
         exported = metrics.render().decode()

@@ -1,4 +1,5 @@
-"""The `homeo` command line: serve, worker, run, runs, agents, keys, doctor, mcp, sandbox."""
+"""The `homeo` command line: serve, worker, run, runs, agents, keys, doctor, mcp, sandbox,
+slo."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from homeo.cli_common import (
 from homeo.cli_memory import memory_app
 from homeo.cli_runs import runs_app
 from homeo.cli_safety import safety_app
+from homeo.cli_slo import slo_app
 from homeo.db.url import redact
 from homeo.engine.agents import AgentError
 from homeo.observe import logs
@@ -39,6 +41,7 @@ app = typer.Typer(help="homeo: run AI agents durably, securely and observably.",
 app.add_typer(runs_app, name="runs")
 app.add_typer(memory_app, name="memory")
 app.add_typer(safety_app, name="safety")
+app.add_typer(slo_app, name="slo")
 
 
 def _print_version(given: bool) -> None:

@@ -38,6 +38,8 @@ from pydantic_settings import (
 from homeo.tools.permissions import ToolPolicy
 
 EXAMPLE_AGENTS_DIR = Path(__file__).parent / "examples" / "agents"
+# The SLOs used when HOMEO_SLO_FILE is unset (homeo.observe.slo.definitions).
+DEFAULT_SLO_FILE = Path(__file__).parent / "observe" / "slo" / "default.yaml"
 
 
 def _http_base_url(value: str) -> str:
@@ -232,6 +234,8 @@ class Settings(BaseSettings):
         description="Bearer token /metrics requires; with one, it shows tenant labels."
         " Empty: /metrics is open and sums over tenants.",
     )
+    slo_file: Path | None = Field(
+        None, description="YAML file of SLOs (README, SLOs); unset: homeo's default SLOs.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
     otlp_endpoint: str = Field(
@@ -268,6 +272,15 @@ class Settings(BaseSettings):
         default_factory=ToolPolicy,
         description='Tools per tenant (JSON): {"TENANT or *": {"allow": [...], "deny": [...]}}.',
     )
+
+    @field_validator("slo_file")
+    @classmethod
+    def _slos(cls, value: Path | None) -> Path | None:
+        from homeo.observe.slo.definitions import load_slos
+
+        if value is not None:
+            load_slos(value)  # SloFileError (a ValueError) names the file and field
+        return value
 
     @field_validator("memory_chunk_overlap")
     @classmethod
@@ -500,6 +513,7 @@ _EXAMPLES: dict[str, str] = {
     "jwt_issuer": "https://login.example.com/",
     "jwt_audience": "homeo",
     "otlp_endpoint": "http://127.0.0.1:4318/v1/traces",
+    "slo_file": str(DEFAULT_SLO_FILE),
     "sandbox_allow_without": "cgroups",
     "http_allowlist": "example.com,api.github.com",
     "mcp_servers": '{"files": {"command": ["python", "-m", "files_server"]}}',

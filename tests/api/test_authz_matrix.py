@@ -163,6 +163,7 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("POST", "/v1/embeddings"): lambda w, who: ("POST", "/v1/embeddings", {
         "json": {"model": "hash", "input": "hi"}}),
     ("GET", "/v1/providers"): lambda w, who: ("GET", "/v1/providers", {}),
+    ("GET", "/v1/slo"): lambda w, who: ("GET", "/v1/slo", {}),
     ("GET", "/v1/keys"): lambda w, who: ("GET", "/v1/keys", {}),
     ("POST", "/v1/keys"): lambda w, who: ("POST", "/v1/keys", {"json": {"name": "made"}}),
     ("POST", "/v1/keys/{key_id}/revoke"): revoke,

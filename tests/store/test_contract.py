@@ -340,3 +340,49 @@ def test_unsettled_runs_are_listed_across_tenants_in_id_order(backends: Backends
     rest = store.unsettled_runs(updated_before=200.0, after_id=found[0].id)
     assert [run.id for run in rest] == [found[1].id]
     assert store.unsettled_runs(updated_before=200.0, limit=1) == found[:1]
+
+
+def _ended(backends: Backends, tenant: str, agent: str, status: str, at: float) -> str:
+    run, _ = backends.store.create_run(new_run(tenant, agent=agent), now=at - 1)
+    backends.store.transition_run(tenant, run.id, status, allowed_from={"queued"}, now=at)
+    return run.id
+
+
+def test_run_outcomes_count_ended_runs_per_window(backends: Backends) -> None:
+    _ended(backends, "acme", "echo", "succeeded", 100.0)
+    _ended(backends, "acme", "echo", "failed", 200.0)
+    _ended(backends, "acme", "calc", "succeeded", 300.0)
+    _ended(backends, "acme", "echo", "cancelled", 300.0)  # not counted
+    _ended(backends, "globex", "echo", "failed", 300.0)
+    _ended(backends, "acme", "echo", "succeeded", 400.0)  # at `until`: outside
+    backends.store.create_run(new_run("acme"), now=250.0)  # still queued: not counted
+    counts = backends.store.run_outcomes([100.0, 200.0, 301.0], until=400.0)
+    assert [(c.since, c.total, c.good) for c in counts] == [
+        (100.0, 4, 2), (200.0, 3, 1), (301.0, 0, 0)]
+    acme = backends.store.run_outcomes([0.0], until=1000.0, tenant_id="acme")
+    assert (acme[0].total, acme[0].good) == (4, 3)
+    echo = backends.store.run_outcomes([0.0], until=1000.0, tenant_id="acme", agent="echo")
+    assert (echo[0].total, echo[0].good) == (3, 2)
+    assert backends.store.run_outcomes([0.0], until=1000.0, tenant_id="nobody")[0].total == 0
+    assert backends.store.run_outcomes([], until=1000.0) == []
+
+
+def test_step_speeds_count_fast_succeeded_steps_per_window(backends: Backends) -> None:
+    run, _ = backends.store.create_run(new_run("acme"), now=0.0)
+    timings = [(10.0, 11.0, "model"), (20.0, 25.0, "model"), (30.0, 30.5, "tool"),
+               (40.0, 50.0, "model")]
+    for seq, (began, ended, kind) in enumerate(timings):
+        backends.store.begin_step("acme", run.id, seq, kind, kind, None, now=began)
+        backends.store.complete_step("acme", run.id, seq, "ok", {}, now=ended)
+    backends.store.begin_step("acme", run.id, 4, "model", "model", None, now=60.0)
+    backends.store.fail_step("acme", run.id, 4, "boom", now=61.0)  # failed: not counted
+    other, _ = backends.store.create_run(new_run("globex"), now=0.0)
+    backends.store.begin_step("globex", other.id, 0, "model", "model", None, now=10.0)
+    backends.store.complete_step("globex", other.id, 0, "ok", {}, now=10.5)
+    counts = backends.store.step_speeds([0.0, 25.0], until=100.0, within_seconds=5.0)
+    assert [(c.total, c.good) for c in counts] == [(5, 4), (3, 2)]
+    model = backends.store.step_speeds([0.0], until=100.0, within_seconds=1.0,
+                                       tenant_id="acme", kind="model")
+    assert (model[0].total, model[0].good) == (3, 1)
+    before = backends.store.step_speeds([0.0], until=25.0, within_seconds=5.0, tenant_id="acme")
+    assert (before[0].total, before[0].good) == (1, 1)

@@ -24,9 +24,10 @@ from homeo.api import (
     providers,
     runs,
     safety,
+    slo,
 )
 from homeo.api.deps import AppParts, RateLimits, tenant
-from homeo.api.middleware import BodyLimit, RequestID
+from homeo.api.middleware import BodyLimit, RequestID, RequestTiming
 from homeo.api.text import reject_nul
 from homeo.api.usage import UsageWriter
 from homeo.backends import Backends
@@ -37,6 +38,7 @@ from homeo.jwtauth import JwtCheck, jwt_config
 from homeo.keys import KeyCheck
 from homeo.llm.resolve import ModelCatalog
 from homeo.observe.metrics import Metrics
+from homeo.observe.slo.definitions import load_slos
 from homeo.ratelimit import parse_rate_limit
 
 UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -111,6 +113,7 @@ def create_app(
     app.state.wall_clock = wall_clock
     app.state.budgets = tenant_budgets(settings, backends.store)
     app.state.usage = usage
+    app.state.slos = load_slos(settings.slo_file)
     app.state.soft_budgets_warned = {}
     errors.install(app)
     # Everything under /v1 needs an API key or a JWT, whatever its route
@@ -124,10 +127,12 @@ def create_app(
     app.include_router(keys.router, dependencies=authenticated)
     app.include_router(collections.router, dependencies=authenticated)
     app.include_router(safety.router, dependencies=authenticated)
+    app.include_router(slo.router, dependencies=authenticated)
     app.include_router(health.router)
     docs.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestID)
+    app.add_middleware(RequestTiming, metrics=metrics)  # outermost: it times the others too
     return app
 
 

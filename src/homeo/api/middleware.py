@@ -6,6 +6,9 @@ line (and every run) made while serving it, ending with one access line.
 It also lands on the request's OpenTelemetry span (FastAPI opens that one
 around the middleware, see `create_app`), as `homeo.request_id`.
 
+`RequestTiming` times every request for homeo_http_request_seconds and the
+API latency SLOs.
+
 `BodyLimit` refuses a body larger than the limit with 413, by its
 Content-Length or, when that is missing, by counting as it arrives.
 """
@@ -21,6 +24,7 @@ from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from homeo.observe import logs
+from homeo.observe.metrics import Metrics
 
 _access = logs.get_logger("homeo.access")
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -124,3 +128,40 @@ class BodyLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class RequestTiming:
+    """Times each request from its arrival to its response headers (a stream's
+    first byte, not its end) into `metrics.observe_request`, by the route's
+    template (`/v1/runs/{run_id}`, so ids do not become series; `unmatched`
+    for a path no route has)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+        timed = False
+
+        def observe(status: int) -> None:
+            nonlocal timed
+            timed = True
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.observe_request(template, scope["method"], status,
+                                         time.perf_counter() - began)
+
+        async def timed_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and not timed:
+                observe(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, timed_send)
+        finally:
+            if not timed:  # the app died before answering: the client sees a 500
+                observe(500)

@@ -395,7 +395,7 @@ class Worker:
         span.set_attribute("homeo.run.outcome", status)
         if error is not None:
             span.set_status(StatusCode.ERROR, error)
-        await asyncio.to_thread(
+        moved = await asyncio.to_thread(
             self.store.transition_run,
             run.tenant_id,
             run.id,
@@ -405,6 +405,8 @@ class Worker:
             error=error,
             fence=fence,
         )
+        if moved is not None and moved.is_final and self.metrics is not None:
+            self.metrics.runs_finished.labels(run.tenant_id, run.agent, status).inc()
 
     @staticmethod
     def _owner(job: Job) -> str:

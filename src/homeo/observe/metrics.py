@@ -9,6 +9,7 @@ over tenants."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -16,11 +17,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.samples import Sample
 from prometheus_client.registry import Collector
 
+from homeo.observe.windows import LatencyWindows
 from homeo.queue.base import JOB_STATUSES, Queue
 from homeo.store.base import Store
 from homeo.store.models import RUN_STATUSES
 
 STEP_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+# API latency SLO thresholds must be one of these (observe/slo/definitions.py).
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
 class _DatabaseCollector(Collector):
@@ -101,8 +105,12 @@ class _BreakerCollector(Collector):
 class Metrics:
     """One registry per process (or per test), so nothing leaks between apps."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time,
+                 request_retention_seconds: int = 30 * 86400) -> None:
+        """`clock` (epoch seconds) dates the requests that API latency SLOs
+        count; they are kept for `request_retention_seconds` (the longest window)."""
         self.registry = CollectorRegistry()
+        self.clock = clock
         self.step_seconds = Histogram(
             "homeo_step_seconds",
             "Time to run one step, by kind.",
@@ -122,6 +130,29 @@ class Metrics:
             ["tenant", "model"],
             registry=self.registry,
         )
+
+        self.runs_finished = Counter(
+            "homeo_runs_finished",
+            "Runs this process ended, by tenant, agent and final status.",
+            ["tenant", "agent", "status"],
+            registry=self.registry,
+        )
+        self.http_seconds = Histogram(
+            "homeo_http_request_seconds",
+            "Time from a request's arrival to its response headers, by route template,"
+            " method and status class (2xx, 4xx, ...).",
+            ["route", "method", "code"],
+            buckets=HTTP_BUCKETS,
+            registry=self.registry,
+        )
+        # The same latencies by minute, for the API latency SLOs that GET /v1/slo
+        # shows (a histogram only holds totals since the process started).
+        self.requests = LatencyWindows(
+            HTTP_BUCKETS, retention_seconds=request_retention_seconds, started=clock())
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.http_seconds.labels(route, method, f"{status // 100}xx").observe(seconds)
+        self.requests.observe(seconds, now=self.clock())
 
     def count_usage(
         self, tenant: str, model: str, *, input_tokens: int, output_tokens: int, cost_usd: float

@@ -13,7 +13,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from homeo.store.models import AgentRecord, ApiKey, NewRun, Run, Step, UsageEvent, UsageTotals
+from homeo.store.models import (
+    AgentRecord,
+    ApiKey,
+    NewRun,
+    Run,
+    Step,
+    UsageEvent,
+    UsageTotals,
+    WindowCounts,
+)
 
 
 class StoreError(Exception):
@@ -101,6 +110,34 @@ class Store(ABC):
     @abstractmethod
     def count_runs(self, tenant_id: str | None = None) -> dict[str, int]:
         """Runs per status, for one tenant or (tenant_id=None, for metrics) all."""
+
+    # --- SLOs (read-only counts over time windows) -------------------------
+    @abstractmethod
+    def run_outcomes(
+        self,
+        starts: Sequence[float],
+        *,
+        until: float,
+        tenant_id: str | None = None,
+        agent: str | None = None,
+    ) -> list[WindowCounts]:
+        """For each start, the runs that ended succeeded or failed with
+        `start <= finished_at < until` (cancelled runs do not count): all, and
+        the succeeded ones (`good`). Of one tenant, or (None) of every tenant."""
+
+    @abstractmethod
+    def step_speeds(
+        self,
+        starts: Sequence[float],
+        *,
+        until: float,
+        within_seconds: float,
+        tenant_id: str | None = None,
+        kind: str | None = None,
+    ) -> list[WindowCounts]:
+        """For each start, the steps that succeeded with `start <= finished_at <
+        until`, of one kind or all: all, and those that took at most
+        `within_seconds` from `started_at` (`good`). Of one tenant or (None) all."""
 
     # --- steps (checkpoints) ---------------------------------------------
     @abstractmethod

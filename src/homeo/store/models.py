@@ -84,6 +84,15 @@ class UsageTotals(BaseModel):
         return self.input_tokens + self.output_tokens
 
 
+class WindowCounts(BaseModel):
+    """Events in a window that starts at `since` (what an SLO counts): all of
+    them, and the good ones."""
+
+    since: float
+    total: int = 0
+    good: int = 0
+
+
 class UsageEvent(BaseModel):
     """Tokens a tenant used outside any run: `source` is "chat"
     (/v1/chat/completions) or "embeddings" (/v1/embeddings)."""

@@ -12,7 +12,15 @@ from typing import Any
 
 from homeo.db.dialect import Dialect, clock
 from homeo.store.base import LeaseFenced, Store, StoreError
-from homeo.store.models import AgentRecord, ApiKey, Run, Step, UsageEvent, UsageTotals
+from homeo.store.models import (
+    AgentRecord,
+    ApiKey,
+    Run,
+    Step,
+    UsageEvent,
+    UsageTotals,
+    WindowCounts,
+)
 
 RUN_JSON = ("checkpoint",)
 STEP_JSON = ("input", "output")
@@ -394,3 +402,64 @@ class SQLStore(Store):
 
     def ping(self) -> None:
         self.one("SELECT 1")
+
+    # --- SLOs (read-only) -------------------------------------------------
+    def run_outcomes(
+        self,
+        starts: Sequence[float],
+        *,
+        until: float,
+        tenant_id: str | None = None,
+        agent: str | None = None,
+    ) -> list[WindowCounts]:
+        clauses = ["status IN ('succeeded', 'failed')", "finished_at >= ?", "finished_at < ?"]
+        params: list[Any] = [min(starts, default=until), until]
+        for clause, value in (("tenant_id = ?", tenant_id), ("agent = ?", agent)):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        return self._windows(starts, "runs", "finished_at", "status = 'succeeded'", (),
+                             " AND ".join(clauses), params)
+
+    def step_speeds(
+        self,
+        starts: Sequence[float],
+        *,
+        until: float,
+        within_seconds: float,
+        tenant_id: str | None = None,
+        kind: str | None = None,
+    ) -> list[WindowCounts]:
+        clauses = ["status = 'succeeded'", "finished_at >= ?", "finished_at < ?"]
+        params: list[Any] = [min(starts, default=until), until]
+        for clause, value in (("tenant_id = ?", tenant_id), ("kind = ?", kind)):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        return self._windows(starts, "steps", "finished_at", "finished_at - started_at <= ?",
+                             (within_seconds,), " AND ".join(clauses), params)
+
+    def _windows(
+        self,
+        starts: Sequence[float],
+        table: str,
+        at: str,
+        good: str,
+        good_params: tuple[Any, ...],
+        where: str,
+        params: Sequence[Any],
+    ) -> list[WindowCounts]:
+        """One scan counting, for each start, the rows at or after it and the good ones."""
+        if not starts:
+            return []
+        columns, column_params = [], []
+        for index, start in enumerate(starts):
+            columns.append(f"COALESCE(SUM(CASE WHEN {at} >= ? THEN 1 ELSE 0 END), 0) AS t{index},"
+                           f" COALESCE(SUM(CASE WHEN {at} >= ? AND {good} THEN 1 ELSE 0 END), 0)"
+                           f" AS g{index}")
+            column_params += [start, start, *good_params]
+        row = self.one(f"SELECT {', '.join(columns)} FROM {table} WHERE {where}",
+                       (*column_params, *params))
+        # PostgreSQL sums as NUMERIC: back to int.
+        return [WindowCounts(since=start, total=int(row[f"t{index}"]), good=int(row[f"g{index}"]))
+                for index, start in enumerate(starts)]
