@@ -370,34 +370,32 @@ class SQLStore(Store):
         if not wanted:
             return {}
         marks = ", ".join("?" for _ in wanted)
+        select = self.db.sql(f"SELECT bucket, tokens, updated FROM rate_buckets"
+                             f" WHERE bucket IN ({marks}) ORDER BY bucket") + self.db.for_update
         with self.db.write() as db:
-            for name, (calls, _) in wanted.items():
-                db.execute(
+            rows = db.execute(select, tuple(wanted)).fetchall()
+            if len(rows) < len(wanted):  # first use of a bucket: it starts full
+                db.cursor().executemany(
                     self.db.sql("INSERT INTO rate_buckets (bucket, tokens, updated)"
                                 " VALUES (?, ?, ?) ON CONFLICT (bucket) DO NOTHING"),
-                    (name, float(calls), now),
+                    [(name, float(calls), now) for name, (calls, _) in wanted.items()],
                 )
-            rows = db.execute(
-                self.db.sql(f"SELECT bucket, tokens, updated FROM rate_buckets"
-                            f" WHERE bucket IN ({marks}) ORDER BY bucket") + self.db.for_update,
-                tuple(wanted),
-            ).fetchall()
-            refilled: dict[str, tuple[float, float]] = {}
+                rows = db.execute(select, tuple(wanted)).fetchall()
+            refilled: list[tuple[float, float, str]] = []
             short: dict[str, float] = {}
             for row in rows:
                 calls, period = wanted[row["bucket"]]
                 rate = calls / period
                 tokens = min(float(calls), row["tokens"] + max(0.0, now - row["updated"]) * rate)
-                refilled[row["bucket"]] = (tokens, max(row["updated"], now))
+                refilled.append((tokens - 1.0, max(row["updated"], now), row["bucket"]))
                 if tokens < 1.0:
                     short[row["bucket"]] = (1.0 - tokens) / rate
             if short:
                 return short
-            for name, (tokens, updated) in refilled.items():
-                db.execute(
-                    self.db.sql("UPDATE rate_buckets SET tokens = ?, updated = ? WHERE bucket = ?"),
-                    (tokens - 1.0, updated, name),
-                )
+            db.cursor().executemany(
+                self.db.sql("UPDATE rate_buckets SET tokens = ?, updated = ? WHERE bucket = ?"),
+                refilled,
+            )
         return {}
 
     def ping(self) -> None:
