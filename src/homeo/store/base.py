@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from homeo.store.models import (
@@ -267,6 +268,35 @@ class Store(ABC):
         starts full. Either every bucket gives one or none does: returns {} when
         all did, else each short bucket's name with the seconds until it has one.
         `now` is wall-clock time, shared by every process."""
+
+    # --- the audit log ----------------------------------------------------
+    @abstractmethod
+    def atomic(self) -> AbstractContextManager[None]:
+        """Writes made inside commit together or not at all (an audit entry with
+        the change it records)."""
+
+    @abstractmethod
+    def append_audit(
+        self, tenant_id: str, seal: Callable[[int, str], tuple[AuditEntry, AuditHead]]
+    ) -> AuditEntry:
+        """Append one entry to the tenant's log: with the tenant's head locked,
+        `seal(seq, prev_hash)` builds the entry that follows it (and the new
+        head), signed; both are written in one transaction (joining an open
+        `atomic()`). Concurrent appenders of one tenant take turns."""
+
+    @abstractmethod
+    def list_audit(
+        self, tenant_id: str, *, after_seq: int = 0, limit: int | None = None,
+        kind: str | None = None,
+    ) -> list[AuditEntry]:
+        """The tenant's entries after `after_seq`, oldest first."""
+
+    @abstractmethod
+    def audit_head(self, tenant_id: str) -> AuditHead | None: ...
+
+    @abstractmethod
+    def audit_tenants(self) -> list[str]:
+        """Every tenant with a log (or a head), sorted."""
 
     # --- lifecycle --------------------------------------------------------
     @abstractmethod

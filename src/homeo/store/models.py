@@ -144,3 +144,33 @@ class ApiKey(BaseModel):
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+
+class AuditEntry(BaseModel):
+    """One event of a tenant's audit log. `hash` covers every other field but
+    the signature (and `prev_hash`, so the entries form a chain); `signature`
+    is an ML-DSA-65 signature of the hash by the key `key_id` names (see
+    homeo.audit)."""
+
+    tenant_id: str
+    seq: int  # 1, 2, 3... per tenant
+    at: float
+    kind: str  # e.g. key.created, run.cancelled, access.denied
+    actor: str  # who: key:<id>, user:<tenant>:<sub>, cli
+    subject: str = ""  # what it acted on: key:<id>, run:<id>, a route
+    details: dict[str, Any] = Field(default_factory=dict)
+    prev_hash: str
+    hash: str
+    key_id: str
+    signature: str  # base64
+
+
+class AuditHead(BaseModel):
+    """The last entry of a tenant's log, signed apart from it, so a log cut
+    short (its last entries removed) no longer matches its head."""
+
+    tenant_id: str
+    seq: int
+    hash: str
+    key_id: str
+    signature: str

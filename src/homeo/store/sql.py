@@ -7,7 +7,8 @@ a run under an idempotency-key race, moving a run's status, beginning a step.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from homeo.db.dialect import Dialect, clock
@@ -15,6 +16,8 @@ from homeo.store.base import LeaseFenced, Store, StoreError
 from homeo.store.models import (
     AgentRecord,
     ApiKey,
+    AuditEntry,
+    AuditHead,
     Run,
     Step,
     UsageEvent,
@@ -397,6 +400,63 @@ class SQLStore(Store):
                 refilled,
             )
         return {}
+
+    # --- the audit log ----------------------------------------------------
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        with self.db.write():
+            yield
+
+    def append_audit(
+        self, tenant_id: str, seal: Callable[[int, str], tuple[AuditEntry, AuditHead]]
+    ) -> AuditEntry:
+        head_sql = self.db.sql("SELECT seq, hash FROM audit_heads WHERE tenant_id = ?")
+        with self.db.write() as db:
+            # The head row is the lock appenders of one tenant queue on.
+            db.execute(
+                self.db.sql("INSERT INTO audit_heads (tenant_id, seq, hash, key_id, signature)"
+                            " VALUES (?, 0, ?, '', '') ON CONFLICT (tenant_id) DO NOTHING"),
+                (tenant_id, "0" * 64),
+            )
+            head = db.execute(head_sql + self.db.for_update, (tenant_id,)).fetchone()
+            entry, new_head = seal(head["seq"] + 1, head["hash"])
+            db.execute(
+                self.db.sql(
+                    "INSERT INTO audit_log (tenant_id, seq, at, kind, actor, subject, details,"
+                    " prev_hash, hash, key_id, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                (entry.tenant_id, entry.seq, entry.at, entry.kind, entry.actor, entry.subject,
+                 self.db.json_param(entry.details), entry.prev_hash, entry.hash, entry.key_id,
+                 entry.signature),
+            )
+            db.execute(
+                self.db.sql("UPDATE audit_heads SET seq = ?, hash = ?, key_id = ?, signature = ?"
+                            " WHERE tenant_id = ?"),
+                (new_head.seq, new_head.hash, new_head.key_id, new_head.signature, tenant_id),
+            )
+        return entry
+
+    def list_audit(
+        self, tenant_id: str, *, after_seq: int = 0, limit: int | None = None,
+        kind: str | None = None,
+    ) -> list[AuditEntry]:
+        clauses, params = ["tenant_id = ?", "seq > ?"], [tenant_id, after_seq]
+        if kind is not None:
+            clauses.append("kind = ?")
+            params.append(kind)
+        limited = "" if limit is None else f" LIMIT {int(limit)}"
+        rows = self.all(f"SELECT * FROM audit_log WHERE {' AND '.join(clauses)}"
+                        f" ORDER BY seq{limited}", params)
+        return [AuditEntry.model_validate(self.db.decode(row, ("details",))) for row in rows]
+
+    def audit_head(self, tenant_id: str) -> AuditHead | None:
+        row = self.one("SELECT * FROM audit_heads WHERE tenant_id = ? AND seq > 0", (tenant_id,))
+        return None if row is None else AuditHead.model_validate(self.db.decode(row))
+
+    def audit_tenants(self) -> list[str]:
+        rows = self.all("SELECT tenant_id FROM audit_heads UNION"
+                        " SELECT DISTINCT tenant_id FROM audit_log ORDER BY tenant_id")
+        return [row["tenant_id"] for row in rows]
 
     def ping(self) -> None:
         self.one("SELECT 1")
