@@ -1,5 +1,5 @@
 """The `homeo` command line: serve, worker, run, runs, agents, keys, doctor, mcp, sandbox,
-slo."""
+slo, audit."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from homeo.cli_common import (
 from homeo.cli_memory import memory_app
 from homeo.cli_runs import runs_app
 from homeo.cli_safety import safety_app
+from homeo.cli_audit import audit_app, audit_log_or_exit
 from homeo.cli_slo import slo_app
 from homeo.db.url import redact
 from homeo.engine.agents import AgentError
@@ -42,6 +43,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(memory_app, name="memory")
 app.add_typer(safety_app, name="safety")
 app.add_typer(slo_app, name="slo")
+app.add_typer(audit_app, name="audit")
 
 
 def _print_version(given: bool) -> None:
@@ -92,6 +94,7 @@ def serve(
     listener = _listen(settings.host, settings.port)
     logs.configure(settings.log_level, settings.log_json)
     runtime = open_runtime(settings)
+    audit_log_or_exit(settings, runtime.backends.store)  # a bad audit key stops us here
     _first_key(runtime)
     worker = runtime.worker() if settings.workers > 0 else None
     api = create_app(settings, runtime.backends, runtime.metrics, worker, runtime.models,
@@ -157,7 +160,8 @@ def _first_key(runtime) -> None:  # noqa: ANN001 (Runtime, imported late)
     if store.list_keys():
         return
     key, _ = create_key(store, runtime.settings.default_tenant, "made by the first homeo serve",
-                        role="admin")
+                        role="admin", audit=audit_log_or_exit(runtime.settings, store),
+                        actor="homeo serve")
     console.print(
         f"homeo: no API keys yet, so here is an admin key for tenant"
         f" {runtime.settings.default_tenant!r} (shown only now): {key}\n"
@@ -312,7 +316,8 @@ def keys_create(
                          default_tenant=tenant)
     with opened(settings) as runtime:
         key, record = create_key(runtime.backends.store, settings.default_tenant, name,
-                                 role=role.value)
+                                 role=role.value,
+                                 audit=audit_log_or_exit(settings, runtime.backends.store))
     console.print(f"homeo: {record.role} key {record.id} for tenant {record.tenant_id!r}; it is"
                   " shown only now, keep it", markup=False)
     print(key)
@@ -345,9 +350,12 @@ def keys_revoke(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Revoke an API key: requests with it are refused within 5 seconds."""
+    from homeo.keys import revoke_key
+
     settings = settings_or_exit(data_dir=data_dir, database_url=database_url)
     with opened(settings) as runtime:
-        record = runtime.backends.store.revoke_key(key_id.removeprefix("hk_")[:16])
+        record = revoke_key(runtime.backends.store, key_id.removeprefix("hk_")[:16],
+                            audit=audit_log_or_exit(settings, runtime.backends.store))
     if record is None:
         fail(f"no API key {key_id!r}; `homeo keys list` shows them")
     console.print(f"homeo: key {record.id} of tenant {record.tenant_id!r} is revoked",

@@ -211,6 +211,10 @@ class Settings(BaseSettings):
         "", description="Requests per tenant (all its keys and users), e.g. 6000/minute,"
         " shared by every server on the database; empty: none."
     )
+    audit_key_file: Path | None = Field(
+        None, description="The ML-DSA-65 private key (PEM) that signs the audit log, outside"
+        " the data dir (`homeo audit keygen PATH`); unset: no audit log."
+    )
     jwt_secret: SecretStr = Field(
         SecretStr(""), description="The shared secret HS256/384/512 user tokens are signed with."
     )
@@ -346,6 +350,17 @@ class Settings(BaseSettings):
         if value and not value.startswith(("http://", "https://")) and not Path(value).is_file():
             raise ValueError(f"{value} is neither an http(s) URL nor a file")
         return value
+
+    @model_validator(mode="after")
+    def _audit_key_outside_data(self) -> Settings:
+        key = self.audit_key_file
+        if key is None:
+            return self
+        if key.resolve().is_relative_to(self.data_dir.resolve()):
+            raise ValueError(f"HOMEO_AUDIT_KEY_FILE {key} is inside the data dir"
+                             f" {self.data_dir}: keep the signing key elsewhere, so a copy of"
+                             " the data cannot rewrite its own log")
+        return self
 
     @model_validator(mode="after")
     def _jwt_complete(self) -> Settings:
@@ -510,6 +525,7 @@ _EXAMPLES: dict[str, str] = {
     "soft_agent_tokens_per_day": "150000",
     "key_rate_limit": "600/minute",
     "tenant_rate_limit": "6000/minute",
+    "audit_key_file": "/etc/homeo/audit.key",
     "jwt_issuer": "https://login.example.com/",
     "jwt_audience": "homeo",
     "otlp_endpoint": "http://127.0.0.1:4318/v1/traces",

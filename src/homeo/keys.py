@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from homeo.audit import AuditLog, Event
 from homeo.store.base import Store, read_async
 from homeo.store.models import ApiKey, KeyRole
 
@@ -80,9 +81,12 @@ def create_key(
     *,
     role: KeyRole = "member",
     now: float | None = None,
+    audit: AuditLog | None = None,
+    actor: str = "cli",
 ) -> tuple[str, ApiKey]:
     """Make a key for `tenant_id`. Returns the key itself (shown once, never
-    stored) and its record."""
+    stored) and its record. With `audit`, a `key.created` entry by `actor`
+    commits with it."""
     key_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
     record = ApiKey(
@@ -93,8 +97,25 @@ def create_key(
         secret_hash=_hasher.hash(secret),
         created_at=time.time() if now is None else now,
     )
-    store.put_key(record)
+    with store.atomic():
+        store.put_key(record)
+        if audit is not None:
+            audit.record(tenant_id, Event("key.created", actor, f"key:{key_id}",
+                                          {"role": role, "name": name}))
     return f"{PREFIX}_{key_id}_{secret}", record
+
+
+def revoke_key(store: Store, key_id: str, *, audit: AuditLog | None = None,
+               actor: str = "cli") -> ApiKey | None:
+    """Revoke the key (None if there is none); with `audit`, a `key.revoked`
+    entry commits with it (only when this call revoked it)."""
+    with store.atomic():
+        before = store.get_key(key_id)
+        revoked = store.revoke_key(key_id)
+        if audit is not None and revoked is not None and before is not None and before.active:
+            audit.record(revoked.tenant_id, Event("key.revoked", actor, f"key:{key_id}",
+                                                  {"role": revoked.role}))
+    return revoked
 
 
 def parse(token: str) -> tuple[str, str]:

@@ -36,6 +36,7 @@ from starlette.routing import Mount
 
 from homeo.api.app import create_app
 from homeo.api.deps import decision_of
+from homeo.audit import generate_key
 from homeo.config import Settings
 from homeo.engine.submit import submit_run
 from homeo.keys import create_key
@@ -165,6 +166,7 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("GET", "/v1/providers"): lambda w, who: ("GET", "/v1/providers", {}),
     ("GET", "/v1/slo"): lambda w, who: ("GET", "/v1/slo", {}),
     ("GET", "/v1/keys"): lambda w, who: ("GET", "/v1/keys", {}),
+    ("GET", "/v1/audit"): lambda w, who: ("GET", "/v1/audit", {}),
     ("POST", "/v1/keys"): lambda w, who: ("POST", "/v1/keys", {"json": {"name": "made"}}),
     ("POST", "/v1/keys/{key_id}/revoke"): revoke,
     ("GET", "/v1/collections"): lambda w, who: ("GET", "/v1/collections", {}),
@@ -219,7 +221,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     from hashembed import HashingEmbedder
 
     folder = tmp_path_factory.mktemp("matrix")
+    audit_key = folder / "keys" / "audit.key"
+    generate_key(audit_key)
     settings = Settings(
+        audit_key_file=audit_key,
         data_dir=folder / "data", agents_dir=scriptkit.write_agents(folder / "agents", ["echo"]),
         models={"default": [{"model": "scripted:scriptkit:echo_model"}],
                 "hash": [{"model": "scripted:scriptkit:echo_model"}]},

@@ -14,6 +14,7 @@ from opentelemetry.trace import TracerProvider
 from homeo import __version__
 from homeo.api import (
     agents,
+    audit,
     collections,
     docs,
     embeddings,
@@ -30,6 +31,7 @@ from homeo.api.deps import AppParts, RateLimits, tenant
 from homeo.api.middleware import BodyLimit, RequestID, RequestTiming
 from homeo.api.text import reject_nul
 from homeo.api.usage import UsageWriter
+from homeo.audit import open_audit_log
 from homeo.backends import Backends
 from homeo.config import Settings
 from homeo.engine.budgets import tenant_budgets
@@ -111,6 +113,7 @@ def create_app(
         tenant=parse_rate_limit(settings.tenant_rate_limit) if settings.tenant_rate_limit else None,
     )
     app.state.wall_clock = wall_clock
+    app.state.audit = open_audit_log(settings.audit_key_file, backends.store)
     app.state.budgets = tenant_budgets(settings, backends.store)
     app.state.usage = usage
     app.state.slos = load_slos(settings.slo_file)
@@ -125,6 +128,7 @@ def create_app(
     app.include_router(embeddings.router, dependencies=authenticated)
     app.include_router(providers.router, dependencies=authenticated)
     app.include_router(keys.router, dependencies=authenticated)
+    app.include_router(audit.router, dependencies=authenticated)
     app.include_router(collections.router, dependencies=authenticated)
     app.include_router(safety.router, dependencies=authenticated)
     app.include_router(slo.router, dependencies=authenticated)

@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 
+from homeo.audit import AuditLog, Event
 from homeo.backends import Backends
 from homeo.config import Settings
 from homeo.engine.worker import Worker
@@ -144,6 +145,17 @@ def requires(role: Role) -> Any:
     return Depends(_NEEDS[role])
 
 
+async def record_denial(request: Request, found: Caller, reason: str) -> None:
+    """An `access.denied` entry in the caller's tenant's audit log, if it has one."""
+    audit: AuditLog | None = request.app.state.audit
+    if audit is not None:
+        route = request.scope.get("route")
+        subject = f"{request.method} {getattr(route, 'path', request.url.path)}"
+        await asyncio.to_thread(audit.record, found.tenant_id,
+                                Event("access.denied", found.principal, subject,
+                                      {"role": found.role, "reason": reason}))
+
+
 def public() -> Any:
     """The decision that a route is open to anyone, without credentials (probes, docs)."""
     return Depends(_open_to_anyone)
@@ -156,8 +168,9 @@ def decision_of(call: Callable[..., Any]) -> str | None:
 
 
 def _needs(role: Role) -> Callable[..., Any]:
-    async def needs_role(found: Annotated[Caller, Depends(caller)]) -> Caller:
+    async def needs_role(request: Request, found: Annotated[Caller, Depends(caller)]) -> Caller:
         if not role_allows(found.role, role):
+            await record_denial(request, found, f"needs {role}")
             raise HTTPException(
                 403, f"{found} has role {found.role}; this needs {role} or above"
                 f" (roles: {' < '.join(ROLES)}; `homeo keys create --role {role}`)"

@@ -13,8 +13,9 @@ from fastapi.responses import StreamingResponse
 from homeo.api.deps import AppParts, caller, parts, read, requires, tenant
 from homeo.api.schemas import RunAccepted, RunDetail, RunPage, RunRequest, RunView, StepView
 from homeo.engine.submit import RunNotFound, cancel_run, submit_run
+from homeo.audit import AuditLog, Event
 from homeo.keys import Caller
-from homeo.store.models import NewRun, RunStatus, role_allows
+from homeo.store.models import NewRun, Run, RunStatus, role_allows
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -40,22 +41,14 @@ async def create_run(
     limit = app.settings.max_input_chars
     if len(body.input) > limit:
         raise HTTPException(413, f"input is {len(body.input)} characters; the limit is {limit}")
-    run, created = await asyncio.to_thread(
-        submit_run,
-        app.backends,
-        NewRun(
-            tenant_id=tenant_id,
-            agent=body.agent,
-            input=body.input,
-            idempotency_key=body.idempotency_key,
-            request_id=request.state.request_id,
-        ),
-        max_attempts=app.settings.max_attempts,
+    new = NewRun(
+        tenant_id=tenant_id,
+        agent=body.agent,
+        input=body.input,
+        idempotency_key=body.idempotency_key,
+        request_id=request.state.request_id,
     )
-    # Who submitted it: a member may cancel its own runs only. Recorded after the
-    # run exists; if this process dies in between, only an operator can cancel it.
-    await asyncio.to_thread(app.backends.store.record_submitter, tenant_id, run.id,
-                            found.principal)
+    run, created = await asyncio.to_thread(_submit, app, new, found, request.app.state.audit)
     if not created:
         response.status_code = 200
     response.headers["Location"] = f"/v1/runs/{run.id}"
@@ -94,18 +87,49 @@ async def get_run(run_id: str, app: Parts, tenant_id: Tenant) -> RunDetail:
 
 
 @router.post("/{run_id}/cancel", response_model=RunView, dependencies=[requires("member")])
-async def cancel(run_id: str, app: Parts, tenant_id: Tenant, found: Found) -> RunView:
+async def cancel(run_id: str, request: Request, app: Parts, tenant_id: Tenant,
+                 found: Found) -> RunView:
     """A member cancels the runs it submitted; an operator or admin any run of the tenant."""
     if not role_allows(found.role, "operator"):
-        await asyncio.to_thread(_check_submitter, app, tenant_id, run_id, found)
-    return RunView.of(await asyncio.to_thread(cancel_run, app.backends, tenant_id, run_id))
+        await asyncio.to_thread(_check_submitter, app, tenant_id, run_id, found,
+                                request.app.state.audit)
+    return RunView.of(await asyncio.to_thread(_cancel, app, tenant_id, run_id, found,
+                                              request.app.state.audit))
 
 
-def _check_submitter(app: AppParts, tenant_id: str, run_id: str, found: Caller) -> None:
+def _submit(app: AppParts, new: NewRun, found: Caller, audit: AuditLog | None
+            ) -> tuple[Run, bool]:
+    """Submit the run, remember who did (a member may cancel only its own), and
+    record it in the audit log, in one transaction when the store and queue
+    share a database."""
+    with app.backends.atomic():
+        run, created = submit_run(app.backends, new, max_attempts=app.settings.max_attempts)
+        app.backends.store.record_submitter(new.tenant_id, run.id, found.principal)
+        if created and audit is not None:
+            audit.record(new.tenant_id, Event("run.submitted", found.principal, f"run:{run.id}",
+                                              {"agent": new.agent}))
+    return run, created
+
+
+def _cancel(app: AppParts, tenant_id: str, run_id: str, found: Caller,
+            audit: AuditLog | None) -> Run:
+    with app.backends.atomic():
+        run = cancel_run(app.backends, tenant_id, run_id)
+        if audit is not None:
+            audit.record(tenant_id, Event("run.cancelled", found.principal, f"run:{run_id}"))
+    return run
+
+
+def _check_submitter(app: AppParts, tenant_id: str, run_id: str, found: Caller,
+                     audit: AuditLog | None) -> None:
     store = app.backends.store
     if store.run_status(tenant_id, run_id) is None:
         raise RunNotFound(f"no run {run_id!r}")
     if store.run_submitter(tenant_id, run_id) != found.principal:
+        if audit is not None:
+            audit.record(tenant_id, Event("access.denied", found.principal,
+                                          f"POST /v1/runs/{run_id}/cancel",
+                                          {"role": found.role, "reason": "not its run"}))
         raise HTTPException(
             403, f"{found} has role {found.role}, which cancels only the runs it submitted;"
             " cancelling any run of the tenant needs operator or above")
