@@ -10,7 +10,9 @@ beside a baseline measured in the same run:
   HS256, RS256, ES256 and EdDSA;
 - the shared rate limit (`Store.take_rate_tokens`, a key bucket and a tenant
   bucket in one transaction) on SQLite and PostgreSQL against the in-process
-  token bucket (`homeo.ratelimit.RateLimiter`) that a server kept before.
+  token bucket (`homeo.ratelimit.RateLimiter`) that a server kept before;
+- an audit append and the verification of each entry against ML-DSA-65
+  signing (twice: the entry and the head) and verifying alone.
 
     .venv/bin/python bench/auth_cost.py
     .venv/bin/python bench/auth_cost.py --calls 5000 --rounds 5
@@ -139,6 +141,46 @@ def rate_rows(folder: Path, calls: int, rounds: int) -> list[list[str]]:
     return rows
 
 
+def audit_rows(folder: Path, calls: int, rounds: int) -> list[list[str]]:
+    """An audit append (hash, two ML-DSA-65 signatures, one transaction) and the
+    verification of a log, against ML-DSA-65 signing and verifying alone."""
+    from homeo.audit import AuditLog, AuditSigner, Event, generate_key, load_public_key, verify_log
+
+    generate_key(folder / "audit.key")
+    signer = AuditSigner.load(folder / "audit.key")
+    public = load_public_key(folder / "audit.key.pub")
+    count = max(calls // 10, 100)
+    message = b"x" * 64
+    signature = signer.private.sign(message)
+    sign_alone = per_call_us(lambda: signer.private.sign(message), count, rounds)
+    verify_alone = per_call_us(lambda: public.verify(signature, message), count, rounds)
+    rows = []
+    urls = {"SQLite": f"sqlite:///{folder / 'audit.db'}"}
+    problem = postgres_problem(POSTGRES_URL)
+    with postgres_schema(POSTGRES_URL) if problem is None else nullcontext() as schema_url:
+        if schema_url is not None:
+            urls["PostgreSQL"] = schema_url
+        for name, url in urls.items():
+            backends = open_backends(url)
+            try:
+                log = AuditLog(backends.store, signer)
+                event = Event("run.submitted", "key:k1", "run:r1", {"agent": "echo"})
+                append = per_call_us(lambda: log.record("acme", event), count,  # noqa: B023
+                                     rounds)
+                entries = backends.store.list_audit("acme")
+                head = backends.store.audit_head("acme")
+                began = time.perf_counter()
+                assert verify_log("acme", entries, head, public).ok
+                check = (time.perf_counter() - began) / len(entries) * 1e6
+            finally:
+                backends.close()
+            rows.append([f"audit append, {name} (2 signatures)", f"{2 * sign_alone:.1f}",
+                         f"{append:.1f}", f"{1e6 / append:,.0f}/s"])
+            rows.append([f"audit verify per entry, {name}", f"{verify_alone:.1f}",
+                         f"{check:.1f}", f"{1e6 / check:,.0f}/s"])
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000, help="calls per round")
@@ -150,9 +192,11 @@ def main() -> None:
         rows = (api_key_rows(folder, args.calls, args.rounds)
                 + jwt_rows(folder, args.calls, args.rounds)
                 + rate_rows(folder, args.calls, args.rounds))
+        audit = audit_rows(folder, args.calls, args.rounds)
     print(table(["per request", "baseline µs", "homeo µs", "homeo - baseline"], rows))
     print("baselines: SHA-256 + compare_digest (API key); jwt.decode alone (JWT);"
           " the in-process token bucket (rate limit)")
+    print(table(["audit log", "ML-DSA-65 alone µs", "homeo µs", "homeo rate"], audit))
 
 
 if __name__ == "__main__":

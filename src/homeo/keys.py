@@ -110,12 +110,15 @@ def revoke_key(store: Store, key_id: str, *, audit: AuditLog | None = None,
     """Revoke the key (None if there is none); with `audit`, a `key.revoked`
     entry commits with it (only when this call revoked it)."""
     with store.atomic():
-        before = store.get_key(key_id)
-        revoked = store.revoke_key(key_id)
-        if audit is not None and revoked is not None and before is not None and before.active:
-            audit.record(revoked.tenant_id, Event("key.revoked", actor, f"key:{key_id}",
-                                                  {"role": revoked.role}))
-    return revoked
+        before = store.get_key(key_id)  # as committed: this transaction holds the writes
+        if before is None:
+            return None
+        store.revoke_key(key_id)
+        if audit is not None and before.active:
+            audit.record(before.tenant_id, Event("key.revoked", actor, f"key:{key_id}",
+                                                 {"role": before.role}))
+    # Read after the commit: a SQLite read inside the transaction would not see it.
+    return store.get_key(key_id)
 
 
 def parse(token: str) -> tuple[str, str]:
