@@ -129,7 +129,8 @@ class AuditSigner:
             entry = AuditEntry(
                 tenant_id=tenant_id, seq=seq, at=at, kind=event.kind, actor=event.actor,
                 subject=event.subject, details=event.details, prev_hash=prev_hash, hash=digest,
-                key_id=self.key_id, signature=_b64(self.private.sign(_ENTRY_LABEL + digest.encode())),
+                key_id=self.key_id,
+                signature=_b64(self.private.sign(_ENTRY_LABEL + digest.encode())),
             )
             head = AuditHead(tenant_id=tenant_id, seq=seq, hash=digest, key_id=self.key_id,
                              signature=_b64(self.private.sign(_head_message(tenant_id, seq,

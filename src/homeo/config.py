@@ -227,11 +227,13 @@ class Settings(BaseSettings):
     jwt_algorithms: str = Field(
         "HS256,RS256,ES256,EdDSA", description="The signature algorithms user tokens may use."
     )
-    jwt_tenant_claim: str = Field("tenant", min_length=1, description="The claim naming the tenant.")
+    jwt_tenant_claim: str = Field("tenant", min_length=1,
+                                  description="The claim naming the tenant.")
     jwt_role_claim: str = Field("role", min_length=1, description="The claim naming the role.")
     jwt_leeway_seconds: float = Field(30.0, ge=0, le=3600, description="Clock skew allowed.")
     jwt_jwks_refresh_seconds: float = Field(
-        300.0, gt=0, le=86400, description="How long a fetched JWKS is used before it is read again."
+        300.0, gt=0, le=86400,
+        description="How long a fetched JWKS is used before it is read again."
     )
     metrics_token: SecretStr = Field(
         SecretStr(""),

@@ -233,8 +233,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     people: dict[tuple[str, str, str], Who] = {}
     for tenant in ("acme", "globex"):
         for role in ROLES:
-            key, record = create_key(runtime.backends.store, tenant, f"{MARK} {role}"
-                                     if tenant == "acme" else role, role=role)  # type: ignore[arg-type]
+            name = f"{MARK} {role}" if tenant == "acme" else role
+            key, record = create_key(runtime.backends.store, tenant, name,
+                                     role=role)  # type: ignore[arg-type]
             people["key", tenant, role] = Who(tenant, role, key, f"key:{record.id}")
             token = jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": f"{role}-person",
                                 "tenant": tenant, "role": role, "exp": int(time.time()) + 3600},
