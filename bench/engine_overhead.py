@@ -46,7 +46,7 @@ from typing import Annotated, Any, TypedDict
 
 from _common import machine, table
 
-from homeo.engine.graph import END, RunState, StepContext
+from homeo.engine.graph import END, RunState, RunContext
 from homeo.engine.react import tool_calling_graph
 from homeo.engine.runner import execute
 from homeo.llm.base import Message, ToolSpec
@@ -114,7 +114,7 @@ async def homeo_nodes_run(tool_calls: int) -> int:
     graph = tool_calling_graph(ScriptedModel(script(tool_calls)), [ECHO], max_steps=tool_calls + 1)
     state = RunState(messages=[Message(role="system", content=SYSTEM_PROMPT),
                                Message(role="user", content=TASK)])
-    context = StepContext(tenant_id="bench", run_id="run_bench")
+    context = RunContext(tenant_id="bench", run_id="run_bench")
     current, steps = graph.start, 0
     while current != END:
         outcome = await graph.node(current).run(state, context)

@@ -101,6 +101,10 @@ def test_agents_lists_the_shipped_examples() -> None:
     assert rows == {
         "assistant": ["local", "no"],
         "calculator": ["local", "calculate"],
+        "careful-calc": ["local", "calculate"],
+        "desk": ["local", "no"],
+        "planner": ["local", "calculate"],
+        "reviewer": ["local", "no"],
         "text-stats": ["local", "word_count"],
     }
 

@@ -184,3 +184,41 @@ def test_h_is_help_on_every_command(path: tuple[str, ...]) -> None:
     assert short.exit_code == 0, short.stderr
     assert re.search(rf"Usage: (homeo|root) {' '.join(path)}".rstrip(), short.stdout)
     assert short.stdout == long.stdout
+
+
+def test_runs_show_step_fork_and_prune(data: Path) -> None:
+    broken, calc = run_ids(data)
+    shown = homeo("runs", "show", calc, "--step", "1", "--data-dir", str(data))
+    assert shown.exit_code == 0, shown.stderr
+    assert "calculate" in shown.stdout and "next: model" in shown.stdout
+    assert '"role": "tool"' in shown.stdout
+    as_json = json.loads(homeo("runs", "show", calc, "--step", "2", "--json",
+                               "--data-dir", str(data)).stdout)
+    assert as_json["state"]["output"] == "6*7 = 42" and as_json["next"] == "__end__"
+    failed = homeo("runs", "show", broken, "--step", "0", "--data-dir", str(data))
+    assert "state: none (step 0 failed, so it left no checkpoint)" in failed.stdout
+
+    forked = homeo("runs", "fork", calc, "--from-step", "1", "--state", '{"data": {"a": 1}}',
+                   "--data-dir", str(data))
+    assert forked.exit_code == 0, forked.stderr
+    fork_id = re.search(rf"forked run ({RUN_ID}) from step 1 of run {calc}; it begins at step 2",
+                        forked.stderr).group(1)
+    shown = homeo("runs", "show", fork_id, "--data-dir", str(data))
+    assert f"forked   from run {calc} after step 1" in shown.stdout
+    refused = homeo("runs", "fork", broken, "--from-step", "0", "--data-dir", str(data))
+    assert refused.exit_code == 1 and "only a step that succeeded" in refused.stderr
+    bad = homeo("runs", "fork", calc, "--from-step", "1", "--state", "[1]",
+                "--data-dir", str(data))
+    assert bad.exit_code == 2 and "--state must be a JSON object" in bad.stderr
+
+    dry = homeo("prune", "--older-than", "1ms", "--dry-run", "--data-dir", str(data))
+    assert dry.exit_code == 0, dry.stderr
+    assert re.search(r"would remove 3 step checkpoints \([\d,]+ bytes of JSON\) of 2 finished"
+                     r" runs \(finished more than 1ms ago\)", dry.stdout), dry.stdout
+    done = homeo("prune", "--older-than", "1ms", "--data-dir", str(data))
+    assert re.search(r"removed 3 step checkpoints .* of 2 finished runs", done.stdout)
+    gone = homeo("runs", "show", calc, "--step", "1", "--data-dir", str(data))
+    assert gone.exit_code == 1 and "were pruned at" in gone.stderr
+    assert "would remove 0 step" in homeo("prune", "--dry-run", "--data-dir", str(data)).stdout
+    wrong = homeo("prune", "--older-than", "soon", "--data-dir", str(data))
+    assert wrong.exit_code == 2 and "is not a duration" in wrong.stderr

@@ -81,3 +81,36 @@ def test_every_metric_in_the_readme_is_exported(tmp_path: Path) -> None:
         backends.close()
     for name in re.findall(r"`(homeo_[a-z_]+)", README):
         assert re.search(rf"^{name}(_bucket|_count|_sum)?[{{ ]", exported, re.M), name
+
+
+def _section(title: str) -> str:
+    return README.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_pattern_examples_in_the_readme_build(tmp_path: Path) -> None:
+    from homeo.engine.agents import build_agent, load_agent_file
+    from homeo.llm.providers.scripted import ScriptedModel
+
+    blocks = re.findall(r"```yaml\n(.*?)```", _section("Patterns"), re.S)
+    assert len(blocks) == 5
+    for index, block in enumerate(blocks):
+        path = tmp_path / f"{index}.yaml"
+        path.write_text(block)
+        build_agent(load_agent_file(path), ScriptedModel([]))
+
+
+def test_the_graph_error_in_the_readme_is_the_one_homeo_gives(tmp_path: Path) -> None:
+    from homeo.engine.agents import AgentError, load_agent_file
+
+    section = _section("Patterns")
+    graph = re.findall(r"```yaml\n(name: release\n.*?)```", section, re.S)[0]
+    quoted = re.search(r"```\n(homeo: agents/release.yaml: .*)\n```", section)[1]
+    path = tmp_path / "agents" / "release.yaml"
+    path.parent.mkdir()
+    path.write_text(graph.replace(",\n              save: note, max_visits: 3}", ", save: note}"))
+    try:
+        load_agent_file(path)
+    except AgentError as error:
+        assert f"homeo: {error}".replace(str(tmp_path) + "/", "") == quoted
+    else:
+        raise AssertionError("the graph without max_visits loaded")

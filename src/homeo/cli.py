@@ -1,5 +1,5 @@
 """The `homeo` command line: serve, worker, run, runs, agents, keys, doctor, mcp, sandbox,
-slo, audit."""
+slo, autonomic, audit."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import enum
 import errno
 import gc
+import os
 import signal
 import socket
 import sys
@@ -28,10 +29,12 @@ from homeo.cli_common import (
     opened,
     settings_or_exit,
 )
+from homeo.cli_audit import audit_app, audit_log_or_exit
+from homeo.cli_autonomic import autonomic_app
 from homeo.cli_memory import memory_app
+from homeo.cli_runs import prune as prune_checkpoints
 from homeo.cli_runs import runs_app
 from homeo.cli_safety import safety_app
-from homeo.cli_audit import audit_app, audit_log_or_exit
 from homeo.cli_slo import slo_app
 from homeo.db.url import redact
 from homeo.engine.agents import AgentError
@@ -40,9 +43,11 @@ from homeo.observe import logs
 app = typer.Typer(help="homeo: run AI agents durably, securely and observably.",
                   no_args_is_help=True, add_completion=False, context_settings=CONTEXT)
 app.add_typer(runs_app, name="runs")
+app.command("prune")(prune_checkpoints)
 app.add_typer(memory_app, name="memory")
 app.add_typer(safety_app, name="safety")
 app.add_typer(slo_app, name="slo")
+app.add_typer(autonomic_app, name="autonomic")
 app.add_typer(audit_app, name="audit")
 
 
@@ -97,8 +102,10 @@ def serve(
     audit_log_or_exit(settings, runtime.backends.store)  # a bad audit key stops us here
     _first_key(runtime)
     worker = runtime.worker() if settings.workers > 0 else None
+    autonomic = (runtime.autonomic_loop(f"serve:{socket.gethostname()}:{os.getpid()}")
+                 if settings.autonomic == "on" else None)
     api = create_app(settings, runtime.backends, runtime.metrics, worker, runtime.models,
-                     runtime.tracer_provider)
+                     runtime.tracer_provider, autonomic_loop=autonomic)
     console.print(
         f"homeo serving http://{settings.host}:{settings.port} "
         f"(database {redact(settings.resolved_database_url())}, {settings.workers} worker slots)",
@@ -191,8 +198,12 @@ def worker(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        pool = runtime.worker()
+        tasks = [pool.serve(stop)]
+        if settings.autonomic == "on":
+            tasks.append(runtime.autonomic_loop(pool.worker_id).run(stop))
         try:
-            await runtime.worker().serve(stop)
+            await asyncio.gather(*tasks)
         finally:
             await runtime.aclose()
 

@@ -3,7 +3,8 @@
 On a terminal a spinner shows the step in progress and how long it has taken;
 piped, only the step lines are printed. Ctrl-C pauses the run when its current
 step ends (it stays queued, and resumes where it stopped when a worker runs);
-a second Ctrl-C leaves at once.
+a second Ctrl-C leaves at once. A run that comes to wait for a person (an
+approval, an answer) is left waiting, with the commands that answer it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from rich.console import Console
 from rich.status import Status
 from rich.text import Text
 
-from homeo.cli_show import outcome_lines, step_line
+from homeo.cli_show import outcome_lines, step_line, waiting_lines
 from homeo.engine.follow import follow_run
 from homeo.engine.submit import UnknownAgent, submit_run
 from homeo.runtime import Runtime
@@ -28,6 +29,7 @@ from homeo.store.models import NewRun, Run, Step
 
 CLI_PRIORITY = 10  # ahead of queued background work in this database
 INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT)
+WAITING = 3  # the run waits for a person
 
 
 class _Activity:
@@ -64,7 +66,7 @@ async def run_with_progress(
     *, clock: Callable[[], float] = time.time,
 ) -> int:
     """Run `agent` on `text` here, showing its steps; return the exit status:
-    0 succeeded, 1 failed or cancelled, 130 paused by Ctrl-C."""
+    0 succeeded, 1 failed or cancelled, 3 waiting for a person, 130 paused by Ctrl-C."""
     settings = runtime.settings
     try:
         run, _ = submit_run(
@@ -93,6 +95,8 @@ async def run_with_progress(
                     out.print(step_line(item), markup=False, highlight=False)
                 else:
                     current = item
+                    if _waits_for_a_person(item):
+                        break
     finally:
         stop.set()
         await serving
@@ -101,12 +105,21 @@ async def run_with_progress(
         for line in outcome_lines(current):
             out.print(line, markup=False, highlight=False)
         return 0 if current.status == "succeeded" else 1
+    if _waits_for_a_person(current):
+        for line in waiting_lines(current):
+            out.print(line, markup=False, highlight=False)
+        return WAITING
     errors.print(
         f"homeo: run {run.id} is paused ({current.status}): it resumes where it stopped when a"
         f" worker runs (`homeo worker`); to cancel it instead: `homeo runs cancel {run.id}`",
         markup=False,
     )
     return INTERRUPTED
+
+
+def _waits_for_a_person(run: Run) -> bool:
+    return run.status == "waiting" and (run.waiting_for or {}).get("kind") in ("approval",
+                                                                               "input")
 
 
 class _CtrlC:

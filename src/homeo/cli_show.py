@@ -78,6 +78,22 @@ def outcome_lines(run: Run) -> list[str]:
     return [f"{run.status}: {run.error or ''} ({usage(run)})"]
 
 
+def waiting_lines(run: Run) -> list[str]:
+    """What a waiting run waits for, and the commands that answer it."""
+    wait = run.waiting_for or {}
+    detail = wait.get("detail", {})
+    deadline = f" (until {when(wait['deadline'])})" if wait.get("deadline") else ""
+    if wait.get("kind") == "approval":
+        arguments = json.dumps(detail.get("arguments"), ensure_ascii=False)
+        return [f"waiting for approval{deadline}: {detail.get('tool')} {arguments}",
+                f"  approve: homeo runs approve {run.id} [--arguments JSON] [--comment TEXT]",
+                f"  reject:  homeo runs reject {run.id} --comment TEXT"]
+    if wait.get("kind") == "input":
+        return [f"waiting for an answer{deadline}: {detail.get('question')}",
+                f"  answer:  homeo runs input {run.id} TEXT"]
+    return [f"waiting for child runs to end: {', '.join(detail.get('runs', []))}"]
+
+
 def run_lines(run: Run, steps: list[Step]) -> list[str]:
     """`homeo runs show`: the run, then each step."""
     lines = [
@@ -91,6 +107,12 @@ def run_lines(run: Run, steps: list[Step]) -> list[str]:
         lines.append(f"  output   {whole(run.output)}")
     if run.error:
         lines.append(f"  error    {run.error}")
+    if run.parent_run_id:
+        lines.append(f"  parent   {run.parent_run_id}")
+    if run.status == "waiting":
+        lines.extend(f"  {line}" for line in waiting_lines(run))
+    if run.forked_from_run is not None:
+        lines.append(f"  forked   from run {run.forked_from_run} after step {run.forked_from_step}")
     lines.append(f"steps ({len(steps)})")
     lines.extend(step_line(step) for step in steps)
     return lines

@@ -146,6 +146,9 @@ class Settings(BaseSettings):
     sweep_seconds: float = Field(
         30.0, gt=0, le=86400,
         description="How often workers look for runs without a job (and how old one must be).")
+    checkpoint_retention: str = Field(
+        "7d",
+        description="How long finished runs keep their per-step checkpoints (a duration).")
     retry_base_seconds: float = Field(1.0, ge=0, le=3600)
     retry_max_seconds: float = Field(60.0, ge=0, le=86400)
     max_input_chars: int = Field(100_000, ge=1, le=10_000_000)
@@ -242,6 +245,16 @@ class Settings(BaseSettings):
     )
     slo_file: Path | None = Field(
         None, description="YAML file of SLOs (README, SLOs); unset: homeo's default SLOs.")
+    autonomic: Literal["on", "off"] = Field(
+        "off", description="Run the autonomic loop (monitor, analyze, keep what it found)"
+        " in `homeo serve` and `homeo worker`.")
+    autonomic_interval_seconds: float = Field(
+        1.0, gt=0, le=3600, description="How often the autonomic loop observes.")
+    worker_heartbeat_seconds: float = Field(
+        5.0, gt=0, le=3600, description="How often a worker process writes its heartbeat row.")
+    worker_stale_seconds: float = Field(
+        30.0, gt=0, le=86400,
+        description="A worker whose heartbeat is older than this is diagnosed dead.")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
     otlp_endpoint: str = Field(
@@ -318,6 +331,15 @@ class Settings(BaseSettings):
         from homeo.sandbox.limits import parse_size
 
         parse_size(value)
+        return value
+
+    @field_validator("checkpoint_retention")
+    @classmethod
+    def _retention(cls, value: str) -> str:
+        from homeo.sandbox.limits import parse_duration
+
+        if parse_duration(value) <= 0:
+            raise ValueError(f"{value!r} must be longer than 0, such as 7d or 12h")
         return value
 
     @field_validator("sandbox_timeout", "http_timeout")

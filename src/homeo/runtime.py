@@ -21,6 +21,9 @@ from homeo.llm.resolve import ModelCatalog
 from homeo.observe import tracing
 from homeo.observe.metrics import Metrics
 from homeo.queue.base import RetryPolicy
+from homeo.sandbox.limits import parse_duration
+from homeo.tools.context import ToolSettings
+from homeo.tools.permissions import ToolGate
 
 
 def set_omp_wait_policy(policy: str) -> None:
@@ -58,7 +61,8 @@ class Runtime:
         retry = RetryPolicy(settings.retry_base_seconds, settings.retry_max_seconds)
         backends = open_backends(settings.resolved_database_url(), retry)
         models = ModelCatalog(settings, tracer=tracing.tracer_of(tracer_provider))
-        agents = AgentCatalog(backends.store, models, mcp_servers=settings.mcp_servers)
+        agents = AgentCatalog(backends.store, models, mcp_servers=settings.mcp_servers,
+                              gate=ToolGate(settings.tool_policy))
         metrics = Metrics()
         metrics.watch(backends.store, backends.queue)
         metrics.watch_breakers(models.breaker_states)
@@ -102,7 +106,26 @@ class Runtime:
             emit=emit,
             budgets=self.budgets(),
             tracer=self.tracer,
+            tools=ToolSettings.from_settings(self.settings),
+            checkpoint_retention=parse_duration(self.settings.checkpoint_retention),
+            heartbeat_seconds=self.settings.worker_heartbeat_seconds,
         )
+
+    def autonomic_loop(self, observer: str):  # -> AutonomicLoop; imported late
+        """The autonomic loop of this process (HOMEO_AUTONOMIC): it watches the
+        shared database and this process's own model deployments."""
+        from homeo.autonomic.analyze import Analyzer, Thresholds
+        from homeo.autonomic.loop import AutonomicLoop
+        from homeo.autonomic.monitor import Monitor
+        from homeo.observe.slo.definitions import load_slos
+
+        settings = self.settings
+        monitor = Monitor(self.backends.store, self.backends.queue,
+                          slos=load_slos(settings.slo_file),
+                          providers=self.models.provider_stats, data_dir=settings.data_dir)
+        analyzer = Analyzer(Thresholds(worker_stale_seconds=settings.worker_stale_seconds))
+        return AutonomicLoop(monitor, analyzer, self.backends.store, observer=observer,
+                             interval_seconds=settings.autonomic_interval_seconds)
 
     async def aclose(self) -> None:
         tracing.flush(self.tracer_provider)

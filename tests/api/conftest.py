@@ -73,8 +73,9 @@ class Servers:
         runtime.publish_agents()
         key, _ = create_key(runtime.backends.store, settings.default_tenant, "test", role="admin")
         worker = runtime.worker() if with_worker else None
+        autonomic = runtime.autonomic_loop(f"test{number}") if settings.autonomic == "on" else None
         app = create_app(settings, runtime.backends, runtime.metrics, worker, runtime.models,
-                         runtime.tracer_provider)
+                         runtime.tracer_provider, autonomic_loop=autonomic)
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
         port = listener.getsockname()[1]

@@ -157,6 +157,17 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("POST", "/v1/runs/{run_id}/cancel"): cancel,
     ("GET", "/v1/runs/{run_id}/events"): lambda w, who: (
         "GET", f"/v1/runs/{w.acme['done']}/events", {}),
+    ("GET", "/v1/runs/{run_id}/steps/{seq}"): lambda w, who: (
+        "GET", f"/v1/runs/{w.acme['stepped']}/steps/0", {}),
+    ("POST", "/v1/runs/{run_id}/fork"): lambda w, who: (
+        "POST", f"/v1/runs/{w.acme['stepped']}/fork", {"json": {"from_step": 0}}),
+    ("POST", "/v1/runs/{run_id}/approve"): lambda w, who: (
+        "POST", f"/v1/runs/{w.acme['done']}/approve", {"json": {}}),
+    ("POST", "/v1/runs/{run_id}/reject"): lambda w, who: (
+        "POST", f"/v1/runs/{w.acme['done']}/reject", {"json": {}}),
+    ("POST", "/v1/runs/{run_id}/input"): lambda w, who: (
+        "POST", f"/v1/runs/{w.acme['done']}/input", {"json": {"answer": "yes"}}),
+    ("GET", "/v1/autonomic"): lambda w, who: ("GET", "/v1/autonomic", {}),
     ("GET", "/v1/agents"): lambda w, who: ("GET", "/v1/agents", {}),
     ("GET", "/v1/models"): lambda w, who: ("GET", "/v1/models", {}),
     ("POST", "/v1/chat/completions"): lambda w, who: ("POST", "/v1/chat/completions", {
@@ -195,10 +206,27 @@ SAMPLES: dict[tuple[str, str], Sample] = {
 }
 # What an allowed caller gets in its own tenant where that is not a 2xx:
 # `hash` is an embedding alias whose model (the scripted one) makes no embeddings.
-OWN_STATUS = {("POST", "/v1/embeddings"): 400}
+# A finished run waits for nothing, so answering it is a 409 (once allowed); a
+# step whose run ended after it has nothing to fork from.
+OWN_STATUS = {("POST", "/v1/embeddings"): 400, ("POST", "/v1/runs/{run_id}/approve"): 409,
+              ("POST", "/v1/runs/{run_id}/reject"): 409, ("POST", "/v1/runs/{run_id}/input"): 409,
+              ("POST", "/v1/runs/{run_id}/fork"): 409}
 # The routes that name an object of acme's in their path: another tenant gets a 404.
 ACME_OBJECT_ROUTES = {path for _, path in SAMPLES if "{run_id}" in path or "{key_id}" in path
                       or "{document_id}" in path}
+
+
+def stepped_run(runtime: Runtime) -> str:
+    """A succeeded run of acme's with one step, whose state holds acme's text."""
+    store = runtime.backends.store
+    run, _ = store.create_run(NewRun(tenant_id="acme", agent="echo", input=f"{MARK} run"))
+    claim = store.claim_run("acme", run.id)
+    store.begin_step("acme", run.id, 0, "model", "model", {"in": MARK}, fence=claim.lease_epoch)
+    store.complete_step("acme", run.id, 0, MARK, {"next": None, "state": {"note": MARK}},
+                        fence=claim.lease_epoch)
+    store.transition_run("acme", run.id, "succeeded", allowed_from={"running"}, output=MARK,
+                         fence=claim.lease_epoch)
+    return run.id
 
 
 def serve(app: FastAPI) -> tuple[uvicorn.Server, threading.Thread, str]:
@@ -254,6 +282,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         with made.admin() as acme:
             assert acme.post(f"/v1/runs/{done}/cancel").status_code == 200
         made.acme["done"] = done
+        made.acme["stepped"] = stepped_run(runtime)
         yield made
     finally:
         server.should_exit = True
@@ -277,7 +306,7 @@ def test_every_route_declares_one_decision_and_has_a_sample(world: World) -> Non
 @pytest.mark.parametrize("kind", ["key", "jwt"])
 def test_the_authorization_matrix(world: World, kind: str) -> None:
     app = create_app(world.runtime.settings, world.runtime.backends, world.runtime.metrics)
-    acme_ids = [world.acme["doc"], world.acme["done"]] + [
+    acme_ids = [world.acme["doc"], world.acme["done"], world.acme["stepped"]] + [
         who.principal.removeprefix("key:") for (k, tenant, _), who in world.people.items()
         if k == "key" and tenant == "acme"]
     wrong: list[str] = []

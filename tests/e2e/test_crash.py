@@ -8,6 +8,7 @@ points).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -32,10 +33,16 @@ DEADLINE_SECONDS = 240
 def write_agents(folder: Path) -> Path:
     folder.mkdir()
     for name, tool_name in (("writer", "append_line"), ("marker", "mark_line")):
-        (folder / f"{name}.yaml").write_text(
-            f"name: {name}\nmodel: scripted:crashkit:writer_model\n"
-            f"tools: [crashkit:{tool_name}]\nmax_steps: 6\ntimeouts: {{step: 20, run: 300}}\n"
-        )
+        agent = (f"name: {name}\nmodel: scripted:crashkit:writer_model\n"
+                 f"tools: [crashkit:{tool_name}]\nmax_steps: 6\ntimeouts: {{step: 20, run: 300}}\n")
+        (folder / f"{name}.yaml").write_text(agent)
+        # The same agent, with a person approving each tool call.
+        (folder / f"gated-{name}.yaml").write_text(
+            agent.replace(f"name: {name}", f"name: gated-{name}")
+            + f"approval: {{tools: [{tool_name}]}}\n")
+    (folder / "boss.yaml").write_text(
+        "name: boss\nmodel: scripted:crashkit:boss_model\nagents: [writer]\nmax_steps: 4\n"
+        "timeouts: {step: 20, run: 300}\n")
     return folder
 
 
@@ -60,7 +67,8 @@ class Harness:
         self.runtime.publish_agents()
         self.env = {
             **os.environ,
-            "PYTHONPATH": str(SUPPORT),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(SUPPORT),
+                                                        os.environ.get("PYTHONPATH")])),
             "HOMEO_DATA_DIR": str(tmp / "data"),
             "HOMEO_DATABASE_URL": url,
             "HOMEO_AGENTS_DIR": str(self.agents),
@@ -69,6 +77,7 @@ class Harness:
             "HOMEO_WORKERS": "1",
             "HOMEO_MAX_ATTEMPTS": "5",
             "HOMEO_RETRY_BASE_SECONDS": "0.05",
+            "HOMEO_SWEEP_SECONDS": "1",
             "HOMEO_LOG_LEVEL": "warning",
             "CRASHKIT_PLAN": str(self.plan),
             "CRASHKIT_FILE": str(self.lines),
@@ -126,14 +135,18 @@ class Harness:
     def all_final(self) -> bool:
         return all(run.is_final for run in self.runs().values())
 
-    def drive(self, random_kills: int = 0, rng: random.Random | None = None) -> None:
+    def drive(self, random_kills: int = 0, rng: random.Random | None = None, *,
+              approve: bool = False) -> None:
         """Keep one worker alive (restarting it when it dies) until every run is
-        final; meanwhile SIGKILL it `random_kills` times at random moments."""
+        final; meanwhile SIGKILL it `random_kills` times at random moments. With
+        `approve`, a person approves every call a run waits for."""
         deadline = time.monotonic() + DEADLINE_SECONDS
         worker = self.start_worker()
         next_kill = time.monotonic() + (rng.uniform(0.8, 1.6) if rng else 1e9)
         try:
             while not self.all_final():
+                if approve:
+                    self.approve_waiting()
                 assert time.monotonic() < deadline, f"runs not final: {self.runs()}"
                 if worker.poll() is not None:
                     if worker.returncode != -signal.SIGKILL:
@@ -153,6 +166,14 @@ class Harness:
             except subprocess.TimeoutExpired:
                 worker.kill()
                 worker.wait()
+
+    def approve_waiting(self) -> None:
+        from homeo.engine.waits import RunNotWaiting, answer
+
+        for run in self.runs().values():
+            if run.status == "waiting":
+                with contextlib.suppress(RunNotWaiting):
+                    answer(self.runtime.backends, run, "approval", {"approved": True})
 
     def written(self) -> Counter[str]:
         return Counter(self.lines.read_text().split())
@@ -347,3 +368,79 @@ def test_two_workers_on_postgres_never_run_a_job_twice(tmp_path: Path, postgres_
         assert len(harness.executing_pids()) == 2  # both processes did work
     finally:
         harness.close()
+
+
+def _waiting(harness: Harness) -> bool:
+    return all(run.status == "waiting" for run in harness.runs().values())
+
+
+@pytest.mark.slow
+def test_waiting_runs_survive_kills_and_each_approved_call_runs_once(harness_factory) -> None:
+    harness = harness_factory()
+    harness.submit("gated-writer", "g-plain")
+    harness.submit("gated-marker", "g-mark", "before:1")  # dies inside the approved tool
+    harness.submit("gated-writer", "g-after", "after:1")  # dies after its side effect
+    worker = harness.start_worker()
+    try:
+        # Waiting runs hold no lease (the worker lets each job go right after
+        # its run starts waiting): SIGKILL the worker while they wait.
+        wait_until(lambda: _waiting(harness) and harness.leases_of(worker.pid) == 0,
+                   "the runs to wait for approval, holding no lease")
+        worker.kill()
+        worker.wait()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert _waiting(harness) and harness.written() == Counter()
+    stats = harness.runtime.backends.queue.stats()
+    assert (stats.get("queued", 0), stats.get("leased", 0)) == (0, 0)
+    harness.drive(approve=True)
+
+    runs = harness.runs()
+    assert {token: run.status for token, run in runs.items()} == {
+        "g-plain": "succeeded", "g-mark": "succeeded", "g-after": "failed"}
+    assert harness.kills == 2 and not any(harness.plan.iterdir())
+    written = harness.written()
+    assert max(written.values()) == 1, f"a side effect happened twice: {written}"
+    assert [written[f"g-plain:{n}"] for n in (1, 2, 3)] == [1, 1, 1]
+    assert runs["g-plain"].output == "wrote 3 lines for g-plain"
+    assert written["g-after:1"] == 1 and "not marked idempotent" in runs["g-after"].error
+    assert harness.executed()["g-mark:1"] == 2  # idempotent: run again after the kill
+    assert {f"g-mark:{n}" for n in (1, 2, 3)} <= {p.name for p in harness.marks.iterdir()}
+    # Every call waited for its approval: the steps show a wait before each call.
+    steps = harness.runtime.backends.store.list_steps("default", runs["g-plain"].id)
+    waits = [s for s in steps if isinstance(s.output, dict) and "waiting" in s.output]
+    assert len(waits) == 3 and runs["g-plain"].wakes == 3
+
+
+@pytest.mark.slow
+def test_sub_agents_survive_kills_in_the_parent_and_in_the_child(harness_factory) -> None:
+    harness = harness_factory()
+    harness.submit("boss", "b-clean")
+    harness.submit("boss", "b-before", "model:0")  # before the parent starts its child
+    harness.submit("boss", "b-child")
+    (harness.plan / "b-child.child@model:1").touch()  # inside the child run
+    harness.submit("boss", "b-tool")
+    (harness.plan / "b-tool.child@after:2").touch()  # in the child's side effect
+    harness.submit("boss", "b-resume", "model:1")  # the child ended; the parent resuming
+    harness.drive()
+
+    runs = harness.runs()
+    store = harness.runtime.backends.store
+    assert not any(harness.plan.iterdir()), "a kill point was never reached"
+    assert harness.kills == 4, harness.executions.read_text()
+    written = harness.written()
+    assert max(written.values()) == 1, f"a side effect happened twice: {written}"
+    for token, run in runs.items():
+        (child,) = store.child_runs("default", run.id)  # never a second child
+        assert (child.agent, child.input) == ("writer", f"{token}.child")
+        if token == "b-tool":  # the child's non-idempotent tool died mid-call
+            assert child.status == "failed" and "not marked idempotent" in child.error
+            assert run.status == "succeeded"
+            assert run.output.startswith(f"boss got: error: agent 'writer' (run {child.id})"
+                                         " failed")
+            continue
+        assert (run.status, child.status) == ("succeeded", "succeeded"), (run, child)
+        assert run.output == f"boss got: wrote 3 lines for {token}.child"
+        assert [written[f"{token}.child:{n}"] for n in (1, 2, 3)] == [1, 1, 1]

@@ -38,7 +38,8 @@ def free_port() -> int:
 def clean_env(**extra: str) -> dict[str, str]:
     """This environment without any HOMEO_* setting of the caller's, plus `extra`."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("HOMEO_")}
-    return {**env, "PYTHONPATH": str(SUPPORT), "HOMEO_LOG_LEVEL": "warning", **extra}
+    path = os.pathsep.join(filter(None, [str(SUPPORT), os.environ.get("PYTHONPATH")]))
+    return {**env, "PYTHONPATH": path, "HOMEO_LOG_LEVEL": "warning", **extra}
 
 
 def scripted_agents(folder: Path, names: list[str]) -> Path:

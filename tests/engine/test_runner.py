@@ -10,7 +10,7 @@ import pytest
 
 from homeo.backends import Backends, open_backends
 from homeo.engine.errors import RetryableError, RunCancelled, RunFailed, RunInterrupted
-from homeo.engine.graph import END, BranchNode, Graph, Node, Outcome, RunState, StepContext
+from homeo.engine.graph import END, BranchNode, Graph, Node, Outcome, RunState, RunContext
 from homeo.engine.react import tool_calling_graph
 from homeo.engine.runner import execute
 from homeo.llm.base import Message, ModelError, ModelResponse, ToolSpec, Usage
@@ -202,7 +202,7 @@ def test_cancel_stops_between_steps(backends: Backends) -> None:
 class Shout(Node):
     kind = "transform"
 
-    async def run(self, state: RunState, context: StepContext) -> Outcome:
+    async def run(self, state: RunState, context: RunContext) -> Outcome:
         new = state.model_copy(deep=True)
         new.output = state.messages[-1].content.upper()
         return Outcome(output=new.output, state=new, next=END)
@@ -211,7 +211,7 @@ class Shout(Node):
 class Whisper(Node):
     kind = "transform"
 
-    async def run(self, state: RunState, context: StepContext) -> Outcome:
+    async def run(self, state: RunState, context: RunContext) -> Outcome:
         new = state.model_copy(deep=True)
         new.output = state.messages[-1].content.lower()
         return Outcome(output=new.output, state=new, next=END)

@@ -30,7 +30,9 @@ def homeo_mcp(tmp_path: Path, agents_dir: Path) -> StdioServerParameters:
     return StdioServerParameters(
         command=str(HOMEO),
         args=["mcp", "--agents-dir", str(agents_dir), "--data-dir", str(tmp_path / "data")],
-        env={"PYTHONPATH": str(SUPPORT), "PATH": os.environ.get("PATH", "")},
+        env={"PYTHONPATH": os.pathsep.join(filter(None, [str(SUPPORT),
+                                                         os.environ.get("PYTHONPATH")])),
+             "PATH": os.environ.get("PATH", "")},
     )
 
 

@@ -64,8 +64,7 @@ def test_calls_share_one_stdio_server_until_it_dies(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     log = tmp_path / "starts"
-    monkeypatch.setenv("HOMEO_MCP_SERVERS", json.dumps({"testing": stdio(log).model_dump()}))
-    add = load_tool("mcp:testing/add")
+    add = load_tool("mcp:testing/add", {"testing": stdio(log)})
     try:
         answers = [asyncio.run(add.function(a=n, b=1)) for n in range(5)]
         assert answers == ["1", "2", "3", "4", "5"]

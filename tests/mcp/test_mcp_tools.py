@@ -18,7 +18,7 @@ import pytest
 from homeo.backends import open_backends
 from homeo.config import McpServer, SettingsError, load_settings
 from homeo.engine.agents import AgentError, AgentSpec, build_agent
-from homeo.engine.graph import RunState, StepContext
+from homeo.engine.graph import RunState, RunContext
 from homeo.engine.react import ToolNode
 from homeo.engine.runner import execute
 from homeo.llm.base import Message
@@ -30,6 +30,7 @@ from homeo.tools.registry import Tool, ToolError, load_tool
 
 SERVER_SCRIPT = Path(__file__).parent.parent / "support" / "mcp_server.py"
 STDIO = {"testing": {"command": [sys.executable, str(SERVER_SCRIPT)]}}
+SERVERS = {name: McpServer.model_validate(server) for name, server in STDIO.items()}
 
 
 @pytest.fixture
@@ -63,13 +64,13 @@ def http_url() -> Iterator[str]:
 def call(tool: Tool, gate: ToolGate | None = None, **arguments: Any) -> dict[str, Any]:
     node = ToolNode({tool.name: tool}, gate=gate)
     state = RunState(pending_tool_calls=list(tool_call(tool.name, **arguments).tool_calls))
-    outcome = asyncio.run(node.run(state, StepContext(tenant_id="acme", run_id="r", agent="a")))
+    outcome = asyncio.run(node.run(state, RunContext(tenant_id="acme", run_id="r", agent="a")))
     return outcome.output
 
 
 @pytest.mark.usefixtures("stdio_server")
 def test_a_stdio_server_tool_becomes_a_homeo_tool() -> None:
-    add = load_tool("mcp:testing/add")
+    add = load_tool("mcp:testing/add", SERVERS)
     assert (add.name, add.description, add.source) == ("add", "Add two integers.",
                                                        "mcp:testing/add")
     assert add.parameters["required"] == ["a", "b"]
@@ -78,10 +79,10 @@ def test_a_stdio_server_tool_becomes_a_homeo_tool() -> None:
 
 @pytest.mark.usefixtures("stdio_server")
 def test_errors_go_back_to_the_model() -> None:
-    refuse = load_tool("mcp:testing/refuse")
+    refuse = load_tool("mcp:testing/refuse", SERVERS)
     assert call(refuse, reason="not today") == {
         "error": "MCP tool 'refuse' of server 'testing' failed: Error executing tool refuse: refused: not today"}
-    add = load_tool("mcp:testing/add")
+    add = load_tool("mcp:testing/add", SERVERS)
     # Checked against the server's schema before the server is called.
     error = call(add, a="two")["error"]
     assert error.startswith("invalid arguments for tool 'add': ")
@@ -90,7 +91,7 @@ def test_errors_go_back_to_the_model() -> None:
 
 @pytest.mark.usefixtures("stdio_server")
 def test_tool_policies_apply_to_mcp_tools() -> None:
-    shout = load_tool("mcp:testing/shout")
+    shout = load_tool("mcp:testing/shout", SERVERS)
     gate = ToolGate(ToolPolicy.model_validate({"acme": {"deny": ["mcp:testing/*"]}}))
     assert "not permitted for tenant 'acme'" in call(shout, gate, text="hi")["error"]
     gate = ToolGate(ToolPolicy.model_validate({"acme": {"allow": ["mcp:testing/shout"]}}))
@@ -100,12 +101,12 @@ def test_tool_policies_apply_to_mcp_tools() -> None:
 @pytest.mark.usefixtures("stdio_server")
 def test_references_that_name_nothing_say_what_exists() -> None:
     with pytest.raises(ToolError, match=r"no MCP server 'nope' .*\(configured: testing\)"):
-        load_tool("mcp:nope/add")
+        load_tool("mcp:nope/add", SERVERS)
     offers = r"\(it offers: add, refuse, shout, whoami\)"
     with pytest.raises(ToolError, match=rf"has no tool 'mul' {offers}"):
-        load_tool("mcp:testing/mul")
+        load_tool("mcp:testing/mul", SERVERS)
     with pytest.raises(ToolError, match="must look like 'mcp:SERVER/TOOL'"):
-        load_tool("mcp:testing")
+        load_tool("mcp:testing", SERVERS)
 
 
 def test_a_server_that_cannot_start_is_a_clear_error() -> None:
@@ -125,7 +126,7 @@ def test_an_agent_lists_and_calls_an_mcp_tool(tmp_path: Path) -> None:
     spec = AgentSpec(name="adder", tools=["mcp:testing/add"], max_steps=3)
     model = ScriptedModel([tool_call("add", a=20, b=22),
                            Message(role="assistant", content="the sum is 42")])
-    agent = build_agent(spec, model)
+    agent = build_agent(spec, model, mcp_servers=SERVERS)
     backends = open_backends(f"sqlite:///{tmp_path / 'mcp.db'}")
     try:
         run, _ = backends.store.create_run(NewRun(tenant_id="t", agent="adder", input="20+22"))
@@ -136,7 +137,8 @@ def test_an_agent_lists_and_calls_an_mcp_tool(tmp_path: Path) -> None:
     finally:
         backends.close()
     with pytest.raises(AgentError, match="no tool 'nothing'"):
-        build_agent(AgentSpec(name="x", tools=["mcp:testing/nothing"]), model)
+        build_agent(AgentSpec(name="x", tools=["mcp:testing/nothing"]), model,
+                    mcp_servers=SERVERS)
 
 
 @pytest.mark.parametrize(

@@ -9,11 +9,17 @@ from typing import Any
 
 import pytest
 
+from homeo.config import load_settings
+from homeo.tools.context import ToolContext, ToolSettings
 from homeo.tools.registry import Tool, ToolError, load_tool
 
 
 def run_tool(tool: Tool, arguments: dict[str, Any]) -> dict[str, Any]:
-    return asyncio.run(tool.function(**arguments))
+    """Call the tool as a worker does: with the operator's settings (the test's
+    environment) in its context."""
+    settings = ToolSettings.from_settings(load_settings())
+    context = ToolContext("t", "r", settings=settings)
+    return asyncio.run(tool.function(**arguments, context=context))
 
 
 def test_the_python_tool_runs_code_in_the_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -71,7 +77,8 @@ def test_cancelling_a_sandboxed_call_kills_its_processes(monkeypatch: pytest.Mon
     sleeper = b"sleep\x00987.5\x00"  # a command line no other test runs
 
     async def main() -> bool:
-        call = asyncio.create_task(shell.function(command="exec sleep 987.5"))
+        context = ToolContext("t", "r", settings=ToolSettings.from_settings(load_settings()))
+        call = asyncio.create_task(shell.function(command="exec sleep 987.5", context=context))
         deadline = time.monotonic() + 60
         while not _running(sleeper):
             assert time.monotonic() < deadline, "the sandboxed command never started"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from homeo.backends import Backends
-from homeo.store.base import LeaseFenced, StoreError
+from homeo.store.base import CheckpointPruned, LeaseFenced, StoreError
 from homeo.store.models import ApiKey, NewRun, UsageEvent
 
 
@@ -386,3 +386,64 @@ def test_step_speeds_count_fast_succeeded_steps_per_window(backends: Backends) -
     assert (model[0].total, model[0].good) == (3, 1)
     before = backends.store.step_speeds([0.0], until=25.0, within_seconds=5.0, tenant_id="acme")
     assert (before[0].total, before[0].good) == (1, 1)
+def checkpoint(seq: int, messages: list[str], **fields) -> dict:
+    return {"seq": seq, "next": "model",
+            "state": {"messages": [{"role": "user", "content": m} for m in messages], **fields}}
+
+
+def test_every_step_keeps_its_checkpoint_and_any_is_rebuilt(backends: Backends) -> None:
+    store = backends.store
+    run, _ = store.create_run(new_run())
+    states = [checkpoint(1, ["a"], turns=1), checkpoint(2, ["a", "b"], turns=2),
+              checkpoint(3, ["x"], turns=2), checkpoint(4, ["x", "y", "z"], turns=3)]
+    previous = None
+    for seq, state in enumerate(states):
+        store.begin_step("acme", run.id, seq, "model", "model", None)
+        # The caller may pass the previous checkpoint (the runner does) or not.
+        store.complete_step("acme", run.id, seq, None, state,
+                            previous=previous if seq % 2 else None)
+        previous = state
+    for seq, state in enumerate(states):
+        assert store.checkpoint_at("acme", run.id, seq) == state
+    assert store.checkpoint_at("acme", run.id, 4) is None
+    assert store.checkpoint_at("globex", run.id, 1) is None
+    store.begin_step("acme", run.id, 4, "model", "model", None)
+    assert store.checkpoint_at("acme", run.id, 4) is None  # running: no checkpoint yet
+
+
+def test_a_fork_records_its_origin_and_first_checkpoint(backends: Backends) -> None:
+    start = checkpoint(3, ["a"])
+    run, _ = backends.store.create_run(new_run(checkpoint=start, forked_from_run="run_origin",
+                                               forked_from_step=2))
+    assert (run.forked_from_run, run.forked_from_step, run.checkpoint) == (
+        "run_origin", 2, start)
+    backends.store.begin_step("acme", run.id, 3, "model", "model", None)
+    backends.store.complete_step("acme", run.id, 3, None, checkpoint(4, ["a", "b"]),
+                                 previous=start)
+    assert backends.store.checkpoint_at("acme", run.id, 3) == checkpoint(4, ["a", "b"])
+
+
+def test_pruning_removes_old_finished_runs_checkpoints_only(backends: Backends) -> None:
+    store = backends.store
+    runs = []
+    for finished in (100.0, 200.0, None):
+        run, _ = store.create_run(new_run())
+        for seq in range(2):
+            store.begin_step("acme", run.id, seq, "model", "model", None)
+            store.complete_step("acme", run.id, seq, "out", checkpoint(seq + 1, ["a"] * (seq + 1)))
+        if finished is not None:
+            store.transition_run("acme", run.id, "succeeded", allowed_from={"queued"},
+                                 now=finished)
+        runs.append(run)
+    counted = store.prune_checkpoints(finished_before=150.0, dry_run=True, now=300.0)
+    assert (counted.runs, counted.checkpoints) == (1, 2) and counted.bytes > 50
+    assert store.checkpoint_at("acme", runs[0].id, 0) is not None
+    assert store.prune_checkpoints(finished_before=150.0, batch=1, now=300.0) == counted
+    with pytest.raises(CheckpointPruned, match="were pruned at"):
+        store.checkpoint_at("acme", runs[0].id, 0)
+    assert store.checkpoint_at("acme", runs[0].id, 1) == checkpoint(2, ["a", "a"])  # final
+    assert store.get_run("acme", runs[0].id).checkpoints_pruned_at == 300.0
+    assert [s.output for s in store.list_steps("acme", runs[0].id)] == ["out", "out"]
+    # Runs that finished later, or have not finished, keep theirs.
+    assert store.prune_checkpoints(finished_before=10_000.0, batch=1, now=400.0).runs == 1
+    assert store.checkpoint_at("acme", runs[2].id, 0) == checkpoint(1, ["a"])

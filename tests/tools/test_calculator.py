@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from homeo.engine.graph import RunState, StepContext
+from homeo.engine.graph import RunState, RunContext
 from homeo.engine.react import ToolNode
 from homeo.llm.providers.scripted import tool_call
 from homeo.tools.registry import ToolError, load_tool
@@ -27,6 +27,6 @@ def test_anything_but_arithmetic_is_refused() -> None:
     node = ToolNode({"calculator": calculator})
     state = RunState(pending_tool_calls=list(tool_call("calculator", expression="2**99999")
                                              .tool_calls))
-    outcome = asyncio.run(node.run(state, StepContext(tenant_id="t", run_id="r")))
+    outcome = asyncio.run(node.run(state, RunContext(tenant_id="t", run_id="r")))
     assert outcome.output == {"error": "tool 'calculator' raised ValueError: exponent 99999 is"
                                        " too large (limit 1000)"}

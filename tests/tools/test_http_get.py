@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 
-from homeo.engine.graph import RunState, StepContext
+from homeo.config import load_settings
+from homeo.engine.graph import RunContext, RunState
 from homeo.engine.react import ToolNode
 from homeo.llm.providers.scripted import tool_call
 from homeo.tools.builtin import http_get
+from homeo.tools.context import ToolContext, ToolSettings
 from homeo.tools.registry import ToolError, load_tool
 
 SEEN: list[str] = []
@@ -100,7 +102,10 @@ def allow_loopback(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def fetch(url: str) -> dict[str, Any]:
-    return asyncio.run(http_get(url=url))
+    """Call the tool as a worker does: with the operator's settings (the test's
+    environment) in its context."""
+    settings = ToolSettings.from_settings(load_settings())
+    return asyncio.run(http_get(url=url, context=ToolContext("t", "r", settings=settings)))
 
 
 def test_http_get_is_off_by_default(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -162,14 +167,14 @@ def test_the_model_sees_a_refusal_as_the_tool_result(server: str) -> None:
     fetcher = load_tool("homeo.tools.builtin:http_get")
     node = ToolNode({fetcher.name: fetcher})
     state = RunState(pending_tool_calls=list(tool_call("http_get", url=server).tool_calls))
-    outcome = asyncio.run(node.run(state, StepContext(tenant_id="t", run_id="r")))
+    outcome = asyncio.run(node.run(state, RunContext(tenant_id="t", run_id="r")))
     assert outcome.output == {"error": "http_get is turned off: the operator has allowed no"
                                        " hosts (HOMEO_HTTP_ALLOWLIST)"}
     assert outcome.next == "model"
 
 
 def test_the_http_settings_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
-    from homeo.config import SettingsError, load_settings
+    from homeo.config import SettingsError
 
     monkeypatch.setenv("HOMEO_HTTP_ALLOWLIST", "example.org, http://evil/")
     with pytest.raises(SettingsError, match="HOMEO_HTTP_ALLOWLIST.*'http://evil/'"):

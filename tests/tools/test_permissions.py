@@ -11,8 +11,9 @@ from structlog.testing import capture_logs
 
 from homeo.backends import open_backends
 from homeo.config import SettingsError, load_settings
+from homeo.runtime import Runtime
 from homeo.engine.agents import AgentSpec, build_agent
-from homeo.engine.graph import RunState, StepContext
+from homeo.engine.graph import RunState, RunContext
 from homeo.engine.react import ToolNode
 from homeo.engine.runner import execute
 from homeo.llm.base import Message
@@ -50,7 +51,7 @@ def policy(data: dict[str, Any]) -> ToolPolicy:
 
 def call(node: ToolNode, name: str, tenant: str = "acme", **arguments: Any) -> dict[str, Any]:
     state = RunState(pending_tool_calls=list(tool_call(name, **arguments).tool_calls))
-    context = StepContext(tenant_id=tenant, run_id="r1", agent="helper")
+    context = RunContext(tenant_id=tenant, run_id="r1", agent="helper")
     outcome = asyncio.run(node.run(state, context))
     assert outcome.state.messages[-1].role == "tool"  # the model sees the result either way
     return outcome.output
@@ -178,10 +179,15 @@ def test_the_policy_setting_reaches_agents_and_the_log_names_the_run_s_agent(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HOMEO_TOOL_POLICY", '{"*": {"deny": ["homeo.tools.builtin:*"]}}')
+    monkeypatch.setenv("HOMEO_DATA_DIR", str(tmp_path / "data"))
     spec = AgentSpec(name="counter", tools=["homeo.tools.builtin:calculator"], max_steps=3)
     model = ScriptedModel([tool_call("calculator", expression="1+1"),
                            Message(role="assistant", content="no calculator for me")])
-    agent = build_agent(spec, model)
+    runtime = Runtime.open(load_settings())  # the runtime hands the policy to its agents
+    try:
+        agent = build_agent(spec, model, runtime.agents.gate)
+    finally:
+        asyncio.run(runtime.aclose())
     backends = open_backends(f"sqlite:///{tmp_path / 'policy.db'}")
     try:
         run, _ = backends.store.create_run(NewRun(tenant_id="t1", agent="counter", input="1+1"))

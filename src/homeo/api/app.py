@@ -15,6 +15,7 @@ from homeo import __version__
 from homeo.api import (
     agents,
     audit,
+    autonomic,
     collections,
     docs,
     embeddings,
@@ -54,6 +55,7 @@ def create_app(
     models: ModelCatalog | None = None,
     tracer_provider: TracerProvider | None = None,
     clock: Callable[[], float] = time.monotonic,
+    autonomic_loop: Any = None,
     wall_clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """`worker`, when given, runs inside the app's lifespan and stops with it.
@@ -66,7 +68,8 @@ def create_app(
     on `tracer_provider`, the runtime's; without one, on the global provider,
     and not at all while that is unset. Its metrics and logs stay off: homeo
     has its own. `clock` times the key checks' throttle and the JWKS cache;
-    `wall_clock` (shared by every process) the rate limits and JWT expiry."""
+    `wall_clock` (shared by every process) the rate limits and JWT expiry.
+    `autonomic_loop` (an AutonomicLoop), when given, runs inside the lifespan too."""
     models = models or ModelCatalog(settings)
 
     usage = UsageWriter(backends.store, metrics)
@@ -75,6 +78,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
         task = asyncio.create_task(worker.serve(stop)) if worker is not None else None
+        looping = (asyncio.create_task(autonomic_loop.run(stop))
+                   if autonomic_loop is not None else None)
         writing = asyncio.create_task(usage.run())
         try:
             yield
@@ -82,6 +87,8 @@ def create_app(
             stop.set()
             if task is not None:
                 await task
+            if looping is not None:
+                await looping
             await usage.close()
             await writing
             await models.aclose()
@@ -132,6 +139,7 @@ def create_app(
     app.include_router(collections.router, dependencies=authenticated)
     app.include_router(safety.router, dependencies=authenticated)
     app.include_router(slo.router, dependencies=authenticated)
+    app.include_router(autonomic.router, dependencies=authenticated)
     app.include_router(health.router)
     docs.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)

@@ -21,6 +21,7 @@ from homeo.engine.submit import (
     SubmitFailed,
     UnknownAgent,
 )
+from homeo.engine.waits import RunNotWaiting
 
 STATUS_TYPES = {
     400: "bad_request",
@@ -29,6 +30,7 @@ STATUS_TYPES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    410: "gone",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "invalid_request",
@@ -108,4 +110,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RunNotFound, _not_found)  # type: ignore[arg-type]
     app.add_exception_handler(RunAlreadyFinished, _conflict)  # type: ignore[arg-type]
     app.add_exception_handler(IdempotencyConflict, _conflict)  # type: ignore[arg-type]
+    app.add_exception_handler(RunNotWaiting, _conflict)  # type: ignore[arg-type]
     app.add_exception_handler(SubmitFailed, _unavailable)  # type: ignore[arg-type]

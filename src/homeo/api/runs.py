@@ -1,4 +1,5 @@
-"""/v1/runs: submit, read, list, cancel, and follow runs."""
+"""/v1/runs: submit, read, list, cancel, and follow runs; answer a waiting run
+(approve or reject a tool call, give the input it asked for)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,26 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from homeo.api.deps import AppParts, caller, parts, read, requires, tenant
-from homeo.api.schemas import RunAccepted, RunDetail, RunPage, RunRequest, RunView, StepView
-from homeo.engine.submit import RunNotFound, cancel_run, submit_run
+from homeo.api.schemas import (
+    Approval,
+    ChildView,
+    ForkRequest,
+    PersonInput,
+    Rejection,
+    RunAccepted,
+    RunDetail,
+    RunPage,
+    RunRequest,
+    RunView,
+    StepStateView,
+    StepView,
+)
 from homeo.audit import AuditLog, Event
+from homeo.engine import waits
+from homeo.engine.history import InvalidStateEdit, NotForkable, StepNotFound, fork_run, step_state
+from homeo.engine.submit import RunNotFound, cancel_run, submit_run
 from homeo.keys import Caller
+from homeo.store.base import CheckpointPruned
 from homeo.store.models import NewRun, Run, RunStatus, role_allows
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
@@ -78,12 +95,72 @@ def _load(app: AppParts, tenant_id: str, run_id: str) -> RunDetail:
     if run is None:
         raise RunNotFound(f"no run {run_id!r}")
     steps = app.backends.store.list_steps(tenant_id, run_id)
-    return RunDetail(**RunView.of(run).model_dump(), steps=[StepView.of(s) for s in steps])
+    children = app.backends.store.child_runs(tenant_id, run_id)
+    return RunDetail(**RunView.of(run).model_dump(), steps=[StepView.of(s) for s in steps],
+                     children=[ChildView(id=c.id, agent=c.agent, status=c.status)
+                               for c in children])
 
 
 @router.get("/{run_id}", response_model=RunDetail, dependencies=[requires("viewer")])
 async def get_run(run_id: str, app: Parts, tenant_id: Tenant) -> RunDetail:
     return await read(app, _load, app, tenant_id, run_id)
+
+
+@router.get("/{run_id}/steps/{seq}", response_model=StepStateView,
+            responses={410: {"description": "Retention pruned this step's checkpoint."}},
+            dependencies=[requires("viewer")])
+async def get_step(run_id: str, seq: int, app: Parts, tenant_id: Tenant) -> StepStateView:
+    """One step and the run's state after it (rebuilt from the steps' checkpoints)."""
+    try:
+        step, checkpoint = await read(app, step_state, app.backends.store, tenant_id, run_id,
+                                      seq)
+    except StepNotFound as error:
+        raise HTTPException(404, str(error)) from None
+    except CheckpointPruned as error:
+        raise HTTPException(410, str(error)) from None
+    return StepStateView(
+        run_id=run_id, step=StepView.of(step),
+        next=None if checkpoint is None else checkpoint["next"],
+        state=None if checkpoint is None else checkpoint["state"],
+    )
+
+
+@router.post(
+    "/{run_id}/fork",
+    status_code=202,
+    response_model=RunView,
+    responses={200: {"description": "A run with this idempotency key already exists."},
+               409: {"description": "The step did not succeed, or nothing follows it."},
+               410: {"description": "Retention pruned this step's checkpoint."}},
+    dependencies=[requires("member")],
+)
+async def fork(
+    run_id: str, body: ForkRequest, request: Request, response: Response, app: Parts,
+    tenant_id: Tenant, found: Found,
+) -> RunView:
+    """Start a new run from the state after step `from_step` (with edits): the
+    steps up to it are not run again."""
+    try:
+        run, created = await asyncio.to_thread(
+            fork_run, app.backends, tenant_id, run_id, body.from_step, edits=body.state,
+            idempotency_key=body.idempotency_key, request_id=request.state.request_id,
+            max_attempts=app.settings.max_attempts,
+        )
+    except StepNotFound as error:
+        raise HTTPException(404, str(error)) from None
+    except NotForkable as error:
+        raise HTTPException(409, str(error)) from None
+    except CheckpointPruned as error:
+        raise HTTPException(410, str(error)) from None
+    except InvalidStateEdit as error:
+        raise HTTPException(422, str(error)) from None
+    # The forker is its submitter: a member may cancel the forks it made.
+    await asyncio.to_thread(app.backends.store.record_submitter, tenant_id, run.id,
+                            found.principal)
+    if not created:
+        response.status_code = 200
+    response.headers["Location"] = f"/v1/runs/{run.id}"
+    return RunView.of(run)
 
 
 @router.post("/{run_id}/cancel", response_model=RunView, dependencies=[requires("member")])
@@ -135,6 +212,55 @@ def _check_submitter(app: AppParts, tenant_id: str, run_id: str, found: Caller,
             " cancelling any run of the tenant needs operator or above")
 
 
+@router.post("/{run_id}/approve", response_model=RunView, dependencies=[requires("operator")])
+async def approve(run_id: str, body: Approval, request: Request, app: Parts, tenant_id: Tenant,
+                  found: Found) -> RunView:
+    """Approve the tool call a waiting run asks about (with `arguments`: run it
+    with those instead); the run is queued again."""
+    decision = {"approved": True, "comment": body.comment, "arguments": body.arguments}
+    return RunView.of(await _answer(request, app, tenant_id, run_id, "approval", decision,
+                                    found, "run.approved"))
+
+
+@router.post("/{run_id}/reject", response_model=RunView, dependencies=[requires("operator")])
+async def reject(run_id: str, body: Rejection, request: Request, app: Parts, tenant_id: Tenant,
+                 found: Found) -> RunView:
+    """Refuse the tool call a waiting run asks about; the model is told, with the comment."""
+    decision = {"approved": False, "comment": body.comment}
+    return RunView.of(await _answer(request, app, tenant_id, run_id, "approval", decision,
+                                    found, "run.rejected"))
+
+
+@router.post("/{run_id}/input", response_model=RunView, dependencies=[requires("operator")])
+async def give_input(run_id: str, body: PersonInput, request: Request, app: Parts,
+                     tenant_id: Tenant, found: Found) -> RunView:
+    """Answer the question a waiting run asked; the run is queued again."""
+    return RunView.of(await _answer(request, app, tenant_id, run_id, "input",
+                                    {"answer": body.answer}, found, "run.answered"))
+
+
+async def _answer(
+    request: Request, app: AppParts, tenant_id: str, run_id: str, kind: waits.WaitKind,
+    decision: dict, found: Caller, event: str,
+) -> Run:
+    audit: AuditLog | None = request.app.state.audit
+
+    def answer() -> Run:
+        run = app.backends.store.get_run(tenant_id, run_id)
+        if run is None:
+            raise RunNotFound(f"no run {run_id!r}")
+        with app.backends.atomic():  # the audit entry commits with the answer
+            answered = waits.answer(app.backends, run, kind, decision,
+                                    max_attempts=app.settings.max_attempts)
+            if audit is not None:
+                audit.record(tenant_id, Event(event, found.principal, f"run:{run_id}",
+                                              {"comment": decision.get("comment", "")}
+                                              if kind == "approval" else {}))
+        return answered
+
+    return await asyncio.to_thread(answer)
+
+
 @router.get(
     "/{run_id}/events",
     response_class=StreamingResponse,
@@ -143,7 +269,8 @@ def _check_submitter(app: AppParts, tenant_id: str, run_id: str, found: Caller,
 )
 async def events(run_id: str, request: Request, app: Parts, tenant_id: Tenant) -> StreamingResponse:
     """Server-sent events: `step` when a step starts or changes, `run` when the
-    run's status changes, and a last `end` event once the run is final."""
+    run's status changes, `waiting` with what the run waits for when it starts
+    waiting, and a last `end` event once the run is final."""
     await read(app, _load, app, tenant_id, run_id)  # 404 before the stream starts
     return StreamingResponse(
         _event_stream(app, tenant_id, run_id, request),
@@ -174,6 +301,8 @@ async def _event_stream(
         if detail.status != seen_status:
             seen_status = detail.status
             yield _sse("run", RunView.model_validate(detail.model_dump()).model_dump(mode="json"))
+            if detail.status == "waiting":
+                yield _sse("waiting", {"id": run_id, "waiting_for": detail.waiting_for})
             sent = True
         if detail.status in ("succeeded", "failed", "cancelled"):
             yield _sse("end", {"id": run_id, "status": detail.status})

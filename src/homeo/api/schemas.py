@@ -25,6 +25,21 @@ class RunRequest(BaseModel):
     )
 
 
+class ForkRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    from_step: int = Field(ge=0, description="The step whose resulting state the fork starts from.")
+    state: dict[str, Any] | None = Field(
+        None,
+        description="Edits to that state: each field given replaces the state's (messages,"
+                    " output...); the keys of `data` are merged into the state's data.",
+    )
+    idempotency_key: str | None = Field(
+        None, min_length=1, max_length=200,
+        description="Repeat a request with the same key to get the same run back.",
+    )
+
+
 class RunAccepted(BaseModel):
     id: str
     status: RunStatus
@@ -76,13 +91,20 @@ class RunView(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     usage: dict[str, int | float]
+    parent_run_id: str | None = None
+    waiting_for: dict[str, Any] | None = Field(
+        None, description="While `waiting`: what for (approval, input or children), with its"
+        " details and deadline.")
+    waited_seconds: float = 0.0
+    forked_from: dict[str, Any] | None = Field(
+        None, description='For a fork: {"run_id", "step"}, where it started from.')
 
     @classmethod
     def of(cls, run: Run) -> RunView:
         return cls(
             **run.model_dump(
                 include={"id", "agent", "status", "input", "output", "error", "idempotency_key",
-                         "request_id"}
+                         "request_id", "parent_run_id", "waiting_for", "waited_seconds"}
             ),
             created_at=_iso(run.created_at),
             updated_at=_iso(run.updated_at),
@@ -90,11 +112,50 @@ class RunView(BaseModel):
             finished_at=_iso(run.finished_at),
             usage={"input_tokens": run.input_tokens, "output_tokens": run.output_tokens,
                    "cost_usd": run.cost_usd},
+            forked_from=None if run.forked_from_run is None else {
+                "run_id": run.forked_from_run, "step": run.forked_from_step},
         )
+
+
+class ChildView(BaseModel):
+    id: str
+    agent: str
+    status: RunStatus
+
+
+class StepStateView(BaseModel):
+    run_id: str
+    step: StepView
+    next: str | None = Field(
+        None, description="The node the run went on to after this step (__end__: none).")
+    state: dict[str, Any] | None = Field(
+        None, description="The run's state after this step; null if the step did not succeed.")
 
 
 class RunDetail(RunView):
     steps: list[StepView]
+    children: list[ChildView] = Field(default_factory=list,
+                                      description="Runs this run started (sub-agents).")
+
+
+class Approval(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str = Field("", max_length=4000)
+    arguments: dict[str, Any] | None = Field(
+        None, description="Approve: run the tool with these arguments instead.")
+
+
+class Rejection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str = Field("", max_length=4000, description="Told to the model.")
+
+
+class PersonInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    answer: str = Field(min_length=1, max_length=100_000)
 
 
 class RunPage(BaseModel):

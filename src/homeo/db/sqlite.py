@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +95,12 @@ class SQLiteDatabase:
                 self._readers.append(connection)
         yield connection
 
-    def statement(self) -> AbstractContextManager[sqlite3.Connection]:
-        return self.write()
+    @contextmanager
+    def statement(self) -> Iterator[sqlite3.Connection]:
+        """The write connection for one statement, atomic on its own (autocommit):
+        no BEGIN and COMMIT round trips. Inside a write, part of its transaction."""
+        with self._write_lock:
+            yield self._writer
 
     def sql(self, text: str) -> str:
         return text

@@ -15,13 +15,18 @@ failing its first run. Each problem is one line naming the file and field.
     answer_template: "{expression} = {result}"   # see homeo.engine.answer
     timeouts: {step: 120, run: 900}   # seconds
     budget: {run_tokens: 20000, soft_run_tokens: 10000}   # tokens, input + output
+    approval: {tools: [deploy], timeout: 86400, on_timeout: reject}   # a person approves each call
+    agents: [researcher]              # other agents it may hand tasks to (each a tool)
+    reflect: {max_rounds: 2, criteria: "..."}   # a critique step judges each answer
+    pattern: tool_calling             # | plan_execute (plan: {...}) | supervisor (supervisor:)
+    graph: {start: ..., nodes: {...}} # instead of a pattern: nodes and edges (yaml_graph.py)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -29,7 +34,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from homeo.engine.answer import AnswerSource, FinalAnswer
 from homeo.engine.budgets import RunBudget
 from homeo.engine.graph import Graph
-from homeo.engine.react import tool_calling_graph
+from homeo.engine.react import ApprovalPolicy, tool_calling_graph
+from homeo.engine.plan import PlanPolicy, plan_execute_graph
+from homeo.engine.reflect import ReflectPolicy
+from homeo.engine.subagents import agent_tool
+from homeo.engine.supervisor import SupervisorPolicy, supervisor_graph
+from homeo.engine.yaml_graph import GraphSpec, reference_problems, yaml_graph
 from homeo.llm.base import Model, ModelError
 from homeo.tools.permissions import ToolGate
 from homeo.tools.registry import Tool, ToolError, load_tool
@@ -53,6 +63,9 @@ class Timeouts(BaseModel):
     run: float = Field(1800.0, gt=0, le=7 * 86400)
 
 
+Pattern = Literal["tool_calling", "plan_execute", "supervisor"]
+
+
 class AgentSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -67,6 +80,13 @@ class AgentSpec(BaseModel):
     temperature: float | None = Field(None, ge=0, le=2)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     budget: RunBudget = Field(default_factory=RunBudget)
+    approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    agents: list[str] = Field(default_factory=list, max_length=32)
+    reflect: ReflectPolicy | None = None
+    pattern: Pattern = "tool_calling"
+    plan: PlanPolicy = Field(default_factory=PlanPolicy)
+    supervisor: SupervisorPolicy = Field(default_factory=SupervisorPolicy)
+    graph: GraphSpec | None = None
     # Set by homeo to the YAML file the agent came from, so errors can name it.
     file: str = ""
 
@@ -91,9 +111,25 @@ def load_agent_file(path: Path) -> AgentSpec:
         return AgentSpec.model_validate({**data, "file": str(path)})
     except ValidationError as error:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in error.errors()
         )
         raise AgentError(f"{path}: {problems}") from None
+
+
+def pattern_problems(spec: AgentSpec) -> list[str]:
+    """What does not fit the agent's pattern, one line each."""
+    problems = []
+    if spec.pattern == "supervisor" and (spec.tools or not spec.agents):
+        problems.append("pattern: supervisor routes between agents: list them under agents"
+                        " (and give tools to those agents, not to the supervisor)")
+    if spec.reflect is not None and (spec.pattern != "tool_calling" or spec.graph is not None):
+        shape = "a graph" if spec.graph is not None else spec.pattern
+        problems.append(f"reflect: works with pattern: tool_calling only, not {shape}")
+    if spec.graph is not None and spec.pattern != "tool_calling":
+        problems.append(f"graph: an agent is either a graph or pattern: {spec.pattern};"
+                        " remove one")
+    return problems
 
 
 def check_agent(
@@ -104,20 +140,29 @@ def check_agent(
     from homeo.mcp.tools import resolve_reference
 
     where = spec.file or f"agent {spec.name!r}"
-    problems = []
+    problems = [f"{where}: {problem}" for problem in pattern_problems(spec)]
     try:
         models.check(spec.model)
     except ModelError as error:
         problems.append(f"{where}: model: {error}")
+    names = list(spec.agents)
     for index, reference in enumerate(spec.tools):
         try:
             if reference.startswith(MCP_PREFIX):
-                resolve_reference(reference, mcp_servers)
+                names.append(resolve_reference(reference, mcp_servers)[2])
             else:
-                load_tool(reference)
+                names.append(load_tool(reference).name)
         except ToolError as error:
             problems.append(f"{where}: tools[{index}]: {error} (fix the reference, or install"
                             " the package that provides it)")
+    unknown = sorted(set(spec.approval.tools) - set(names))
+    resolved = len(names) == len(spec.tools) + len(spec.agents)
+    if spec.graph is not None and resolved:
+        problems += [f"{where}: {problem}" for problem in reference_problems(
+            spec.graph, names[len(spec.agents):], spec.agents)]
+    if unknown and resolved:
+        problems.append(f"{where}: approval.tools: {unknown} are not among its tools"
+                        f" ({', '.join(names) or 'none'})")
     return problems
 
 
@@ -149,7 +194,45 @@ def scan_agents(
         folder.problems.extend(problems)
         if not problems:
             folder.specs[spec.name] = spec
+    for problem in _delegation_problems(folder.specs):
+        folder.problems.append(problem)
     return folder
+
+
+def _delegation_problems(specs: dict[str, AgentSpec]) -> list[str]:
+    """Agents that name unknown agents, or that could hand work round in a circle
+    (each hand-off a new run: the circle would never end)."""
+    problems = []
+    for spec in specs.values():
+        for name in spec.agents:
+            if name not in specs:
+                known = ", ".join(sorted(specs)) or "none"
+                problems.append(f"{spec.file or spec.name}: agents: no agent named {name!r}"
+                                f" in the folder (agents: {known})")
+            elif name in {tool.rpartition(":")[2] for tool in spec.tools}:
+                problems.append(f"{spec.file or spec.name}: agents: {name!r} is also the name"
+                                " of one of its tools; rename one")
+    for spec in specs.values():
+        path = _circle(spec.name, specs)
+        if path:
+            problems.append(f"{spec.file or spec.name}: agents: the agents call each other in"
+                            f" a circle ({' -> '.join(path)}); remove one hand-off")
+    return problems
+
+
+def _circle(start: str, specs: dict[str, AgentSpec]) -> list[str]:
+    """A path of hand-offs from `start` back to `start`, if there is one."""
+    pending = [(start, [start])]
+    seen = set()
+    while pending:
+        name, path = pending.pop()
+        for callee in specs[name].agents if name in specs else []:
+            if callee == start:
+                return [*path, callee]
+            if callee not in seen:
+                seen.add(callee)
+                pending.append((callee, [*path, callee]))
+    return []
 
 
 def load_agents(
@@ -198,40 +281,71 @@ async def aload_tools(
 
 
 def build_agent(
-    spec: AgentSpec, model: Model, gate: ToolGate | None = None, tools: list[Tool] | None = None
+    spec: AgentSpec,
+    model: Model,
+    gate: ToolGate | None = None,
+    tools: list[Tool] | None = None,
+    *,
+    mcp_servers: dict[str, McpServer] | None = None,
+    agent_descriptions: dict[str, str] | None = None,
 ) -> Agent:
-    """`gate` checks each tool call; by default it applies HOMEO_TOOL_POLICY.
-    `tools` are the spec's tools already loaded (`aload_tools`); without them
-    they are loaded here, blocking while an MCP server lists its tools."""
-    if gate is None:
-        from homeo.config import SettingsError, load_settings
-
-        try:
-            gate = ToolGate(load_settings().tool_policy)
-        except SettingsError as error:
-            raise AgentError(f"agent {spec.name!r}: {error}") from None
+    """`gate` checks each tool call (the runtime passes one with HOMEO_TOOL_POLICY;
+    by default every tool is allowed). `tools` are the spec's tools already
+    loaded (`aload_tools`); without them they are loaded here, blocking while
+    an MCP server of `mcp_servers` lists its tools. `agent_descriptions` describe
+    the agents it hands tasks to, as their tools tell the model."""
+    gate = gate or ToolGate()
     if tools is None:
         try:
-            tools = [load_tool(reference) for reference in spec.tools]
+            tools = [load_tool(reference, mcp_servers) for reference in spec.tools]
         except ToolError as error:
             raise AgentError(f"{spec.origin}: {error}") from None
+    descriptions = agent_descriptions or {}
+    tools = [*tools, *(agent_tool(name, descriptions.get(name, "")) for name in spec.agents)]
     names = [tool.name for tool in tools]
     if len(set(names)) != len(names):
         raise AgentError(f"agent {spec.name!r} lists a tool name twice: {names}")
+    unknown = set(spec.approval.tools) - set(names)
+    if unknown:
+        raise AgentError(f"{spec.origin}: approval.tools names {sorted(unknown)}, which are not"
+                         f" among its tools ({', '.join(names) or 'none'})")
     answer = FinalAnswer(spec.answer, spec.answer_template)
     try:
         answer.check(tool.spec for tool in tools)
     except ValueError as error:
         raise AgentError(f"agent {spec.name!r}: {error}") from None
-    graph = tool_calling_graph(
-        model,
-        tools,
-        max_steps=spec.max_steps,
-        max_tool_errors=spec.max_tool_errors,
-        max_tokens=spec.max_tokens,
-        temperature=spec.temperature,
-        budget=spec.budget,
-        gate=gate,
-        answer=answer,
-    )
+    graph = _graph(spec, model, tools, gate, answer)
     return Agent(spec=spec, model=model, tools=tools, graph=graph)
+
+
+def _graph(spec: AgentSpec, model: Model, tools: list[Tool], gate: ToolGate,
+           answer: FinalAnswer) -> Graph:
+    """The graph of the agent's pattern."""
+    problems = pattern_problems(spec)
+    if problems:
+        raise AgentError(f"{spec.origin}: {problems[0]}")
+    if spec.graph is not None:
+        names = [tool.name for tool in tools]
+        wrong = reference_problems(spec.graph, names[: len(names) - len(spec.agents)],
+                                   spec.agents)
+        if wrong:
+            raise AgentError(f"{spec.origin}: {wrong[0]}")
+        return yaml_graph(spec.graph, model, tools, max_steps=spec.max_steps,
+                          max_tool_errors=spec.max_tool_errors, max_tokens=spec.max_tokens,
+                          temperature=spec.temperature, gate=gate, budget=spec.budget,
+                          approval=spec.approval)
+    if spec.pattern == "supervisor":
+        return supervisor_graph(model, tools, policy=spec.supervisor,
+                                temperature=spec.temperature, budget=spec.budget, gate=gate,
+                                approval=spec.approval, max_tool_errors=spec.max_tool_errors)
+    if spec.pattern == "plan_execute":
+        return plan_execute_graph(
+            model, tools, policy=spec.plan, max_steps=spec.max_steps,
+            max_tool_errors=spec.max_tool_errors, max_tokens=spec.max_tokens,
+            temperature=spec.temperature, budget=spec.budget, gate=gate, answer=answer,
+            approval=spec.approval)
+    return tool_calling_graph(
+        model, tools, reflect=spec.reflect, max_steps=spec.max_steps,
+        max_tool_errors=spec.max_tool_errors, max_tokens=spec.max_tokens,
+        temperature=spec.temperature, budget=spec.budget, gate=gate, answer=answer,
+        approval=spec.approval)

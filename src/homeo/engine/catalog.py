@@ -21,6 +21,7 @@ from homeo.llm.base import ModelError
 from homeo.llm.resolve import ModelCatalog
 from homeo.mcp.clients import McpClients, McpUnavailable
 from homeo.store.base import Store
+from homeo.tools.permissions import ToolGate
 
 
 class AgentCatalog:
@@ -31,11 +32,14 @@ class AgentCatalog:
         *,
         mcp_servers: dict[str, McpServer] | None = None,
         mcp: McpClients | None = None,
+        gate: ToolGate | None = None,
     ) -> None:
         """`mcp` holds the sessions of the MCP servers in `mcp_servers` that the
-        built agents' tools call (the runtime closes it)."""
+        built agents' tools call (the runtime closes it); `gate` checks every
+        tool call against the operator's tool policy."""
         self.store = store
         self.models = models
+        self.gate = gate or ToolGate()
         self.mcp_servers = mcp_servers or {}
         self.mcp = mcp or McpClients()
         self._built: dict[tuple[str, str], tuple[str, Agent]] = {}
@@ -82,7 +86,14 @@ class AgentCatalog:
             tools = await aload_tools(spec, self.mcp_servers, self.mcp)
         except McpUnavailable as error:
             raise RetryableError(str(error)) from None
-        agent = build_agent(spec, model, tools=tools)
+        descriptions = {}
+        for other in spec.agents:
+            found = await asyncio.to_thread(self.store.get_agent, tenant_id, other)
+            if found is None:
+                raise AgentError(f"{spec.origin}: agents: agent {other!r} is not defined")
+            descriptions[other] = str(found.spec.get("description", ""))
+        agent = build_agent(spec, model, self.gate, tools=tools,
+                            agent_descriptions=descriptions)
         with self._lock:
             self._built[(tenant_id, name)] = (fingerprint, agent)
         return agent

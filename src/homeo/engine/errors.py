@@ -20,3 +20,12 @@ class RunCancelled(Exception):
 class RunInterrupted(Exception):
     """The worker is shutting down; the run stopped between steps and will resume
     elsewhere from its checkpoint."""
+
+
+class RunSuspended(Exception):  # noqa: N818 - an outcome, not a failure
+    """The run waits (for a person or child runs) with its step completed; the
+    worker lets it go. It is queued again when what it waits for arrives."""
+
+    def __init__(self, wait: object) -> None:
+        super().__init__(str(wait))
+        self.wait = wait

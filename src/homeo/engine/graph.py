@@ -6,22 +6,29 @@ as the step's output, the new state, and which node runs next. The engine
 checkpoints the new state before it starts the next node, so a resumed run
 continues exactly where the last completed step left it.
 
-New patterns (plan-and-execute, supervisor routing, human approval,
-reflection) are new `Node` kinds wired into a `Graph`; the run loop in
-`engine/runner.py` does not change.
+A node may also end its step by waiting (`Outcome.wait`: an approval, a
+person's answer, child runs; see engine/waits.py). The run then stops without
+a worker; when it is woken, the node named by `next` runs again and finds what
+it waited for in `RunState.decisions` (or its children ended).
+
+Everything a node may use besides the state comes in one `RunContext`, built by
+the worker for each claim of a run and handed down to the node and from there
+to the tools (`homeo.tools.context.ToolContext`).
 """
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from opentelemetry.trace import NoOpTracer, Tracer
 from pydantic import BaseModel, Field
 
 from homeo.llm.base import Message, ToolCall, Usage
+from homeo.tools.context import ChildRuns, ToolSettings
 
 if TYPE_CHECKING:
     from homeo.engine.budgets import TenantBudgets
@@ -43,8 +50,30 @@ class RunState(BaseModel):
     # and the soft budgets already warned about, so each warns once per run.
     usage: Usage = Field(default_factory=Usage)
     warned_budgets: list[str] = Field(default_factory=list)
+    # What people answered, by wait id (engine/waits.py): an approval's
+    # {"approved", "comment", "arguments"?}, or an input's {"answer"}.
+    decisions: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # Free-form room for patterns that need more (a plan, critiques, a route).
     data: dict[str, Any] = Field(default_factory=dict)
+
+
+WaitKind = Literal["approval", "input", "children"]
+
+
+class Wait(BaseModel):
+    """What a waiting run waits for (stored as `Run.waiting_for`; engine/waits.py)."""
+
+    id: str  # unique within the run; an answer names it
+    kind: WaitKind
+    # approval: {"tool", "arguments", "call_id"}; input: {"question", "tool", "call_id"};
+    # children: {"runs": [run ids]}.
+    detail: dict[str, Any] = Field(default_factory=dict)
+    deadline: float | None = None  # epoch seconds; None: waits for ever
+    on_timeout: Literal["reject", "fail"] = "reject"
+
+    @property
+    def runs(self) -> list[str]:
+        return list(self.detail.get("runs", []))
 
 
 class Outcome(BaseModel):
@@ -53,19 +82,27 @@ class Outcome(BaseModel):
     next: str
     usage: Usage = Field(default_factory=Usage)
     model: str = ""  # the model that used `usage`, for the metrics
+    # Set when the step ends by waiting: the run stops until this arrives.
+    wait: Wait | None = None
 
 
 @dataclass
-class StepContext:
-    """What a node may use besides the state: who runs it and where to report."""
+class RunContext:
+    """What a node may use besides the state: whose run it is, its lease, where
+    to report, and the parts it may use. Built by the worker for each claim."""
 
     tenant_id: str
     run_id: str
-    request_id: str | None = None
-    emit: Callable[[dict[str, Any]], None] = field(default=lambda event: None)
     agent: str = ""
+    request_id: str | None = None
+    parent_run_id: str | None = None
+    fence: int | None = None  # the claim's fencing token (Store.claim_run)
+    emit: Callable[[dict[str, Any]], None] = field(default=lambda event: None)
     budgets: TenantBudgets | None = None  # tenant and agent token limits, if any
     tracer: Tracer = field(default_factory=NoOpTracer)  # for the node's model and tool spans
+    tools: ToolSettings = field(default_factory=ToolSettings)  # the operator's tool limits
+    children: ChildRuns | None = None  # starts sub-agent runs; None: sub-agents unavailable
+    clock: Callable[[], float] = time.time  # for deadlines
 
 
 class Node(ABC):
@@ -87,7 +124,34 @@ class Node(ABC):
         return True
 
     @abstractmethod
-    async def run(self, state: RunState, context: StepContext) -> Outcome: ...
+    async def run(self, state: RunState, context: RunContext) -> Outcome: ...
+
+
+class FanOut(ABC):
+    """A node whose next few steps do not depend on each other's results (the
+    tool calls of one model turn), so the runner may run them at once: it
+    begins one step per piece (each described by `piece(state, i)`), runs
+    every `work(state, i, ...)` together, then completes them in order, each
+    with `settle(state it starts from, what its work returned)`. Each piece
+    is still its own step, so a crash after some completed repeats none of
+    them; the runner asks only when `is_idempotent` holds for every piece, so
+    the others may run again."""
+
+    @abstractmethod
+    def fan_out(self, state: RunState) -> int:
+        """How many steps, from this one on, may run at once (1: just this one)."""
+
+    @abstractmethod
+    def piece(self, state: RunState, index: int) -> RunState:
+        """The state that names and describes the `index`-th of those steps."""
+
+    @abstractmethod
+    async def work(self, state: RunState, index: int, context: RunContext) -> Any:
+        """The `index`-th step's work, with no change to the state."""
+
+    @abstractmethod
+    def settle(self, state: RunState, done: Any) -> Outcome:
+        """The step's outcome from the state the step before it left."""
 
 
 class BranchNode(Node):
@@ -99,7 +163,7 @@ class BranchNode(Node):
         super().__init__(name)
         self.route = route
 
-    async def run(self, state: RunState, context: StepContext) -> Outcome:
+    async def run(self, state: RunState, context: RunContext) -> Outcome:
         target = self.route(state)
         return Outcome(output={"next": target}, state=state, next=target)
 

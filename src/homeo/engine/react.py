@@ -4,7 +4,10 @@
       \\--(final answer)--> END
 
 Each tool call is its own step, so a crash between two calls of one model turn
-never repeats the first.
+never repeats the first. When every call of a turn is to an idempotent tool
+that cannot wait (no approval, no `ToolContext`), the calls run at once: the
+runner begins one step per call, runs them together and completes each in
+order (`ToolNode.fan_out`; engine/runner.py).
 
 A call the model already made (same tool, same arguments) that succeeded is
 not made again: the tool step answers from the recorded result, and the
@@ -12,6 +15,13 @@ model's next turn is offered no tools and told to answer with it. Small models
 otherwise call the same tool again and again. Where the run's output comes
 from (the model's words or the tool's result) is the agent's `answer`
 (`homeo.engine.answer`).
+
+A call to a tool that needs approval (`requires_approval` on the tool, or
+listed under `approval.tools` in the agent's YAML) ends its step by waiting
+for a person; the run resumes when someone approves (the tool then runs, with
+edited arguments if given) or rejects (the model is told, with the comment). A
+tool may also wait for a person's answer (`ToolContext.ask`) or for child runs
+(a sub-agent, engine/subagents.py): the same step runs again once they arrive.
 
 Model and tool calls are spans inside their step's span (GenAI semantic
 conventions: `chat {model}`, `execute_tool {tool}`).
@@ -22,18 +32,25 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 from opentelemetry.trace import SpanKind
+from pydantic import BaseModel, ConfigDict, Field
 
 from homeo.engine.answer import FinalAnswer
 from homeo.engine.budgets import RunBudget, check_run_budget
 from homeo.engine.errors import RetryableError, RunFailed
-from homeo.engine.graph import END, Graph, Node, Outcome, RunState, StepContext
-from homeo.llm.base import Message, Model, ModelError, ToolCall
+from homeo.engine.graph import END, FanOut, Graph, Node, Outcome, RunContext, RunState, Wait
+from homeo.llm.base import Message, Model, ModelError, ModelResponse, ToolCall, ToolSpec
+from homeo.llm.structured import request_structured
 from homeo.observe import tracing
+from homeo.tools.context import AskPerson, ToolContext, WaitForRuns
 from homeo.tools.permissions import ToolGate
 from homeo.tools.registry import Tool, ToolError
+
+if TYPE_CHECKING:
+    from homeo.engine.reflect import ReflectPolicy
 
 MAX_TOOL_RESULT_CHARS = 20_000
 # Sent (not stored) with the turn after a repeated call, whose tools are withdrawn.
@@ -69,10 +86,75 @@ def recorded_result(state: RunState, call: ToolCall) -> str | None:
                  if call_key(earlier) == key), None)
 
 
+class ApprovalPolicy(BaseModel):
+    """Which of an agent's tools a person approves before each call, and what
+    happens when nobody decides in time (`timeout` seconds; None: wait for ever)."""
+
+    model_config = ConfigDict(extra="forbid")
+    tools: list[str] = Field(default_factory=list)
+    timeout: float | None = Field(None, gt=0, le=365 * 86400)
+    on_timeout: Literal["reject", "fail"] = "reject"
+    # A rejected call: the model is told and goes on, or the run fails.
+    on_reject: Literal["tell_model", "fail"] = "tell_model"
+
+
+def turn_key(call: ToolCall, state: RunState) -> str:
+    """Names one tool call of one model turn (ids repeat across turns on some servers)."""
+    return f"t{state.model_turns}:{call.id}"
+
+
+def task_of(state: RunState) -> str:
+    """The run's task: its first user message (the run's input)."""
+    return next((m.content for m in state.messages if m.role == "user"), "")
+
+
 def last_success(state: RunState) -> tuple[ToolCall, str] | None:
     """The run's latest tool call that succeeded, and its result."""
     succeeded = succeeded_calls(state)
     return succeeded[-1] if succeeded else None
+
+
+async def ask_model(
+    model: Model,
+    messages: list[Message],
+    state: RunState,
+    context: RunContext,
+    *,
+    tools: list[ToolSpec] | None = None,
+    budget: RunBudget | None = None,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    json_schema: dict[str, Any] | None = None,
+) -> tuple[ModelResponse, list[str]]:
+    """One model call of a step, for every node that calls a model: budgets checked
+    first, a `chat` span around it, provider errors as RetryableError/RunFailed,
+    and with `json_schema` an answer checked against it (homeo.llm.structured).
+    Returns the reply and the soft budgets newly reached (to add to the state)."""
+    warned = set(state.warned_budgets)
+    reached = check_run_budget(budget or RunBudget(), state.usage.total_tokens, warned)
+    if context.budgets is not None:
+        reached += await context.budgets.check(context.tenant_id, context.agent, warned)
+    try:
+        with tracing.span(
+            context.tracer,
+            f"chat {model.name}",
+            kind=SpanKind.CLIENT,
+            attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": model.name},
+        ) as span:
+            if json_schema is None:
+                response = await model.request(messages, tools or [], max_tokens=max_tokens,
+                                               temperature=temperature)
+            else:
+                response = await request_structured(model, messages, json_schema, tools,
+                                                    max_tokens=max_tokens,
+                                                    temperature=temperature)
+            span.set_attributes({"gen_ai.usage.input_tokens": response.usage.input_tokens,
+                                 "gen_ai.usage.output_tokens": response.usage.output_tokens})
+    except ModelError as error:
+        if error.retryable:
+            raise RetryableError(f"model {model.name}: {error}") from error
+        raise RunFailed(f"model {model.name}: {error}") from error
+    return response, reached
 
 
 class ModelNode(Node):
@@ -89,6 +171,8 @@ class ModelNode(Node):
         budget: RunBudget | None = None,
         answer: FinalAnswer | None = None,
         name: str = "model",
+        tools_node: str = "tools",
+        done: str = END,
     ) -> None:
         super().__init__(name)
         self.model = model
@@ -98,6 +182,8 @@ class ModelNode(Node):
         self.temperature = temperature
         self.budget = budget or RunBudget()
         self.answer = answer or FinalAnswer()
+        self.tools_node = tools_node  # where its tool calls run
+        self.done = done  # where a final answer goes
 
     def describe(self, state: RunState) -> Any:
         last = state.messages[-1] if state.messages else None
@@ -110,16 +196,12 @@ class ModelNode(Node):
             described["answer_now"] = True
         return described
 
-    async def run(self, state: RunState, context: StepContext) -> Outcome:
+    async def run(self, state: RunState, context: RunContext) -> Outcome:
         if state.model_turns >= self.max_steps:
             raise RunFailed(
                 f"the agent used all {self.max_steps} model turns (max_steps) without a final"
                 " answer; raise max_steps in its definition or simplify the task"
             )
-        warned = set(state.warned_budgets)
-        reached = check_run_budget(self.budget, state.usage.total_tokens, warned)
-        if context.budgets is not None:
-            reached += await context.budgets.check(context.tenant_id, context.agent, warned)
         # On its last allowed turn the model gets no tools, so it must answer
         # instead of spending the run's final step on another tool call.
         last_turn = state.model_turns == self.max_steps - 1 and self.max_steps > 1
@@ -128,26 +210,9 @@ class ModelNode(Node):
         sent = state.messages
         if state.answer_now:
             sent = [*state.messages, Message(role="user", content=ANSWER_NOW)]
-        try:
-            with tracing.span(
-                context.tracer,
-                f"chat {self.model.name}",
-                kind=SpanKind.CLIENT,
-                attributes={"gen_ai.operation.name": "chat",
-                            "gen_ai.request.model": self.model.name},
-            ) as span:
-                response = await self.model.request(
-                    sent,
-                    offered,
-                    max_tokens=self.max_tokens,
-                    temperature=self.temperature,
-                )
-                span.set_attributes({"gen_ai.usage.input_tokens": response.usage.input_tokens,
-                                     "gen_ai.usage.output_tokens": response.usage.output_tokens})
-        except ModelError as error:
-            if error.retryable:
-                raise RetryableError(f"model {self.model.name}: {error}") from error
-            raise RunFailed(f"model {self.model.name}: {error}") from error
+        response, reached = await ask_model(
+            self.model, sent, state, context, tools=offered, budget=self.budget,
+            max_tokens=self.max_tokens, temperature=self.temperature)
         message = response.message
         # States are never mutated in place, so a shallow copy with new lists is
         # enough (a deep copy per step would make a run quadratic in its length).
@@ -160,10 +225,10 @@ class ModelNode(Node):
             changes["warned_budgets"] = [*state.warned_budgets, *reached]
         if message.tool_calls:
             changes["pending_tool_calls"] = list(message.tool_calls)
-            target = "tools"
+            target = self.tools_node
         else:
             changes["output"] = self.answer.choose(message.content, last_success(state))
-            target = END
+            target = self.done
         new = state.model_copy(update=changes)
         return Outcome(
             output=message.model_dump(exclude_defaults=True),
@@ -174,7 +239,17 @@ class ModelNode(Node):
         )
 
 
-class ToolNode(Node):
+@dataclass(frozen=True)
+class Attempt:
+    """What one tool call did: its result, the ToolError it raised, or the
+    recorded result of the earlier call it repeats (the tool did not run)."""
+
+    result: Any = None
+    error: ToolError | None = None
+    recorded: str | None = None
+
+
+class ToolNode(Node, FanOut):
     """Runs the first pending tool call. Errors the model can fix (unknown tool,
     a tool the tenant may not use or has called too often, bad arguments, a
     tool's exception or timeout) go back to it as the tool's result, up to
@@ -185,12 +260,20 @@ class ToolNode(Node):
     def __init__(
         self, tools: dict[str, Tool], *, max_tool_errors: int = 3, name: str = "tools",
         gate: ToolGate | None = None, answer: FinalAnswer | None = None,
+        approval: ApprovalPolicy | None = None, then: str = "model", done: str = END,
+        reuse_results: bool = True,
     ) -> None:
         super().__init__(name)
+        # A repeated call is answered from its record (for models that loop);
+        # a graph's tool node always calls the tool.
+        self.reuse_results = reuse_results
         self.tools = tools
         self.max_tool_errors = max_tool_errors
         self.gate = gate or ToolGate()
         self.answer = answer or FinalAnswer()
+        self.approval = approval or ApprovalPolicy()
+        self.then = then  # where the run goes once no call is left
+        self.done = done  # where an answer taken from a tool result goes
 
     def step_name(self, state: RunState) -> str:
         return state.pending_tool_calls[0].name
@@ -198,20 +281,77 @@ class ToolNode(Node):
     def describe(self, state: RunState) -> Any:
         return state.pending_tool_calls[0].model_dump()
 
+    def needs_approval(self, tool: Tool) -> bool:
+        return tool.requires_approval or tool.name in self.approval.tools
+
+    def _recorded(self, state: RunState, call: ToolCall) -> str | None:
+        return recorded_result(state, call) if self.reuse_results else None
+
     def is_idempotent(self, state: RunState) -> bool:
         call = state.pending_tool_calls[0]
-        if recorded_result(state, call) is not None:
+        if self._recorded(state, call) is not None:
             return True  # answered from the record: the tool does not run
         tool = self.tools.get(call.name)
-        return tool is None or tool.idempotent  # an unknown tool never ran
+        if tool is None:
+            return True  # an unknown tool never ran
+        if self.needs_approval(tool) and _approval_id(call, state) not in state.decisions:
+            return True  # the step only asks for approval
+        return tool.idempotent
 
-    async def run(self, state: RunState, context: StepContext) -> Outcome:
-        call, remaining = state.pending_tool_calls[0], state.pending_tool_calls[1:]
-        recorded = recorded_result(state, call)
+    def fan_out(self, state: RunState) -> int:
+        """All pending calls at once when each is to an idempotent tool that
+        cannot wait (no approval, no ToolContext: it can neither ask a person
+        nor start a child run); otherwise one at a time."""
+        calls = state.pending_tool_calls
+        for call in calls:
+            tool = self.tools.get(call.name)
+            if (tool is None or not tool.idempotent or self.needs_approval(tool)
+                    or tool.context_parameter is not None):
+                return 1
+        return len(calls)
+
+    def piece(self, state: RunState, index: int) -> RunState:
+        return state.model_copy(update={"pending_tool_calls": state.pending_tool_calls[index:]})
+
+    async def work(self, state: RunState, index: int, context: RunContext) -> Attempt:
+        return await self._attempt(state.pending_tool_calls[index], None, state, context)
+
+    def settle(self, state: RunState, done: Any) -> Outcome:
+        return self._settle(state, done)
+
+    async def run(self, state: RunState, context: RunContext) -> Outcome:
+        call = state.pending_tool_calls[0]
+        tool = self.tools.get(call.name)
+        arguments = None
+        if tool is not None and self.needs_approval(tool) and self._recorded(
+                state, call) is None:
+            decision = state.decisions.get(_approval_id(call, state))
+            if decision is None:
+                return self._wait_for_approval(state, call, context)
+            if not decision.get("approved"):
+                return self._rejected(state, call, decision)
+            arguments = decision.get("arguments")
+        try:
+            attempt = await self._attempt(call, arguments, state, context)
+        except AskPerson as ask:
+            return self._wait(state, call, Wait(
+                id=_input_id(call, state), kind="input",
+                detail={"question": ask.question, "tool": call.name, "call_id": call.id}))
+        except WaitForRuns as children:
+            return self._wait(state, call, Wait(
+                id=f"children:{turn_key(call, state)}", kind="children",
+                detail={"runs": children.run_ids, "tool": call.name, "call_id": call.id}))
+        return self._settle(state, attempt, edited=arguments)
+
+    async def _attempt(
+        self, call: ToolCall, arguments: dict[str, Any] | None, state: RunState,
+        context: RunContext,
+    ) -> Attempt:
+        """Make the call (with `arguments` a person edited, if any); AskPerson and
+        WaitForRuns pass through."""
+        recorded = self._recorded(state, call)
         if recorded is not None:
-            return self._repeated(state, call, recorded)
-        tool_errors = state.tool_errors
-        succeeded = True
+            return Attempt(recorded=recorded)
         try:
             with tracing.span(
                 context.tracer,
@@ -219,29 +359,74 @@ class ToolNode(Node):
                 attributes={"gen_ai.operation.name": "execute_tool",
                             "gen_ai.tool.name": call.name, "gen_ai.tool.call.id": call.id},
             ):
-                result: Any = await self._call(call.name, call.arguments, context)
-            output: dict[str, Any] = {"result": result}
-            content = result if isinstance(result, str) else json.dumps(result, default=str)
+                return Attempt(result=await self._call(
+                    call, call.arguments if arguments is None else arguments, state, context))
         except ToolError as error:
+            return Attempt(error=error)
+
+    def _settle(self, state: RunState, attempt: Attempt,
+                edited: dict[str, Any] | None = None) -> Outcome:
+        """The step's outcome for the first pending call, given what it did."""
+        call = state.pending_tool_calls[0]
+        if attempt.recorded is not None:
+            return self._repeated(state, call, attempt.recorded)
+        tool_errors = state.tool_errors
+        if attempt.error is not None:
             tool_errors += 1
             if tool_errors > self.max_tool_errors:
                 raise RunFailed(
-                    f"{error} (tool errors: {tool_errors}, more than max_tool_errors="
+                    f"{attempt.error} (tool errors: {tool_errors}, more than max_tool_errors="
                     f"{self.max_tool_errors})"
-                ) from error
-            output = {"error": str(error)}
-            content = f"error: {error}"
-            succeeded = False
+                ) from attempt.error
+            output: dict[str, Any] = {"error": str(attempt.error)}
+            content = f"error: {attempt.error}"
+        else:
+            result = attempt.result
+            output = {"result": result}
+            content = result if isinstance(result, str) else json.dumps(result, default=str)
+            if edited is not None:
+                output["arguments"] = edited
+                content = (f"(a person changed the arguments to"
+                           f" {json.dumps(edited, default=str)})\n{content}")
+        succeeded = attempt.error is None
         reply = Message(
             role="tool", content=content[:MAX_TOOL_RESULT_CHARS], tool_call_id=call.id,
             name=call.name, is_error=not succeeded,
         )
         changes: dict[str, Any] = {
             "messages": [*state.messages, reply],
-            "pending_tool_calls": remaining,
+            "pending_tool_calls": state.pending_tool_calls[1:],
             "tool_errors": tool_errors,
         }
         return self._next(state, call, reply, changes, output, succeeded=succeeded)
+
+    def _wait_for_approval(self, state: RunState, call: ToolCall, context: RunContext) -> Outcome:
+        timeout = self.approval.timeout
+        return self._wait(state, call, Wait(
+            id=_approval_id(call, state), kind="approval",
+            detail={"tool": call.name, "arguments": call.arguments, "call_id": call.id},
+            deadline=None if timeout is None else context.clock() + timeout,
+            on_timeout=self.approval.on_timeout))
+
+    def _wait(self, state: RunState, call: ToolCall, wait: Wait) -> Outcome:
+        """End the step waiting; the same call runs again when the run wakes."""
+        return Outcome(output={"waiting": wait.model_dump(exclude_none=True)}, state=state,
+                       next=self.name, wait=wait)
+
+    def _rejected(self, state: RunState, call: ToolCall, decision: dict[str, Any]) -> Outcome:
+        comment = decision.get("comment") or "no comment"
+        why = "nobody approved it in time" if decision.get("expired") else "a person rejected it"
+        if self.approval.on_reject == "fail" or (
+                decision.get("expired") and self.approval.on_timeout == "fail"):
+            raise RunFailed(f"the call to {call.name!r} was not made: {why} ({comment})")
+        reply = Message(role="tool", content=f"error: not done: {why}: {comment}",
+                        tool_call_id=call.id, name=call.name, is_error=True)
+        changes: dict[str, Any] = {
+            "messages": [*state.messages, reply],
+            "pending_tool_calls": state.pending_tool_calls[1:],
+        }
+        return self._next(state, call, reply, changes,
+                          {"rejected": True, "comment": comment}, succeeded=False)
 
     def _repeated(self, state: RunState, call: ToolCall, recorded: str) -> Outcome:
         """`call` repeats one that succeeded: its recorded result, without running
@@ -261,21 +446,31 @@ class ToolNode(Node):
     ) -> Outcome:
         remaining = changes["pending_tool_calls"]
         if remaining:
-            target = "tools"
+            target = self.name
         elif succeeded and self.answer.source == "tool_result":
             changes["output"] = self.answer.compose(call, reply.content)
-            target = END
+            target = self.done
         else:
-            target = "model"
+            target = self.then
         return Outcome(output=output, state=state.model_copy(update=changes), next=target)
 
-    async def _call(self, name: str, arguments: dict[str, Any], context: StepContext) -> Any:
+    async def _call(
+        self, call: ToolCall, arguments: dict[str, Any], state: RunState, context: RunContext
+    ) -> Any:
+        name = call.name
         tool = self.tools.get(name)
         if tool is None:
             allowed = ", ".join(sorted(self.tools)) or "none"
             raise ToolError(f"tool {name!r} is not available to this agent (allowed: {allowed})")
         self.gate.admit(context.tenant_id, context.agent, tool)
         valid = tool.validate(arguments)
+        if tool.context_parameter is not None:
+            answered = state.decisions.get(_input_id(call, state), {})
+            valid[tool.context_parameter] = ToolContext(
+                tenant_id=context.tenant_id, run_id=context.run_id, agent=context.agent,
+                call_id=call.id, settings=context.tools, answer=answered.get("answer"),
+                call_key=f"{context.run_id}:{turn_key(call, state)}",
+                children=context.children)
         try:
             if inspect.iscoroutinefunction(tool.function):
                 pending = tool.function(**valid)
@@ -284,10 +479,18 @@ class ToolNode(Node):
             return await asyncio.wait_for(pending, timeout=tool.timeout_seconds)
         except TimeoutError:
             raise ToolError(f"tool {name!r} timed out after {tool.timeout_seconds:g}s") from None
-        except ToolError:
+        except (ToolError, AskPerson, WaitForRuns):
             raise
         except Exception as error:
             raise ToolError(f"tool {name!r} raised {type(error).__name__}: {error}") from error
+
+
+def _approval_id(call: ToolCall, state: RunState) -> str:
+    return f"approval:{turn_key(call, state)}"
+
+
+def _input_id(call: ToolCall, state: RunState) -> str:
+    return f"input:{turn_key(call, state)}"
 
 
 def tool_calling_graph(
@@ -301,20 +504,27 @@ def tool_calling_graph(
     budget: RunBudget | None = None,
     gate: ToolGate | None = None,
     answer: FinalAnswer | None = None,
+    approval: ApprovalPolicy | None = None,
+    reflect: ReflectPolicy | None = None,
 ) -> Graph:
     """`answer` says where the run's output comes from (default: the model's words);
-    ValueError if its template names a field the tools do not have."""
+    ValueError if its template names a field the tools do not have. With
+    `reflect`, each answer goes to a critique step first (engine/reflect.py)."""
+    from homeo.engine.reflect import CritiqueNode
+
     by_name = {tool.name: tool for tool in tools}
     answer = answer or FinalAnswer()
     answer.check(tool.spec for tool in tools)
-    return Graph(
-        nodes={
-            "model": ModelNode(
-                model, by_name, max_steps=max_steps, max_tokens=max_tokens,
-                temperature=temperature, budget=budget, answer=answer,
-            ),
-            "tools": ToolNode(by_name, max_tool_errors=max_tool_errors, gate=gate,
-                              answer=answer),
-        },
-        start="model",
-    )
+    done = END if reflect is None else "critique"
+    nodes: dict[str, Node] = {
+        "model": ModelNode(
+            model, by_name, max_steps=max_steps, max_tokens=max_tokens,
+            temperature=temperature, budget=budget, answer=answer, done=done,
+        ),
+        "tools": ToolNode(by_name, max_tool_errors=max_tool_errors, gate=gate,
+                          answer=answer, approval=approval, done=done),
+    }
+    if reflect is not None:
+        nodes["critique"] = CritiqueNode(model, reflect, max_turns=max_steps,
+                                         temperature=temperature, budget=budget)
+    return Graph(nodes=nodes, start="model")

@@ -23,9 +23,21 @@ of the run): once another worker has claimed the run, the store refuses this
 one's writes with LeaseFenced, so a worker whose lease lapsed cannot finish a
 step or the run behind the new owner's back.
 
+A step may end by waiting (`Outcome.wait`): the step is completed and the run
+moved to `waiting` in one transaction (`Store.suspend_run`), and execution stops
+with RunSuspended; the run resumes from that checkpoint when it is woken
+(engine/waits.py). Time spent waiting does not count in `timeouts.run`.
+
 When the worker stops the step in flight (the run was cancelled, or the grace
 period of a shutdown ran out), the step is closed as `cancelled` or `failed`
 with the reason, and the run stops with RunCancelled or RunInterrupted.
+
+Steps whose work does not depend on each other (a model turn's calls to
+idempotent tools; engine/graph.py `FanOut`) run at once: each is begun, then
+their work runs together, then each is completed in order with its own
+checkpoint. A crash between two completions leaves the later steps `running`;
+the resumed run begins them again (they are idempotent) and never repeats the
+completed ones.
 
 Each step is a span, `step {kind} {name}`, a child of the worker's run span;
 the node's model and tool calls open their spans inside it.
@@ -41,8 +53,14 @@ from typing import Any
 from opentelemetry.trace import Tracer
 
 from homeo.engine.budgets import TenantBudgets
-from homeo.engine.errors import RetryableError, RunCancelled, RunFailed, RunInterrupted
-from homeo.engine.graph import END, Graph, RunState, StepContext
+from homeo.engine.errors import (
+    RetryableError,
+    RunCancelled,
+    RunFailed,
+    RunInterrupted,
+    RunSuspended,
+)
+from homeo.engine.graph import END, FanOut, Graph, Node, RunContext, RunState
 from homeo.llm.base import Message
 from homeo.observe import tracing
 from homeo.store.base import Store
@@ -73,23 +91,29 @@ async def execute(
     tracer: Tracer | None = None,
     fence: int | None = None,
     interruption: Callable[[], BaseException | None] = lambda: None,
+    context: RunContext | None = None,
 ) -> str:
     """Run (or resume) `run` to its end; return the final output.
 
-    Raises RunFailed, RetryableError, RunCancelled or RunInterrupted (when
-    `stopping()` turns true between steps); the worker maps those to the run's
-    status and the job's fate. `interruption()` says why the worker cancelled
-    the step in flight, when it did. `tracer` opens the step spans (default: the
-    global provider's, a no-op unless one is installed)."""
+    Raises RunFailed, RetryableError, RunCancelled, RunSuspended (the run waits)
+    or RunInterrupted (when `stopping()` turns true between steps); the worker
+    maps those to the run's status and the job's fate. `interruption()` says why
+    the worker cancelled the step in flight, when it did. `context` is what the
+    nodes receive (by default one made from the run and the arguments here);
+    `tracer` opens the step spans (default: the global provider's, a no-op
+    unless one is installed)."""
     notify = emit or (lambda event: None)
     checkpoint = run.checkpoint or initial_checkpoint(run, system_prompt)
     state = RunState.model_validate(checkpoint["state"])
     seq: int = checkpoint["seq"]
     current: str = checkpoint["next"] or graph.start
-    started = run.started_at or clock()
+    # Waiting does not count: the clock runs from the start, less every wait.
+    started = (run.started_at or clock()) + run.waited_seconds
     tracer = tracer or tracing.tracer_of()
-    context = StepContext(tenant_id=run.tenant_id, run_id=run.id, request_id=run.request_id,
-                          emit=notify, agent=run.agent, budgets=budgets, tracer=tracer)
+    if context is None:
+        context = RunContext(tenant_id=run.tenant_id, run_id=run.id, agent=run.agent,
+                             request_id=run.request_id, parent_run_id=run.parent_run_id,
+                             fence=fence, emit=notify, budgets=budgets, tracer=tracer)
 
     while current != END:
         if stopping():
@@ -105,6 +129,13 @@ async def execute(
         if clock() - started > run_timeout:
             raise RunFailed(f"the run exceeded its {run_timeout:g}s timeout (timeouts.run)")
         node = graph.node(current)
+        together = node.fan_out(state) if isinstance(node, FanOut) else 1
+        if together > 1:
+            state, current, seq = await _run_together(
+                store, run, node, state, seq, together, context=context, notify=notify,
+                tracer=tracer, fence=fence, clock=clock, step_timeout=step_timeout,
+                interruption=interruption)
+            continue
         name = node.step_name(state)
         with tracing.span(
             tracer,
@@ -134,49 +165,34 @@ async def execute(
             began = clock()
             try:
                 outcome = await asyncio.wait_for(node.run(state, context), timeout=step_timeout)
-            except asyncio.CancelledError:
-                reason = interruption()
-                if not isinstance(reason, (RunCancelled, RunInterrupted)):
-                    raise  # the lease was lost (touch nothing), or the process is ending
-                status = "cancelled" if isinstance(reason, RunCancelled) else "failed"
-                await asyncio.to_thread(store.fail_step, run.tenant_id, run.id, seq,
-                                        f"stopped in flight: {reason}", status=status,
-                                        fence=fence)
-                notify({"type": f"step_{status}", "seq": seq, "name": name,
-                        "error": str(reason)})
-                span.set_attribute("homeo.step.status", status)
-                raise reason from None
-            except TimeoutError:
-                error = f"step {seq} ({name}) timed out after {step_timeout:g}s (timeouts.step)"
-                await asyncio.to_thread(store.fail_step, run.tenant_id, run.id, seq, error,
-                                        fence=fence)
-                notify({"type": "step_failed", "seq": seq, "name": name, "error": error})
-                span.set_attribute("homeo.step.status", "failed")
-                raise RetryableError(error) from None
-            except Exception as error:  # RunFailed, RetryableError, or a bug
-                message = str(error) if isinstance(error, (RunFailed, RetryableError)) else (
-                    f"{type(error).__name__}: {error}")
-                await asyncio.to_thread(store.fail_step, run.tenant_id, run.id, seq, message,
-                                        fence=fence)
-                notify({"type": "step_failed", "seq": seq, "name": name, "error": message})
-                span.set_attribute("homeo.step.status", "failed")
-                raise
+            except BaseException as error:
+                raised = await _close_failed(store, run, [(seq, name)], error, span=span,
+                                             interruption=interruption, notify=notify,
+                                             step_timeout=step_timeout, fence=fence)
+                if raised is None:
+                    raise
+                raise raised from None
             state, current, seq = outcome.state, outcome.next, seq + 1
             if outcome.usage.total_tokens:
                 # The run's usage rides in its state, so budgets survive a resume.
                 state = state.model_copy(update={"usage": state.usage + outcome.usage})
-            await asyncio.to_thread(
-                store.complete_step,
-                run.tenant_id,
-                run.id,
-                seq - 1,
-                outcome.output,
-                {"seq": seq, "next": current, "state": state.model_dump()},
-                input_tokens=outcome.usage.input_tokens,
-                output_tokens=outcome.usage.output_tokens,
-                cost_usd=outcome.usage.cost_usd,
-                fence=fence,
-            )
+            previous, checkpoint = checkpoint, {"seq": seq, "next": current,
+                                                "state": state.model_dump()}
+            usage = {"input_tokens": outcome.usage.input_tokens,
+                     "output_tokens": outcome.usage.output_tokens,
+                     "cost_usd": outcome.usage.cost_usd}
+            wait, waiting = outcome.wait, False
+            if wait is not None:
+                # False: what it would wait for has arrived already, so it goes on.
+                waiting = await asyncio.to_thread(
+                    store.suspend_run, run.tenant_id, run.id, seq - 1, outcome.output,
+                    checkpoint, wait.model_dump(), **usage, fence=fence, previous=previous)
+            else:
+                await asyncio.to_thread(
+                    store.complete_step, run.tenant_id, run.id, seq - 1, outcome.output,
+                    checkpoint, **usage, fence=fence,
+                    previous=previous,  # the step keeps its delta from this one
+                )
             notify({"type": "step_succeeded", "seq": seq - 1, "kind": node.kind, "name": name,
                     "output": outcome.output, "seconds": clock() - began,
                     "tenant_id": run.tenant_id, "model": outcome.model,
@@ -184,4 +200,98 @@ async def execute(
             span.set_attributes({"homeo.step.status": "succeeded",
                                  "homeo.step.input_tokens": outcome.usage.input_tokens,
                                  "homeo.step.output_tokens": outcome.usage.output_tokens})
+            if wait is not None and waiting:
+                notify({"type": "waiting", "seq": seq - 1, "name": name,
+                        "tenant_id": run.tenant_id, "waiting_for": wait.model_dump()})
+                raise RunSuspended(wait)
     return state.output or ""
+
+
+async def _run_together(
+    store: Store, run: Run, node: Node, state: RunState, seq: int, count: int, *,
+    context: RunContext, notify: Emit, tracer: Tracer, fence: int | None,
+    clock: Callable[[], float], step_timeout: float,
+    interruption: Callable[[], BaseException | None],
+) -> tuple[RunState, str, int]:
+    """Steps seq .. seq+count-1 of a FanOut node: begun one by one, their work run
+    at once (within one step timeout), completed in order. Returns the state,
+    next node and seq after the last."""
+    assert isinstance(node, FanOut)
+    pieces = [node.piece(state, index) for index in range(count)]
+    names = [node.step_name(piece) for piece in pieces]
+    with tracing.span(
+        tracer,
+        f"steps {node.kind} {', '.join(names)}",
+        attributes={"homeo.step.seq": seq, "homeo.step.count": count,
+                    "homeo.step.kind": node.kind},
+    ) as span:
+        for index, piece in enumerate(pieces):
+            step = await asyncio.to_thread(
+                store.begin_step, run.tenant_id, run.id, seq + index, node.kind, names[index],
+                node.describe(piece), fence=fence)
+            notify({"type": "step_started", "seq": seq + index, "kind": node.kind,
+                    "name": names[index], "attempt": step.attempts})
+        began = clock()
+        open_steps = list(zip(range(seq, seq + count), names, strict=True))
+        try:
+            done = await asyncio.wait_for(
+                asyncio.gather(*(node.work(state, index, context) for index in range(count))),
+                timeout=step_timeout)
+            current = node.name
+            checkpoint = {"seq": seq, "next": current, "state": state.model_dump()}
+            for index in range(count):
+                outcome = node.settle(state, done[index])
+                state, current = outcome.state, outcome.next
+                previous, checkpoint = checkpoint, {"seq": seq + index + 1, "next": current,
+                                                    "state": state.model_dump()}
+                await asyncio.to_thread(store.complete_step, run.tenant_id, run.id, seq + index,
+                                        outcome.output, checkpoint, fence=fence,
+                                        previous=previous)
+                open_steps.pop(0)
+                notify({"type": "step_succeeded", "seq": seq + index, "kind": node.kind,
+                        "name": names[index], "output": outcome.output,
+                        "seconds": clock() - began, "tenant_id": run.tenant_id, "model": "",
+                        "usage": outcome.usage.model_dump()})
+        except BaseException as error:
+            raised = await _close_failed(store, run, open_steps, error, span=span,
+                                         interruption=interruption, notify=notify,
+                                         step_timeout=step_timeout, fence=fence)
+            if raised is None:
+                raise
+            raise raised from None
+        span.set_attribute("homeo.step.status", "succeeded")
+    return state, current, seq + count
+
+
+async def _close_failed(
+    store: Store, run: Run, steps: list[tuple[int, str]], error: BaseException, *, span: Any,
+    interruption: Callable[[], BaseException | None], notify: Emit, step_timeout: float,
+    fence: int | None,
+) -> BaseException | None:
+    """Close `steps` (seq, name), left in flight by `error`, as failed or cancelled.
+    Returns what to raise instead of `error`, or None to raise it as it is."""
+    status, replaced = "failed", None
+    if isinstance(error, asyncio.CancelledError):
+        reason = interruption()
+        if not isinstance(reason, (RunCancelled, RunInterrupted)):
+            return None  # the lease was lost (touch nothing), or the process is ending
+        status = "cancelled" if isinstance(reason, RunCancelled) else "failed"
+        replaced = reason
+    elif not isinstance(error, Exception):
+        return None  # the process is ending: the steps stay running, as after a crash
+    for seq, name in steps:
+        if isinstance(error, asyncio.CancelledError):
+            message, told = f"stopped in flight: {replaced}", str(replaced)
+        elif isinstance(error, TimeoutError):
+            message = f"step {seq} ({name}) timed out after {step_timeout:g}s (timeouts.step)"
+            told = message
+            replaced = replaced or RetryableError(message)
+        else:  # RunFailed, RetryableError, or a bug
+            message = str(error) if isinstance(error, (RunFailed, RetryableError)) else (
+                f"{type(error).__name__}: {error}")
+            told = message
+        await asyncio.to_thread(store.fail_step, run.tenant_id, run.id, seq, message,
+                                status=status, fence=fence)
+        notify({"type": f"step_{status}", "seq": seq, "name": name, "error": told})
+    span.set_attribute("homeo.step.status", status)
+    return replaced

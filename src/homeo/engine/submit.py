@@ -22,6 +22,7 @@ from homeo.store.models import FINAL_STATUSES, NewRun, Run
 
 
 RUN_JOB = "run"
+ACTIVE_STATUSES = frozenset({"queued", "running", "waiting"})
 # How often one run's job may be claimed at all: a backstop. Runs are given up
 # by the worker's stall rule (`max_attempts` claims in a row that completed no step).
 RUN_CLAIMS = 1000
@@ -91,14 +92,23 @@ def submit_run(
 
 def _create(backends: Backends, new: NewRun) -> tuple[Run, bool]:
     run, created = backends.store.create_run(new)
-    if not created and (run.agent, run.input) != (new.agent, new.input):
-        differs = "agent" if run.agent != new.agent else "input"
+    asked = (new.agent, new.input, new.forked_from_run, new.forked_from_step)
+    if not created and (run.agent, run.input, run.forked_from_run, run.forked_from_step) != asked:
+        differs = ("agent" if run.agent != new.agent else "input" if run.input != new.input
+                   else "fork origin")
         raise IdempotencyConflict(
             f"idempotency key {new.idempotency_key!r} was already used for run {run.id}"
             f" with a different {differs}; send the same request to get that run back,"
             " or use a new key for a new run"
         )
     return run, created
+
+
+def run_job_key(run: Run) -> str:
+    """The idempotency key of the job that executes `run` now: `run:<id>` at
+    first, and a new one after each wake from waiting (engine/waits.py), since
+    the earlier job has ended."""
+    return f"run:{run.id}" if run.wakes == 0 else f"run:{run.id}:wake:{run.wakes}"
 
 
 def enqueue_run(
@@ -118,18 +128,24 @@ def enqueue_run(
         run.tenant_id,
         RUN_JOB,
         {**(payload or {}), "run_id": run.id, "max_attempts": max_attempts},
-        idempotency_key=f"run:{run.id}",
+        idempotency_key=run_job_key(run),
         max_attempts=RUN_CLAIMS,
         priority=priority,
     )
 
 
 def cancel_run(backends: Backends, tenant_id: str, run_id: str) -> Run:
-    """Cancel a queued, running or waiting run. A running run stops before its next step."""
+    """Cancel a queued, running or waiting run, and the runs it started that have
+    not ended. A running run stops its step in flight."""
     cancelled = backends.store.transition_run(
-        tenant_id, run_id, "cancelled", allowed_from={"queued", "running", "waiting"}
+        tenant_id, run_id, "cancelled", allowed_from=ACTIVE_STATUSES
     )
     if cancelled is not None:
+        _cancel_children(backends, cancelled)
+        if cancelled.parent_run_id is not None:  # the parent may be waiting for it
+            from homeo.engine.waits import wake_parent  # waits queues runs through here
+
+            wake_parent(backends, cancelled)
         return cancelled
     run = backends.store.get_run(tenant_id, run_id)
     if run is None:
@@ -137,6 +153,18 @@ def cancel_run(backends: Backends, tenant_id: str, run_id: str) -> Run:
     if run.status in FINAL_STATUSES:
         raise RunAlreadyFinished(f"run {run_id} already {run.status}; nothing to cancel")
     raise RunAlreadyFinished(f"run {run_id} is {run.status} and cannot be cancelled")
+
+
+def _cancel_children(backends: Backends, parent: Run) -> None:
+    pending = [parent]
+    while pending:  # depth first over the tree of runs; each run is cancelled once
+        run = pending.pop()
+        for child in backends.store.child_runs(run.tenant_id, run.id):
+            cancelled = backends.store.transition_run(
+                child.tenant_id, child.id, "cancelled", allowed_from=ACTIVE_STATUSES,
+                error=f"its parent run {parent.id} was cancelled")
+            if cancelled is not None:
+                pending.append(cancelled)
 
 
 def _first_line(error: Exception) -> str:

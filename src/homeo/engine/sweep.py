@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from homeo.backends import Backends
 from homeo.db.dialect import clock
-from homeo.engine.submit import enqueue_run
+from homeo.engine.submit import enqueue_run, run_job_key
 from homeo.store.models import Run
 
 
@@ -47,7 +47,7 @@ class Sweeper:
         return [run.id for run in runs if self._settle(run)]
 
     def _settle(self, run: Run) -> bool:
-        job = self.backends.queue.find(run.tenant_id, f"run:{run.id}")
+        job = self.backends.queue.find(run.tenant_id, run_job_key(run))
         if job is None:
             enqueue_run(self.backends, run, max_attempts=self.max_attempts)
             return True

@@ -11,6 +11,8 @@ leaves a leased job that the next claimer settles:
     transient error (RetryableError,    -> run back to queued, job retried with backoff;
       the database unreachable)            after `max_attempts` claims in a row that
                                            completed no step, run failed, job dead
+    the run waits (approval, input,     -> job done; the run is queued again with a new
+      child runs)                          job when what it waits for arrives
     any other error (a bug)             -> run failed at once with the error's type
     lease lost or fenced (another       -> stop at once, touch nothing
       worker owns the run now)
@@ -20,7 +22,12 @@ leaves a leased job that the next claimer settles:
 
 A failed claim (the database locked or down) is logged and retried with
 backoff; `health()` reports it, so /readyz turns not ready. A sweeper queues
-any run left without a job (engine/sweep.py).
+any run left without a job (engine/sweep.py). With a checkpoint retention,
+workers also schedule the pruning of old runs' checkpoints (engine/prune.py):
+one `prune` job per period, run by whichever worker claims it. Every
+`heartbeat_seconds` the worker writes its row in the store's `workers` table
+(slots, slots in use, last seen), so any process sharing the database sees a
+worker that died; a worker that stops cleanly removes its row.
 
 Each claim of a run is a `run` span, the child of the span that submitted it
 (its traceparent rides in the job's payload), so every attempt of a run,
@@ -46,17 +53,28 @@ from homeo.backends import Backends
 from homeo.engine.agents import AgentError
 from homeo.engine.budgets import TenantBudgets
 from homeo.engine.catalog import AgentCatalog
-from homeo.engine.errors import RetryableError, RunCancelled, RunFailed, RunInterrupted
+from homeo.engine import prune
+from homeo.engine.errors import (
+    RetryableError,
+    RunCancelled,
+    RunFailed,
+    RunInterrupted,
+    RunSuspended,
+)
+from homeo.engine.graph import RunContext
 from homeo.engine.runner import execute
+from homeo.engine.subagents import StoreChildRuns
 from homeo.engine.submit import RUN_JOB as RUN_JOB
 from homeo.engine.sweep import Sweeper
+from homeo.engine.waits import Waits, wake_parent
 from homeo.llm.base import ModelError
 from homeo.observe import logs, tracing
 from homeo.observe.metrics import Metrics
 from homeo.queue.base import Job, RetryPolicy
 from homeo.store.base import LeaseFenced, read_async
-from homeo.store.models import Run
+from homeo.store.models import Run, WorkerRecord
 from homeo.tenancy import current_tenant
+from homeo.tools.context import ToolSettings
 
 ACTIVE = frozenset({"queued", "running"})
 CLAIM_BACKOFF_MAX_SECONDS = 5.0
@@ -101,7 +119,14 @@ class Worker:
         emit: Emit | None = None,
         budgets: TenantBudgets | None = None,
         tracer: Tracer | None = None,
+        tools: ToolSettings | None = None,
+        checkpoint_retention: float | None = None,
+        prune_every: float = 3600.0,
+        heartbeat_seconds: float = 5.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """`tools` are the operator's limits for the built-in tools, handed to
+        every run's tools in their context (default: the settings' defaults)."""
         self.backends = backends
         self.store = backends.store
         self.queue = backends.queue
@@ -113,12 +138,21 @@ class Worker:
         self.watch_seconds = min(watch_seconds, lease_seconds / 3)
         self.shutdown_grace_seconds = shutdown_grace_seconds
         self.sweeper = Sweeper(backends, grace_seconds=sweep_seconds, max_attempts=max_attempts)
+        self.waits = Waits(backends, max_attempts=max_attempts)
+        self.max_attempts = max_attempts
+        self.tools = tools or ToolSettings()
+        # Finished runs' per-step checkpoints older than this are pruned (None: never).
+        self.checkpoint_retention = checkpoint_retention
+        self.prune_every = prune_every
         self.retry = retry or RetryPolicy()
         self.metrics = metrics
         self.worker_id = worker_id or new_worker_id()
         self.emit = emit
         self.budgets = budgets
         self.tracer = tracer or tracing.tracer_of()
+        self.heartbeat_seconds = heartbeat_seconds
+        self.clock = clock
+        self.started_at = 0.0
         self.last_poll = 0.0
         self.processed = 0
         self.claim_error: str | None = None
@@ -146,8 +180,12 @@ class Worker:
         stopped, and their runs go back to the queue."""
         self.log.info("worker started", worker_id=self.worker_id, concurrency=self.concurrency)
         self.last_poll = time.time()
+        self.started_at = self.clock()
+        await self._beat()
         slots = [asyncio.create_task(self._slot(stop)) for _ in range(self.concurrency)]
         sweeping = asyncio.create_task(self._sweep(stop))
+        pruning = asyncio.create_task(self._schedule_prune(stop))
+        beating = asyncio.create_task(self._heartbeats(stop))
         await stop.wait()
         self._stopping = True
         _, pending = await asyncio.wait(slots, timeout=self.shutdown_grace_seconds)
@@ -158,8 +196,27 @@ class Worker:
                 interruption.reason = RunInterrupted(
                     f"the worker stopped ({self.shutdown_grace_seconds:g}s grace period over)")
                 execution.cancel()
-        await asyncio.gather(*slots, sweeping, return_exceptions=True)
+        await asyncio.gather(*slots, sweeping, pruning, beating, return_exceptions=True)
+        try:
+            await asyncio.to_thread(self.store.forget_worker, self.worker_id)
+        except Exception as error:  # the database is down: its row goes stale instead
+            self.log.warning("could not remove the worker's heartbeat row",
+                             error=f"{type(error).__name__}: {error}")
         self.log.info("worker stopped", worker_id=self.worker_id, processed=self.processed)
+
+    async def _beat(self) -> None:
+        """Write this worker's heartbeat row; a database error is logged, not raised."""
+        record = WorkerRecord(id=self.worker_id, host=socket.gethostname(), pid=os.getpid(),
+                              slots=self.concurrency, in_use=len(self._in_flight),
+                              started_at=self.started_at, last_seen=self.clock())
+        try:
+            await asyncio.to_thread(self.store.beat_worker, record)
+        except Exception as error:  # the slots report the database being down
+            self.log.warning("heartbeat failed", error=f"{type(error).__name__}: {error}")
+
+    async def _heartbeats(self, stop: asyncio.Event) -> None:
+        while not await _wait(stop, self.heartbeat_seconds):
+            await self._beat()
 
     async def _slot(self, stop: asyncio.Event) -> None:
         failures = 0
@@ -186,11 +243,27 @@ class Worker:
         while not await _wait(stop, self.sweeper.grace_seconds):
             try:
                 queued = await asyncio.to_thread(self.sweeper.sweep)
+                woken = await asyncio.to_thread(self.waits.sweep)
             except Exception as error:  # the database is down: the slots report it
                 self.log.warning("sweep failed", error=f"{type(error).__name__}: {error}")
                 continue
             if queued:
                 self.log.warning("queued runs that had no job", runs=queued)
+            if woken:
+                self.log.info("woke or ended waiting runs (deadline passed, children ended)",
+                              runs=woken)
+
+    async def _schedule_prune(self, stop: asyncio.Event) -> None:
+        retention = self.checkpoint_retention
+        while retention is not None:
+            try:
+                await asyncio.to_thread(prune.schedule, self.queue, older_than=retention,
+                                        every=self.prune_every)
+            except Exception as error:  # the database is down: the slots report it
+                self.log.warning("scheduling the prune job failed",
+                                 error=f"{type(error).__name__}: {error}")
+            if await _wait(stop, self.prune_every):
+                return
 
     async def claim(self) -> Job | None:
         self.last_poll = time.time()
@@ -209,6 +282,9 @@ class Worker:
 
     async def process(self, job: Job) -> None:
         """Run the job's run to a stop and settle both. Never raises."""
+        if job.kind == prune.PRUNE_JOB:
+            await self._prune(job)
+            return
         run_id = str(job.payload.get("run_id", ""))
         logs.bind(run_id=run_id, tenant_id=job.tenant_id, job_id=job.id)
         current_tenant.set(job.tenant_id)
@@ -284,6 +360,11 @@ class Worker:
             await self._complete(job)
             self.log.info("run cancelled")
             return
+        except RunSuspended as suspended:
+            span.set_attribute("homeo.run.outcome", "waiting")
+            await self._complete(job)
+            self.log.info("run waiting", waiting_for=str(suspended))
+            return
         except LeaseFenced:
             raise
         except Exception as error:
@@ -310,6 +391,12 @@ class Worker:
         except ModelError as error:
             raise RunFailed(f"agent {run.agent!r}: {error}") from error
         spec = agent.spec
+        context = RunContext(
+            tenant_id=run.tenant_id, run_id=run.id, agent=run.agent, request_id=run.request_id,
+            parent_run_id=run.parent_run_id, fence=run.lease_epoch, emit=self._observe,
+            budgets=self.budgets, tracer=self.tracer, tools=self.tools,
+            children=StoreChildRuns(self.backends, run, max_attempts=self.max_attempts),
+        )
         return await execute(
             self.store,
             run,
@@ -319,10 +406,10 @@ class Worker:
             run_timeout=spec.timeouts.run,
             emit=self._observe,
             stopping=lambda: self._stopping,
-            budgets=self.budgets,
             tracer=self.tracer,
             fence=run.lease_epoch,
             interruption=interruption,
+            context=context,
         )
 
     def _observe(self, event: dict[str, Any]) -> None:
@@ -407,6 +494,28 @@ class Worker:
         )
         if moved is not None and moved.is_final and self.metrics is not None:
             self.metrics.runs_finished.labels(run.tenant_id, run.agent, status).inc()
+        if moved is not None and moved.parent_run_id and moved.is_final:
+            # The parent may wait for this run; if the process dies first, the
+            # sweeper wakes the parent instead.
+            await asyncio.to_thread(wake_parent, self.backends, moved,
+                                    max_attempts=self.max_attempts)
+
+    async def _prune(self, job: Job) -> None:
+        try:
+            result = await asyncio.to_thread(
+                prune.prune, self.store, older_than=float(job.payload["older_than"]))
+        except Exception as error:  # the database is down: try again later
+            message = f"{type(error).__name__}: {error}"
+            self.log.warning("pruning checkpoints failed", error=message)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.queue.fail, job.id, self._owner(job), message)
+            return
+        finally:
+            self.processed += 1
+        self.log.info("pruned checkpoints", runs=result.runs, checkpoints=result.checkpoints,
+                      bytes=result.bytes)
+        with contextlib.suppress(LeaseLost):
+            await self._complete(job)
 
     @staticmethod
     def _owner(job: Job) -> str:

@@ -28,6 +28,7 @@ from homeo.config import ModelDeployment, Settings
 from homeo.llm.base import Model, ModelError
 from homeo.llm.breaker import BreakerPolicy, CircuitBreaker
 from homeo.llm.cache import CachedModel, ResponseCache
+from homeo.llm.callstats import CallStats, CallWindow
 from homeo.llm.pricing import PricedModel
 from homeo.llm.providers.scripted import ScriptedModel
 from homeo.llm.router import Deployment, RetryPolicy, Router
@@ -81,10 +82,13 @@ class ModelCatalog:
             probes=settings.breaker_half_open_probes,
         )
         self._configured: dict[str, tuple[ModelDeployment, CircuitBreaker, list[str]]] = {}
+        self._stats: dict[str, CallStats] = {}
         for alias, entries in sorted(settings.models.items()):
             for entry in entries:
                 if entry.key not in self._configured:
                     self._configured[entry.key] = (entry, CircuitBreaker(policy, clock), [])
+                    self._stats[entry.key] = CallStats(settings.breaker_window_seconds,
+                                                       clock=clock)
                 self._configured[entry.key][2].append(alias)
 
     def add(self, name: str, model: Model) -> None:
@@ -144,6 +148,12 @@ class ModelCatalog:
     def breaker_states(self) -> list[tuple[str, str]]:
         """(deployment, breaker state) for each deployment: what the metrics export."""
         return [(entry.key, breaker.state) for entry, breaker, _ in self._configured.values()]
+
+    def provider_stats(self) -> list[tuple[str, str, CallWindow]]:
+        """(deployment, breaker state, its calls over the breaker's window) for
+        each deployment: what the autonomic loop's Monitor reads."""
+        return [(key, breaker.state, self._stats[key].window())
+                for key, (_, breaker, _) in self._configured.items()]
 
     def _priced(self, key: str, model: Model) -> Model:
         """`model` with its cost filled in, when HOMEO_PRICES has a price for `key`."""
@@ -212,7 +222,8 @@ class ModelCatalog:
                 shared = self._deployments[entry.key] = self._deployment(entry)
             # The weight belongs to the alias; the model and its breaker are shared.
             deployments.append(
-                Deployment(entry.key, shared.model, shared.breaker, entry.weight, shared.timeout)
+                Deployment(entry.key, shared.model, shared.breaker, entry.weight, shared.timeout,
+                           shared.stats)
             )
         return Router(alias, deployments, policy, rng=self.rng, clock=self.clock,
                       tracer=self.tracer)
@@ -240,7 +251,8 @@ class ModelCatalog:
             # A deployment's own price wins over its model's.
             model = self._priced(entry.key, model)
         breaker = self._configured[entry.key][1]
-        return Deployment(entry.key, model, breaker, entry.weight, timeout)
+        return Deployment(entry.key, model, breaker, entry.weight, timeout,
+                          self._stats[entry.key])
 
     async def aclose(self) -> None:
         for model in self._models.values():

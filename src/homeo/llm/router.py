@@ -51,6 +51,7 @@ from homeo.llm.base import (
     options_given,
 )
 from homeo.llm.breaker import CircuitBreaker
+from homeo.llm.callstats import CallStats
 from homeo.observe import logs, tracing
 
 log = logs.get_logger("homeo.llm.router")
@@ -66,6 +67,12 @@ class Deployment:
     breaker: CircuitBreaker
     weight: float = 1.0
     timeout: float = 60.0
+    # Shared by name like the breaker: each attempt's outcome and latency.
+    stats: CallStats | None = None
+
+    def record(self, seconds: float, *, failed: bool) -> None:
+        if self.stats is not None:
+            self.stats.observe(seconds, failed=failed)
 
 
 @dataclass(frozen=True)
@@ -206,6 +213,7 @@ class Router(Model):
                     attributes={"homeo.alias": self.name, "homeo.deployment": deployment.name,
                                 "homeo.retry": retry},
                 ) as span:
+                    began = self.clock()
                     try:
                         # In this task, not a new one (as wait_for would): a stream
                         # opened here is read on by the caller.
@@ -215,10 +223,12 @@ class Router(Model):
                         deployment.breaker.release()  # the caller left: no verdict on it
                         raise
                     except TimeoutError:
+                        deployment.record(self.clock() - began, failed=True)
                         self._failed(deployment)
                         error = ModelError(f"no {waited_for} within {limit:.3g}s",
                                            retryable=True)
                     except ModelError as failure:
+                        deployment.record(self.clock() - began, failed=failure.retryable)
                         if not failure.retryable:
                             # The deployment answered; the request itself is refused.
                             deployment.breaker.record_success()
@@ -226,6 +236,7 @@ class Router(Model):
                         self._failed(deployment)
                         error = failure
                     else:
+                        deployment.record(self.clock() - began, failed=False)
                         if not first_token:  # a stream's verdict waits for its end (_rest)
                             deployment.breaker.record_success()
                         return deployment, result

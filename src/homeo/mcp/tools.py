@@ -20,7 +20,7 @@ from typing import Any
 
 import mcp.types as mcp_types
 
-from homeo.config import McpServer, load_settings
+from homeo.config import McpServer
 from homeo.mcp.clients import McpClients
 from homeo.tools.registry import Tool, ToolError
 
@@ -114,13 +114,12 @@ async def aload_mcp_tool(
 
 def load_mcp_tool(
     reference: str,
-    servers: dict[str, McpServer] | None = None,
+    servers: dict[str, McpServer],
     clients: McpClients | None = None,
 ) -> Tool:
-    """`aload_mcp_tool` for sync code, with HOMEO_MCP_SERVERS and the shared
-    sessions by default. It blocks until the server lists its tools."""
-    if servers is None:
-        servers = load_settings().mcp_servers
+    """`aload_mcp_tool` for sync code, with the shared sessions by default.
+    `servers` are the configured ones (HOMEO_MCP_SERVERS, read by the runtime).
+    It blocks until the server lists its tools."""
     clients = clients or shared_clients()
     server_name, server, tool_name = resolve_reference(reference, servers)
     listed = clients.list_tools_now(server_name, server)

@@ -63,6 +63,24 @@ class RetryPolicy:
         return self.rng.uniform(0, ceiling)
 
 
+class Backlog(BaseModel):
+    """The queue at one moment, across every tenant (`Queue.backlog`): what the
+    autonomic loop watches."""
+
+    due: int = 0  # queued jobs whose run_at has come
+    oldest_due_at: float | None = None  # run_at of the longest-waiting due job
+    leased: int = 0
+    lapsed: int = 0  # leased jobs whose lease has expired, not yet taken back
+    dead: int = 0
+    lease_expiries: int = 0  # in total, over every job
+    due_by_tenant: dict[str, int] = {}
+    # Leased jobs per worker process (the lease owner up to its "#").
+    leases_by_worker: dict[str, int] = {}
+    # Jobs not done or dead whose lease expired at least twice: each time the
+    # worker holding them died or hung.
+    repeat_expiries: list[Job] = []
+
+
 class QueueError(Exception):
     """The queue refused an operation."""
 
@@ -127,6 +145,10 @@ class Queue(ABC):
     @abstractmethod
     def stats(self) -> dict[str, int]:
         """Jobs per status across all tenants, plus `lease_expiries` in total."""
+
+    @abstractmethod
+    def backlog(self, now: float | None = None) -> Backlog:
+        """The queue's depth and ages, leases and expiries, at `now`."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -12,9 +12,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from homeo.db.dialect import Dialect, clock
-from homeo.queue.base import JOB_STATUSES, Job, Queue, RetryPolicy
+from homeo.queue.base import JOB_STATUSES, Backlog, Job, Queue, RetryPolicy
 
 LEASE_EXPIRED = "lease expired (worker died or stopped heartbeating)"
+# How many repeatedly expired jobs `backlog` lists at most.
+REPEAT_EXPIRIES_SHOWN = 20
 
 
 
@@ -116,6 +118,43 @@ class SQLQueue(Queue):
         counts.update({row["status"]: row["n"] for row in rows})
         counts["lease_expiries"] = sum(int(row["expiries"]) for row in rows)
         return counts
+
+    def backlog(self, now: float | None = None) -> Backlog:
+        now = clock(now)
+        with self.db.read() as db:
+            due = db.execute(
+                self.db.sql("SELECT tenant_id, COUNT(*) AS n, MIN(run_at) AS oldest FROM jobs"
+                            " WHERE status = 'queued' AND run_at <= ? GROUP BY tenant_id"),
+                (now,),
+            ).fetchall()
+            leases = db.execute(
+                self.db.sql("SELECT lease_owner, lease_expires_at FROM jobs"
+                            " WHERE status = 'leased'")
+            ).fetchall()
+            totals = db.execute(
+                "SELECT COALESCE(SUM(CASE WHEN status = 'dead' THEN 1 ELSE 0 END), 0) AS dead,"
+                " COALESCE(SUM(lease_expiries), 0) AS expiries FROM jobs"
+            ).fetchone()
+            repeated = db.execute(
+                self.db.sql("SELECT * FROM jobs WHERE status IN ('queued', 'leased')"
+                            " AND lease_expiries >= 2 ORDER BY lease_expiries DESC, id LIMIT ?"),
+                (REPEAT_EXPIRIES_SHOWN,),
+            ).fetchall()
+        by_worker: dict[str, int] = {}
+        for row in leases:
+            worker = str(row["lease_owner"]).split("#", 1)[0]
+            by_worker[worker] = by_worker.get(worker, 0) + 1
+        return Backlog(
+            due=sum(int(row["n"]) for row in due),
+            oldest_due_at=min((float(row["oldest"]) for row in due), default=None),
+            leased=len(leases),
+            lapsed=sum(1 for row in leases if row["lease_expires_at"] <= now),
+            dead=int(totals["dead"]),
+            lease_expiries=int(totals["expiries"]),
+            due_by_tenant={row["tenant_id"]: int(row["n"]) for row in due},
+            leases_by_worker=by_worker,
+            repeat_expiries=[job for row in repeated if (job := self.job_of(row)) is not None],
+        )
 
     def close(self) -> None:
         self.db.close()  # type: ignore[attr-defined]

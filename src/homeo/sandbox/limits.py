@@ -11,9 +11,9 @@ if TYPE_CHECKING:
     from homeo.config import Settings
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.I)
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$", re.I)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.I)
 _SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_size(value: str | int) -> int:
@@ -28,7 +28,7 @@ def parse_size(value: str | int) -> int:
 
 
 def parse_duration(value: str | float) -> float:
-    """Seconds from `5`, `"5s"`, `"500ms"`, `"2m"`."""
+    """Seconds from `5`, `"5s"`, `"500ms"`, `"2m"`, `"7d"`."""
     if isinstance(value, int | float):
         return float(value)
     match = _DURATION.match(value)

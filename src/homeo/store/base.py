@@ -15,14 +15,21 @@ from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from homeo.store.models import (
+    AgentOutcomes,
     AgentRecord,
     ApiKey,
+    AuditEntry,
+    AuditHead,
+    DiagnosisRecord,
     NewRun,
+    PruneResult,
     Run,
+    SignalRecord,
     Step,
     UsageEvent,
     UsageTotals,
     WindowCounts,
+    WorkerRecord,
 )
 
 
@@ -33,6 +40,10 @@ class StoreError(Exception):
 class LeaseFenced(StoreError):
     """A newer claim of the run exists: the writer's lease lapsed and another
     worker owns the run now. The writer must stop without touching the run."""
+
+
+class CheckpointPruned(StoreError):
+    """The checkpoint asked for is no longer kept (retention pruned it)."""
 
 
 class Store(ABC):
@@ -177,9 +188,15 @@ class Store(ABC):
         cost_usd: float = 0.0,
         fence: int | None = None,
         now: float | None = None,
+        previous: dict[str, Any] | None = None,
     ) -> Step:
         """In one transaction: mark the step succeeded with `output`, store the
-        engine state `checkpoint` on the run, and add the token usage and cost to it."""
+        engine state `checkpoint` on the run, and add the token usage and cost to it.
+
+        The step keeps `checkpoint` too, as what changed since the run's previous
+        checkpoint (the whole state for the run's first completed step).
+        `previous` is that earlier checkpoint, when the caller holds it: it saves
+        reading it back."""
 
     @abstractmethod
     def fail_step(
@@ -200,7 +217,73 @@ class Store(ABC):
         it used (tokens, cost) to the step and the run."""
 
     @abstractmethod
+    def suspend_run(
+        self,
+        tenant_id: str,
+        run_id: str,
+        seq: int,
+        output: Any,
+        checkpoint: dict[str, Any],
+        wait: dict[str, Any],
+        *,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost_usd: float = 0.0,
+        fence: int | None = None,
+        now: float | None = None,
+        previous: dict[str, Any] | None = None,
+    ) -> bool:
+        """`complete_step`, and in the same transaction move the run to `waiting`
+        for `wait` (a dict with at least `id` and `kind`). A wait of kind
+        "children" for `wait["detail"]["runs"]` that have all ended already is no wait: the
+        step is completed, the run stays `running`, and the result is False."""
+
+    @abstractmethod
+    def resume_run(
+        self,
+        tenant_id: str,
+        run_id: str,
+        *,
+        wait_id: str,
+        checkpoint: dict[str, Any] | None = None,
+        now: float | None = None,
+    ) -> Run | None:
+        """Move a run that waits for `wait_id` back to `queued`, with `checkpoint`
+        (the waited-for answer written into its state) when given; add the wait to
+        `waited_seconds` and count it in `wakes`. None when the run is not waiting
+        for that (answered already, cancelled, or waiting for something else)."""
+
+    @abstractmethod
+    def waiting_runs(self, *, after_id: str = "", limit: int = 100) -> list[Run]:
+        """Waiting runs of every tenant with ids above `after_id`, in id order:
+        what the sweeper checks for passed deadlines and ended children."""
+
+    @abstractmethod
+    def child_runs(self, tenant_id: str, parent_run_id: str) -> list[Run]:
+        """The runs that `parent_run_id` started, oldest first."""
+
+    @abstractmethod
     def list_steps(self, tenant_id: str, run_id: str, *, after_seq: int = -1) -> list[Step]: ...
+
+    @abstractmethod
+    def checkpoint_at(self, tenant_id: str, run_id: str, seq: int) -> dict[str, Any] | None:
+        """The checkpoint ({"seq", "next", "state"}) that step `seq` produced,
+        rebuilt from the steps' deltas. None when the run has no step `seq` that
+        succeeded; CheckpointPruned when retention removed it (the run's final
+        state stays)."""
+
+    @abstractmethod
+    def prune_checkpoints(
+        self,
+        *,
+        finished_before: float,
+        dry_run: bool = False,
+        batch: int = 500,
+        now: float | None = None,
+    ) -> PruneResult:
+        """Remove the per-step checkpoints of every tenant's runs that finished
+        before `finished_before` (their steps' outputs and final state stay), a
+        transaction per `batch` runs. With `dry_run`, only count them."""
 
     @abstractmethod
     def usage(
@@ -247,6 +330,44 @@ class Store(ABC):
         """Mark the key revoked (kept, for the record); None if there is no such
         key. Revoking a revoked key keeps its first revocation time."""
 
+    # --- workers and the autonomic loop -------------------------------------
+    @abstractmethod
+    def beat_worker(self, worker: WorkerRecord) -> None:
+        """Insert or refresh a worker process's heartbeat row (by its id)."""
+
+    @abstractmethod
+    def list_workers(self) -> list[WorkerRecord]:
+        """Every worker row, in id order: live ones and those that stopped beating."""
+
+    @abstractmethod
+    def forget_worker(self, worker_id: str) -> bool:
+        """Remove a worker's row (it stopped cleanly); False if there was none."""
+
+    @abstractmethod
+    def agent_outcomes(self, *, since: float, until: float) -> list[AgentOutcomes]:
+        """For each tenant's agent with runs that ended succeeded or failed with
+        `since <= finished_at < until`: how many, and how many failed."""
+
+    @abstractmethod
+    def put_signals(self, signals: Sequence[SignalRecord], *, keep_after: float) -> None:
+        """Keep `signals` (one observation) and drop those older than `keep_after`."""
+
+    @abstractmethod
+    def latest_signals(self, *, since: float) -> list[SignalRecord]:
+        """Each observer's newest observation made at or after `since`."""
+
+    @abstractmethod
+    def note_diagnoses(
+        self, diagnoses: Sequence[DiagnosisRecord], *, now: float, keep_after: float
+    ) -> list[DiagnosisRecord]:
+        """Open each diagnosis, or refresh the open one of the same kind and
+        subject (confidence, summary, evidence, `last_seen`); clear the open ones
+        not among them; drop those cleared before `keep_after`. Returns
+        the open diagnoses."""
+
+    @abstractmethod
+    def list_diagnoses(self, *, open_only: bool = False, limit: int = 50) -> list[DiagnosisRecord]:
+        """Diagnoses last seen most recently first; with `open_only`, those that hold."""
     # --- who submitted a run ---------------------------------------------
     @abstractmethod
     def record_submitter(self, tenant_id: str, run_id: str, principal: str) -> str:

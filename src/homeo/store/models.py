@@ -18,6 +18,13 @@ class NewRun(BaseModel):
     input: str
     idempotency_key: str | None = None
     request_id: str | None = None
+    # The run whose sub-agent call started this one.
+    parent_run_id: str | None = None
+    # A fork (engine/history.py) starts from this checkpoint, taken after step
+    # `forked_from_step` of run `forked_from_run`, instead of from its input.
+    checkpoint: dict[str, Any] | None = None
+    forked_from_run: str | None = None
+    forked_from_step: int | None = None
 
 
 class Run(BaseModel):
@@ -46,6 +53,19 @@ class Run(BaseModel):
     # a run is given up for making no progress, not for being interrupted.
     steps_done: int = 0
     stalls: int = 0
+    # While `waiting`: what for (engine.waits.Wait as a dict), and since when.
+    # `waited_seconds` adds up the run's waits (they do not count in timeouts.run);
+    # `wakes` counts them, and names each wake's job (engine.submit.run_job_key).
+    waiting_for: dict[str, Any] | None = None
+    waiting_since: float | None = None
+    waited_seconds: float = 0.0
+    wakes: int = 0
+    parent_run_id: str | None = None
+    # The run and step this run was forked from (None for a run started from its input).
+    forked_from_run: str | None = None
+    forked_from_step: int | None = None
+    # When retention removed its per-step checkpoints (the final state is kept).
+    checkpoints_pruned_at: float | None = None
 
     @property
     def is_final(self) -> bool:
@@ -70,6 +90,14 @@ class Step(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+
+
+class PruneResult(BaseModel):
+    """What `Store.prune_checkpoints` removed (or, in a dry run, would remove)."""
+
+    runs: int = 0
+    checkpoints: int = 0
+    bytes: int = 0  # of the checkpoints' JSON
 
 
 class UsageTotals(BaseModel):
@@ -146,6 +174,53 @@ class ApiKey(BaseModel):
         return self.revoked_at is None
 
 
+class WorkerRecord(BaseModel):
+    """A worker process's heartbeat row: who it is, how many slots it runs and
+    how many hold a run now, and when it last wrote (`Store.beat_worker`)."""
+
+    id: str
+    host: str
+    pid: int
+    slots: int
+    in_use: int = 0
+    started_at: float
+    last_seen: float
+
+
+class AgentOutcomes(BaseModel):
+    """Runs of one tenant's agent that ended in a window (`Store.agent_outcomes`)."""
+
+    tenant_id: str
+    agent: str
+    total: int = 0
+    failed: int = 0
+
+
+class SignalRecord(BaseModel):
+    """One measured value of the autonomic loop's Monitor: `name` is what was
+    measured (queue.depth, provider.error_rate), `subject` what of (a
+    deployment, an agent, a worker; "" for the whole system)."""
+
+    observer: str = ""
+    at: float = 0.0
+    name: str
+    subject: str = ""
+    value: float
+
+
+class DiagnosisRecord(BaseModel):
+    """A diagnosis of the autonomic loop's Analyze, kept while it holds:
+    first and last seen, and when it cleared (None while it holds)."""
+
+    id: str = ""
+    kind: str
+    subject: str = ""
+    confidence: float
+    summary: str
+    evidence: list[dict[str, Any]] = Field(default_factory=list)
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+    cleared_at: float | None = None
 class AuditEntry(BaseModel):
     """One event of a tenant's audit log. `hash` covers every other field but
     the signature (and `prev_hash`, so the entries form a chain); `signature`

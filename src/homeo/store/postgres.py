@@ -110,6 +110,71 @@ MIGRATIONS = [
         WHERE steps.run_id = runs.id AND steps.status = 'succeeded');
     CREATE INDEX runs_unsettled ON runs (id) WHERE status IN ('queued', 'running');
     """,
+    # Waiting runs (approval, a person's input, child runs) and sub-agents:
+    # what a run waits for, since when, how long it has waited in all, how often
+    # it was woken (each wake is a new job), and the run that started it.
+    """
+    ALTER TABLE runs ADD COLUMN waiting_for JSONB;
+    ALTER TABLE runs ADD COLUMN waiting_since DOUBLE PRECISION;
+    ALTER TABLE runs ADD COLUMN waited_seconds DOUBLE PRECISION NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN wakes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN parent_run_id TEXT;
+    CREATE INDEX runs_parent ON runs (tenant_id, parent_run_id) WHERE parent_run_id IS NOT NULL;
+    CREATE INDEX runs_waiting ON runs (id) WHERE status = 'waiting';
+    """,
+    # Run history: every completed step keeps the checkpoint it produced, as a
+    # delta from the step before (store/deltas.py), in a table of its own so
+    # that pruning deletes rows and frees pages; forks record where they came
+    # from; retention marks the runs whose per-step checkpoints it pruned.
+    """
+    CREATE TABLE step_checkpoints (
+        run_id TEXT COLLATE "C" NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        delta TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
+    ALTER TABLE runs ADD COLUMN forked_from_run TEXT COLLATE "C";
+    ALTER TABLE runs ADD COLUMN forked_from_step BIGINT;
+    ALTER TABLE runs ADD COLUMN checkpoints_pruned_at DOUBLE PRECISION;
+    CREATE INDEX runs_prunable ON runs (finished_at, id)
+        WHERE checkpoints_pruned_at IS NULL AND finished_at IS NOT NULL;
+    """,
+    # Worker heartbeats (every worker process writes its row), and what the
+    # autonomic loop keeps: its signals (pruned past a retention) and its
+    # diagnoses while they hold (kept for a while after they clear).
+    """
+    CREATE TABLE workers (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid BIGINT NOT NULL,
+        slots BIGINT NOT NULL,
+        in_use BIGINT NOT NULL,
+        started_at DOUBLE PRECISION NOT NULL,
+        last_seen DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE autonomic_signals (
+        observer TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        name TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        value DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX autonomic_signals_at ON autonomic_signals (at);
+    CREATE TABLE autonomic_diagnoses (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        confidence DOUBLE PRECISION NOT NULL,
+        summary TEXT NOT NULL,
+        evidence JSONB NOT NULL,
+        first_seen DOUBLE PRECISION NOT NULL,
+        last_seen DOUBLE PRECISION NOT NULL,
+        cleared_at DOUBLE PRECISION
+    );
+    CREATE INDEX autonomic_diagnoses_open ON autonomic_diagnoses (kind, subject)
+        WHERE cleared_at IS NULL;
+    CREATE INDEX autonomic_diagnoses_seen ON autonomic_diagnoses (last_seen);
+    """,
     # Rate limits shared by every process on the database (per key, user and
     # tenant), and who submitted each run (a member may cancel only its own).
     """
@@ -171,8 +236,9 @@ class PostgresStore(SQLStore):
             with self.db.transaction() as db:
                 row = db.execute(
                     "INSERT INTO runs (id, tenant_id, agent, input, status, idempotency_key,"
-                    " request_id, created_at, updated_at)"
-                    " VALUES (%s, %s, %s, %s, 'queued', %s, %s, %s, %s)"
+                    " request_id, parent_run_id, created_at, updated_at, checkpoint,"
+                    " forked_from_run, forked_from_step)"
+                    " VALUES (%s, %s, %s, %s, 'queued', %s, %s, %s, %s, %s, %s, %s, %s)"
                     " ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
                     " DO NOTHING RETURNING *",
                     (
@@ -182,8 +248,12 @@ class PostgresStore(SQLStore):
                         new.input,
                         new.idempotency_key,
                         new.request_id,
+                        new.parent_run_id,
                         now,
                         now,
+                        self.db.json_param(new.checkpoint),
+                        new.forked_from_run,
+                        new.forked_from_step,
                     ),
                 ).fetchone()
                 if row is not None:

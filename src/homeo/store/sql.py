@@ -7,27 +7,38 @@ a run under an idempotency-key race, moving a run's status, beginning a step.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from homeo.db.dialect import Dialect, clock
-from homeo.store.base import LeaseFenced, Store, StoreError
+from homeo.ids import new_id
+from homeo.store import deltas
+from homeo.store.base import CheckpointPruned, LeaseFenced, Store, StoreError
 from homeo.store.models import (
+    FINAL_STATUSES,
+    AgentOutcomes,
     AgentRecord,
     ApiKey,
     AuditEntry,
     AuditHead,
+    DiagnosisRecord,
+    PruneResult,
     Run,
+    SignalRecord,
     Step,
     UsageEvent,
     UsageTotals,
     WindowCounts,
+    WorkerRecord,
 )
 
-RUN_JSON = ("checkpoint",)
+RUN_JSON = ("checkpoint", "waiting_for")
 STEP_JSON = ("input", "output")
 AGENT_JSON = ("spec",)
+DIAGNOSIS_JSON = ("evidence",)
 
 
 
@@ -124,11 +135,11 @@ class SQLStore(Store):
         )
         return [self.run_of(row) for row in rows]  # type: ignore[misc]
 
-    def lock_run(self, db: Any, tenant_id: str, run_id: str, fence: int | None) -> None:
+    def lock_run(self, db: Any, tenant_id: str, run_id: str, fence: int | None) -> Any:
         """Inside a write: lock the run's row, and refuse a writer whose claim
-        (`fence`) is no longer the latest."""
+        (`fence`) is no longer the latest. Returns its lease_epoch and steps_done."""
         row = db.execute(
-            self.db.sql("SELECT lease_epoch FROM runs WHERE tenant_id = ? AND id = ?")
+            self.db.sql("SELECT lease_epoch, steps_done FROM runs WHERE tenant_id = ? AND id = ?")
             + self.db.for_update,
             (tenant_id, run_id),
         ).fetchone()
@@ -139,6 +150,7 @@ class SQLStore(Store):
                 f"run {run_id} was claimed again (claim {row['lease_epoch']}, this"
                 f" writer holds claim {fence}): its lease lapsed and another worker owns it"
             )
+        return row
 
     def count_runs(self, tenant_id: str | None = None) -> dict[str, int]:
         where, params = ("WHERE tenant_id = ?", (tenant_id,)) if tenant_id is not None else (
@@ -160,10 +172,38 @@ class SQLStore(Store):
         cost_usd: float = 0.0,
         fence: int | None = None,
         now: float | None = None,
+        previous: dict[str, Any] | None = None,
     ) -> Step:
         now = clock(now)
+        fenced, fence_params = (" AND lease_epoch = ?", (fence,)) if fence is not None else ("", ())
         with self.db.write() as db:
-            self.lock_run(db, tenant_id, run_id, fence)
+            if previous is None:  # the caller does not hold it: read it back
+                found = db.execute(
+                    self.db.sql("SELECT checkpoint FROM runs WHERE tenant_id = ? AND id = ?"),
+                    (tenant_id, run_id),
+                ).fetchone()
+                previous = None if found is None else self.db.decode(
+                    found, ("checkpoint",))["checkpoint"]
+            # The run first (this locks its row, and checks the writer's claim).
+            run = db.execute(
+                self.db.sql(
+                    "UPDATE runs SET checkpoint = ?, updated_at = ?, steps_done = steps_done + 1,"
+                    " input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
+                    f" cost_usd = cost_usd + ? WHERE tenant_id = ? AND id = ?{fenced}"
+                    " RETURNING steps_done"
+                ),
+                (self.db.json_param(checkpoint), now, input_tokens, output_tokens, cost_usd,
+                 tenant_id, run_id, *fence_params),
+            ).fetchone()
+            if run is None:
+                self.lock_run(db, tenant_id, run_id, fence)  # raises: missing or fenced
+                raise StoreError(f"run {run_id} not found")
+            # The step keeps what it changed since the run's previous checkpoint;
+            # the run's first completed step keeps the whole state.
+            before = None
+            if run["steps_done"] > 1 and previous is not None:
+                before = previous.get("state")
+            delta = json.dumps(deltas.diff(before, checkpoint), separators=(",", ":"))
             row = db.execute(
                 self.db.sql(
                     "UPDATE steps SET status = 'succeeded', output = ?, finished_at = ?,"
@@ -177,15 +217,106 @@ class SQLStore(Store):
             if row is None:
                 raise StoreError(f"step {seq} of run {run_id} is not running")
             db.execute(
-                self.db.sql(
-                    "UPDATE runs SET checkpoint = ?, updated_at = ?, steps_done = steps_done + 1,"
-                    " input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
-                    " cost_usd = cost_usd + ? WHERE tenant_id = ? AND id = ?"
-                ),
-                (self.db.json_param(checkpoint), now, input_tokens, output_tokens, cost_usd,
-                 tenant_id, run_id),
+                self.db.sql("INSERT INTO step_checkpoints (run_id, seq, delta) VALUES (?, ?, ?)"),
+                (run_id, seq, delta),
             )
         return self.step_of(row)
+
+    def suspend_run(
+        self,
+        tenant_id: str,
+        run_id: str,
+        seq: int,
+        output: Any,
+        checkpoint: dict[str, Any],
+        wait: dict[str, Any],
+        *,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost_usd: float = 0.0,
+        fence: int | None = None,
+        now: float | None = None,
+        previous: dict[str, Any] | None = None,
+    ) -> bool:
+        now = clock(now)
+        with self.db.write() as db:
+            # complete_step locks the run's row first, so a child ending now
+            # either ended before the count below or sees this run waiting.
+            self.complete_step(tenant_id, run_id, seq, output, checkpoint,
+                               input_tokens=input_tokens, output_tokens=output_tokens,
+                               cost_usd=cost_usd, fence=fence, now=now, previous=previous)
+            if wait["kind"] == "children":
+                runs = list(wait["detail"]["runs"])
+                marks = ",".join("?" for _ in runs)
+                row = db.execute(self.db.sql(
+                    f"SELECT COUNT(*) AS n FROM runs WHERE tenant_id = ? AND id IN ({marks})"
+                    " AND status NOT IN ('succeeded', 'failed', 'cancelled')"),
+                    (tenant_id, *runs)).fetchone()
+                if row["n"] == 0:
+                    return False
+            db.execute(self.db.sql(
+                "UPDATE runs SET status = 'waiting', waiting_for = ?, waiting_since = ?,"
+                " updated_at = ? WHERE tenant_id = ? AND id = ?"),
+                (self.db.json_param(wait), now, now, tenant_id, run_id))
+        return True
+
+    def resume_run(
+        self,
+        tenant_id: str,
+        run_id: str,
+        *,
+        wait_id: str,
+        checkpoint: dict[str, Any] | None = None,
+        now: float | None = None,
+    ) -> Run | None:
+        now = clock(now)
+        with self.db.write() as db:
+            row = db.execute(
+                self.db.sql("SELECT waiting_for FROM runs WHERE tenant_id = ? AND id = ?"
+                            " AND status = 'waiting'") + self.db.for_update,
+                (tenant_id, run_id),
+            ).fetchone()
+            if row is None:
+                return None
+            waiting_for = self.db.decode(row, ("waiting_for",))["waiting_for"] or {}
+            if waiting_for.get("id") != wait_id:
+                return None
+            if checkpoint is not None:
+                self._rewrite_last_delta(db, tenant_id, run_id, checkpoint)
+            updated = db.execute(self.db.sql(
+                "UPDATE runs SET status = 'queued', checkpoint = COALESCE(?, checkpoint),"
+                " waiting_for = NULL, waited_seconds = waited_seconds + (? - waiting_since),"
+                " waiting_since = NULL, wakes = wakes + 1, updated_at = ?"
+                " WHERE tenant_id = ? AND id = ? RETURNING *"),
+                (self.db.json_param(checkpoint), now, now, tenant_id, run_id),
+            ).fetchone()
+        return self.run_of(updated)
+
+    def _rewrite_last_delta(
+        self, db: Any, tenant_id: str, run_id: str, checkpoint: dict[str, Any]
+    ) -> None:
+        """The waiting step's kept checkpoint becomes `checkpoint` (its state with
+        the person's answer), so the state shown at that step, and a fork from
+        it, carry the answer too."""
+        last = db.execute(self.db.sql(
+            "SELECT MAX(seq) AS seq FROM step_checkpoints WHERE run_id = ?"), (run_id,)).fetchone()
+        if last is None or last["seq"] is None:
+            return
+        seq = last["seq"]
+        before = self.checkpoint_at(tenant_id, run_id, seq - 1) if seq > 0 else None
+        delta = deltas.diff(None if before is None else before.get("state"), checkpoint)
+        db.execute(self.db.sql("UPDATE step_checkpoints SET delta = ? WHERE run_id = ? AND seq = ?"),
+                   (json.dumps(delta, separators=(",", ":")), run_id, seq))
+
+    def waiting_runs(self, *, after_id: str = "", limit: int = 100) -> list[Run]:
+        rows = self.all("SELECT * FROM runs WHERE status = 'waiting' AND id > ?"
+                        " ORDER BY id LIMIT ?", (after_id, limit))
+        return [self.run_of(row) for row in rows]  # type: ignore[misc]
+
+    def child_runs(self, tenant_id: str, parent_run_id: str) -> list[Run]:
+        rows = self.all("SELECT * FROM runs WHERE tenant_id = ? AND parent_run_id = ?"
+                        " ORDER BY id", (tenant_id, parent_run_id))
+        return [self.run_of(row) for row in rows]  # type: ignore[misc]
 
     def fail_step(
         self,
@@ -235,6 +366,93 @@ class SQLStore(Store):
             (tenant_id, run_id, after_seq),
         )
         return [self.step_of(row) for row in rows]
+
+    def checkpoint_at(self, tenant_id: str, run_id: str, seq: int) -> dict[str, Any] | None:
+        rows = self.all(
+            "SELECT steps.seq, steps.status, step_checkpoints.delta FROM steps"
+            " LEFT JOIN step_checkpoints ON step_checkpoints.run_id = steps.run_id"
+            " AND step_checkpoints.seq = steps.seq"
+            " WHERE steps.tenant_id = ? AND steps.run_id = ? AND steps.seq <= ?"
+            " ORDER BY steps.seq DESC",
+            (tenant_id, run_id, seq),
+        )
+        if not rows or rows[0]["seq"] != seq or rows[0]["status"] != "succeeded":
+            return None
+        chain: list[dict[str, Any]] = []
+        for row in rows:  # back to the nearest whole state
+            if row["delta"] is None:
+                return self._unkept(tenant_id, run_id, seq, row["seq"])
+            chain.append(json.loads(row["delta"]))
+            if deltas.is_whole(chain[-1]):
+                return deltas.rebuild(reversed(chain))
+        raise StoreError(f"the checkpoints of run {run_id} before step {seq} are incomplete")
+
+    def _unkept(self, tenant_id: str, run_id: str, seq: int, missing: int) -> dict[str, Any]:
+        """The state at step `seq` when the checkpoint of step `missing` is gone:
+        the run's final state if that is the one asked for, else CheckpointPruned."""
+        run = self.get_run(tenant_id, run_id)
+        if run is None:
+            raise StoreError(f"run {run_id} not found")
+        if run.checkpoint is not None and run.checkpoint["seq"] == seq + 1:
+            return run.checkpoint
+        final = "" if run.checkpoint is None else (
+            f"; its final state, after step {run.checkpoint['seq'] - 1}, is kept")
+        if run.checkpoints_pruned_at is None:
+            raise CheckpointPruned(
+                f"step {missing} of run {run_id} kept no checkpoint (it ran before homeo kept"
+                f" every step's checkpoint), so the state at step {seq} cannot be rebuilt{final}")
+        when = datetime.fromtimestamp(run.checkpoints_pruned_at, UTC).isoformat(
+            timespec="seconds")
+        raise CheckpointPruned(
+            f"the per-step checkpoints of run {run_id} were pruned at {when} (retention,"
+            f" HOMEO_CHECKPOINT_RETENTION after a run finishes){final}")
+
+    def prune_checkpoints(
+        self,
+        *,
+        finished_before: float,
+        dry_run: bool = False,
+        batch: int = 500,
+        now: float | None = None,
+    ) -> PruneResult:
+        now = clock(now)
+        result = PruneResult()
+        after = ""
+        finished = ",".join(f"'{status}'" for status in sorted(FINAL_STATUSES))
+        while True:
+            with self.db.read() if dry_run else self.db.write() as db:
+                ids = [row["id"] for row in db.execute(
+                    self.db.sql(
+                        "SELECT id FROM runs WHERE checkpoints_pruned_at IS NULL"
+                        f" AND finished_at IS NOT NULL AND finished_at < ? AND status IN ({finished})"
+                        " AND id > ? ORDER BY id LIMIT ?"
+                    ),
+                    (finished_before, after, batch),
+                ).fetchall()]
+                if not ids:
+                    return result
+                marks = ",".join("?" for _ in ids)
+                kept = db.execute(
+                    self.db.sql(
+                        "SELECT COUNT(*) AS n, COALESCE(SUM(LENGTH(delta)), 0)"
+                        f" AS size FROM step_checkpoints WHERE run_id IN ({marks})"
+                    ),
+                    ids,
+                ).fetchone()
+                if not dry_run:
+                    db.execute(
+                        self.db.sql(f"DELETE FROM step_checkpoints WHERE run_id IN ({marks})"),
+                        ids,
+                    )
+                    db.execute(
+                        self.db.sql(
+                            f"UPDATE runs SET checkpoints_pruned_at = ? WHERE id IN ({marks})"),
+                        (now, *ids),
+                    )
+            result.runs += len(ids)
+            result.checkpoints += int(kept["n"])
+            result.bytes += int(kept["size"])
+            after = ids[-1]
 
     # --- usage ------------------------------------------------------------
     def usage(
@@ -341,6 +559,110 @@ class SQLStore(Store):
             )
         return self.get_key(key_id)
 
+    # --- workers and the autonomic loop -------------------------------------
+    def beat_worker(self, worker: WorkerRecord) -> None:
+        with self.db.statement() as db:
+            db.execute(
+                self.db.sql(
+                    "INSERT INTO workers (id, host, pid, slots, in_use, started_at, last_seen)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                    " slots = excluded.slots, in_use = excluded.in_use,"
+                    " last_seen = excluded.last_seen"
+                ),
+                (worker.id, worker.host, worker.pid, worker.slots, worker.in_use,
+                 worker.started_at, worker.last_seen),
+            )
+
+    def list_workers(self) -> list[WorkerRecord]:
+        return [WorkerRecord.model_validate(self.db.decode(row))
+                for row in self.all("SELECT * FROM workers ORDER BY id")]
+
+    def forget_worker(self, worker_id: str) -> bool:
+        with self.db.statement() as db:
+            return db.execute(self.db.sql("DELETE FROM workers WHERE id = ?"),
+                              (worker_id,)).rowcount > 0
+
+    def agent_outcomes(self, *, since: float, until: float) -> list[AgentOutcomes]:
+        rows = self.all(
+            "SELECT tenant_id, agent, COUNT(*) AS total,"
+            " COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) AS failed"
+            " FROM runs WHERE status IN ('succeeded', 'failed')"
+            " AND finished_at >= ? AND finished_at < ?"
+            " GROUP BY tenant_id, agent ORDER BY tenant_id, agent",
+            (since, until),
+        )
+        # PostgreSQL sums as NUMERIC: back to int.
+        return [AgentOutcomes(tenant_id=row["tenant_id"], agent=row["agent"],
+                              total=int(row["total"]), failed=int(row["failed"]))
+                for row in rows]
+
+    def put_signals(self, signals: Sequence[SignalRecord], *, keep_after: float) -> None:
+        rows = [(signal.observer, signal.at, signal.name, signal.subject, signal.value)
+                for signal in signals]
+        with self.db.write() as db:
+            db.execute(self.db.sql("DELETE FROM autonomic_signals WHERE at < ?"), (keep_after,))
+            if rows:
+                db.cursor().executemany(
+                    self.db.sql("INSERT INTO autonomic_signals (observer, at, name, subject,"
+                                " value) VALUES (?, ?, ?, ?, ?)"),
+                    rows,
+                )
+
+    def latest_signals(self, *, since: float) -> list[SignalRecord]:
+        rows = self.all(
+            "SELECT s.* FROM autonomic_signals AS s JOIN (SELECT observer, MAX(at) AS at"
+            " FROM autonomic_signals WHERE at >= ? GROUP BY observer) AS newest"
+            " ON s.observer = newest.observer AND s.at = newest.at"
+            " ORDER BY s.observer, s.name, s.subject",
+            (since,),
+        )
+        return [SignalRecord.model_validate(self.db.decode(row)) for row in rows]
+
+    def note_diagnoses(
+        self, diagnoses: Sequence[DiagnosisRecord], *, now: float, keep_after: float
+    ) -> list[DiagnosisRecord]:
+        seen = {(diagnosis.kind, diagnosis.subject) for diagnosis in diagnoses}
+        with self.db.write() as db:
+            open_rows = db.execute(
+                self.db.sql("SELECT id, kind, subject FROM autonomic_diagnoses"
+                            " WHERE cleared_at IS NULL") + self.db.for_update
+            ).fetchall()
+            held = {(row["kind"], row["subject"]): row["id"] for row in open_rows}
+            for diagnosis in diagnoses:
+                values = (diagnosis.confidence, diagnosis.summary,
+                          self.db.json_param(diagnosis.evidence), now)
+                known = held.get((diagnosis.kind, diagnosis.subject))
+                if known is not None:
+                    db.execute(
+                        self.db.sql("UPDATE autonomic_diagnoses SET confidence = ?, summary = ?,"
+                                    " evidence = ?, last_seen = ? WHERE id = ?"),
+                        (*values, known),
+                    )
+                else:
+                    db.execute(
+                        self.db.sql("INSERT INTO autonomic_diagnoses (id, kind, subject,"
+                                    " confidence, summary, evidence, last_seen, first_seen)"
+                                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+                        (new_id("diag", now), diagnosis.kind, diagnosis.subject, *values, now),
+                    )
+            for key, known in held.items():
+                if key not in seen:
+                    db.execute(
+                        self.db.sql("UPDATE autonomic_diagnoses SET cleared_at = ? WHERE id = ?"),
+                        (now, known),
+                    )
+            db.execute(
+                self.db.sql("DELETE FROM autonomic_diagnoses WHERE cleared_at < ?"),
+                (keep_after,),
+            )
+        return self.list_diagnoses(open_only=True, limit=max(len(diagnoses), 1))
+
+    def list_diagnoses(self, *, open_only: bool = False, limit: int = 50) -> list[DiagnosisRecord]:
+        where = "WHERE cleared_at IS NULL " if open_only else ""
+        rows = self.all(f"SELECT * FROM autonomic_diagnoses {where}"
+                        "ORDER BY last_seen DESC, id DESC LIMIT ?", (limit,))
+        return [DiagnosisRecord.model_validate(self.db.decode(row, DIAGNOSIS_JSON))
+                for row in rows]
     # --- who submitted a run ---------------------------------------------
     def record_submitter(self, tenant_id: str, run_id: str, principal: str) -> str:
         with self.db.write() as db:

@@ -103,6 +103,71 @@ MIGRATIONS = [
         WHERE steps.run_id = runs.id AND steps.status = 'succeeded');
     CREATE INDEX runs_unsettled ON runs (id) WHERE status IN ('queued', 'running');
     """,
+    # Waiting runs (approval, a person's input, child runs) and sub-agents:
+    # what a run waits for, since when, how long it has waited in all, how often
+    # it was woken (each wake is a new job), and the run that started it.
+    """
+    ALTER TABLE runs ADD COLUMN waiting_for TEXT;
+    ALTER TABLE runs ADD COLUMN waiting_since REAL;
+    ALTER TABLE runs ADD COLUMN waited_seconds REAL NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN wakes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN parent_run_id TEXT;
+    CREATE INDEX runs_parent ON runs (tenant_id, parent_run_id) WHERE parent_run_id IS NOT NULL;
+    CREATE INDEX runs_waiting ON runs (id) WHERE status = 'waiting';
+    """,
+    # Run history: every completed step keeps the checkpoint it produced, as a
+    # delta from the step before (store/deltas.py), in a table of its own so
+    # that pruning deletes rows and frees pages; forks record where they came
+    # from; retention marks the runs whose per-step checkpoints it pruned.
+    """
+    CREATE TABLE step_checkpoints (
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        delta TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    );
+    ALTER TABLE runs ADD COLUMN forked_from_run TEXT;
+    ALTER TABLE runs ADD COLUMN forked_from_step INTEGER;
+    ALTER TABLE runs ADD COLUMN checkpoints_pruned_at REAL;
+    CREATE INDEX runs_prunable ON runs (finished_at, id)
+        WHERE checkpoints_pruned_at IS NULL AND finished_at IS NOT NULL;
+    """,
+    # Worker heartbeats (every worker process writes its row), and what the
+    # autonomic loop keeps: its signals (pruned past a retention) and its
+    # diagnoses while they hold (kept for a while after they clear).
+    """
+    CREATE TABLE workers (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        slots INTEGER NOT NULL,
+        in_use INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        last_seen REAL NOT NULL
+    );
+    CREATE TABLE autonomic_signals (
+        observer TEXT NOT NULL,
+        at REAL NOT NULL,
+        name TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        value REAL NOT NULL
+    );
+    CREATE INDEX autonomic_signals_at ON autonomic_signals (at);
+    CREATE TABLE autonomic_diagnoses (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        confidence REAL NOT NULL,
+        summary TEXT NOT NULL,
+        evidence TEXT NOT NULL,
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        cleared_at REAL
+    );
+    CREATE INDEX autonomic_diagnoses_open ON autonomic_diagnoses (kind, subject)
+        WHERE cleared_at IS NULL;
+    CREATE INDEX autonomic_diagnoses_seen ON autonomic_diagnoses (last_seen);
+    """,
     # Rate limits shared by every process on the database (per key, user and
     # tenant), and who submitted each run (a member may cancel only its own).
     """
@@ -166,7 +231,8 @@ class SQLiteStore(SQLStore):
                     return self.run_of(existing), False  # type: ignore[return-value]
             row = db.execute(
                 "INSERT INTO runs (id, tenant_id, agent, input, status, idempotency_key,"
-                " request_id, created_at, updated_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)"
+                " request_id, parent_run_id, created_at, updated_at, checkpoint, forked_from_run,"
+                " forked_from_step) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)"
                 " RETURNING *",
                 (
                     new_id("run", now),
@@ -175,8 +241,12 @@ class SQLiteStore(SQLStore):
                     new.input,
                     new.idempotency_key,
                     new.request_id,
+                    new.parent_run_id,
                     now,
                     now,
+                    self.db.json_param(new.checkpoint),
+                    new.forked_from_run,
+                    new.forked_from_step,
                 ),
             ).fetchone()
         return self.run_of(row), True  # type: ignore[return-value]
@@ -225,26 +295,26 @@ class SQLiteStore(SQLStore):
         now: float | None = None,
     ) -> Step:
         now = clock(now)
-        with self.db.write() as db:
-            self.lock_run(db, tenant_id, run_id, fence)
-            existing = db.execute(
-                "SELECT * FROM steps WHERE run_id = ? AND seq = ?", (run_id, seq)
+        fenced, fence_params = (" AND lease_epoch = ?", (fence,)) if fence is not None else ("", ())
+        # One statement (a step is begun on every step): insert the step if the
+        # run is there and this writer's claim is the latest, or reuse a step
+        # begun before and never finished. No row back: find out why.
+        with self.db.statement() as db:
+            row = db.execute(
+                "INSERT INTO steps (run_id, tenant_id, seq, kind, name, status, input,"
+                " started_at) SELECT id, tenant_id, ?, ?, ?, 'running', ?, ? FROM runs"
+                f" WHERE tenant_id = ? AND id = ?{fenced}"
+                " ON CONFLICT (run_id, seq) DO UPDATE SET status = 'running',"
+                " attempts = steps.attempts + 1, error = NULL, input = excluded.input,"
+                " started_at = excluded.started_at, finished_at = NULL"
+                " WHERE steps.status <> 'succeeded' RETURNING *",
+                (seq, kind, name, self.db.json_param(input), now, tenant_id, run_id,
+                 *fence_params),
             ).fetchone()
-            if existing is None:
-                row = db.execute(
-                    "INSERT INTO steps (run_id, tenant_id, seq, kind, name, status, input,"
-                    " started_at) VALUES (?, ?, ?, ?, ?, 'running', ?, ?) RETURNING *",
-                    (run_id, tenant_id, seq, kind, name, self.db.json_param(input), now),
-                ).fetchone()
-            elif existing["status"] == "succeeded":
-                raise StoreError(f"step {seq} of run {run_id} already succeeded")
-            else:
-                row = db.execute(
-                    "UPDATE steps SET status = 'running', attempts = attempts + 1, error = NULL,"
-                    " input = ?, started_at = ?, finished_at = NULL"
-                    " WHERE run_id = ? AND seq = ? RETURNING *",
-                    (self.db.json_param(input), now, run_id, seq),
-                ).fetchone()
+        if row is None:
+            with self.db.write() as db:
+                self.lock_run(db, tenant_id, run_id, fence)  # raises if missing or fenced
+            raise StoreError(f"step {seq} of run {run_id} already succeeded")
         return self.step_of(row)
 
     def close(self) -> None:

@@ -3,7 +3,8 @@
 `python` and `shell` go through `homeo.sandbox.run()`, the same path as
 `homeo sandbox run`, with the operator's limits (HOMEO_SANDBOX_*).
 `http_get` reaches only the hosts and ports in HOMEO_HTTP_ALLOWLIST (none by
-default; see homeo.tools.allowlist).
+default; see homeo.tools.allowlist). Those settings reach the tools in their
+`ToolContext`.
 Agents list them as `homeo.tools.builtin:NAME`.
 """
 
@@ -19,13 +20,11 @@ from typing import Annotated, Any
 import httpx
 from pydantic import Field
 
-from homeo.config import load_settings
 from homeo.sandbox import SandboxResult, run
 from homeo.sandbox.bwrap import python_executable
-from homeo.sandbox.layers import parse_allow_without
-from homeo.sandbox.limits import limits_from_settings, parse_duration, parse_size
-from homeo.tools.allowlist import Allowlist, parse_allowlist
+from homeo.tools.allowlist import Allowlist
 from homeo.tools.arithmetic import ARITHMETIC, evaluate
+from homeo.tools.context import ToolContext, ToolSettings
 from homeo.tools.registry import ToolError, tool
 
 # The sandbox's own wall-clock limit (HOMEO_SANDBOX_TIMEOUT) ends a run; this
@@ -38,16 +37,17 @@ TOOL_TIMEOUT_SECONDS = 600.0
 TOOL_MAX_FILES = 100
 
 
-async def _sandboxed(command: Sequence[str], files: dict[str, str] | None) -> dict[str, Any]:
+async def _sandboxed(
+    command: Sequence[str], files: dict[str, str] | None, settings: ToolSettings
+) -> dict[str, Any]:
     """Run `command` in the sandbox on a thread. If the call is cancelled (the
     run was cancelled, or the worker is stopping), the sandboxed process tree
     is killed and cleaned up before the cancellation goes on."""
-    settings = load_settings()
-    budget = parse_size(settings.sandbox_output_bytes)
+    budget = settings.files_budget
     cancel = threading.Event()
     work = asyncio.ensure_future(asyncio.to_thread(
-        run, command, limits_from_settings(settings), files=files,
-        allow_without=parse_allow_without(settings.sandbox_allow_without),
+        run, command, settings.sandbox, files=files,
+        allow_without=settings.sandbox_allow_without,
         max_files=TOOL_MAX_FILES, files_budget=budget, cancel=cancel))
     try:
         result = await asyncio.shield(work)
@@ -89,7 +89,9 @@ def _report(result: SandboxResult, files_budget: int) -> dict[str, Any]:
 
 
 @tool(timeout_seconds=TOOL_TIMEOUT_SECONDS)
-async def python(code: str, files: dict[str, str] | None = None) -> dict[str, Any]:
+async def python(
+    code: str, context: ToolContext, files: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Run Python code (standard library only) in a sandbox with no network.
 
     The working directory /scratch is writable; files written there are returned.
@@ -98,11 +100,13 @@ async def python(code: str, files: dict[str, str] | None = None) -> dict[str, An
         code: the Python program to run; print what you want to see
         files: text files to put in /scratch first, by relative path
     """
-    return await _sandboxed([python_executable(), "-I", "-c", code], files)
+    return await _sandboxed([python_executable(), "-I", "-c", code], files, context.settings)
 
 
 @tool(timeout_seconds=TOOL_TIMEOUT_SECONDS)
-async def shell(command: str, files: dict[str, str] | None = None) -> dict[str, Any]:
+async def shell(
+    command: str, context: ToolContext, files: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Run a shell command (POSIX sh) in a sandbox with no network.
 
     The working directory /scratch is writable; files written there are returned.
@@ -111,7 +115,7 @@ async def shell(command: str, files: dict[str, str] | None = None) -> dict[str, 
         command: the command line to run
         files: text files to put in /scratch first, by relative path
     """
-    return await _sandboxed(["/bin/sh", "-c", command], files)
+    return await _sandboxed(["/bin/sh", "-c", command], files, context.settings)
 
 
 @tool(idempotent=True, timeout_seconds=5)
@@ -163,7 +167,7 @@ async def _read_capped(response: httpx.Response, limit: int) -> tuple[bytes, boo
 
 
 @tool(idempotent=True, timeout_seconds=300)
-async def http_get(url: str) -> dict[str, Any]:
+async def http_get(url: str, context: ToolContext) -> dict[str, Any]:
     """Fetch a web page or API response with HTTP GET.
 
     Only hosts and ports the operator allows can be reached, and redirects only
@@ -172,14 +176,13 @@ async def http_get(url: str) -> dict[str, Any]:
     Args:
         url: the http:// or https:// address to fetch
     """
-    settings = load_settings()
-    allowed = parse_allowlist(settings.http_allowlist)
+    allowed = context.settings.http_allowlist
     if not allowed:
         raise ToolError(
             "http_get is turned off: the operator has allowed no hosts (HOMEO_HTTP_ALLOWLIST)"
         )
-    limit = parse_size(settings.http_max_bytes)
-    seconds = parse_duration(settings.http_timeout)
+    limit = context.settings.http_max_bytes
+    seconds = context.settings.http_timeout_seconds
     try:
         target = httpx.URL(url)
     except httpx.InvalidURL as error:

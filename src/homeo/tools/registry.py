@@ -21,13 +21,17 @@ import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docstring_parser
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from homeo.llm.base import ToolSpec
 from homeo.ratelimit import RateLimit, parse_rate_limit
+from homeo.tools.context import ToolContext
+
+if TYPE_CHECKING:
+    from homeo.config import McpServer
 
 
 class ToolError(Exception):
@@ -49,6 +53,10 @@ class Tool:
     # Where the tool came from (`package.module:function`); tool policies
     # match either this or the name.
     source: str = ""
+    # A person approves each call before it runs (the run waits meanwhile).
+    requires_approval: bool = False
+    # The parameter that receives the call's ToolContext, if the tool takes one.
+    context_parameter: str | None = None
 
     @property
     def spec(self) -> ToolSpec:
@@ -88,13 +96,15 @@ def tool(
     idempotent: bool = False,
     timeout_seconds: float = 60.0,
     rate_limit: str | None = None,
+    requires_approval: bool = False,
 ) -> Any:
     """Mark a function as a tool and set its flags. Usable bare or with arguments.
 
     `idempotent=True` promises that running the tool twice with the same
     arguments is harmless; only such tools are retried when a crash leaves
     their outcome unknown. `rate_limit="10/minute"` caps calls per tenant
-    (`N/second`, `N/minute` or `N/hour`)."""
+    (`N/second`, `N/minute` or `N/hour`). `requires_approval=True` makes every
+    call wait for a person to approve it (an agent's YAML can ask the same)."""
     limit = parse_rate_limit(rate_limit) if rate_limit is not None else None
 
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -103,6 +113,7 @@ def tool(
             "idempotent": idempotent,
             "timeout_seconds": timeout_seconds,
             "rate_limit": limit,
+            "requires_approval": requires_approval,
         }
         return fn
 
@@ -115,6 +126,7 @@ def from_function(function: Callable[..., Any]) -> Tool:
     docs = docstring_parser.parse(inspect.getdoc(function) or "")
     described = {param.arg_name: param.description or "" for param in docs.params}
     fields: dict[str, Any] = {}
+    context_parameter: str | None = None
     try:
         hints = typing.get_type_hints(function, include_extras=True)
     except NameError as error:
@@ -122,6 +134,9 @@ def from_function(function: Callable[..., Any]) -> Tool:
     for parameter in inspect.signature(function).parameters.values():
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             raise ToolError(f"tool {function.__name__}: *args/**kwargs cannot have a schema")
+        if hints.get(parameter.name) is ToolContext:
+            context_parameter = parameter.name  # filled by the engine, not the model
+            continue
         if parameter.name not in hints:
             raise ToolError(
                 f"tool {function.__name__}: argument {parameter.name!r} needs a type hint"
@@ -152,16 +167,19 @@ def from_function(function: Callable[..., Any]) -> Tool:
         parameters=schema,
         rate_limit=flags.get("rate_limit"),
         source=f"{function.__module__}:{function.__qualname__}",
+        requires_approval=flags.get("requires_approval", False),
+        context_parameter=context_parameter,
     )
 
 
-def load_tool(reference: str) -> Tool:
-    """Load `package.module:function`, or `mcp:SERVER/TOOL` (a tool of an MCP
-    server in HOMEO_MCP_SERVERS), as a Tool, with errors that say what to fix."""
+def load_tool(reference: str, mcp_servers: dict[str, McpServer] | None = None) -> Tool:
+    """Load `package.module:function`, or `mcp:SERVER/TOOL` (a tool of one of
+    `mcp_servers`, the configured MCP servers), as a Tool, with errors that say
+    what to fix."""
     if reference.startswith("mcp:"):
         from homeo.mcp.tools import load_mcp_tool
 
-        return load_mcp_tool(reference)
+        return load_mcp_tool(reference, mcp_servers or {})
     module_name, _, attribute = reference.partition(":")
     if not module_name or not attribute:
         raise ToolError(f"tool reference {reference!r} must look like 'package.module:function'")

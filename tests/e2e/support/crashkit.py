@@ -94,3 +94,14 @@ def mark_line(token: str, number: int) -> str:
     (Path(os.environ["CRASHKIT_MARKS"]) / f"{token}:{number}").write_text("1")
     _maybe_die(token, f"after:{number}")
     return f"line {number} marked"
+
+
+def boss_model(messages: list[Message], tools: list[ToolSpec]) -> Message | str:
+    """Hands its token to the `writer` agent as `<token>.child` (a child run, whose
+    own kill points use that token), then reports the child's answer."""
+    token = _token(messages)
+    results = [m for m in messages if m.role == "tool"]
+    _maybe_die(token, f"model:{len(results)}")
+    if not results:
+        return tool_call("writer", task=f"{token}.child")
+    return f"boss got: {results[-1].content}"

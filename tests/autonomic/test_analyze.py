@@ -1,0 +1,359 @@
+"""Monitor and Analyze on real signals: a real queue filled over time, jobs
+whose workers die, runs that fail, a `homeo worker` process killed, model
+deployments behind a fault-injecting server on 127.0.0.1. Every observation
+is made at an injected time; baselines learn from one sample every 5 s."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from homeo.autonomic.analyze import Analysis, Analyzer, Baseline, Thresholds
+from homeo.autonomic.loop import AutonomicLoop, status
+from homeo.autonomic.monitor import Monitor
+from homeo.backends import Backends, open_backends
+from homeo.config import Settings
+from homeo.llm.base import Message, ModelError
+from homeo.llm.resolve import ModelCatalog
+from homeo.store.models import NewRun, WorkerRecord
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "support"))
+from faultserver import FaultServer, Reply, error, fault_server  # noqa: E402
+
+T0 = 1_800_000_000.0
+HOMEO = Path(sys.executable).parent / "homeo"
+DEADLINE_SECONDS = 120
+
+
+def kinds(analysis: Analysis) -> dict[tuple[str, str], float]:
+    return {(d.kind, d.subject): d.confidence for d in analysis.diagnoses}
+
+
+def test_a_robust_baseline_flags_outliers_and_adapts_to_a_new_level() -> None:
+    baseline = Baseline(samples=20, min_samples=10, every_seconds=5, noise=0.01)
+    for index in range(10):
+        assert baseline.z(1.0) is None  # not enough samples yet
+        baseline.offer(1.0 + 0.01 * (index % 3), T0 + 5 * index)
+    assert abs(baseline.z(1.01)) < 3.5
+    assert baseline.z(3.0) > 3.5 and baseline.z(-1.0) < -3.5
+    baseline.offer(50.0, T0 + 46)  # under 5 s after the last sample: not taken
+    assert len(baseline.values) == 10
+    for index in range(11):  # a lasting change: after half the window it is normal
+        baseline.offer(3.0, T0 + 50 + 5 * index)
+    assert abs(baseline.z(3.0)) < 3.5
+
+
+def test_a_steady_queue_is_fine_and_a_filling_one_is_a_growing_backlog(
+    backends: Backends,
+) -> None:
+    monitor = Monitor(backends.store, backends.queue)
+    analyzer = Analyzer()
+    # Twelve jobs wait and are served as fast as they come: a steady backlog.
+    for index in range(12):
+        backends.queue.enqueue("acme", "run", {"n": index}, now=T0)
+    for second in range(0, 120, 5):
+        job = backends.queue.claim("w#1", 30, now=T0 + second)
+        backends.queue.complete(job.id, "w#1", now=T0 + second)
+        backends.queue.enqueue("acme", "run", {"at": second}, now=T0 + second)
+        steady = analyzer.analyze(monitor.observe(T0 + second))
+        assert "backlog_growing" not in {d.kind for d in steady.diagnoses}
+    # Then nothing is served and 5 jobs a second arrive.
+    found = None
+    for second in range(120, 200):
+        for index in range(5):
+            backends.queue.enqueue("acme", "run", {"late": index}, now=T0 + second)
+        analysis = analyzer.analyze(monitor.observe(T0 + second))
+        if any(d.kind == "backlog_growing" for d in analysis.diagnoses):
+            found = (second, next(d for d in analysis.diagnoses if d.kind == "backlog_growing"))
+            break
+    assert found is not None, "a queue filling for 80s was never diagnosed"
+    second, diagnosis = found
+    assert second <= 160  # within the trend window (30 s) plus a few observations
+    signals = {e["signal"] for e in diagnosis.evidence}
+    assert {"queue.due", "queue.oldest_due_age_seconds"} <= signals
+    assert any("z" in e for e in diagnosis.evidence)  # the due count is off its baseline
+    assert diagnosis.confidence >= 0.6
+
+
+def test_a_tenant_with_most_of_a_deep_shared_queue_is_flooding(backends: Backends) -> None:
+    for index in range(5):
+        backends.queue.enqueue("calm", "run", {"n": index}, now=T0)
+    for index in range(45):
+        backends.queue.enqueue("noisy", "run", {"n": index}, now=T0)
+    analysis = Analyzer().analyze(Monitor(backends.store, backends.queue).observe(T0 + 1))
+
+    [flood] = [d for d in analysis.diagnoses if d.kind == "tenant_flooding"]
+    assert flood.subject == "noisy"
+    assert "45 of the 50 due jobs (90%)" in flood.summary
+    assert flood.evidence[1]["value"] == 0.9 and 0.5 < flood.confidence < 0.9
+
+
+def test_a_job_that_took_down_every_worker_is_poison(backends: Backends) -> None:
+    queue, store = backends.queue, backends.store
+    poison, _ = queue.enqueue("acme", "run", {"poison": True}, now=T0)
+    for number, at in enumerate((T0, T0 + 11, T0 + 22), start=1):
+        store.beat_worker(WorkerRecord(id=f"w{number}", host="h", pid=number, slots=1,
+                                       started_at=T0, last_seen=at))
+        assert queue.claim(f"w{number}#1", 10, now=at).id == poison.id
+    monitor, analyzer = Monitor(store, queue), Analyzer()
+
+    # Two expiries, three workers known: suspicious, not yet every worker.
+    [suspect] = [d for d in analyzer.analyze(monitor.observe(T0 + 23)).diagnoses
+                 if d.kind == "poison_job"]
+    assert suspect.subject == f"acme/{poison.id}" and suspect.confidence == 0.7
+    store.forget_worker("w3")  # the last one stopped; two remain known
+    [poison_job] = [d for d in analyzer.analyze(monitor.observe(T0 + 24)).diagnoses
+                    if d.kind == "poison_job"]
+    assert poison_job.confidence == 0.9
+    assert "took down every worker" in poison_job.evidence[1]["rule"]
+
+
+def test_an_agent_whose_runs_start_failing_has_regressed(backends: Backends) -> None:
+    store = backends.store
+    monitor = Monitor(store, backends.queue, failure_window_seconds=60)
+    analyzer = Analyzer()
+
+    def finish(agent: str, status: str, at: float) -> None:
+        run, _ = store.create_run(NewRun(tenant_id="acme", agent=agent, input="x"), now=at)
+        store.transition_run("acme", run.id, status, allowed_from={"queued"}, now=at)
+
+    # For two minutes one run in ten fails, for both agents.
+    for second in range(0, 120, 5):
+        for agent in ("steady", "flaky"):
+            finish(agent, "failed" if second % 50 == 0 else "succeeded", T0 + second)
+        assert "agent_regressed" not in {
+            d.kind for d in analyzer.analyze(monitor.observe(T0 + second)).diagnoses}
+    # Then every run of `flaky` fails.
+    regressed = []
+    for second in range(120, 240, 5):
+        finish("steady", "succeeded", T0 + second)
+        finish("flaky", "failed", T0 + second)
+        regressed = [d for d in analyzer.analyze(monitor.observe(T0 + second)).diagnoses
+                     if d.kind == "agent_regressed"]
+        if regressed:
+            break
+    assert [d.subject for d in regressed] == ["acme/flaky"]
+    assert any("z" in e for e in regressed[0].evidence)
+    assert "usually" in regressed[0].summary
+
+
+def test_a_disk_below_its_threshold_is_under_pressure(backends: Backends, tmp_path: Path) -> None:
+    monitor = Monitor(backends.store, backends.queue, data_dir=tmp_path)
+    seen = monitor.observe(T0)
+    free = seen.value("disk.free_bytes")
+    assert free is not None and 0 < seen.value("disk.free_ratio") <= 1
+    assert "disk_pressure" not in kinds(Analyzer(Thresholds(disk_free_bytes=free / 2,
+                                                            disk_free_ratio=0)).analyze(seen))
+    [pressure] = [d for d in Analyzer(Thresholds(disk_free_bytes=free * 2)).analyze(seen).diagnoses
+                  if d.kind == "disk_pressure"]
+    assert pressure.evidence[1]["value"] == free
+
+
+# --- a worker process that dies ------------------------------------------------
+@pytest.fixture
+def worker_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    data = tmp_path / "data"
+    env = {**os.environ, "HOMEO_DATA_DIR": str(data), "HOMEO_WORKER_HEARTBEAT_SECONDS": "0.2",
+           "HOMEO_WORKERS": "2", "HOMEO_LOG_LEVEL": "warning"}
+    process = subprocess.Popen([str(HOMEO), "worker"], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        yield process, f"sqlite:///{data / 'homeo.db'}"
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+def test_a_killed_worker_process_is_diagnosed_dead(
+    worker_process: tuple[subprocess.Popen[bytes], str],
+) -> None:
+    process, url = worker_process
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    backends = None
+    while time.monotonic() < deadline:
+        if backends is None and url.removeprefix("sqlite:///") and Path(
+                url.removeprefix("sqlite:///")).exists():
+            try:
+                backends = open_backends(url)
+            except Exception:  # the worker is still migrating the new database
+                backends = None
+        if backends is not None and any(
+                w.pid == process.pid and w.last_seen > w.started_at
+                for w in backends.store.list_workers()):
+            break
+        assert process.poll() is None, "homeo worker exited"
+        time.sleep(0.1)
+    assert backends is not None, "homeo worker wrote no heartbeat row"
+    try:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        [row] = [w for w in backends.store.list_workers() if w.pid == process.pid]
+        assert row.slots == 2 and row.in_use == 0
+        monitor = Monitor(backends.store, backends.queue)
+        analyzer = Analyzer(Thresholds(worker_stale_seconds=30))
+        assert "worker_dead" not in {
+            d.kind for d in analyzer.analyze(monitor.observe(row.last_seen + 5)).diagnoses}
+        [dead] = [d for d in analyzer.analyze(monitor.observe(row.last_seen + 31)).diagnoses
+                  if d.kind == "worker_dead"]
+        assert dead.subject == row.id and dead.confidence == 0.7
+        assert dead.evidence[0]["value"] == 31
+    finally:
+        backends.close()
+
+
+def test_a_worker_that_stops_cleanly_removes_its_row(tmp_path: Path) -> None:
+    from homeo.runtime import Runtime
+
+    runtime = Runtime.open(Settings(data_dir=tmp_path / "data", worker_heartbeat_seconds=0.05,
+                                    poll_seconds=0.02))
+
+    async def main() -> list[str]:
+        worker = runtime.worker(concurrency=1)
+        stop = asyncio.Event()
+        serving = asyncio.create_task(worker.serve(stop))
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while time.monotonic() < deadline:
+            rows = runtime.backends.store.list_workers()
+            if rows and rows[0].last_seen > rows[0].started_at:
+                break
+            await asyncio.sleep(0.02)
+        seen = [row.id for row in runtime.backends.store.list_workers()]
+        assert seen == [worker.worker_id]
+        stop.set()
+        await serving
+        return [row.id for row in runtime.backends.store.list_workers()]
+
+    try:
+        assert asyncio.run(main()) == []
+    finally:
+        asyncio.run(runtime.aclose())
+
+
+# --- model deployments -----------------------------------------------------------
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def provider() -> Iterator[FaultServer]:
+    with fault_server() as server:
+        yield server
+
+
+def catalog(server: FaultServer, clock: Clock | None = None) -> ModelCatalog:
+    settings = Settings(models={"chat": [{"model": "openai:m", "name": "primary",
+                                          "base_url": server.base_url}]},
+                        router_retries=0, router_backoff_base_seconds=0.0,
+                        router_attempt_timeout_seconds=10.0)
+    return ModelCatalog(settings, clock=clock or time.monotonic)
+
+
+async def ask(models: ModelCatalog, times: int) -> None:
+    for _ in range(times):
+        try:
+            await models.get("chat").request([Message(role="user", content="hi")])
+        except ModelError:
+            pass  # the failure is what is measured
+
+
+def test_a_provider_failing_some_calls_is_degraded_then_down(
+    provider: FaultServer, backends: Backends,
+) -> None:
+    models = catalog(provider, Clock())
+    monitor = Monitor(backends.store, backends.queue, providers=models.provider_stats)
+
+    async def scenario() -> tuple[Analysis, Analysis]:
+        # 1 call in 4 fails: the breaker (50%) stays closed.
+        provider.script = [error(500, "boom"), Reply(), Reply(), Reply()] * 2
+        await ask(models, 8)
+        degraded = Analyzer().analyze(monitor.observe(T0))
+        provider.default = error(503, "down")
+        provider.script = []
+        await ask(models, 8)
+        down = Analyzer().analyze(monitor.observe(T0 + 1))
+        await models.aclose()
+        return degraded, down
+
+    degraded, down = asyncio.run(scenario())
+    assert kinds(degraded) == {("provider_degraded", "primary"): 0.588}
+    [diagnosis] = degraded.diagnoses
+    assert diagnosis.evidence[0] == {"signal": "provider.error_rate", "subject": "primary",
+                                     "value": 0.25, "rule": ">= 0.2"}
+    assert kinds(down) == {("provider_down", "primary"): 0.95}
+    assert down.diagnoses[0].evidence[0]["rule"] == "2 (open)"
+
+
+def test_a_provider_slower_than_its_baseline_is_slow(
+    provider: FaultServer, backends: Backends,
+) -> None:
+    models = catalog(provider)
+    monitor = Monitor(backends.store, backends.queue, providers=models.provider_stats)
+    analyzer = Analyzer()
+
+    async def scenario() -> list[Analysis]:
+        analyses = []
+        provider.default = Reply()
+        for step in range(13):  # a minute of fast answers, observed every 5 s
+            await ask(models, 1)
+            analyses.append(analyzer.analyze(monitor.observe(T0 + 5 * step)))
+        provider.default = Reply(delay=0.3)
+        await ask(models, 40)  # the window's P95 is now a slow call's
+        analyses.append(analyzer.analyze(monitor.observe(T0 + 70)))
+        await models.aclose()
+        return analyses
+
+    *fast, slow = asyncio.run(scenario())
+    assert all("provider_slow" not in {d.kind for d in a.diagnoses} for a in fast)
+    [diagnosis] = [d for d in slow.diagnoses if d.kind == "provider_slow"]
+    assert diagnosis.subject == "primary"
+    p95 = diagnosis.evidence[1]["value"]
+    assert p95 >= 0.3 and diagnosis.evidence[0]["z"] >= 3.5
+
+
+# --- the loop and what it keeps -----------------------------------------------------
+def test_the_loop_keeps_signals_and_diagnoses_and_status_hides_other_tenants(
+    backends: Backends,
+) -> None:
+    store, queue = backends.store, backends.queue
+    loop = AutonomicLoop(Monitor(store, queue), Analyzer(), store, observer="test",
+                         record_every_seconds=5, keep_signals_seconds=60)
+    for index in range(45):
+        queue.enqueue("noisy", "run", {"n": index}, now=T0)
+    for index in range(5):
+        queue.enqueue("calm", "run", {"n": index}, now=T0)
+    loop.step(T0 + 1)
+
+    everything = status(store, now=T0 + 2)
+    assert [(d["kind"], d["subject"]) for d in everything["diagnoses"]] == [
+        ("tenant_flooding", "noisy")]
+    due = {(s["name"], s["subject"]): s["value"] for s in everything["signals"]}
+    assert due[("queue.due", "")] == 50 and due[("queue.due_by_tenant", "noisy")] == 45
+    calm = status(store, now=T0 + 2, tenant_id="calm")
+    assert calm["diagnoses"] == []
+    assert {s["subject"] for s in calm["signals"] if s["name"] == "queue.due_by_tenant"} == {
+        "calm"}
+    assert ("queue.due", "") in {(s["name"], s["subject"]) for s in calm["signals"]}
+
+    # The flood is served: the diagnosis clears and stays on record as cleared.
+    while (job := queue.claim("w#1", 30, now=T0 + 3)) is not None:
+        queue.complete(job.id, "w#1", now=T0 + 3)
+    loop.step(T0 + 4)
+    later = status(store, now=T0 + 5)
+    assert later["diagnoses"] == []
+    assert [(d["kind"], d["cleared_at"]) for d in later["cleared"]] == [
+        ("tenant_flooding", T0 + 4)]
+    # Signals are kept every 5 s: the step at T0 + 4 kept none, so T0 + 1's are newest.
+    assert {s["at"] for s in later["signals"]} == {T0 + 1}

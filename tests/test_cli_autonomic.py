@@ -1,0 +1,74 @@
+"""`homeo autonomic status` through typer's CliRunner against a real SQLite
+file: a dead worker's row and a flooded queue, observed once with --observe."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from homeo.backends import open_backends
+from homeo.cli import app
+from homeo.store.models import WorkerRecord
+
+
+@pytest.fixture(autouse=True)
+def no_homeo_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("HOMEO_"):
+            monkeypatch.delenv(name)
+
+
+def homeo(*args: str) -> Result:
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """A worker that last beat 10 minutes ago; 40 jobs due for flood, 2 for calm."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    backends = open_backends(f"sqlite:///{folder / 'homeo.db'}")
+    now = time.time()
+    try:
+        backends.store.beat_worker(WorkerRecord(id="box:42:abc", host="box", pid=42, slots=4,
+                                                in_use=1, started_at=now - 900,
+                                                last_seen=now - 600))
+        for tenant, count in (("flood", 40), ("calm", 2)):
+            for index in range(count):
+                backends.queue.enqueue(tenant, "run", {"n": index}, now=now - 5)
+    finally:
+        backends.close()
+    return folder
+
+
+def test_status_without_a_loop_says_how_to_start_one(data: Path) -> None:
+    result = homeo("autonomic", "status", "--data-dir", str(data))
+    assert result.exit_code == 0, result.output
+    assert "no autonomic loop is running on this database" in result.output
+    assert "HOMEO_AUTONOMIC=on" in result.output and "Diagnoses holding: none" in result.output
+
+
+def test_status_observe_shows_signals_and_diagnoses_with_evidence(data: Path) -> None:
+    result = homeo("autonomic", "status", "--observe", "--data-dir", str(data))
+    assert result.exit_code == 0, result.output
+    assert "Diagnoses holding: 2" in result.output
+    assert "worker_dead box:42:abc (confidence 0.85" in result.output
+    assert "worker.heartbeat_age_seconds[box:42:abc] = 6" in result.output  # 600 and more
+    assert "tenant_flooding flood" in result.output and "40 of the 42 due jobs" in result.output
+    assert "queue.due_by_tenant" in result.output
+
+    # Kept in the store: a later status (without --observe) shows the same, here as JSON.
+    found = json.loads(homeo("autonomic", "status", "--json", "--data-dir", str(data)).output)
+    assert sorted((d["kind"], d["subject"]) for d in found["diagnoses"]) == [
+        ("tenant_flooding", "flood"), ("worker_dead", "box:42:abc")]
+    assert found["loop"] == "off"
+    calm = json.loads(homeo("autonomic", "status", "--json", "--tenant", "calm",
+                            "--data-dir", str(data)).output)
+    assert [d["kind"] for d in calm["diagnoses"]] == ["worker_dead"]
+    assert {s["subject"] for s in calm["signals"] if s["name"] == "queue.due_by_tenant"} == {
+        "calm"}
