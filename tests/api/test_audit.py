@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
 from homeo.audit import generate_key, load_public_key, verify_log
 from tests.api.conftest import Served, add_key
@@ -75,3 +76,41 @@ def test_security_events_are_logged_per_tenant_with_their_actor(
 def test_without_an_audit_key_the_route_says_how_to_turn_it_on(api: httpx.Client) -> None:
     message = assert_error(api.get("/v1/audit"), 404, "not_found")
     assert "set HOMEO_AUDIT_KEY_FILE" in message and "homeo audit keygen" in message
+
+
+def test_an_operator_approves_a_waiting_run_and_a_member_cannot(
+    serve: Callable[..., Served], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "support"))
+    import waitkit
+
+    from homeo.engine.agents import AgentSpec
+    from homeo.engine.react import ApprovalPolicy
+    from homeo.llm.providers.scripted import ScriptedModel
+
+    monkeypatch.setenv(waitkit.LOG_ENV, str(tmp_path / "side-effects.log"))
+    served, _ = audited(serve, tmp_path)
+    runtime = served.runtime
+    runtime.models.add("test:deployer", ScriptedModel(waitkit.deployer_model))
+    member, operator = add_key(served, "acme"), add_key(served, "acme", role="operator")
+    runtime.agents.publish("acme", {"deployer": AgentSpec(
+        name="deployer", model="test:deployer", max_steps=4, tools=["waitkit:deploy"],
+        approval=ApprovalPolicy(tools=["deploy"]))})
+    with served.client_for(member) as asker, served.client_for(operator) as ops:
+        run_id = asker.post("/v1/runs", json={"agent": "deployer", "input": "billing"}
+                            ).json()["id"]
+        assert asyncio.run(runtime.worker(1).run_until_idle()) == 1
+        assert asker.get(f"/v1/runs/{run_id}").json()["status"] == "waiting"
+        for verb in ("approve", "reject"):
+            refused = asker.post(f"/v1/runs/{run_id}/{verb}", json={})
+            assert "this needs operator" in assert_error(refused, 403, "forbidden")
+        approved = ops.post(f"/v1/runs/{run_id}/approve", json={"comment": "ship it"})
+        assert approved.status_code == 200 and approved.json()["status"] == "queued"
+        operator_id = operator.split("_")[1]
+    entries = runtime.backends.store.list_audit("acme")
+    assert [(e.kind, e.actor, e.subject, e.details) for e in entries][-1] == (
+        "run.approved", f"key:{operator_id}", f"run:{run_id}", {"comment": "ship it"})
+    assert [e.kind for e in entries].count("access.denied") == 2

@@ -206,11 +206,10 @@ SAMPLES: dict[tuple[str, str], Sample] = {
 }
 # What an allowed caller gets in its own tenant where that is not a 2xx:
 # `hash` is an embedding alias whose model (the scripted one) makes no embeddings.
-# A finished run waits for nothing, so answering it is a 409 (once allowed); a
-# step whose run ended after it has nothing to fork from.
+# A finished run waits for nothing, so answering it is a 409 (once allowed;
+# tests/api/test_audit.py approves a waiting one).
 OWN_STATUS = {("POST", "/v1/embeddings"): 400, ("POST", "/v1/runs/{run_id}/approve"): 409,
-              ("POST", "/v1/runs/{run_id}/reject"): 409, ("POST", "/v1/runs/{run_id}/input"): 409,
-              ("POST", "/v1/runs/{run_id}/fork"): 409}
+              ("POST", "/v1/runs/{run_id}/reject"): 409, ("POST", "/v1/runs/{run_id}/input"): 409}
 # The routes that name an object of acme's in their path: another tenant gets a 404.
 ACME_OBJECT_ROUTES = {path for _, path in SAMPLES if "{run_id}" in path or "{key_id}" in path
                       or "{document_id}" in path}
