@@ -16,6 +16,7 @@ from pathlib import Path
 POSTGRES_URL = os.environ.get(
     "HOMEO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
+REDIS_URL = os.environ.get("HOMEO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def machine() -> str:
@@ -76,6 +77,39 @@ def postgres_schema(admin_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin_url, autocommit=True) as connection:
             connection.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def redis_problem(url: str) -> str | None:
+    """None when the Redis server answers, else why it cannot be used."""
+    try:
+        import redis
+    except ImportError:
+        return "redis is not installed: pip install -e '.[bench]'"
+    client = redis.Redis.from_url(url, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        return f"Redis not reachable at {url}: {error}"
+    finally:
+        client.close()
+    return None
+
+
+@contextmanager
+def redis_prefix(url: str) -> Iterator[str]:
+    """`url` with a fresh key prefix (`?prefix=`), its keys deleted on the way out."""
+    import redis
+
+    prefix = f"bench_{secrets.token_hex(6)}:"
+    separator = "&" if "?" in url else "?"
+    try:
+        yield f"{url}{separator}prefix={prefix}"
+    finally:
+        client = redis.Redis.from_url(url)
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
 
 
 def free_port() -> int:

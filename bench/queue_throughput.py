@@ -1,6 +1,7 @@
-"""Queue throughput: jobs claimed and completed per second, homeo against bare SQL.
+"""Queue throughput: jobs claimed and completed per second, homeo against a bare queue.
 
-For each backend (SQLite file, PostgreSQL schema) and each number of worker
+For each backend (SQLite file, PostgreSQL schema, Redis key prefix with the
+store in a SQLite file) and each number of worker
 processes, N jobs are enqueued first; then the worker processes (spawned, each
 opening its own backends) loop claim -> complete until the queue is empty. The
 clock runs from the moment every worker is ready to the moment the last one
@@ -8,9 +9,10 @@ sees an empty queue.
 
 The baseline, in the same database and the same run, is the least a durable
 queue can do: a one-table queue drained with one `DELETE ... RETURNING`
-statement per job (with `FOR UPDATE SKIP LOCKED` on PostgreSQL). It has no
-leases, no retries and no history, so the gap to it is what homeo's guarantees
-cost (two transactions per job: claim, then complete).
+statement per job (with `FOR UPDATE SKIP LOCKED` on PostgreSQL), and on Redis
+one `LPOP` per job from a list. It has no leases, no retries and no history, so
+the gap to it is what homeo's guarantees cost (two transactions or scripts per
+job: claim, then complete).
 
     .venv/bin/python bench/queue_throughput.py
     .venv/bin/python bench/queue_throughput.py --jobs 5000 --processes 1,2,4 --backends sqlite
@@ -27,13 +29,22 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _common import POSTGRES_URL, machine, postgres_problem, postgres_schema, table
+from _common import (
+    POSTGRES_URL,
+    REDIS_URL,
+    machine,
+    postgres_problem,
+    postgres_schema,
+    redis_prefix,
+    redis_problem,
+    table,
+)
 
 LEASE_SECONDS = 60.0
 READY_TIMEOUT_SECONDS = 120.0
@@ -54,6 +65,14 @@ BARE_POSTGRES_TAKE = (
 )
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where one measurement's queue lives: a database, and a Redis queue URL or None."""
+
+    url: str
+    queue_url: str | None = None
+
+
 @dataclass
 class Drained:
     jobs: int
@@ -72,10 +91,10 @@ def _sqlite_connect(path: str) -> sqlite3.Connection:
     return connection
 
 
-def homeo_drain(url: str) -> tuple[Callable[[], int], Callable[[], None]]:
+def homeo_drain(target: Target) -> tuple[Callable[[], int], Callable[[], None]]:
     from homeo.backends import open_backends
 
-    backends = open_backends(url)
+    backends = open_backends(target.url, None, target.queue_url)
     worker_id = f"bench:{os.getpid()}"
 
     def drain() -> int:
@@ -89,8 +108,19 @@ def homeo_drain(url: str) -> tuple[Callable[[], int], Callable[[], None]]:
     return drain, backends.close
 
 
-def bare_drain(url: str) -> tuple[Callable[[], int], Callable[[], None]]:
-    if url.startswith("sqlite:///"):
+def bare_drain(target: Target) -> tuple[Callable[[], int], Callable[[], None]]:
+    url = target.url
+    if target.queue_url:
+        from homeo.queue.redis import connect
+
+        client, prefix = connect(target.queue_url)
+
+        def pop() -> tuple[int, str] | None:
+            payload = client.lpop(prefix + "bare_jobs")
+            return None if payload is None else (0, payload)
+
+        take, close = pop, client.close
+    elif url.startswith("sqlite:///"):
         connection = _sqlite_connect(url.removeprefix("sqlite:///"))
 
         def take() -> tuple[int, str] | None:
@@ -99,13 +129,16 @@ def bare_drain(url: str) -> tuple[Callable[[], int], Callable[[], None]]:
             connection.execute("COMMIT")
             return row
 
+        close = connection.close
     else:
         import psycopg
 
-        connection = psycopg.connect(url, autocommit=True)
+        pg = psycopg.connect(url, autocommit=True)
 
         def take() -> tuple[int, str] | None:
-            return connection.execute(BARE_POSTGRES_TAKE).fetchone()
+            return pg.execute(BARE_POSTGRES_TAKE).fetchone()
+
+        close = pg.close
 
     def drain() -> int:
         done = 0
@@ -114,12 +147,12 @@ def bare_drain(url: str) -> tuple[Callable[[], int], Callable[[], None]]:
             done += 1
         return done
 
-    return drain, connection.close
+    return drain, close
 
 
-def worker(kind: str, url: str, ready: Any, results: Any) -> None:
+def worker(kind: str, target: Target, ready: Any, results: Any) -> None:
     try:
-        drain, close = homeo_drain(url) if kind == "homeo" else bare_drain(url)
+        drain, close = homeo_drain(target) if kind == "homeo" else bare_drain(target)
         ready.wait(READY_TIMEOUT_SECONDS)  # everyone opened its connections: go
         began_cpu = sum(os.times()[:2])
         jobs = drain()
@@ -133,11 +166,11 @@ def worker(kind: str, url: str, ready: Any, results: Any) -> None:
 # --- filling the queues and timing the drain ----------------------------------
 
 
-def enqueue_homeo(url: str, jobs: int) -> float:
+def enqueue_homeo(target: Target, jobs: int) -> float:
     """Enqueue through homeo's queue, one transaction per job; returns jobs/s."""
     from homeo.backends import open_backends
 
-    backends = open_backends(url)
+    backends = open_backends(target.url, None, target.queue_url)
     began = time.perf_counter()
     for index in range(jobs):
         backends.queue.enqueue("bench", "run", {"run_id": f"run_{index:022x}"})
@@ -146,9 +179,20 @@ def enqueue_homeo(url: str, jobs: int) -> float:
     return rate
 
 
-def enqueue_bare(url: str, jobs: int) -> float:
-    """The same, one plain INSERT (one transaction) per job; returns jobs/s."""
+def enqueue_bare(target: Target, jobs: int) -> float:
+    """The same, one plain INSERT (one transaction) or RPUSH per job; returns jobs/s."""
     payloads = [json.dumps({"run_id": f"run_{index:022x}"}) for index in range(jobs)]
+    url = target.url
+    if target.queue_url:
+        from homeo.queue.redis import connect
+
+        client, prefix = connect(target.queue_url)
+        began = time.perf_counter()
+        for payload in payloads:
+            client.rpush(prefix + "bare_jobs", payload)
+        rate = jobs / (time.perf_counter() - began)
+        client.close()
+        return rate
     if url.startswith("sqlite:///"):
         path = url.removeprefix("sqlite:///")
         connection = _sqlite_connect(path)
@@ -172,12 +216,12 @@ def enqueue_bare(url: str, jobs: int) -> float:
     return rate
 
 
-def drain(kind: str, url: str, processes: int) -> Drained:
+def drain(kind: str, target: Target, processes: int) -> Drained:
     context = multiprocessing.get_context("spawn")
     ready = context.Barrier(processes + 1)
     results = context.Queue()
     workers = [
-        context.Process(target=worker, args=(kind, url, ready, results), daemon=True)
+        context.Process(target=worker, args=(kind, target, ready, results), daemon=True)
         for _ in range(processes)
     ]
     for process in workers:
@@ -197,58 +241,71 @@ def drain(kind: str, url: str, processes: int) -> Drained:
     )
 
 
-def check_homeo_done(url: str, jobs: int) -> None:
+def check_homeo_done(target: Target, jobs: int) -> None:
     """Every job done exactly once: no job lost, none claimed twice."""
     from homeo.backends import open_backends
 
-    backends = open_backends(url)
+    backends = open_backends(target.url, None, target.queue_url)
     stats = backends.queue.stats()
     backends.close()
     if stats["done"] != jobs or stats["queued"] or stats["leased"]:
         raise RuntimeError(f"homeo queue not drained cleanly: {stats}")
 
 
-def fresh_database(
-    backend: str, scratch: Path, label: str, admin_url: str
-) -> AbstractContextManager[str]:
-    """The URL of an empty database for one measurement (a schema dropped after)."""
+@contextmanager
+def fresh_target(backend: str, scratch: Path, label: str, admin_url: str,
+                 redis_url: str) -> Iterator[Target]:
+    """An empty queue for one measurement (a schema or key prefix dropped after)."""
+    sqlite = f"sqlite:///{scratch / f'{label}.db'}"
     if backend == "postgres":
-        return postgres_schema(admin_url)
-    return nullcontext(f"sqlite:///{scratch / f'{label}.db'}")
+        with postgres_schema(admin_url) as url:
+            yield Target(url)
+    elif backend == "redis":
+        with redis_prefix(redis_url) as queue_url:
+            yield Target(sqlite, queue_url)
+    else:
+        yield Target(sqlite)
 
 
 def measure(kind: str, backend: str, processes: int, jobs: int, scratch: Path,
-            label: str, admin_url: str) -> tuple[float, Drained]:
-    with fresh_database(backend, scratch, label, admin_url) as url:
-        enqueue_rate = enqueue_homeo(url, jobs) if kind == "homeo" else enqueue_bare(url, jobs)
-        drained = drain(kind, url, processes)
+            label: str, admin_url: str, redis_url: str) -> tuple[float, Drained]:
+    with fresh_target(backend, scratch, label, admin_url, redis_url) as target:
+        enqueue_rate = (enqueue_homeo(target, jobs) if kind == "homeo"
+                        else enqueue_bare(target, jobs))
+        drained = drain(kind, target, processes)
         if drained.jobs != jobs:
             raise RuntimeError(f"{kind} drained {drained.jobs} of {jobs} jobs")
         if kind == "homeo":
-            check_homeo_done(url, jobs)
+            check_homeo_done(target, jobs)
     return enqueue_rate, drained
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Claim+complete throughput of homeo's queue against a bare SQL queue.",
+        description="Claim+complete throughput of homeo's queue against a bare queue.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--jobs", type=int, default=2000, help="jobs enqueued per measurement")
     parser.add_argument("--processes", default="1,2", help="worker process counts to try")
-    parser.add_argument("--backends", default="sqlite,postgres", help="sqlite and/or postgres")
+    parser.add_argument("--backends", default="sqlite,postgres,redis",
+                        help="any of sqlite, postgres, redis")
     parser.add_argument("--repeat", type=int, default=3,
                         help="measurements per cell; the median is shown")
     parser.add_argument("--postgres-url", default=POSTGRES_URL,
                         help="admin URL; a fresh schema is made and dropped per measurement")
+    parser.add_argument("--redis-url", default=REDIS_URL,
+                        help="Redis server; a fresh key prefix is used and deleted per measurement")
     args = parser.parse_args(argv)
     process_counts = [int(p) for p in args.processes.split(",") if p]
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    if unknown := set(backends) - {"sqlite", "postgres"}:
+    if unknown := set(backends) - {"sqlite", "postgres", "redis"}:
         parser.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
     if "postgres" in backends and (problem := postgres_problem(args.postgres_url)):
         print(f"skipping PostgreSQL: {problem}", file=sys.stderr)
         backends.remove("postgres")
+    if "redis" in backends and (problem := redis_problem(args.redis_url)):
+        print(f"skipping Redis: {problem}", file=sys.stderr)
+        backends.remove("redis")
 
     print(f"queue throughput: {args.jobs} jobs per measurement, median of {args.repeat}",
           flush=True)
@@ -263,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                         label = f"{backend}-{processes}-{kind}-{attempt}"
                         cells[kind].append(
                             measure(kind, backend, processes, args.jobs, Path(scratch), label,
-                                    args.postgres_url)
+                                    args.postgres_url, args.redis_url)
                         )
                 rates = {}
                 for kind, found in cells.items():
@@ -283,10 +340,11 @@ def main(argv: list[str] | None = None) -> int:
         rows,
     ))
     print()
-    print("bare = one DELETE ... RETURNING per job on a one-table queue in the same database"
-          " (no leases, retries or history).")
+    print("bare = one DELETE ... RETURNING per job on a one-table queue in the same database,"
+          " or one LPOP per job from a Redis list (no leases, retries or history).")
     print("homeo = Queue.claim (one statement: reclaim expired leases, lease the next job;"
-          " one transaction on SQLite) then Queue.complete (a second one).")
+          " one transaction on SQLite, one Lua script on Redis) then Queue.complete"
+          " (a second one).")
     print("worker CPU = user+system time of the worker processes; the database server's own"
           " CPU is not counted. Workers and PostgreSQL share the same cores.")
     return 0

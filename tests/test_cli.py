@@ -139,6 +139,23 @@ def test_doctor_reports_the_storage_backends(tmp_path: Path) -> None:
                      done.stdout, re.M)
 
 
+def test_doctor_checks_the_redis_server_the_queue_url_names(tmp_path: Path,
+                                                            redis_url: str) -> None:
+    done = homeo("doctor", "--data-dir", str(tmp_path), HOMEO_QUEUE_URL=redis_url)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^ok\s+redis\s+Redis [\d.]+ at redis://\S+ holds the queue$",
+                     done.stdout, re.M), done.stdout
+    assert re.search(r"^info\s+queue in use\s+redis://127\.0\.0\.1", done.stdout, re.M)
+    with socket.socket() as probe:  # a port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = homeo("doctor", "--data-dir", str(tmp_path),
+                 HOMEO_QUEUE_URL=f"redis://127.0.0.1:{port}/0")
+    assert re.search(rf"^missing\s+redis\s+redis://127\.0\.0\.1:{port}/0: ", done.stdout,
+                     re.M), done.stdout
+    assert "fix: start Redis there or fix HOMEO_QUEUE_URL" in done.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "env", "expected"),
     [
@@ -150,6 +167,9 @@ def test_doctor_reports_the_storage_backends(tmp_path: Path) -> None:
          "homeo: invalid setting HOMEO_LEASE_SECONDS='-1': Input should be greater than 0"),
         (["run", "echo", "hi"], {"HOMEO_DATABASE_URL": "mysql://x"},
          "homeo: invalid setting HOMEO_DATABASE_URL='mysql://x': Value error, must start with"),
+        (["worker"], {"HOMEO_QUEUE_URL": "postgresql://x"},
+         "homeo: invalid setting HOMEO_QUEUE_URL='postgresql://x': Value error, must start with"
+         " redis://, rediss:// or unix:// (a Redis server), or be empty"),
         # Malformed JSON, once a 148-line traceback.
         (["serve"], {"HOMEO_MODELS": "{bad"},
          "homeo: invalid setting HOMEO_MODELS: not valid JSON (Expecting property name"),
@@ -183,6 +203,19 @@ def test_a_bad_setting_exits_2_with_one_line_naming_it(
     assert done.stdout == ""
     (line,) = done.stderr.strip().splitlines()  # one line, even on a 60-column terminal
     assert line.startswith(expected)
+
+
+def test_an_unreachable_redis_queue_is_named_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = homeo("run", "echo", "hi", "--data-dir", str(tmp_path),
+                 HOMEO_QUEUE_URL=f"redis://:secret@127.0.0.1:{port}/0")
+    assert done.returncode == 1, done.stdout + done.stderr
+    (line,) = (done.stdout + done.stderr).strip().splitlines()
+    assert line.startswith(f"homeo: the Redis queue at redis://:***@127.0.0.1:{port}/0 does not"
+                           " answer (")
+    assert line.endswith("start Redis there or fix the queue URL") and "secret" not in line
 
 
 def test_keys_create_list_and_revoke(tmp_path: Path) -> None:

@@ -108,7 +108,9 @@ def serve(
                      runtime.tracer_provider, autonomic_loop=autonomic)
     console.print(
         f"homeo serving http://{settings.host}:{settings.port} "
-        f"(database {redact(settings.resolved_database_url())}, {settings.workers} worker slots)",
+        f"(database {redact(settings.resolved_database_url())}, "
+        + (f"queue {redact(settings.queue_url)}, " if settings.queue_url else "")
+        + f"{settings.workers} worker slots)",
         markup=False,
     )
     # uvicorn stops gracefully on SIGTERM (the worker pool releases its runs), then

@@ -130,6 +130,11 @@ class Settings(BaseSettings):
         "",
         description="sqlite:///PATH or postgresql://... ; empty means SQLite under data_dir.",
     )
+    queue_url: str = Field(
+        "",
+        description="redis://HOST:PORT/DB puts the job queue on Redis (extra [redis]);"
+        " empty keeps it in the database.",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     agents_dir: Path = Field(EXAMPLE_AGENTS_DIR, description="Folder of agent YAML files.")
@@ -430,6 +435,14 @@ class Settings(BaseSettings):
             raise ValueError("must start with sqlite:///, postgresql:// or postgres://")
         return value
 
+    @field_validator("queue_url")
+    @classmethod
+    def _queue_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix:// (a Redis server),"
+                             " or be empty to keep the queue in the database")
+        return value
+
     @field_validator("agents_dir")
     @classmethod
     def _agents_dir_exists(cls, value: Path) -> Path:
@@ -541,6 +554,7 @@ def describe_error(error: ValidationError) -> str:
 # (empty, none, or an empty JSON object). Every other setting's example is its default.
 _EXAMPLES: dict[str, str] = {
     "database_url": "postgresql://homeo@127.0.0.1:5432/homeo",
+    "queue_url": "redis://127.0.0.1:6379/0",
     "local_model_path": "/models/model.gguf",
     "prices": '{"openai:gpt-4o-mini": {"input_per_million": 0.15, "output_per_million": 0.6}}',
     "tenant_tokens_per_day": "1000000",

@@ -57,7 +57,11 @@ def check_postgres(url: str) -> Check:
     return Check("postgresql", "ok", f"PostgreSQL {version} at {redact(url)}")
 
 
-def check_redis(address: tuple[str, int] = REDIS_ADDRESS) -> Check:
+def check_redis(address: tuple[str, int] = REDIS_ADDRESS, queue_url: str = "") -> Check:
+    """The Redis server HOMEO_QUEUE_URL names, or, when none is set, whether one
+    answers at the default address."""
+    if queue_url:
+        return _check_queue_redis(queue_url)
     where = f"{address[0]}:{address[1]}"
     try:
         with socket.create_connection(address, timeout=2) as connection:
@@ -65,10 +69,27 @@ def check_redis(address: tuple[str, int] = REDIS_ADDRESS) -> Check:
             reply = connection.recv(64)
     except OSError as error:
         return Check("redis", "missing", f"{where}: {error}",
-                     "start redis-server (homeo does not use Redis yet; this only reports it)")
+                     "start redis-server (needed only when HOMEO_QUEUE_URL puts the queue on Redis)")
     if not reply.startswith(b"+PONG"):
         return Check("redis", "missing", f"{where} answered {reply[:30]!r}", "check Redis auth")
     return Check("redis", "ok", f"answers PING at {where}")
+
+
+def _check_queue_redis(url: str) -> Check:
+    if importlib.util.find_spec("redis") is None:
+        return Check("redis", "missing", "the queue is on Redis but its client is not installed",
+                     "pip install 'homeo[redis]'")
+    from homeo.queue.redis import connect
+
+    client, _ = connect(url)
+    try:
+        version = client.info("server")["redis_version"]
+    except Exception as error:
+        return Check("redis", "missing", f"{redact(url)}: {redact_text(str(error)[:120], url)}",
+                     "start Redis there or fix HOMEO_QUEUE_URL")
+    finally:
+        client.close()
+    return Check("redis", "ok", f"Redis {version} at {redact(url)} holds the queue")
 
 
 def check_sandbox(allow_without: str = "") -> list[Check]:
@@ -138,9 +159,11 @@ def run_checks(settings: Settings) -> list[Check]:
     checks = [check_sqlite(settings.data_dir)]
     postgres_url = url if url.startswith("postgres") else DEFAULT_POSTGRES
     checks.append(check_postgres(postgres_url))
-    checks.append(check_redis())
+    checks.append(check_redis(queue_url=settings.queue_url))
     checks.extend(check_sandbox(settings.sandbox_allow_without))
     checks.extend(check_local_model(settings))
     checks.append(check_embedding_model())
     checks.append(Check("database in use", "info", redact(url)))
+    checks.append(Check("queue in use", "info",
+                        redact(settings.queue_url) if settings.queue_url else "in the database"))
     return checks

@@ -59,7 +59,7 @@ class Runtime:
         if tracer_provider is None:  # HOMEO_OTLP_ENDPOINT; empty: no export
             tracer_provider = tracing.install(settings.otlp_endpoint)
         retry = RetryPolicy(settings.retry_base_seconds, settings.retry_max_seconds)
-        backends = open_backends(settings.resolved_database_url(), retry)
+        backends = open_backends(settings.resolved_database_url(), retry, settings.queue_url)
         models = ModelCatalog(settings, tracer=tracing.tracer_of(tracer_provider))
         agents = AgentCatalog(backends.store, models, mcp_servers=settings.mcp_servers,
                               gate=ToolGate(settings.tool_policy))

@@ -71,11 +71,15 @@ def test_metrics_count_runs_queue_and_step_latency(api: httpx.Client) -> None:
         assert time.monotonic() < deadline, "the run did not succeed"
         time.sleep(0.02)
 
-    after = samples(api)
+    # Done: the run's job, and the pruning job a worker schedules when it starts.
+    done = ("homeo_queue_jobs", frozenset({("status", "done")}))
+    while (after := samples(api))[done] < 2:
+        assert time.monotonic() < deadline, "the startup prune job did not run"
+        time.sleep(0.02)
     assert after[("homeo_runs", frozenset({("status", "succeeded")}))] == 1
     assert after[("homeo_runs", frozenset({("status", "failed")}))] == 0
     assert after[("homeo_queue_depth", frozenset())] == 0
-    assert after[("homeo_queue_jobs", frozenset({("status", "done")}))] == 1
+    assert after[done] == 2
     assert after[("homeo_queue_lease_expiries_total", frozenset())] == 0
     assert after[("homeo_step_seconds_count", frozenset({("kind", "model")}))] == 2
     assert after[("homeo_step_seconds_count", frozenset({("kind", "tool")}))] == 1
@@ -156,3 +160,46 @@ def test_the_docs_pages_load_their_assets_from_this_server(served) -> None:
                 assert asset.status_code == 200 and len(asset.content) > 10_000, url
                 kind = "javascript" if suffix == ".js" else "css"
                 assert kind in asset.headers["content-type"], url
+
+
+def test_readyz_checks_a_queue_that_lives_apart(serve, tmp_path) -> None:
+    """The queue on a Redis server of this test's own: ready while it answers,
+    503 naming the queue once it is gone."""
+    import socket
+    import subprocess
+
+    import redis
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = redis.Redis(port=port)
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.02)
+        client.close()
+        api = serve(with_worker=False, queue_url=f"redis://127.0.0.1:{port}/0").client
+        response = api.get("/readyz")
+        assert response.status_code == 200
+        assert response.json()["checks"]["queue"] == "ok"
+        server.terminate()
+        server.wait(timeout=DEADLINE_SECONDS)
+        response = api.get("/readyz")
+        assert response.status_code == 503 and response.json()["status"] == "not ready"
+        assert response.json()["checks"]["queue"].startswith("unreachable: ")
+        assert response.json()["checks"]["store"] == "ok"
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()

@@ -1,8 +1,8 @@
 """SIGKILL a worker at chosen and at random points; nothing accepted is lost and
 no side effect happens twice.
 
-Workers are real `homeo worker` processes sharing the test's database. The
-agents come from tests/e2e/support/crashkit.py (see its docstring for the kill
+Workers are real `homeo worker` processes sharing the test's database (and,
+in the Redis cases, the test's Redis queue beside it). The agents come from tests/e2e/support/crashkit.py (see its docstring for the kill
 points).
 """
 
@@ -49,7 +49,7 @@ def write_agents(folder: Path) -> Path:
 class Harness:
     """A database with runs in it, and worker processes that get killed."""
 
-    def __init__(self, tmp: Path, url: str, sleep: float = 0.0) -> None:
+    def __init__(self, tmp: Path, url: str, sleep: float = 0.0, queue_url: str = "") -> None:
         sys.path.insert(0, str(SUPPORT))
         self.tmp = tmp
         self.agents = write_agents(tmp / "agents")
@@ -62,7 +62,7 @@ class Harness:
         self.lines.touch()
         self.executions.touch()
         self.settings = Settings(data_dir=tmp / "data", database_url=url, agents_dir=self.agents,
-                                 max_attempts=5)
+                                 max_attempts=5, queue_url=queue_url)
         self.runtime = Runtime.open(self.settings)
         self.runtime.publish_agents()
         self.env = {
@@ -71,6 +71,7 @@ class Harness:
                                                         os.environ.get("PYTHONPATH")])),
             "HOMEO_DATA_DIR": str(tmp / "data"),
             "HOMEO_DATABASE_URL": url,
+            "HOMEO_QUEUE_URL": queue_url,
             "HOMEO_AGENTS_DIR": str(self.agents),
             "HOMEO_LEASE_SECONDS": "1",
             "HOMEO_POLL_SECONDS": "0.05",
@@ -108,6 +109,12 @@ class Harness:
     def leases_of(self, pid: int) -> int:
         """Jobs leased by the worker process `pid` (lease owners are host:pid:...)."""
         database = self.runtime.backends.shared
+        if database is None:  # the queue is on Redis: read its leases there
+            storage = self.runtime.backends.queue.storage
+            leased = storage.client.zrange(storage.prefix + "leases", 0, -1)
+            owners = [storage.client.hget(f"{storage.prefix}job:{job_id}", "lease_owner")
+                      for job_id in leased]
+            return sum(1 for owner in owners if owner and f":{pid}:" in owner)
         with database.read() as db:
             row = db.execute(
                 database.sql("SELECT COUNT(*) AS n FROM jobs WHERE status = 'leased'"
@@ -189,12 +196,22 @@ class Harness:
         sys.path.remove(str(SUPPORT))
 
 
-@pytest.fixture
-def harness_factory(tmp_path: Path, backend_url: str):
+@pytest.fixture(params=[
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("redis", marks=pytest.mark.redis),
+])
+def harness_factory(request: pytest.FixtureRequest, tmp_path: Path):
+    """Harnesses on SQLite, on PostgreSQL, and on a SQLite store with the queue on Redis."""
+    url, queue_url = f"sqlite:///{tmp_path / 'homeo.db'}", ""
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+    elif request.param == "redis":
+        queue_url = request.getfixturevalue("redis_url")
     made: list[Harness] = []
 
     def make(sleep: float = 0.0) -> Harness:
-        made.append(Harness(tmp_path, backend_url, sleep))
+        made.append(Harness(tmp_path, url, sleep, queue_url))
         return made[-1]
 
     yield make
@@ -345,8 +362,13 @@ def wait_until(condition, what: str, deadline: float = DEADLINE_SECONDS) -> None
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_two_workers_on_postgres_never_run_a_job_twice(tmp_path: Path, postgres_url: str) -> None:
-    harness = Harness(tmp_path, postgres_url)
+@pytest.mark.parametrize("queue", ["postgres", pytest.param("redis", marks=pytest.mark.redis)])
+def test_two_workers_on_postgres_never_run_a_job_twice(
+    request: pytest.FixtureRequest, queue: str, tmp_path: Path, postgres_url: str
+) -> None:
+    """Two worker processes, the store on PostgreSQL and the queue in it or on Redis."""
+    queue_url = request.getfixturevalue("redis_url") if queue == "redis" else ""
+    harness = Harness(tmp_path, postgres_url, queue_url=queue_url)
     try:
         for index in range(150):
             harness.submit("writer", f"p{index}")

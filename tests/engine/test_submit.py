@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from homeo.backends import Backends
+from homeo.backends import Backends, open_backends
+from homeo.config import Settings
+from homeo.engine.agents import AgentSpec
 from homeo.db.sqlite import SQLiteDatabase
 from homeo.engine.submit import IdempotencyConflict, SubmitFailed, UnknownAgent, submit_run
 from homeo.engine.sweep import Sweeper
-from homeo.queue.sqlite import SQLiteQueue
+from homeo.llm.providers.scripted import ScriptedModel
+from homeo.queue.base import Queue
+from homeo.queue.sqlite import SQLiteQueueStorage
 from homeo.store.models import NewRun
+from homeo.runtime import Runtime
 from homeo.store.sqlite import SQLiteStore
+
+from ..conftest import REDIS_URL
 
 
 @pytest.fixture
 def split_backends(tmp_path: Path):
     """Store and queue in separate files, so the queue can fail on its own."""
     store_db, queue_db = SQLiteDatabase(tmp_path / "store.db"), SQLiteDatabase(tmp_path / "q.db")
-    backends = Backends(SQLiteStore(store_db), SQLiteQueue(queue_db), "sqlite:///split")
+    backends = Backends(SQLiteStore(store_db), Queue(SQLiteQueueStorage(queue_db)),
+                        "sqlite:///split")
     backends.store.put_agent("t", "echo", {"model": "local"})
     yield backends, queue_db
     backends.close()
@@ -122,3 +135,83 @@ def test_the_sweeper_ends_a_run_whose_job_ended_without_it(backends: Backends) -
     assert Sweeper(backends, grace_seconds=0.0).sweep(now=9e9) == [run.id]
     after = backends.store.get_run("t", run.id)
     assert after.status == "failed" and "its job ended (dead)" in after.error
+
+
+@pytest.fixture
+def redis_backends(tmp_path: Path, redis_url: str):
+    """The store in a SQLite file, the queue on Redis: two systems."""
+    backends = open_backends(f"sqlite:///{tmp_path / 'homeo.db'}", None, redis_url)
+    backends.store.put_agent("t", "echo", {"model": "local"})
+    yield backends
+    backends.close()
+
+
+@pytest.mark.redis
+def test_with_the_queue_on_redis_the_run_is_stored_then_queued(redis_backends) -> None:
+    assert redis_backends.shared is None  # no transaction spans both
+    new = NewRun(tenant_id="t", agent="echo", input="hi", idempotency_key="k")
+    run, created = submit_run(redis_backends, new)
+    again, created_again = submit_run(redis_backends, new)
+    assert created and not created_again and again.id == run.id
+    job = redis_backends.queue.find("t", f"run:{run.id}")
+    assert job.payload == {"run_id": run.id, "max_attempts": 3}
+    assert redis_backends.queue.stats()["queued"] == 1
+
+
+# argv: database url, queue url. Submits one run; the test kills it mid-way.
+SUBMITTER = """
+import sys
+
+from homeo.backends import open_backends
+from homeo.engine.submit import submit_run
+from homeo.store.models import NewRun
+
+backends = open_backends(sys.argv[1], None, sys.argv[2])
+submit_run(backends, NewRun(tenant_id="default", agent="echo", input="hi"))
+"""
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_a_submitter_killed_between_run_and_job_is_repaired(tmp_path: Path,
+                                                             redis_url: str) -> None:
+    """SIGKILL a real submitting process after it stored the run and while its
+    job's write waits on Redis: the sweeper queues the run, a worker runs it."""
+    import redis
+
+    settings = Settings(data_dir=tmp_path, poll_seconds=0.01, queue_url=redis_url)
+    runtime = Runtime.open(settings)
+    try:
+        runtime.models.add("test:echo", ScriptedModel(["hello"]))
+        runtime.agents.publish("default", {"echo": AgentSpec(name="echo", model="test:echo")})
+        admin = redis.Redis.from_url(REDIS_URL)
+        # Redis holds every write for up to 30 s: the job's enqueue waits there.
+        admin.execute_command("CLIENT", "PAUSE", 30_000, "WRITE")
+        try:
+            submitter = subprocess.Popen(
+                [sys.executable, "-c", SUBMITTER, settings.resolved_database_url(), redis_url],
+                stderr=subprocess.PIPE, text=True)
+            try:
+                deadline = time.monotonic() + 30
+                while not runtime.backends.store.list_runs("default"):
+                    assert submitter.poll() is None, submitter.stderr.read()
+                    assert time.monotonic() < deadline, "the run was never stored"
+                    time.sleep(0.02)
+            finally:
+                submitter.kill()
+                submitter.wait()
+        finally:
+            admin.execute_command("CLIENT", "UNPAUSE")
+            admin.close()
+        assert submitter.returncode == -signal.SIGKILL
+        (run,) = runtime.backends.store.list_runs("default")
+        assert run.status == "queued"
+        assert runtime.backends.queue.find("default", f"run:{run.id}") is None  # stranded
+        worker = runtime.worker(1)
+        assert worker.sweeper.sweep(now=time.time() + 60) == [run.id]
+        assert asyncio.run(worker.run_until_idle()) == 1
+        after, job = (runtime.backends.store.get_run("default", run.id),
+                      runtime.backends.queue.find("default", f"run:{run.id}"))
+        assert (after.status, after.output, job.status) == ("succeeded", "hello", "done")
+    finally:
+        asyncio.run(runtime.aclose())

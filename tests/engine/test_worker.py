@@ -1,4 +1,5 @@
-"""The worker settles runs and jobs together, on a real SQLite database."""
+"""The worker settles runs and jobs together, on a real SQLite database, with
+the queue in it or on a real Redis server."""
 
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ from homeo.store.models import NewRun
 sys.path.insert(0, str(Path(__file__).parents[1] / "support"))  # scriptkit's tools
 
 
-@pytest.fixture
-def runtime(tmp_path: Path):
+@pytest.fixture(params=["queue in the database", pytest.param("redis", marks=pytest.mark.redis)])
+def runtime(request: pytest.FixtureRequest, tmp_path: Path):
+    queue_url = request.getfixturevalue("redis_url") if request.param == "redis" else ""
     settings = Settings(data_dir=tmp_path, lease_seconds=5, poll_seconds=0.01,
-                        retry_base_seconds=0.0, retry_max_seconds=0.0)
+                        retry_base_seconds=0.0, retry_max_seconds=0.0, queue_url=queue_url)
     opened = Runtime.open(settings)
     yield opened
     asyncio.run(opened.aclose())
@@ -252,12 +254,36 @@ def test_a_stale_worker_cannot_finish_a_run_another_worker_claimed(runtime: Runt
     assert (run.status, run.output, job.status) == ("succeeded", "from the new owner", "done")
 
 
+def break_claims(runtime: Runtime):
+    """Make every claim fail for real, in the queue's own storage; a function
+    that mends it, and the start of the error a claim then meets."""
+    database = runtime.backends.shared
+    if database is not None:
+        with database.write() as db:
+            db.execute("ALTER TABLE jobs RENAME TO jobs_away")
+
+        def mend() -> None:
+            with database.write() as db:
+                db.execute("ALTER TABLE jobs_away RENAME TO jobs")
+
+        return mend, "OperationalError: no such table: jobs"
+    storage = runtime.backends.queue.storage
+    client, key = storage.client, storage.prefix + "priorities"
+    levels = client.zrange(key, 0, -1, withscores=True)
+    client.delete(key)
+    client.set(key, "not a sorted set")  # a claim's ZREVRANGE now fails
+
+    def mend_redis() -> None:
+        client.delete(key)
+        client.zadd(key, dict(levels))
+
+    return mend_redis, "ResponseError: WRONGTYPE"
+
+
 def test_a_slot_survives_failed_claims_and_reports_them(runtime: Runtime) -> None:
     define(runtime, "echo", ScriptedModel(["hello"]))
     run_id = submit(runtime, "echo")
-    database = runtime.backends.shared
-    with database.write() as db:
-        db.execute("ALTER TABLE jobs RENAME TO jobs_away")  # every claim now fails
+    mend, expected = break_claims(runtime)
     worker = runtime.worker(1)
     problems: list[str | None] = []
 
@@ -266,15 +292,14 @@ def test_a_slot_survives_failed_claims_and_reports_them(runtime: Runtime) -> Non
         serving = asyncio.create_task(worker.serve(stop))
         await _until(lambda: worker.claim_error is not None)
         problems.append(worker.health())
-        with database.write() as db:
-            db.execute("ALTER TABLE jobs_away RENAME TO jobs")
+        mend()
         await _until(lambda: runtime.backends.store.run_status("default", run_id) == "succeeded")
         problems.append(worker.health())
         stop.set()
         await serving
 
     asyncio.run(main())
-    assert problems[0].startswith("cannot claim jobs: OperationalError: no such table: jobs")
+    assert problems[0].startswith(f"cannot claim jobs: {expected}")
     assert problems[1] is None
 
 

@@ -1,7 +1,7 @@
 """Two worker processes drain one queue: every job runs exactly once.
 
 Each worker is a real `python` process with its own connections. It claims,
-records the execution (start and end) in a table of the same database, and
+records the execution (start and end) in a table of the store's database, and
 completes the job. The test then reads those records back.
 """
 
@@ -21,19 +21,21 @@ import pytest
 
 from homeo.backends import open_backends
 
+from .conftest import Urls
+
 JOBS = 300
 READY_TIMEOUT_SECONDS = 60.0
 RUN_TIMEOUT_SECONDS = 120.0
 
-# argv: url, worker id, ready file, go file, budget in seconds.
+# argv: url, queue url ('' for none), worker id, ready file, go file, budget in seconds.
 WORKER = """
 import json, random, sqlite3, sys, time
 from pathlib import Path
 
 from homeo.backends import open_backends
 
-url, worker, ready, go, budget = sys.argv[1:6]
-backends = open_backends(url)
+url, queue_url, worker, ready, go, budget = sys.argv[1:7]
+backends = open_backends(url, None, queue_url or None)
 if url.startswith("sqlite:///"):
     log = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30, isolation_level=None)
 
@@ -125,8 +127,9 @@ def _wait_for(paths: list[Path], workers: list[subprocess.Popen[str]]) -> None:
 
 
 @pytest.mark.slow
-def test_two_processes_run_every_job_exactly_once(backend_url: str, tmp_path: Path) -> None:
-    backends = open_backends(backend_url)
+def test_two_processes_run_every_job_exactly_once(urls: Urls, tmp_path: Path) -> None:
+    backend_url = urls.database
+    backends = open_backends(backend_url, None, urls.queue)
     job_ids = {
         backends.queue.enqueue("acme", "run", {"n": n}, priority=n % 3)[0].id for n in range(JOBS)
     }
@@ -143,6 +146,7 @@ def test_two_processes_run_every_job_exactly_once(backend_url: str, tmp_path: Pa
                 "-c",
                 WORKER,
                 backend_url,
+                urls.queue or "",
                 name,
                 str(flag),
                 str(go),
@@ -187,7 +191,7 @@ def test_two_processes_run_every_job_exactly_once(backend_url: str, tmp_path: Pa
     assert Counter(worker for _, worker, _, _ in executions) == {
         report["worker"]: report["done"] for report in reports
     }
-    backends = open_backends(backend_url)
+    backends = open_backends(backend_url, None, urls.queue)
     try:
         assert backends.queue.stats() == {
             "queued": 0,

@@ -127,3 +127,32 @@ def test_stats_count_every_status(backends: Backends) -> None:
     queue.claim("w", 30)
     stats = queue.stats()
     assert stats == {"queued": 1, "leased": 1, "done": 1, "dead": 0, "lease_expiries": 0}
+
+
+T0 = 1_800_000_000.0
+
+
+def test_backlog_counts_due_jobs_leases_and_repeated_expiries(backends: Backends) -> None:
+    queue = backends.queue
+    for index in range(3):
+        queue.enqueue("acme", "run", {"n": index}, now=T0 + index)
+    queue.enqueue("beta", "run", {"n": 0}, now=T0 + 0.5)
+    queue.enqueue("acme", "run", {"later": True}, delay=100, now=T0)
+    poison, _ = queue.enqueue("beta", "run", {"poison": True}, priority=9, now=T0)
+    # The poison job takes down two workers: each lease lapses, the next claimer takes it.
+    assert queue.claim("w1#1", 10, now=T0 + 5).id == poison.id
+    assert queue.claim("w2#1", 10, now=T0 + 16).id == poison.id
+    assert queue.claim("w3#4", 10, now=T0 + 27).id == poison.id
+    normal = queue.claim("w3#5", 10, now=T0 + 27)  # acme's first, the oldest
+
+    backlog = queue.backlog(T0 + 30)
+    assert (backlog.due, backlog.oldest_due_at) == (3, T0 + 0.5)
+    assert backlog.due_by_tenant == {"acme": 2, "beta": 1}
+    assert (backlog.leased, backlog.lapsed, backlog.dead, backlog.lease_expiries) == (2, 0, 0, 2)
+    assert backlog.leases_by_worker == {"w3": 2}
+    assert [(job.id, job.lease_expiries, job.attempts) for job in backlog.repeat_expiries] == [
+        (poison.id, 2, 3)]
+    later = queue.backlog(T0 + 40)  # both leases have lapsed; nothing claimed them yet
+    assert later.lapsed == 2 and later.due == 3
+    queue.fail(normal.id, "w3#5", "boom", retry=False, now=T0 + 31)
+    assert queue.backlog(T0 + 31).dead == 1

@@ -2,10 +2,10 @@
 
 Random sequences of enqueue, claim, heartbeat, complete, fail, release and
 clock advances run against a real backend (a SQLite file, a PostgreSQL
-schema) and against a model: a `ModelJob` per job, kept in a few dicts. After
+schema, a Redis key prefix) and against a model: a `ModelJob` per job, kept in a few dicts. After
 every step the two must agree on every job, and the queue's invariants hold.
 
-Like both backends, the model returns expired leases to the queue only when
+Like every backend, the model returns expired leases to the queue only when
 someone claims. When a run fails, Hypothesis shrinks it; against PostgreSQL
 that can take a few minutes.
 """
@@ -28,7 +28,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from homeo.queue.base import JOB_STATUSES, Queue, RetryPolicy
+from homeo.queue.base import JOB_STATUSES, Queue, QueueStorage, RetryPolicy
 
 WORKERS = ("w1", "w2", "w3")
 TENANTS = ("acme", "globex")
@@ -79,34 +79,50 @@ class QueueUnderTest:
     empty: Callable[[], None]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=[
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("redis", marks=pytest.mark.redis),
+])
 def queue_under_test(request: pytest.FixtureRequest, tmp_path) -> Iterator[QueueUnderTest]:
     """One queue per test; `empty()` clears it so every example starts afresh."""
     retry = RetryPolicy(BASE_SECONDS, CAP_SECONDS, random.Random(RETRY_SEED))
+    storage: QueueStorage
     if request.param == "sqlite":
         from homeo.db.sqlite import SQLiteDatabase
-        from homeo.queue.sqlite import SQLiteQueue
+        from homeo.queue.sqlite import SQLiteQueueStorage
 
         sqlite_db = SQLiteDatabase(tmp_path / "queue.db")
 
-        def empty_sqlite() -> None:
+        def empty() -> None:
             with sqlite_db.write() as db:
                 db.execute("DELETE FROM jobs")
 
-        queue: Queue = SQLiteQueue(sqlite_db, retry)
-        yield QueueUnderTest(queue, retry, empty_sqlite)
-    else:
+        storage = SQLiteQueueStorage(sqlite_db)
+    elif request.param == "postgres":
         from homeo.db.postgres import PostgresDatabase
-        from homeo.queue.postgres import PostgresQueue
+        from homeo.queue.postgres import PostgresQueueStorage
 
         postgres_db = PostgresDatabase(request.getfixturevalue("postgres_url"))
 
-        def empty_postgres() -> None:
+        def empty() -> None:
             with postgres_db.transaction() as db:
                 db.execute("DELETE FROM jobs")
 
-        queue = PostgresQueue(postgres_db, retry)
-        yield QueueUnderTest(queue, retry, empty_postgres)
+        storage = PostgresQueueStorage(postgres_db)
+    else:
+        from homeo.queue.redis import RedisQueueStorage, connect
+
+        client, prefix = connect(request.getfixturevalue("redis_url"))
+
+        def empty() -> None:
+            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+            if keys:
+                client.delete(*keys)
+
+        storage = RedisQueueStorage(client, prefix)
+    queue = Queue(storage, retry)
+    yield QueueUnderTest(queue, retry, empty)
     queue.close()
 
 

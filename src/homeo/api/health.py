@@ -33,12 +33,18 @@ async def readyz(app: Parts) -> JSONResponse:
         checks["store"] = "ok"
     except Exception as error:
         checks["store"] = f"unreachable: {error}"
+    if app.backends.shared is None:  # the queue lives apart (on Redis): check it too
+        try:
+            await asyncio.to_thread(app.backends.queue.ping)
+            checks["queue"] = "ok"
+        except Exception as error:
+            checks["queue"] = f"unreachable: {error}"
     if app.worker is None:
         checks["workers"] = "none in this process (run `homeo worker`)"
     else:
         checks["workers"] = app.worker.health() or "ok"
-    ready = checks["store"] == "ok" and checks["workers"] in ("ok", "none in this process"
-                                                             " (run `homeo worker`)")
+    reachable = checks["store"] == checks.get("queue", "ok") == "ok"
+    ready = reachable and checks["workers"] in ("ok", "none in this process (run `homeo worker`)")
     return JSONResponse(
         {"status": "ready" if ready else "not ready", "checks": checks},
         status_code=200 if ready else 503,

@@ -14,6 +14,11 @@ def clock(now: float | None) -> float:
     return time.time() if now is None else float(now)
 
 
+class WouldWait(Exception):  # noqa: N818 - a signal, not a failure
+    """A write asked not to wait (`no_waiting`) found the database busy; nothing
+    was done. The caller does the write where waiting is fine (a thread)."""
+
+
 class Dialect(Protocol):
     # The driver's error for a duplicate primary or unique key.
     duplicate_error: type[Exception]
@@ -23,6 +28,9 @@ class Dialect(Protocol):
     for_update: str
     # Whether reads may run on the event loop: they never wait for a writer.
     inline_reads: bool
+    # Whether `no_waiting()` can make a write refuse to wait (WouldWait), so that
+    # an uncontended write may run on the event loop.
+    inline_writes: bool
 
     def read(self) -> AbstractContextManager[Any]:
         """A connection to read from."""
@@ -32,6 +40,10 @@ class Dialect(Protocol):
 
     def statement(self) -> AbstractContextManager[Any]:
         """A connection for one writing statement (atomic on its own)."""
+
+    def no_waiting(self) -> AbstractContextManager[None]:
+        """Inside, on this thread, a write that would wait for a lock raises
+        WouldWait instead, before doing anything."""
 
     def sql(self, text: str) -> str:
         """`text`, its parameters marked `?`, as the driver marks them."""

@@ -22,6 +22,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from homeo.backends import BackendUnavailable
+from homeo.db.dialect import WouldWait
 from homeo.db.url import redact, redact_text
 
 CONNECT_TIMEOUT_SECONDS = 10
@@ -53,6 +54,7 @@ class PostgresDatabase:
     name_order = 'name COLLATE "C"'
     for_update = " FOR UPDATE"
     inline_reads = False  # a read is a network round trip: never on the event loop
+    inline_writes = False  # so are writes
 
     def __init__(
         self,
@@ -145,6 +147,12 @@ class PostgresDatabase:
 
     def statement(self) -> AbstractContextManager[psycopg.Connection[dict[str, Any]]]:
         return self.connection()  # autocommit: no BEGIN and COMMIT round trips
+
+    @contextmanager
+    def no_waiting(self) -> Iterator[None]:
+        """Every write is a network round trip, which may wait: refuse at once."""
+        raise WouldWait("PostgreSQL writes go through a thread")
+        yield  # a generator, for contextmanager
 
     def sql(self, text: str) -> str:
         return _psycopg_marks(text)

@@ -17,7 +17,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from homeo.db.dialect import WouldWait
+
 BUSY_TIMEOUT_MS = 30_000
+
+
+def _busy(error: sqlite3.OperationalError) -> bool:
+    """The file's lock is held by another connection (SQLITE_BUSY / LOCKED)."""
+    return "locked" in str(error) or "busy" in str(error)
 
 
 def path_from_url(url: str) -> Path:
@@ -27,12 +34,12 @@ def path_from_url(url: str) -> Path:
     return Path(url.removeprefix("sqlite:///"))
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
     connection = sqlite3.connect(
-        path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
     )
     connection.row_factory = sqlite3.Row
-    connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    connection.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
     connection.execute("PRAGMA foreign_keys=ON")
     connection.execute("PRAGMA synchronous=NORMAL")
     return connection
@@ -46,12 +53,19 @@ class SQLiteDatabase:
     name_order = "name"
     for_update = ""  # `write()` already holds the file's write lock
     inline_reads = True  # WAL readers never wait for the writer
+    inline_writes = True  # see `no_waiting`
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = _connect(self.path)
         self._writer.execute("PRAGMA journal_mode=WAL")
+        # The same file for writes that must not wait (`no_waiting`): it gives up
+        # at once when another process holds the file's write lock.
+        self._hasty = _connect(self.path, busy_timeout_ms=0)
+        # The connection of the write transaction in progress (the patient one
+        # when none is), which writes nested in it join.
+        self._open = self._writer
         # Re-entrant: a write opened inside another on the same thread joins its
         # transaction, so store and queue writes can commit together (`Backends.atomic`).
         self._write_lock = threading.RLock()
@@ -62,28 +76,54 @@ class SQLiteDatabase:
         self._closed = False
 
     @contextmanager
+    def no_waiting(self) -> Iterator[None]:
+        """The first write of this thread inside raises WouldWait rather than wait:
+        for the in-process write lock (another thread is writing) or for the
+        file's (another process is). Once one write went through, later ones wait
+        as usual, so a caller retrying after WouldWait never repeats a write. The
+        runner uses it to write on its event loop when that would not wait, and
+        in a thread otherwise."""
+        self._local.no_waiting = True
+        try:
+            yield
+        finally:
+            self._local.no_waiting = False
+
+    @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction. `BEGIN IMMEDIATE` takes the file's write lock up front,
         so a read-then-write inside it cannot be raced by another process. Opened
         inside another write of this thread, it is part of that transaction."""
-        with self._write_lock:
+        impatient = getattr(self._local, "no_waiting", False)
+        if not self._write_lock.acquire(blocking=not impatient):
+            raise WouldWait("another thread of this process is writing")
+        try:
             if self._write_depth:
                 self._write_depth += 1
                 try:
-                    yield self._writer
+                    yield self._open
                 finally:
                     self._write_depth -= 1
                 return
-            self._writer.execute("BEGIN IMMEDIATE")
-            self._write_depth = 1
+            connection = self._hasty if impatient else self._writer
             try:
-                yield self._writer
+                connection.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as error:
+                if impatient and _busy(error):  # another process holds the file's lock
+                    raise WouldWait(str(error)) from None
+                raise
+            self._open, self._write_depth = connection, 1
+            try:
+                yield connection
             except BaseException:
-                self._writer.execute("ROLLBACK")
+                connection.execute("ROLLBACK")
                 raise
             finally:
-                self._write_depth = 0
-            self._writer.execute("COMMIT")
+                self._open, self._write_depth = self._writer, 0
+            connection.execute("COMMIT")
+            self._local.no_waiting = False
+        finally:
+            self._write_lock.release()
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -98,9 +138,25 @@ class SQLiteDatabase:
     @contextmanager
     def statement(self) -> Iterator[sqlite3.Connection]:
         """The write connection for one statement, atomic on its own (autocommit):
-        no BEGIN and COMMIT round trips. Inside a write, part of its transaction."""
-        with self._write_lock:
-            yield self._writer
+        no BEGIN and COMMIT round trips. Inside a write, part of its transaction.
+        Under `no_waiting`, a statement the file's lock refuses raises WouldWait
+        (a refused statement did nothing)."""
+        impatient = getattr(self._local, "no_waiting", False)
+        if not self._write_lock.acquire(blocking=not impatient):
+            raise WouldWait("another thread of this process is writing")
+        try:
+            if self._write_depth or not impatient:
+                yield self._open
+                return
+            try:
+                yield self._hasty
+            except sqlite3.OperationalError as error:
+                if not _busy(error):
+                    raise
+                raise WouldWait(str(error)) from None
+            self._local.no_waiting = False
+        finally:
+            self._write_lock.release()
 
     def sql(self, text: str) -> str:
         return text
@@ -155,6 +211,7 @@ class SQLiteDatabase:
                 connection.close()
             self._readers.clear()
         self._writer.close()
+        self._hasty.close()
 
 
 def _statements(sql: str) -> list[str]:

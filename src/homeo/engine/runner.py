@@ -13,10 +13,12 @@ otherwise fails the run rather than risk doing a side effect twice. A step
 that completed is never run again, because resuming starts from the
 checkpoint written in 3.
 
-Every store write runs in a thread: a worker runs several runs (and, under
-`homeo serve`, the HTTP API) on one event loop, and a write waiting on the
-database must not stall the others or their lease heartbeats. Reads run inline
-when the store says they never wait (`Store.inline_reads`).
+A worker runs several runs (and, under `homeo serve`, the HTTP API) on one
+event loop, and a write waiting on the database must not stall the others or
+their lease heartbeats: a store write runs on the loop only when it would not
+wait for a lock (SQLite, uncontended: a thread hop costs more than the write),
+else in a thread (`store.base.write_async`). Reads run inline when the store
+says they never wait (`Store.inline_reads`).
 
 Every write carries the run's fencing token (`fence`, from the worker's claim
 of the run): once another worker has claimed the run, the store refuses this
@@ -63,7 +65,7 @@ from homeo.engine.errors import (
 from homeo.engine.graph import END, FanOut, Graph, Node, RunContext, RunState
 from homeo.llm.base import Message
 from homeo.observe import tracing
-from homeo.store.base import Store
+from homeo.store.base import Store, write_async
 from homeo.store.models import Run
 
 Emit = Callable[[dict[str, Any]], None]
@@ -116,6 +118,9 @@ async def execute(
                              fence=fence, emit=notify, budgets=budgets, tracer=tracer)
 
     while current != END:
+        # Let the loop run others between steps (other runs, heartbeats, the API):
+        # a step whose node and writes never wait would otherwise not yield.
+        await asyncio.sleep(0)
         if stopping():
             raise RunInterrupted(f"run {run.id} paused at step {seq}: the worker is stopping")
         if store.inline_reads:
@@ -143,8 +148,8 @@ async def execute(
             attributes={"homeo.step.seq": seq, "homeo.step.kind": node.kind,
                         "homeo.step.name": name},
         ) as span:
-            step = await asyncio.to_thread(
-                store.begin_step, run.tenant_id, run.id, seq, node.kind, name,
+            step = await write_async(
+                store, store.begin_step, run.tenant_id, run.id, seq, node.kind, name,
                 node.describe(state), fence=fence,
             )
             span.set_attribute("homeo.step.attempt", step.attempts)
@@ -157,14 +162,16 @@ async def execute(
                     " idempotent, so homeo will not run it again; check whether its side"
                     " effect happened, then start a new run"
                 )
-                await asyncio.to_thread(store.fail_step, run.tenant_id, run.id, seq, error,
-                                        fence=fence)
+                await write_async(store, store.fail_step, run.tenant_id, run.id, seq, error,
+                                  fence=fence)
                 notify({"type": "step_failed", "seq": seq, "name": name, "error": error})
                 span.set_attribute("homeo.step.status", "failed")
                 raise RunFailed(error)
             began = clock()
             try:
-                outcome = await asyncio.wait_for(node.run(state, context), timeout=step_timeout)
+                # A deadline on this task, not a task per step (wait_for makes one).
+                async with asyncio.timeout(step_timeout):
+                    outcome = await node.run(state, context)
             except BaseException as error:
                 raised = await _close_failed(store, run, [(seq, name)], error, span=span,
                                              interruption=interruption, notify=notify,
@@ -184,12 +191,12 @@ async def execute(
             wait, waiting = outcome.wait, False
             if wait is not None:
                 # False: what it would wait for has arrived already, so it goes on.
-                waiting = await asyncio.to_thread(
-                    store.suspend_run, run.tenant_id, run.id, seq - 1, outcome.output,
+                waiting = await write_async(
+                    store, store.suspend_run, run.tenant_id, run.id, seq - 1, outcome.output,
                     checkpoint, wait.model_dump(), **usage, fence=fence, previous=previous)
             else:
-                await asyncio.to_thread(
-                    store.complete_step, run.tenant_id, run.id, seq - 1, outcome.output,
+                await write_async(
+                    store, store.complete_step, run.tenant_id, run.id, seq - 1, outcome.output,
                     checkpoint, **usage, fence=fence,
                     previous=previous,  # the step keeps its delta from this one
                 )
@@ -226,8 +233,8 @@ async def _run_together(
                     "homeo.step.kind": node.kind},
     ) as span:
         for index, piece in enumerate(pieces):
-            step = await asyncio.to_thread(
-                store.begin_step, run.tenant_id, run.id, seq + index, node.kind, names[index],
+            step = await write_async(
+                store, store.begin_step, run.tenant_id, run.id, seq + index, node.kind, names[index],
                 node.describe(piece), fence=fence)
             notify({"type": "step_started", "seq": seq + index, "kind": node.kind,
                     "name": names[index], "attempt": step.attempts})
@@ -244,9 +251,9 @@ async def _run_together(
                 state, current = outcome.state, outcome.next
                 previous, checkpoint = checkpoint, {"seq": seq + index + 1, "next": current,
                                                     "state": state.model_dump()}
-                await asyncio.to_thread(store.complete_step, run.tenant_id, run.id, seq + index,
-                                        outcome.output, checkpoint, fence=fence,
-                                        previous=previous)
+                await write_async(store, store.complete_step, run.tenant_id, run.id,
+                                  seq + index, outcome.output, checkpoint, fence=fence,
+                                  previous=previous)
                 open_steps.pop(0)
                 notify({"type": "step_succeeded", "seq": seq + index, "kind": node.kind,
                         "name": names[index], "output": outcome.output,
@@ -290,8 +297,8 @@ async def _close_failed(
             message = str(error) if isinstance(error, (RunFailed, RetryableError)) else (
                 f"{type(error).__name__}: {error}")
             told = message
-        await asyncio.to_thread(store.fail_step, run.tenant_id, run.id, seq, message,
-                                status=status, fence=fence)
+        await write_async(store, store.fail_step, run.tenant_id, run.id, seq, message,
+                          status=status, fence=fence)
         notify({"type": f"step_{status}", "seq": seq, "name": name, "error": told})
     span.set_attribute("homeo.step.status", status)
     return replaced

@@ -11,6 +11,11 @@ A claim increments `attempts`. A lease that expires (its worker died or hung)
 puts the job back in line and counts in `lease_expiries`; the next claimer sees
 `job.exhausted` when it has now been tried more than `max_attempts` times and
 must dead-letter it, since only the claimer knows what the job was for.
+
+Policy sits above storage (as in huey): `Queue` decides backoff and dead
+letters, once for every backend; a `QueueStorage` (queue/sqlite.py,
+postgres.py, redis.py) only stores jobs and leases, and checks that a write
+comes from the lease's holder.
 """
 
 from __future__ import annotations
@@ -22,8 +27,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from homeo.db.dialect import clock
+
 JobStatus = Literal["queued", "leased", "done", "dead"]
 JOB_STATUSES: tuple[str, ...] = ("queued", "leased", "done", "dead")
+LEASE_EXPIRED = "lease expired (worker died or stopped heartbeating)"
+# How many repeatedly expired jobs `backlog` lists at most.
+REPEAT_EXPIRIES_SHOWN = 20
 
 
 class Job(BaseModel):
@@ -85,8 +95,92 @@ class QueueError(Exception):
     """The queue refused an operation."""
 
 
-class Queue(ABC):
+class QueueStorage(ABC):
+    """Where jobs live. Every method that changes a leased job takes effect only
+    while `worker_id` still holds the lease, and says when it did not."""
+
     @abstractmethod
+    def enqueue(
+        self,
+        tenant_id: str,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        priority: int,
+        delay: float,
+        idempotency_key: str | None,
+        max_attempts: int,
+        now: float,
+    ) -> tuple[Job, bool]:
+        """Add a job. A repeated idempotency key (per tenant) returns the first
+        job and False instead of adding another."""
+
+    @abstractmethod
+    def claim(self, worker_id: str, lease_seconds: float, now: float) -> Job | None:
+        """Put expired leases back in line (counting each in `lease_expiries`),
+        then lease the most urgent due job: highest priority, then oldest
+        `run_at`, then lowest id. None when nothing is due."""
+
+    @abstractmethod
+    def heartbeat(self, job_id: str, worker_id: str, lease_seconds: float, now: float) -> bool:
+        """Extend the lease to `now + lease_seconds`."""
+
+    @abstractmethod
+    def complete(self, job_id: str, worker_id: str, now: float) -> bool:
+        """Mark the job done."""
+
+    @abstractmethod
+    def release(self, job_id: str, worker_id: str, now: float) -> bool:
+        """Put the job back in line at `now`, taking back the claim's attempt."""
+
+    @abstractmethod
+    def leased(self, job_id: str, worker_id: str) -> Job | None:
+        """The job, while `worker_id` holds its lease."""
+
+    @abstractmethod
+    def requeue(
+        self, job_id: str, worker_id: str, attempts: int, error: str, run_at: float, now: float
+    ) -> Job | None:
+        """Put the job back in line at `run_at`, if `worker_id` still holds the
+        lease it claimed as attempt number `attempts`."""
+
+    @abstractmethod
+    def dead_letter(
+        self, job_id: str, worker_id: str, attempts: int, error: str, now: float
+    ) -> Job | None:
+        """Mark the job dead, under the same condition as `requeue`."""
+
+    @abstractmethod
+    def get(self, tenant_id: str, job_id: str) -> Job | None: ...
+
+    @abstractmethod
+    def find(self, tenant_id: str, idempotency_key: str) -> Job | None: ...
+
+    @abstractmethod
+    def stats(self) -> dict[str, int]:
+        """Jobs per status across all tenants, plus `lease_expiries` in total,
+        read in one snapshot."""
+
+    @abstractmethod
+    def backlog(self, now: float) -> Backlog:
+        """The queue's depth and ages, leases and expiries, at `now`."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise if the storage cannot be reached."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class Queue:
+    """The queue the engine uses: a storage plus the rules for retries and
+    dead letters, the same on every backend."""
+
+    def __init__(self, storage: QueueStorage, retry: RetryPolicy | None = None) -> None:
+        self.storage = storage
+        self.retry = retry or RetryPolicy()
+
     def enqueue(
         self,
         tenant_id: str,
@@ -101,23 +195,26 @@ class Queue(ABC):
     ) -> tuple[Job, bool]:
         """Add a job. A repeated idempotency key (per tenant) returns the first
         job and False instead of adding another."""
+        return self.storage.enqueue(
+            tenant_id, kind, payload, priority=priority, delay=delay,
+            idempotency_key=idempotency_key, max_attempts=max_attempts, now=clock(now),
+        )
 
-    @abstractmethod
     def claim(self, worker_id: str, lease_seconds: float, *, now: float | None = None) -> Job | None:
         """Lease the most urgent job that is due: highest priority, then oldest
         `run_at`. Expired leases count as due. None when nothing is due."""
+        return self.storage.claim(worker_id, lease_seconds, clock(now))
 
-    @abstractmethod
     def heartbeat(
         self, job_id: str, worker_id: str, lease_seconds: float, *, now: float | None = None
     ) -> bool:
         """Extend the lease. False means the lease is no longer this worker's."""
+        return self.storage.heartbeat(job_id, worker_id, lease_seconds, clock(now))
 
-    @abstractmethod
     def complete(self, job_id: str, worker_id: str, *, now: float | None = None) -> bool:
         """Mark done. False means the lease was lost (someone else may run it)."""
+        return self.storage.complete(job_id, worker_id, clock(now))
 
-    @abstractmethod
     def fail(
         self,
         job_id: str,
@@ -131,24 +228,38 @@ class Queue(ABC):
         """Requeue after backoff (or after `delay` seconds, when the caller's own
         policy chose it) if `retry` and attempts remain, else dead-letter.
         None when the lease was lost."""
+        now = clock(now)
+        job = self.storage.leased(job_id, worker_id)
+        if job is None:
+            return None
+        # The write below is fenced on (owner, attempts): if the lease changed
+        # hands after this read, it changes nothing and returns None.
+        if retry and job.attempts < job.max_attempts:
+            wait = self.retry.delay(job.attempts) if delay is None else max(delay, 0.0)
+            return self.storage.requeue(job_id, worker_id, job.attempts, error, now + wait, now)
+        return self.storage.dead_letter(job_id, worker_id, job.attempts, error, now)
 
-    @abstractmethod
     def release(self, job_id: str, worker_id: str, *, now: float | None = None) -> bool:
         """Give the job back at once without counting the attempt (graceful shutdown)."""
+        return self.storage.release(job_id, worker_id, clock(now))
 
-    @abstractmethod
-    def get(self, tenant_id: str, job_id: str) -> Job | None: ...
+    def get(self, tenant_id: str, job_id: str) -> Job | None:
+        return self.storage.get(tenant_id, job_id)
 
-    @abstractmethod
-    def find(self, tenant_id: str, idempotency_key: str) -> Job | None: ...
+    def find(self, tenant_id: str, idempotency_key: str) -> Job | None:
+        return self.storage.find(tenant_id, idempotency_key)
 
-    @abstractmethod
     def stats(self) -> dict[str, int]:
         """Jobs per status across all tenants, plus `lease_expiries` in total."""
+        return self.storage.stats()
 
-    @abstractmethod
     def backlog(self, now: float | None = None) -> Backlog:
         """The queue's depth and ages, leases and expiries, at `now`."""
+        return self.storage.backlog(clock(now))
 
-    @abstractmethod
-    def close(self) -> None: ...
+    def ping(self) -> None:
+        """Raise if the queue's storage cannot be reached."""
+        self.storage.ping()
+
+    def close(self) -> None:
+        self.storage.close()

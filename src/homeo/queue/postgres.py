@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeo.db.dialect import clock
 from homeo.db.postgres import PostgresDatabase
 from homeo.ids import new_id
-from homeo.queue.base import Job, QueueError, RetryPolicy
-from homeo.queue.sql import LEASE_EXPIRED, SQLQueue
+from homeo.queue.base import LEASE_EXPIRED, Job, QueueError
+from homeo.queue.sql import SQLQueueStorage
 
 # The partial indexes hold only the rows a claim looks at: due work and live
 # leases. Ids use the "C" collation so ties break in the same order as SQLite.
@@ -72,11 +71,11 @@ RETURNING *
 
 
 
-class PostgresQueue(SQLQueue):
+class PostgresQueueStorage(SQLQueueStorage):
     db: PostgresDatabase
 
-    def __init__(self, database: PostgresDatabase, retry: RetryPolicy | None = None) -> None:
-        super().__init__(database, MIGRATIONS, retry)
+    def __init__(self, database: PostgresDatabase) -> None:
+        super().__init__(database, MIGRATIONS)
 
     def enqueue(
         self,
@@ -84,13 +83,12 @@ class PostgresQueue(SQLQueue):
         kind: str,
         payload: dict[str, Any],
         *,
-        priority: int = 0,
-        delay: float = 0.0,
-        idempotency_key: str | None = None,
-        max_attempts: int = 3,
-        now: float | None = None,
+        priority: int,
+        delay: float,
+        idempotency_key: str | None,
+        max_attempts: int,
+        now: float,
     ) -> tuple[Job, bool]:
-        now = clock(now)
         # As with runs: a racing enqueue with the same key waits for the first
         # one's commit, does nothing, and then reads the first job.
         for _ in range(3):
@@ -124,10 +122,7 @@ class PostgresQueue(SQLQueue):
                 return self.job_of(existing), False
         raise QueueError(f"job with idempotency key {idempotency_key!r} kept vanishing; try again")
 
-    def claim(
-        self, worker_id: str, lease_seconds: float, *, now: float | None = None
-    ) -> Job | None:
-        now = clock(now)
+    def claim(self, worker_id: str, lease_seconds: float, now: float) -> Job | None:
         params = {"worker": worker_id, "expires": now + lease_seconds, "now": now,
                   "expired": LEASE_EXPIRED}
         with self.db.connection() as db:

@@ -1,4 +1,4 @@
-"""What the SQLite and PostgreSQL queues share: the same SQL, written once with
+"""What the SQLite and PostgreSQL queue storages share: the same SQL, written once with
 `?` parameter marks, run on the database's `Dialect` (homeo.db.dialect).
 
 Each backend keeps for itself what the two databases do differently:
@@ -11,21 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from homeo.db.dialect import Dialect, clock
-from homeo.queue.base import JOB_STATUSES, Backlog, Job, Queue, RetryPolicy
+from homeo.db.dialect import Dialect
+from homeo.queue.base import JOB_STATUSES, REPEAT_EXPIRIES_SHOWN, Backlog, Job, QueueStorage
 
-LEASE_EXPIRED = "lease expired (worker died or stopped heartbeating)"
-# How many repeatedly expired jobs `backlog` lists at most.
-REPEAT_EXPIRIES_SHOWN = 20
+HELD = "id = ? AND lease_owner = ? AND status = 'leased'"
 
 
-
-class SQLQueue(Queue):
-    def __init__(
-        self, database: Dialect, migrations: Sequence[str], retry: RetryPolicy | None = None
-    ) -> None:
+class SQLQueueStorage(QueueStorage):
+    def __init__(self, database: Dialect, migrations: Sequence[str]) -> None:
         self.db = database
-        self.retry = retry or RetryPolicy()
         database.migrate("queue", migrations)  # type: ignore[attr-defined]
 
     def job_of(self, row: Any) -> Job | None:
@@ -36,65 +30,51 @@ class SQLQueue(Queue):
         with self.db.statement() as db:
             return db.execute(self.db.sql(text), params).rowcount == 1
 
-    def heartbeat(
-        self, job_id: str, worker_id: str, lease_seconds: float, *, now: float | None = None
-    ) -> bool:
-        now = clock(now)
+    def heartbeat(self, job_id: str, worker_id: str, lease_seconds: float, now: float) -> bool:
         return self._leased(
-            "UPDATE jobs SET lease_expires_at = ?, updated_at = ?"
-            " WHERE id = ? AND lease_owner = ? AND status = 'leased'",
+            f"UPDATE jobs SET lease_expires_at = ?, updated_at = ? WHERE {HELD}",
             (now + lease_seconds, now, job_id, worker_id),
         )
 
-    def complete(self, job_id: str, worker_id: str, *, now: float | None = None) -> bool:
+    def complete(self, job_id: str, worker_id: str, now: float) -> bool:
         return self._leased(
             "UPDATE jobs SET status = 'done', lease_owner = NULL, lease_expires_at = NULL,"
-            " updated_at = ? WHERE id = ? AND lease_owner = ? AND status = 'leased'",
-            (clock(now), job_id, worker_id),
+            f" updated_at = ? WHERE {HELD}",
+            (now, job_id, worker_id),
         )
 
-    def release(self, job_id: str, worker_id: str, *, now: float | None = None) -> bool:
-        now = clock(now)
+    def release(self, job_id: str, worker_id: str, now: float) -> bool:
         return self._leased(
             "UPDATE jobs SET status = 'queued', attempts = attempts - 1, run_at = ?,"
-            " lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
-            " WHERE id = ? AND lease_owner = ? AND status = 'leased'",
+            f" lease_owner = NULL, lease_expires_at = NULL, updated_at = ? WHERE {HELD}",
             (now, now, job_id, worker_id),
         )
 
-    def fail(
-        self,
-        job_id: str,
-        worker_id: str,
-        error: str,
-        *,
-        retry: bool = True,
-        delay: float | None = None,
-        now: float | None = None,
+    def leased(self, job_id: str, worker_id: str) -> Job | None:
+        return self._one(f"SELECT * FROM jobs WHERE {HELD}", (job_id, worker_id))
+
+    def requeue(
+        self, job_id: str, worker_id: str, attempts: int, error: str, run_at: float, now: float
     ) -> Job | None:
-        now = clock(now)
-        with self.db.write() as db:
+        return self._settle("queued", run_at, error, now, job_id, worker_id, attempts)
+
+    def dead_letter(
+        self, job_id: str, worker_id: str, attempts: int, error: str, now: float
+    ) -> Job | None:
+        return self._settle("dead", now, error, now, job_id, worker_id, attempts)
+
+    def _settle(self, status: str, run_at: float, error: str, now: float, job_id: str,
+                worker_id: str, attempts: int) -> Job | None:
+        with self.db.statement() as db:
             row = db.execute(
-                self.db.sql("SELECT attempts, max_attempts FROM jobs"
-                            " WHERE id = ? AND lease_owner = ? AND status = 'leased'")
-                + self.db.for_update,
-                (job_id, worker_id),
-            ).fetchone()
-            if row is None:
-                return None
-            if retry and row["attempts"] < row["max_attempts"]:
-                wait = self.retry.delay(row["attempts"]) if delay is None else max(delay, 0.0)
-                status, run_at = "queued", now + wait
-            else:
-                status, run_at = "dead", now
-            updated = db.execute(
                 self.db.sql(
                     "UPDATE jobs SET status = ?, run_at = ?, last_error = ?, lease_owner = NULL,"
-                    " lease_expires_at = NULL, updated_at = ? WHERE id = ? RETURNING *"
+                    f" lease_expires_at = NULL, updated_at = ? WHERE {HELD} AND attempts = ?"
+                    " RETURNING *"
                 ),
-                (status, run_at, error, now, job_id),
+                (status, run_at, error, now, job_id, worker_id, attempts),
             ).fetchone()
-        return self.job_of(updated)
+        return self.job_of(row)
 
     def get(self, tenant_id: str, job_id: str) -> Job | None:
         return self._one("SELECT * FROM jobs WHERE tenant_id = ? AND id = ?", (tenant_id, job_id))
@@ -119,8 +99,11 @@ class SQLQueue(Queue):
         counts["lease_expiries"] = sum(int(row["expiries"]) for row in rows)
         return counts
 
-    def backlog(self, now: float | None = None) -> Backlog:
-        now = clock(now)
+    def ping(self) -> None:
+        with self.db.read() as db:
+            db.execute("SELECT 1").fetchone()
+
+    def backlog(self, now: float) -> Backlog:
         with self.db.read() as db:
             due = db.execute(
                 self.db.sql("SELECT tenant_id, COUNT(*) AS n, MIN(run_at) AS oldest FROM jobs"

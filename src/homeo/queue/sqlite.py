@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeo.db.dialect import clock
 from homeo.db.sqlite import SQLiteDatabase
 from homeo.ids import new_id
-from homeo.queue.base import Job, RetryPolicy
-from homeo.queue.sql import LEASE_EXPIRED, SQLQueue
+from homeo.queue.base import LEASE_EXPIRED, Job
+from homeo.queue.sql import SQLQueueStorage
 
 MIGRATIONS = [
     """
@@ -40,11 +39,11 @@ MIGRATIONS = [
 
 
 
-class SQLiteQueue(SQLQueue):
+class SQLiteQueueStorage(SQLQueueStorage):
     db: SQLiteDatabase
 
-    def __init__(self, database: SQLiteDatabase, retry: RetryPolicy | None = None) -> None:
-        super().__init__(database, MIGRATIONS, retry)
+    def __init__(self, database: SQLiteDatabase) -> None:
+        super().__init__(database, MIGRATIONS)
 
     def enqueue(
         self,
@@ -52,13 +51,12 @@ class SQLiteQueue(SQLQueue):
         kind: str,
         payload: dict[str, Any],
         *,
-        priority: int = 0,
-        delay: float = 0.0,
-        idempotency_key: str | None = None,
-        max_attempts: int = 3,
-        now: float | None = None,
+        priority: int,
+        delay: float,
+        idempotency_key: str | None,
+        max_attempts: int,
+        now: float,
     ) -> tuple[Job, bool]:
-        now = clock(now)
         with self.db.write() as db:
             if idempotency_key is not None:
                 row = db.execute(
@@ -86,8 +84,7 @@ class SQLiteQueue(SQLQueue):
             ).fetchone()
         return self.job_of(row), True  # type: ignore[return-value]
 
-    def claim(self, worker_id: str, lease_seconds: float, *, now: float | None = None) -> Job | None:
-        now = clock(now)
+    def claim(self, worker_id: str, lease_seconds: float, now: float) -> Job | None:
         with self.db.write() as db:
             db.execute(
                 "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,"

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
+from homeo.db.dialect import WouldWait
 from homeo.store.models import (
     AgentOutcomes,
     AgentRecord,
@@ -51,6 +52,14 @@ class Store(ABC):
     # (SQLite in WAL mode): callers on an event loop may then read inline,
     # which is far cheaper than a thread hop. Otherwise reads go to a thread.
     inline_reads: bool = False
+    # True when `write_now` may succeed: a write that would not wait for a lock
+    # (SQLite, uncontended) can then run on the event loop (see `write_async`).
+    inline_writes: bool = False
+
+    def write_now(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run `call` (one of this store's writes) here and now if it would not
+        wait for a lock; WouldWait (nothing done) if it would."""
+        raise WouldWait(f"{type(self).__name__} writes only in threads")
 
     # --- runs -------------------------------------------------------------
     @abstractmethod
@@ -429,6 +438,18 @@ class Store(ABC):
 
 
 T = TypeVar("T")
+
+
+async def write_async(store: Store, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run one of `store`'s writes from async code: on the event loop when it
+    would not wait for a lock (a thread hop costs more than the write), else in
+    a thread, so that a write waiting for the database never stalls the loop."""
+    if store.inline_writes:
+        try:
+            return store.write_now(call, *args, **kwargs)
+        except WouldWait:
+            pass
+    return await asyncio.to_thread(call, *args, **kwargs)
 
 
 async def read_async(store: Store, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from homeo.db.dialect import Dialect, clock
 from homeo.ids import new_id
@@ -40,13 +40,20 @@ STEP_JSON = ("input", "output")
 AGENT_JSON = ("spec",)
 DIAGNOSIS_JSON = ("evidence",)
 
+T = TypeVar("T")
+
 
 
 class SQLStore(Store):
     def __init__(self, database: Dialect, migrations: Sequence[str]) -> None:
         self.db = database
         self.inline_reads = database.inline_reads
+        self.inline_writes = database.inline_writes
         database.migrate("store", migrations)  # type: ignore[attr-defined]
+
+    def write_now(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        with self.db.no_waiting():
+            return call(*args, **kwargs)
 
     def one(self, text: str, params: Sequence[Any] = ()) -> Any:
         with self.db.read() as db:
