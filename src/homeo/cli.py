@@ -1,5 +1,5 @@
 """The `homeo` command line: serve, worker, run, runs, agents, eval, keys, doctor, mcp,
-sandbox, slo, autonomic."""
+sandbox, slo, autonomic, audit."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from homeo.cli_common import (
     print_json,
     settings_or_exit,
 )
+from homeo.cli_audit import audit_app, audit_log_or_exit
 from homeo.cli_autonomic import autonomic_app
 from homeo.cli_evolve import agent_versions, eval_app
 from homeo.cli_memory import memory_app
@@ -51,6 +52,7 @@ app.add_typer(safety_app, name="safety")
 app.add_typer(slo_app, name="slo")
 app.add_typer(autonomic_app, name="autonomic")
 app.add_typer(eval_app, name="eval")
+app.add_typer(audit_app, name="audit")
 
 
 def _print_version(given: bool) -> None:
@@ -119,6 +121,7 @@ def serve(
     listener = _listen(settings.host, settings.port)
     logs.configure(settings.log_level, settings.log_json)
     runtime = open_runtime(settings)
+    audit_log_or_exit(settings, runtime.backends.store)  # a bad audit key stops us here
     _first_key(runtime)
     worker = runtime.worker() if settings.workers > 0 else None
     autonomic = (runtime.autonomic_loop(f"serve:{socket.gethostname()}:{os.getpid()}")
@@ -189,7 +192,8 @@ def _first_key(runtime) -> None:  # noqa: ANN001 (Runtime, imported late)
     if store.list_keys():
         return
     key, _ = create_key(store, runtime.settings.default_tenant, "made by the first homeo serve",
-                        role="admin")
+                        role="admin", audit=audit_log_or_exit(runtime.settings, store),
+                        actor="homeo serve")
     console.print(
         f"homeo: no API keys yet, so here is an admin key for tenant"
         f" {runtime.settings.default_tenant!r} (shown only now): {key}\n"
@@ -351,7 +355,9 @@ def mcp_server(
 
 
 class KeyRoleOption(str, enum.Enum):
+    viewer = "viewer"
     member = "member"
+    operator = "operator"
     admin = "admin"
 
 
@@ -365,7 +371,8 @@ def keys_create(
     tenant: Tenant = None,
     name: Annotated[str, typer.Option(help="What the key is for, shown by `keys list`.")] = "",
     role: Annotated[KeyRoleOption, typer.Option(
-        help="member: uses the API; admin: also manages the tenant's keys (/v1/keys)."
+        help="viewer: reads runs and metrics; member: also runs agents and uses the API;"
+        " operator: also cancels any run of the tenant; admin: also manages its keys."
     )] = KeyRoleOption.member,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
@@ -382,7 +389,8 @@ def keys_create(
                          default_tenant=tenant)
     with opened(settings) as runtime:
         key, record = create_key(runtime.backends.store, settings.default_tenant, name,
-                                 role=role.value)
+                                 role=role.value,
+                                 audit=audit_log_or_exit(settings, runtime.backends.store))
     console.print(f"homeo: {record.role} key {record.id} for tenant {record.tenant_id!r}; it is"
                   " shown only now, keep it", markup=False)
     if as_json:
@@ -416,7 +424,7 @@ def keys_list(
     for record in records:
         created = datetime.datetime.fromtimestamp(record.created_at, datetime.UTC)
         status = "active" if record.active else "revoked"
-        out.print(f"{record.id}  {record.tenant_id:<16} {record.role:<6} {status:<8} "
+        out.print(f"{record.id}  {record.tenant_id:<16} {record.role:<8} {status:<8} "
                   f"{created:%Y-%m-%d %H:%M}Z  {record.name}", markup=False)
 
 
@@ -428,9 +436,12 @@ def keys_revoke(
     as_json: Json = False,
 ) -> None:
     """Revoke an API key: requests with it are refused within 5 seconds."""
+    from homeo.keys import revoke_key
+
     settings = settings_or_exit(data_dir=data_dir, database_url=database_url)
     with opened(settings) as runtime:
-        record = runtime.backends.store.revoke_key(key_id.removeprefix("hk_")[:16])
+        record = revoke_key(runtime.backends.store, key_id.removeprefix("hk_")[:16],
+                            audit=audit_log_or_exit(settings, runtime.backends.store))
     if record is None:
         fail(f"no API key {key_id!r}; `homeo keys list` shows them")
     console.print(f"homeo: key {record.id} of tenant {record.tenant_id!r} is revoked",

@@ -7,14 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel
 
-from homeo.api.deps import AppParts, parts, read, tenant
+from homeo.api.deps import AppParts, parts, read, requires, tenant
 from homeo.api.schemas import AgentView
 from homeo.evolve.kpis import VersionKPIs, version_kpis
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
 
-@router.get("", response_model=list[AgentView])
+@router.get("", response_model=list[AgentView], dependencies=[requires("viewer")])
 async def list_agents(
     app: Annotated[AppParts, Depends(parts)], tenant_id: Annotated[str, Depends(tenant)]
 ) -> list[AgentView]:

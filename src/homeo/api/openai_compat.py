@@ -38,7 +38,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from homeo.api.deps import tenant
+from homeo.api.deps import requires, tenant
 from homeo.api.errors import error_response
 from homeo.engine.budgets import BudgetExceeded, TenantBudgets
 from homeo.llm.base import (
@@ -194,7 +194,7 @@ def error(request: Request, status: int, kind: str, message: str) -> JSONRespons
     return error_response(request, status, message, kind=kind)
 
 
-@router.get("/models")
+@router.get("/models", dependencies=[requires("viewer")])
 async def list_models(catalog: Models) -> dict[str, Any]:
     return {
         "object": "list",
@@ -205,7 +205,7 @@ async def list_models(catalog: Models) -> dict[str, Any]:
     }
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post("/chat/completions", response_model=None, dependencies=[requires("member")])
 async def chat_completions(
     body: ChatRequest, request: Request, catalog: Models, tenant_id: Tenant
 ) -> JSONResponse | StreamingResponse:

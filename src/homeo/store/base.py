@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from homeo.db.dialect import WouldWait
@@ -19,6 +20,8 @@ from homeo.store.models import (
     AgentRecord,
     AgentVersion,
     ApiKey,
+    AuditEntry,
+    AuditHead,
     DiagnosisRecord,
     EvalResult,
     NewRun,
@@ -413,6 +416,56 @@ class Store(ABC):
     @abstractmethod
     def list_diagnoses(self, *, open_only: bool = False, limit: int = 50) -> list[DiagnosisRecord]:
         """Diagnoses last seen most recently first; with `open_only`, those that hold."""
+    # --- who submitted a run ---------------------------------------------
+    @abstractmethod
+    def record_submitter(self, tenant_id: str, run_id: str, principal: str) -> str:
+        """Remember who submitted the run (`principal`, e.g. `key:<id>`); the
+        first one recorded stays (an idempotent resubmission changes nothing).
+        Returns the recorded submitter."""
+
+    @abstractmethod
+    def run_submitter(self, tenant_id: str, run_id: str) -> str | None:
+        """Who submitted the run, or None when nobody was recorded."""
+
+    # --- rate limits shared by every process on the database ---------------
+    @abstractmethod
+    def take_rate_tokens(
+        self, buckets: Sequence[tuple[str, int, float]], *, now: float | None = None
+    ) -> dict[str, float]:
+        """Take one token from each bucket `(name, calls, period_seconds)`: a bucket
+        holds up to `calls` tokens and gets `calls` back per `period_seconds`, and
+        starts full. Either every bucket gives one or none does: returns {} when
+        all did, else each short bucket's name with the seconds until it has one.
+        `now` is wall-clock time, shared by every process."""
+
+    # --- the audit log ----------------------------------------------------
+    @abstractmethod
+    def atomic(self) -> AbstractContextManager[None]:
+        """Writes made inside commit together or not at all (an audit entry with
+        the change it records)."""
+
+    @abstractmethod
+    def append_audit(
+        self, tenant_id: str, seal: Callable[[int, str], tuple[AuditEntry, AuditHead]]
+    ) -> AuditEntry:
+        """Append one entry to the tenant's log: with the tenant's head locked,
+        `seal(seq, prev_hash)` builds the entry that follows it (and the new
+        head), signed; both are written in one transaction (joining an open
+        `atomic()`). Concurrent appenders of one tenant take turns."""
+
+    @abstractmethod
+    def list_audit(
+        self, tenant_id: str, *, after_seq: int = 0, limit: int | None = None,
+        kind: str | None = None,
+    ) -> list[AuditEntry]:
+        """The tenant's entries after `after_seq`, oldest first."""
+
+    @abstractmethod
+    def audit_head(self, tenant_id: str) -> AuditHead | None: ...
+
+    @abstractmethod
+    def audit_tenants(self) -> list[str]:
+        """Every tenant with a log (or a head), sorted."""
 
     # --- lifecycle --------------------------------------------------------
     @abstractmethod

@@ -194,14 +194,25 @@ class EvalResult(BaseModel):
     at: float
 
 
-KeyRole = Literal["admin", "member"]
-KEY_ROLES: tuple[str, ...] = ("admin", "member")
+# Roles from least to most allowed; each may do what the ones before it may.
+# viewer: read the tenant's runs, traces and metrics; member: also submit runs
+# and use the API; operator: also cancel any run of the tenant, approve or
+# reject runs, work the breakers and the autonomic loop; admin: also keys,
+# users and policies. API keys and JWT users carry one.
+Role = Literal["viewer", "member", "operator", "admin"]
+ROLES: tuple[Role, ...] = ("viewer", "member", "operator", "admin")
+KeyRole = Role
+KEY_ROLES: tuple[str, ...] = ROLES
+
+
+def role_allows(role: str, needed: str) -> bool:
+    """Whether `role` may do what `needed` may (an unknown role may do nothing)."""
+    return role in ROLES and ROLES.index(role) >= ROLES.index(needed)  # type: ignore[arg-type]
 
 
 class ApiKey(BaseModel):
-    """An API key: the tenant it acts for and its role there (a member uses the
-    API; an admin also manages the tenant's keys). The secret is never stored,
-    only its argon2 hash (see homeo.keys)."""
+    """An API key: the tenant it acts for and its role there (see `Role`). The
+    secret is never stored, only its argon2 hash (see homeo.keys)."""
 
     id: str
     tenant_id: str
@@ -263,3 +274,31 @@ class DiagnosisRecord(BaseModel):
     first_seen: float = 0.0
     last_seen: float = 0.0
     cleared_at: float | None = None
+class AuditEntry(BaseModel):
+    """One event of a tenant's audit log. `hash` covers every other field but
+    the signature (and `prev_hash`, so the entries form a chain); `signature`
+    is an ML-DSA-65 signature of the hash by the key `key_id` names (see
+    homeo.audit)."""
+
+    tenant_id: str
+    seq: int  # 1, 2, 3... per tenant
+    at: float
+    kind: str  # e.g. key.created, run.cancelled, access.denied
+    actor: str  # who: key:<id>, user:<tenant>:<sub>, cli
+    subject: str = ""  # what it acted on: key:<id>, run:<id>, a route
+    details: dict[str, Any] = Field(default_factory=dict)
+    prev_hash: str
+    hash: str
+    key_id: str
+    signature: str  # base64
+
+
+class AuditHead(BaseModel):
+    """The last entry of a tenant's log, signed apart from it, so a log cut
+    short (its last entries removed) no longer matches its head."""
+
+    tenant_id: str
+    seq: int
+    hash: str
+    key_id: str
+    signature: str

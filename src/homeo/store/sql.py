@@ -8,7 +8,8 @@ a run under an idempotency-key race, moving a run's status, beginning a step.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -22,6 +23,8 @@ from homeo.store.models import (
     AgentRecord,
     AgentVersion,
     ApiKey,
+    AuditEntry,
+    AuditHead,
     DiagnosisRecord,
     EvalResult,
     PruneResult,
@@ -747,6 +750,122 @@ class SQLStore(Store):
                         "ORDER BY last_seen DESC, id DESC LIMIT ?", (limit,))
         return [DiagnosisRecord.model_validate(self.db.decode(row, DIAGNOSIS_JSON))
                 for row in rows]
+    # --- who submitted a run ---------------------------------------------
+    def record_submitter(self, tenant_id: str, run_id: str, principal: str) -> str:
+        with self.db.write() as db:
+            db.execute(
+                self.db.sql(
+                    "INSERT INTO run_submitters (tenant_id, run_id, principal) VALUES (?, ?, ?)"
+                    " ON CONFLICT (tenant_id, run_id) DO NOTHING"
+                ),
+                (tenant_id, run_id, principal),
+            )
+            row = db.execute(
+                self.db.sql(
+                    "SELECT principal FROM run_submitters WHERE tenant_id = ? AND run_id = ?"),
+                (tenant_id, run_id),
+            ).fetchone()
+        return row["principal"]
+
+    def run_submitter(self, tenant_id: str, run_id: str) -> str | None:
+        row = self.one("SELECT principal FROM run_submitters WHERE tenant_id = ? AND run_id = ?",
+                       (tenant_id, run_id))
+        return None if row is None else row["principal"]
+
+    # --- rate limits --------------------------------------------------------
+    def take_rate_tokens(
+        self, buckets: Sequence[tuple[str, int, float]], *, now: float | None = None
+    ) -> dict[str, float]:
+        now = clock(now)
+        # Sorted: two takers lock shared buckets in the same order, never in a cycle.
+        wanted = {name: (calls, period) for name, calls, period in sorted(buckets)}
+        if not wanted:
+            return {}
+        marks = ", ".join("?" for _ in wanted)
+        select = self.db.sql(f"SELECT bucket, tokens, updated FROM rate_buckets"
+                             f" WHERE bucket IN ({marks}) ORDER BY bucket") + self.db.for_update
+        with self.db.write() as db:
+            rows = db.execute(select, tuple(wanted)).fetchall()
+            if len(rows) < len(wanted):  # first use of a bucket: it starts full
+                db.cursor().executemany(
+                    self.db.sql("INSERT INTO rate_buckets (bucket, tokens, updated)"
+                                " VALUES (?, ?, ?) ON CONFLICT (bucket) DO NOTHING"),
+                    [(name, float(calls), now) for name, (calls, _) in wanted.items()],
+                )
+                rows = db.execute(select, tuple(wanted)).fetchall()
+            refilled: list[tuple[float, float, str]] = []
+            short: dict[str, float] = {}
+            for row in rows:
+                calls, period = wanted[row["bucket"]]
+                rate = calls / period
+                tokens = min(float(calls), row["tokens"] + max(0.0, now - row["updated"]) * rate)
+                refilled.append((tokens - 1.0, max(row["updated"], now), row["bucket"]))
+                if tokens < 1.0:
+                    short[row["bucket"]] = (1.0 - tokens) / rate
+            if short:
+                return short
+            db.cursor().executemany(
+                self.db.sql("UPDATE rate_buckets SET tokens = ?, updated = ? WHERE bucket = ?"),
+                refilled,
+            )
+        return {}
+
+    # --- the audit log ----------------------------------------------------
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        with self.db.write():
+            yield
+
+    def append_audit(
+        self, tenant_id: str, seal: Callable[[int, str], tuple[AuditEntry, AuditHead]]
+    ) -> AuditEntry:
+        head_sql = self.db.sql("SELECT seq, hash FROM audit_heads WHERE tenant_id = ?")
+        with self.db.write() as db:
+            # The head row is the lock appenders of one tenant queue on.
+            db.execute(
+                self.db.sql("INSERT INTO audit_heads (tenant_id, seq, hash, key_id, signature)"
+                            " VALUES (?, 0, ?, '', '') ON CONFLICT (tenant_id) DO NOTHING"),
+                (tenant_id, "0" * 64),
+            )
+            head = db.execute(head_sql + self.db.for_update, (tenant_id,)).fetchone()
+            entry, new_head = seal(head["seq"] + 1, head["hash"])
+            db.execute(
+                self.db.sql(
+                    "INSERT INTO audit_log (tenant_id, seq, at, kind, actor, subject, details,"
+                    " prev_hash, hash, key_id, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                (entry.tenant_id, entry.seq, entry.at, entry.kind, entry.actor, entry.subject,
+                 self.db.json_param(entry.details), entry.prev_hash, entry.hash, entry.key_id,
+                 entry.signature),
+            )
+            db.execute(
+                self.db.sql("UPDATE audit_heads SET seq = ?, hash = ?, key_id = ?, signature = ?"
+                            " WHERE tenant_id = ?"),
+                (new_head.seq, new_head.hash, new_head.key_id, new_head.signature, tenant_id),
+            )
+        return entry
+
+    def list_audit(
+        self, tenant_id: str, *, after_seq: int = 0, limit: int | None = None,
+        kind: str | None = None,
+    ) -> list[AuditEntry]:
+        clauses, params = ["tenant_id = ?", "seq > ?"], [tenant_id, after_seq]
+        if kind is not None:
+            clauses.append("kind = ?")
+            params.append(kind)
+        limited = "" if limit is None else f" LIMIT {int(limit)}"
+        rows = self.all(f"SELECT * FROM audit_log WHERE {' AND '.join(clauses)}"
+                        f" ORDER BY seq{limited}", params)
+        return [AuditEntry.model_validate(self.db.decode(row, ("details",))) for row in rows]
+
+    def audit_head(self, tenant_id: str) -> AuditHead | None:
+        row = self.one("SELECT * FROM audit_heads WHERE tenant_id = ? AND seq > 0", (tenant_id,))
+        return None if row is None else AuditHead.model_validate(self.db.decode(row))
+
+    def audit_tenants(self) -> list[str]:
+        rows = self.all("SELECT tenant_id FROM audit_heads UNION"
+                        " SELECT DISTINCT tenant_id FROM audit_log ORDER BY tenant_id")
+        return [row["tenant_id"] for row in rows]
 
     def ping(self) -> None:
         self.one("SELECT 1")

@@ -202,6 +202,47 @@ MIGRATIONS = [
     );
     CREATE INDEX eval_results_version ON eval_results (tenant_id, agent, agent_version);
     """,
+    # Rate limits shared by every process on the database (per key, user and
+    # tenant), and who submitted each run (a member may cancel only its own).
+    """
+    CREATE TABLE rate_buckets (
+        bucket TEXT PRIMARY KEY,
+        tokens REAL NOT NULL,
+        updated REAL NOT NULL
+    );
+    CREATE TABLE run_submitters (
+        tenant_id TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, run_id)
+    );
+    """,
+    # The audit log: per tenant, each entry chained to the one before by its
+    # hash and signed; the head (last seq and hash, signed apart) shows a log
+    # cut short. Appenders of one tenant take turns on its head row.
+    """
+    CREATE TABLE audit_log (
+        tenant_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        at REAL NOT NULL,
+        kind TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        details TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, seq)
+    );
+    CREATE TABLE audit_heads (
+        tenant_id TEXT PRIMARY KEY,
+        seq BIGINT NOT NULL,
+        hash TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        signature TEXT NOT NULL
+    );
+    """,
 ]
 
 
