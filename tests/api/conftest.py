@@ -61,9 +61,10 @@ class Servers:
         self.started: list[tuple[uvicorn.Server, threading.Thread, Runtime, httpx.Client]] = []
 
     def start(self, with_worker: bool = True, tracer_provider: TracerProvider | None = None,
-              clock: Callable[[], float] = time.monotonic, **overrides: Any) -> Served:
+              clock: Callable[[], float] = time.monotonic,
+              wall_clock: Callable[[], float] = time.time, **overrides: Any) -> Served:
         """`tracer_provider` gets the app's and the worker's spans (None: none are made);
-        `clock` times the app's key rate limit."""
+        `clock` times the key checks' throttle, `wall_clock` the shared rate limits."""
         import scriptkit
 
         number = len(self.started)
@@ -77,7 +78,7 @@ class Servers:
         autonomic = runtime.autonomic_loop(f"test{number}") if settings.autonomic == "on" else None
         app = create_app(settings, runtime.backends, runtime.metrics, worker, runtime.models,
                          runtime.tracer_provider, clock=clock, autonomic_loop=autonomic,
-                         guards=runtime.safety)
+                         guards=runtime.safety, wall_clock=wall_clock)
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
         port = listener.getsockname()[1]

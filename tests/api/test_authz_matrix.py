@@ -169,6 +169,13 @@ SAMPLES: dict[tuple[str, str], Sample] = {
         "POST", f"/v1/runs/{w.acme['done']}/input", {"json": {"answer": "yes"}}),
     ("GET", "/v1/autonomic"): lambda w, who: ("GET", "/v1/autonomic", {}),
     ("GET", "/v1/agents"): lambda w, who: ("GET", "/v1/agents", {}),
+    ("GET", "/v1/agents/{name}/versions"): lambda w, who: (
+        "GET", "/v1/agents/echo/versions", {}),
+    ("GET", "/v1/memories"): lambda w, who: ("GET", "/v1/memories", {}),
+    ("GET", "/v1/memories/search"): lambda w, who: (
+        "GET", "/v1/memories/search", {"params": {"q": MARK}}),
+    ("GET", "/v1/memories/{memory_id}"): lambda w, who: ("GET", "/v1/memories/1", {}),
+    ("DELETE", "/v1/memories/{memory_id}"): lambda w, who: ("DELETE", "/v1/memories/1", {}),
     ("GET", "/v1/models"): lambda w, who: ("GET", "/v1/models", {}),
     ("POST", "/v1/chat/completions"): lambda w, who: ("POST", "/v1/chat/completions", {
         "json": {"model": "default", "messages": [{"role": "user", "content": "hi"}]}}),
@@ -208,8 +215,10 @@ SAMPLES: dict[tuple[str, str], Sample] = {
 # `hash` is an embedding alias whose model (the scripted one) makes no embeddings.
 # A finished run waits for nothing, so answering it is a 409 (once allowed;
 # tests/api/test_audit.py approves a waiting one).
+# Memory 1 does not exist (tests/api/test_memories.py checks real memories across tenants).
 OWN_STATUS = {("POST", "/v1/embeddings"): 400, ("POST", "/v1/runs/{run_id}/approve"): 409,
-              ("POST", "/v1/runs/{run_id}/reject"): 409, ("POST", "/v1/runs/{run_id}/input"): 409}
+              ("POST", "/v1/runs/{run_id}/reject"): 409, ("POST", "/v1/runs/{run_id}/input"): 409,
+              ("GET", "/v1/memories/{memory_id}"): 404, ("DELETE", "/v1/memories/{memory_id}"): 404}
 # The routes that name an object of acme's in their path: another tenant gets a 404.
 ACME_OBJECT_ROUTES = {path for _, path in SAMPLES if "{run_id}" in path or "{key_id}" in path
                       or "{document_id}" in path}

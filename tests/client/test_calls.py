@@ -53,7 +53,7 @@ def test_a_rate_limited_call_is_retried_after_retry_after(
     serve: Callable[..., Served]
 ) -> None:
     clock = Clock()
-    served = serve(clock=clock, key_rate_limit="1/minute")
+    served = serve(wall_clock=clock, key_rate_limit="1/minute")
     with Homeo(served.url, served.key, sleep=clock.sleep) as homeo:
         assert homeo.agents.list()  # the minute's one call
         assert homeo.agents.list()  # 429 Retry-After: 60, slept (the clock moved), then 200

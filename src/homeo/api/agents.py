@@ -35,7 +35,8 @@ class VersionsView(BaseModel):
     versions: list[VersionKPIs]
 
 
-@router.get("/{name}/versions", response_model=VersionsView)
+@router.get("/{name}/versions", response_model=VersionsView,
+            dependencies=[requires("viewer")])
 async def agent_versions(
     name: str,
     app: Annotated[AppParts, Depends(parts)],

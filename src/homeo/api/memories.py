@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from homeo.api.collections import knowledge
-from homeo.api.deps import tenant
+from homeo.api.deps import requires, tenant
 from homeo.api.errors import error_response
 from homeo.memory.knowledge import MAX_K, Knowledge
 from homeo.memory.memories import Memories
@@ -81,7 +81,7 @@ class MemoryResults(BaseModel):
     results: list[MemoryHit]
 
 
-@router.get("", response_model=MemoryPage)
+@router.get("", response_model=MemoryPage, dependencies=[requires("member")])
 async def list_memories(
     remembering: Remembering, tenant_id: Tenant, scope: Scope = None,
     superseded: Annotated[bool, Query(description="Include superseded memories")] = False,
@@ -95,7 +95,8 @@ async def list_memories(
                       next_before=found[-1].id if len(found) == limit else None)
 
 
-@router.get("/search", response_model=MemoryResults)
+@router.get("/search", response_model=MemoryResults,
+            dependencies=[requires("member")])
 async def search_memories(
     request: Request, remembering: Remembering, tenant_id: Tenant,
     q: Annotated[str, Query(min_length=1, max_length=2000, description="What to look for")],
@@ -110,7 +111,8 @@ async def search_memories(
         for hit in hits])
 
 
-@router.get("/{memory_id}", response_model=MemoryView)
+@router.get("/{memory_id}", response_model=MemoryView,
+            dependencies=[requires("member")])
 async def get_memory(memory_id: int, remembering: Remembering, tenant_id: Tenant) -> Any:
     found = await asyncio.to_thread(remembering.store.get, tenant_id, memory_id)
     if found is None:
@@ -118,7 +120,8 @@ async def get_memory(memory_id: int, remembering: Remembering, tenant_id: Tenant
     return MemoryView.model_validate(found.model_dump())
 
 
-@router.delete("/{memory_id}", status_code=204)
+@router.delete("/{memory_id}", status_code=204,
+               dependencies=[requires("member")])
 async def delete_memory(memory_id: int, remembering: Remembering, tenant_id: Tenant) -> Response:
     if not await asyncio.to_thread(remembering.store.delete, tenant_id, memory_id):
         raise HTTPException(404, f"no memory {memory_id}")

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 RunStatus = Literal["queued", "running", "waiting", "succeeded", "failed", "cancelled"]
-KeyRole = Literal["admin", "member"]
+KeyRole = Literal["viewer", "member", "operator", "admin"]
 FINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 
 
