@@ -467,3 +467,35 @@ def test_sub_agents_survive_kills_in_the_parent_and_in_the_child(harness_factory
         assert (run.status, child.status) == ("succeeded", "succeeded"), (run, child)
         assert run.output == f"boss got: wrote 3 lines for {token}.child"
         assert [written[f"{token}.child:{n}"] for n in (1, 2, 3)] == [1, 1, 1]
+
+
+@pytest.mark.slow
+def test_a_fork_killed_mid_run_repeats_nothing_before_its_step(harness_factory) -> None:
+    from homeo.engine.history import fork_run
+
+    harness = harness_factory()
+    harness.submit("writer", "f")
+    harness.drive()
+    original = harness.runs()["f"]
+    assert original.status == "succeeded" and harness.written() == Counter(
+        {"f:1": 1, "f:2": 1, "f:3": 1})
+    # Fork after step 1 (the first line's tool step); its worker dies as the
+    # fork's model turn after that line, and again inside its next line's write.
+    (harness.plan / "f@model:1").touch()
+    (harness.plan / "f@after:2").touch()
+    fork, created = fork_run(harness.runtime.backends, "default", original.id, 1,
+                             max_attempts=5)
+    assert created and fork.forked_from_run == original.id
+    harness.run_ids["fork"] = fork.id
+    harness.drive()
+
+    runs = harness.runs()
+    assert harness.kills == 2 and not any(harness.plan.iterdir())
+    written = harness.written()
+    # Line 1 came before the fork's step: never written again. The fork wrote
+    # line 2 once more (its own step, killed after the write: not repeated, so it
+    # fails rather than write it a third time) and never reached line 3.
+    assert written == Counter({"f:1": 1, "f:2": 2, "f:3": 1})
+    assert runs["fork"].status == "failed" and "not marked idempotent" in runs["fork"].error
+    steps = harness.runtime.backends.store.list_steps("default", fork.id)
+    assert [s.seq for s in steps] == [2, 3]  # it began after the original's step 1
