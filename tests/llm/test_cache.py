@@ -11,7 +11,6 @@ from homeo.llm.base import Message, ModelResponse, ToolSpec, Usage
 from homeo.llm.cache import CachedModel, ResponseCache
 from homeo.llm.providers.scripted import ScriptedModel
 from homeo.llm.resolve import ModelCatalog
-from homeo.tenancy import current_tenant
 
 HI = [Message(role="user", content="hi")]
 _answers = itertools.count(1)
@@ -60,14 +59,12 @@ def test_any_difference_in_the_request_is_a_miss() -> None:
 
 def test_tenants_never_share_a_cached_answer() -> None:
     inner = ScriptedModel(numbered)
-    model = CachedModel(inner, ResponseCache(60, 100, clock=Clock()))
+    cache = ResponseCache(60, 100, clock=Clock())
+    # Each tenant asks through its own view of the one cache (the catalog makes them).
+    views = {tenant: CachedModel(inner, cache, scope=tenant) for tenant in ("acme", "globex")}
 
     def ask_as(tenant: str) -> ModelResponse:
-        async def main() -> ModelResponse:
-            current_tenant.set(tenant)  # as the worker and the API do
-            return await model.request(HI)
-
-        return asyncio.run(main())
+        return asyncio.run(views[tenant].request(HI))
 
     acme, globex, acme_again = ask_as("acme"), ask_as("globex"), ask_as("acme")
     assert acme.message != globex.message and acme_again.message == acme.message
@@ -99,5 +96,9 @@ def test_the_catalog_caches_aliases_only_when_asked(tmp_path) -> None:
                                    router_cache_seconds=60))
     assert ask(cached.get("fast")).message == ask(cached.get("fast")).message
     assert ask(cached.get(spec)).message != ask(cached.get(spec)).message  # not an alias
+    # One cached view per tenant: the same question, another tenant, a new answer.
+    acme = ask(cached.get("fast", "acme")).message
+    assert ask(cached.get("fast", "acme")).message == acme
+    assert ask(cached.get("fast", "globex")).message != acme
     plain = ModelCatalog(Settings(data_dir=tmp_path, models={"fast": [{"model": spec}]}))
     assert ask(plain.get("fast")).message != ask(plain.get("fast")).message

@@ -35,7 +35,6 @@ from homeo.memory.store import (
     EmbeddingMismatch,
     KnowledgeError,
 )
-from homeo.tenancy import current_tenant
 
 router = APIRouter(prefix="/v1/collections", tags=["knowledge"])
 Tenant = Annotated[str, Depends(tenant)]
@@ -210,7 +209,6 @@ async def add_document(name: str, request: Request, knowing: Knowing,
     _name(name)
     try:
         extracted, title, source = await _document_of(request)
-        current_tenant.set(tenant_id)
         made = await knowing.add(tenant_id, name, extracted, title=title, source=source)
     except (KnowledgeError, ExtractError, ModelError) as problem:
         return _refused(request, problem)
@@ -227,7 +225,6 @@ async def replace_document(name: str, document_id: str, request: Request, knowin
         if await knowing.read(knowing.store.get_document, tenant_id, name, document_id) is None:
             raise DocumentNotFound(f"no document {document_id!r} in collection {name!r}")
         extracted, title, source = await _document_of(request)
-        current_tenant.set(tenant_id)
         made = await knowing.add(tenant_id, name, extracted, title=title, source=source,
                                  replace=document_id)
     except (KnowledgeError, ExtractError, ModelError) as problem:
@@ -276,7 +273,6 @@ async def search(
     mode: Annotated[Literal["hybrid", "text", "vector"], Query()] = "hybrid",
 ) -> Any:
     try:
-        current_tenant.set(tenant_id)
         hits = await knowing.search(tenant_id, name, q, k, mode)
     except (KnowledgeError, ModelError) as problem:
         return _refused(request, problem)

@@ -29,7 +29,6 @@ from homeo.api.openai_compat import (
     unknown_model,
 )
 from homeo.llm.base import ModelError
-from homeo.tenancy import current_tenant
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -82,9 +81,8 @@ async def embeddings(
                or await over_budget(request, tenant_id))
     if refused is not None:
         return refused
-    current_tenant.set(tenant_id)
     try:
-        made = await catalog.get(body.model).embed(texts)
+        made = await catalog.get(body.model, tenant_id).embed(texts)
     except ModelError as failure:
         status, kind = status_of(failure)
         return error(request, status, kind, str(failure))

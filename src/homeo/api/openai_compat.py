@@ -64,7 +64,6 @@ from homeo.llm.structured import InvalidSchema, request_structured
 from homeo.safety.guards import GuardUnavailable
 from homeo.safety.policy import SafetyPolicy
 from homeo.safety.screen import SafetyGuards
-from homeo.tenancy import current_tenant
 
 T = TypeVar("T")
 # How often a non-streaming call checks that its client is still there.
@@ -240,8 +239,7 @@ async def chat_completions(
         return error(request, 400, "bad_request", problem)
     options = options_given(tool_choice=body.choice(), stop=body.stop_sequences())
     schema = body.response_format.schema_wanted() if body.response_format else None
-    current_tenant.set(tenant_id)
-    model = catalog.get(body.model)
+    model = catalog.get(body.model, tenant_id)  # answers cached for this tenant only
     max_tokens = body.max_completion_tokens or body.max_tokens
     completion_id = f"chatcmpl-{secrets.token_hex(12)}"
     created = int(time.time())

@@ -98,7 +98,7 @@ class AgentCatalog:
         except ValueError as error:
             raise AgentError(f"agent {name!r}: its stored definition is invalid: {error}") from None
         try:
-            model = await asyncio.to_thread(self.models.get, spec.model)
+            model = await asyncio.to_thread(self.models.get, spec.model, tenant_id)
         except ModelError as error:
             raise AgentError(f"{spec.origin}: {error}") from None
         try:

@@ -73,7 +73,6 @@ from homeo.observe.metrics import Metrics
 from homeo.queue.base import Job, RetryPolicy
 from homeo.store.base import LeaseFenced, read_async
 from homeo.store.models import Run, WorkerRecord
-from homeo.tenancy import current_tenant
 from homeo.safety.screen import SafetyGuards
 from homeo.tools.context import ToolSettings
 
@@ -317,7 +316,6 @@ class Worker:
             return
         run_id = str(job.payload.get("run_id", ""))
         logs.bind(run_id=run_id, tenant_id=job.tenant_id, job_id=job.id)
-        current_tenant.set(job.tenant_id)
         with tracing.span(
             self.tracer,
             "run",

@@ -5,6 +5,10 @@ less than `ttl_seconds` ago gets that answer again without calling a
 provider. A hit used no tokens, so its usage (and cost) is zero: budgets and
 costs count what the providers were asked for. Only successful answers are
 kept, at most `max_entries`, the least recently used going first.
+
+Answers are never shared between tenants: each tenant asks through its own
+`CachedModel` (`scope`, given by whoever builds it for that tenant: the agent
+catalog, the API), and the scope is part of every key.
 """
 
 from __future__ import annotations
@@ -30,7 +34,6 @@ from homeo.llm.base import (
     events_of,
     options_given,
 )
-from homeo.tenancy import current_tenant
 
 
 class ResponseCache:
@@ -46,10 +49,10 @@ class ResponseCache:
         self._lock = threading.Lock()
 
     @staticmethod
-    def key(model: str, messages: list[Message], tools: list[ToolSpec] | None,
-            options: dict[str, Any]) -> str:
+    def key(scope: str | None, model: str, messages: list[Message],
+            tools: list[ToolSpec] | None, options: dict[str, Any]) -> str:
         request = {
-            "tenant": current_tenant.get(),  # never share an answer between tenants
+            "scope": scope,  # the tenant: never share an answer between tenants
             "model": model,
             "messages": [m.model_dump() for m in messages],
             "tools": [t.model_dump() for t in tools or []],
@@ -78,11 +81,12 @@ class ResponseCache:
 
 
 class CachedModel(Model):
-    """`model`, answering repeated requests from `cache`."""
+    """`model`, answering repeated requests of one `scope` (a tenant) from `cache`."""
 
-    def __init__(self, model: Model, cache: ResponseCache) -> None:
+    def __init__(self, model: Model, cache: ResponseCache, scope: str | None = None) -> None:
         self.model = model
         self.cache = cache
+        self.scope = scope
         self.name = model.name
 
     async def request(
@@ -98,7 +102,7 @@ class CachedModel(Model):
     ) -> ModelResponse:
         extra = options_given(json_schema=json_schema, tool_choice=tool_choice, stop=stop)
         options = {"max_tokens": max_tokens, "temperature": temperature, **extra}
-        key = self.cache.key(self.name, messages, tools, options)
+        key = self.cache.key(self.scope, self.name, messages, tools, options)
         cached = self.cache.get(key)
         if cached is not None:
             return cached.model_copy(update={"usage": Usage()})
@@ -121,7 +125,7 @@ class CachedModel(Model):
         """A hit is replayed at once; a miss streams, and only a complete answer is kept."""
         extra = options_given(tool_choice=tool_choice, stop=stop)
         options = {"max_tokens": max_tokens, "temperature": temperature, **extra}
-        key = self.cache.key(self.name, messages, tools, options)
+        key = self.cache.key(self.scope, self.name, messages, tools, options)
         cached = self.cache.get(key)
         if cached is not None:
             async for event in events_of(cached.model_copy(update={"usage": Usage()})):

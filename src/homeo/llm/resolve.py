@@ -65,6 +65,8 @@ class ModelCatalog:
         self.rng = rng or random.Random()
         self.tracer = tracer
         self._models: dict[str, Model] = {}
+        # The cached view of each alias per tenant (see `get`).
+        self._scoped: dict[tuple[str, str | None], CachedModel] = {}
         self._deployments: dict[str, Deployment] = {}
         self._lock = threading.RLock()
         self._cache = (
@@ -97,14 +99,21 @@ class ModelCatalog:
         with self._lock:
             self._models[name] = model
 
-    def get(self, spec: str) -> Model:
+    def get(self, spec: str, tenant_id: str | None = None) -> Model:
+        """The model `spec` names, made once. With a response cache, an alias is
+        answered through the cache in `tenant_id`'s scope: tenants never see each
+        other's cached answers."""
         with self._lock:
             if spec not in self._models:
-                model = self._priced(spec, self._create(spec))
-                if self._cache is not None and spec in self.settings.models:
-                    model = CachedModel(model, self._cache)
-                self._models[spec] = model
-            return self._models[spec]
+                self._models[spec] = self._priced(spec, self._create(spec))
+            model = self._models[spec]
+            if self._cache is None or spec not in self.settings.models:
+                return model
+            scoped = self._scoped.get((spec, tenant_id))
+            if scoped is None:
+                scoped = self._scoped[(spec, tenant_id)] = CachedModel(model, self._cache,
+                                                                       tenant_id)
+            return scoped
 
     def check(self, spec: str) -> None:
         """UnknownModel unless `spec` names a model `get` can make. Nothing is
