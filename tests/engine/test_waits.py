@@ -307,3 +307,32 @@ def test_a_child_that_fails_is_reported_to_the_parent_s_model(
     assert parent.status == "succeeded"
     assert parent.output.startswith(
         f"the deployer says: error: agent 'deployer' (run {child.id}) failed: the call to")
+
+
+def test_a_child_gets_what_its_parent_has_left_as_its_budget(runtime: Runtime, log: Path) -> None:
+    from homeo.engine.budgets import RunBudget
+
+    define(runtime, ("manager", "manager_model", [], {"agents": ["deployer"],
+                                                      "budget": RunBudget(run_tokens=50)}),
+           ("deployer", "deployer_model", ["deploy"], {}))
+    parent_id = submit(runtime, "manager", "web")
+    work(runtime)
+    first = runtime.backends.store.list_steps(TENANT, parent_id)[0]  # before the hand-off
+    used = first.input_tokens + first.output_tokens
+    (child,) = runtime.backends.store.child_runs(TENANT, parent_id)
+    assert used > 0 and child.token_budget == 50 - used
+    assert get(runtime, parent_id).status == "succeeded"
+
+    # A parent with one token left after its first turn: the child's share is 1.
+    define(runtime, ("manager", "manager_model", [], {"agents": ["deployer"],
+                                                      "budget": RunBudget(run_tokens=used + 1)}),
+           ("deployer", "deployer_model", ["deploy"], {}))
+    parent_id = submit(runtime, "manager", "api")
+    work(runtime)
+    (child,) = runtime.backends.store.child_runs(TENANT, parent_id)
+    assert child.token_budget == 1 and child.status == "failed"
+    assert child.error.startswith("this sub-agent run's share of its parent's token budget"
+                                  " (1 tokens")
+    parent = get(runtime, parent_id)
+    assert parent.output.startswith(f"the deployer says: error: agent 'deployer' (run"
+                                    f" {child.id}) failed: this sub-agent run's share")

@@ -126,8 +126,17 @@ def tenant_budgets(settings: Settings, store: Store) -> TenantBudgets | None:
     return TenantBudgets(store, limits) if limits.any else None
 
 
-def check_run_budget(budget: RunBudget, used: int, warned: set[str]) -> list[str]:
-    """The run's own limits; same contract as `TenantBudgets.check`."""
+def check_run_budget(
+    budget: RunBudget, used: int, warned: set[str], share: int | None = None
+) -> list[str]:
+    """The run's own limits; same contract as `TenantBudgets.check`. `share` is a
+    child run's part of its parent's budget (engine/subagents.py)."""
+    if share is not None and used >= share:
+        raise BudgetExceeded(
+            f"this sub-agent run's share of its parent's token budget ({share} tokens, what"
+            f" the parent had left when it started this run) is used up: it used {used}"
+            " tokens; raise the parent agent's budget.run_tokens or give it a smaller task"
+        )
     if budget.run_tokens is not None and used >= budget.run_tokens:
         raise BudgetExceeded(
             f"token budget budget.run_tokens={budget.run_tokens} is used up: the run used"

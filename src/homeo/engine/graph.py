@@ -100,6 +100,8 @@ class RunContext:
     fence: int | None = None  # the claim's fencing token (Store.claim_run)
     emit: Callable[[dict[str, Any]], None] = field(default=lambda event: None)
     budgets: TenantBudgets | None = None  # tenant and agent token limits, if any
+    # A child run's share of its parent's token budget (None: only its agent's own).
+    token_budget: int | None = None
     tracer: Tracer = field(default_factory=NoOpTracer)  # for the node's model and tool spans
     tools: ToolSettings = field(default_factory=ToolSettings)  # the operator's tool limits
     children: ChildRuns | None = None  # starts sub-agent runs; None: sub-agents unavailable

@@ -135,7 +135,8 @@ async def ask_model(
     and with `json_schema` an answer checked against it (homeo.llm.structured).
     Returns the reply and the soft budgets newly reached (to add to the state)."""
     warned = set(state.warned_budgets)
-    reached = check_run_budget(budget or RunBudget(), state.usage.total_tokens, warned)
+    reached = check_run_budget(budget or RunBudget(), state.usage.total_tokens, warned,
+                               context.token_budget)
     if context.budgets is not None:
         reached += await context.budgets.check(context.tenant_id, context.agent, warned)
     try:

@@ -11,6 +11,10 @@ tells the model the child failed.
 The child is found again by a key made of the parent run and the tool call
 (its idempotency key), so a step that runs twice (a crash, or the wake-up
 after the child ended) never starts a second child.
+
+A parent with a token budget (its agent's `budget.run_tokens`, or its own
+share when it is a child itself) gives each child a share: what the parent
+has left when it starts the child. The child fails once it has used it.
 """
 
 from __future__ import annotations
@@ -31,15 +35,30 @@ MAX_TASK_CHARS = 100_000
 class StoreChildRuns:
     """`ChildRuns` for one claim of a run: children are stored and queued runs."""
 
-    def __init__(self, backends: Backends, parent: Run, *, max_attempts: int = 3) -> None:
+    def __init__(
+        self, backends: Backends, parent: Run, *, max_attempts: int = 3,
+        run_tokens: int | None = None,
+    ) -> None:
+        """`run_tokens` is the parent's own token limit (None: it has none)."""
         self.backends = backends
         self.parent = parent
         self.max_attempts = max_attempts
+        limits = [limit for limit in (run_tokens, parent.token_budget) if limit is not None]
+        self.limit = min(limits) if limits else None
 
     async def start(self, agent: str, input: str, *, key: str) -> ChildRun:
+        share = None
+        if self.limit is not None:
+            now = await asyncio.to_thread(self.backends.store.get_run, self.parent.tenant_id,
+                                          self.parent.id)
+            used = 0 if now is None else now.input_tokens + now.output_tokens
+            share = self.limit - used
+            if share <= 0:
+                raise ToolError(f"no token budget is left to hand a task to {agent!r}: this"
+                                f" run used {used} of its {self.limit}")
         new = NewRun(tenant_id=self.parent.tenant_id, agent=agent, input=input,
                      idempotency_key=f"child:{key}", request_id=self.parent.request_id,
-                     parent_run_id=self.parent.id)
+                     parent_run_id=self.parent.id, token_budget=share)
         try:
             run, _ = await asyncio.to_thread(submit_run, self.backends, new,
                                              max_attempts=self.max_attempts)

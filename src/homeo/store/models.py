@@ -21,8 +21,10 @@ class NewRun(BaseModel):
     input: str
     idempotency_key: str | None = None
     request_id: str | None = None
-    # The run whose sub-agent call started this one.
+    # The run whose sub-agent call started this one, and the tokens (input +
+    # output) this one may use: its share of what the parent had left.
     parent_run_id: str | None = None
+    token_budget: int | None = None
     # A fork (engine/history.py) starts from this checkpoint, taken after step
     # `forked_from_step` of run `forked_from_run`, instead of from its input.
     checkpoint: dict[str, Any] | None = None
@@ -67,6 +69,7 @@ class Run(BaseModel):
     waited_seconds: float = 0.0
     wakes: int = 0
     parent_run_id: str | None = None
+    token_budget: int | None = None  # a child's share of its parent's budget
     # The run and step this run was forked from (None for a run started from its input).
     forked_from_run: str | None = None
     forked_from_step: int | None = None

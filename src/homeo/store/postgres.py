@@ -250,6 +250,10 @@ MIGRATIONS = [
         signature TEXT NOT NULL
     );
     """,
+    # A child run's share of its parent's token budget (engine/subagents.py).
+    """
+    ALTER TABLE runs ADD COLUMN token_budget INTEGER;
+    """,
 ]
 
 
@@ -271,8 +275,8 @@ class PostgresStore(SQLStore):
                 row = db.execute(
                     "INSERT INTO runs (id, tenant_id, agent, input, status, idempotency_key,"
                     " request_id, parent_run_id, created_at, updated_at, checkpoint,"
-                    " forked_from_run, forked_from_step, agent_version)"
-                    " VALUES (%s, %s, %s, %s, 'queued', %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                    " forked_from_run, forked_from_step, agent_version, token_budget)"
+                    " VALUES (%s, %s, %s, %s, 'queued', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                     " ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
                     " DO NOTHING RETURNING *",
                     (
@@ -289,6 +293,7 @@ class PostgresStore(SQLStore):
                         new.forked_from_run,
                         new.forked_from_step,
                         new.agent_version,
+                        new.token_budget,
                     ),
                 ).fetchone()
                 if row is not None:

@@ -243,6 +243,10 @@ MIGRATIONS = [
         signature TEXT NOT NULL
     );
     """,
+    # A child run's share of its parent's token budget (engine/subagents.py).
+    """
+    ALTER TABLE runs ADD COLUMN token_budget INTEGER;
+    """,
 ]
 
 
@@ -266,8 +270,8 @@ class SQLiteStore(SQLStore):
             row = db.execute(
                 "INSERT INTO runs (id, tenant_id, agent, input, status, idempotency_key,"
                 " request_id, parent_run_id, created_at, updated_at, checkpoint, forked_from_run,"
-                " forked_from_step, agent_version)"
-                " VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " forked_from_step, agent_version, token_budget)"
+                " VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " RETURNING *",
                 (
                     new_id("run", now),
@@ -283,6 +287,7 @@ class SQLiteStore(SQLStore):
                     new.forked_from_run,
                     new.forked_from_step,
                     new.agent_version,
+                    new.token_budget,
                 ),
             ).fetchone()
         return self.run_of(row), True  # type: ignore[return-value]
