@@ -298,9 +298,12 @@ class Worker:
         ) as span:
             try:
                 await self._process(job, run_id, span)
-            except (LeaseLost, LeaseFenced):
+            except (LeaseLost, LeaseFenced) as lost:
                 span.set_attribute("homeo.run.outcome", "lease_lost")
-                self.log.warning("lease lost; another worker owns the run now, stopping")
+                # Say which guard stopped it: the queue refusing a heartbeat, or
+                # the store refusing a late write (the fence).
+                self.log.warning("lease lost; another worker owns the run now, stopping",
+                                 reason=str(lost) or "the queue refused the lease's heartbeat")
             except Exception as error:  # the store itself is down, or a bug here
                 span.record_exception(error)
                 span.set_status(StatusCode.ERROR, str(error))
