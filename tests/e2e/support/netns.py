@@ -37,7 +37,8 @@ def ip(*args: str) -> str:
 def check_netns() -> None:
     """Raise NetnsUnavailable saying why when namespaces cannot be made here."""
     if os.geteuid() != 0:
-        raise NetnsUnavailable("making network namespaces needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN)")
+        raise NetnsUnavailable(
+            "making network namespaces needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN)")
     probe = f"homeo-probe-{secrets.token_hex(3)}"
     try:
         ip("netns", "add", probe)
@@ -125,15 +126,13 @@ class Forwarders:
         self.gates[(address, port)] = gate
 
         async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
+            # One side going away (an error here) closes the other.
+            with contextlib.suppress(ConnectionError, OSError):
                 while data := await reader.read(65536):
                     await gate.wait()
                     writer.write(data)
                     await writer.drain()
-            except (ConnectionError, OSError):
-                pass  # one side went away: close both
-            finally:
-                writer.close()
+            writer.close()
 
         async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
