@@ -13,7 +13,7 @@ statement per job (with `FOR UPDATE SKIP LOCKED` on PostgreSQL), and on Redis
 one `LPOP` per job from a list. It has no leases, no retries and no history, so
 the gap to it is what homeo's guarantees cost (two transactions or scripts per
 job: claim, then complete; one on PostgreSQL when a completion claims the next
-job in the same statement, as a worker slot does: the "fused" rows).
+job in the same round trip, as a worker slot does: the "fused" rows).
 
     .venv/bin/python bench/queue_throughput.py
     .venv/bin/python bench/queue_throughput.py --jobs 5000 --processes 1,2,4 --backends sqlite
@@ -371,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
           " one transaction on SQLite, one Lua script on Redis) then Queue.complete"
           " (a second one).")
     print("fused = Queue.complete_and_claim, as a worker slot completes a job and claims the"
-          " next: one statement and one commit on PostgreSQL; complete then claim elsewhere.")
+          " next: one statement and one commit on PostgreSQL, both scripts in one MULTI/EXEC"
+          " round trip on Redis, complete then claim on SQLite.")
     print("worker CPU = user+system time of the worker processes; the database server's own"
           " CPU is not counted. Workers and PostgreSQL share the same cores.")
     return 0

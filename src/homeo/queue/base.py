@@ -132,8 +132,8 @@ class QueueStorage(ABC):
     def complete_and_claim(self, job_id: str, worker_id: str, claimer: str,
                            lease_seconds: float, now: float) -> tuple[bool, Job | None]:
         """`complete` then `claim` (for `claimer`), as one operation where the
-        backend can (PostgreSQL: one statement, one commit). Returns what each
-        would have returned."""
+        backend can (PostgreSQL: one statement, one commit; Redis: both scripts
+        in one MULTI/EXEC). Returns what each would have returned."""
         return (self.complete(job_id, worker_id, now),
                 self.claim(claimer, lease_seconds, now))
 
