@@ -449,3 +449,15 @@ def test_a_very_long_tool_argument_is_cut_with_a_note_of_how_much(
     shown = f'{{"expression": "{huge}"}}'
     assert call.endswith(f"  calls calculate {shown[:2000]}… ({len(shown) - 2000} more"
                          " characters)")
+
+
+def test_keys_create_makes_each_role_and_refuses_an_unknown_one(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    for role in ("viewer", "member", "operator", "admin"):
+        created = homeo("keys", "create", "--tenant", "acme", "--role", role, "--data-dir", data)
+        assert created.returncode == 0 and f"{role} key " in created.stderr, created.stderr
+    listed = homeo("keys", "list", "--data-dir", data).stdout
+    assert sorted(re.findall(r"^\S+\s+acme\s+(\w+)\s+active", listed, re.M)) == [
+        "admin", "member", "operator", "viewer"]
+    refused = homeo("keys", "create", "--role", "owner", "--data-dir", data)
+    assert refused.returncode == 2 and "'viewer', 'member', 'operator', 'admin'" in refused.stderr

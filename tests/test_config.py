@@ -190,3 +190,21 @@ def test_every_example_shown_in_an_error_is_a_valid_value(
         return
     monkeypatch.setenv(f"HOMEO_{name.upper()}", example)
     assert name in load_settings().model_fields_set  # read from the variable, and valid
+
+
+def test_jwt_sign_in_needs_an_issuer_an_audience_and_a_long_secret(tmp_path) -> None:
+    from homeo.config import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="^invalid settings: JWT sign-in needs"
+                       " HOMEO_JWT_ISSUER and HOMEO_JWT_AUDIENCE"):
+        load_settings(data_dir=tmp_path, jwt_secret="s" * 40)
+    with pytest.raises(SettingsError, match="HOMEO_JWT_SECRET must be at least 32 bytes"):
+        load_settings(data_dir=tmp_path, jwt_secret="short", jwt_issuer="i", jwt_audience="a")
+    with pytest.raises(SettingsError, match="HOMEO_JWT_ALGORITHMS='HS256,none': Value error,"
+                       " none: list some of HS256"):
+        load_settings(data_dir=tmp_path, jwt_algorithms="HS256,none")
+    with pytest.raises(SettingsError, match="is neither an http\\(s\\) URL nor a file"):
+        load_settings(data_dir=tmp_path, jwt_jwks=str(tmp_path / "missing.json"))
+    made = load_settings(data_dir=tmp_path, jwt_secret="s" * 40, jwt_issuer="i",
+                         jwt_audience="a", jwt_algorithms=" HS256 , EdDSA ")
+    assert made.jwt_enabled() and made.jwt_algorithms == "HS256,EdDSA"

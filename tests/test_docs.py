@@ -76,6 +76,8 @@ def test_every_metric_in_the_readme_is_exported(tmp_path: Path) -> None:
         metrics.observe_request("/v1/runs", "POST", 202, 0.01)
         metrics.count_usage("t", "m", input_tokens=1, output_tokens=1, cost_usd=0.1)
         metrics.watch_breakers(lambda: [("example", "closed")])
+        metrics.count_screening("t", {"boundary": "input", "verdicts": [
+            {"guard": "secrets", "action": "block"}]})
         exported = metrics.render().decode()
     finally:
         backends.close()
@@ -114,3 +116,18 @@ def test_the_graph_error_in_the_readme_is_the_one_homeo_gives(tmp_path: Path) ->
         assert f"homeo: {error}".replace(str(tmp_path) + "/", "") == quoted
     else:
         raise AssertionError("the graph without max_visits loaded")
+
+
+def test_the_memory_and_knowledge_agents_in_the_readme_build(tmp_path: Path) -> None:
+    from homeo.engine.agents import build_agent, load_agent_file
+    from homeo.llm.providers.scripted import ScriptedModel
+
+    section = _section("Agent memory and answering from collections")
+    blocks = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    assert len(blocks) == 2
+    for index, block in enumerate(blocks):
+        path = tmp_path / f"{index}.yaml"
+        path.write_text(block)
+        agent = build_agent(load_agent_file(path), ScriptedModel([]))
+        assert (agent.spec.memory is None) != (agent.spec.knowledge is None)
+    assert agent.graph.start == "retrieve"

@@ -31,6 +31,8 @@ class Backends:
     # Errors of these backends that say "try again later" (locked, unreachable),
     # as opposed to a bug: the worker retries a run that hit one.
     transient: tuple[type[Exception], ...] = ()
+    # The store's database (where memory keeps its tables too), shared or not.
+    database: Any = None
 
     @contextmanager
     def atomic(self) -> Iterator[None]:
@@ -56,13 +58,14 @@ def open_backends(
     if queue_url:
         queue, queue_transient = open_redis_queue(queue_url, retry)
         try:
-            store, _, transient = _open_store(url)
+            store, database, transient = _open_store(url)
         except BaseException:
             queue.close()
             raise
-        return Backends(store, queue, url, None, (*queue_transient, *transient))
+        return Backends(store, queue, url, None, (*queue_transient, *transient), database)
     store, database, transient = _open_store(url)
-    return Backends(store, Queue(_queue_beside(url, database), retry), url, database, transient)
+    return Backends(store, Queue(_queue_beside(url, database), retry), url, database, transient,
+                    database)
 
 
 def _open_store(url: str) -> tuple[Store, Any, tuple[type[Exception], ...]]:

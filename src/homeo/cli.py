@@ -1,5 +1,5 @@
-"""The `homeo` command line: serve, worker, run, runs, agents, keys, doctor, mcp, sandbox,
-slo, autonomic."""
+"""The `homeo` command line: serve, worker, run, runs, agents, eval, keys, doctor, mcp,
+sandbox, slo, autonomic, audit."""
 
 from __future__ import annotations
 
@@ -21,15 +21,19 @@ from homeo.cli_common import (
     AgentsDir,
     DatabaseUrl,
     DataDir,
+    Json,
     Tenant,
     Workers,
     console,
     fail,
     open_runtime,
     opened,
+    print_json,
     settings_or_exit,
 )
+from homeo.cli_audit import audit_app, audit_log_or_exit
 from homeo.cli_autonomic import autonomic_app
+from homeo.cli_evolve import agent_versions, eval_app
 from homeo.cli_memory import memory_app
 from homeo.cli_runs import prune as prune_checkpoints
 from homeo.cli_runs import runs_app
@@ -40,13 +44,15 @@ from homeo.engine.agents import AgentError
 from homeo.observe import logs
 
 app = typer.Typer(help="homeo: run AI agents durably, securely and observably.",
-                  no_args_is_help=True, add_completion=False, context_settings=CONTEXT)
+                  context_settings=CONTEXT)
 app.add_typer(runs_app, name="runs")
 app.command("prune")(prune_checkpoints)
 app.add_typer(memory_app, name="memory")
 app.add_typer(safety_app, name="safety")
 app.add_typer(slo_app, name="slo")
 app.add_typer(autonomic_app, name="autonomic")
+app.add_typer(eval_app, name="eval")
+app.add_typer(audit_app, name="audit")
 
 
 def _print_version(given: bool) -> None:
@@ -57,13 +63,31 @@ def _print_version(given: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+FIRST_STEPS = """\
+homeo: run AI agents durably, securely and observably. To begin:
+
+  homeo doctor                 what this machine has (databases, sandbox, models)
+  homeo agents                 the agents it can run (HOMEO_AGENTS_DIR)
+  homeo run calculator "2+2"   run one here and watch its steps
+  homeo serve                  the HTTP API on 127.0.0.1:8080 (shows a first API key)
+
+`homeo --help` lists every command; `homeo COMMAND --help` explains one.
+`homeo --install-completion` adds tab completion to your shell."""
+
+
+@app.callback(invoke_without_command=True)
 def _root(
+    context: typer.Context,
     version: Annotated[bool, typer.Option(
         "--version", callback=_print_version, is_eager=True, help="Print the version and exit.",
     )] = False,
 ) -> None:
-    """homeo: run AI agents durably, securely and observably."""
+    """homeo: run AI agents durably, securely and observably.
+
+    Exit status: 0 done, 1 failed (the message says why), 2 bad usage or
+    settings, 3 a run waits for a person, 130 stopped by Ctrl-C."""
+    if context.invoked_subcommand is None:
+        print(FIRST_STEPS)
 
 
 def _steady_gc() -> None:
@@ -97,12 +121,14 @@ def serve(
     listener = _listen(settings.host, settings.port)
     logs.configure(settings.log_level, settings.log_json)
     runtime = open_runtime(settings)
+    audit_log_or_exit(settings, runtime.backends.store)  # a bad audit key stops us here
     _first_key(runtime)
     worker = runtime.worker() if settings.workers > 0 else None
     autonomic = (runtime.autonomic_loop(f"serve:{socket.gethostname()}:{os.getpid()}")
                  if settings.autonomic == "on" else None)
     api = create_app(settings, runtime.backends, runtime.metrics, worker, runtime.models,
-                     runtime.tracer_provider, autonomic_loop=autonomic)
+                     runtime.tracer_provider, autonomic_loop=autonomic,
+                     guards=runtime.safety)
     console.print(
         f"homeo serving http://{settings.host}:{settings.port} "
         f"(database {redact(settings.resolved_database_url())}, "
@@ -166,7 +192,8 @@ def _first_key(runtime) -> None:  # noqa: ANN001 (Runtime, imported late)
     if store.list_keys():
         return
     key, _ = create_key(store, runtime.settings.default_tenant, "made by the first homeo serve",
-                        role="admin")
+                        role="admin", audit=audit_log_or_exit(runtime.settings, store),
+                        actor="homeo serve")
     console.print(
         f"homeo: no API keys yet, so here is an admin key for tenant"
         f" {runtime.settings.default_tenant!r} (shown only now): {key}\n"
@@ -215,53 +242,88 @@ def run(
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
     agents_dir: AgentsDir = None,
+    as_json: Json = False,
 ) -> None:
     """Run an agent now and show its progress step by step.
 
     The run goes through the durable queue like any other; this process works
     the queue until the run ends. Ctrl-C pauses the run when its current step
-    ends (exit 130; `homeo worker` resumes it), a second Ctrl-C leaves at once."""
+    ends (exit 130; `homeo worker` resumes it), a second Ctrl-C leaves at once.
+    Exit 0 succeeded, 1 failed or cancelled, 3 waiting for a person. With
+    --json the progress goes to stderr and the run, as GET /v1/runs/{id}
+    shows it, to stdout."""
     from homeo.cli_progress import run_with_progress
 
     settings = settings_or_exit(data_dir=data_dir, database_url=database_url, agents_dir=agents_dir)
     logs.configure("warning", settings.log_json)
     runtime = open_runtime(settings)
+
+    def report(run) -> None:  # noqa: ANN001 (Run, imported late)
+        from homeo.api.schemas import RunDetail, RunView, StepView
+
+        steps = runtime.backends.store.list_steps(run.tenant_id, run.id)
+        print_json(RunDetail(**RunView.of(run).model_dump(),
+                             steps=[StepView.of(step) for step in steps]).model_dump(mode="json"))
+
     try:
-        code = asyncio.run(
-            run_with_progress(runtime, agent, input, Console(soft_wrap=True), console)
-        )
+        code = asyncio.run(run_with_progress(
+            runtime, agent, input, console if as_json else Console(soft_wrap=True), console,
+            report=report if as_json else None))
     finally:
         asyncio.run(runtime.aclose())
     raise typer.Exit(code)
 
 
-@app.command("agents")
-def list_agents(agents_dir: AgentsDir = None) -> None:
-    """List the agents defined in the agents folder, and what is wrong with its files."""
+agents_app = typer.Typer(help="The agents folder's agents, and each agent's versions.",
+                         invoke_without_command=True, context_settings=CONTEXT)
+app.add_typer(agents_app, name="agents")
+
+
+@agents_app.callback()
+def list_agents(ctx: typer.Context, agents_dir: AgentsDir = None, as_json: Json = False) -> None:
+    """List the agents defined in the agents folder, and what is wrong with its files.
+
+    Exit 1 if a file is wrong."""
+    if ctx.invoked_subcommand is not None:
+        return
     from homeo.engine.agents import scan_agents
     from homeo.llm.resolve import ModelCatalog
 
     settings = settings_or_exit(agents_dir=agents_dir)
     folder = scan_agents(settings.agents_dir, ModelCatalog(settings), settings.mcp_servers)
-    out = Console(soft_wrap=True)
-    for spec in folder.specs.values():
-        tools = ", ".join(t.rpartition(":")[2] for t in spec.tools) or "no tools"
-        out.print(f"{spec.name:<16} {spec.model:<12} {tools:<24} {spec.description}",
-                  markup=False)
+    if as_json:  # as GET /v1/agents lists them
+        print_json([{"name": spec.name, "description": spec.description, "model": spec.model,
+                     "tools": spec.tools, "max_steps": spec.max_steps}
+                    for spec in folder.specs.values()])
+    else:
+        out = Console(soft_wrap=True)
+        for spec in folder.specs.values():
+            tools = ", ".join(t.rpartition(":")[2] for t in spec.tools) or "no tools"
+            out.print(f"{spec.name:<16} {spec.model:<12} {tools:<24} {spec.description}",
+                      markup=False)
     for problem in folder.problems:
         console.print(f"homeo: {problem}", markup=False)
     if folder.problems:
         raise typer.Exit(1)
 
 
+agents_app.command("versions")(agent_versions)
+
+
 @app.command()
-def doctor(database_url: DatabaseUrl = None, data_dir: DataDir = None) -> None:
+def doctor(database_url: DatabaseUrl = None, data_dir: DataDir = None,
+           as_json: Json = False) -> None:
     """Tell what is real on this machine and what is missing, with the fix."""
+    import dataclasses
+
+    from rich.markup import escape
+
     from homeo.doctor import run_checks
 
     settings = settings_or_exit(database_url=database_url, data_dir=data_dir)
-    from rich.markup import escape
-
+    if as_json:
+        print_json([dataclasses.asdict(check) for check in run_checks(settings)])
+        return
     out = Console(soft_wrap=True, highlight=False)
     styles = {"ok": "green", "missing": "red", "info": "cyan"}
     for check in run_checks(settings):
@@ -293,7 +355,9 @@ def mcp_server(
 
 
 class KeyRoleOption(str, enum.Enum):
+    viewer = "viewer"
     member = "member"
+    operator = "operator"
     admin = "admin"
 
 
@@ -307,25 +371,37 @@ def keys_create(
     tenant: Tenant = None,
     name: Annotated[str, typer.Option(help="What the key is for, shown by `keys list`.")] = "",
     role: Annotated[KeyRoleOption, typer.Option(
-        help="member: uses the API; admin: also manages the tenant's keys (/v1/keys)."
+        help="viewer: reads runs and metrics; member: also runs agents and uses the API;"
+        " operator: also cancels any run of the tenant; admin: also manages its keys."
     )] = KeyRoleOption.member,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
+    as_json: Json = False,
 ) -> None:
     """Make an API key for a tenant and print it (it is shown only this once).
 
-    The key goes to stdout alone, so `KEY=$(homeo keys create)` works; the
-    agents folder is published for the tenant, so it can run them at once."""
+    The key goes to stdout alone, so `KEY=$(homeo keys create)` works (with
+    --json: the key and its record, as POST /v1/keys answers); the agents
+    folder is published for the tenant, so it can run them at once."""
     from homeo.keys import create_key
 
     settings = settings_or_exit(data_dir=data_dir, database_url=database_url,
                          default_tenant=tenant)
     with opened(settings) as runtime:
         key, record = create_key(runtime.backends.store, settings.default_tenant, name,
-                                 role=role.value)
+                                 role=role.value,
+                                 audit=audit_log_or_exit(settings, runtime.backends.store))
     console.print(f"homeo: {record.role} key {record.id} for tenant {record.tenant_id!r}; it is"
                   " shown only now, keep it", markup=False)
-    print(key)
+    if as_json:
+        print_json({"key": key, **_key_json(record)})
+    else:
+        print(key)
+
+
+def _key_json(record) -> dict:  # noqa: ANN001 (ApiKey, imported late)
+    """A key as GET /v1/keys lists it: never its secret."""
+    return {"active": record.active, **record.model_dump(exclude={"secret_hash"})}
 
 
 @keys_app.command("list")
@@ -333,6 +409,7 @@ def keys_list(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
+    as_json: Json = False,
 ) -> None:
     """List API keys (ids, never secrets), oldest first."""
     import datetime
@@ -340,11 +417,14 @@ def keys_list(
     settings = settings_or_exit(data_dir=data_dir, database_url=database_url)
     with opened(settings) as runtime:
         records = runtime.backends.store.list_keys(tenant)
+    if as_json:
+        print_json([_key_json(record) for record in records])
+        return
     out = Console(soft_wrap=True)
     for record in records:
         created = datetime.datetime.fromtimestamp(record.created_at, datetime.UTC)
         status = "active" if record.active else "revoked"
-        out.print(f"{record.id}  {record.tenant_id:<16} {record.role:<6} {status:<8} "
+        out.print(f"{record.id}  {record.tenant_id:<16} {record.role:<8} {status:<8} "
                   f"{created:%Y-%m-%d %H:%M}Z  {record.name}", markup=False)
 
 
@@ -353,15 +433,21 @@ def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="The key's id (as `keys list` shows it).")],
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
+    as_json: Json = False,
 ) -> None:
     """Revoke an API key: requests with it are refused within 5 seconds."""
+    from homeo.keys import revoke_key
+
     settings = settings_or_exit(data_dir=data_dir, database_url=database_url)
     with opened(settings) as runtime:
-        record = runtime.backends.store.revoke_key(key_id.removeprefix("hk_")[:16])
+        record = revoke_key(runtime.backends.store, key_id.removeprefix("hk_")[:16],
+                            audit=audit_log_or_exit(settings, runtime.backends.store))
     if record is None:
         fail(f"no API key {key_id!r}; `homeo keys list` shows them")
     console.print(f"homeo: key {record.id} of tenant {record.tenant_id!r} is revoked",
                   markup=False)
+    if as_json:
+        print_json(_key_json(record))
 
 
 sandbox_app = typer.Typer(help="Run commands in the sandbox that tools use.",

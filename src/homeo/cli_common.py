@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -30,6 +31,12 @@ Workers = Annotated[
     int | None, typer.Option(help="Concurrent runs in this process [HOMEO_WORKERS].")
 ]
 Tenant = Annotated[str | None, typer.Option(help="The tenant [HOMEO_DEFAULT_TENANT].")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON, as the HTTP API returns it.")]
+
+
+def print_json(value: object) -> None:
+    """One JSON document on stdout, for scripts (messages go to stderr)."""
+    print(json.dumps(value, default=str, ensure_ascii=False))
 
 
 def settings_or_exit(**overrides: Any) -> Settings:

@@ -63,10 +63,11 @@ def _spinner(out: Console, activity: _Activity) -> Iterator[Status | None]:
 
 async def run_with_progress(
     runtime: Runtime, agent: str, text: str, out: Console, errors: Console,
-    *, clock: Callable[[], float] = time.time,
+    *, clock: Callable[[], float] = time.time, report: Callable[[Run], None] | None = None,
 ) -> int:
     """Run `agent` on `text` here, showing its steps; return the exit status:
-    0 succeeded, 1 failed or cancelled, 3 waiting for a person, 130 paused by Ctrl-C."""
+    0 succeeded, 1 failed or cancelled, 3 waiting for a person, 130 paused by Ctrl-C.
+    `report`, when given, gets the run as it last stood (`homeo run --json`)."""
     settings = runtime.settings
     try:
         run, _ = submit_run(
@@ -101,6 +102,8 @@ async def run_with_progress(
         stop.set()
         await serving
         interrupts.close()
+    if report is not None:
+        report(runtime.backends.store.get_run(run.tenant_id, run.id) or current)
     if current.is_final:
         for line in outcome_lines(current):
             out.print(line, markup=False, highlight=False)

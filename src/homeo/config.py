@@ -35,6 +35,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from homeo.safety.policy import TenantPolicies
 from homeo.tools.permissions import ToolPolicy
 
 EXAMPLE_AGENTS_DIR = Path(__file__).parent / "examples" / "agents"
@@ -115,6 +116,11 @@ class McpServer(BaseModel):
         if self.url and not self.url.startswith(("http://", "https://")):
             raise ValueError(f"url {self.url!r} must start with http:// or https://")
         return self
+
+
+# The signature algorithms HOMEO_JWT_ALGORITHMS may list (homeo.jwtauth); `none` never.
+JWT_ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384",
+                  "PS512", "ES256", "ES384", "ES512", "EdDSA")
 
 
 class Settings(BaseSettings):
@@ -207,7 +213,36 @@ class Settings(BaseSettings):
     )
     default_tenant: str = Field("default", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     key_rate_limit: str = Field(
-        "", description="Requests per API key, e.g. 600/minute, per server process; empty: none."
+        "", description="Requests per API key or JWT user, e.g. 600/minute, shared by every"
+        " server on the database; empty: none."
+    )
+    tenant_rate_limit: str = Field(
+        "", description="Requests per tenant (all its keys and users), e.g. 6000/minute,"
+        " shared by every server on the database; empty: none."
+    )
+    audit_key_file: Path | None = Field(
+        None, description="The ML-DSA-65 private key (PEM) that signs the audit log, outside"
+        " the data dir (`homeo audit keygen PATH`); unset: no audit log."
+    )
+    jwt_secret: SecretStr = Field(
+        SecretStr(""), description="The shared secret HS256/384/512 user tokens are signed with."
+    )
+    jwt_jwks: str = Field(
+        "", description="A JWKS file or http(s) URL: the public keys of RS*, PS*, ES* and EdDSA"
+        " user tokens, picked by `kid`."
+    )
+    jwt_issuer: str = Field("", description="The `iss` every user token must carry.")
+    jwt_audience: str = Field("", description="The `aud` every user token must include.")
+    jwt_algorithms: str = Field(
+        "HS256,RS256,ES256,EdDSA", description="The signature algorithms user tokens may use."
+    )
+    jwt_tenant_claim: str = Field("tenant", min_length=1,
+                                  description="The claim naming the tenant.")
+    jwt_role_claim: str = Field("role", min_length=1, description="The claim naming the role.")
+    jwt_leeway_seconds: float = Field(30.0, ge=0, le=3600, description="Clock skew allowed.")
+    jwt_jwks_refresh_seconds: float = Field(
+        300.0, gt=0, le=86400,
+        description="How long a fetched JWKS is used before it is read again."
     )
     metrics_token: SecretStr = Field(
         SecretStr(""),
@@ -258,9 +293,21 @@ class Settings(BaseSettings):
     memory_chunk_overlap: int = Field(
         150, ge=0, le=50_000,
         description="Characters a chunk repeats from the one before it, at most half a chunk.")
+    memory_merge_similarity: float = Field(
+        0.9, gt=0, le=1,
+        description="Cosine at or above which a new agent memory is merged into an old one.")
+    memory_half_life: str = Field(
+        "30d", description="Time unused after which an agent memory's strength halves.")
+    memory_prune_interval: str = Field(
+        "1h", description="How often workers prune expired, decayed and superseded memories.")
     tool_policy: ToolPolicy = Field(
         default_factory=ToolPolicy,
         description='Tools per tenant (JSON): {"TENANT or *": {"allow": [...], "deny": [...]}}.',
+    )
+    safety: TenantPolicies = Field(
+        default_factory=TenantPolicies,
+        description='Safety guards per tenant (JSON): {"TENANT or *": {"input": {"secrets":'
+                    ' "block"}, "tool_output": {"injection": "approve"}, ...}}; README, Safety.',
     )
 
     @field_validator("slo_file")
@@ -304,7 +351,7 @@ class Settings(BaseSettings):
         parse_size(value)
         return value
 
-    @field_validator("checkpoint_retention")
+    @field_validator("checkpoint_retention", "memory_half_life", "memory_prune_interval")
     @classmethod
     def _retention(cls, value: str) -> str:
         from homeo.sandbox.limits import parse_duration
@@ -329,7 +376,51 @@ class Settings(BaseSettings):
         parse_allow_without(value)
         return value
 
-    @field_validator("key_rate_limit")
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _jwt_algorithms(cls, value: str) -> str:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        unknown = [name for name in names if name not in JWT_ALGORITHMS]
+        if not names or unknown:
+            raise ValueError(f"{', '.join(unknown) or 'empty'}: list some of"
+                             f" {', '.join(JWT_ALGORITHMS)} (never none)")
+        return ",".join(names)
+
+    @field_validator("jwt_jwks")
+    @classmethod
+    def _jwks_source(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")) and not Path(value).is_file():
+            raise ValueError(f"{value} is neither an http(s) URL nor a file")
+        return value
+
+    @model_validator(mode="after")
+    def _audit_key_outside_data(self) -> Settings:
+        key = self.audit_key_file
+        if key is None:
+            return self
+        if key.resolve().is_relative_to(self.data_dir.resolve()):
+            raise ValueError(f"HOMEO_AUDIT_KEY_FILE {key} is inside the data dir"
+                             f" {self.data_dir}: keep the signing key elsewhere, so a copy of"
+                             " the data cannot rewrite its own log")
+        return self
+
+    @model_validator(mode="after")
+    def _jwt_complete(self) -> Settings:
+        secret = self.jwt_secret.get_secret_value()
+        if not secret and not self.jwt_jwks:
+            return self
+        if not self.jwt_issuer or not self.jwt_audience:
+            raise ValueError("JWT sign-in needs HOMEO_JWT_ISSUER and HOMEO_JWT_AUDIENCE: every"
+                             " token is checked against both")
+        if secret and len(secret.encode()) < 32:
+            raise ValueError("HOMEO_JWT_SECRET must be at least 32 bytes (HS256 keys shorter"
+                             " than its hash can be guessed); `openssl rand -hex 32` makes one")
+        return self
+
+    def jwt_enabled(self) -> bool:
+        return bool(self.jwt_secret.get_secret_value() or self.jwt_jwks)
+
+    @field_validator("key_rate_limit", "tenant_rate_limit")
     @classmethod
     def _rate(cls, value: str) -> str:
         from homeo.ratelimit import parse_rate_limit
@@ -458,7 +549,10 @@ def describe_error(error: ValidationError) -> str:
     """One line per bad setting: `HOMEO_PORT='x': Input should be a valid integer`."""
     lines = []
     for problem in error.errors():
-        name = str(problem["loc"][0]) if problem["loc"] else "?"
+        if not problem["loc"]:  # a check of several settings together
+            lines.append(f"invalid settings: {problem['msg'].removeprefix('Value error, ')}")
+            continue
+        name = str(problem["loc"][0])
         value = problem.get("input")
         # Inside a JSON setting (HOMEO_MODELS), say where: `at default.0.model`.
         inside = ".".join(str(part) for part in problem["loc"][1:])
@@ -481,12 +575,17 @@ _EXAMPLES: dict[str, str] = {
     "agent_tokens_per_day": "200000",
     "soft_agent_tokens_per_day": "150000",
     "key_rate_limit": "600/minute",
+    "tenant_rate_limit": "6000/minute",
+    "audit_key_file": "/etc/homeo/audit.key",
+    "jwt_issuer": "https://login.example.com/",
+    "jwt_audience": "homeo",
     "otlp_endpoint": "http://127.0.0.1:4318/v1/traces",
     "slo_file": str(DEFAULT_SLO_FILE),
     "sandbox_allow_without": "cgroups",
     "http_allowlist": "example.com,api.github.com",
     "mcp_servers": '{"files": {"command": ["python", "-m", "files_server"]}}',
     "tool_policy": '{"*": {"deny": ["http_get"]}}',
+    "safety": '{"*": {"tool_output": {"injection": "block"}, "output": {"secrets": "redact"}}}',
 }
 
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from homeo.audit import AuditLog, Event
 from homeo.store.base import Store, read_async
 from homeo.store.models import ApiKey, KeyRole
 
@@ -52,15 +53,25 @@ class KeyRejected(Exception):
 
 @dataclass(frozen=True)
 class Caller:
-    """Who sent a request: its key's id, tenant and role."""
+    """Who sent a request: an API key (its id) or a JWT user (its subject),
+    with a tenant and a role there."""
 
-    key_id: str
+    key_id: str  # "" for a JWT user
     tenant_id: str
     role: KeyRole
+    user: str = ""  # a JWT user's `sub`; "" for an API key
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+    @property
+    def principal(self) -> str:
+        """A stable name for rate limits and for who submitted a run."""
+        return f"user:{self.tenant_id}:{self.user}" if self.user else f"key:{self.key_id}"
+
+    def __str__(self) -> str:
+        return f"user {self.user!r}" if self.user else f"API key hk_{self.key_id}_…"
 
 
 def create_key(
@@ -70,9 +81,12 @@ def create_key(
     *,
     role: KeyRole = "member",
     now: float | None = None,
+    audit: AuditLog | None = None,
+    actor: str = "cli",
 ) -> tuple[str, ApiKey]:
     """Make a key for `tenant_id`. Returns the key itself (shown once, never
-    stored) and its record."""
+    stored) and its record. With `audit`, a `key.created` entry by `actor`
+    commits with it."""
     key_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
     record = ApiKey(
@@ -83,8 +97,28 @@ def create_key(
         secret_hash=_hasher.hash(secret),
         created_at=time.time() if now is None else now,
     )
-    store.put_key(record)
+    with store.atomic():
+        store.put_key(record)
+        if audit is not None:
+            audit.record(tenant_id, Event("key.created", actor, f"key:{key_id}",
+                                          {"role": role, "name": name}))
     return f"{PREFIX}_{key_id}_{secret}", record
+
+
+def revoke_key(store: Store, key_id: str, *, audit: AuditLog | None = None,
+               actor: str = "cli") -> ApiKey | None:
+    """Revoke the key (None if there is none); with `audit`, a `key.revoked`
+    entry commits with it (only when this call revoked it)."""
+    with store.atomic():
+        before = store.get_key(key_id)  # as committed: this transaction holds the writes
+        if before is None:
+            return None
+        store.revoke_key(key_id)
+        if audit is not None and before.active:
+            audit.record(before.tenant_id, Event("key.revoked", actor, f"key:{key_id}",
+                                                 {"role": before.role}))
+    # Read after the commit: a SQLite read inside the transaction would not see it.
+    return store.get_key(key_id)
 
 
 def parse(token: str) -> tuple[str, str]:

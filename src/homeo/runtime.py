@@ -21,6 +21,7 @@ from homeo.llm.resolve import ModelCatalog
 from homeo.observe import tracing
 from homeo.observe.metrics import Metrics
 from homeo.queue.base import RetryPolicy
+from homeo.safety.screen import SafetyGuards
 from homeo.sandbox.limits import parse_duration
 from homeo.tools.context import ToolSettings
 from homeo.tools.permissions import ToolGate
@@ -45,9 +46,13 @@ class Runtime:
     tracer_provider: TracerProvider | None = None
     tracer: Tracer = field(init=False)
     _knowledge: Any = field(init=False, default=None)
+    # The guards and the tenants' policies (HOMEO_SAFETY), shared by the worker and the API.
+    safety: SafetyGuards = field(init=False)
+    _memories: Any = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.tracer = tracing.tracer_of(self.tracer_provider)
+        self.safety = SafetyGuards(self.settings.safety)
 
     @classmethod
     def open(cls, settings: Settings, tracer_provider: TracerProvider | None = None) -> Runtime:
@@ -87,11 +92,32 @@ class Runtime:
             self._knowledge = open_knowledge(self.settings, self.backends, self.models)
         return self._knowledge
 
+    def memories(self):  # -> Memories | None; imported late, like knowledge
+        """Agent memory (homeo.memory.memories), made on first use, sharing the
+        knowledge's embedder; None when the embedding alias names no model."""
+        if self._memories is None:
+            from homeo.llm.resolve import UnknownModel
+            from homeo.memory.agent_memory import open_agent_memory_store
+            from homeo.memory.lifecycle import Policy
+            from homeo.memory.memories import Memories
+
+            try:
+                knowledge = self.knowledge()
+            except UnknownModel:
+                return None
+            settings = self.settings
+            policy = Policy(merge_similarity=settings.memory_merge_similarity,
+                            half_life=parse_duration(settings.memory_half_life))
+            self._memories = Memories(open_agent_memory_store(self.backends),
+                                      knowledge.embedder, policy)
+        return self._memories
+
     def budgets(self) -> TenantBudgets | None:
         """Tenant and agent token limits from the settings; None when none is set."""
         return tenant_budgets(self.settings, self.backends.store)
 
     def worker(self, concurrency: int | None = None, emit: Emit | None = None) -> Worker:
+        memories = self.memories()
         return Worker(
             self.backends,
             self.agents,
@@ -109,6 +135,10 @@ class Runtime:
             tools=ToolSettings.from_settings(self.settings),
             checkpoint_retention=parse_duration(self.settings.checkpoint_retention),
             heartbeat_seconds=self.settings.worker_heartbeat_seconds,
+            safety=self.safety,
+            memories=memories,
+            knowledge=None if memories is None else self.knowledge(),
+            memory_prune_every=parse_duration(self.settings.memory_prune_interval),
         )
 
     def autonomic_loop(self, observer: str):  # -> AutonomicLoop; imported late

@@ -61,8 +61,10 @@ class Servers:
         self.started: list[tuple[uvicorn.Server, threading.Thread, Runtime, httpx.Client]] = []
 
     def start(self, with_worker: bool = True, tracer_provider: TracerProvider | None = None,
-              **overrides: Any) -> Served:
-        """`tracer_provider` gets the app's and the worker's spans (None: none are made)."""
+              clock: Callable[[], float] = time.monotonic,
+              wall_clock: Callable[[], float] = time.time, **overrides: Any) -> Served:
+        """`tracer_provider` gets the app's and the worker's spans (None: none are made);
+        `clock` times the key checks' throttle, `wall_clock` the shared rate limits."""
         import scriptkit
 
         number = len(self.started)
@@ -75,7 +77,8 @@ class Servers:
         worker = runtime.worker() if with_worker else None
         autonomic = runtime.autonomic_loop(f"test{number}") if settings.autonomic == "on" else None
         app = create_app(settings, runtime.backends, runtime.metrics, worker, runtime.models,
-                         runtime.tracer_provider, autonomic_loop=autonomic)
+                         runtime.tracer_provider, clock=clock, autonomic_loop=autonomic,
+                         guards=runtime.safety, wall_clock=wall_clock)
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
         port = listener.getsockname()[1]

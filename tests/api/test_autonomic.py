@@ -53,7 +53,7 @@ def test_member_keys_and_callers_without_a_key_are_refused(served: Served) -> No
     member = served.client_for(add_key(served, "default"))
     refused = member.get("/v1/autonomic")
     assert refused.status_code == 403
-    assert "/v1/autonomic needs an admin key" in refused.json()["error"]["message"]
+    assert "has role member; this needs admin or above" in refused.json()["error"]["message"]
     assert served.client_for(None).get("/v1/autonomic").status_code == 401
     # With the loop off nothing observes: the answer says so, with no signals.
     body = served.client.get("/v1/autonomic").json()

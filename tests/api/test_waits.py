@@ -58,7 +58,7 @@ def test_an_approval_over_http(served, tmp_path: Path) -> None:
                  "invalid_request")
     assert_error(api.post(f"/v1/runs/{run_id}/approve", json={"note": "hi"}), 422,
                  "invalid_request")
-    other = served.client_for(add_key(served, "globex"))
+    other = served.client_for(add_key(served, "globex", role="operator"))  # may approve
     assert_error(other.post(f"/v1/runs/{run_id}/approve", json={}), 404, "not_found")
 
     approved = api.post(f"/v1/runs/{run_id}/approve",

@@ -9,19 +9,23 @@ manual pages: dishwasher error codes, router models, telemetry protocols) and
 
 Each method is run on the real all-MiniLM-L6-v2 in process, results are
 ranked by document (a document's first chunk counts), and recall@10 and
-nDCG@10 are computed (binary relevance). Measured on this set: full text
-recall 0.88 / nDCG 0.82; vectors 1.00 / 0.93; hybrid (RRF, k=60) 1.00 / 0.925.
+nDCG@10 are computed (binary relevance).
 
-Hybrid is the best on keyword queries and as good as vectors in recall, but
-on the whole set its nDCG@10 is a hair under vectors alone: on paraphrases,
-full text's wrong matches on ordinary words ("long", "slow", "hand") pull
-the right document down a place or two. The asserts below say exactly that,
-so a change to chunking, fusion or the model that makes any of it worse fails.
+Hybrid's fusion (RRF k=5, full text weighted 0.2) was chosen by
+bench/fusion_tuning.py on the queries whose text hashes even; the others
+(37, `held_out`) never took part. Measured on that held-out half: full text
+recall 0.95 / nDCG 0.88; vectors 1.00 / 0.89; hybrid 1.00 / 0.93. Before
+(RRF k=60, equal weights) hybrid's nDCG on the whole set was a hair under
+vectors alone. Recall@10 of vectors is already 1.00 on this set, so hybrid
+can only equal it there; it beats both in nDCG@10. The asserts below say
+exactly that, so a change to chunking, fusion or the model that makes any of
+it worse fails.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -41,6 +45,11 @@ DATA = Path(__file__).parent / "data"
 DOCS: dict[str, str] = json.loads((DATA / "eval_docs.json").read_text())
 QUERIES: list[dict] = json.loads((DATA / "eval_queries.json").read_text())
 MODES = ("text", "vector", "hybrid")
+
+
+def held_out(query: str) -> bool:
+    """Not used to choose the fusion (the same split as bench/fusion_tuning.py)."""
+    return hashlib.sha256(query.encode()).digest()[-1] % 2 == 1
 
 
 def recall_at_10(ranked: list[str], relevant: set[str]) -> float:
@@ -70,7 +79,8 @@ def scores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, dict
                 hits = await knowledge.search("eval", "kb", query["q"], 10, mode)
                 ranked = list(dict.fromkeys(hit.chunk.source for hit in hits))
                 pair = (recall_at_10(ranked, relevant), ndcg_at_10(ranked, relevant))
-                for group in (query["kind"], "all"):
+                groups = (query["kind"], "all", "held-out" if held_out(query["q"]) else "tuning")
+                for group in groups:
                     found.setdefault(group, {}).setdefault(mode, []).append(pair)
         return found
 
@@ -114,7 +124,15 @@ def test_hybrid_beats_vectors_on_rare_terms_and_full_text_on_paraphrases(scores)
     assert paraphrase["hybrid"]["ndcg"] > paraphrase["text"]["ndcg"] + 0.1
 
 
-def test_hybrid_nearly_matches_vectors_overall(scores) -> None:
-    """Not better: within 0.02 of nDCG@10 (see the module's docstring)."""
+def test_hybrid_beats_both_on_the_held_out_queries(scores) -> None:
+    """The queries the fusion was not chosen on."""
+    held = scores["held-out"]
+    assert held["hybrid"]["ndcg"] > held["vector"]["ndcg"] + 0.01
+    assert held["hybrid"]["ndcg"] > held["text"]["ndcg"] + 0.01
+    assert held["hybrid"]["recall"] >= max(held["vector"]["recall"], held["text"]["recall"])
+
+
+def test_hybrid_beats_both_overall(scores) -> None:
     everything = scores["all"]
-    assert everything["hybrid"]["ndcg"] >= everything["vector"]["ndcg"] - 0.02
+    assert everything["hybrid"]["ndcg"] > everything["vector"]["ndcg"]
+    assert everything["hybrid"]["recall"] >= everything["vector"]["recall"]

@@ -174,3 +174,16 @@ def test_documents_page_newest_first_and_are_found_by_source(store: KnowledgeSto
     assert store.find_document("acme", "docs", "s2.md").id == made[2].id
     assert store.find_document("acme", "docs", "nope.md") is None
     assert [c.name for c in store.list_collections("acme")] == ["docs"]
+
+
+def test_a_rare_word_outranks_a_word_in_every_chunk(store: KnowledgeStore) -> None:
+    """More chunks hold `common` than one search ranks (SQLite ranks the rarest
+    words that fit its budget); the chunk with the rare word still comes first,
+    and a query of the common word alone still answers."""
+    texts = [f"common filler number {i}" for i in range(1200)] + ["common zanzibar note"]
+    store.put_document("acme", "docs", doc("many"), chunks(*texts), MODEL)
+    found = store.text_search("acme", "docs", ["common", "zanzibar"], 5)
+    [first] = store.get_chunks("acme", "docs", [found[0][0]])
+    assert first.text == "common zanzibar note"
+    assert len(store.text_search("acme", "docs", ["common"], 5)) == 5
+    assert len(store.text_search("acme", "docs", ["common", "filler"], 5)) == 5

@@ -6,7 +6,7 @@ import pytest
 
 from homeo.backends import Backends
 from homeo.store.base import CheckpointPruned, LeaseFenced, StoreError
-from homeo.store.models import ApiKey, NewRun, UsageEvent
+from homeo.store.models import ApiKey, EvalResult, NewRun, UsageEvent, definition_version
 
 
 def new_run(tenant: str = "acme", **fields) -> NewRun:
@@ -447,3 +447,72 @@ def test_pruning_removes_old_finished_runs_checkpoints_only(backends: Backends) 
     # Runs that finished later, or have not finished, keep theirs.
     assert store.prune_checkpoints(finished_before=10_000.0, batch=1, now=400.0).runs == 1
     assert store.checkpoint_at("acme", runs[2].id, 0) == checkpoint(1, ["a"])
+
+
+def test_every_changed_definition_is_a_version_with_its_parent_and_author(
+    backends: Backends,
+) -> None:
+    store = backends.store
+    first = store.put_agent("acme", "echo", {"model": "local", "max_steps": 3}, now=10.0)
+    same = store.put_agent("acme", "echo", {"max_steps": 3, "model": "local"}, now=11.0)
+    assert same.version == first.version == definition_version({"model": "local",
+                                                                "max_steps": 3})
+    second = store.put_agent("acme", "echo", {"model": "local", "max_steps": 5},
+                             author="key:k1", now=12.0)
+    assert second.version != first.version
+    assert store.get_agent("acme", "echo").version == second.version
+    versions = store.list_agent_versions("acme", "echo")
+    assert [(v.version, v.parent, v.author, v.created_at) for v in versions] == [
+        (first.version, None, "folder", 10.0), (second.version, first.version, "key:k1", 12.0)]
+    assert store.get_agent_version("acme", "echo", first.version).spec["max_steps"] == 3
+    assert store.get_agent_version("globex", "echo", first.version) is None
+    assert store.list_agent_versions("globex", "echo") == []
+    # Going back to an earlier definition keeps its first record; removing the
+    # agent keeps its versions, and a new definition descends from the newest.
+    store.put_agent("acme", "echo", {"model": "local", "max_steps": 3}, now=13.0)
+    assert store.get_agent("acme", "echo").version == first.version
+    assert len(store.list_agent_versions("acme", "echo")) == 2
+    store.delete_agent("acme", "echo")
+    third = store.put_agent("acme", "echo", {"model": "local", "max_steps": 7}, now=14.0)
+    assert store.get_agent_version("acme", "echo", third.version).parent == second.version
+    # Where the definition was read from is not part of it.
+    assert definition_version({"model": "local", "file": "/a.yaml"}) == definition_version(
+        {"model": "local", "file": "/b.yaml"})
+
+
+def test_a_run_keeps_the_version_of_its_first_claim(backends: Backends) -> None:
+    store = backends.store
+    old = store.put_agent("acme", "echo", {"model": "local", "max_steps": 3})
+    run, _ = store.create_run(new_run())
+    assert run.agent_version is None
+    assert store.claim_run("acme", run.id).agent_version == old.version
+    new = store.put_agent("acme", "echo", {"model": "local", "max_steps": 4})
+    assert store.claim_run("acme", run.id).agent_version == old.version  # a resume
+    later, _ = store.create_run(new_run())
+    assert store.claim_run("acme", later.id).agent_version == new.version
+    pinned, _ = store.create_run(new_run(agent_version=old.version))
+    assert pinned.agent_version == old.version
+    assert store.claim_run("acme", pinned.id).agent_version == old.version
+    assert [r.id for r in store.list_runs("acme", agent="echo", agent_version=old.version)] == [
+        pinned.id, run.id]
+    ghost, _ = store.create_run(new_run(agent="ghost"))
+    assert store.claim_run("acme", ghost.id).agent_version is None
+
+
+def test_eval_results_are_kept_per_tenant_agent_version_and_suite(backends: Backends) -> None:
+    def result(tenant: str, version: str, case: str, score: float, suite: str = "s") -> EvalResult:
+        return EvalResult(tenant_id=tenant, eval_id=f"ev-{version}-{suite}", suite=suite,
+                          agent="echo", agent_version=version, case_id=case, run_id=f"run-{case}",
+                          status="succeeded", score=score, passed=score == 1.0,
+                          checks=[{"kind": "contains", "score": score, "reason": "r"}], at=5.0)
+
+    backends.store.put_eval_results([result("acme", "v1", "a", 1.0), result("acme", "v1", "b", 0.5),
+                                     result("acme", "v2", "a", 0.0),
+                                     result("acme", "v2", "a", 1.0, suite="t"),
+                                     result("globex", "v1", "a", 1.0)])
+    v1 = backends.store.list_eval_results("acme", "echo", agent_version="v1")
+    assert [(r.case_id, r.score, r.passed) for r in v1] == [("a", 1.0, True), ("b", 0.5, False)]
+    assert v1[1].checks == [{"kind": "contains", "score": 0.5, "reason": "r"}]
+    assert len(backends.store.list_eval_results("acme", "echo")) == 4
+    assert [r.suite for r in backends.store.list_eval_results("acme", "echo", suite="t")] == ["t"]
+    assert backends.store.list_eval_results("globex", "other") == []

@@ -1,18 +1,20 @@
-"""/v1/agents: the agents this tenant can run."""
+"""/v1/agents: the agents this tenant can run, and their versions' KPIs."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, HTTPException
+from pydantic import BaseModel
 
-from homeo.api.deps import AppParts, parts, read, tenant
+from homeo.api.deps import AppParts, parts, read, requires, tenant
 from homeo.api.schemas import AgentView
+from homeo.evolve.kpis import VersionKPIs, version_kpis
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
 
-@router.get("", response_model=list[AgentView])
+@router.get("", response_model=list[AgentView], dependencies=[requires("viewer")])
 async def list_agents(
     app: Annotated[AppParts, Depends(parts)], tenant_id: Annotated[str, Depends(tenant)]
 ) -> list[AgentView]:
@@ -26,3 +28,24 @@ async def list_agents(
         )
         for record in await read(app, app.backends.store.list_agents, tenant_id)
     ]
+
+
+class VersionsView(BaseModel):
+    agent: str
+    versions: list[VersionKPIs]
+
+
+@router.get("/{name}/versions", response_model=VersionsView,
+            dependencies=[requires("viewer")])
+async def agent_versions(
+    name: str,
+    app: Annotated[AppParts, Depends(parts)],
+    tenant_id: Annotated[str, Depends(tenant)],
+) -> VersionsView:
+    """Every version of the agent, oldest first, with its KPIs and their 95%
+    confidence intervals (over its runs that ended succeeded or failed)."""
+    versions = await read(app, version_kpis, app.backends.store, tenant_id, name)
+    if not versions:
+        raise HTTPException(404, f"agent {name!r} has no versions for this tenant;"
+                            " GET /v1/agents lists the agents it has")
+    return VersionsView(agent=name, versions=versions)

@@ -14,6 +14,7 @@ from opentelemetry.trace import TracerProvider
 from homeo import __version__
 from homeo.api import (
     agents,
+    audit,
     autonomic,
     collections,
     docs,
@@ -21,25 +22,29 @@ from homeo.api import (
     errors,
     health,
     keys,
+    memories,
     openai_compat,
     providers,
     runs,
     safety,
     slo,
 )
-from homeo.api.deps import AppParts, tenant
+from homeo.api.deps import AppParts, RateLimits, tenant
 from homeo.api.middleware import BodyLimit, RequestID, RequestTiming
 from homeo.api.text import reject_nul
 from homeo.api.usage import UsageWriter
+from homeo.audit import open_audit_log
 from homeo.backends import Backends
 from homeo.config import Settings
 from homeo.engine.budgets import tenant_budgets
 from homeo.engine.worker import Worker
+from homeo.jwtauth import JwtCheck, jwt_config
 from homeo.keys import KeyCheck
 from homeo.llm.resolve import ModelCatalog
 from homeo.observe.metrics import Metrics
 from homeo.observe.slo.definitions import load_slos
-from homeo.ratelimit import RateLimiter, parse_rate_limit
+from homeo.ratelimit import parse_rate_limit
+from homeo.safety.screen import SafetyGuards
 
 UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -53,6 +58,8 @@ def create_app(
     tracer_provider: TracerProvider | None = None,
     clock: Callable[[], float] = time.monotonic,
     autonomic_loop: Any = None,
+    guards: SafetyGuards | None = None,
+    wall_clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """`worker`, when given, runs inside the app's lifespan and stops with it.
     `models` (the runtime's, shared with the worker, its breakers in `metrics`)
@@ -63,8 +70,11 @@ def create_app(
     FastAPI opens a server span per request (its native OpenTelemetry support)
     on `tracer_provider`, the runtime's; without one, on the global provider,
     and not at all while that is unset. Its metrics and logs stay off: homeo
-    has its own. `clock` times the key checks' throttle and the key rate limit.
-    `autonomic_loop` (an AutonomicLoop), when given, runs inside the lifespan too."""
+    has its own. `clock` times the key checks' throttle and the JWKS cache;
+    `wall_clock` (shared by every process) the rate limits and JWT expiry.
+    `autonomic_loop` (an AutonomicLoop), when given, runs inside the lifespan too.
+    `guards` (the runtime's guards, shared with its worker) screens run inputs and
+    chat completions; without it the app makes its own from the settings."""
     models = models or ModelCatalog(settings)
 
     usage = UsageWriter(backends.store, metrics)
@@ -94,7 +104,8 @@ def create_app(
         description="Run AI agents durably, securely and observably.",
         lifespan=lifespan,
         dependencies=[Depends(reject_nul)],  # no NUL in any text, on every route
-        docs_url=None,  # /docs and /redoc come from homeo.api.docs, without a CDN
+        openapi_url=None,  # /openapi.json, /docs and /redoc come from homeo.api.docs,
+        docs_url=None,  # without a CDN
         redoc_url=None,
         telemetry={
             "tracer_provider": tracer_provider,
@@ -107,16 +118,22 @@ def create_app(
     app.state.parts = AppParts(settings=settings, backends=backends, metrics=metrics, worker=worker)
     app.state.models = models
     app.state.keys = KeyCheck(backends.store, clock=clock)
-    app.state.key_rate_limit = (
-        parse_rate_limit(settings.key_rate_limit) if settings.key_rate_limit else None
+    users = jwt_config(settings)
+    app.state.users = None if users is None else JwtCheck(users, clock=clock, now=wall_clock)
+    app.state.rate_limits = RateLimits(
+        caller=parse_rate_limit(settings.key_rate_limit) if settings.key_rate_limit else None,
+        tenant=parse_rate_limit(settings.tenant_rate_limit) if settings.tenant_rate_limit else None,
     )
-    app.state.key_rate_limiter = RateLimiter(clock)
+    app.state.wall_clock = wall_clock
+    app.state.audit = open_audit_log(settings.audit_key_file, backends.store)
     app.state.budgets = tenant_budgets(settings, backends.store)
     app.state.usage = usage
     app.state.slos = load_slos(settings.slo_file)
     app.state.soft_budgets_warned = {}
+    app.state.safety = guards or SafetyGuards(settings.safety)
     errors.install(app)
-    # Everything under /v1 needs an API key; health and metrics do not.
+    # Everything under /v1 needs an API key or a JWT, whatever its route
+    # declares; each route declares the role it needs (deps.requires).
     authenticated = [Depends(tenant)]
     app.include_router(runs.router, dependencies=authenticated)
     app.include_router(agents.router, dependencies=authenticated)
@@ -124,7 +141,9 @@ def create_app(
     app.include_router(embeddings.router, dependencies=authenticated)
     app.include_router(providers.router, dependencies=authenticated)
     app.include_router(keys.router, dependencies=authenticated)
+    app.include_router(audit.router, dependencies=authenticated)
     app.include_router(collections.router, dependencies=authenticated)
+    app.include_router(memories.router, dependencies=authenticated)
     app.include_router(safety.router, dependencies=authenticated)
     app.include_router(slo.router, dependencies=authenticated)
     app.include_router(autonomic.router, dependencies=authenticated)

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from homeo.api.deps import tenant
+from homeo.api.deps import requires, tenant
 from homeo.api.errors import error_response
 from homeo.api.openai_compat import status_of
 from homeo.llm.base import ModelError
@@ -187,13 +187,13 @@ _BODY_DOC = {"requestBody": {"required": True, "content": {
 }}}
 
 
-@router.get("")
+@router.get("", dependencies=[requires("member")])
 async def list_collections(knowing: Knowing, tenant_id: Tenant) -> dict[str, list[CollectionView]]:
     found = await knowing.read(knowing.store.list_collections, tenant_id)
     return {"collections": [CollectionView.model_validate(c.model_dump()) for c in found]}
 
 
-@router.delete("/{name}", status_code=204)
+@router.delete("/{name}", status_code=204, dependencies=[requires("member")])
 async def delete_collection(name: str, request: Request, knowing: Knowing,
                             tenant_id: Tenant) -> Response:
     if not await asyncio.to_thread(knowing.store.delete_collection, tenant_id, name):
@@ -202,7 +202,9 @@ async def delete_collection(name: str, request: Request, knowing: Knowing,
 
 
 @router.post("/{name}/documents", status_code=201, response_model=DocumentView,
-             openapi_extra=_BODY_DOC)
+             openapi_extra=_BODY_DOC,
+    dependencies=[requires("member")],
+)
 async def add_document(name: str, request: Request, knowing: Knowing,
                        tenant_id: Tenant) -> Any:
     _name(name)
@@ -216,7 +218,9 @@ async def add_document(name: str, request: Request, knowing: Knowing,
 
 
 @router.put("/{name}/documents/{document_id}", response_model=DocumentView,
-            openapi_extra=_BODY_DOC)
+            openapi_extra=_BODY_DOC,
+    dependencies=[requires("member")],
+)
 async def replace_document(name: str, document_id: str, request: Request, knowing: Knowing,
                            tenant_id: Tenant) -> Any:
     try:
@@ -231,7 +235,7 @@ async def replace_document(name: str, document_id: str, request: Request, knowin
     return DocumentView.of(made)
 
 
-@router.get("/{name}/documents", response_model=DocumentPage)
+@router.get("/{name}/documents", response_model=DocumentPage, dependencies=[requires("member")])
 async def list_documents(
     name: str, request: Request, knowing: Knowing, tenant_id: Tenant,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -245,7 +249,8 @@ async def list_documents(
                         next_before=found[-1].id if len(found) == limit else None)
 
 
-@router.get("/{name}/documents/{document_id}", response_model=DocumentView)
+@router.get("/{name}/documents/{document_id}", response_model=DocumentView,
+            dependencies=[requires("member")])
 async def get_document(name: str, document_id: str, request: Request, knowing: Knowing,
                        tenant_id: Tenant) -> Any:
     found = await knowing.read(knowing.store.get_document, tenant_id, name, document_id)
@@ -254,7 +259,8 @@ async def get_document(name: str, document_id: str, request: Request, knowing: K
     return DocumentView.of(found)
 
 
-@router.delete("/{name}/documents/{document_id}", status_code=204)
+@router.delete("/{name}/documents/{document_id}", status_code=204,
+               dependencies=[requires("member")])
 async def delete_document(name: str, document_id: str, request: Request, knowing: Knowing,
                           tenant_id: Tenant) -> Response:
     if not await knowing.delete(tenant_id, name, document_id):
@@ -262,7 +268,7 @@ async def delete_document(name: str, document_id: str, request: Request, knowing
     return Response(status_code=204)
 
 
-@router.get("/{name}/search", response_model=SearchResults)
+@router.get("/{name}/search", response_model=SearchResults, dependencies=[requires("member")])
 async def search(
     name: str, request: Request, knowing: Knowing, tenant_id: Tenant,
     q: Annotated[str, Query(min_length=1, max_length=2000, description="What to look for")],

@@ -1,5 +1,6 @@
-"""What every route may depend on: the app's parts and the caller's tenant,
-which its API key names (`Authorization: Bearer hk_...`; see homeo.keys).
+"""What every route may depend on: the app's parts, the caller (an API key,
+`Authorization: Bearer hk_...`, see homeo.keys; or a JWT user, see
+homeo.jwtauth), its tenant, and each route's declared access (`requires`).
 
 Dependencies and routes are `async def` and hand only the database work to a
 thread (`asyncio.to_thread`): a sync `def` would cost a thread-pool hop for
@@ -7,6 +8,7 @@ each dependency, the route and its response validation."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,13 +16,16 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 
+from homeo.audit import AuditLog, Event
 from homeo.backends import Backends
 from homeo.config import Settings
 from homeo.engine.worker import Worker
+from homeo.jwtauth import JwksUnavailable, JwtCheck, TokenRejected, looks_like_jwt
 from homeo.keys import Caller, KeyCheck, KeyRejected, Throttled
 from homeo.observe.metrics import Metrics
 from homeo.ratelimit import RateLimit
 from homeo.store.base import read_async
+from homeo.store.models import ROLES, Role, role_allows
 
 
 @dataclass
@@ -36,9 +41,10 @@ async def parts(request: Request) -> AppParts:
 
 
 async def caller(request: Request) -> Caller:
-    """Who sent the request, from its API key: 401 without a valid key, 429
-    when the key is over HOMEO_KEY_RATE_LIMIT or the client address has failed
-    too many key checks (homeo.keys)."""
+    """Who sent the request, from its API key or JWT: 401 without a valid one,
+    429 when the client address has failed too many checks (homeo.keys) or the
+    caller or its tenant is over its rate limit, 503 when the JWKS that would
+    check a JWT cannot be read."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if not token:
         raise _unauthorized(
@@ -47,45 +53,141 @@ async def caller(request: Request) -> Caller:
         )
     if scheme.lower() != "bearer":
         raise _unauthorized("the Authorization header must be `Bearer <key>`")
+    token = token.strip()
     keys: KeyCheck = request.app.state.keys
+    users: JwtCheck | None = request.app.state.users
     client = request.client.host if request.client else "unknown"
     try:
-        found = await keys.caller(token.strip(), client)
-    except KeyRejected as rejected:
+        if users is not None and looks_like_jwt(token):
+            found = await _user(keys, users, token, client)
+        else:
+            found = await keys.caller(token, client)
+    except (KeyRejected, TokenRejected) as rejected:
         raise _unauthorized(str(rejected)) from None
     except Throttled as throttled:
         raise HTTPException(
             429, f"{throttled}; check the key you send",
             headers={"Retry-After": str(math.ceil(throttled.retry_after))},
         ) from None
-    limit: RateLimit | None = request.app.state.key_rate_limit
-    if limit is not None:
-        wait = request.app.state.key_rate_limiter.take(("key", found.key_id), limit)
-        if wait > 0:
-            raise HTTPException(
-                429,
-                f"API key hk_{found.key_id}_… is over its rate limit"
-                f" HOMEO_KEY_RATE_LIMIT={limit}; retry in {wait:.1f}s",
-                headers={"Retry-After": str(math.ceil(wait))},
-            )
+    except JwksUnavailable as error:
+        raise HTTPException(503, f"{error}; JWT users cannot sign in until it can be read",
+                            headers={"Retry-After": "10"}) from None
+    await _take_rate_tokens(request, found)
     return found
+
+
+async def _user(keys: KeyCheck, users: JwtCheck, token: str, client: str) -> Caller:
+    """A JWT's caller; its failures count against the address as a key's do."""
+    wait = keys.throttle.wait(client)
+    if wait > 0:
+        raise Throttled(client, wait)
+    try:
+        return await users.caller(token)
+    except TokenRejected:
+        keys.throttle.failed(client)
+        raise
+
+
+async def _take_rate_tokens(request: Request, found: Caller) -> None:
+    """One token from the caller's bucket and its tenant's, kept in the store so
+    every server on the database spends the same budget; 429 when one is empty."""
+    limits: RateLimits = request.app.state.rate_limits
+    buckets = limits.buckets(found)
+    if not buckets:
+        return
+    store = request.app.state.parts.backends.store
+    short = await asyncio.to_thread(store.take_rate_tokens, buckets,
+                                    now=request.app.state.wall_clock())
+    if short:
+        bucket, wait = max(short.items(), key=lambda item: item[1])
+        raise HTTPException(
+            429, f"{limits.describe(bucket, found)}; retry in {wait:.1f}s",
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """HOMEO_KEY_RATE_LIMIT (per API key or JWT user) and HOMEO_TENANT_RATE_LIMIT."""
+
+    caller: RateLimit | None = None
+    tenant: RateLimit | None = None
+
+    def buckets(self, found: Caller) -> list[tuple[str, int, float]]:
+        taken = []
+        if self.caller is not None:
+            taken.append((found.principal, self.caller.calls, self.caller.period_seconds))
+        if self.tenant is not None:
+            taken.append((f"tenant:{found.tenant_id}", self.tenant.calls,
+                          self.tenant.period_seconds))
+        return taken
+
+    def describe(self, bucket: str, found: Caller) -> str:
+        if bucket.startswith("tenant:"):
+            return (f"tenant {found.tenant_id!r} is over its rate limit"
+                    f" HOMEO_TENANT_RATE_LIMIT={self.tenant}")
+        return f"{found} is over its rate limit HOMEO_KEY_RATE_LIMIT={self.caller}"
 
 
 async def tenant(found: Annotated[Caller, Depends(caller)]) -> str:
-    """The tenant of the caller's API key."""
+    """The tenant of the caller's API key or JWT."""
     return found.tenant_id
 
 
-async def admin(request: Request, found: Annotated[Caller, Depends(caller)]) -> Caller:
-    """The caller, if its key is an admin key of its tenant; else 403."""
-    if not found.is_admin:
-        what = ("managing keys" if request.url.path.startswith("/v1/keys")
-                else f"{request.url.path}")
-        raise HTTPException(
-            403, f"API key hk_{found.key_id}_… is a member key; {what} needs an admin"
-            " key (`homeo keys create --role admin`)"
-        )
-    return found
+def requires(role: Role) -> Any:
+    """A route's authorization decision, declared next to it: the route needs
+    `role` or a higher one in the caller's tenant, else 403. Declare it as
+    `@router.get(..., dependencies=[requires("viewer")])`, or as
+    `caller: Annotated[Caller, requires("admin")]` where the route needs the
+    caller. The authorization matrix test (tests/api/test_authz_matrix.py) reads
+    the decisions from the app's routes (`decision_of`), so a route without one
+    fails it."""
+    return Depends(_NEEDS[role])
+
+
+async def record_denial(request: Request, found: Caller, reason: str) -> None:
+    """An `access.denied` entry in the caller's tenant's audit log, if it has one."""
+    audit: AuditLog | None = request.app.state.audit
+    if audit is not None:
+        route = request.scope.get("route")
+        subject = f"{request.method} {getattr(route, 'path', request.url.path)}"
+        await asyncio.to_thread(audit.record, found.tenant_id,
+                                Event("access.denied", found.principal, subject,
+                                      {"role": found.role, "reason": reason}))
+
+
+def public() -> Any:
+    """The decision that a route is open to anyone, without credentials (probes, docs)."""
+    return Depends(_open_to_anyone)
+
+
+def decision_of(call: Callable[..., Any]) -> str | None:
+    """The role a dependency declares a route needs, "public", or None when
+    `call` declares nothing."""
+    return getattr(call, "homeo_access", None)
+
+
+def _needs(role: Role) -> Callable[..., Any]:
+    async def needs_role(request: Request, found: Annotated[Caller, Depends(caller)]) -> Caller:
+        if not role_allows(found.role, role):
+            await record_denial(request, found, f"needs {role}")
+            raise HTTPException(
+                403, f"{found} has role {found.role}; this needs {role} or above"
+                f" (roles: {' < '.join(ROLES)}; `homeo keys create --role {role}`)"
+            )
+        return found
+
+    needs_role.homeo_access = role  # type: ignore[attr-defined]
+    return needs_role
+
+
+async def _open_to_anyone() -> None:
+    """Anyone may call the route: it answers probes or serves documentation."""
+    return None
+
+
+_open_to_anyone.homeo_access = "public"  # type: ignore[attr-defined]
+_NEEDS = {role: _needs(role) for role in ROLES}
 
 
 def _unauthorized(message: str) -> HTTPException:

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from homeo.api.deps import requires
 from homeo.api.openai_compat import (
     Models,
     Tenant,
@@ -68,7 +69,7 @@ def _encoded(vector: list[float], encoding: str) -> list[float] | str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
-@router.post("/embeddings", response_model=None)
+@router.post("/embeddings", response_model=None, dependencies=[requires("member")])
 async def embeddings(
     body: EmbeddingRequest, request: Request, catalog: Models, tenant_id: Tenant
 ) -> JSONResponse:

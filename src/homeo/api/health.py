@@ -14,18 +14,18 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from homeo.api.deps import AppParts, parts
+from homeo.api.deps import AppParts, parts, public
 
 router = APIRouter(tags=["health"])
 Parts = Annotated[AppParts, Depends(parts)]
 
 
-@router.get("/healthz")
+@router.get("/healthz", dependencies=[public()])
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", dependencies=[public()])
 async def readyz(app: Parts) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
@@ -51,7 +51,7 @@ async def readyz(app: Parts) -> JSONResponse:
     )
 
 
-@router.get("/metrics")
+@router.get("/metrics", dependencies=[public()])
 async def metrics(app: Parts, request: Request) -> Response:
     token = app.settings.metrics_token.get_secret_value()
     if token:

@@ -38,7 +38,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from homeo.api.deps import tenant
+from homeo.api.deps import requires, tenant
 from homeo.api.errors import error_response
 from homeo.engine.budgets import BudgetExceeded, TenantBudgets
 from homeo.llm.base import (
@@ -61,6 +61,9 @@ from homeo.llm.providers.openai_http import ModelHTTPError
 from homeo.llm.resolve import Capability, ModelCatalog
 from homeo.llm.router import AllDeploymentsFailed
 from homeo.llm.structured import InvalidSchema, request_structured
+from homeo.safety.guards import GuardUnavailable
+from homeo.safety.policy import SafetyPolicy
+from homeo.safety.screen import SafetyGuards
 from homeo.tenancy import current_tenant
 
 T = TypeVar("T")
@@ -191,7 +194,7 @@ def error(request: Request, status: int, kind: str, message: str) -> JSONRespons
     return error_response(request, status, message, kind=kind)
 
 
-@router.get("/models")
+@router.get("/models", dependencies=[requires("viewer")])
 async def list_models(catalog: Models) -> dict[str, Any]:
     return {
         "object": "list",
@@ -202,7 +205,7 @@ async def list_models(catalog: Models) -> dict[str, Any]:
     }
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post("/chat/completions", response_model=None, dependencies=[requires("member")])
 async def chat_completions(
     body: ChatRequest, request: Request, catalog: Models, tenant_id: Tenant
 ) -> JSONResponse | StreamingResponse:
@@ -220,6 +223,18 @@ async def chat_completions(
                  parameters=t.function.parameters)
         for t in body.tools or []
     ]
+    guards: SafetyGuards = request.app.state.safety
+    policy = guards.policy(tenant_id)
+    try:
+        messages, blocked = await _screen_input(request, guards, policy, tenant_id, messages)
+    except GuardUnavailable as failure:
+        return error(request, 503, "service_unavailable",
+                     f"the safety policy needs a guard that cannot run: {failure}")
+    if blocked is not None:
+        return error(request, 422, "input_blocked", f"the input was refused by the safety"
+                     f" policy: {blocked}; remove what it names and send it again")
+    # Guarded answers are checked whole before any of it is sent, so a stream waits too.
+    guard_output = bool(policy.rules("output"))
     problem = tool_choice_problem(body.choice(), offered)
     if problem is not None:
         return error(request, 400, "bad_request", problem)
@@ -232,7 +247,7 @@ async def chat_completions(
     created = int(time.time())
     include_usage = body.stream_options is not None and body.stream_options.include_usage
     try:
-        if body.stream and schema is None:
+        if body.stream and schema is None and not guard_output:
             events = model.stream(messages, offered, max_tokens=max_tokens,
                                   temperature=body.temperature, **options)
             first = await _first(events)
@@ -258,6 +273,21 @@ async def chat_completions(
     except ModelError as failure:
         status, kind = status_of(failure)
         return error(request, status, kind, str(failure))
+    if guard_output and response.message.content:
+        try:
+            screening = await asyncio.to_thread(guards.check, policy, "output",
+                                                response.message.content)
+        except GuardUnavailable as failure:
+            return error(request, 503, "service_unavailable",
+                         f"the safety policy needs a guard that cannot run: {failure}")
+        if screening.action is not None:
+            request.app.state.parts.metrics.count_screening(tenant_id, screening.to_json())
+        if screening.action == "block":
+            return error(request, 422, "output_blocked", "the model's answer was withheld by"
+                         f" the safety policy: {screening.reason}")
+        if screening.text != response.message.content:
+            message = response.message.model_copy(update={"content": screening.text})
+            response = response.model_copy(update={"message": message})
     if body.stream:
         events = events_of(response)
         chunks = _chunks(request, tenant_id, completion_id, created, body.model,
@@ -265,6 +295,28 @@ async def chat_completions(
         return StreamingResponse(chunks, media_type="text/event-stream")
     request.app.state.usage.record(tenant_id, "chat", body.model, response.usage)
     return JSONResponse(_completion(completion_id, created, body.model, response))
+
+
+async def _screen_input(
+    request: Request, guards: SafetyGuards, policy: SafetyPolicy, tenant_id: str,
+    messages: list[Message],
+) -> tuple[list[Message], str | None]:
+    """The tenant's input rules on each user message: the messages to send
+    (redacted where a rule says), and why the request is refused, if it is."""
+    if not policy.rules("input"):
+        return messages, None
+    screened = []
+    for message in messages:
+        if message.role != "user" or not message.content:
+            screened.append(message)
+            continue
+        screening = await asyncio.to_thread(guards.check, policy, "input", message.content)
+        if screening.action is not None:
+            request.app.state.parts.metrics.count_screening(tenant_id, screening.to_json())
+        if screening.action == "block":
+            return messages, screening.reason
+        screened.append(message.model_copy(update={"content": screening.text}))
+    return screened, None
 
 
 class ClientGone(Exception):

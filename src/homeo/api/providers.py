@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
+from homeo.api.deps import requires
 from homeo.llm.resolve import ModelCatalog
 
 router = APIRouter(prefix="/v1/providers", tags=["providers"])
@@ -15,7 +16,7 @@ async def models(request: Request) -> ModelCatalog:
     return request.app.state.models
 
 
-@router.get("")
+@router.get("", dependencies=[requires("viewer")])
 async def list_providers(catalog: Annotated[ModelCatalog, Depends(models)]) -> dict[str, Any]:
     listed = []
     for entry, breaker, aliases in catalog.deployments():

@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
-from homeo.api.deps import AppParts, parts, read, tenant
+from homeo.api.deps import AppParts, caller, parts, read, requires, tenant
+from homeo.api.errors import error_response
 from homeo.api.schemas import (
     Approval,
     ChildView,
@@ -26,16 +27,22 @@ from homeo.api.schemas import (
     StepStateView,
     StepView,
 )
+from homeo.audit import AuditLog, Event
 from homeo.engine import waits
+from homeo.engine.agents import AgentSpec
 from homeo.engine.history import InvalidStateEdit, NotForkable, StepNotFound, fork_run, step_state
 from homeo.engine.submit import RunNotFound, cancel_run, submit_run
+from homeo.keys import Caller
+from homeo.safety.guards import GuardUnavailable
+from homeo.safety.screen import SafetyGuards
 from homeo.store.base import CheckpointPruned
-from homeo.store.models import NewRun, Run, RunStatus
+from homeo.store.models import NewRun, Run, RunStatus, role_allows
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
 Parts = Annotated[AppParts, Depends(parts)]
 Tenant = Annotated[str, Depends(tenant)]
+Found = Annotated[Caller, Depends(caller)]
 RUN_ID = r"^run_[0-9a-f]{22}$"
 EVENT_POLL_SECONDS = 0.2
 EVENT_KEEPALIVE_SECONDS = 15.0
@@ -45,33 +52,68 @@ EVENT_KEEPALIVE_SECONDS = 15.0
     "",
     status_code=202,
     response_model=RunAccepted,
-    responses={200: {"description": "A run with this idempotency key already exists."}},
+    responses={200: {"description": "A run with this idempotency key already exists."},
+               422: {"description": "The safety policy blocks the input (the verdicts in"
+                                    " `error.details`)."}},
+    dependencies=[requires("member")],
 )
 async def create_run(
-    body: RunRequest, request: Request, response: Response, app: Parts, tenant_id: Tenant
-) -> RunAccepted:
+    body: RunRequest, request: Request, response: Response, app: Parts, tenant_id: Tenant,
+    found: Found,
+) -> RunAccepted | JSONResponse:
     limit = app.settings.max_input_chars
     if len(body.input) > limit:
         raise HTTPException(413, f"input is {len(body.input)} characters; the limit is {limit}")
-    run, created = await asyncio.to_thread(
-        submit_run,
-        app.backends,
-        NewRun(
-            tenant_id=tenant_id,
-            agent=body.agent,
-            input=body.input,
-            idempotency_key=body.idempotency_key,
-            request_id=request.state.request_id,
-        ),
-        max_attempts=app.settings.max_attempts,
+    refused = await _refused_input(request, app, tenant_id, body)
+    if refused is not None:
+        return refused
+    new = NewRun(
+        tenant_id=tenant_id,
+        agent=body.agent,
+        input=body.input,
+        idempotency_key=body.idempotency_key,
+        request_id=request.state.request_id,
     )
+    run, created = await asyncio.to_thread(_submit, app, new, found, request.app.state.audit)
     if not created:
         response.status_code = 200
     response.headers["Location"] = f"/v1/runs/{run.id}"
     return RunAccepted(id=run.id, status=run.status)
 
 
-@router.get("", response_model=RunPage)
+async def _refused_input(
+    request: Request, app: AppParts, tenant_id: str, body: RunRequest
+) -> JSONResponse | None:
+    """A 422 carrying the verdicts when the safety policy of the tenant and agent
+    blocks the input; its other input rules (redact, flag) apply when the run starts."""
+    guards: SafetyGuards = request.app.state.safety
+    record = await read(app, app.backends.store.get_agent, tenant_id, body.agent)
+    if record is None:
+        return None  # submit_run says the agent is unknown
+    try:
+        agent = AgentSpec.model_validate(record.spec).safety
+    except ValueError:
+        return None  # the worker fails the run, saying what is wrong with the definition
+    policy = guards.policy(tenant_id, agent)
+    if not any(rule.action == "block" for rule in policy.rules("input").values()):
+        return None
+    try:
+        screening = await asyncio.to_thread(guards.check, policy, "input", body.input,
+                                            only=("block",))
+    except GuardUnavailable as error:
+        return error_response(request, 503, f"the safety policy needs a guard that cannot"
+                                            f" run: {error}")
+    if screening.action != "block":
+        return None
+    record_json = screening.to_json()
+    app.metrics.count_screening(tenant_id, record_json)
+    return error_response(
+        request, 422, f"the input was refused by the safety policy: {screening.reason};"
+                      " remove what it names and submit again", details=[record_json],
+        kind="input_blocked")
+
+
+@router.get("", response_model=RunPage, dependencies=[requires("viewer")])
 async def list_runs(
     app: Parts,
     tenant_id: Tenant,
@@ -100,13 +142,14 @@ def _load(app: AppParts, tenant_id: str, run_id: str) -> RunDetail:
                                for c in children])
 
 
-@router.get("/{run_id}", response_model=RunDetail)
+@router.get("/{run_id}", response_model=RunDetail, dependencies=[requires("viewer")])
 async def get_run(run_id: str, app: Parts, tenant_id: Tenant) -> RunDetail:
     return await read(app, _load, app, tenant_id, run_id)
 
 
 @router.get("/{run_id}/steps/{seq}", response_model=StepStateView,
-            responses={410: {"description": "Retention pruned this step's checkpoint."}})
+            responses={410: {"description": "Retention pruned this step's checkpoint."}},
+            dependencies=[requires("viewer")])
 async def get_step(run_id: str, seq: int, app: Parts, tenant_id: Tenant) -> StepStateView:
     """One step and the run's state after it (rebuilt from the steps' checkpoints)."""
     try:
@@ -130,10 +173,11 @@ async def get_step(run_id: str, seq: int, app: Parts, tenant_id: Tenant) -> Step
     responses={200: {"description": "A run with this idempotency key already exists."},
                409: {"description": "The step did not succeed, or nothing follows it."},
                410: {"description": "Retention pruned this step's checkpoint."}},
+    dependencies=[requires("member")],
 )
 async def fork(
     run_id: str, body: ForkRequest, request: Request, response: Response, app: Parts,
-    tenant_id: Tenant,
+    tenant_id: Tenant, found: Found,
 ) -> RunView:
     """Start a new run from the state after step `from_step` (with edits): the
     steps up to it are not run again."""
@@ -151,47 +195,109 @@ async def fork(
         raise HTTPException(410, str(error)) from None
     except InvalidStateEdit as error:
         raise HTTPException(422, str(error)) from None
+    # The forker is its submitter: a member may cancel the forks it made.
+    await asyncio.to_thread(app.backends.store.record_submitter, tenant_id, run.id,
+                            found.principal)
     if not created:
         response.status_code = 200
     response.headers["Location"] = f"/v1/runs/{run.id}"
     return RunView.of(run)
 
 
-@router.post("/{run_id}/cancel", response_model=RunView)
-async def cancel(run_id: str, app: Parts, tenant_id: Tenant) -> RunView:
-    return RunView.of(await asyncio.to_thread(cancel_run, app.backends, tenant_id, run_id))
+@router.post("/{run_id}/cancel", response_model=RunView, dependencies=[requires("member")])
+async def cancel(run_id: str, request: Request, app: Parts, tenant_id: Tenant,
+                 found: Found) -> RunView:
+    """A member cancels the runs it submitted; an operator or admin any run of the tenant."""
+    if not role_allows(found.role, "operator"):
+        await asyncio.to_thread(_check_submitter, app, tenant_id, run_id, found,
+                                request.app.state.audit)
+    return RunView.of(await asyncio.to_thread(_cancel, app, tenant_id, run_id, found,
+                                              request.app.state.audit))
 
 
-@router.post("/{run_id}/approve", response_model=RunView)
-async def approve(run_id: str, body: Approval, app: Parts, tenant_id: Tenant) -> RunView:
+def _submit(app: AppParts, new: NewRun, found: Caller, audit: AuditLog | None
+            ) -> tuple[Run, bool]:
+    """Submit the run, remember who did (a member may cancel only its own), and
+    record it in the audit log, in one transaction when the store and queue
+    share a database."""
+    with app.backends.atomic():
+        run, created = submit_run(app.backends, new, max_attempts=app.settings.max_attempts)
+        app.backends.store.record_submitter(new.tenant_id, run.id, found.principal)
+        if created and audit is not None:
+            audit.record(new.tenant_id, Event("run.submitted", found.principal, f"run:{run.id}",
+                                              {"agent": new.agent}))
+    return run, created
+
+
+def _cancel(app: AppParts, tenant_id: str, run_id: str, found: Caller,
+            audit: AuditLog | None) -> Run:
+    with app.backends.atomic():
+        run = cancel_run(app.backends, tenant_id, run_id)
+        if audit is not None:
+            audit.record(tenant_id, Event("run.cancelled", found.principal, f"run:{run_id}"))
+    return run
+
+
+def _check_submitter(app: AppParts, tenant_id: str, run_id: str, found: Caller,
+                     audit: AuditLog | None) -> None:
+    store = app.backends.store
+    if store.run_status(tenant_id, run_id) is None:
+        raise RunNotFound(f"no run {run_id!r}")
+    if store.run_submitter(tenant_id, run_id) != found.principal:
+        if audit is not None:
+            audit.record(tenant_id, Event("access.denied", found.principal,
+                                          f"POST /v1/runs/{run_id}/cancel",
+                                          {"role": found.role, "reason": "not its run"}))
+        raise HTTPException(
+            403, f"{found} has role {found.role}, which cancels only the runs it submitted;"
+            " cancelling any run of the tenant needs operator or above")
+
+
+@router.post("/{run_id}/approve", response_model=RunView, dependencies=[requires("operator")])
+async def approve(run_id: str, body: Approval, request: Request, app: Parts, tenant_id: Tenant,
+                  found: Found) -> RunView:
     """Approve the tool call a waiting run asks about (with `arguments`: run it
     with those instead); the run is queued again."""
     decision = {"approved": True, "comment": body.comment, "arguments": body.arguments}
-    return RunView.of(await _answer(app, tenant_id, run_id, "approval", decision))
+    return RunView.of(await _answer(request, app, tenant_id, run_id, "approval", decision,
+                                    found, "run.approved"))
 
 
-@router.post("/{run_id}/reject", response_model=RunView)
-async def reject(run_id: str, body: Rejection, app: Parts, tenant_id: Tenant) -> RunView:
+@router.post("/{run_id}/reject", response_model=RunView, dependencies=[requires("operator")])
+async def reject(run_id: str, body: Rejection, request: Request, app: Parts, tenant_id: Tenant,
+                 found: Found) -> RunView:
     """Refuse the tool call a waiting run asks about; the model is told, with the comment."""
     decision = {"approved": False, "comment": body.comment}
-    return RunView.of(await _answer(app, tenant_id, run_id, "approval", decision))
+    return RunView.of(await _answer(request, app, tenant_id, run_id, "approval", decision,
+                                    found, "run.rejected"))
 
 
-@router.post("/{run_id}/input", response_model=RunView)
-async def give_input(run_id: str, body: PersonInput, app: Parts, tenant_id: Tenant) -> RunView:
+@router.post("/{run_id}/input", response_model=RunView, dependencies=[requires("operator")])
+async def give_input(run_id: str, body: PersonInput, request: Request, app: Parts,
+                     tenant_id: Tenant, found: Found) -> RunView:
     """Answer the question a waiting run asked; the run is queued again."""
-    return RunView.of(await _answer(app, tenant_id, run_id, "input", {"answer": body.answer}))
+    return RunView.of(await _answer(request, app, tenant_id, run_id, "input",
+                                    {"answer": body.answer}, found, "run.answered"))
 
 
 async def _answer(
-    app: AppParts, tenant_id: str, run_id: str, kind: waits.WaitKind, decision: dict
+    request: Request, app: AppParts, tenant_id: str, run_id: str, kind: waits.WaitKind,
+    decision: dict, found: Caller, event: str,
 ) -> Run:
+    audit: AuditLog | None = request.app.state.audit
+
     def answer() -> Run:
         run = app.backends.store.get_run(tenant_id, run_id)
         if run is None:
             raise RunNotFound(f"no run {run_id!r}")
-        return waits.answer(app.backends, run, kind, decision,
-                            max_attempts=app.settings.max_attempts)
+        with app.backends.atomic():  # the audit entry commits with the answer
+            answered = waits.answer(app.backends, run, kind, decision,
+                                    max_attempts=app.settings.max_attempts)
+            if audit is not None:
+                audit.record(tenant_id, Event(event, found.principal, f"run:{run_id}",
+                                              {"comment": decision.get("comment", "")}
+                                              if kind == "approval" else {}))
+        return answered
 
     return await asyncio.to_thread(answer)
 
@@ -200,6 +306,7 @@ async def _answer(
     "/{run_id}/events",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
+    dependencies=[requires("viewer")],
 )
 async def events(run_id: str, request: Request, app: Parts, tenant_id: Tenant) -> StreamingResponse:
     """Server-sent events: `step` when a step starts or changes, `run` when the

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from homeo.api.deps import requires
 from homeo.api.errors import error_response
 from homeo.safety import guards as safety_guards
 from homeo.safety.verdict import Guard
@@ -44,7 +45,7 @@ def _guards(request: Request, names: list[str]) -> list[Guard]:
         return [built[name] for name in names]
 
 
-@router.post("/check", response_model=None)
+@router.post("/check", response_model=None, dependencies=[requires("member")])
 async def check(body: CheckRequest, request: Request) -> JSONResponse:
     unknown = [name for name in body.guards if name not in safety_guards.GUARD_NAMES]
     if unknown:

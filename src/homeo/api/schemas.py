@@ -98,13 +98,17 @@ class RunView(BaseModel):
     waited_seconds: float = 0.0
     forked_from: dict[str, Any] | None = Field(
         None, description='For a fork: {"run_id", "step"}, where it started from.')
+    agent_version: str | None = Field(
+        None, description="The agent version the run executes (GET /v1/agents/{name}/versions);"
+        " None until it first starts, unless it was submitted for one.")
 
     @classmethod
     def of(cls, run: Run) -> RunView:
         return cls(
             **run.model_dump(
                 include={"id", "agent", "status", "input", "output", "error", "idempotency_key",
-                         "request_id", "parent_run_id", "waiting_for", "waited_seconds"}
+                         "request_id", "parent_run_id", "waiting_for", "waited_seconds",
+                         "agent_version"}
             ),
             created_at=_iso(run.created_at),
             updated_at=_iso(run.updated_at),

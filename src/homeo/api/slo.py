@@ -8,13 +8,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
-from homeo.api.deps import AppParts, parts, read, tenant
+from homeo.api.deps import AppParts, parts, read, requires, tenant
 from homeo.observe.slo.measure import measure
 
 router = APIRouter(prefix="/v1/slo", tags=["slo"])
 
 
-@router.get("")
+@router.get("", dependencies=[requires("viewer")])
 async def list_slos(
     request: Request,
     app: Annotated[AppParts, Depends(parts)],

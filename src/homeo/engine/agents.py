@@ -16,10 +16,13 @@ failing its first run. Each problem is one line naming the file and field.
     timeouts: {step: 120, run: 900}   # seconds
     budget: {run_tokens: 20000, soft_run_tokens: 10000}   # tokens, input + output
     approval: {tools: [deploy], timeout: 86400, on_timeout: reject}   # a person approves each call
+    safety: {tool_output: {injection: approve}}   # guards over the tenant's (README, Safety)
     agents: [researcher]              # other agents it may hand tasks to (each a tool)
     reflect: {max_rounds: 2, criteria: "..."}   # a critique step judges each answer
     pattern: tool_calling             # | plan_execute (plan: {...}) | supervisor (supervisor:)
     graph: {start: ..., nodes: {...}} # instead of a pattern: nodes and edges (yaml_graph.py)
+    memory: {scope: agent, ttl: 30d}  # what remember/recall reach: tenant | agent | run
+    knowledge: {collections: [docs], k: 4}   # chunks put in context first (retrieve.py)
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from homeo.engine.answer import AnswerSource, FinalAnswer
 from homeo.engine.budgets import RunBudget
@@ -37,10 +40,12 @@ from homeo.engine.graph import Graph
 from homeo.engine.react import ApprovalPolicy, tool_calling_graph
 from homeo.engine.plan import PlanPolicy, plan_execute_graph
 from homeo.engine.reflect import ReflectPolicy
+from homeo.engine.retrieve import KnowledgePolicy, with_retrieval
 from homeo.engine.subagents import agent_tool
 from homeo.engine.supervisor import SupervisorPolicy, supervisor_graph
 from homeo.engine.yaml_graph import GraphSpec, reference_problems, yaml_graph
 from homeo.llm.base import Model, ModelError
+from homeo.safety.policy import SafetyPolicy
 from homeo.tools.permissions import ToolGate
 from homeo.tools.registry import Tool, ToolError, load_tool
 
@@ -51,6 +56,7 @@ if TYPE_CHECKING:  # the MCP client and the model catalog load only when used
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 MCP_PREFIX = "mcp:"
+MEMORY_TOOLS = "homeo.tools.memory_tools:"
 
 
 class AgentError(Exception):
@@ -64,6 +70,33 @@ class Timeouts(BaseModel):
 
 
 Pattern = Literal["tool_calling", "plan_execute", "supervisor"]
+
+
+class MemoryPolicy(BaseModel):
+    """Whose memory the agent's `remember` and `recall` tools reach: the whole
+    tenant's, the agent's own (across its runs), or one run's; and how long a
+    memory lives unless stored again (`ttl`, a duration such as 30d; none: until
+    it decays)."""
+
+    model_config = ConfigDict(extra="forbid")
+    scope: Literal["tenant", "agent", "run"] = "agent"
+    ttl: str | None = None
+    importance: float = Field(0.5, gt=0, le=1)  # of a memory the model gives none
+
+    @field_validator("ttl")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        from homeo.sandbox.limits import parse_duration
+
+        if value is not None and parse_duration(value) <= 0:
+            raise ValueError(f"{value!r} must be a duration longer than 0, such as 30d or 12h")
+        return value
+
+    @property
+    def ttl_seconds(self) -> float | None:
+        from homeo.sandbox.limits import parse_duration
+
+        return None if self.ttl is None else parse_duration(self.ttl)
 
 
 class AgentSpec(BaseModel):
@@ -87,6 +120,10 @@ class AgentSpec(BaseModel):
     plan: PlanPolicy = Field(default_factory=PlanPolicy)
     supervisor: SupervisorPolicy = Field(default_factory=SupervisorPolicy)
     graph: GraphSpec | None = None
+    # Guards over the tenant's (homeo.safety.policy): rule by rule, for this agent.
+    safety: SafetyPolicy | None = None
+    memory: MemoryPolicy | None = None
+    knowledge: KnowledgePolicy | None = None
     # Set by homeo to the YAML file the agent came from, so errors can name it.
     file: str = ""
 
@@ -126,6 +163,9 @@ def pattern_problems(spec: AgentSpec) -> list[str]:
     if spec.reflect is not None and (spec.pattern != "tool_calling" or spec.graph is not None):
         shape = "a graph" if spec.graph is not None else spec.pattern
         problems.append(f"reflect: works with pattern: tool_calling only, not {shape}")
+    if spec.memory is None and any(t.startswith(MEMORY_TOOLS) for t in spec.tools):
+        problems.append("tools: remember and recall need a memory: say whose it is with"
+                        " `memory: {scope: agent}` (tenant, agent or run)")
     if spec.graph is not None and spec.pattern != "tool_calling":
         problems.append(f"graph: an agent is either a graph or pattern: {spec.pattern};"
                         " remove one")
@@ -315,6 +355,11 @@ def build_agent(
     except ValueError as error:
         raise AgentError(f"agent {spec.name!r}: {error}") from None
     graph = _graph(spec, model, tools, gate, answer)
+    if spec.knowledge is not None:
+        try:
+            graph = with_retrieval(graph, spec.knowledge)
+        except ValueError as error:
+            raise AgentError(f"{spec.origin}: knowledge: {error}") from None
     return Agent(spec=spec, model=model, tools=tools, graph=graph)
 
 

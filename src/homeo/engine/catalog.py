@@ -4,8 +4,14 @@ their definition changes.
 
 The store follows the agents folder: `publish` writes the folder's agents for
 a tenant and removes the ones whose file is gone. A run is built from the
-definition stored when its attempt starts, so a queued run of an edited agent
+definition stored when it first starts, so a queued run of an edited agent
 runs the edited agent, and a queued run of a removed agent fails saying so.
+
+Every stored definition is a version (store `put_agent`). A run executes one
+version: the one it was submitted with (an evaluation, a canary), or the one
+current when it was first claimed. A run resumed after the agent changed (a
+crash, a wait for approval) goes on with the version it started with, so one
+run never mixes two definitions.
 """
 
 from __future__ import annotations
@@ -42,40 +48,53 @@ class AgentCatalog:
         self.gate = gate or ToolGate()
         self.mcp_servers = mcp_servers or {}
         self.mcp = mcp or McpClients()
-        self._built: dict[tuple[str, str], tuple[str, Agent]] = {}
+        # Built agents by tenant, name and definition: versions a canary or an
+        # evaluation runs side by side are each built once.
+        self._built: dict[tuple[str, str, str], Agent] = {}
         self._lock = threading.Lock()
 
-    def publish(self, tenant_id: str, specs: dict[str, AgentSpec]) -> None:
+    def publish(
+        self, tenant_id: str, specs: dict[str, AgentSpec], *, author: str = "folder"
+    ) -> None:
         """Make the tenant's stored agents exactly `specs`: new ones are added,
-        changed ones replaced, and the ones not in `specs` removed."""
-        stored = {record.name: record.spec for record in self.store.list_agents(tenant_id)}
+        changed ones replaced (a new version by `author`), and the ones not in
+        `specs` removed (their versions are kept)."""
+        stored = {record.name: record for record in self.store.list_agents(tenant_id)}
         for spec in specs.values():
             definition = spec.model_dump(mode="json")
-            if _fingerprint(stored.get(spec.name)) != _fingerprint(definition):
-                self.store.put_agent(tenant_id, spec.name, definition)
+            record = stored.get(spec.name)
+            if (record is None or record.version is None
+                    or _fingerprint(record.spec) != _fingerprint(definition)):
+                self.store.put_agent(tenant_id, spec.name, definition, author=author)
         for name in stored.keys() - specs.keys():
             self.store.delete_agent(tenant_id, name)
 
-    async def aget(self, tenant_id: str, name: str) -> Agent:
-        """The agent as stored now, built off the caller's loop: the store read
-        and the model's loading run in threads, MCP listings are awaited.
-        AgentError if it cannot be built; RetryableError if an MCP server it
-        uses cannot be reached now."""
-        record = await asyncio.to_thread(self.store.get_agent, tenant_id, name)
-        if record is None:
-            with self._lock:
-                self._built.pop((tenant_id, name), None)
-            raise AgentError(
-                f"agent {name!r} is not defined for tenant {tenant_id!r}: its YAML file is not"
-                " in the agents folder (HOMEO_AGENTS_DIR); put it back and restart homeo"
-            )
-        fingerprint = _fingerprint(record.spec)
+    async def aget(self, tenant_id: str, name: str, version: str | None = None) -> Agent:
+        """The agent's `version`, or (None) the agent as stored now, built off
+        the caller's loop: the store read and the model's loading run in
+        threads, MCP listings are awaited. AgentError if it cannot be built;
+        RetryableError if an MCP server it uses cannot be reached now."""
+        if version is not None:
+            kept = await asyncio.to_thread(self.store.get_agent_version, tenant_id, name, version)
+            if kept is None:
+                raise AgentError(f"agent {name!r} has no version {version!r} for tenant"
+                                 f" {tenant_id!r}; `homeo agents versions {name}` lists them")
+            definition = kept.spec
+        else:
+            record = await asyncio.to_thread(self.store.get_agent, tenant_id, name)
+            if record is None:
+                raise AgentError(
+                    f"agent {name!r} is not defined for tenant {tenant_id!r}: its YAML file is"
+                    " not in the agents folder (HOMEO_AGENTS_DIR); put it back and restart homeo"
+                )
+            definition = record.spec
+        fingerprint = _fingerprint(definition)
         with self._lock:
-            cached = self._built.get((tenant_id, name))
-            if cached is not None and cached[0] == fingerprint:
-                return cached[1]
+            cached = self._built.get((tenant_id, name, fingerprint))
+            if cached is not None:
+                return cached
         try:
-            spec = AgentSpec.model_validate(record.spec)
+            spec = AgentSpec.model_validate(definition)
         except ValueError as error:
             raise AgentError(f"agent {name!r}: its stored definition is invalid: {error}") from None
         try:
@@ -95,7 +114,7 @@ class AgentCatalog:
         agent = build_agent(spec, model, self.gate, tools=tools,
                             agent_descriptions=descriptions)
         with self._lock:
-            self._built[(tenant_id, name)] = (fingerprint, agent)
+            self._built[(tenant_id, name, fingerprint)] = agent
         return agent
 
     async def aclose(self) -> None:

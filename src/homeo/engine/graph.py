@@ -28,10 +28,11 @@ from opentelemetry.trace import NoOpTracer, Tracer
 from pydantic import BaseModel, Field
 
 from homeo.llm.base import Message, ToolCall, Usage
-from homeo.tools.context import ChildRuns, ToolSettings
+from homeo.tools.context import ChildRuns, MemoryAccess, ToolSettings
 
 if TYPE_CHECKING:
     from homeo.engine.budgets import TenantBudgets
+    from homeo.safety.screen import Screen
 
 END = "__end__"
 
@@ -103,6 +104,12 @@ class RunContext:
     tools: ToolSettings = field(default_factory=ToolSettings)  # the operator's tool limits
     children: ChildRuns | None = None  # starts sub-agent runs; None: sub-agents unavailable
     clock: Callable[[], float] = time.time  # for deadlines
+    # The run's safety guards and policy; None: its policy checks nothing.
+    safety: Screen | None = None
+    memory: MemoryAccess | None = None  # the agent's memory, scoped; None: it has none
+    # Searches the tenant's collections (homeo.memory.knowledge.Knowledge);
+    # None: retrieval is unavailable.
+    knowledge: Any = None
 
 
 class Node(ABC):

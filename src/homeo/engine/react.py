@@ -51,8 +51,12 @@ from homeo.tools.registry import Tool, ToolError
 
 if TYPE_CHECKING:
     from homeo.engine.reflect import ReflectPolicy
+    from homeo.safety.screen import Screening
 
 MAX_TOOL_RESULT_CHARS = 20_000
+# What the model reads instead of a tool result the safety policy blocked.
+WITHHELD = ("[homeo safety: the result of {tool!r} was withheld: {why}. Do not act on it;"
+            " tell the user it was withheld.]")
 # Sent (not stored) with the turn after a repeated call, whose tools are withdrawn.
 ANSWER_NOW = (
     "You already called that tool with the same arguments, and its result is above."
@@ -157,6 +161,27 @@ async def ask_model(
     return response, reached
 
 
+async def screen_output(text: str, context: RunContext) -> Screening | None:
+    """The safety policy's output rules on a run's answer before it leaves:
+    RunFailed when they block it; otherwise the screening (its text redacted
+    where a rule says), or None when the policy has no output rules."""
+    if context.safety is None or not context.safety.watches("output"):
+        return None
+    from homeo.safety.guards import GuardUnavailable
+
+    try:
+        screening = await context.safety.check("output", text)
+    except GuardUnavailable as error:
+        raise RunFailed(f"the safety policy needs a guard that cannot run: {error}") from None
+    if screening.action is None:
+        return screening
+    context.emit({"type": "safety", "tenant_id": context.tenant_id, "run_id": context.run_id,
+                  "screening": screening.to_json()})
+    if screening.action == "block":
+        raise RunFailed(f"the run's answer was blocked by the safety policy: {screening.reason}")
+    return screening
+
+
 class ModelNode(Node):
     kind = "model"
 
@@ -229,9 +254,20 @@ class ModelNode(Node):
         else:
             changes["output"] = self.answer.choose(message.content, last_success(state))
             target = self.done
+        output = message.model_dump(exclude_defaults=True)
+        if not message.tool_calls and changes["output"]:
+            screening = await screen_output(changes["output"], context)
+            if screening is not None and screening.action is not None:
+                output["safety"] = screening.to_json()
+                if screening.text != changes["output"]:  # redacted
+                    if message.content == changes["output"]:
+                        changes["messages"] = [*state.messages, message.model_copy(
+                            update={"content": screening.text})]
+                        output["content"] = screening.text
+                    changes["output"] = screening.text
         new = state.model_copy(update=changes)
         return Outcome(
-            output=message.model_dump(exclude_defaults=True),
+            output=output,
             state=new,
             next=target,
             usage=response.usage,
@@ -247,6 +283,8 @@ class Attempt:
     result: Any = None
     error: ToolError | None = None
     recorded: str | None = None
+    # What the safety guards found in the result (None: not screened).
+    screening: Screening | None = None
 
 
 class ToolNode(Node, FanOut):
@@ -289,6 +327,8 @@ class ToolNode(Node, FanOut):
 
     def is_idempotent(self, state: RunState) -> bool:
         call = state.pending_tool_calls[0]
+        if _safety_id(call, state) in state.data.get(HELD, {}):
+            return True  # its result waits for a person: the tool does not run again
         if self._recorded(state, call) is not None:
             return True  # answered from the record: the tool does not run
         tool = self.tools.get(call.name)
@@ -321,6 +361,8 @@ class ToolNode(Node, FanOut):
 
     async def run(self, state: RunState, context: RunContext) -> Outcome:
         call = state.pending_tool_calls[0]
+        if _safety_id(call, state) in state.data.get(HELD, {}):
+            return self._held(state, call)
         tool = self.tools.get(call.name)
         arguments = None
         if tool is not None and self.needs_approval(tool) and self._recorded(
@@ -341,6 +383,8 @@ class ToolNode(Node, FanOut):
             return self._wait(state, call, Wait(
                 id=f"children:{turn_key(call, state)}", kind="children",
                 detail={"runs": children.run_ids, "tool": call.name, "call_id": call.id}))
+        if attempt.screening is not None and attempt.screening.action == "approve":
+            return self._hold(state, call, attempt, context)
         return self._settle(state, attempt, edited=arguments)
 
     async def _attempt(
@@ -359,10 +403,30 @@ class ToolNode(Node, FanOut):
                 attributes={"gen_ai.operation.name": "execute_tool",
                             "gen_ai.tool.name": call.name, "gen_ai.tool.call.id": call.id},
             ):
-                return Attempt(result=await self._call(
-                    call, call.arguments if arguments is None else arguments, state, context))
+                result = await self._call(
+                    call, call.arguments if arguments is None else arguments, state, context)
         except ToolError as error:
             return Attempt(error=error)
+        return Attempt(result=result, screening=await self._screen(call, result, context))
+
+    async def _screen(self, call: ToolCall, result: Any, context: RunContext) -> Screening | None:
+        """The safety policy's tool_output (or, for a tool that retrieves stored
+        documents, retrieved) rules on the result, before the model reads it."""
+        tool = self.tools.get(call.name)
+        boundary = "retrieved" if tool is not None and tool.retrieves else "tool_output"
+        if context.safety is None or not context.safety.watches(boundary):
+            return None
+        from homeo.safety.guards import GuardUnavailable
+
+        try:
+            screening = await context.safety.check(boundary, _content(result))
+        except GuardUnavailable as error:
+            raise RunFailed(f"the safety policy needs a guard that cannot run: {error}") from None
+        if screening.action is not None:
+            context.emit({"type": "safety", "tenant_id": context.tenant_id,
+                          "run_id": context.run_id, "tool": call.name,
+                          "screening": screening.to_json()})
+        return screening
 
     def _settle(self, state: RunState, attempt: Attempt,
                 edited: dict[str, Any] | None = None) -> Outcome:
@@ -383,12 +447,22 @@ class ToolNode(Node, FanOut):
         else:
             result = attempt.result
             output = {"result": result}
-            content = result if isinstance(result, str) else json.dumps(result, default=str)
+            content = _content(result)
+            screening = attempt.screening
+            if screening is not None and screening.action is not None:
+                output["safety"] = screening.to_json()
+                if screening.action == "block":
+                    output = {"withheld": result, "safety": output["safety"]}
+                    content = WITHHELD.format(tool=call.name, why=screening.reason)
+                elif screening.action == "redact":
+                    content = screening.text
+                    output["result"] = content
             if edited is not None:
                 output["arguments"] = edited
                 content = (f"(a person changed the arguments to"
                            f" {json.dumps(edited, default=str)})\n{content}")
-        succeeded = attempt.error is None
+        succeeded = attempt.error is None and not (
+            attempt.screening is not None and attempt.screening.action == "block")
         reply = Message(
             role="tool", content=content[:MAX_TOOL_RESULT_CHARS], tool_call_id=call.id,
             name=call.name, is_error=not succeeded,
@@ -412,6 +486,50 @@ class ToolNode(Node, FanOut):
         """End the step waiting; the same call runs again when the run wakes."""
         return Outcome(output={"waiting": wait.model_dump(exclude_none=True)}, state=state,
                        next=self.name, wait=wait)
+
+    def _hold(self, state: RunState, call: ToolCall, attempt: Attempt,
+              context: RunContext) -> Outcome:
+        """The guards sent the result for approval: keep it in the state (the
+        tool is not called again) and wait for a person."""
+        assert attempt.screening is not None
+        wait_id = _safety_id(call, state)
+        record = attempt.screening.to_json()
+        held = {**state.data.get(HELD, {}), wait_id: {"result": attempt.result,
+                                                      "safety": record}}
+        timeout = self.approval.timeout
+        wait = Wait(id=wait_id, kind="approval",
+                    detail={"tool": call.name, "call_id": call.id, "safety": record,
+                            "question": f"the safety guards held the result of {call.name!r}"
+                                        f" ({attempt.screening.reason}): let the model read it?"},
+                    deadline=None if timeout is None else context.clock() + timeout,
+                    on_timeout="reject")
+        return Outcome(output={"waiting": wait.model_dump(exclude_none=True), "safety": record},
+                       state=state.model_copy(update={"data": {**state.data, HELD: held}}),
+                       next=self.name, wait=wait)
+
+    def _held(self, state: RunState, call: ToolCall) -> Outcome:
+        """The person decided on a held result: approved, the model reads it;
+        rejected (or nobody answered in time), it reads the notice instead."""
+        wait_id = _safety_id(call, state)
+        held = dict(state.data[HELD])
+        entry = held.pop(wait_id)
+        decision = state.decisions.get(wait_id, {})
+        state = state.model_copy(update={"data": {**state.data, HELD: held}})
+        if decision.get("approved"):
+            attempt = Attempt(result=entry["result"])
+            outcome = self._settle(state, attempt)
+            output = {**outcome.output, "safety": {**entry["safety"], "approved": True}}
+            return outcome.model_copy(update={"output": output})
+        why = "a person did not approve it" + (
+            f" ({decision['comment']})" if decision.get("comment") else "")
+        reply = Message(role="tool", content=WITHHELD.format(tool=call.name, why=why),
+                        tool_call_id=call.id, name=call.name, is_error=True)
+        changes: dict[str, Any] = {"messages": [*state.messages, reply],
+                                   "pending_tool_calls": state.pending_tool_calls[1:]}
+        return self._next(state, call, reply, changes,
+                          {"withheld": entry["result"], "safety": {**entry["safety"],
+                                                                   "approved": False}},
+                          succeeded=False)
 
     def _rejected(self, state: RunState, call: ToolCall, decision: dict[str, Any]) -> Outcome:
         comment = decision.get("comment") or "no comment"
@@ -470,7 +588,7 @@ class ToolNode(Node, FanOut):
                 tenant_id=context.tenant_id, run_id=context.run_id, agent=context.agent,
                 call_id=call.id, settings=context.tools, answer=answered.get("answer"),
                 call_key=f"{context.run_id}:{turn_key(call, state)}",
-                children=context.children)
+                children=context.children, memory=context.memory)
         try:
             if inspect.iscoroutinefunction(tool.function):
                 pending = tool.function(**valid)
@@ -483,6 +601,17 @@ class ToolNode(Node, FanOut):
             raise
         except Exception as error:
             raise ToolError(f"tool {name!r} raised {type(error).__name__}: {error}") from error
+
+
+HELD = "safety_held"  # RunState.data: results the guards hold for approval, by wait id
+
+
+def _content(result: Any) -> str:
+    return result if isinstance(result, str) else json.dumps(result, default=str)
+
+
+def _safety_id(call: ToolCall, state: RunState) -> str:
+    return f"safety:{turn_key(call, state)}"
 
 
 def _approval_id(call: ToolCall, state: RunState) -> str:

@@ -117,6 +117,9 @@ async def execute(
                              request_id=run.request_id, parent_run_id=run.parent_run_id,
                              fence=fence, emit=notify, budgets=budgets, tracer=tracer)
 
+    if run.checkpoint is None and context.safety is not None and context.safety.watches("input"):
+        state = await screen_input(state, run, context)
+
     while current != END:
         # Let the loop run others between steps (other runs, heartbeats, the API):
         # a step whose node and writes never wait would otherwise not yield.
@@ -134,7 +137,9 @@ async def execute(
         if clock() - started > run_timeout:
             raise RunFailed(f"the run exceeded its {run_timeout:g}s timeout (timeouts.run)")
         node = graph.node(current)
-        together = node.fan_out(state) if isinstance(node, FanOut) else 1
+        # A tool result the guards send for approval makes its step wait: one at a time.
+        together = node.fan_out(state) if isinstance(node, FanOut) and not (
+            context.safety is not None and context.safety.may_wait) else 1
         if together > 1:
             state, current, seq = await _run_together(
                 store, run, node, state, seq, together, context=context, notify=notify,
@@ -212,6 +217,31 @@ async def execute(
                         "tenant_id": run.tenant_id, "waiting_for": wait.model_dump()})
                 raise RunSuspended(wait)
     return state.output or ""
+
+
+async def screen_input(state: RunState, run: Run, context: RunContext) -> RunState:
+    """The guards' input rules on a new run's input: block fails the run before
+    its first step, redact masks the user message the model reads, and what
+    was flagged is kept in the state (`data["safety"]`) and emitted."""
+    from homeo.safety.guards import GuardUnavailable
+
+    assert context.safety is not None
+    try:
+        screening = await context.safety.check("input", run.input)
+    except GuardUnavailable as error:
+        raise RunFailed(f"the safety policy needs a guard that cannot run: {error}") from None
+    if screening.action is None:
+        return state
+    record = screening.to_json()
+    context.emit({"type": "safety", "tenant_id": run.tenant_id, "run_id": run.id, "seq": None,
+                  "screening": record})
+    if screening.action == "block":
+        raise RunFailed(f"the run's input was blocked by the safety policy: {screening.reason}")
+    messages = [message.model_copy(update={"content": screening.text})
+                if message.role == "user" and message.content == run.input else message
+                for message in state.messages]
+    data = {**state.data, "safety": [*state.data.get("safety", []), record]}
+    return state.model_copy(update={"messages": messages, "data": data})
 
 
 async def _run_together(

@@ -58,6 +58,12 @@ def submit_run(
     if backends.store.get_agent(new.tenant_id, new.agent) is None:
         known = ", ".join(a.name for a in backends.store.list_agents(new.tenant_id)) or "none"
         raise UnknownAgent(f"unknown agent {new.agent!r}; agents defined: {known}")
+    if new.agent_version is not None and backends.store.get_agent_version(
+            new.tenant_id, new.agent, new.agent_version) is None:
+        known = ", ".join(v.version for v in backends.store.list_agent_versions(
+            new.tenant_id, new.agent))
+        raise UnknownAgent(f"agent {new.agent!r} has no version {new.agent_version!r};"
+                           f" its versions: {known}")
     payload: dict[str, Any] = {}
     if carrier := tracing.current_carrier():
         payload[tracing.PAYLOAD_KEY] = carrier

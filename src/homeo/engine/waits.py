@@ -42,6 +42,8 @@ class RunNotWaiting(WaitError):
 def describe(wait: Wait) -> str:
     if wait.kind == "approval" and "node" in wait.detail:  # a graph's approval node
         return f"approval at {wait.detail['node']!r}: {wait.detail.get('question')!r}"
+    if wait.kind == "approval" and "safety" in wait.detail:
+        return f"approval of the result of {wait.detail.get('tool')!r}, held by the safety guards"
     if wait.kind == "approval":
         return f"approval of a call to {wait.detail.get('tool')!r}"
     if wait.kind == "input":

@@ -45,8 +45,8 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
@@ -55,7 +55,7 @@ from homeo.backends import Backends
 from homeo.engine.agents import AgentError
 from homeo.engine.budgets import TenantBudgets
 from homeo.engine.catalog import AgentCatalog
-from homeo.engine import prune
+from homeo.engine import memory_prune, prune
 from homeo.engine.errors import (
     RetryableError,
     RunCancelled,
@@ -76,7 +76,11 @@ from homeo.queue.base import Job, RetryPolicy
 from homeo.store.base import LeaseFenced, read_async
 from homeo.store.models import Run, WorkerRecord
 from homeo.tenancy import current_tenant
+from homeo.safety.screen import SafetyGuards
 from homeo.tools.context import ToolSettings
+
+if TYPE_CHECKING:  # numpy loads only when memory is used
+    from homeo.memory.memories import Memories
 
 ACTIVE = frozenset({"queued", "running"})
 CLAIM_BACKOFF_MAX_SECONDS = 5.0
@@ -126,9 +130,19 @@ class Worker:
         prune_every: float = 3600.0,
         heartbeat_seconds: float = 5.0,
         clock: Callable[[], float] = time.time,
+        safety: SafetyGuards | None = None,
+        memories: Memories | None = None,
+        knowledge: Any = None,
+        memory_prune_every: float | None = None,
     ) -> None:
         """`tools` are the operator's limits for the built-in tools, handed to
-        every run's tools in their context (default: the settings' defaults)."""
+        every run's tools in their context (default: the settings' defaults).
+        `safety` holds the guards and the tenants' policies; each run gets its
+        agent's resolved policy in its context (None: no guards).
+        `memories` is the agent memory (each run of an agent with `memory:` gets
+        it scoped; None: those runs' memory tools say it is unavailable), and
+        with `memory_prune_every` the worker schedules its pruning job.
+        `knowledge` searches collections for agents with `knowledge:`."""
         self.backends = backends
         self.store = backends.store
         self.queue = backends.queue
@@ -143,6 +157,7 @@ class Worker:
         self.waits = Waits(backends, max_attempts=max_attempts)
         self.max_attempts = max_attempts
         self.tools = tools or ToolSettings()
+        self.safety = safety
         # Finished runs' per-step checkpoints older than this are pruned (None: never).
         self.checkpoint_retention = checkpoint_retention
         self.prune_every = prune_every
@@ -154,6 +169,9 @@ class Worker:
         self.tracer = tracer or tracing.tracer_of()
         self.heartbeat_seconds = heartbeat_seconds
         self.clock = clock
+        self.memories = memories
+        self.knowledge = knowledge
+        self.memory_prune_every = memory_prune_every if memories is not None else None
         self.started_at = 0.0
         self.last_poll = 0.0
         self.processed = 0
@@ -186,7 +204,13 @@ class Worker:
         await self._beat()
         slots = [asyncio.create_task(self._slot(stop)) for _ in range(self.concurrency)]
         sweeping = asyncio.create_task(self._sweep(stop))
-        pruning = asyncio.create_task(self._schedule_prune(stop))
+        retention, forget_every = self.checkpoint_retention, self.memory_prune_every
+        pruning = asyncio.create_task(self._every(
+            stop, None if retention is None else self.prune_every, "the prune job",
+            lambda: prune.schedule(self.queue, older_than=retention, every=self.prune_every)))
+        forgetting = asyncio.create_task(self._every(
+            stop, forget_every, "the memory prune job",
+            lambda: memory_prune.schedule(self.queue, every=forget_every)))
         beating = asyncio.create_task(self._heartbeats(stop))
         await stop.wait()
         self._stopping = True
@@ -198,7 +222,8 @@ class Worker:
                 interruption.reason = RunInterrupted(
                     f"the worker stopped ({self.shutdown_grace_seconds:g}s grace period over)")
                 execution.cancel()
-        await asyncio.gather(*slots, sweeping, pruning, beating, return_exceptions=True)
+        await asyncio.gather(*slots, sweeping, pruning, forgetting, beating,
+                             return_exceptions=True)
         try:
             await asyncio.to_thread(self.store.forget_worker, self.worker_id)
         except Exception as error:  # the database is down: its row goes stale instead
@@ -261,16 +286,18 @@ class Worker:
                 self.log.info("woke or ended waiting runs (deadline passed, children ended)",
                               runs=woken)
 
-    async def _schedule_prune(self, stop: asyncio.Event) -> None:
-        retention = self.checkpoint_retention
-        while retention is not None:
+    async def _every(
+        self, stop: asyncio.Event, every: float | None, what: str, schedule: Callable[[], object]
+    ) -> None:
+        """Queue a housekeeping job every `every` seconds (each period's job once,
+        whichever worker queues it first) until `stop`; None: never."""
+        while every is not None:
             try:
-                await asyncio.to_thread(prune.schedule, self.queue, older_than=retention,
-                                        every=self.prune_every)
+                await asyncio.to_thread(schedule)
             except Exception as error:  # the database is down: the slots report it
-                self.log.warning("scheduling the prune job failed",
+                self.log.warning(f"scheduling {what} failed",
                                  error=f"{type(error).__name__}: {error}")
-            if await _wait(stop, self.prune_every):
+            if await _wait(stop, every):
                 return
 
     async def claim(self, done: list[Job] | None = None) -> Job | None:
@@ -309,7 +336,10 @@ class Worker:
         a job to mark done is appended there instead, for the caller's next
         claim to complete (`claim(done)`: one round trip for both)."""
         if job.kind == prune.PRUNE_JOB:
-            await self._prune(job, done)
+            await self._prune(job)  # housekeeping jobs are marked done at once
+            return
+        if job.kind == memory_prune.MEMORY_PRUNE_JOB:
+            await self._prune_memory(job)
             return
         run_id = str(job.payload.get("run_id", ""))
         logs.bind(run_id=run_id, tenant_id=job.tenant_id, job_id=job.id)
@@ -417,15 +447,25 @@ class Worker:
 
     async def _execute(self, run: Run, interruption: Interruption) -> str:
         try:
-            agent = await self.agents.aget(run.tenant_id, run.agent)
+            agent = await self.agents.aget(run.tenant_id, run.agent, run.agent_version)
         except ModelError as error:
             raise RunFailed(f"agent {run.agent!r}: {error}") from error
         spec = agent.spec
+        memory = None
+        if spec.memory is not None and self.memories is not None:
+            from homeo.memory.memories import scope_of
+
+            scope = scope_of(spec.memory.scope, agent=run.agent, run_id=run.id)
+            memory = self.memories.scoped(run.tenant_id, scope, ttl=spec.memory.ttl_seconds,
+                                          importance=spec.memory.importance)
         context = RunContext(
             tenant_id=run.tenant_id, run_id=run.id, agent=run.agent, request_id=run.request_id,
             parent_run_id=run.parent_run_id, fence=run.lease_epoch, emit=self._observe,
             budgets=self.budgets, tracer=self.tracer, tools=self.tools,
             children=StoreChildRuns(self.backends, run, max_attempts=self.max_attempts),
+            safety=None if self.safety is None else self.safety.screen(run.tenant_id,
+                                                                        spec.safety),
+            memory=memory, knowledge=self.knowledge,
         )
         return await execute(
             self.store,
@@ -449,6 +489,8 @@ class Worker:
             usage = event["usage"]
             if usage["input_tokens"] or usage["output_tokens"] or usage["cost_usd"]:
                 self.metrics.count_usage(event["tenant_id"], event["model"], **usage)
+        if self.metrics is not None and event["type"] == "safety":
+            self.metrics.count_screening(event["tenant_id"], event["screening"])
         if self.emit is not None:
             self.emit(event)
 
@@ -530,22 +572,43 @@ class Worker:
             await asyncio.to_thread(wake_parent, self.backends, moved,
                                     max_attempts=self.max_attempts)
 
-    async def _prune(self, job: Job, done: list[Job] | None) -> None:
-        try:
+    async def _prune(self, job: Job) -> None:
+        async def work() -> dict[str, int]:
             result = await asyncio.to_thread(
                 prune.prune, self.store, older_than=float(job.payload["older_than"]))
-        except Exception as error:  # the database is down: try again later
+            return {"runs": result.runs, "checkpoints": result.checkpoints,
+                    "bytes": result.bytes}
+
+        await self._chore(job, "pruning checkpoints", work)
+
+    async def _prune_memory(self, job: Job) -> None:
+        async def work() -> dict[str, int]:
+            if self.memories is None:
+                raise RuntimeError("this worker has no agent memory to prune")
+            result = await self.memories.prune(now=self.clock())
+            return {"expired": result.expired, "decayed": result.decayed,
+                    "superseded": result.superseded}
+
+        await self._chore(job, "pruning agent memory", work)
+
+    async def _chore(
+        self, job: Job, what: str, work: Callable[[], Awaitable[dict[str, int]]]
+    ) -> None:
+        """A housekeeping job: done when `work` is; when it fails (the database
+        is down), back to the queue to be tried again later."""
+        try:
+            done = await work()
+        except Exception as error:
             message = f"{type(error).__name__}: {error}"
-            self.log.warning("pruning checkpoints failed", error=message)
+            self.log.warning(f"{what} failed", error=message)
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.queue.fail, job.id, self._owner(job), message)
             return
         finally:
             self.processed += 1
-        self.log.info("pruned checkpoints", runs=result.runs, checkpoints=result.checkpoints,
-                      bytes=result.bytes)
+        self.log.info(f"{what} done", **done)
         with contextlib.suppress(LeaseLost):
-            await self._complete(job, done)
+            await self._complete(job)
 
     @staticmethod
     def _owner(job: Job) -> str:

@@ -19,8 +19,7 @@ from homeo.llm.resolve import ModelCatalog
 from homeo.memory.chunking import ChunkPolicy, chunk
 from homeo.memory.embedder import Embedder, content_hash
 from homeo.memory.extract import Extracted
-from homeo.memory.fusion import K as RRF_K
-from homeo.memory.fusion import reciprocal_rank_fusion
+from homeo.memory.fusion import HYBRID_K, HYBRID_TEXT_WEIGHT, reciprocal_rank_fusion
 from homeo.memory.store import (
     ChunkHit,
     CollectionNotFound,
@@ -81,14 +80,16 @@ class SearchHit:
 class Knowledge:
     def __init__(self, store: KnowledgeStore, embedder: Embedder,
                  policy: ChunkPolicy = ChunkPolicy(), *, candidates: int = 50,
-                 rrf_k: int = RRF_K) -> None:
+                 rrf_k: int = HYBRID_K, text_weight: float = HYBRID_TEXT_WEIGHT) -> None:
         """`candidates`: how many results each method gives hybrid search to fuse;
-        `rrf_k`: reciprocal rank fusion's constant (homeo.memory.fusion)."""
+        `rrf_k`: reciprocal rank fusion's constant, `text_weight` the full-text
+        list's weight against the vector list's 1 (homeo.memory.fusion)."""
         self.store = store
         self.embedder = embedder
         self.policy = policy
         self.candidates = candidates
         self.rrf_k = rrf_k
+        self.text_weight = text_weight
         self.index = VectorIndex()
 
     async def read(self, call: Callable[..., T], *args: Any) -> T:
@@ -189,7 +190,7 @@ class Knowledge:
         vector_rank = {chunk_id: rank for rank, (chunk_id, _) in enumerate(vector, start=1)}
         if mode == "hybrid":
             ranked = reciprocal_rank_fusion([[i for i, _ in text], [i for i, _ in vector]],
-                                            self.rrf_k)[:k]
+                                            self.rrf_k, (self.text_weight, 1.0))[:k]
         else:
             ranked = (text or vector)[:k]
         chunks = {hit.id: hit for hit in await self.read(

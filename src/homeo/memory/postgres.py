@@ -78,9 +78,14 @@ class PostgresKnowledgeStore(SQLKnowledgeStore):
         """The tsvector column is generated from the text: nothing to add."""
         del db, collection_id, rows
 
-    def _unindex_chunks(self, db: Any, where: str, params: Sequence[Any]) -> None:
+    def _unindex_chunks(self, db: Any, collection_id: str, where: str,
+                        params: Sequence[Any]) -> None:
         """The tsvector goes with its row."""
-        del db, where, params
+        del db, collection_id, where, params
+
+    def _unindex_collection(self, db: Any, collection_id: str) -> None:
+        """The tsvectors go with their rows."""
+        del db, collection_id
 
     def text_search(self, tenant_id: str, collection: str, terms: list[str],
                     k: int) -> list[tuple[int, float]]:

@@ -52,8 +52,13 @@ class SQLKnowledgeStore(KnowledgeStore):
         """Add full-text entries for these (chunk id, text)."""
 
     @abstractmethod
-    def _unindex_chunks(self, db: Any, where: str, params: Sequence[Any]) -> None:
-        """Remove the full-text entries of the chunks `where` selects."""
+    def _unindex_chunks(self, db: Any, collection_id: str, where: str,
+                        params: Sequence[Any]) -> None:
+        """Remove the full-text entries of the collection's chunks `where` selects."""
+
+    @abstractmethod
+    def _unindex_collection(self, db: Any, collection_id: str) -> None:
+        """Remove every full-text entry of the collection (it is being deleted)."""
 
     @abstractmethod
     def _insert_chunk(self, db: Any, values: tuple[Any, ...]) -> int:
@@ -212,7 +217,7 @@ class SQLKnowledgeStore(KnowledgeStore):
                     raise DocumentNotFound(
                         f"no document {replace!r} in collection {collection!r}")
                 document_id, created_at = replace, float(row["created_at"])
-                self._delete_chunks(db, "document_id = ?", (document_id,))
+                self._delete_chunks(db, collection_id, "document_id = ?", (document_id,))
                 db.execute(sql(
                     "UPDATE memory_documents SET title = ?, source = ?, format = ?, text = ?,"
                     " chars = ?, chunks = ?, content_hash = ?, updated_at = ? WHERE id = ?"),
@@ -264,8 +269,9 @@ class SQLKnowledgeStore(KnowledgeStore):
             " WHERE id = ?"), (model.name, model.dimensions, collection_id))
         return collection_id
 
-    def _delete_chunks(self, db: Any, where: str, params: Sequence[Any]) -> None:
-        self._unindex_chunks(db, where, params)
+    def _delete_chunks(self, db: Any, collection_id: str, where: str,
+                       params: Sequence[Any]) -> None:
+        self._unindex_chunks(db, collection_id, where, params)
         db.execute(self.db.sql(f"DELETE FROM memory_chunks WHERE {where}"), params)
 
     def delete_document(self, tenant_id: str, collection: str, document_id: str) -> bool:
@@ -278,7 +284,7 @@ class SQLKnowledgeStore(KnowledgeStore):
                 (tenant_id, tenant_id, collection, document_id)).fetchone()
             if row is None:
                 return False
-            self._delete_chunks(db, "document_id = ?", (document_id,))
+            self._delete_chunks(db, row["collection_id"], "document_id = ?", (document_id,))
             db.execute(sql("DELETE FROM memory_documents WHERE id = ?"), (document_id,))
             db.execute(sql("UPDATE memory_collections SET version = version + 1 WHERE id = ?"),
                        (row["collection_id"],))
@@ -292,7 +298,8 @@ class SQLKnowledgeStore(KnowledgeStore):
                 (tenant_id, name)).fetchone()
             if row is None:
                 return False
-            self._delete_chunks(db, "collection_id = ?", (row["id"],))
+            self._unindex_collection(db, row["id"])
+            db.execute(sql("DELETE FROM memory_chunks WHERE collection_id = ?"), (row["id"],))
             db.execute(sql("DELETE FROM memory_documents WHERE collection_id = ?"), (row["id"],))
             db.execute(sql("DELETE FROM memory_collections WHERE id = ?"), (row["id"],))
         return True

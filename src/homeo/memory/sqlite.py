@@ -1,17 +1,34 @@
-"""The SQLite knowledge store: chunks in a table, their full text in an FTS5
-table (porter stemming) whose rows carry the chunk ids.
+"""The SQLite knowledge store: chunks in a table, and each collection's full
+text in its own FTS5 table (porter stemming), `memory_fts_<collection>`,
+whose rows carry the chunk ids.
 
-Each FTS row also holds its collection's id as a token (`scope`), so a search
-is one FTS5 query, `scope:ID AND (words)`, ranked inside FTS5 with no join:
-joining the chunks table first made every match cost a row lookup."""
+A table per collection, not one for all: FTS5's bm25 reads the whole list of
+every phrase of a query to weigh it, so a collection filter inside the one
+shared table (a token on every row) cost a read of every row of the
+collection per search (~35 ms at 100k chunks), and a join cost a row lookup
+per match. Apart, the ranking also weighs words by this collection alone,
+never by other tenants' text.
+
+FTS5 scores every match before it can sort (about 5 us a row here), so a
+word found in most chunks made a search of 100k chunks cost half a second
+(bench/memory_search.py). A search therefore ranks at most `RANKED_MATCHES`
+chunks: it first counts, cheaply and only up to that budget, how many chunks
+hold each word, then ranks the chunks holding the rarest words whose counts
+fit in the budget. Words left out are the commonest of the query, the ones
+bm25 weighs least. A query of nothing but such words ranks the newest
+`RANKED_MATCHES` chunks holding all of them.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from homeo.db.sqlite import SQLiteDatabase
 from homeo.memory.sql import SQLKnowledgeStore
+
+RANKED_MATCHES = 1000  # the most chunks one full-text search scores
 
 MIGRATIONS = [
     """
@@ -60,12 +77,29 @@ MIGRATIONS = [
     CREATE INDEX memory_chunks_hash ON memory_chunks (tenant_id, model, content_hash);
     CREATE VIRTUAL TABLE memory_fts USING fts5 (scope, text, tokenize = 'porter unicode61')
     """,
+    # The shared full-text table is split into one per collection by
+    # `_split_shared_fts` (dynamic table names are beyond a SQL migration).
 ]
 
 
 class SQLiteKnowledgeStore(SQLKnowledgeStore):
     def __init__(self, database: SQLiteDatabase) -> None:
         super().__init__(database, MIGRATIONS)
+        self._split_shared_fts()
+
+    def _split_shared_fts(self) -> None:
+        """Move the rows of the one full-text table that migration 1 made into
+        a table per collection, then drop it: once, in one transaction."""
+        with self.db.write() as db:
+            shared = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table'"
+                                " AND name = 'memory_fts'").fetchone()
+            if shared is None:
+                return
+            for (collection_id,) in db.execute("SELECT id FROM memory_collections").fetchall():
+                table = _table(db, collection_id)
+                db.execute(f"INSERT INTO {table} (rowid, text) SELECT rowid, text FROM memory_fts"
+                           " WHERE scope = ?", (_scope(collection_id),))
+            db.execute("DROP TABLE memory_fts")
 
     def _insert_chunk(self, db: Any, values: tuple[Any, ...]) -> int:
         return int(db.execute(
@@ -74,12 +108,16 @@ class SQLiteKnowledgeStore(SQLKnowledgeStore):
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values).lastrowid)
 
     def _index_chunks(self, db: Any, collection_id: str, rows: list[tuple[int, str]]) -> None:
-        db.executemany("INSERT INTO memory_fts (rowid, scope, text) VALUES (?, ?, ?)",
-                       [(chunk_id, _scope(collection_id), text) for chunk_id, text in rows])
+        db.executemany(f"INSERT INTO {_table(db, collection_id)} (rowid, text) VALUES (?, ?)",
+                       rows)
 
-    def _unindex_chunks(self, db: Any, where: str, params: Sequence[Any]) -> None:
-        db.execute(f"DELETE FROM memory_fts WHERE rowid IN"
+    def _unindex_chunks(self, db: Any, collection_id: str, where: str,
+                        params: Sequence[Any]) -> None:
+        db.execute(f"DELETE FROM {_table(db, collection_id)} WHERE rowid IN"
                    f" (SELECT id FROM memory_chunks WHERE {where})", params)
+
+    def _unindex_collection(self, db: Any, collection_id: str) -> None:
+        db.execute(f"DROP TABLE IF EXISTS {_name(collection_id)}")
 
     def text_search(self, tenant_id: str, collection: str, terms: list[str],
                     k: int) -> list[tuple[int, float]]:
@@ -89,17 +127,80 @@ class SQLiteKnowledgeStore(SQLKnowledgeStore):
                          (tenant_id, collection))
         if head is None:
             return []
-        # Each term quoted: FTS5 query syntax (AND, NEAR, *, -, :) in a user's
-        # words is read as words. OR: a chunk need not hold every word.
-        words = " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
-        rows = self._all(
-            # bm25 weights: the scope column counts for nothing in the ranking.
-            "SELECT rowid AS id, bm25(memory_fts, 0.0, 1.0) AS score FROM memory_fts"
-            " WHERE memory_fts MATCH ? ORDER BY score LIMIT ?",
-            (f'scope : "{_scope(head["id"])}" AND text : ({words})', k))
+        table = _name(head["id"])
+        with self.db.read() as db:
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone() \
+                    is None:  # made by a write this reader's snapshot predates
+                return []
+            counts = {term: _matches(db, table, _quoted(term)) for term in terms}
+            ranked = rarest_within(counts, RANKED_MATCHES)
+            if ranked:
+                match, newer_than = _any(ranked), 0
+            else:  # every word is common: rank the newest chunks holding them all
+                match = " AND ".join(map(_quoted, terms))
+                floor = db.execute(
+                    f"SELECT rowid FROM {table} WHERE {table} MATCH ?"
+                    " ORDER BY rowid DESC LIMIT 1 OFFSET ?", (match, RANKED_MATCHES)).fetchone()
+                newer_than = 0 if floor is None else int(floor[0])
+            rows = db.execute(
+                f"SELECT rowid AS id, bm25({table}) AS score FROM {table}"
+                f" WHERE {table} MATCH ? AND rowid > ? ORDER BY score LIMIT ?",
+                (match, newer_than, k)).fetchall()
         return [(int(row["id"]), -float(row["score"])) for row in rows]  # bm25: lower is better
 
 
+def rarest_within(counts: dict[str, int], budget: int) -> list[str]:
+    """The words to rank by, rarest first: as many as fit, with the chunks
+    holding them, in `budget` (`counts`: how many chunks hold each word, counted
+    up to budget + 1). Empty when even the rarest is held by more."""
+    chosen: list[str] = []
+    total = 0
+    for term in sorted(counts, key=counts.__getitem__):
+        if total + counts[term] > budget:
+            break
+        chosen.append(term)
+        total += counts[term]
+    return chosen
+
+
+def _matches(db: Any, table: str, match: str) -> int:
+    """How many rows `match` finds, counted up to RANKED_MATCHES + 1 (not scored)."""
+    return int(db.execute(
+        f"SELECT count(*) FROM (SELECT rowid FROM {table} WHERE {table} MATCH ? LIMIT ?)",
+        (match, RANKED_MATCHES + 1)).fetchone()[0])
+
+
+def _quoted(term: str) -> str:
+    """A word as an FTS5 string: query syntax (AND, NEAR, *, -, :) in a user's
+    words is read as words."""
+    return '"' + term.replace('"', '""') + '"'
+
+
+def _any(terms: list[str]) -> str:
+    """OR: a chunk need not hold every word."""
+    return " OR ".join(map(_quoted, terms))
+
+
 def _scope(collection_id: str) -> str:
-    """The collection id as one FTS token (unicode61 splits at `_`)."""
+    """The collection id as one FTS token (unicode61 splits at `_`): how
+    migration 1's shared table marked a row's collection."""
     return collection_id.replace("_", "")
+
+
+_ID = re.compile(r"[a-z]+_[0-9a-f]+")
+
+
+def _name(collection_id: str) -> str:
+    """The collection's full-text table. Ids are made by homeo.ids.new_id;
+    the check keeps anything else out of the SQL."""
+    if not _ID.fullmatch(collection_id):
+        raise ValueError(f"not a collection id: {collection_id!r}")
+    return f"memory_fts_{_scope(collection_id)}"
+
+
+def _table(db: Any, collection_id: str) -> str:
+    """The collection's full-text table, made if it is new."""
+    name = _name(collection_id)
+    db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {name} USING fts5"
+               " (text, tokenize = 'porter unicode61')")
+    return name

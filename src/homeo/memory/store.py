@@ -202,12 +202,12 @@ class KnowledgeStore(ABC):
 
 
 def open_store(backends: Backends) -> KnowledgeStore:
-    """The knowledge store in the database the backends share (its tables are
+    """The knowledge store in the store's database (its tables are
     made on first open, under the `memory` migrations)."""
     if backends.url.startswith("sqlite:///"):
         from homeo.memory.sqlite import SQLiteKnowledgeStore
 
-        return SQLiteKnowledgeStore(backends.shared)
+        return SQLiteKnowledgeStore(backends.database)
     from homeo.memory.postgres import PostgresKnowledgeStore
 
-    return PostgresKnowledgeStore(backends.shared)
+    return PostgresKnowledgeStore(backends.database)

@@ -10,6 +10,7 @@ over tenants."""
 from __future__ import annotations
 
 import time
+from typing import Any
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -137,6 +138,13 @@ class Metrics:
             ["tenant", "agent", "status"],
             registry=self.registry,
         )
+        self.safety_verdicts = Counter(
+            "homeo_safety_verdicts",
+            "Texts a safety guard flagged, by tenant, boundary (input, tool_output,"
+            " retrieved, output), guard and the action taken.",
+            ["tenant", "boundary", "guard", "action"],
+            registry=self.registry,
+        )
         self.http_seconds = Histogram(
             "homeo_http_request_seconds",
             "Time from a request's arrival to its response headers, by route template,"
@@ -160,6 +168,12 @@ class Metrics:
         self.llm_tokens.labels(tenant, model, "input").inc(input_tokens)
         self.llm_tokens.labels(tenant, model, "output").inc(output_tokens)
         self.llm_cost.labels(tenant, model).inc(cost_usd)
+
+    def count_screening(self, tenant: str, screening: dict[str, Any]) -> None:
+        """Count each flagged verdict of a screening (`Screening.to_json()`)."""
+        for verdict in screening["verdicts"]:
+            self.safety_verdicts.labels(tenant, screening["boundary"], verdict["guard"],
+                                        verdict["action"]).inc()
 
     def watch(self, store: Store, queue: Queue) -> None:
         self.registry.register(_DatabaseCollector(store, queue))

@@ -11,14 +11,19 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from homeo.db.dialect import WouldWait
 from homeo.store.models import (
     AgentOutcomes,
     AgentRecord,
+    AgentVersion,
     ApiKey,
+    AuditEntry,
+    AuditHead,
     DiagnosisRecord,
+    EvalResult,
     NewRun,
     PruneResult,
     Run,
@@ -80,6 +85,7 @@ class Store(ABC):
         agent: str | None = None,
         limit: int = 50,
         before: str | None = None,
+        agent_version: str | None = None,
     ) -> list[Run]:
         """Newest first. `before` is a run id: page on from there."""
 
@@ -89,8 +95,10 @@ class Store(ABC):
         or `running` to `running` and raise its `lease_epoch` by one. The returned
         run's `lease_epoch` is the fencing token that this holder's writes carry;
         its `stalls` counts the claims in a row before this one that completed no
-        step (a claim given back by `release_run` does not count). None when the
-        run is missing or not queued or running."""
+        step (a claim given back by `release_run` does not count). The first claim
+        sets the run's `agent_version` to its agent's current version unless it
+        has one; later claims (resumes) keep it. None when the run is missing or
+        not queued or running."""
 
     @abstractmethod
     def release_run(
@@ -306,8 +314,26 @@ class Store(ABC):
     # --- agents -----------------------------------------------------------
     @abstractmethod
     def put_agent(
-        self, tenant_id: str, name: str, spec: dict[str, Any], *, now: float | None = None
-    ) -> AgentRecord: ...
+        self,
+        tenant_id: str,
+        name: str,
+        spec: dict[str, Any],
+        *,
+        author: str = "folder",
+        now: float | None = None,
+    ) -> AgentRecord:
+        """Make `spec` the agent's definition, and keep it as a version (its
+        content hash) whose parent is the version it replaces (or, for an agent
+        removed before, its newest version). A definition it had before keeps
+        its first version record."""
+
+    @abstractmethod
+    def get_agent_version(self, tenant_id: str, name: str, version: str) -> AgentVersion | None:
+        ...
+
+    @abstractmethod
+    def list_agent_versions(self, tenant_id: str, name: str) -> list[AgentVersion]:
+        """Every version the agent has had (removing an agent keeps them), oldest first."""
 
     @abstractmethod
     def get_agent(self, tenant_id: str, name: str) -> AgentRecord | None: ...
@@ -318,6 +344,22 @@ class Store(ABC):
     @abstractmethod
     def delete_agent(self, tenant_id: str, name: str) -> bool:
         """Remove the tenant's agent; False if it had none by that name."""
+
+    # --- evaluations --------------------------------------------------------
+    @abstractmethod
+    def put_eval_results(self, results: Sequence[EvalResult]) -> None:
+        """Keep the scored cases of one or more evaluations, in one transaction."""
+
+    @abstractmethod
+    def list_eval_results(
+        self,
+        tenant_id: str,
+        agent: str,
+        *,
+        agent_version: str | None = None,
+        suite: str | None = None,
+    ) -> list[EvalResult]:
+        """The agent's scored cases, of one version and suite or all, oldest first."""
 
     # --- API keys ---------------------------------------------------------
     @abstractmethod
@@ -374,6 +416,56 @@ class Store(ABC):
     @abstractmethod
     def list_diagnoses(self, *, open_only: bool = False, limit: int = 50) -> list[DiagnosisRecord]:
         """Diagnoses last seen most recently first; with `open_only`, those that hold."""
+    # --- who submitted a run ---------------------------------------------
+    @abstractmethod
+    def record_submitter(self, tenant_id: str, run_id: str, principal: str) -> str:
+        """Remember who submitted the run (`principal`, e.g. `key:<id>`); the
+        first one recorded stays (an idempotent resubmission changes nothing).
+        Returns the recorded submitter."""
+
+    @abstractmethod
+    def run_submitter(self, tenant_id: str, run_id: str) -> str | None:
+        """Who submitted the run, or None when nobody was recorded."""
+
+    # --- rate limits shared by every process on the database ---------------
+    @abstractmethod
+    def take_rate_tokens(
+        self, buckets: Sequence[tuple[str, int, float]], *, now: float | None = None
+    ) -> dict[str, float]:
+        """Take one token from each bucket `(name, calls, period_seconds)`: a bucket
+        holds up to `calls` tokens and gets `calls` back per `period_seconds`, and
+        starts full. Either every bucket gives one or none does: returns {} when
+        all did, else each short bucket's name with the seconds until it has one.
+        `now` is wall-clock time, shared by every process."""
+
+    # --- the audit log ----------------------------------------------------
+    @abstractmethod
+    def atomic(self) -> AbstractContextManager[None]:
+        """Writes made inside commit together or not at all (an audit entry with
+        the change it records)."""
+
+    @abstractmethod
+    def append_audit(
+        self, tenant_id: str, seal: Callable[[int, str], tuple[AuditEntry, AuditHead]]
+    ) -> AuditEntry:
+        """Append one entry to the tenant's log: with the tenant's head locked,
+        `seal(seq, prev_hash)` builds the entry that follows it (and the new
+        head), signed; both are written in one transaction (joining an open
+        `atomic()`). Concurrent appenders of one tenant take turns."""
+
+    @abstractmethod
+    def list_audit(
+        self, tenant_id: str, *, after_seq: int = 0, limit: int | None = None,
+        kind: str | None = None,
+    ) -> list[AuditEntry]:
+        """The tenant's entries after `after_seq`, oldest first."""
+
+    @abstractmethod
+    def audit_head(self, tenant_id: str) -> AuditHead | None: ...
+
+    @abstractmethod
+    def audit_tenants(self) -> list[str]:
+        """Every tenant with a log (or a head), sorted."""
 
     # --- lifecycle --------------------------------------------------------
     @abstractmethod

@@ -1,7 +1,10 @@
-"""The records homeo keeps: runs, their steps (checkpoints), agent definitions and API keys."""
+"""The records homeo keeps: runs, their steps (checkpoints), agent definitions
+and their versions, evaluation results and API keys."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -25,6 +28,9 @@ class NewRun(BaseModel):
     checkpoint: dict[str, Any] | None = None
     forked_from_run: str | None = None
     forked_from_step: int | None = None
+    # Run this version of the agent (an evaluation or a canary) rather than
+    # the version current when the run is first claimed.
+    agent_version: str | None = None
 
 
 class Run(BaseModel):
@@ -66,6 +72,9 @@ class Run(BaseModel):
     forked_from_step: int | None = None
     # When retention removed its per-step checkpoints (the final state is kept).
     checkpoints_pruned_at: float | None = None
+    # The agent version the run executes: given at submission, or the version
+    # current when it was first claimed; resumes keep it (Store.claim_run).
+    agent_version: str | None = None
 
     @property
     def is_final(self) -> bool:
@@ -139,16 +148,71 @@ class AgentRecord(BaseModel):
     name: str
     spec: dict[str, Any] = Field(default_factory=dict)
     updated_at: float
+    # The version `spec` is (None for a definition stored before versions were kept).
+    version: str | None = None
 
 
-KeyRole = Literal["admin", "member"]
-KEY_ROLES: tuple[str, ...] = ("admin", "member")
+class AgentVersion(BaseModel):
+    """One definition an agent has had: `version` is its content hash
+    (`definition_version`), `parent` the version it replaced, `author` who
+    stored it ("folder" for the agents folder, else the API caller)."""
+
+    tenant_id: str
+    name: str
+    version: str
+    parent: str | None = None
+    author: str = "folder"
+    spec: dict[str, Any] = Field(default_factory=dict)
+    created_at: float
+
+
+def definition_version(spec: dict[str, Any]) -> str:
+    """The content hash of an agent definition: 12 hex digits of the SHA-256 of
+    its canonical JSON. `file` (where the definition was read from) is not part
+    of what the agent does, so moving its YAML file makes no new version."""
+    canonical = json.dumps({key: value for key, value in spec.items() if key != "file"},
+                           sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+class EvalResult(BaseModel):
+    """One evaluation case scored against one run of an agent version:
+    `score` is in [0, 1] (the mean of its checks' scores), `passed` whether every
+    check passed, `checks` each check's kind, score and reason."""
+
+    tenant_id: str
+    eval_id: str
+    suite: str
+    agent: str
+    agent_version: str
+    case_id: str
+    run_id: str
+    status: str
+    score: float
+    passed: bool
+    checks: list[dict[str, Any]] = Field(default_factory=list)
+    at: float
+
+
+# Roles from least to most allowed; each may do what the ones before it may.
+# viewer: read the tenant's runs, traces and metrics; member: also submit runs
+# and use the API; operator: also cancel any run of the tenant, approve or
+# reject runs, work the breakers and the autonomic loop; admin: also keys,
+# users and policies. API keys and JWT users carry one.
+Role = Literal["viewer", "member", "operator", "admin"]
+ROLES: tuple[Role, ...] = ("viewer", "member", "operator", "admin")
+KeyRole = Role
+KEY_ROLES: tuple[str, ...] = ROLES
+
+
+def role_allows(role: str, needed: str) -> bool:
+    """Whether `role` may do what `needed` may (an unknown role may do nothing)."""
+    return role in ROLES and ROLES.index(role) >= ROLES.index(needed)  # type: ignore[arg-type]
 
 
 class ApiKey(BaseModel):
-    """An API key: the tenant it acts for and its role there (a member uses the
-    API; an admin also manages the tenant's keys). The secret is never stored,
-    only its argon2 hash (see homeo.keys)."""
+    """An API key: the tenant it acts for and its role there (see `Role`). The
+    secret is never stored, only its argon2 hash (see homeo.keys)."""
 
     id: str
     tenant_id: str
@@ -210,3 +274,31 @@ class DiagnosisRecord(BaseModel):
     first_seen: float = 0.0
     last_seen: float = 0.0
     cleared_at: float | None = None
+class AuditEntry(BaseModel):
+    """One event of a tenant's audit log. `hash` covers every other field but
+    the signature (and `prev_hash`, so the entries form a chain); `signature`
+    is an ML-DSA-65 signature of the hash by the key `key_id` names (see
+    homeo.audit)."""
+
+    tenant_id: str
+    seq: int  # 1, 2, 3... per tenant
+    at: float
+    kind: str  # e.g. key.created, run.cancelled, access.denied
+    actor: str  # who: key:<id>, user:<tenant>:<sub>, cli
+    subject: str = ""  # what it acted on: key:<id>, run:<id>, a route
+    details: dict[str, Any] = Field(default_factory=dict)
+    prev_hash: str
+    hash: str
+    key_id: str
+    signature: str  # base64
+
+
+class AuditHead(BaseModel):
+    """The last entry of a tenant's log, signed apart from it, so a log cut
+    short (its last entries removed) no longer matches its head."""
+
+    tenant_id: str
+    seq: int
+    hash: str
+    key_id: str
+    signature: str

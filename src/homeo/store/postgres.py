@@ -175,6 +175,81 @@ MIGRATIONS = [
         WHERE cleared_at IS NULL;
     CREATE INDEX autonomic_diagnoses_seen ON autonomic_diagnoses (last_seen);
     """,
+    # Agent versions (every definition an agent has had, by content hash, with
+    # its parent and author), the version each run executes, and the scored
+    # cases of evaluation suites per version.
+    """
+    CREATE TABLE agent_versions (
+        tenant_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version TEXT NOT NULL,
+        parent TEXT,
+        author TEXT NOT NULL,
+        spec JSONB NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (tenant_id, name, version)
+    );
+    ALTER TABLE agents ADD COLUMN version TEXT;
+    ALTER TABLE runs ADD COLUMN agent_version TEXT;
+    CREATE INDEX runs_agent_version ON runs (tenant_id, agent, agent_version, id);
+    CREATE TABLE eval_results (
+        tenant_id TEXT NOT NULL,
+        eval_id TEXT COLLATE "C" NOT NULL,
+        suite TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        agent_version TEXT NOT NULL,
+        case_id TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        score DOUBLE PRECISION NOT NULL,
+        passed BOOLEAN NOT NULL,
+        checks JSONB NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (tenant_id, eval_id, case_id)
+    );
+    CREATE INDEX eval_results_version ON eval_results (tenant_id, agent, agent_version);
+    """,
+    # Rate limits shared by every process on the database (per key, user and
+    # tenant), and who submitted each run (a member may cancel only its own).
+    """
+    CREATE TABLE rate_buckets (
+        bucket TEXT PRIMARY KEY,
+        tokens DOUBLE PRECISION NOT NULL,
+        updated DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE run_submitters (
+        tenant_id TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, run_id)
+    );
+    """,
+    # The audit log: per tenant, each entry chained to the one before by its
+    # hash and signed; the head (last seq and hash, signed apart) shows a log
+    # cut short. Appenders of one tenant take turns on its head row.
+    """
+    CREATE TABLE audit_log (
+        tenant_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        kind TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        details JSONB NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, seq)
+    );
+    CREATE TABLE audit_heads (
+        tenant_id TEXT PRIMARY KEY,
+        seq BIGINT NOT NULL,
+        hash TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        signature TEXT NOT NULL
+    );
+    """,
 ]
 
 
@@ -196,8 +271,8 @@ class PostgresStore(SQLStore):
                 row = db.execute(
                     "INSERT INTO runs (id, tenant_id, agent, input, status, idempotency_key,"
                     " request_id, parent_run_id, created_at, updated_at, checkpoint,"
-                    " forked_from_run, forked_from_step)"
-                    " VALUES (%s, %s, %s, %s, 'queued', %s, %s, %s, %s, %s, %s, %s, %s)"
+                    " forked_from_run, forked_from_step, agent_version)"
+                    " VALUES (%s, %s, %s, %s, 'queued', %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                     " ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
                     " DO NOTHING RETURNING *",
                     (
@@ -213,6 +288,7 @@ class PostgresStore(SQLStore):
                         self.db.json_param(new.checkpoint),
                         new.forked_from_run,
                         new.forked_from_step,
+                        new.agent_version,
                     ),
                 ).fetchone()
                 if row is not None:

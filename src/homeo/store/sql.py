@@ -8,7 +8,8 @@ a run under an idempotency-key race, moving a run's status, beginning a step.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -20,8 +21,12 @@ from homeo.store.models import (
     FINAL_STATUSES,
     AgentOutcomes,
     AgentRecord,
+    AgentVersion,
     ApiKey,
+    AuditEntry,
+    AuditHead,
     DiagnosisRecord,
+    EvalResult,
     PruneResult,
     Run,
     SignalRecord,
@@ -30,12 +35,14 @@ from homeo.store.models import (
     UsageTotals,
     WindowCounts,
     WorkerRecord,
+    definition_version,
 )
 
 RUN_JSON = ("checkpoint", "waiting_for")
 STEP_JSON = ("input", "output")
 AGENT_JSON = ("spec",)
 DIAGNOSIS_JSON = ("evidence",)
+EVAL_JSON = ("checks",)
 
 T = TypeVar("T")
 
@@ -84,9 +91,11 @@ class SQLStore(Store):
         agent: str | None = None,
         limit: int = 50,
         before: str | None = None,
+        agent_version: str | None = None,
     ) -> list[Run]:
         clauses, params = ["tenant_id = ?"], [tenant_id]
-        for clause, value in (("status = ?", status), ("agent = ?", agent), ("id < ?", before)):
+        for clause, value in (("status = ?", status), ("agent = ?", agent), ("id < ?", before),
+                              ("agent_version = ?", agent_version)):
             if value is not None:
                 clauses.append(clause)
                 params.append(value)
@@ -105,7 +114,10 @@ class SQLStore(Store):
                     " started_at = COALESCE(started_at, ?),"
                     " stalls = CASE WHEN claimed_steps IS NULL THEN stalls"
                     "   WHEN claimed_steps = steps_done THEN stalls + 1 ELSE 0 END,"
-                    " claimed_steps = steps_done, lease_epoch = lease_epoch + 1"
+                    " claimed_steps = steps_done, lease_epoch = lease_epoch + 1,"
+                    # The first claim fixes the version the run executes.
+                    " agent_version = COALESCE(agent_version, (SELECT agents.version FROM agents"
+                    "   WHERE agents.tenant_id = runs.tenant_id AND agents.name = runs.agent))"
                     " WHERE tenant_id = ? AND id = ? AND status IN ('queued', 'running')"
                     " RETURNING *"
                 ),
@@ -500,19 +512,90 @@ class SQLStore(Store):
 
     # --- agents -----------------------------------------------------------
     def put_agent(
-        self, tenant_id: str, name: str, spec: dict[str, Any], *, now: float | None = None
+        self,
+        tenant_id: str,
+        name: str,
+        spec: dict[str, Any],
+        *,
+        author: str = "folder",
+        now: float | None = None,
     ) -> AgentRecord:
         now = clock(now)
+        version = definition_version(spec)
         with self.db.write() as db:
+            current = db.execute(
+                self.db.sql("SELECT version FROM agents WHERE tenant_id = ? AND name = ?")
+                + self.db.for_update, (tenant_id, name)).fetchone()
+            parent = current["version"] if current is not None else None
+            if parent is None:  # a new agent, or one removed before: its newest version
+                newest = db.execute(self.db.sql(
+                    "SELECT version FROM agent_versions WHERE tenant_id = ? AND name = ?"
+                    " ORDER BY created_at DESC LIMIT 1"), (tenant_id, name)).fetchone()
+                parent = newest["version"] if newest is not None else None
+            # A definition it had before keeps its first record (parent, author, time).
             db.execute(
                 self.db.sql(
-                    "INSERT INTO agents (tenant_id, name, spec, updated_at) VALUES (?, ?, ?, ?)"
-                    " ON CONFLICT (tenant_id, name) DO UPDATE SET spec = excluded.spec,"
-                    " updated_at = excluded.updated_at"
+                    "INSERT INTO agent_versions (tenant_id, name, version, parent, author, spec,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (tenant_id, name, version) DO NOTHING"
                 ),
-                (tenant_id, name, self.db.json_param(spec), now),
+                (tenant_id, name, version, None if parent == version else parent, author,
+                 self.db.json_param(spec), now),
             )
-        return AgentRecord(tenant_id=tenant_id, name=name, spec=spec, updated_at=now)
+            db.execute(
+                self.db.sql(
+                    "INSERT INTO agents (tenant_id, name, spec, updated_at, version)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant_id, name) DO UPDATE SET"
+                    " spec = excluded.spec, updated_at = excluded.updated_at,"
+                    " version = excluded.version"
+                ),
+                (tenant_id, name, self.db.json_param(spec), now, version),
+            )
+        return AgentRecord(tenant_id=tenant_id, name=name, spec=spec, updated_at=now,
+                           version=version)
+
+    def get_agent_version(self, tenant_id: str, name: str, version: str) -> AgentVersion | None:
+        row = self.one("SELECT * FROM agent_versions WHERE tenant_id = ? AND name = ?"
+                       " AND version = ?", (tenant_id, name, version))
+        return None if row is None else AgentVersion.model_validate(
+            self.db.decode(row, AGENT_JSON))
+
+    def list_agent_versions(self, tenant_id: str, name: str) -> list[AgentVersion]:
+        rows = self.all("SELECT * FROM agent_versions WHERE tenant_id = ? AND name = ?"
+                        " ORDER BY created_at, version", (tenant_id, name))
+        return [AgentVersion.model_validate(self.db.decode(row, AGENT_JSON)) for row in rows]
+
+    # --- evaluations --------------------------------------------------------
+    def put_eval_results(self, results: Sequence[EvalResult]) -> None:
+        rows = [(r.tenant_id, r.eval_id, r.suite, r.agent, r.agent_version, r.case_id, r.run_id,
+                 r.status, r.score, r.passed, self.db.json_param(r.checks), r.at)
+                for r in results]
+        with self.db.write() as db:
+            db.cursor().executemany(
+                self.db.sql(
+                    "INSERT INTO eval_results (tenant_id, eval_id, suite, agent, agent_version,"
+                    " case_id, run_id, status, score, passed, checks, at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                rows,
+            )
+
+    def list_eval_results(
+        self,
+        tenant_id: str,
+        agent: str,
+        *,
+        agent_version: str | None = None,
+        suite: str | None = None,
+    ) -> list[EvalResult]:
+        clauses, params = ["tenant_id = ?", "agent = ?"], [tenant_id, agent]
+        for clause, value in (("agent_version = ?", agent_version), ("suite = ?", suite)):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        rows = self.all(f"SELECT * FROM eval_results WHERE {' AND '.join(clauses)}"
+                        " ORDER BY at, eval_id, case_id", params)
+        return [EvalResult.model_validate(self.db.decode(row, EVAL_JSON)) for row in rows]
 
     def get_agent(self, tenant_id: str, name: str) -> AgentRecord | None:
         row = self.one("SELECT * FROM agents WHERE tenant_id = ? AND name = ?", (tenant_id, name))
@@ -667,6 +750,122 @@ class SQLStore(Store):
                         "ORDER BY last_seen DESC, id DESC LIMIT ?", (limit,))
         return [DiagnosisRecord.model_validate(self.db.decode(row, DIAGNOSIS_JSON))
                 for row in rows]
+    # --- who submitted a run ---------------------------------------------
+    def record_submitter(self, tenant_id: str, run_id: str, principal: str) -> str:
+        with self.db.write() as db:
+            db.execute(
+                self.db.sql(
+                    "INSERT INTO run_submitters (tenant_id, run_id, principal) VALUES (?, ?, ?)"
+                    " ON CONFLICT (tenant_id, run_id) DO NOTHING"
+                ),
+                (tenant_id, run_id, principal),
+            )
+            row = db.execute(
+                self.db.sql(
+                    "SELECT principal FROM run_submitters WHERE tenant_id = ? AND run_id = ?"),
+                (tenant_id, run_id),
+            ).fetchone()
+        return row["principal"]
+
+    def run_submitter(self, tenant_id: str, run_id: str) -> str | None:
+        row = self.one("SELECT principal FROM run_submitters WHERE tenant_id = ? AND run_id = ?",
+                       (tenant_id, run_id))
+        return None if row is None else row["principal"]
+
+    # --- rate limits --------------------------------------------------------
+    def take_rate_tokens(
+        self, buckets: Sequence[tuple[str, int, float]], *, now: float | None = None
+    ) -> dict[str, float]:
+        now = clock(now)
+        # Sorted: two takers lock shared buckets in the same order, never in a cycle.
+        wanted = {name: (calls, period) for name, calls, period in sorted(buckets)}
+        if not wanted:
+            return {}
+        marks = ", ".join("?" for _ in wanted)
+        select = self.db.sql(f"SELECT bucket, tokens, updated FROM rate_buckets"
+                             f" WHERE bucket IN ({marks}) ORDER BY bucket") + self.db.for_update
+        with self.db.write() as db:
+            rows = db.execute(select, tuple(wanted)).fetchall()
+            if len(rows) < len(wanted):  # first use of a bucket: it starts full
+                db.cursor().executemany(
+                    self.db.sql("INSERT INTO rate_buckets (bucket, tokens, updated)"
+                                " VALUES (?, ?, ?) ON CONFLICT (bucket) DO NOTHING"),
+                    [(name, float(calls), now) for name, (calls, _) in wanted.items()],
+                )
+                rows = db.execute(select, tuple(wanted)).fetchall()
+            refilled: list[tuple[float, float, str]] = []
+            short: dict[str, float] = {}
+            for row in rows:
+                calls, period = wanted[row["bucket"]]
+                rate = calls / period
+                tokens = min(float(calls), row["tokens"] + max(0.0, now - row["updated"]) * rate)
+                refilled.append((tokens - 1.0, max(row["updated"], now), row["bucket"]))
+                if tokens < 1.0:
+                    short[row["bucket"]] = (1.0 - tokens) / rate
+            if short:
+                return short
+            db.cursor().executemany(
+                self.db.sql("UPDATE rate_buckets SET tokens = ?, updated = ? WHERE bucket = ?"),
+                refilled,
+            )
+        return {}
+
+    # --- the audit log ----------------------------------------------------
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        with self.db.write():
+            yield
+
+    def append_audit(
+        self, tenant_id: str, seal: Callable[[int, str], tuple[AuditEntry, AuditHead]]
+    ) -> AuditEntry:
+        head_sql = self.db.sql("SELECT seq, hash FROM audit_heads WHERE tenant_id = ?")
+        with self.db.write() as db:
+            # The head row is the lock appenders of one tenant queue on.
+            db.execute(
+                self.db.sql("INSERT INTO audit_heads (tenant_id, seq, hash, key_id, signature)"
+                            " VALUES (?, 0, ?, '', '') ON CONFLICT (tenant_id) DO NOTHING"),
+                (tenant_id, "0" * 64),
+            )
+            head = db.execute(head_sql + self.db.for_update, (tenant_id,)).fetchone()
+            entry, new_head = seal(head["seq"] + 1, head["hash"])
+            db.execute(
+                self.db.sql(
+                    "INSERT INTO audit_log (tenant_id, seq, at, kind, actor, subject, details,"
+                    " prev_hash, hash, key_id, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                (entry.tenant_id, entry.seq, entry.at, entry.kind, entry.actor, entry.subject,
+                 self.db.json_param(entry.details), entry.prev_hash, entry.hash, entry.key_id,
+                 entry.signature),
+            )
+            db.execute(
+                self.db.sql("UPDATE audit_heads SET seq = ?, hash = ?, key_id = ?, signature = ?"
+                            " WHERE tenant_id = ?"),
+                (new_head.seq, new_head.hash, new_head.key_id, new_head.signature, tenant_id),
+            )
+        return entry
+
+    def list_audit(
+        self, tenant_id: str, *, after_seq: int = 0, limit: int | None = None,
+        kind: str | None = None,
+    ) -> list[AuditEntry]:
+        clauses, params = ["tenant_id = ?", "seq > ?"], [tenant_id, after_seq]
+        if kind is not None:
+            clauses.append("kind = ?")
+            params.append(kind)
+        limited = "" if limit is None else f" LIMIT {int(limit)}"
+        rows = self.all(f"SELECT * FROM audit_log WHERE {' AND '.join(clauses)}"
+                        f" ORDER BY seq{limited}", params)
+        return [AuditEntry.model_validate(self.db.decode(row, ("details",))) for row in rows]
+
+    def audit_head(self, tenant_id: str) -> AuditHead | None:
+        row = self.one("SELECT * FROM audit_heads WHERE tenant_id = ? AND seq > 0", (tenant_id,))
+        return None if row is None else AuditHead.model_validate(self.db.decode(row))
+
+    def audit_tenants(self) -> list[str]:
+        rows = self.all("SELECT tenant_id FROM audit_heads UNION"
+                        " SELECT DISTINCT tenant_id FROM audit_log ORDER BY tenant_id")
+        return [row["tenant_id"] for row in rows]
 
     def ping(self) -> None:
         self.one("SELECT 1")

@@ -21,7 +21,7 @@ effect: the part of the tool before `ask` runs twice.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from homeo.sandbox.limits import Limits, parse_duration, parse_size
 from homeo.tools.allowlist import Allowlist, parse_allowlist
@@ -92,6 +92,19 @@ class ChildRun:
         return self.status in ("succeeded", "failed", "cancelled")
 
 
+class MemoryAccess(Protocol):
+    """The memory of the agent a run belongs to, scoped as its YAML says
+    (`memory: {scope, ttl}`; homeo.memory.memories.ScopedMemory)."""
+
+    async def remember(self, text: str, importance: float | None = None) -> dict[str, Any]:
+        """Store `text` if it says something new; what was done and why."""
+        ...
+
+    async def recall(self, query: str, k: int = 5) -> list[dict[str, Any]]:
+        """The memories that best match `query`, best first."""
+        ...
+
+
 class ChildRuns(Protocol):
     """Starts runs of other agents on behalf of a run (sub-agents)."""
 
@@ -113,6 +126,8 @@ class ToolContext:
     # Names this call uniquely and stably within the run, across its attempts.
     call_key: str = ""
     children: ChildRuns | None = None
+    # The agent's memory; None when its YAML has no `memory:`.
+    memory: MemoryAccess | None = None
 
     def ask(self, question: str) -> str:
         """The person's answer to `question`; the first time, the run stops here

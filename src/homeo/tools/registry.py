@@ -55,6 +55,9 @@ class Tool:
     source: str = ""
     # A person approves each call before it runs (the run waits meanwhile).
     requires_approval: bool = False
+    # Its results are stored documents or memory: the safety policy's
+    # `retrieved` rules guard them instead of `tool_output`'s.
+    retrieves: bool = False
     # The parameter that receives the call's ToolContext, if the tool takes one.
     context_parameter: str | None = None
 
@@ -97,6 +100,7 @@ def tool(
     timeout_seconds: float = 60.0,
     rate_limit: str | None = None,
     requires_approval: bool = False,
+    retrieves: bool = False,
 ) -> Any:
     """Mark a function as a tool and set its flags. Usable bare or with arguments.
 
@@ -104,7 +108,9 @@ def tool(
     arguments is harmless; only such tools are retried when a crash leaves
     their outcome unknown. `rate_limit="10/minute"` caps calls per tenant
     (`N/second`, `N/minute` or `N/hour`). `requires_approval=True` makes every
-    call wait for a person to approve it (an agent's YAML can ask the same)."""
+    call wait for a person to approve it (an agent's YAML can ask the same).
+    `retrieves=True` says its results are stored documents or memory, which
+    the safety policy's `retrieved` rules guard."""
     limit = parse_rate_limit(rate_limit) if rate_limit is not None else None
 
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -114,6 +120,7 @@ def tool(
             "timeout_seconds": timeout_seconds,
             "rate_limit": limit,
             "requires_approval": requires_approval,
+            "retrieves": retrieves,
         }
         return fn
 
@@ -168,6 +175,7 @@ def from_function(function: Callable[..., Any]) -> Tool:
         rate_limit=flags.get("rate_limit"),
         source=f"{function.__module__}:{function.__qualname__}",
         requires_approval=flags.get("requires_approval", False),
+        retrieves=flags.get("retrieves", False),
         context_parameter=context_parameter,
     )
 

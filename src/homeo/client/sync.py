@@ -1,0 +1,219 @@
+"""`Homeo`, the synchronous client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from homeo.client import calls, models
+from homeo.client.calls import Call, DocumentFormat, Retries, SearchMode
+from homeo.client.errors import WaitTimeout
+
+T = TypeVar("T")
+
+
+def stops_waiting(run: models.RunDetail) -> bool:
+    """A run `wait()` returns: final, or waiting for a person (an approval or an
+    answer), which no amount of waiting changes. Waiting for children is waited out."""
+    if run.final:
+        return True
+    return run.status == "waiting" and (run.waiting_for or {}).get("kind") != "children"
+
+
+class Homeo:
+    """A client of one homeo server, with one API key (its tenant's).
+
+        with Homeo("http://127.0.0.1:8000", "hk_...") as homeo:
+            run = homeo.runs.submit("echo", "hello")
+            print(homeo.runs.wait(run.id).output)
+
+    `retries` says how 429 and 503 answers are retried; `sleep` and `clock`
+    are what it waits and times with (tests pass their own)."""
+
+    def __init__(self, url: str, key: str, *, timeout: float = 30.0,
+                 retries: Retries = Retries(), sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.http = httpx.Client(base_url=url, timeout=timeout, transport=transport,
+                                 headers={"authorization": f"Bearer {key}"})
+        self.retries = retries
+        self.sleep = sleep
+        self.clock = clock
+        self.runs = Runs(self)
+        self.agents = Agents(self)
+        self.keys = Keys(self)
+        self.collections = Collections(self)
+
+    def send(self, call: Call[T]) -> T:
+        """Send `call`, retrying as `retries` says; its answer read, or an APIError."""
+        attempt = 0
+        while True:
+            response = self.http.send(call.request(self.http))
+            delay = self.retries.delay(attempt, response)
+            if delay is None:
+                return call.read(calls.checked(response))
+            response.close()
+            self.sleep(delay)
+            attempt += 1
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Homeo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Runs:
+    def __init__(self, client: Homeo) -> None:
+        self._client = client
+
+    def submit(self, agent: str, input: str, *,
+               idempotency_key: str | None = None) -> models.RunAccepted:
+        """Queue a run. Without `idempotency_key` the SDK makes one, so its own
+        retries never start a second run."""
+        return self._client.send(calls.submit(agent, input, idempotency_key))
+
+    def get(self, run_id: str) -> models.RunDetail:
+        return self._client.send(calls.get_run(run_id))
+
+    def page(self, *, status: str | None = None, agent: str | None = None, limit: int = 50,
+             before: str | None = None) -> models.RunPage:
+        return self._client.send(calls.list_runs(status, agent, limit, before))
+
+    def list(self, *, status: str | None = None, agent: str | None = None,
+             page_size: int = 50) -> Iterator[models.Run]:
+        """Every run, newest first, fetching a page at a time as you iterate."""
+        before = None
+        while True:
+            page = self.page(status=status, agent=agent, limit=page_size, before=before)
+            yield from page.runs
+            if page.next_before is None:
+                return
+            before = page.next_before
+
+    def wait(self, run_id: str, timeout: float = 60.0, *,
+             poll_seconds: float = 0.2) -> models.RunDetail:
+        """The run once it is final or waits for a person; WaitTimeout after `timeout`."""
+        deadline = self._client.clock() + timeout
+        while True:
+            run = self.get(run_id)
+            if stops_waiting(run):
+                return run
+            if self._client.clock() >= deadline:
+                raise WaitTimeout(run_id, run.status, timeout)
+            self._client.sleep(poll_seconds)
+
+    def events(self, run_id: str) -> Iterator[models.Event]:
+        """The run's events as they happen, ending after its `EndEvent`."""
+        client = self._client
+        with client.http.stream("GET", calls.events_path(run_id)) as response:
+            if response.status_code >= 400:
+                response.read()
+                calls.checked(response)
+            reader = calls.EventReader()
+            for line in response.iter_lines():
+                yield from reader.feed(line)
+
+    def cancel(self, run_id: str) -> models.Run:
+        return self._client.send(calls.cancel(run_id))
+
+    def approve(self, run_id: str, *, comment: str = "",
+                arguments: dict[str, Any] | None = None) -> models.Run:
+        """Approve the tool call the run waits on (with `arguments`: run it with those)."""
+        return self._client.send(calls.approve(run_id, comment, arguments))
+
+    def reject(self, run_id: str, *, comment: str = "") -> models.Run:
+        return self._client.send(calls.reject(run_id, comment))
+
+    def input(self, run_id: str, answer: str) -> models.Run:
+        """Answer the question the run asked."""
+        return self._client.send(calls.give_input(run_id, answer))
+
+    def fork(self, run_id: str, from_step: int, *, state: dict[str, Any] | None = None,
+             idempotency_key: str | None = None) -> models.Run:
+        return self._client.send(calls.fork(run_id, from_step, state, idempotency_key))
+
+    def step(self, run_id: str, seq: int) -> models.StepState:
+        return self._client.send(calls.step(run_id, seq))
+
+
+class Agents:
+    def __init__(self, client: Homeo) -> None:
+        self._client = client
+
+    def list(self) -> list[models.Agent]:
+        return self._client.send(calls.list_agents())
+
+    def versions(self, name: str) -> models.AgentVersions:
+        """Every version of the agent, oldest first, with its KPIs."""
+        return self._client.send(calls.agent_versions(name))
+
+
+class Keys:
+    """The tenant's API keys; every call needs an admin key."""
+
+    def __init__(self, client: Homeo) -> None:
+        self._client = client
+
+    def list(self) -> list[models.Key]:
+        return self._client.send(calls.list_keys())
+
+    def create(self, name: str = "", role: models.KeyRole = "member") -> models.CreatedKey:
+        return self._client.send(calls.create_key(name, role))
+
+    def revoke(self, key_id: str) -> models.Key:
+        return self._client.send(calls.revoke_key(key_id))
+
+
+class Collections:
+    def __init__(self, client: Homeo) -> None:
+        self._client = client
+
+    def list(self) -> list[models.Collection]:
+        return self._client.send(calls.list_collections())
+
+    def delete(self, name: str) -> None:
+        self._client.send(calls.delete_collection(name))
+
+    def add(self, collection: str, text: str, *, format: DocumentFormat = "markdown",
+            title: str | None = None, source: str | None = None) -> models.Document:
+        """Add a document (the collection is made on first use)."""
+        return self._client.send(calls.add_document(collection, text, format, title, source))
+
+    def upload(self, collection: str, path: str | Path, *,
+               title: str | None = None) -> models.Document:
+        return self._client.send(calls.upload(collection, Path(path), title))
+
+    def replace(self, collection: str, document_id: str, text: str, *,
+                format: DocumentFormat = "markdown", title: str | None = None,
+                source: str | None = None) -> models.Document:
+        return self._client.send(
+            calls.replace_document(collection, document_id, text, format, title, source))
+
+    def documents(self, collection: str, *, page_size: int = 100) -> Iterator[models.Document]:
+        """Its documents, newest first, a page at a time as you iterate."""
+        before = None
+        while True:
+            page = self._client.send(calls.list_documents(collection, page_size, before))
+            yield from page.documents
+            if page.next_before is None:
+                return
+            before = page.next_before
+
+    def document(self, collection: str, document_id: str) -> models.Document:
+        """One document, with its text."""
+        return self._client.send(calls.get_document(collection, document_id))
+
+    def delete_document(self, collection: str, document_id: str) -> None:
+        self._client.send(calls.delete_document(collection, document_id))
+
+    def search(self, collection: str, query: str, *, k: int = 10,
+               mode: SearchMode = "hybrid") -> models.SearchResults:
+        return self._client.send(calls.search(collection, query, k, mode))

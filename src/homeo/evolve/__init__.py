@@ -1,0 +1,1 @@
+"""Agents that get better measurably: versions and their KPIs, evaluation suites."""

@@ -1,0 +1,68 @@
+"""Store contract for rate buckets shared by every process on one database,
+and for who submitted a run. Every backend must pass these."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from homeo.backends import Backends
+
+
+def test_a_bucket_starts_full_then_refills_at_its_rate(backends: Backends) -> None:
+    take = backends.store.take_rate_tokens
+    bucket = [("key:k1", 3, 60.0)]  # 3 a minute: one back every 20 s
+    assert [take(bucket, now=1000.0) for _ in range(3)] == [{}, {}, {}]
+    assert take(bucket, now=1000.0) == {"key:k1": pytest.approx(20.0)}
+    assert take(bucket, now=1010.0) == {"key:k1": pytest.approx(10.0)}
+    assert take(bucket, now=1020.0) == {}
+    assert take(bucket, now=1020.0) == {"key:k1": pytest.approx(20.0)}
+    assert take(bucket, now=5000.0) == {}  # refilled, but never past its size
+    assert [take(bucket, now=5000.0) for _ in range(3)] == [
+        {}, {}, {"key:k1": pytest.approx(20.0)}]
+
+
+def test_buckets_give_a_token_together_or_not_at_all(backends: Backends) -> None:
+    take = backends.store.take_rate_tokens
+    key, tenant = ("key:k1", 10, 60.0), ("tenant:acme", 2, 60.0)
+    assert take([key, tenant], now=0.0) == {}
+    assert take([("key:k2", 10, 60.0), tenant], now=0.0) == {}
+    refused = take([key, tenant], now=0.0)
+    assert refused == {"tenant:acme": pytest.approx(30.0)}  # only the short one is named
+    # The key's bucket gave nothing for the refused call: 9 of its 10 remain.
+    assert [take([key], now=0.0) for _ in range(9)] == [{}] * 9
+    assert "key:k1" in take([key], now=0.0)
+    assert take([], now=0.0) == {}
+
+
+def test_concurrent_takers_never_overspend_a_bucket(
+    make_backends: Callable[..., Backends],
+) -> None:
+    """Two stores on one database (as two processes would be) share the budget."""
+    first, second = make_backends(), make_backends()
+    granted: list[bool] = []
+    lock = threading.Lock()
+
+    def spend(backends: Backends) -> None:
+        for _ in range(15):
+            taken = backends.store.take_rate_tokens([("tenant:acme", 20, 3600.0)], now=7.0)
+            with lock:
+                granted.append(taken == {})
+
+    threads = [threading.Thread(target=spend, args=(b,)) for b in (first, second, first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(granted) == 60 and granted.count(True) == 20
+
+
+def test_the_first_submitter_of_a_run_stays(backends: Backends) -> None:
+    store = backends.store
+    assert store.run_submitter("acme", "run_1") is None
+    assert store.record_submitter("acme", "run_1", "key:k1") == "key:k1"
+    assert store.record_submitter("acme", "run_1", "key:k2") == "key:k1"
+    assert store.run_submitter("acme", "run_1") == "key:k1"
+    assert store.run_submitter("globex", "run_1") is None
