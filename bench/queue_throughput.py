@@ -12,7 +12,8 @@ queue can do: a one-table queue drained with one `DELETE ... RETURNING`
 statement per job (with `FOR UPDATE SKIP LOCKED` on PostgreSQL), and on Redis
 one `LPOP` per job from a list. It has no leases, no retries and no history, so
 the gap to it is what homeo's guarantees cost (two transactions or scripts per
-job: claim, then complete).
+job: claim, then complete; one on PostgreSQL when a completion claims the next
+job in the same round trip, as a worker slot does: the "fused" rows).
 
     .venv/bin/python bench/queue_throughput.py
     .venv/bin/python bench/queue_throughput.py --jobs 5000 --processes 1,2,4 --backends sqlite
@@ -108,6 +109,26 @@ def homeo_drain(target: Target) -> tuple[Callable[[], int], Callable[[], None]]:
     return drain, backends.close
 
 
+def fused_drain(target: Target) -> tuple[Callable[[], int], Callable[[], None]]:
+    """As a worker slot does: each completion claims the next job in the same call."""
+    from homeo.backends import open_backends
+
+    backends = open_backends(target.url, None, target.queue_url)
+    worker_id = f"bench:{os.getpid()}"
+
+    def drain() -> int:
+        done, job = 0, backends.queue.claim(worker_id, LEASE_SECONDS)
+        while job is not None:
+            completed, next_job = backends.queue.complete_and_claim(
+                job.id, worker_id, worker_id, LEASE_SECONDS)
+            if not completed:
+                raise RuntimeError(f"lost the lease on {job.id}")
+            done, job = done + 1, next_job
+        return done
+
+    return drain, backends.close
+
+
 def bare_drain(target: Target) -> tuple[Callable[[], int], Callable[[], None]]:
     url = target.url
     if target.queue_url:
@@ -150,9 +171,12 @@ def bare_drain(target: Target) -> tuple[Callable[[], int], Callable[[], None]]:
     return drain, close
 
 
+DRAINS = {"homeo": homeo_drain, "fused": fused_drain, "bare": bare_drain}
+
+
 def worker(kind: str, target: Target, ready: Any, results: Any) -> None:
     try:
-        drain, close = homeo_drain(target) if kind == "homeo" else bare_drain(target)
+        drain, close = DRAINS[kind](target)
         ready.wait(READY_TIMEOUT_SECONDS)  # everyone opened its connections: go
         began_cpu = sum(os.times()[:2])
         jobs = drain()
@@ -270,12 +294,12 @@ def fresh_target(backend: str, scratch: Path, label: str, admin_url: str,
 def measure(kind: str, backend: str, processes: int, jobs: int, scratch: Path,
             label: str, admin_url: str, redis_url: str) -> tuple[float, Drained]:
     with fresh_target(backend, scratch, label, admin_url, redis_url) as target:
-        enqueue_rate = (enqueue_homeo(target, jobs) if kind == "homeo"
-                        else enqueue_bare(target, jobs))
+        enqueue_rate = (enqueue_bare(target, jobs) if kind == "bare"
+                        else enqueue_homeo(target, jobs))
         drained = drain(kind, target, processes)
         if drained.jobs != jobs:
             raise RuntimeError(f"{kind} drained {drained.jobs} of {jobs} jobs")
-        if kind == "homeo":
+        if kind != "bare":
             check_homeo_done(target, jobs)
     return enqueue_rate, drained
 
@@ -314,9 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="homeo-bench-queue-") as scratch:
         for backend in backends:
             for processes in process_counts:
-                cells: dict[str, list[tuple[float, Drained]]] = {"homeo": [], "bare": []}
+                cells: dict[str, list[tuple[float, Drained]]] = {kind: [] for kind in DRAINS}
                 for attempt in range(args.repeat):
-                    for kind in ("homeo", "bare"):  # alternate, so drift hits both
+                    for kind in DRAINS:  # alternate, so drift hits every kind
                         label = f"{backend}-{processes}-{kind}-{attempt}"
                         cells[kind].append(
                             measure(kind, backend, processes, args.jobs, Path(scratch), label,
@@ -331,12 +355,13 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append([backend, processes, kind, f"{drain_rate:,.0f}",
                                  f"{1e6 / drain_rate:,.0f}", f"{cpu_us:,.0f}",
                                  f"{enqueue_rate:,.0f}", ""])
-                rows[-2][-1] = f"{rates['homeo'] / rates['bare']:.2f}x"
+                for row, kind in zip(rows[-3:-1], ("homeo", "fused"), strict=True):
+                    row[-1] = f"{rates[kind] / rates['bare']:.2f}x"
                 print(f"  done: {backend}, {processes} process(es)", file=sys.stderr, flush=True)
     print()
     print(table(
         ["backend", "procs", "queue", "claim+complete jobs/s", "µs/job (wall)",
-         "worker CPU µs/job", "enqueue jobs/s (1 proc)", "homeo/bare"],
+         "worker CPU µs/job", "enqueue jobs/s (1 proc)", "/bare"],
         rows,
     ))
     print()
@@ -345,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     print("homeo = Queue.claim (one statement: reclaim expired leases, lease the next job;"
           " one transaction on SQLite, one Lua script on Redis) then Queue.complete"
           " (a second one).")
+    print("fused = Queue.complete_and_claim, as a worker slot completes a job and claims the"
+          " next: one statement and one commit on PostgreSQL, both scripts in one MULTI/EXEC"
+          " round trip on Redis, complete then claim on SQLite.")
     print("worker CPU = user+system time of the worker processes; the database server's own"
           " CPU is not counted. Workers and PostgreSQL share the same cores.")
     return 0

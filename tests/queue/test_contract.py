@@ -22,6 +22,34 @@ def test_enqueue_claim_complete(backends: Backends) -> None:
     assert not queue.complete(job.id, "w1")
 
 
+def test_complete_and_claim_is_complete_then_claim(backends: Backends) -> None:
+    queue = backends.queue
+    first, _ = queue.enqueue("acme", "run", {"n": 1}, now=0.0)
+    second, _ = queue.enqueue("acme", "run", {"n": 2}, now=1.0)
+    assert queue.claim("w1", 10, now=2.0).id == first.id
+    # Its own lease has lapsed but nobody took the job: the completion stands,
+    # and the job is not put back in line nor claimed again.
+    done, claimed = queue.complete_and_claim(first.id, "w1", "w1#2", 10, now=20.0)
+    assert done and claimed.id == second.id and claimed.lease_owner == "w1#2"
+    assert claimed.attempts == 1 and claimed.lease_expires_at == 30.0
+    finished = queue.get("acme", first.id)
+    assert (finished.status, finished.lease_expiries, finished.lease_owner) == ("done", 0, None)
+    # The lease was lost: nothing completed; the claim still happens (here: the
+    # lapsed lease itself, taken over).
+    done, claimed = queue.complete_and_claim(first.id, "w1", "w2", 10, now=40.0)
+    assert not done and claimed.id == second.id and claimed.lease_owner == "w2"
+    assert claimed.attempts == 2 and claimed.lease_expiries == 1
+    # A worker that never held it cannot complete a lapsed lease; the claim
+    # still takes that lease over.
+    done, claimed = queue.complete_and_claim(second.id, "w3", "w3", 10, now=60.0)
+    assert not done and claimed.id == second.id and claimed.lease_owner == "w3"
+    assert claimed.lease_expiries == 2
+    done, claimed = queue.complete_and_claim(second.id, "w3", "w3", 10, now=61.0)
+    assert done and claimed is None
+    assert queue.stats() | {"lease_expiries": 0} == {
+        "queued": 0, "leased": 0, "done": 2, "dead": 0, "lease_expiries": 0}
+
+
 def test_idempotency_key_gives_one_job_per_tenant(backends: Backends) -> None:
     first, created = backends.queue.enqueue("acme", "run", {"n": 1}, idempotency_key="run:1")
     again, created_again = backends.queue.enqueue("acme", "run", {"n": 2}, idempotency_key="run:1")

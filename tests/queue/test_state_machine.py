@@ -28,7 +28,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from homeo.queue.base import JOB_STATUSES, Queue, QueueStorage, RetryPolicy
+from homeo.queue.base import JOB_STATUSES, Job, Queue, QueueStorage, RetryPolicy
 
 WORKERS = ("w1", "w2", "w3")
 TENANTS = ("acme", "globex")
@@ -216,6 +216,10 @@ def machine_for(under_test: QueueUnderTest) -> type[RuleBasedStateMachine]:
 
         @rule(worker=st.sampled_from(WORKERS), lease=st.sampled_from([1.0, 2.0, 10.0]))
         def claim(self, worker: str, lease: float) -> None:
+            self.check_claim(queue.claim(worker, lease, now=self.now), worker, lease)
+
+        def check_claim(self, claimed: Job | None, worker: str, lease: float) -> None:
+            """What the model says `worker`'s claim at `self.now` must lease."""
             for job in self.jobs.values():  # expired leases go back in line first
                 expires = job.lease_expires_at
                 if job.status == "leased" and expires is not None and expires <= self.now:
@@ -223,7 +227,6 @@ def machine_for(under_test: QueueUnderTest) -> type[RuleBasedStateMachine]:
                     job.lease_expiries += 1
             due = [j for j in self.jobs.values() if j.status == "queued" and j.run_at <= self.now]
             expected = min(due, key=lambda j: (-j.priority, j.run_at, j.id), default=None)
-            claimed = queue.claim(worker, lease, now=self.now)
             if expected is None:
                 assert claimed is None
                 return
@@ -244,7 +247,8 @@ def machine_for(under_test: QueueUnderTest) -> type[RuleBasedStateMachine]:
         @precondition(lambda self: self.jobs)
         @rule(
             data=st.data(),
-            action=st.sampled_from(["heartbeat", "complete", "retry", "give_up", "release"]),
+            action=st.sampled_from(["heartbeat", "complete", "complete_and_claim", "retry",
+                                    "give_up", "release"]),
         )
         def worker_acts(self, data: st.DataObject, action: str) -> None:
             """One rule for what a worker does with a job, so that swarm testing
@@ -255,6 +259,14 @@ def machine_for(under_test: QueueUnderTest) -> type[RuleBasedStateMachine]:
                 self.heartbeat(job, worker)
             elif action == "complete":
                 self.complete(job, worker)
+            elif action == "complete_and_claim":
+                claimer = WORKERS[self.index(data, WORKERS)]
+                done, claimed = queue.complete_and_claim(job.id, worker, claimer, 2.0,
+                                                         now=self.now)
+                assert done == job.held_by(worker)
+                if done:
+                    self.finish(job, "done")
+                self.check_claim(claimed, claimer, 2.0)
             elif action == "release":
                 self.release(job, worker)
             else:

@@ -5,7 +5,9 @@ job, claims its run in the store (which raises the run's fencing token), and
 watches the run while it executes: it heartbeats the lease, and stops the step
 in flight when the run is cancelled or the lease is lost. When the run stops,
 the slot settles the run first and the job second, so a crash in between
-leaves a leased job that the next claimer settles:
+leaves a leased job that the next claimer settles. The slot marks a job done
+with its next claim, in one round trip (`Queue.complete_and_claim`: one
+statement and one commit on PostgreSQL), and at once when it stops:
 
     run succeeded / failed / cancelled  -> job done
     transient error (RetryableError,    -> run back to queued, job retried with backoff;
@@ -243,10 +245,16 @@ class Worker:
             await self._beat()
 
     async def _slot(self, stop: asyncio.Event) -> None:
+        try:
+            await self._claim_and_process(stop, done := [])
+        finally:
+            await self._settle(done)
+
+    async def _claim_and_process(self, stop: asyncio.Event, done: list[Job]) -> None:
         failures = 0
         while not stop.is_set():
             try:
-                job = await self.claim()
+                job = await self.claim(done)
             except Exception as error:  # the database is locked, down or unreachable
                 failures += 1
                 self.claim_error = f"{type(error).__name__}: {error}"
@@ -261,7 +269,7 @@ class Worker:
             if job is None:
                 await _wait(stop, self.poll_seconds)  # idle; wakes at once on stop
                 continue
-            await self.process(job)
+            await self.process(job, done)
 
     async def _sweep(self, stop: asyncio.Event) -> None:
         while not await _wait(stop, self.sweeper.grace_seconds):
@@ -291,25 +299,43 @@ class Worker:
             if await _wait(stop, every):
                 return
 
-    async def claim(self) -> Job | None:
+    async def claim(self, done: list[Job] | None = None) -> Job | None:
+        """Lease the next due job, first marking done the job in `done` (left by
+        `process`) in the same round trip. On error, `done` is kept for the
+        next try."""
         self.last_poll = time.time()
         # Every claim gets its own lease owner, so two slots of this process can
         # never act on each other's lease of the same job after an expiry.
         owner = f"{self.worker_id}#{next(self._claims)}"
-        return await asyncio.to_thread(self.queue.claim, owner, self.lease_seconds)
+        if not done:
+            return await asyncio.to_thread(self.queue.claim, owner, self.lease_seconds)
+        finished = done[-1]
+        completed, job = await asyncio.to_thread(
+            self.queue.complete_and_claim, finished.id, self._owner(finished), owner,
+            self.lease_seconds)
+        done.pop()
+        if not completed:
+            self.log.warning("lease lost before its job was marked done; another worker"
+                             " owns it now", job_id=finished.id)
+        return job
 
     async def run_until_idle(self, max_jobs: int = 1_000_000) -> int:
         """Process jobs one at a time until none is due (for `homeo run` and tests)."""
-        count = 0
-        while count < max_jobs and (job := await self.claim()) is not None:
-            await self.process(job)
-            count += 1
+        count, done = 0, []
+        try:
+            while count < max_jobs and (job := await self.claim(done)) is not None:
+                await self.process(job, done)
+                count += 1
+        finally:
+            await self._settle(done)
         return count
 
-    async def process(self, job: Job) -> None:
-        """Run the job's run to a stop and settle both. Never raises."""
+    async def process(self, job: Job, done: list[Job] | None = None) -> None:
+        """Run the job's run to a stop and settle both. Never raises. With `done`,
+        a job to mark done is appended there instead, for the caller's next
+        claim to complete (`claim(done)`: one round trip for both)."""
         if job.kind == prune.PRUNE_JOB:
-            await self._prune(job)
+            await self._prune(job)  # housekeeping jobs are marked done at once
             return
         if job.kind == memory_prune.MEMORY_PRUNE_JOB:
             await self._prune_memory(job)
@@ -325,10 +351,13 @@ class Worker:
                         "homeo.job_id": job.id, "homeo.attempt": job.attempts},
         ) as span:
             try:
-                await self._process(job, run_id, span)
-            except (LeaseLost, LeaseFenced):
+                await self._process(job, run_id, span, done)
+            except (LeaseLost, LeaseFenced) as lost:
                 span.set_attribute("homeo.run.outcome", "lease_lost")
-                self.log.warning("lease lost; another worker owns the run now, stopping")
+                # Say which guard stopped it: the queue refusing a heartbeat, or
+                # the store refusing a late write (the fence).
+                self.log.warning("lease lost; another worker owns the run now, stopping",
+                                 reason=str(lost) or "the queue refused the lease's heartbeat")
             except Exception as error:  # the store itself is down, or a bug here
                 span.record_exception(error)
                 span.set_status(StatusCode.ERROR, str(error))
@@ -337,7 +366,8 @@ class Worker:
                 self.processed += 1
                 logs.unbind("run_id", "tenant_id", "job_id")
 
-    async def _process(self, job: Job, run_id: str, span: Span) -> None:
+    async def _process(self, job: Job, run_id: str, span: Span, done: list[Job] | None
+                       ) -> None:
         owner = self._owner(job)
         max_stalls = int(job.payload.get("max_attempts", 3))
         run = await asyncio.to_thread(self.store.claim_run, job.tenant_id, run_id)
@@ -347,7 +377,7 @@ class Worker:
                 await asyncio.to_thread(
                     self.queue.fail, job.id, owner, f"run {run_id} not found", retry=False)
             else:
-                await self._complete(job)
+                await self._complete(job, done)
             return
         fence = run.lease_epoch
         span.set_attributes({"homeo.agent": run.agent, "homeo.run.claim": fence})
@@ -380,17 +410,17 @@ class Worker:
             raise
         except (RunFailed, AgentError) as error:
             await self._finish(run, "failed", error=str(error), fence=fence)
-            await self._complete(job)
+            await self._complete(job, done)
             self.log.info("run failed", error=str(error))
             return
         except RunCancelled:
             span.set_attribute("homeo.run.outcome", "cancelled")
-            await self._complete(job)
+            await self._complete(job, done)
             self.log.info("run cancelled")
             return
         except RunSuspended as suspended:
             span.set_attribute("homeo.run.outcome", "waiting")
-            await self._complete(job)
+            await self._complete(job, done)
             self.log.info("run waiting", waiting_for=str(suspended))
             return
         except LeaseFenced:
@@ -404,13 +434,13 @@ class Worker:
                 await self._finish(run, "failed", error=message
                                    + " (not retried; the worker log has the traceback)",
                                    fence=fence)
-                await self._complete(job)
+                await self._complete(job, done)
             return
         finally:
             watch.cancel()
             self._in_flight.pop(execution, None)
         await self._finish(run, "succeeded", output=output, fence=fence)
-        await self._complete(job)
+        await self._complete(job, done)
         self.log.info("run succeeded")
 
     async def _execute(self, run: Run, interruption: Interruption) -> str:
@@ -586,9 +616,19 @@ class Worker:
             raise LeaseLost()
         return job.lease_owner
 
-    async def _complete(self, job: Job) -> None:
-        if not await asyncio.to_thread(self.queue.complete, job.id, self._owner(job)):
+    async def _complete(self, job: Job, done: list[Job] | None = None) -> None:
+        if done is not None:  # the slot's next claim completes it
+            self._owner(job)
+            done.append(job)
+        elif not await asyncio.to_thread(self.queue.complete, job.id, self._owner(job)):
             raise LeaseLost()
+
+    async def _settle(self, done: list[Job]) -> None:
+        """Mark done the jobs a slot left for a claim it will not make now."""
+        while done:
+            job = done.pop()
+            with contextlib.suppress(LeaseLost):
+                await self._complete(job)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> bool:

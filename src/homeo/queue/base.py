@@ -129,6 +129,14 @@ class QueueStorage(ABC):
     def complete(self, job_id: str, worker_id: str, now: float) -> bool:
         """Mark the job done."""
 
+    def complete_and_claim(self, job_id: str, worker_id: str, claimer: str,
+                           lease_seconds: float, now: float) -> tuple[bool, Job | None]:
+        """`complete` then `claim` (for `claimer`), as one operation where the
+        backend can (PostgreSQL: one statement, one commit; Redis: both scripts
+        in one MULTI/EXEC). Returns what each would have returned."""
+        return (self.complete(job_id, worker_id, now),
+                self.claim(claimer, lease_seconds, now))
+
     @abstractmethod
     def release(self, job_id: str, worker_id: str, now: float) -> bool:
         """Put the job back in line at `now`, taking back the claim's attempt."""
@@ -214,6 +222,15 @@ class Queue:
     def complete(self, job_id: str, worker_id: str, *, now: float | None = None) -> bool:
         """Mark done. False means the lease was lost (someone else may run it)."""
         return self.storage.complete(job_id, worker_id, clock(now))
+
+    def complete_and_claim(
+        self, job_id: str, worker_id: str, claimer: str, lease_seconds: float, *,
+        now: float | None = None,
+    ) -> tuple[bool, Job | None]:
+        """Mark a job done and lease the next one for `claimer`, in one round trip
+        where the backend allows: what `complete` and then `claim` return."""
+        return self.storage.complete_and_claim(job_id, worker_id, claimer, lease_seconds,
+                                               clock(now))
 
     def fail(
         self,

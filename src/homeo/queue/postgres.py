@@ -44,14 +44,15 @@ MIGRATIONS = [
 # and then the next due job were leased: `next` is the better of the next
 # queued job and the best expired lease (which is then taken over directly);
 # `expired` puts every other expired lease back in line. Rows locked by
-# another claimer (or a heartbeat) are skipped, not waited for.
-_CLAIM = """
-WITH queued AS (
+# another claimer (or a heartbeat) are skipped, not waited for. `{not_done}`
+# keeps a fused complete-and-claim from touching the row it just completed.
+_NEXT = """
+queued AS (
     SELECT id, priority, run_at FROM jobs WHERE status = 'queued' AND run_at <= %(now)s
     ORDER BY priority DESC, run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
 ), lapsed AS (
     SELECT id, priority, run_at FROM jobs WHERE status = 'leased' AND lease_expires_at <= %(now)s
-    FOR UPDATE SKIP LOCKED
+    {not_done} FOR UPDATE SKIP LOCKED
 ), next AS (
     SELECT id FROM (SELECT * FROM queued UNION ALL SELECT * FROM lapsed) AS candidates
     ORDER BY priority DESC, run_at, id LIMIT 1
@@ -59,16 +60,32 @@ WITH queued AS (
     UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,
         lease_expiries = lease_expiries + 1, updated_at = %(now)s, last_error = %(expired)s
     WHERE id IN (SELECT id FROM lapsed) AND id NOT IN (SELECT id FROM next)
-)
+)"""
+_LEASE_NEXT = """
 UPDATE jobs SET status = 'leased', attempts = attempts + 1, lease_owner = %(worker)s,
     lease_expires_at = %(expires)s, updated_at = %(now)s,
     lease_expiries = lease_expiries + CASE WHEN status = 'leased' THEN 1 ELSE 0 END,
     last_error = CASE WHEN status = 'leased' THEN %(expired)s ELSE last_error END
 WHERE id = (SELECT id FROM next)
-RETURNING *
+RETURNING *"""
+_CLAIM = "WITH" + _NEXT.format(not_done="") + _LEASE_NEXT
+
+# Complete a job and claim the next in one statement: one round trip and one
+# commit where `complete` then `claim` take two of each. A snapshot is shared by
+# the whole statement, so the claim cannot see the completed job as done: it
+# would see a lapsed lease, so `lapsed` leaves out what `done` completed (and
+# only that: a job whose completion was refused is still fair game).
+_COMPLETE_AND_CLAIM = """
+WITH done AS (
+    UPDATE jobs SET status = 'done', lease_owner = NULL, lease_expires_at = NULL,
+        updated_at = %(now)s
+    WHERE id = %(done)s AND lease_owner = %(done_owner)s AND status = 'leased'
+    RETURNING id
+), """ + _NEXT.format(not_done="AND id NOT IN (SELECT id FROM done)").lstrip() + """,
+claimed AS (""" + _LEASE_NEXT + """)
+SELECT (SELECT COUNT(*) FROM done) AS completed, claimed.*
+FROM (SELECT 1) AS one LEFT JOIN claimed ON TRUE
 """
-
-
 
 
 class PostgresQueueStorage(SQLQueueStorage):
@@ -128,3 +145,12 @@ class PostgresQueueStorage(SQLQueueStorage):
         with self.db.connection() as db:
             row = db.execute(_CLAIM, params).fetchone()
         return self.job_of(row)
+
+    def complete_and_claim(self, job_id: str, worker_id: str, claimer: str,
+                           lease_seconds: float, now: float) -> tuple[bool, Job | None]:
+        params = {"worker": claimer, "expires": now + lease_seconds, "now": now,
+                  "expired": LEASE_EXPIRED, "done": job_id, "done_owner": worker_id}
+        with self.db.connection() as db:
+            row = db.execute(_COMPLETE_AND_CLAIM, params).fetchone()
+        completed = bool(row.pop("completed"))
+        return completed, None if row["id"] is None else self.job_of(row)

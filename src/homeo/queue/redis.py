@@ -273,6 +273,16 @@ class RedisQueueStorage(QueueStorage):
     def complete(self, job_id: str, worker_id: str, now: float) -> bool:
         return bool(self._complete(args=[self.prefix, job_id, worker_id, repr(now)]))
 
+    def complete_and_claim(self, job_id: str, worker_id: str, claimer: str,
+                           lease_seconds: float, now: float) -> tuple[bool, Job | None]:
+        # Both scripts in one MULTI/EXEC: one round trip, run back to back.
+        with self.client.pipeline(transaction=True) as pipe:
+            self._complete(args=[self.prefix, job_id, worker_id, repr(now)], client=pipe)
+            self._claim(args=[self.prefix, claimer, repr(now), repr(now + lease_seconds),
+                              LEASE_EXPIRED], client=pipe)
+            completed, row = pipe.execute()
+        return bool(completed), _job(row)
+
     def release(self, job_id: str, worker_id: str, now: float) -> bool:
         return bool(self._release(args=[self.prefix, job_id, worker_id, repr(now)]))
 
