@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from typing import Any, TypeVar
 
 from homeo.db.dialect import WouldWait
@@ -484,10 +484,8 @@ async def write_async(store: Store, call: Callable[..., T], *args: Any, **kwargs
     would not wait for a lock (a thread hop costs more than the write), else in
     a thread, so that a write waiting for the database never stalls the loop."""
     if store.inline_writes:
-        try:
+        with suppress(WouldWait):  # it would wait: a thread does it below
             return store.write_now(call, *args, **kwargs)
-        except WouldWait:
-            pass
     return await asyncio.to_thread(call, *args, **kwargs)
 
 
