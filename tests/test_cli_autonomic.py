@@ -4,27 +4,14 @@ file: a dead worker's row and a flooded queue, observed once with --observe."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
 
 from homeo.backends import open_backends
-from homeo.cli import app
 from homeo.store.models import WorkerRecord
-
-
-@pytest.fixture(autouse=True)
-def no_homeo_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("HOMEO_"):
-            monkeypatch.delenv(name)
-
-
-def homeo(*args: str) -> Result:
-    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+from tests.support.clikit import homeo, no_homeo_env  # noqa: F401
 
 
 @pytest.fixture

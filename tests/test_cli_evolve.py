@@ -5,14 +5,11 @@ calculator agent of tests/support/scriptkit.py."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
-import pytest
-from typer.testing import CliRunner, Result
 
-from homeo.cli import app
+from tests.support.clikit import homeo, no_homeo_env  # noqa: F401
 
 SUPPORT = Path(__file__).parent / "support"
 SUITE = """name: sums
@@ -20,17 +17,6 @@ cases:
   - {id: product, input: "6*7", expect: {contains: "= 42", tools_called: [calculate]}}
   - {id: wrong, input: "2+2", expect: {exact: "2+2 = 5"}}
 """
-
-
-@pytest.fixture(autouse=True)
-def no_homeo_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("HOMEO_"):
-            monkeypatch.delenv(name)
-
-
-def homeo(*args: str) -> Result:
-    return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
 def test_evaluate_two_versions_and_compare_them(tmp_path: Path) -> None:

@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
 from homeo.cli import app
+from tests.support.clikit import homeo  # noqa: F401
 
 SUPPORT = Path(__file__).parent / "support"
 sys.path.insert(0, str(SUPPORT))
@@ -36,10 +37,6 @@ def where(tmp_path: Path) -> list[str]:
     (folder / "payer.yaml").write_text("name: payer\nmodel: scripted:waitkit:payer_model\n"
                                        "tools: [waitkit:wire_money]\n")
     return ["--data-dir", str(tmp_path / "data"), "--agents-dir", str(folder)]
-
-
-def homeo(*args: str) -> Result:
-    return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
 def test_homeo_alone_says_what_to_do_first() -> None:

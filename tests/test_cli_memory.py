@@ -4,22 +4,15 @@ this process, on a real SQLite file, with minilm in process."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner, Result
 
 from homeo.cli import app
+from tests.support.clikit import no_homeo_env  # noqa: F401
 
 pytestmark = pytest.mark.slow  # loads the embedding model
-
-
-@pytest.fixture(autouse=True)
-def no_homeo_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("HOMEO_"):
-            monkeypatch.delenv(name)
 
 
 def homeo(data: Path, *args: str) -> Result:

@@ -6,7 +6,6 @@ The runs are made by `homeo run` with the scripted agents of tests/support/scrip
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 from importlib.metadata import version
@@ -15,25 +14,14 @@ from pathlib import Path
 import click
 import pytest
 from typer.main import get_command
-from typer.testing import CliRunner, Result
 
 from homeo.backends import open_backends
 from homeo.cli import app
 from homeo.store.models import NewRun
+from tests.support.clikit import homeo, no_homeo_env  # noqa: F401
 
 SUPPORT = Path(__file__).parent / "support"
 RUN_ID = r"run_[0-9a-f]{22}"
-
-
-@pytest.fixture(autouse=True)
-def no_homeo_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("HOMEO_"):
-            monkeypatch.delenv(name)
-
-
-def homeo(*args: str) -> Result:
-    return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
 @pytest.fixture

@@ -4,28 +4,15 @@ dashboard`, through typer's CliRunner against a real SQLite file."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner, Result
 
 from homeo.backends import open_backends
-from homeo.cli import app
 from homeo.store.models import NewRun
-
-
-@pytest.fixture(autouse=True)
-def no_homeo_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("HOMEO_"):
-            monkeypatch.delenv(name)
-
-
-def homeo(*args: str) -> Result:
-    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+from tests.support.clikit import homeo, no_homeo_env  # noqa: F401
 
 
 @pytest.fixture

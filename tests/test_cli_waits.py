@@ -10,11 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
 
-from homeo.cli import app
 from homeo.config import Settings
 from homeo.runtime import Runtime
+from tests.support.clikit import homeo  # noqa: F401
 
 SUPPORT = Path(__file__).parent / "support"
 sys.path.insert(0, str(SUPPORT))
@@ -29,10 +28,6 @@ def no_homeo_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.startswith("HOMEO_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv(waitkit.LOG_ENV, str(tmp_path / "effects.log"))
-
-
-def homeo(*args: str) -> Result:
-    return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
 def agents(folder: Path) -> Path:
