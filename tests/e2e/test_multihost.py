@@ -261,8 +261,10 @@ def test_killing_a_whole_host_loses_no_run_and_repeats_no_side_effect(hosts, clu
     # Freeze the whole host; if it holds leases, kill every process on it (its
     # leases are then certainly left behind), else let it go on and look again.
     held: set[str] = set()
+    deadline = time.monotonic() + DEADLINE_SECONDS
     while not held:
         assert not homeo.all_final(run_ids), "every run ended before h1 held a lease"
+        assert time.monotonic() < deadline, "h1 never held a lease"
         pids = network["h1"].pids()
         for pid in pids:
             os.kill(pid, signal.SIGSTOP)

@@ -148,11 +148,9 @@ class PostgresDatabase:
     def statement(self) -> AbstractContextManager[psycopg.Connection[dict[str, Any]]]:
         return self.connection()  # autocommit: no BEGIN and COMMIT round trips
 
-    @contextmanager
-    def no_waiting(self) -> Iterator[None]:
+    def no_waiting(self) -> AbstractContextManager[None]:
         """Every write is a network round trip, which may wait: refuse at once."""
         raise WouldWait("PostgreSQL writes go through a thread")
-        yield  # a generator, for contextmanager
 
     def sql(self, text: str) -> str:
         return _psycopg_marks(text)

@@ -329,7 +329,7 @@ class Store(ABC):
 
     @abstractmethod
     def get_agent_version(self, tenant_id: str, name: str, version: str) -> AgentVersion | None:
-        ...
+        """One version of the tenant's agent by its content hash; None if it never had it."""
 
     @abstractmethod
     def list_agent_versions(self, tenant_id: str, name: str) -> list[AgentVersion]:

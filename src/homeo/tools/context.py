@@ -98,11 +98,9 @@ class MemoryAccess(Protocol):
 
     async def remember(self, text: str, importance: float | None = None) -> dict[str, Any]:
         """Store `text` if it says something new; what was done and why."""
-        ...
 
     async def recall(self, query: str, k: int = 5) -> list[dict[str, Any]]:
         """The memories that best match `query`, best first."""
-        ...
 
 
 class ChildRuns(Protocol):
@@ -111,7 +109,6 @@ class ChildRuns(Protocol):
     async def start(self, agent: str, input: str, *, key: str) -> ChildRun:
         """Start a run of `agent` as a child of the current run, or return the one
         started before with the same `key` (so a repeated step starts nothing)."""
-        ...
 
 
 @dataclass(frozen=True)
