@@ -139,6 +139,15 @@ def test_doctor_reports_the_storage_backends(tmp_path: Path) -> None:
                      done.stdout, re.M)
 
 
+def test_doctor_says_where_postgresql_vectors_are_searched(tmp_path: Path,
+                                                          postgres_url: str) -> None:
+    done = homeo("doctor", "--data-dir", str(tmp_path), HOMEO_DATABASE_URL=postgres_url)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^ok\s+postgresql\s+PostgreSQL [\d.]+ .*\bat postgresql://\S+; "
+                     r"(no pgvector on this server|pgvector \S+ is available but not used): "
+                     r"vectors are searched in process$", done.stdout, re.M), done.stdout
+
+
 def test_doctor_checks_the_redis_server_the_queue_url_names(tmp_path: Path,
                                                             redis_url: str) -> None:
     done = homeo("doctor", "--data-dir", str(tmp_path), HOMEO_QUEUE_URL=redis_url)

@@ -51,10 +51,16 @@ def check_postgres(url: str) -> Check:
     try:
         with psycopg.connect(url, connect_timeout=3) as connection:
             version = connection.execute("SHOW server_version").fetchone()[0]
+            pgvector = connection.execute(
+                "SELECT default_version FROM pg_available_extensions WHERE name = 'vector'").fetchone()
     except Exception as error:
         return Check("postgresql", "missing", f"{redact(url)}: {redact_text(str(error).strip()[:120], url)}",
                      "start PostgreSQL or set HOMEO_DATABASE_URL=postgresql://USER@HOST/DB")
-    return Check("postgresql", "ok", f"PostgreSQL {version} at {redact(url)}")
+    # homeo searches vectors in process on every backend; say whether the
+    # server could do it itself, since that is what an operator asks next.
+    vectors = ("pgvector " + pgvector[0] + " is available but not used: vectors are searched in process"
+               if pgvector else "no pgvector on this server: vectors are searched in process")
+    return Check("postgresql", "ok", f"PostgreSQL {version} at {redact(url)}; {vectors}")
 
 
 def check_redis(address: tuple[str, int] = REDIS_ADDRESS, queue_url: str = "") -> Check:
