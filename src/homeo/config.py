@@ -224,6 +224,16 @@ class Settings(BaseSettings):
         None, description="The ML-DSA-65 private key (PEM) that signs the audit log, outside"
         " the data dir (`homeo audit keygen PATH`); unset: no audit log."
     )
+    tls_cert_file: Path | None = Field(
+        None, description="PEM certificate (chain) `homeo serve` presents; with"
+        " HOMEO_TLS_KEY_FILE it serves HTTPS only (TLS 1.3, X25519MLKEM768 first)."
+    )
+    tls_key_file: Path | None = Field(
+        None, description="PEM private key (unencrypted) of HOMEO_TLS_CERT_FILE."
+    )
+    tls_handshake_timeout_seconds: float = Field(
+        10.0, gt=0, le=600,
+        description="A connection that has not finished its TLS handshake by then is closed.")
     jwt_secret: SecretStr = Field(
         SecretStr(""), description="The shared secret HS256/384/512 user tokens are signed with."
     )
@@ -405,6 +415,29 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        """Both files or neither; each one a readable file. Whether they parse and
+        belong together is checked by homeo.tls.server_context when serving."""
+        files = {"HOMEO_TLS_CERT_FILE": self.tls_cert_file, "HOMEO_TLS_KEY_FILE": self.tls_key_file}
+        given = [name for name, path in files.items() if path is not None]
+        if len(given) == 1:
+            other = next(name for name in files if name not in given)
+            raise ValueError(f"{given[0]} is set but {other} is not: TLS needs the certificate"
+                             " and its private key (set both, or neither to serve plain HTTP)")
+        for name, path in files.items():
+            if path is None:
+                continue
+            if not path.is_file():
+                raise ValueError(f"{name} {path} is not a file; give the path of a PEM file")
+            if not os.access(path, os.R_OK):
+                raise ValueError(f"{name} {path} is not readable by this user; fix its"
+                                 " permissions (e.g. chmod 640 and the server's group)")
+        return self
+
+    def tls_enabled(self) -> bool:
+        return self.tls_cert_file is not None
+
+    @model_validator(mode="after")
     def _jwt_complete(self) -> Settings:
         secret = self.jwt_secret.get_secret_value()
         if not secret and not self.jwt_jwks:
@@ -577,6 +610,8 @@ _EXAMPLES: dict[str, str] = {
     "key_rate_limit": "600/minute",
     "tenant_rate_limit": "6000/minute",
     "audit_key_file": "/etc/homeo/audit.key",
+    "tls_cert_file": "/etc/homeo/tls/cert.pem",
+    "tls_key_file": "/etc/homeo/tls/key.pem",
     "jwt_issuer": "https://login.example.com/",
     "jwt_audience": "homeo",
     "otlp_endpoint": "http://127.0.0.1:4318/v1/traces",
