@@ -131,12 +131,10 @@ def serve(
     api = create_app(settings, runtime.backends, runtime.metrics, worker, runtime.models,
                      runtime.tracer_provider, autonomic_loop=autonomic,
                      guards=runtime.safety)
+    tls = (f"(TLS 1.3, X25519MLKEM768 preferred, certificate {settings.tls_cert_file}) "
+           if settings.tls_enabled() else "")
     console.print(
-        f"homeo serving {'https' if settings.tls_enabled() else 'http'}://"
-        f"{settings.host}:{settings.port} "
-        + ("(TLS 1.3, X25519MLKEM768 preferred, "
-           f"certificate {settings.tls_cert_file}) " if settings.tls_enabled() else "")
-        + f"
+        f"homeo serving {'https' if tls else 'http'}://{settings.host}:{settings.port} {tls}"
         f"(database {redact(settings.resolved_database_url())}, "
         + (f"queue {redact(settings.queue_url)}, " if settings.queue_url else "")
         + f"{settings.workers} worker slots)",
