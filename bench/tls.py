@@ -16,9 +16,8 @@ ECDSA P-256, made here.
   `--requests` GETs; P50 and P99.
 
 The cases take turns (one handshake or request of each, then again), so load
-from other processes falls on all of them alike.
-Client and server share the machine's 2 cores: these are floors, not what a
-client on another host sees.
+from other processes falls on all of them alike. Client and server share the
+machine's 2 cores, so each figure includes the client's own work.
 
     .venv/bin/python bench/tls.py
     .venv/bin/python bench/tls.py --handshakes 1000 --requests 5000
