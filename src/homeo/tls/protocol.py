@@ -180,10 +180,10 @@ class TLSServerProtocol(asyncio.Protocol):
         assert self._raw is not None
         self._reading_paused = False
         self._raw.resume_reading()
-        # Plaintext OpenSSL already decrypted waits in its buffer; no socket read will
-        # announce it, so deliver it now (not from inside the caller's own call).
-        if self._tls.pending():
-            asyncio.get_running_loop().call_soon(self._read_plaintext)
+        # Records that arrived before the pause wait in OpenSSL's input BIO (and
+        # decrypted bytes in its buffer); no socket read will announce them, so
+        # deliver them now (not from inside the caller's own call).
+        asyncio.get_running_loop().call_soon(self._read_plaintext)
 
     def _flush(self) -> None:
         assert self._raw is not None
