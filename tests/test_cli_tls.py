@@ -87,6 +87,7 @@ def test_serve_with_a_certificate_but_no_key_exits_2_naming_both(tmp_path: Path,
                  HOMEO_TLS_CERT_FILE=str(pki.cert_file))
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
-    assert line == ("homeo: invalid settings: HOMEO_TLS_CERT_FILE is set but HOMEO_TLS_KEY_FILE"
-                    " is not: TLS needs the certificate and its private key (set both, or"
-                    " neither to serve plain HTTP)")
+    assert line == ("homeo: HOMEO_TLS_CERT_FILE is set but HOMEO_TLS_KEY_FILE is not: TLS"
+                    " needs the certificate and its private key (set both, or neither to serve"
+                    " plain HTTP)")
+    assert not (tmp_path / "data").exists()

@@ -414,28 +414,10 @@ class Settings(BaseSettings):
                              " the data cannot rewrite its own log")
         return self
 
-    @model_validator(mode="after")
-    def _tls_pair(self) -> Settings:
-        """Both files or neither; each one a readable file. Whether they parse and
-        belong together is checked by homeo.tls.server_context when serving."""
-        files = {"HOMEO_TLS_CERT_FILE": self.tls_cert_file, "HOMEO_TLS_KEY_FILE": self.tls_key_file}
-        given = [name for name, path in files.items() if path is not None]
-        if len(given) == 1:
-            other = next(name for name in files if name not in given)
-            raise ValueError(f"{given[0]} is set but {other} is not: TLS needs the certificate"
-                             " and its private key (set both, or neither to serve plain HTTP)")
-        for name, path in files.items():
-            if path is None:
-                continue
-            if not path.is_file():
-                raise ValueError(f"{name} {path} is not a file; give the path of a PEM file")
-            if not os.access(path, os.R_OK):
-                raise ValueError(f"{name} {path} is not readable by this user; fix its"
-                                 " permissions (e.g. chmod 640 and the server's group)")
-        return self
-
     def tls_enabled(self) -> bool:
-        return self.tls_cert_file is not None
+        """Whether TLS is asked for; homeo.tls.server_context checks the files (both
+        given, readable, PEM, belonging together) when `homeo serve` starts."""
+        return self.tls_cert_file is not None or self.tls_key_file is not None
 
     @model_validator(mode="after")
     def _jwt_complete(self) -> Settings:

@@ -168,12 +168,12 @@ def check_tls(settings: Settings, now: datetime.datetime | None = None) -> list[
     from homeo.tls import ProbeError, TLSConfigError, probe, server_context
     from homeo.tls.context import load_chain
 
-    assert settings.tls_cert_file is not None and settings.tls_key_file is not None
     try:
         server_context(settings.tls_cert_file, settings.tls_key_file)
     except TLSConfigError as error:
         return [Check("tls certificate", "missing", str(error),
                       "fix HOMEO_TLS_CERT_FILE and HOMEO_TLS_KEY_FILE")]
+    assert settings.tls_cert_file is not None  # server_context checked both are given
     certificate = load_chain(settings.tls_cert_file)[0]
     now = now or datetime.datetime.now(datetime.UTC)
     until = certificate.not_valid_after_utc

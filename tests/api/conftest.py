@@ -92,7 +92,6 @@ class Servers:
         port = listener.getsockname()[1]
         http: Any = "auto"
         if settings.tls_enabled():
-            assert settings.tls_cert_file is not None and settings.tls_key_file is not None
             http = https_protocol(server_context(settings.tls_cert_file, settings.tls_key_file),
                                   settings.tls_handshake_timeout_seconds)
         server = uvicorn.Server(uvicorn.Config(app, http=http, log_level="warning",

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from OpenSSL import SSL
 
-from homeo.config import SettingsError, load_settings
+from homeo.config import Settings
 from homeo.tls import GROUPS, TLSConfigError, server_context, set_groups
 from tests.support.tlskit import Pki, make_pki, other_key
 
@@ -60,14 +60,22 @@ def test_an_unknown_group_is_refused() -> None:
         set_groups(SSL.Context(SSL.TLS_SERVER_METHOD), ["NoSuchGroup"])
 
 
-def test_settings_need_both_files_and_real_files(pki: Pki, tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match=r"HOMEO_TLS_KEY_FILE is set but HOMEO_TLS_CERT_FILE"
-                                            r" is not"):
-        load_settings(data_dir=tmp_path, tls_key_file=pki.key_file)
-    with pytest.raises(SettingsError, match=r"HOMEO_TLS_CERT_FILE .*missing.pem is not a file"):
-        load_settings(data_dir=tmp_path, tls_cert_file=tmp_path / "missing.pem",
-                      tls_key_file=pki.key_file)
-    settings = load_settings(data_dir=tmp_path, tls_cert_file=pki.cert_file,
-                             tls_key_file=pki.key_file)
-    assert settings.tls_enabled()
-    assert not load_settings(data_dir=tmp_path).tls_enabled()
+def test_both_files_are_needed_and_each_must_be_readable(pki: Pki, tmp_path: Path) -> None:
+    with pytest.raises(TLSConfigError, match=r"^HOMEO_TLS_KEY_FILE is set but HOMEO_TLS_CERT_FILE"
+                                             r" is not: TLS needs the certificate and its"):
+        server_context(None, pki.key_file)
+    with pytest.raises(TLSConfigError, match=r"^HOMEO_TLS_CERT_FILE is set but HOMEO_TLS_KEY_FILE"
+                                             r" is not"):
+        server_context(pki.cert_file, None)
+    with pytest.raises(TLSConfigError, match=r"^cannot read HOMEO_TLS_CERT_FILE .*missing.pem:"
+                                             r" No such file or directory; check the path"):
+        server_context(tmp_path / "missing.pem", pki.key_file)
+    with pytest.raises(TLSConfigError, match=r"^cannot read HOMEO_TLS_KEY_FILE .*: Is a"
+                                             r" directory"):
+        server_context(pki.cert_file, tmp_path)
+
+
+def test_settings_ask_for_tls_when_either_file_is_set(pki: Pki, tmp_path: Path) -> None:
+    assert Settings(data_dir=tmp_path, tls_cert_file=pki.cert_file).tls_enabled()
+    assert Settings(data_dir=tmp_path, tls_key_file=pki.key_file).tls_enabled()
+    assert not Settings(data_dir=tmp_path).tls_enabled()

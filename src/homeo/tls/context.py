@@ -39,8 +39,9 @@ def _read(path: Path, name: str) -> bytes:
 
 def load_chain(cert_file: Path) -> list[x509.Certificate]:
     """The certificates of `cert_file`, the server's own first."""
+    data = _read(cert_file, "HOMEO_TLS_CERT_FILE")
     try:
-        chain = x509.load_pem_x509_certificates(_read(cert_file, "HOMEO_TLS_CERT_FILE"))
+        chain = x509.load_pem_x509_certificates(data)
     except ValueError as error:
         raise TLSConfigError(f"HOMEO_TLS_CERT_FILE {cert_file} holds no PEM certificate"
                              f" ({error}); give the server's certificate, then any"
@@ -66,9 +67,15 @@ def _public(key) -> bytes:  # noqa: ANN001 (a cryptography public key)
                             serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def server_context(cert_file: Path, key_file: Path) -> SSL.Context:
+def server_context(cert_file: Path | None, key_file: Path | None) -> SSL.Context:
     """A TLS 1.3 server context presenting `cert_file` (a PEM chain) with
-    `key_file`, or TLSConfigError saying what is wrong with them."""
+    `key_file`, or TLSConfigError saying what is wrong with them (one of them
+    not given included)."""
+    if cert_file is None or key_file is None:
+        given, missing = (("HOMEO_TLS_CERT_FILE", "HOMEO_TLS_KEY_FILE") if key_file is None
+                          else ("HOMEO_TLS_KEY_FILE", "HOMEO_TLS_CERT_FILE"))
+        raise TLSConfigError(f"{given} is set but {missing} is not: TLS needs the certificate"
+                             " and its private key (set both, or neither to serve plain HTTP)")
     chain = load_chain(cert_file)
     key = _load_key(key_file)
     if _public(chain[0].public_key()) != _public(key.public_key()):
