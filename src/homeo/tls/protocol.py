@@ -52,7 +52,6 @@ class TLSServerProtocol(asyncio.Protocol):
 
     def __init__(self, context: SSL.Context, handshake_timeout: float,
                  http_protocol: Callable[..., asyncio.Protocol], **http_arguments: Any) -> None:
-        self._context = context
         self._tls = SSL.Connection(context, None)  # no socket: memory BIOs
         self._tls.set_accept_state()
         self._handshake_timeout = handshake_timeout
@@ -67,7 +66,7 @@ class TLSServerProtocol(asyncio.Protocol):
     # Towards the socket.
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._raw = transport  # type: ignore[assignment]  # a stream transport (asyncio's or uvloop's)
+        self._raw = transport  # type: ignore[assignment]  # asyncio's or uvloop's stream
         # Slowloris: a peer that starts a handshake and never finishes it is dropped.
         self._timer = asyncio.get_running_loop().call_later(
             self._handshake_timeout, self._handshake_timed_out)
