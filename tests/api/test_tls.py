@@ -148,13 +148,20 @@ def test_a_garbage_handshake_is_closed_and_the_server_goes_on(https, garbage: by
 
 
 def test_a_handshake_that_never_finishes_is_dropped(https) -> None:
-    served = https(tls_handshake_timeout_seconds=0.2)
+    served = https(tls_handshake_timeout_seconds=0.5)
     with socket.create_connection(address(served), timeout=DEADLINE_SECONDS) as stalled:
         stalled.sendall(b"\x16\x03\x01\x02\x00\x01")  # the start of a ClientHello, then nothing
         # The server closes it (it would hang until the deadline otherwise) ...
         assert read_until_closed(stalled)[:1] in (b"", b"\x15")
-    # ... while others are served.
-    assert served.client.get("/v1/agents").status_code == 200
+    # ... and goes on serving. A loaded machine may make even a real client's
+    # handshake miss so short a limit: that one is dropped too, and it tries again.
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while True:
+        try:
+            assert served.client.get("/v1/agents").status_code == 200
+            break
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "no handshake finished in time"
 
 
 def test_a_client_gone_mid_handshake_does_not_hurt_the_server(https) -> None:
