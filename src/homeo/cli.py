@@ -117,7 +117,9 @@ def serve(
 
     settings = settings_or_exit(host=host, port=port, data_dir=data_dir,
                                 database_url=database_url, agents_dir=agents_dir, workers=workers)
-    # The address first: if it is taken, nothing is printed, opened or made.
+    # The certificate and the address first: if either is unusable, nothing is printed,
+    # opened or made.
+    http = _http_protocol(settings)
     listener = _listen(settings.host, settings.port)
     logs.configure(settings.log_level, settings.log_json)
     runtime = open_runtime(settings)
@@ -129,8 +131,10 @@ def serve(
     api = create_app(settings, runtime.backends, runtime.metrics, worker, runtime.models,
                      runtime.tracer_provider, autonomic_loop=autonomic,
                      guards=runtime.safety)
+    tls = (f"(TLS 1.3, X25519MLKEM768 preferred, certificate {settings.tls_cert_file}) "
+           if settings.tls_enabled() else "")
     console.print(
-        f"homeo serving http://{settings.host}:{settings.port} "
+        f"homeo serving {'https' if tls else 'http'}://{settings.host}:{settings.port} {tls}"
         f"(database {redact(settings.resolved_database_url())}, "
         + (f"queue {redact(settings.queue_url)}, " if settings.queue_url else "")
         + f"{settings.workers} worker slots)",
@@ -142,13 +146,27 @@ def serve(
     _steady_gc()
     # On SIGTERM requests in flight get the same grace period as the workers' steps.
     server = uvicorn.Server(uvicorn.Config(
-        api, log_level="warning", access_log=False,
+        api, http=http, log_level="warning", access_log=False,
         timeout_graceful_shutdown=max(int(settings.shutdown_grace_seconds), 1)))
     try:
         server.run(sockets=[listener])
     finally:
         listener.close()
         asyncio.run(runtime.aclose())
+
+
+def _http_protocol(settings):  # noqa: ANN001, ANN202 (Settings; uvicorn's `http` argument)
+    """uvicorn's own HTTP protocol, or, with a certificate configured, the same
+    behind TLS (homeo.tls); exit 2 saying what is wrong with the certificate or key."""
+    if not settings.tls_enabled():
+        return "auto"
+    from homeo.tls import TLSConfigError, https_protocol, server_context
+
+    try:
+        context = server_context(settings.tls_cert_file, settings.tls_key_file)
+    except TLSConfigError as error:
+        fail(str(error), code=2)
+    return https_protocol(context, settings.tls_handshake_timeout_seconds)
 
 
 LISTEN_BACKLOG = 2048  # uvicorn's default

@@ -224,6 +224,16 @@ class Settings(BaseSettings):
         None, description="The ML-DSA-65 private key (PEM) that signs the audit log, outside"
         " the data dir (`homeo audit keygen PATH`); unset: no audit log."
     )
+    tls_cert_file: Path | None = Field(
+        None, description="PEM certificate (chain) `homeo serve` presents; with"
+        " HOMEO_TLS_KEY_FILE it serves HTTPS only (TLS 1.3, X25519MLKEM768 first)."
+    )
+    tls_key_file: Path | None = Field(
+        None, description="PEM private key (unencrypted) of HOMEO_TLS_CERT_FILE."
+    )
+    tls_handshake_timeout_seconds: float = Field(
+        10.0, gt=0, le=600,
+        description="A connection that has not finished its TLS handshake by then is closed.")
     jwt_secret: SecretStr = Field(
         SecretStr(""), description="The shared secret HS256/384/512 user tokens are signed with."
     )
@@ -404,6 +414,11 @@ class Settings(BaseSettings):
                              " the data cannot rewrite its own log")
         return self
 
+    def tls_enabled(self) -> bool:
+        """Whether TLS is asked for; homeo.tls.server_context checks the files (both
+        given, readable, PEM, belonging together) when `homeo serve` starts."""
+        return self.tls_cert_file is not None or self.tls_key_file is not None
+
     @model_validator(mode="after")
     def _jwt_complete(self) -> Settings:
         secret = self.jwt_secret.get_secret_value()
@@ -577,6 +592,8 @@ _EXAMPLES: dict[str, str] = {
     "key_rate_limit": "600/minute",
     "tenant_rate_limit": "6000/minute",
     "audit_key_file": "/etc/homeo/audit.key",
+    "tls_cert_file": "/etc/homeo/tls/cert.pem",
+    "tls_key_file": "/etc/homeo/tls/key.pem",
     "jwt_issuer": "https://login.example.com/",
     "jwt_audience": "homeo",
     "otlp_endpoint": "http://127.0.0.1:4318/v1/traces",

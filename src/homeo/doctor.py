@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
 import socket
 import sqlite3
@@ -160,6 +161,55 @@ def check_embedding_model() -> Check:
                  f"all-MiniLM-L6-v2 ({size:.0f} MiB) at {weights.parent} (minilm)")
 
 
+# Where doctor connects to reach a server listening on every address.
+_LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+def check_tls(settings: Settings, now: datetime.datetime | None = None) -> list[Check]:
+    """The configured certificate, and what a `homeo serve` at HOMEO_HOST:HOMEO_PORT
+    negotiates with a client offering X25519MLKEM768 and X25519."""
+    if not settings.tls_enabled():
+        return [Check("tls", "info", "off: `homeo serve` speaks plain HTTP; set"
+                      " HOMEO_TLS_CERT_FILE and HOMEO_TLS_KEY_FILE to serve HTTPS")]
+    from homeo.tls import ProbeError, TLSConfigError, probe, server_context
+    from homeo.tls.context import load_chain
+
+    try:
+        server_context(settings.tls_cert_file, settings.tls_key_file)
+    except TLSConfigError as error:
+        return [Check("tls certificate", "missing", str(error),
+                      "fix HOMEO_TLS_CERT_FILE and HOMEO_TLS_KEY_FILE")]
+    assert settings.tls_cert_file is not None  # server_context checked both are given
+    certificate = load_chain(settings.tls_cert_file)[0]
+    now = now or datetime.datetime.now(datetime.UTC)
+    until = certificate.not_valid_after_utc
+    subject = certificate.subject.rfc4514_string()
+    if until <= now:
+        checks = [Check("tls certificate", "missing", f"{subject} expired {until:%Y-%m-%d}",
+                        "renew the certificate in HOMEO_TLS_CERT_FILE")]
+    else:
+        checks = [Check("tls certificate", "ok", f"{subject}, valid until {until:%Y-%m-%d}")]
+    host = _LOOPBACK.get(settings.host, settings.host)
+    where = f"{host}:{settings.port}"
+    try:
+        negotiated = probe(host, settings.port)
+    except ProbeError as error:
+        checks.append(Check("tls", "info", f"nothing negotiated at {where} ({error}); start"
+                            " `homeo serve` to see what it negotiates"))
+        return checks
+    if negotiated.certificate != certificate:
+        checks.append(Check("tls", "missing", f"{negotiated.describe()} at {where}, with another"
+                            " certificate than HOMEO_TLS_CERT_FILE",
+                            "restart `homeo serve` to load the configured certificate"))
+    elif negotiated.group != "X25519MLKEM768":
+        checks.append(Check("tls", "missing", f"{negotiated.describe()} at {where}: not the"
+                            " post-quantum group X25519MLKEM768",
+                            "upgrade homeo, pyOpenSSL and cryptography (its OpenSSL >= 3.5)"))
+    else:
+        checks.append(Check("tls", "ok", f"{negotiated.describe()} at {where}"))
+    return checks
+
+
 def run_checks(settings: Settings) -> list[Check]:
     url = settings.resolved_database_url()
     checks = [check_sqlite(settings.data_dir)]
@@ -169,6 +219,7 @@ def run_checks(settings: Settings) -> list[Check]:
     checks.extend(check_sandbox(settings.sandbox_allow_without))
     checks.extend(check_local_model(settings))
     checks.append(check_embedding_model())
+    checks.extend(check_tls(settings))
     checks.append(Check("database in use", "info", redact(url)))
     checks.append(Check("queue in use", "info",
                         redact(settings.queue_url) if settings.queue_url else "in the database"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -26,6 +27,7 @@ from homeo.api.app import create_app
 from homeo.config import Settings
 from homeo.keys import create_key
 from homeo.runtime import Runtime
+from homeo.tls import https_protocol, server_context
 
 SUPPORT = Path(__file__).parent.parent / "support"
 START_DEADLINE_SECONDS = 30.0
@@ -39,11 +41,14 @@ class Served:
     runtime: Runtime
     client: httpx.Client
     key: str
+    verify: ssl.SSLContext | bool = True  # over TLS: trusts the test CA
 
-    def client_for(self, key: str | None) -> httpx.Client:
-        """Another client on this server, sending `key` (None: no key at all)."""
+    def client_for(self, key: str | None, **options: Any) -> httpx.Client:
+        """Another client on this server, sending `key` (None: no key at all);
+        `options` go to httpx.HTTPTransport (e.g. local_address)."""
         headers = {} if key is None else {"authorization": f"Bearer {key}"}
-        return httpx.Client(base_url=self.url, timeout=30, headers=headers)
+        return httpx.Client(base_url=self.url, timeout=30, headers=headers,
+                            transport=httpx.HTTPTransport(verify=self.verify, **options))
 
 
 def add_key(served: Served, tenant: str, role: str = "member") -> str:
@@ -62,9 +67,12 @@ class Servers:
 
     def start(self, with_worker: bool = True, tracer_provider: TracerProvider | None = None,
               clock: Callable[[], float] = time.monotonic,
-              wall_clock: Callable[[], float] = time.time, **overrides: Any) -> Served:
+              wall_clock: Callable[[], float] = time.time, tls_ca: Path | None = None,
+              **overrides: Any) -> Served:
         """`tracer_provider` gets the app's and the worker's spans (None: none are made);
-        `clock` times the key checks' throttle, `wall_clock` the shared rate limits."""
+        `clock` times the key checks' throttle, `wall_clock` the shared rate limits.
+        With tls_cert_file and tls_key_file in `overrides` it serves HTTPS as `homeo
+        serve` does, and clients verify it against `tls_ca`."""
         import scriptkit
 
         number = len(self.started)
@@ -82,7 +90,12 @@ class Servers:
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
         port = listener.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        http: Any = "auto"
+        if settings.tls_enabled():
+            http = https_protocol(server_context(settings.tls_cert_file, settings.tls_key_file),
+                                  settings.tls_handshake_timeout_seconds)
+        server = uvicorn.Server(uvicorn.Config(app, http=http, log_level="warning",
+                                               access_log=False))
         thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
         thread.start()
         deadline = time.monotonic() + START_DEADLINE_SECONDS
@@ -90,11 +103,12 @@ class Servers:
             assert thread.is_alive(), "uvicorn stopped while starting"
             assert time.monotonic() < deadline, "uvicorn did not start"
             time.sleep(0.01)
-        url = f"http://127.0.0.1:{port}"
-        client = httpx.Client(base_url=url, timeout=30,
+        url = f"{'https' if settings.tls_enabled() else 'http'}://127.0.0.1:{port}"
+        verify = ssl.create_default_context(cafile=tls_ca) if tls_ca is not None else True
+        client = httpx.Client(base_url=url, timeout=30, verify=verify,
                               headers={"authorization": f"Bearer {key}"})
         self.started.append((server, thread, runtime, client))
-        return Served(url, runtime, client, key)
+        return Served(url, runtime, client, key, verify)
 
     def close(self) -> None:
         for server, thread, runtime, client in self.started:
