@@ -145,8 +145,11 @@ def serve(
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     _steady_gc()
     # On SIGTERM requests in flight get the same grace period as the workers' steps.
+    # proxy_headers off: uvicorn would otherwise take the client address from
+    # X-Forwarded-For sent by any local process, and failed logins are throttled
+    # by that address.
     server = uvicorn.Server(uvicorn.Config(
-        api, http=http, log_level="warning", access_log=False,
+        api, http=http, log_level="warning", access_log=False, proxy_headers=False,
         timeout_graceful_shutdown=max(int(settings.shutdown_grace_seconds), 1)))
     try:
         server.run(sockets=[listener])

@@ -7,6 +7,7 @@ PYTHONPATH.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -163,6 +164,22 @@ def test_serve_works_runs_submitted_over_http_and_stops_on_sigterm(
     # The database was closed on the way out: SQLite removes its WAL file then.
     assert (server.data_dir / "homeo.db").is_file()
     assert not (server.data_dir / "homeo.db-wal").exists()
+
+
+def test_serve_ignores_a_forged_forwarded_address(start_server: Callable[..., Server]) -> None:
+    # Failed key checks are throttled per client address; a guesser naming a new
+    # address in X-Forwarded-For each time must still be throttled as itself.
+    server = start_server()
+    wrong = {"authorization": "Bearer hk_0123456789abcdef_" + "a" * 43}
+    deadline = time.monotonic() + START_DEADLINE_SECONDS
+    for n in itertools.count():
+        forged = {**wrong, "x-forwarded-for": f"10.9.{n // 250}.{n % 250}"}
+        response = server.client.get("/v1/agents", headers=forged)
+        if response.status_code != 401:
+            break
+        assert time.monotonic() < deadline, "never throttled"
+    assert response.status_code == 429, response.text
+    assert "from 127.0.0.1" in response.json()["error"]["message"]
 
 
 @pytest.mark.slow
