@@ -47,10 +47,12 @@ from typing import IO, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from homeo import __version__
+from homeo.backends import Backends
 from homeo.db.dialect import Dialect, clock
 from homeo.ids import new_id
-from homeo.memory.agent_memory import SQLAgentMemoryStore
+from homeo.memory.agent_memory import SQLAgentMemoryStore, open_agent_memory_store
 from homeo.memory.sql import SQLKnowledgeStore
+from homeo.memory.store import open_store
 
 FORMAT = "homeo-memory-backup"
 FORMAT_VERSION = 1
@@ -671,6 +673,32 @@ def restore(knowledge: SQLKnowledgeStore, memories: SQLAgentMemoryStore, path: P
             if in_transaction is not None:
                 in_transaction(manifest)
     return manifest
+
+
+def backup_tenant(backends: Backends, tenant_id: str, path: Path, *,
+                  progress: Progress | None = None) -> BackupSummary:
+    """`backup` of the memory in the backends' database (its tables made if new)."""
+    open_store(backends)
+    open_agent_memory_store(backends)
+    return backup(backends.database, tenant_id, path, progress=progress)
+
+
+def restore_tenant(backends: Backends, path: Path, tenant_id: str, *,
+                   progress: Progress | None = None,
+                   in_transaction: Callable[[Manifest], None] | None = None) -> Manifest:
+    """`restore` into the memory stores of the backends' database."""
+    knowledge, memories = open_store(backends), open_agent_memory_store(backends)
+    if not isinstance(knowledge, SQLKnowledgeStore) or not isinstance(
+            memories, SQLAgentMemoryStore):
+        raise BackupError("this database's memory stores cannot be restored into")
+    return restore(knowledge, memories, path, tenant_id, progress=progress,
+                   in_transaction=in_transaction)
+
+
+def restored(manifest: Manifest) -> dict[str, Any]:
+    """What a restore reports (`homeo memory restore --json`, POST /v1/memory/restore)."""
+    return {"tenant": manifest.tenant, "counts": manifest.counts.model_dump(),
+            "backup_created_at": manifest.created_at, "homeo_version": manifest.homeo_version}
 
 
 def _clear(knowledge: SQLKnowledgeStore, memories: SQLAgentMemoryStore, db: Any,
