@@ -1,6 +1,7 @@
 """`homeo memory`: add files to a collection, search it, list what is there,
-re-embed it; straight on the database the settings name (no server needed),
-with the embedding model in this process.
+re-embed it, back a tenant's memory up and restore it; straight on the
+database the settings name (no server needed), with the embedding model in
+this process.
 
 `--json` prints what the HTTP API returns for the same question
 (GET /v1/collections/{name}/search, GET /v1/collections)."""
@@ -27,7 +28,8 @@ from homeo.cli_common import (
     tenant_runtime,
 )
 
-memory_app = typer.Typer(help="Add documents to collections and search them (no server needed).",
+memory_app = typer.Typer(help="Add documents to collections and search them; back up and restore"
+                         " a tenant's memory (no server needed).",
                          no_args_is_help=True, context_settings=CONTEXT)
 
 CollectionOption = Annotated[str, typer.Option("--collection", "-c", help="The collection.")]
