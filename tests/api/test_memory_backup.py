@@ -49,8 +49,13 @@ def documents(served: Served, client: object = None) -> list[str]:
 
 
 def members(archive: bytes) -> dict[str, bytes]:
+    found = {}
     with tarfile.open(fileobj=io.BytesIO(archive)) as opened:
-        return {m.name: opened.extractfile(m).read() for m in opened.getmembers()}  # type: ignore[union-attr]
+        for member in opened.getmembers():
+            data = opened.extractfile(member)
+            assert data is not None
+            found[member.name] = data.read()
+    return found
 
 
 def test_an_admin_backs_up_and_restores_its_tenants_memory(homeo: Served) -> None:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import tarfile
 import tempfile
 import time
@@ -787,8 +786,3 @@ def _load(knowledge: SQLKnowledgeStore, memories: SQLAgentMemoryStore, db: Any,
     if progress is not None:
         progress("restoring", total, total)
 
-
-def copy_file(source: IO[bytes], target: Path) -> None:
-    """Write an uploaded backup to `target` (for the API)."""
-    with target.open("wb") as out:
-        shutil.copyfileobj(source, out, _COPY)
