@@ -365,3 +365,26 @@ def test_a_sqlite_backup_restores_into_postgresql(tmp_path: Path, postgres_url: 
     finally:
         source.close()
         target.close()
+
+
+def test_a_document_id_another_tenant_holds_is_refused_and_nothing_changes(
+        backends: Backends, tmp_path: Path) -> None:
+    document_id = add_document(backends, "acme", "docs", ["alpha"], seed=1)
+    take_backup(backends, "acme", tmp_path / "acme.tar")
+    add_document(backends, "acme", "docs", ["beta"], seed=2)
+    add_document(backends, "globex", "theirs", ["gamma"], seed=3)
+    # As if globex's document had come, in another database, with the same id.
+    database = backends.database
+    with database.write() as db:
+        theirs = db.execute(database.sql(
+            "SELECT id FROM memory_collections WHERE tenant_id = 'globex'")).fetchone()["id"]
+        for table in ("memory_documents", "memory_chunks"):
+            column = "id" if table == "memory_documents" else "document_id"
+            db.execute(database.sql(f"UPDATE {table} SET tenant_id = 'globex',"
+                                    f" collection_id = ? WHERE {column} = ?"),
+                       (theirs, document_id))
+    before = state(backends, "acme")
+    with pytest.raises(RestoreConflict, match=f"document id {document_id} .* another tenant"):
+        do_restore(backends, tmp_path / "acme.tar")
+    assert state(backends, "acme") == before
+    assert open_store(backends).text_search("acme", "docs", ["beta"], 5) != []  # rolled back

@@ -715,6 +715,17 @@ def _clear(knowledge: SQLKnowledgeStore, memories: SQLAgentMemoryStore, db: Any,
     memories._delete(db, ids)
 
 
+def _insert_chunks(knowledge: SQLKnowledgeStore, db: Any,
+                   pending: list[tuple[str, tuple[Any, ...]]]) -> None:
+    """Insert a batch of chunk rows and their full-text entries."""
+    ids = knowledge._insert_chunks(db, [row for _, row in pending])
+    indexed: dict[str, list[tuple[int, str]]] = {}
+    for chunk_id, (collection_id, row) in zip(ids, pending, strict=True):
+        indexed.setdefault(collection_id, []).append((chunk_id, row[4]))
+    for collection_id, rows in indexed.items():
+        knowledge._index_chunks(db, collection_id, rows)
+
+
 def _load(knowledge: SQLKnowledgeStore, memories: SQLAgentMemoryStore, db: Any,
           checked: VerifiedBackup, tenant_id: str, at: float,
           progress: Progress | None) -> None:
@@ -722,7 +733,7 @@ def _load(knowledge: SQLKnowledgeStore, memories: SQLAgentMemoryStore, db: Any,
     collection_ids: dict[str, str] = {}
     memory_ids: dict[int, int] = {}
     superseded: list[tuple[int, MemoryRecord]] = []
-    pending: dict[str, list[tuple[int, str]]] = {}
+    pending: list[tuple[str, tuple[Any, ...]]] = []  # chunks to insert: (collection id, row)
     total = checked.manifest.counts.chunks + checked.manifest.counts.memories
     done = 0
     for item in _plan(checked):
@@ -734,30 +745,27 @@ def _load(knowledge: SQLKnowledgeStore, memories: SQLAgentMemoryStore, db: Any,
                 (collection_ids[item.name], tenant_id, item.name, item.model, item.dimensions,
                  item.created_at))
         elif isinstance(item, DocumentRecord):
-            taken = db.execute(sql("SELECT tenant_id FROM memory_documents WHERE id = ?"),
-                               (item.id,)).fetchone()
-            if taken is not None:
+            try:
+                db.execute(sql(
+                    "INSERT INTO memory_documents (id, tenant_id, collection_id, title, source,"
+                    " format, text, chars, chunks, content_hash, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                    (item.id, tenant_id, collection_ids[item.collection], item.title,
+                     item.source, item.format, item.text, item.chars, item.chunks,
+                     item.content_hash, item.created_at, item.updated_at))
+            except knowledge.db.duplicate_error:
                 raise RestoreConflict(f"document id {item.id} of the backup belongs to another"
-                                      " tenant in this database: nothing was restored")
-            db.execute(sql(
-                "INSERT INTO memory_documents (id, tenant_id, collection_id, title, source,"
-                " format, text, chars, chunks, content_hash, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
-                (item.id, tenant_id, collection_ids[item.collection], item.title, item.source,
-                 item.format, item.text, item.chars, item.chunks, item.content_hash,
-                 item.created_at, item.updated_at))
+                                      " tenant in this database: nothing was restored"
+                                      ) from None
         elif isinstance(item, _Chunk):
             record = item.record
-            collection_id = collection_ids[item.collection]
-            chunk_id = knowledge._insert_chunk(db, (
-                tenant_id, collection_id, record.document, record.position, record.text,
-                record.start, record.end, record.content_hash, record.model,
-                record.dimensions, item.vector))
-            batch = pending.setdefault(collection_id, [])
-            batch.append((chunk_id, record.text))
-            if len(batch) >= _BATCH:
-                knowledge._index_chunks(db, collection_id, batch)
-                pending[collection_id] = []
+            pending.append((collection_ids[item.collection], (
+                tenant_id, collection_ids[item.collection], record.document, record.position,
+                record.text, record.start, record.end, record.content_hash, record.model,
+                record.dimensions, item.vector)))
+            if len(pending) >= _BATCH:
+                _insert_chunks(knowledge, db, pending)
+                pending.clear()
             done += 1
         else:
             record = item.record
@@ -769,9 +777,7 @@ def _load(knowledge: SQLKnowledgeStore, memories: SQLAgentMemoryStore, db: Any,
             done += 1
         if progress is not None and done and done % _BATCH == 0:
             progress("restoring", done, total)
-    for collection_id, batch in pending.items():
-        if batch:
-            knowledge._index_chunks(db, collection_id, batch)
+    _insert_chunks(knowledge, db, pending)
     for memory_id, record in superseded:
         if record.seen == 1 and record.superseded_by is None and record.superseded_at is None:
             continue
