@@ -388,3 +388,9 @@ def test_a_document_id_another_tenant_holds_is_refused_and_nothing_changes(
         do_restore(backends, tmp_path / "acme.tar")
     assert state(backends, "acme") == before
     assert open_store(backends).text_search("acme", "docs", ["beta"], 5) != []  # rolled back
+
+
+def test_the_backup_file_is_its_owners_only(backends: Backends, tmp_path: Path) -> None:
+    made = take_backup(backends, "acme", tmp_path / "acme.tar")
+    assert made.path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("homeo-backup-")] == []

@@ -252,9 +252,15 @@ def backup(database: Dialect, tenant_id: str, path: Path, *, now: float | None =
             write_member(archive, MANIFEST, manifest_path)
             for name in DATA_FILES:
                 write_member(archive, name, files[name].path)
+        os.chmod(partial, 0o600)  # a tenant's documents and memories: its owner's only
         with partial.open("rb") as written:
             os.fsync(written.fileno())
         os.replace(partial, path)
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)  # the rename itself survives a crash
+        finally:
+            os.close(folder)
     return BackupSummary(path, tenant_id, counts, path.stat().st_size)
 
 
