@@ -1,6 +1,7 @@
 """`homeo memory`: add files to a collection, search it, list what is there,
-re-embed it; straight on the database the settings name (no server needed),
-with the embedding model in this process.
+re-embed it, back a tenant's memory up and restore it; straight on the
+database the settings name (no server needed), with the embedding model in
+this process.
 
 `--json` prints what the HTTP API returns for the same question
 (GET /v1/collections/{name}/search, GET /v1/collections)."""
@@ -27,7 +28,8 @@ from homeo.cli_common import (
     tenant_runtime,
 )
 
-memory_app = typer.Typer(help="Add documents to collections and search them (no server needed).",
+memory_app = typer.Typer(help="Add documents to collections and search them; back up and restore"
+                         " a tenant's memory (no server needed).",
                          no_args_is_help=True, context_settings=CONTEXT)
 
 CollectionOption = Annotated[str, typer.Option("--collection", "-c", help="The collection.")]
@@ -256,3 +258,98 @@ def memory_reembed(
             fail(str(problem))
     _out().print(f"{collection}: {count} chunks embedded again with {model.name}"
                  f" ({model.dimensions} dimensions)", markup=False)
+
+
+Path_ = Annotated[Path, typer.Argument(help="The backup file (a tar).")]
+
+
+def _bar() -> Any:  # (Progress, Progress callback)
+    """A bar per stage of a backup or restore, on the terminal only."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   console=console, transient=True)
+    tasks: dict[str, Any] = {}
+
+    def step(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    return bar, step
+
+
+@memory_app.command("backup")
+def memory_backup(
+    path: Path_,
+    tenant: Tenant = None,
+    as_json: Json = False,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Write the tenant's memory (collections, documents, chunks, vectors, agent
+    memories) to one file, consistent while writes go on."""
+    from homeo.audit import Event
+    from homeo.cli_audit import audit_log_or_exit
+    from homeo.memory.backup import BackupError, backup_tenant
+
+    with tenant_runtime(tenant, data_dir, database_url) as (settings, runtime):
+        audit = audit_log_or_exit(settings, runtime.backends.store)
+        bar, step = _bar()
+        try:
+            with bar:
+                summary = backup_tenant(runtime.backends, settings.default_tenant, path,
+                                        progress=step)
+        except (BackupError, OSError) as problem:
+            fail(f"backup failed: {problem}")
+        if audit is not None:
+            audit.record(settings.default_tenant, Event(
+                "memory.backup", "cli", f"tenant:{settings.default_tenant}",
+                {"counts": summary.counts.model_dump(), "bytes": summary.bytes}))
+    if as_json:
+        print(json.dumps(summary.as_json()))
+        return
+    counts = summary.counts
+    _out().print(f"{path}: {counts.collections} collections, {counts.documents} documents,"
+                 f" {counts.chunks} chunks, {counts.memories} memories of tenant"
+                 f" {summary.tenant!r} ({summary.bytes} bytes)", markup=False)
+
+
+@memory_app.command("restore")
+def memory_restore(
+    path: Path_,
+    tenant: Tenant = None,
+    as_json: Json = False,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Replace the tenant's memory with a backup, after checking all of it: a
+    damaged backup is refused and the memory stays as it was."""
+    from homeo.audit import Event
+    from homeo.cli_audit import audit_log_or_exit
+    from homeo.memory.backup import BackupError, Manifest, restore_tenant, restored
+
+    with tenant_runtime(tenant, data_dir, database_url) as (settings, runtime):
+        audit = audit_log_or_exit(settings, runtime.backends.store)
+
+        def record(manifest: Manifest) -> None:
+            if audit is not None:
+                audit.record(settings.default_tenant, Event(
+                    "memory.restore", "cli", f"tenant:{settings.default_tenant}",
+                    {"counts": manifest.counts.model_dump(),
+                     "backup_created_at": manifest.created_at}))
+
+        bar, step = _bar()
+        try:
+            with bar:
+                manifest = restore_tenant(runtime.backends, path, settings.default_tenant,
+                                          progress=step, in_transaction=record)
+        except (BackupError, OSError) as problem:
+            fail(f"nothing restored: {problem}")
+    if as_json:
+        print(json.dumps(restored(manifest)))
+        return
+    counts = manifest.counts
+    _out().print(f"tenant {manifest.tenant!r}: restored {counts.collections} collections,"
+                 f" {counts.documents} documents, {counts.chunks} chunks, {counts.memories}"
+                 f" memories from {path}", markup=False)

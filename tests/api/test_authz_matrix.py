@@ -146,6 +146,20 @@ def drop_document(world: World, who: Who) -> tuple[str, str, dict[str, Any]]:
     return "DELETE", f"/v1/collections/kb/documents/{world.document()}", {}
 
 
+def restore_acme(world: World, who: Who) -> tuple[str, str, dict[str, Any]]:
+    """A backup of acme's memory as it is now: acme's admin gets it back
+    unchanged; another tenant's admin is refused it (409), seeing none of it."""
+    import tempfile
+
+    from homeo.memory.backup import backup_tenant
+
+    with tempfile.TemporaryDirectory() as folder:
+        made = backup_tenant(world.runtime.backends, "acme", Path(folder) / "acme.tar")
+        body = made.path.read_bytes()
+    return "POST", "/v1/memory/restore", {
+        "content": body, "headers": {"content-type": "application/x-tar"}}
+
+
 # How to call each route: (method, path) -> the request, made for a caller `who`.
 # Paths name acme's objects, so a caller of another tenant aims at them.
 Sample = Callable[[World, Who], tuple[str, str, dict[str, Any]]]
@@ -176,6 +190,8 @@ SAMPLES: dict[tuple[str, str], Sample] = {
         "GET", "/v1/memories/search", {"params": {"q": MARK}}),
     ("GET", "/v1/memories/{memory_id}"): lambda w, who: ("GET", "/v1/memories/1", {}),
     ("DELETE", "/v1/memories/{memory_id}"): lambda w, who: ("DELETE", "/v1/memories/1", {}),
+    ("POST", "/v1/memory/backup"): lambda w, who: ("POST", "/v1/memory/backup", {}),
+    ("POST", "/v1/memory/restore"): restore_acme,
     ("GET", "/v1/models"): lambda w, who: ("GET", "/v1/models", {}),
     ("POST", "/v1/chat/completions"): lambda w, who: ("POST", "/v1/chat/completions", {
         "json": {"model": "default", "messages": [{"role": "user", "content": "hi"}]}}),
@@ -219,6 +235,9 @@ SAMPLES: dict[tuple[str, str], Sample] = {
 OWN_STATUS = {("POST", "/v1/embeddings"): 400, ("POST", "/v1/runs/{run_id}/approve"): 409,
               ("POST", "/v1/runs/{run_id}/reject"): 409, ("POST", "/v1/runs/{run_id}/input"): 409,
               ("GET", "/v1/memories/{memory_id}"): 404, ("DELETE", "/v1/memories/{memory_id}"): 404}
+# A backup of acme's is refused to another tenant, whose admin gets a 409 (checked
+# beside the leaks below).
+OTHER_STATUS = {("POST", "/v1/memory/restore"): 409}
 # The routes that name an object of acme's in their path: another tenant gets a 404.
 ACME_OBJECT_ROUTES = {path for _, path in SAMPLES if "{run_id}" in path or "{key_id}" in path
                       or "{document_id}" in path}
@@ -345,6 +364,9 @@ def test_the_authorization_matrix(world: World, kind: str) -> None:
             # Another tenant's caller, allowed the route: it never reaches acme's data.
             if path in ACME_OBJECT_ROUTES and answer.status_code != 404:
                 wrong.append(f"{where}, expected 404 for acme's object")
+            if (method, path) in OTHER_STATUS and \
+                    answer.status_code != OTHER_STATUS[method, path]:
+                wrong.append(f"{where}, expected {OTHER_STATUS[method, path]}")
             # A 404 may repeat the id the caller sent; nothing else of acme's may show.
             leaked = [item for item in [MARK, *acme_ids]
                       if item in answer.text and item not in sent_path]

@@ -23,6 +23,7 @@ from homeo.api import (
     health,
     keys,
     memories,
+    memory_backup,
     openai_compat,
     providers,
     runs,
@@ -144,6 +145,7 @@ def create_app(
     app.include_router(audit.router, dependencies=authenticated)
     app.include_router(collections.router, dependencies=authenticated)
     app.include_router(memories.router, dependencies=authenticated)
+    app.include_router(memory_backup.router, dependencies=authenticated)
     app.include_router(safety.router, dependencies=authenticated)
     app.include_router(slo.router, dependencies=authenticated)
     app.include_router(autonomic.router, dependencies=authenticated)

@@ -38,6 +38,10 @@ class Dialect(Protocol):
     def write(self) -> AbstractContextManager[Any]:
         """A connection in one transaction: committed on success, rolled back on error."""
 
+    def snapshot(self) -> AbstractContextManager[Any]:
+        """A connection of its own in one read-only transaction that sees one
+        snapshot of the database while writers go on (for a backup)."""
+
     def statement(self) -> AbstractContextManager[Any]:
         """A connection for one writing statement (atomic on its own)."""
 

@@ -145,6 +145,19 @@ class PostgresDatabase:
     def write(self) -> AbstractContextManager[psycopg.Connection[dict[str, Any]]]:
         return self.transaction()
 
+    @contextmanager
+    def snapshot(self) -> Iterator[_SnapshotReader]:
+        """A connection in one REPEATABLE READ, READ ONLY transaction: every
+        read inside sees the database as of the first one, while writers go
+        on. Its `execute` reads through a server-side cursor, so a long result
+        (a backup's vectors) is fetched in batches, never all at once."""
+        with self.connection() as connection:
+            connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                yield _SnapshotReader(connection)
+            finally:
+                connection.execute("ROLLBACK")
+
     def statement(self) -> AbstractContextManager[psycopg.Connection[dict[str, Any]]]:
         return self.connection()  # autocommit: no BEGIN and COMMIT round trips
 
@@ -201,6 +214,21 @@ class PostgresDatabase:
             return
         self._closed = True
         self._pool.close()
+
+
+class _SnapshotReader:
+    """`execute` as a connection's, through a named (server-side) cursor."""
+
+    def __init__(self, connection: psycopg.Connection[dict[str, Any]]) -> None:
+        self._connection = connection
+        self._cursors = 0
+
+    def execute(self, query: str, params: Sequence[Any] = ()) -> Any:
+        self._cursors += 1
+        cursor = self._connection.cursor(name=f"homeo_snapshot_{self._cursors}")
+        cursor.itersize = 1000
+        cursor.execute(query, params)  # type: ignore[arg-type]
+        return cursor
 
 
 def _first_line(error: Exception) -> str:

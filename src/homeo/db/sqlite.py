@@ -136,6 +136,21 @@ class SQLiteDatabase:
         yield connection
 
     @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A connection of its own in one read transaction: every read inside
+        sees the database as of the first one (WAL keeps that snapshot while
+        writers go on), so a long read (a backup) is consistent."""
+        connection = _connect(self.path)
+        try:
+            connection.execute("BEGIN")
+            try:
+                yield connection
+            finally:
+                connection.execute("ROLLBACK")
+        finally:
+            connection.close()
+
+    @contextmanager
     def statement(self) -> Iterator[sqlite3.Connection]:
         """The write connection for one statement, atomic on its own (autocommit):
         no BEGIN and COMMIT round trips. Inside a write, part of its transaction.

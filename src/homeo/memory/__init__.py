@@ -8,4 +8,5 @@ vectors.py    float32 vectors as bytes, and exact search with numpy
 fusion.py     reciprocal rank fusion of ranked lists
 embedder.py   embeddings through a model alias, batched, cached by content hash
 knowledge.py  the verbs: add, replace, delete, list and search documents
+backup.py     a tenant's memory to one checked tar file, and back
 """

@@ -74,6 +74,22 @@ class PostgresKnowledgeStore(SQLKnowledgeStore):
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id", values).fetchone()
         return int(row["id"])
 
+    def _insert_chunks(self, db: Any, rows: list[tuple[Any, ...]]) -> list[int]:
+        """One pipelined round of inserts, not a round trip per chunk."""
+        if not rows:
+            return []
+        cursor = db.cursor()
+        cursor.executemany(
+            "INSERT INTO memory_chunks (tenant_id, collection_id, document_id, position, text,"
+            " start_char, end_char, content_hash, model, dimensions, vector)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id", rows,
+            returning=True)
+        ids = []
+        while True:
+            ids.append(int(cursor.fetchone()["id"]))
+            if not cursor.nextset():
+                return ids
+
     def _index_chunks(self, db: Any, collection_id: str, rows: list[tuple[int, str]]) -> None:
         """The tsvector column is generated from the text: nothing to add."""
         del db, collection_id, rows

@@ -64,6 +64,10 @@ class SQLKnowledgeStore(KnowledgeStore):
     def _insert_chunk(self, db: Any, values: tuple[Any, ...]) -> int:
         """Insert one chunk row; its new id."""
 
+    def _insert_chunks(self, db: Any, rows: list[tuple[Any, ...]]) -> list[int]:
+        """Insert chunk rows (a restore's batch); their new ids, in order."""
+        return [self._insert_chunk(db, values) for values in rows]
+
     # Reads ---------------------------------------------------------------
     def _one(self, text: str, params: Sequence[Any] = ()) -> Any:
         with self.db.read() as db:
