@@ -67,6 +67,19 @@ def test_a_long_document_is_accepted_then_indexed(api: httpx.Client) -> None:
     assert short.status_code == 201 and short.json()["chunks"] == 1  # short: indexed at once
 
 
+def test_a_long_replacement_is_queued_and_replaces_the_document_when_done(
+        api: httpx.Client) -> None:
+    made = api.post("/v1/collections/kb/documents", json={"text": "Gulls cry at dawn."}).json()
+    accepted = api.put(f"/v1/collections/kb/documents/{made['id']}", json={"text": LOG})
+    assert accepted.status_code == 202, accepted.text
+    done = finished(api, accepted.json()["status_url"])
+    assert done["status"] == "done" and done["document_id"] == made["id"]
+    assert api.get(f"/v1/collections/kb/documents/{made['id']}").json()["text"] == LOG
+    gulls = api.get("/v1/collections/kb/search", params={"q": "gulls", "mode": "text"}).json()
+    assert gulls["results"] == []
+    assert api.get("/v1/collections").json()["collections"][0]["documents"] == 1
+
+
 def test_a_long_file_is_queued_too(api: httpx.Client) -> None:
     accepted = api.post("/v1/collections/files/documents",
                         files={"file": ("log.txt", LOG.encode())})

@@ -90,3 +90,6 @@ def test_a_long_document_comes_back_as_an_ingestion_to_follow(
         assert homeo.collections.ingestion("birds", again.id).document_id is not None
         short = homeo.collections.add("birds", "Herons stand still.", format="text")
         assert isinstance(short, Document)
+        longer = homeo.collections.replace("birds", short.id, text + "\n\nThe end.",
+                                           format="text")
+        assert isinstance(longer, Ingestion) and longer.status in ("queued", "indexing", "done")

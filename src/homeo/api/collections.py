@@ -10,7 +10,8 @@
     GET    /v1/collections/{name}/ingestions/{id}         an ingestion's status and progress
     GET    /v1/collections/{name}/documents               list them, newest first
     GET    /v1/collections/{name}/documents/{id}          one, with its text
-    PUT    /v1/collections/{name}/documents/{id}          replace its text
+    PUT    /v1/collections/{name}/documents/{id}          replace its text (a long one: 202,
+                                                          as POST)
     DELETE /v1/collections/{name}/documents/{id}          remove it, its chunks and vectors
     GET    /v1/collections/{name}/search?q=&k=&mode=      chunks, best first
 
@@ -238,22 +239,32 @@ async def delete_collection(name: str, request: Request, knowing: Knowing,
 async def add_document(name: str, request: Request, knowing: Knowing,
                        tenant_id: Tenant) -> Any:
     _name(name)
-    parts = request.app.state.parts
     try:
         extracted, title, source = await _document_of(request)
-        if len(extracted.text) > parts.settings.memory_ingest_inline_chars:
-            from homeo.engine.ingest import submit_ingestion
-
-            ingestion, _ = await asyncio.to_thread(
-                lambda: submit_ingestion(parts.backends, knowing.store, tenant_id, name,
-                                         extracted, title=title, source=source))
-            view = IngestionView.of(ingestion)
-            return JSONResponse(view.model_dump(), status_code=202,
-                                headers={"location": view.status_url})
+        if queued := await _queue_if_long(request, knowing, tenant_id, name, extracted, title,
+                                          source, None):
+            return queued
         made = await knowing.add(tenant_id, name, extracted, title=title, source=source)
     except (KnowledgeError, ExtractError, ModelError) as problem:
         return _refused(request, problem)
     return JSONResponse(DocumentView.of(made).model_dump(), status_code=201)
+
+
+async def _queue_if_long(request: Request, knowing: Knowledge, tenant_id: str, name: str,
+                         extracted: Extracted, title: str | None, source: str | None,
+                         replace: str | None) -> JSONResponse | None:
+    """A 202 and the ingestion a worker indexes, for a text longer than
+    HOMEO_MEMORY_INGEST_INLINE_CHARS; None for one indexed before the answer."""
+    parts = request.app.state.parts
+    if len(extracted.text) <= parts.settings.memory_ingest_inline_chars:
+        return None
+    from homeo.engine.ingest import submit_ingestion
+
+    ingestion, _ = await asyncio.to_thread(
+        lambda: submit_ingestion(parts.backends, knowing.store, tenant_id, name, extracted,
+                                 title=title, source=source, replace=replace))
+    view = IngestionView.of(ingestion)
+    return JSONResponse(view.model_dump(), status_code=202, headers={"location": view.status_url})
 
 
 @router.get("/{name}/ingestions/{ingestion_id}", response_model=IngestionView,
@@ -268,7 +279,8 @@ async def get_ingestion(name: str, ingestion_id: str, request: Request, knowing:
 
 
 @router.put("/{name}/documents/{document_id}", response_model=DocumentView,
-            openapi_extra=_BODY_DOC,
+            openapi_extra=_BODY_DOC, responses={202: {
+                "model": IngestionView, "description": "Accepted: a worker replaces it"}},
     dependencies=[requires("member")],
 )
 async def replace_document(name: str, document_id: str, request: Request, knowing: Knowing,
@@ -277,6 +289,9 @@ async def replace_document(name: str, document_id: str, request: Request, knowin
         if await knowing.read(knowing.store.get_document, tenant_id, name, document_id) is None:
             raise DocumentNotFound(f"no document {document_id!r} in collection {name!r}")
         extracted, title, source = await _document_of(request)
+        if queued := await _queue_if_long(request, knowing, tenant_id, name, extracted, title,
+                                          source, document_id):
+            return queued
         made = await knowing.add(tenant_id, name, extracted, title=title, source=source,
                                  replace=document_id)
     except (KnowledgeError, ExtractError, ModelError) as problem:

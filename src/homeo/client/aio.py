@@ -197,7 +197,7 @@ class Collections:
 
     async def replace(self, collection: str, document_id: str, text: str, *,
                 format: DocumentFormat = "markdown", title: str | None = None,
-                source: str | None = None) -> models.Document:
+                source: str | None = None) -> calls.Added:
         return await self._client.send(
             calls.replace_document(collection, document_id, text, format, title, source))
 

@@ -207,9 +207,9 @@ def get_ingestion(collection: str, ingestion_id: str) -> Call[models.Ingestion]:
 
 
 def replace_document(collection: str, document_id: str, text: str, format: DocumentFormat,
-                     title: str | None, source: str | None) -> Call[models.Document]:
+                     title: str | None, source: str | None) -> Call[Added]:
     return Call("PUT", f"/v1/collections/{collection}/documents/{document_id}",
-                _model(models.Document), body=_document_body(text, format, title, source))
+                _added, body=_document_body(text, format, title, source))
 
 
 def list_documents(collection: str, limit: int,
