@@ -6,7 +6,7 @@ vectors in memory, one transaction), on SQLite and on PostgreSQL.
 
 The embedding model here is a seeded stand-in that returns 384 random floats
 per text at once, so the figures are the store's work alone; with minilm
-(about 600 chunks/s here) embedding dominates either way.
+(100 to 160 texts/s here, bench/embeddings.py) embedding dominates either way.
 
     .venv/bin/python bench/ingest.py
     .venv/bin/python bench/ingest.py --chunks 1000 --batches 64 8
