@@ -106,3 +106,16 @@ def test_add_with_no_wait_queues_the_files_for_a_worker(docs: Path, tmp_path: Pa
     assert found.exit_code == 0 and "Ravens are clever birds." in found.stdout
     unchanged = homeo(data, "memory", "add", str(docs), "-c", "kb")
     assert "kb: 0 added, 0 replaced, 7 skipped" in unchanged.stdout
+
+
+def test_a_file_changed_and_changed_back_gets_its_first_text_again(tmp_path: Path) -> None:
+    data, note = tmp_path / "data", tmp_path / "note.txt"
+    for text in ("Herons wait.", "Egrets wade.", "Herons wait."):
+        note.write_text(text)
+        done = homeo(data, "memory", "add", str(note), "-c", "kb")
+        assert done.exit_code == 0 and "0 skipped" in done.stdout, done.output
+    listed = json.loads(homeo(data, "memory", "list", "-c", "kb", "--json").stdout)
+    [document] = listed["documents"]
+    found = homeo(data, "memory", "search", "herons", "-c", "kb", "--mode", "text", "--json")
+    assert [hit["document_id"] for hit in json.loads(found.stdout)["results"]] == [
+        document["id"]]

@@ -270,3 +270,12 @@ def test_a_failed_ingestion_is_queued_again_with_a_new_generation(
     assert store.delete_document("acme", "docs", document.id)
     revived = store.retry_ingestion("acme", made.id)  # its document was deleted since
     assert (revived.status, revived.document_id, revived.generation) == ("queued", None, 2)
+
+
+def test_a_done_ingestion_whose_document_changed_since_is_queued_again(
+        store: KnowledgeStore) -> None:
+    made, _ = store.create_ingestion("acme", ingestion("alpha"))
+    document = store.finish_ingestion("acme", made.id, chunks("alpha"), MODEL)
+    store.put_document("acme", "docs", doc("beta"), chunks("beta"), MODEL, replace=document.id)
+    again = store.retry_ingestion("acme", made.id)
+    assert again is not None and (again.status, again.generation) == ("queued", 1)

@@ -6,8 +6,8 @@ transaction when the store and the queue share a database (else the
 ingestion first: a crash between the two is mended by submitting again,
 which queues the job of an ingestion not done). Submitting the same text
 from the same source to the same collection again returns the same
-ingestion; one that failed, or whose document was deleted since, is queued
-again.
+ingestion; one that failed, or whose document was deleted or changed since,
+is queued again.
 
 The worker runs `process_ingest_job`: it heartbeats the job's lease after
 each batch, stops when the lease is lost, gives the job back between
@@ -67,7 +67,8 @@ def submit_ingestion(backends: Backends, store: KnowledgeStore, tenant_id: str,
     if not extracted.text.strip():
         raise KnowledgeError("the document has no text to add")
     text_hash = content_hash(extracted.text)
-    new = NewIngestion(collection, ingestion_key(tenant_id, collection, source, text_hash),
+    new = NewIngestion(collection,
+                       ingestion_key(tenant_id, collection, source, text_hash, replace),
                        NewDocument(title or extracted.title, source, extracted.format,
                                    extracted.text, text_hash), replace)
     with backends.atomic():

@@ -33,10 +33,12 @@ from homeo.memory.vectors import to_bytes
 Progress = Callable[[int, int], Awaitable[None]]
 
 
-def ingestion_key(tenant_id: str, collection: str, source: str | None, text_hash: str) -> str:
+def ingestion_key(tenant_id: str, collection: str, source: str | None, text_hash: str,
+                  replace: str | None = None) -> str:
     """The idempotency key of an upload: the same text from the same source
-    into the same collection is the same ingestion."""
-    parts = (tenant_id, collection, source or "", text_hash)
+    into the same collection (in place of the same document, if any) is the
+    same ingestion."""
+    parts = (tenant_id, collection, source or "", text_hash, replace or "")
     return "sha256:" + hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 

@@ -167,9 +167,10 @@ class SQLIngestions:
             if row is None:
                 return None
             ingestion = Ingestion.model_validate(dict(row))
-            if ingestion.status == "done" and \
-                    self._document_of(db, tenant_id, ingestion) is not None:
-                return None
+            if ingestion.status == "done":
+                document = self._document_of(db, tenant_id, ingestion)
+                if document is not None and document.content_hash == ingestion.content_hash:
+                    return None  # done, and its document still holds this text
             if ingestion.status not in ("done", "failed"):
                 return None
             db.execute(sql(

@@ -299,8 +299,9 @@ class KnowledgeStore(ABC):
     @abstractmethod
     def retry_ingestion(self, tenant_id: str, ingestion_id: str, *,
                         now: float | None = None) -> Ingestion | None:
-        """A failed ingestion, or a done one whose document was deleted since,
-        queued again with its generation raised; None when it is neither."""
+        """A failed ingestion, or a done one whose document was deleted or given
+        another text since, queued again with its generation raised; None when
+        it is neither."""
 
 
 def open_store(backends: Backends) -> KnowledgeStore:
