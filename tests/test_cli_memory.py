@@ -80,3 +80,42 @@ def test_bad_arguments_fail_with_one_line(tmp_path: Path) -> None:
     assert nothing.exit_code == 1 and "no such file or folder" in nothing.stdout
     empty = homeo(tmp_path, "memory", "list")
     assert "has no collections" in empty.stderr
+
+
+def test_add_with_no_wait_queues_the_files_for_a_worker(docs: Path, tmp_path: Path) -> None:
+    import asyncio
+
+    from homeo.config import Settings
+    from homeo.runtime import Runtime
+
+    data = tmp_path / "data"
+    queued = homeo(data, "memory", "add", str(docs), "-c", "kb", "--no-wait")
+    assert queued.exit_code == 0, queued.output
+    assert "kb: 3 queued for `homeo worker`, 4 skipped" in queued.stdout
+    assert f"queued {docs / 'pets.md'}: ingestion ing_" in queued.stdout
+    missing = homeo(data, "memory", "search", "ravens", "-c", "kb")
+    assert missing.exit_code == 1 and "no collection 'kb'" in missing.stderr  # not yet indexed
+    again = homeo(data, "memory", "add", str(docs), "-c", "kb", "--no-wait")
+    assert again.stdout.count("ingestion ing_") == 3  # the same ingestions, no new ones
+    runtime = Runtime.open(Settings(data_dir=data))
+    try:
+        assert asyncio.run(runtime.worker(1).run_until_idle()) == 3
+    finally:
+        asyncio.run(runtime.aclose())
+    found = homeo(data, "memory", "search", "ravens", "-c", "kb", "--mode", "text")
+    assert found.exit_code == 0 and "Ravens are clever birds." in found.stdout
+    unchanged = homeo(data, "memory", "add", str(docs), "-c", "kb")
+    assert "kb: 0 added, 0 replaced, 7 skipped" in unchanged.stdout
+
+
+def test_a_file_changed_and_changed_back_gets_its_first_text_again(tmp_path: Path) -> None:
+    data, note = tmp_path / "data", tmp_path / "note.txt"
+    for text in ("Herons wait.", "Egrets wade.", "Herons wait."):
+        note.write_text(text)
+        done = homeo(data, "memory", "add", str(note), "-c", "kb")
+        assert done.exit_code == 0 and "0 skipped" in done.stdout, done.output
+    listed = json.loads(homeo(data, "memory", "list", "-c", "kb", "--json").stdout)
+    [document] = listed["documents"]
+    found = homeo(data, "memory", "search", "herons", "-c", "kb", "--mode", "text", "--json")
+    assert [hit["document_id"] for hit in json.loads(found.stdout)["results"]] == [
+        document["id"]]

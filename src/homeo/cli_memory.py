@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -75,8 +76,23 @@ def _files(paths: list[Path], tally: _Tally) -> list[Path]:
     return found
 
 
-async def _add_one(knowledge: Any, tenant: str, collection: str, path: Path,
-                   tally: _Tally) -> None:
+# When `memory add` indexes its files itself, their jobs (the fallback, should
+# it be stopped) come due this much later, so a running worker does not do
+# the same work meanwhile.
+CLI_INGEST_DELAY_SECONDS = 120.0
+
+
+@dataclass
+class _Accepted:
+    path: Path
+    ingestion: Any  # homeo.memory.store.Ingestion
+    replaces: bool
+
+
+def _accept(runtime: Any, knowledge: Any, tenant: str, collection: str, path: Path,
+            tally: _Tally, delay: float) -> _Accepted | None:
+    """Read one file and accept it as an ingestion (its job queued); None if skipped."""
+    from homeo.engine.ingest import submit_ingestion
     from homeo.memory.embedder import content_hash
     from homeo.memory.extract import ExtractError, extract, format_of
     from homeo.memory.store import KnowledgeError
@@ -85,38 +101,71 @@ async def _add_one(knowledge: Any, tenant: str, collection: str, path: Path,
     if format is None:
         tally.skipped.append((str(path), f"not a readable type ({path.suffix or 'no suffix'};"
                               " homeo reads .txt, .md, .html, .pdf)"))
-        return
+        return None
     try:
         extracted = extract(path.read_bytes(), format)
     except (OSError, ExtractError) as problem:
         tally.skipped.append((str(path), str(problem)))
-        return
+        return None
     if not extracted.text.strip():
         tally.skipped.append((str(path), "no text in it"))
-        return
+        return None
     source = str(path.resolve())
-    known = await knowledge.read(knowledge.store.find_document, tenant, collection, source)
+    known = knowledge.store.find_document(tenant, collection, source)
     if known is not None and known.content_hash == content_hash(extracted.text):
         tally.skipped.append((str(path), "unchanged since it was added"))
-        return
+        return None
     try:
-        await knowledge.add(tenant, collection, extracted, title=extracted.title or path.name,
-                            source=source, replace=known.id if known else None)
+        ingestion, _ = submit_ingestion(
+            runtime.backends, knowledge.store, tenant, collection, extracted,
+            title=extracted.title or path.name, source=source,
+            replace=known.id if known else None, delay=delay)
     except KnowledgeError as problem:
         fail(str(problem))
-    (tally.replaced if known else tally.added).append(str(path))
+    return _Accepted(path, ingestion, known is not None)
+
+
+async def _index(knowledge: Any, tenant: str, accepted: _Accepted,
+                 progress: Callable[[int, int], None]) -> None:
+    """Index an accepted file in this process, as a worker would."""
+    from homeo.llm.base import ModelError
+    from homeo.memory.ingest import index_ingestion
+    from homeo.memory.store import KnowledgeError
+
+    store = knowledge.store
+    ingestion = await asyncio.to_thread(store.get_ingestion, tenant, accepted.ingestion.id,
+                                        with_text=True)
+    if ingestion.status == "done":  # a worker finished it meanwhile
+        return
+
+    async def show(done: int, total: int) -> None:
+        progress(done, total)
+
+    try:
+        await index_ingestion(store, knowledge.embedder, knowledge.policy, ingestion, tenant,
+                              progress=show)
+    except KnowledgeError as problem:
+        await asyncio.to_thread(store.fail_ingestion, tenant, ingestion.id, str(problem))
+        fail(f"{accepted.path}: {problem}")
+    except ModelError as problem:  # its job is queued: a worker tries again later
+        fail(f"{accepted.path}: {problem} (it stays queued for `homeo worker`: ingestion"
+             f" {ingestion.id})")
 
 
 @memory_app.command("add")
 def memory_add(
     paths: Annotated[list[Path], typer.Argument(help="Files and folders to add.")],
     collection: CollectionOption,
+    no_wait: Annotated[bool, typer.Option(
+        "--no-wait", help="Queue the files for `homeo worker` and return at once.")] = False,
     tenant: Tenant = None,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Add files (.txt, .md, .html, .pdf) and folders to a collection: a file
-    added before is replaced if it changed and skipped if not."""
+    added before is replaced if it changed and skipped if not. Each file is
+    accepted first (an ingestion, with a queued job), then indexed here with
+    a progress bar; stopped midway, the workers finish what was accepted."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from homeo.memory.knowledge import check_collection_name
@@ -130,26 +179,40 @@ def memory_add(
     files = _files(paths, tally)
     with tenant_runtime(tenant, data_dir, database_url) as (settings, runtime):
         knowledge = _knowledge(runtime)
+        owner = settings.default_tenant
+        delay = 0.0 if no_wait else CLI_INGEST_DELAY_SECONDS
+        accepted = [made for path in files
+                    if (made := _accept(runtime, knowledge, owner, collection, path, tally,
+                                        delay)) is not None]
 
-        async def add_all() -> None:
+        async def index_all() -> None:
             columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                        TextColumn("{task.fields[name]}"))
             with Progress(*columns, console=console, transient=True) as progress:
-                task = progress.add_task("adding", total=len(files), name="")
-                for path in files:
-                    progress.update(task, name=path.name)
-                    await _add_one(knowledge, settings.default_tenant, collection, path, tally)
+                task = progress.add_task("adding", total=len(accepted), name="")
+                for made in accepted:
+                    def show(done: int, total: int, name: str = made.path.name) -> None:
+                        progress.update(task, name=f"{name} ({done}/{total} chunks)")
+
+                    await _index(knowledge, owner, made, show)
+                    (tally.replaced if made.replaces else tally.added).append(str(made.path))
                     progress.advance(task)
 
-        asyncio.run(add_all())
+        if not no_wait:
+            asyncio.run(index_all())
     out = _out()
-    out.print(f"{collection}: {len(tally.added)} added, {len(tally.replaced)} replaced,"
-              f" {len(tally.skipped)} skipped", markup=False)
+    if no_wait:
+        out.print(f"{collection}: {len(accepted)} queued for `homeo worker`,"
+                  f" {len(tally.skipped)} skipped", markup=False)
+        for made in accepted:
+            out.print(f"  queued {made.path}: ingestion {made.ingestion.id}", markup=False)
+    else:
+        out.print(f"{collection}: {len(tally.added)} added, {len(tally.replaced)} replaced,"
+                  f" {len(tally.skipped)} skipped", markup=False)
     for path, why in tally.skipped:
         out.print(f"  skipped {path}: {why}", markup=False)
     reasons = Counter(why for _, why in tally.skipped)
-    if not tally.added and not tally.replaced and reasons and \
-            set(reasons) != {"unchanged since it was added"}:
+    if not accepted and reasons and set(reasons) != {"unchanged since it was added"}:
         raise typer.Exit(1)
 
 

@@ -303,6 +303,10 @@ class Settings(BaseSettings):
     memory_chunk_overlap: int = Field(
         150, ge=0, le=50_000,
         description="Characters a chunk repeats from the one before it, at most half a chunk.")
+    memory_ingest_inline_chars: int = Field(
+        20_000, ge=0, le=10_000_000,
+        description="Longest document text POST /v1/collections/{name}/documents indexes"
+        " before it answers (201); a longer one is queued for a worker (202). 0: queue all.")
     memory_merge_similarity: float = Field(
         0.9, gt=0, le=1,
         description="Cosine at or above which a new agent memory is merged into an old one.")

@@ -38,9 +38,11 @@ from homeo.api.app import create_app
 from homeo.api.deps import decision_of
 from homeo.audit import generate_key
 from homeo.config import Settings
+from homeo.engine.ingest import submit_ingestion
 from homeo.engine.submit import submit_run
 from homeo.keys import create_key
 from homeo.memory.embedder import Embedder
+from homeo.memory.extract import from_text
 from homeo.memory.knowledge import Knowledge
 from homeo.memory.store import open_store
 from homeo.runtime import Runtime
@@ -215,6 +217,8 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("GET", "/v1/collections/{name}/documents/{document_id}"): lambda w, who: (
         "GET", f"/v1/collections/kb/documents/{w.acme['doc']}", {}),
     ("DELETE", "/v1/collections/{name}/documents/{document_id}"): drop_document,
+    ("GET", "/v1/collections/{name}/ingestions/{ingestion_id}"): lambda w, who: (
+        "GET", f"/v1/collections/kb/ingestions/{w.acme['ingestion']}", {}),
     ("GET", "/v1/collections/{name}/search"): lambda w, who: (
         "GET", "/v1/collections/kb/search", {"params": {"q": MARK, "mode": "text"}}),
     ("POST", "/v1/safety/check"): lambda w, who: (
@@ -240,7 +244,7 @@ OWN_STATUS = {("POST", "/v1/embeddings"): 400, ("POST", "/v1/runs/{run_id}/appro
 OTHER_STATUS = {("POST", "/v1/memory/restore"): 409}
 # The routes that name an object of acme's in their path: another tenant gets a 404.
 ACME_OBJECT_ROUTES = {path for _, path in SAMPLES if "{run_id}" in path or "{key_id}" in path
-                      or "{document_id}" in path}
+                      or "{document_id}" in path or "{ingestion_id}" in path}
 
 
 def stepped_run(runtime: Runtime) -> str:
@@ -305,6 +309,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     made = World(url, runtime, people)
     try:
         made.acme["doc"] = made.document()
+        made.acme["ingestion"] = submit_ingestion(
+            runtime.backends, app.state.knowledge.store, "acme", "kb",
+            from_text(f"{MARK} queued document", "text"), title=MARK)[0].id
         done = made.run_of(people["key", "acme", "admin"].principal)
         with made.admin() as acme:
             assert acme.post(f"/v1/runs/{done}/cancel").status_code == 200
@@ -333,7 +340,8 @@ def test_every_route_declares_one_decision_and_has_a_sample(world: World) -> Non
 @pytest.mark.parametrize("kind", ["key", "jwt"])
 def test_the_authorization_matrix(world: World, kind: str) -> None:
     app = create_app(world.runtime.settings, world.runtime.backends, world.runtime.metrics)
-    acme_ids = [world.acme["doc"], world.acme["done"], world.acme["stepped"]] + [
+    acme_ids = [world.acme["doc"], world.acme["done"], world.acme["stepped"],
+                world.acme["ingestion"]] + [
         who.principal.removeprefix("key:") for (k, tenant, _), who in world.people.items()
         if k == "key" and tenant == "acme"]
     wrong: list[str] = []

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from homeo.client import AsyncHomeo, Homeo, InvalidRequest, NotFound
+from homeo.client import AsyncHomeo, Document, Homeo, Ingestion, InvalidRequest, NotFound
 from tests.api.conftest import Served
 
 pytestmark = pytest.mark.slow  # loads the embedding model
@@ -58,3 +60,36 @@ def test_collections_over_the_async_client(served: Served) -> None:
                 await homeo.collections.delete("notes")
 
     asyncio.run(scenario())
+
+
+def test_a_long_document_comes_back_as_an_ingestion_to_follow(
+        serve: Callable[..., Served]) -> None:
+    served = serve(memory_ingest_inline_chars=100)
+    text = "\n\n".join(f"Note {n}: the heron waits in the shallows." for n in range(12))
+
+    async def scenario() -> None:
+        async with AsyncHomeo(served.url, served.key) as homeo:
+            accepted = await homeo.collections.add("birds", text, format="text")
+            assert isinstance(accepted, Ingestion) and accepted.collection == "birds"
+            now = accepted
+            end = time.monotonic() + 120
+            while now.status not in ("done", "failed"):
+                assert time.monotonic() < end, f"not indexed: {now}"
+                await asyncio.sleep(0.05)
+                now = await homeo.collections.ingestion("birds", accepted.id)
+            assert now.status == "done" and now.chunks_done == now.chunks_total
+            document = await homeo.collections.document("birds", now.document_id)
+            assert document.text == text
+            with pytest.raises(NotFound):
+                await homeo.collections.ingestion("other", accepted.id)
+
+    asyncio.run(scenario())
+    with Homeo(served.url, served.key) as homeo:
+        again = homeo.collections.add("birds", text, format="text")
+        assert isinstance(again, Ingestion) and again.status == "done"
+        assert homeo.collections.ingestion("birds", again.id).document_id is not None
+        short = homeo.collections.add("birds", "Herons stand still.", format="text")
+        assert isinstance(short, Document)
+        longer = homeo.collections.replace("birds", short.id, text + "\n\nThe end.",
+                                           format="text")
+        assert isinstance(longer, Ingestion) and longer.status in ("queued", "indexing", "done")

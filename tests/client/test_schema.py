@@ -30,6 +30,7 @@ MIRRORS: dict[type[models.Model], str] = {
     models.Collection: "CollectionView",
     models.Document: "DocumentView",
     models.DocumentPage: "DocumentPage",
+    models.Ingestion: "IngestionView",
     models.Hit: "HitView",
     models.SearchResults: "SearchResults",
 }
@@ -108,5 +109,6 @@ def test_every_api_route_of_the_sdk_resources_is_covered(served: Served) -> None
         ("PUT", "/v1/collections/{name}/documents/{document_id}"),
         ("DELETE", "/v1/collections/{name}/documents/{document_id}"),
         ("GET", "/v1/collections/{name}/search"),
+        ("GET", "/v1/collections/{name}/ingestions/{ingestion_id}"),
     }
     assert routes == covered

@@ -14,6 +14,8 @@ from homeo.memory.store import (
     KnowledgeStore,
     NewChunk,
     NewDocument,
+    NewIngestion,
+    StagedVector,
     open_store,
 )
 from homeo.memory.vectors import to_bytes
@@ -187,3 +189,93 @@ def test_a_rare_word_outranks_a_word_in_every_chunk(store: KnowledgeStore) -> No
     assert first.text == "common zanzibar note"
     assert len(store.text_search("acme", "docs", ["common"], 5)) == 5
     assert len(store.text_search("acme", "docs", ["common", "filler"], 5)) == 5
+
+
+def ingestion(text: str, key: str = "k1", collection: str = "docs",
+              replace: str | None = None) -> NewIngestion:
+    return NewIngestion(collection, key, doc(text, source="a.md"), replace)
+
+
+def staged(*positions: int) -> list[StagedVector]:
+    return [StagedVector(p, f"c-{p}", vector(float(p + 1), 0, 0, 0)) for p in positions]
+
+
+def test_an_ingestion_is_stored_once_per_idempotency_key(store: KnowledgeStore) -> None:
+    made, created = store.create_ingestion("acme", ingestion("alpha"), now=5.0)
+    again, created_again = store.create_ingestion("acme", ingestion("other text"), now=6.0)
+    assert created and not created_again and again.id == made.id
+    assert (made.status, made.chunks_done, made.chunks_total, made.generation) == (
+        "queued", 0, None, 0)
+    assert store.get_ingestion("acme", made.id).text is None
+    assert store.get_ingestion("acme", made.id, with_text=True).text == "alpha"
+    other, created = store.create_ingestion("globex", ingestion("alpha"))
+    assert created and other.id != made.id  # keys are per tenant
+    assert store.get_ingestion("globex", made.id) is None
+
+
+def test_staged_vectors_count_as_progress_and_are_never_searchable(
+        store: KnowledgeStore) -> None:
+    made, _ = store.create_ingestion("acme", ingestion("alpha beta gamma"))
+    store.start_ingestion("acme", made.id, 3)
+    assert store.stage_vectors("acme", made.id, MODEL, staged(0, 1)) == 2
+    assert store.stage_vectors("acme", made.id, MODEL, staged(1)) == 2  # staged once
+    now = store.get_ingestion("acme", made.id)
+    assert (now.status, now.chunks_done, now.chunks_total) == ("indexing", 2, 3)
+    assert set(store.staged_vectors("acme", made.id, MODEL)) == {0, 1}
+    assert store.staged_vectors("acme", made.id, EmbeddingModel("other", 4)) == {}
+    assert store.staged_vectors("globex", made.id, MODEL) == {}
+    assert store.list_collections("acme") == []  # nothing of it is searchable yet
+
+
+def test_finishing_writes_the_document_once(store: KnowledgeStore) -> None:
+    made, _ = store.create_ingestion("acme", ingestion("alpha beta"))
+    store.stage_vectors("acme", made.id, MODEL, staged(0, 1))
+    document = store.finish_ingestion("acme", made.id, chunks("alpha", "beta"), MODEL)
+    assert document.chunks == 2 and document.source == "a.md"
+    again = store.finish_ingestion("acme", made.id, chunks("alpha", "beta"), MODEL)
+    assert again.id == document.id
+    [collection] = store.list_collections("acme")
+    assert (collection.documents, collection.chunks) == (1, 2)
+    done = store.get_ingestion("acme", made.id)
+    assert (done.status, done.document_id, done.chunks_done, done.chunks_total) == (
+        "done", document.id, 2, 2)
+    assert store.staged_vectors("acme", made.id, MODEL) == {}
+    store.fail_ingestion("acme", made.id, "too late")  # a done ingestion stays done
+    assert store.get_ingestion("acme", made.id).status == "done"
+    assert store.retry_ingestion("acme", made.id) is None  # its document is there
+
+
+def test_finishing_in_place_of_a_document_replaces_it(store: KnowledgeStore) -> None:
+    old = store.put_document("acme", "docs", doc("walrus"), chunks("walrus tusks"), MODEL)
+    made, _ = store.create_ingestion("acme", ingestion("penguin", replace=old.id))
+    document = store.finish_ingestion("acme", made.id, chunks("penguin wings"), MODEL)
+    assert document.id == old.id
+    assert store.text_search("acme", "docs", ["walrus"], 10) == []
+    gone, _ = store.create_ingestion("acme", ingestion("x", key="k2", replace="doc_missing"))
+    with pytest.raises(DocumentNotFound):
+        store.finish_ingestion("acme", gone.id, chunks("x"), MODEL)
+    assert store.get_ingestion("acme", gone.id).status == "queued"  # rolled back
+
+
+def test_a_failed_ingestion_is_queued_again_with_a_new_generation(
+        store: KnowledgeStore) -> None:
+    made, _ = store.create_ingestion("acme", ingestion("alpha"))
+    assert store.retry_ingestion("acme", made.id) is None  # queued: nothing to retry
+    store.fail_ingestion("acme", made.id, "the model was down")
+    failed = store.get_ingestion("acme", made.id)
+    assert (failed.status, failed.error) == ("failed", "the model was down")
+    again = store.retry_ingestion("acme", made.id)
+    assert (again.status, again.error, again.generation) == ("queued", None, 1)
+    document = store.finish_ingestion("acme", made.id, chunks("alpha"), MODEL)
+    assert store.delete_document("acme", "docs", document.id)
+    revived = store.retry_ingestion("acme", made.id)  # its document was deleted since
+    assert (revived.status, revived.document_id, revived.generation) == ("queued", None, 2)
+
+
+def test_a_done_ingestion_whose_document_changed_since_is_queued_again(
+        store: KnowledgeStore) -> None:
+    made, _ = store.create_ingestion("acme", ingestion("alpha"))
+    document = store.finish_ingestion("acme", made.id, chunks("alpha"), MODEL)
+    store.put_document("acme", "docs", doc("beta"), chunks("beta"), MODEL, replace=document.id)
+    again = store.retry_ingestion("acme", made.id)
+    assert again is not None and (again.status, again.generation) == ("queued", 1)

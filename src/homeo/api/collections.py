@@ -2,10 +2,16 @@
 
     GET    /v1/collections                                the tenant's collections
     DELETE /v1/collections/{name}                         a collection and all in it
-    POST   /v1/collections/{name}/documents               add one (JSON text, or a file)
+    POST   /v1/collections/{name}/documents               add one (JSON text, or a file):
+                                                          201 and the document, or, when its
+                                                          text is longer than
+                                                          HOMEO_MEMORY_INGEST_INLINE_CHARS,
+                                                          202 and an ingestion a worker indexes
+    GET    /v1/collections/{name}/ingestions/{id}         an ingestion's status and progress
     GET    /v1/collections/{name}/documents               list them, newest first
     GET    /v1/collections/{name}/documents/{id}          one, with its text
-    PUT    /v1/collections/{name}/documents/{id}          replace its text
+    PUT    /v1/collections/{name}/documents/{id}          replace its text (a long one: 202,
+                                                          as POST)
     DELETE /v1/collections/{name}/documents/{id}          remove it, its chunks and vectors
     GET    /v1/collections/{name}/search?q=&k=&mode=      chunks, best first
 
@@ -33,6 +39,7 @@ from homeo.memory.store import (
     Document,
     DocumentNotFound,
     EmbeddingMismatch,
+    Ingestion,
     KnowledgeError,
 )
 
@@ -85,6 +92,29 @@ class DocumentView(BaseModel):
     @classmethod
     def of(cls, document: Document) -> DocumentView:
         return cls.model_validate(document.model_dump())
+
+
+class IngestionView(BaseModel):
+    id: str
+    collection: str
+    status: Literal["queued", "indexing", "done", "failed"] = Field(
+        description="queued, indexing (chunks_done of chunks_total embedded), done"
+        " (document_id is searchable) or failed (error says why)")
+    chunks_done: int
+    chunks_total: int | None = Field(description="None until a worker has chunked the text")
+    document_id: str | None
+    error: str | None
+    title: str | None
+    source: str | None
+    content_hash: str
+    created_at: float
+    updated_at: float
+    status_url: str
+
+    @classmethod
+    def of(cls, ingestion: Ingestion) -> IngestionView:
+        return cls(**ingestion.model_dump(include=set(cls.model_fields) - {"status_url"}),
+                   status_url=f"/v1/collections/{ingestion.collection}/ingestions/{ingestion.id}")
 
 
 class CollectionView(BaseModel):
@@ -201,7 +231,9 @@ async def delete_collection(name: str, request: Request, knowing: Knowing,
 
 
 @router.post("/{name}/documents", status_code=201, response_model=DocumentView,
-             openapi_extra=_BODY_DOC,
+             openapi_extra=_BODY_DOC, responses={202: {
+                 "model": IngestionView, "description": "Accepted: a worker indexes it;"
+                 " GET its status_url (the Location header) for progress"}},
     dependencies=[requires("member")],
 )
 async def add_document(name: str, request: Request, knowing: Knowing,
@@ -209,14 +241,46 @@ async def add_document(name: str, request: Request, knowing: Knowing,
     _name(name)
     try:
         extracted, title, source = await _document_of(request)
+        if queued := await _queue_if_long(request, knowing, tenant_id, name, extracted, title,
+                                          source, None):
+            return queued
         made = await knowing.add(tenant_id, name, extracted, title=title, source=source)
     except (KnowledgeError, ExtractError, ModelError) as problem:
         return _refused(request, problem)
     return JSONResponse(DocumentView.of(made).model_dump(), status_code=201)
 
 
+async def _queue_if_long(request: Request, knowing: Knowledge, tenant_id: str, name: str,
+                         extracted: Extracted, title: str | None, source: str | None,
+                         replace: str | None) -> JSONResponse | None:
+    """A 202 and the ingestion a worker indexes, for a text longer than
+    HOMEO_MEMORY_INGEST_INLINE_CHARS; None for one indexed before the answer."""
+    parts = request.app.state.parts
+    if len(extracted.text) <= parts.settings.memory_ingest_inline_chars:
+        return None
+    from homeo.engine.ingest import submit_ingestion
+
+    ingestion, _ = await asyncio.to_thread(
+        lambda: submit_ingestion(parts.backends, knowing.store, tenant_id, name, extracted,
+                                 title=title, source=source, replace=replace))
+    view = IngestionView.of(ingestion)
+    return JSONResponse(view.model_dump(), status_code=202, headers={"location": view.status_url})
+
+
+@router.get("/{name}/ingestions/{ingestion_id}", response_model=IngestionView,
+            dependencies=[requires("member")])
+async def get_ingestion(name: str, ingestion_id: str, request: Request, knowing: Knowing,
+                        tenant_id: Tenant) -> Any:
+    found = await knowing.read(knowing.store.get_ingestion, tenant_id, ingestion_id)
+    if found is None or found.collection != name:
+        return error_response(request, 404,
+                              f"no ingestion {ingestion_id!r} in collection {name!r}")
+    return IngestionView.of(found)
+
+
 @router.put("/{name}/documents/{document_id}", response_model=DocumentView,
-            openapi_extra=_BODY_DOC,
+            openapi_extra=_BODY_DOC, responses={202: {
+                "model": IngestionView, "description": "Accepted: a worker replaces it"}},
     dependencies=[requires("member")],
 )
 async def replace_document(name: str, document_id: str, request: Request, knowing: Knowing,
@@ -225,6 +289,9 @@ async def replace_document(name: str, document_id: str, request: Request, knowin
         if await knowing.read(knowing.store.get_document, tenant_id, name, document_id) is None:
             raise DocumentNotFound(f"no document {document_id!r} in collection {name!r}")
         extracted, title, source = await _document_of(request)
+        if queued := await _queue_if_long(request, knowing, tenant_id, name, extracted, title,
+                                          source, document_id):
+            return queued
         made = await knowing.add(tenant_id, name, extracted, title=title, source=source,
                                  replace=document_id)
     except (KnowledgeError, ExtractError, ModelError) as problem:

@@ -32,6 +32,7 @@ from homeo.client.models import (
     EndEvent,
     Event,
     Hit,
+    Ingestion,
     Key,
     OtherEvent,
     Run,
@@ -48,7 +49,7 @@ from homeo.client.sync import Homeo
 
 __all__ = [
     "APIError", "Agent", "AsyncHomeo", "Child", "Collection", "Conflict", "CreatedKey",
-    "Document", "EndEvent", "Event", "Forbidden", "Gone", "Hit", "Homeo", "HomeoError",
+    "Document", "EndEvent", "Event", "Forbidden", "Gone", "Hit", "Homeo", "HomeoError", "Ingestion",
     "InvalidRequest", "Key", "NotFound", "OtherEvent", "RateLimited", "Retries", "Run",
     "RunAccepted", "RunDetail", "RunEvent", "SearchResults", "ServerError", "Step", "StepEvent",
     "StepState", "Unauthorized", "WaitTimeout", "WaitingEvent",

@@ -180,18 +180,24 @@ class Collections:
         await self._client.send(calls.delete_collection(name))
 
     async def add(self, collection: str, text: str, *, format: DocumentFormat = "markdown",
-            title: str | None = None, source: str | None = None) -> models.Document:
-        """Add a document (the collection is made on first use)."""
+            title: str | None = None, source: str | None = None) -> calls.Added:
+        """Add a document (the collection is made on first use): the Document,
+        or, for a text longer than the server indexes at once, the Ingestion
+        a worker indexes (follow it with `ingestion`)."""
         return await self._client.send(
             calls.add_document(collection, text, format, title, source))
 
     async def upload(self, collection: str, path: str | Path, *,
-               title: str | None = None) -> models.Document:
+               title: str | None = None) -> calls.Added:
         return await self._client.send(calls.upload(collection, Path(path), title))
+
+    async def ingestion(self, collection: str, ingestion_id: str) -> models.Ingestion:
+        """An accepted document's status and progress."""
+        return await self._client.send(calls.get_ingestion(collection, ingestion_id))
 
     async def replace(self, collection: str, document_id: str, text: str, *,
                 format: DocumentFormat = "markdown", title: str | None = None,
-                source: str | None = None) -> models.Document:
+                source: str | None = None) -> calls.Added:
         return await self._client.send(
             calls.replace_document(collection, document_id, text, format, title, source))
 

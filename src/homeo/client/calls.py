@@ -178,23 +178,38 @@ def _document_body(text: str, format: DocumentFormat, title: str | None,
     return body
 
 
+Added = models.Document | models.Ingestion
+
+
+def _added(response: httpx.Response) -> Added:
+    """201: the document, indexed; 202: the ingestion a worker indexes."""
+    if response.status_code == 202:
+        return models.Ingestion.model_validate_json(response.content)
+    return models.Document.model_validate_json(response.content)
+
+
 def add_document(collection: str, text: str, format: DocumentFormat, title: str | None,
-                 source: str | None) -> Call[models.Document]:
-    return Call("POST", f"/v1/collections/{collection}/documents", _model(models.Document),
+                 source: str | None) -> Call[Added]:
+    return Call("POST", f"/v1/collections/{collection}/documents", _added,
                 body=_document_body(text, format, title, source))
 
 
-def upload(collection: str, path: Path, title: str | None) -> Call[models.Document]:
+def upload(collection: str, path: Path, title: str | None) -> Call[Added]:
     """A file (.txt, .md, .html, .pdf), read by its suffix on the server."""
-    return Call("POST", f"/v1/collections/{collection}/documents", _model(models.Document),
+    return Call("POST", f"/v1/collections/{collection}/documents", _added,
                 files={"file": (path.name, path.read_bytes())},
                 data=None if title is None else {"title": title})
 
 
+def get_ingestion(collection: str, ingestion_id: str) -> Call[models.Ingestion]:
+    return Call("GET", f"/v1/collections/{collection}/ingestions/{ingestion_id}",
+                _model(models.Ingestion))
+
+
 def replace_document(collection: str, document_id: str, text: str, format: DocumentFormat,
-                     title: str | None, source: str | None) -> Call[models.Document]:
+                     title: str | None, source: str | None) -> Call[Added]:
     return Call("PUT", f"/v1/collections/{collection}/documents/{document_id}",
-                _model(models.Document), body=_document_body(text, format, title, source))
+                _added, body=_document_body(text, format, title, source))
 
 
 def list_documents(collection: str, limit: int,

@@ -194,6 +194,25 @@ class Document(Model):
     text: str | None = None
 
 
+class Ingestion(Model):
+    """A document accepted for a worker to index (IngestionView): the answer
+    to an add or upload of a text longer than the server indexes at once."""
+
+    id: str
+    collection: str
+    status: Literal["queued", "indexing", "done", "failed"]
+    chunks_done: int
+    chunks_total: int | None
+    document_id: str | None
+    error: str | None
+    title: str | None
+    source: str | None
+    content_hash: str
+    created_at: float
+    updated_at: float
+    status_url: str
+
+
 class DocumentPage(Model):
     documents: list[Document]
     next_before: str | None

@@ -26,7 +26,8 @@ A failed claim (the database locked or down) is logged and retried with
 backoff; `health()` reports it, so /readyz turns not ready. A sweeper queues
 any run left without a job (engine/sweep.py). With a checkpoint retention,
 workers also schedule the pruning of old runs' checkpoints (engine/prune.py):
-one `prune` job per period, run by whichever worker claims it. Every
+one `prune` job per period, run by whichever worker claims it. `ingest` jobs
+index accepted documents (engine/ingest.py). Every
 `heartbeat_seconds` the worker writes its row in the store's `workers` table
 (slots, slots in use, last seen), so any process sharing the database sees a
 worker that died; a worker that stops cleanly removes its row.
@@ -55,7 +56,7 @@ from homeo.backends import Backends
 from homeo.engine.agents import AgentError
 from homeo.engine.budgets import TenantBudgets
 from homeo.engine.catalog import AgentCatalog
-from homeo.engine import memory_prune, prune
+from homeo.engine import ingest, memory_prune, prune
 from homeo.engine.errors import (
     RetryableError,
     RunCancelled,
@@ -340,6 +341,9 @@ class Worker:
         if job.kind == memory_prune.MEMORY_PRUNE_JOB:
             await self._prune_memory(job)
             return
+        if job.kind == ingest.INGEST_JOB:
+            await self._ingest(job)
+            return
         run_id = str(job.payload.get("run_id", ""))
         logs.bind(run_id=run_id, tenant_id=job.tenant_id, job_id=job.id)
         with tracing.span(
@@ -590,6 +594,29 @@ class Worker:
                     "superseded": result.superseded}
 
         await self._chore(job, "pruning agent memory", work)
+
+    async def _ingest(self, job: Job) -> None:
+        """Index an accepted document (engine/ingest.py); the job is settled there."""
+        ingestion_id = job.payload.get("ingestion_id")
+        try:
+            if self.knowledge is None:  # another worker, with an embedding model, may
+                await asyncio.to_thread(
+                    self.queue.fail, job.id, self._owner(job),
+                    "this worker has no embedding model (HOMEO_MEMORY_EMBEDDING_MODEL names"
+                    " no model alias)")
+                return
+            knowledge = self.knowledge
+            outcome = await ingest.process_ingest_job(
+                self.queue, knowledge.store, knowledge.embedder, knowledge.policy, job,
+                self._owner(job), lease_seconds=self.lease_seconds,
+                stopping=lambda: self._stopping)
+            self.log.info(f"ingestion {outcome}", ingestion_id=ingestion_id,
+                          tenant_id=job.tenant_id, attempt=job.attempts)
+        except Exception as error:  # the database is down: the lease lapses, it is retried
+            self.log.exception("ingestion crashed", ingestion_id=ingestion_id,
+                               error=f"{type(error).__name__}: {error}")
+        finally:
+            self.processed += 1
 
     async def _chore(
         self, job: Job, what: str, work: Callable[[], Awaitable[dict[str, int]]]

@@ -60,6 +60,40 @@ MIGRATIONS = [
     CREATE INDEX memory_chunks_hash ON memory_chunks (tenant_id, model, content_hash);
     CREATE INDEX memory_chunks_tsv ON memory_chunks USING GIN (tsv);
     """,
+    # Ingestions: a document accepted for a queue job to index (homeo.memory.ingest),
+    # and the vectors its job embedded so far, which no search reads.
+    """
+    CREATE TABLE memory_ingestions (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        collection TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        title TEXT,
+        source TEXT,
+        format TEXT NOT NULL,
+        text TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        replace_document TEXT,
+        status TEXT NOT NULL,
+        chunks_total INTEGER,
+        chunks_done INTEGER NOT NULL,
+        document_id TEXT,
+        error TEXT,
+        generation INTEGER NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        UNIQUE (tenant_id, idempotency_key)
+    );
+    CREATE TABLE memory_ingestion_vectors (
+        ingestion_id TEXT COLLATE "C" NOT NULL REFERENCES memory_ingestions (id),
+        position INTEGER NOT NULL,
+        content_hash TEXT NOT NULL,
+        model TEXT NOT NULL,
+        dimensions INTEGER NOT NULL,
+        vector BYTEA NOT NULL,
+        PRIMARY KEY (ingestion_id, position)
+    );
+    """,
 ]
 
 

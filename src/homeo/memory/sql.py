@@ -11,6 +11,7 @@ from typing import Any
 
 from homeo.db.dialect import Dialect, clock
 from homeo.ids import new_id
+from homeo.memory.sql_ingest import SQLIngestions
 from homeo.memory.store import (
     ChunkHit,
     Collection,
@@ -40,7 +41,7 @@ _DOCUMENT = (
 )
 
 
-class SQLKnowledgeStore(KnowledgeStore):
+class SQLKnowledgeStore(SQLIngestions, KnowledgeStore):
     def __init__(self, database: Dialect, migrations: Sequence[str]) -> None:
         self.db = database
         self.inline_reads = database.inline_reads
@@ -198,43 +199,49 @@ class SQLKnowledgeStore(KnowledgeStore):
         replace: str | None = None,
         now: float | None = None,
     ) -> Document:
-        at = clock(now)
-        sql = self.db.sql
         with self.db.write() as db:
-            collection_id = self._collection_for_write(db, tenant_id, collection, model, at)
-            if replace is None:
-                document_id = new_id("doc", at)
-                created_at = at
-                db.execute(sql(
-                    "INSERT INTO memory_documents (id, tenant_id, collection_id, title, source,"
-                    " format, text, chars, chunks, content_hash, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
-                    (document_id, tenant_id, collection_id, document.title, document.source,
-                     document.format, document.text, len(document.text), len(chunks),
-                     document.content_hash, at, at))
-            else:
-                row = db.execute(sql(
-                    f"SELECT created_at FROM memory_documents WHERE tenant_id = ? AND id = ?"
-                    f" AND collection_id = ?{self.db.for_update}"),
-                    (tenant_id, replace, collection_id)).fetchone()
-                if row is None:
-                    raise DocumentNotFound(
-                        f"no document {replace!r} in collection {collection!r}")
-                document_id, created_at = replace, float(row["created_at"])
-                self._delete_chunks(db, collection_id, "document_id = ?", (document_id,))
-                db.execute(sql(
-                    "UPDATE memory_documents SET title = ?, source = ?, format = ?, text = ?,"
-                    " chars = ?, chunks = ?, content_hash = ?, updated_at = ? WHERE id = ?"),
-                    (document.title, document.source, document.format, document.text,
-                     len(document.text), len(chunks), document.content_hash, at, document_id))
-            indexed = []
-            for piece in chunks:
-                chunk_id = self._insert_chunk(db, (
-                    tenant_id, collection_id, document_id, piece.position, piece.text,
-                    piece.start, piece.end, piece.content_hash, model.name, model.dimensions,
-                    piece.vector))
-                indexed.append((chunk_id, piece.text))
-            self._index_chunks(db, collection_id, indexed)
+            return self._put(db, tenant_id, collection, document, chunks, model, replace,
+                             clock(now))
+
+    def _put(self, db: Any, tenant_id: str, collection: str, document: NewDocument,
+             chunks: list[NewChunk], model: EmbeddingModel, replace: str | None,
+             at: float) -> Document:
+        """put_document inside the caller's write transaction."""
+        sql = self.db.sql
+        collection_id = self._collection_for_write(db, tenant_id, collection, model, at)
+        if replace is None:
+            document_id = new_id("doc", at)
+            created_at = at
+            db.execute(sql(
+                "INSERT INTO memory_documents (id, tenant_id, collection_id, title, source,"
+                " format, text, chars, chunks, content_hash, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                (document_id, tenant_id, collection_id, document.title, document.source,
+                 document.format, document.text, len(document.text), len(chunks),
+                 document.content_hash, at, at))
+        else:
+            row = db.execute(sql(
+                f"SELECT created_at FROM memory_documents WHERE tenant_id = ? AND id = ?"
+                f" AND collection_id = ?{self.db.for_update}"),
+                (tenant_id, replace, collection_id)).fetchone()
+            if row is None:
+                raise DocumentNotFound(
+                    f"no document {replace!r} in collection {collection!r}")
+            document_id, created_at = replace, float(row["created_at"])
+            self._delete_chunks(db, collection_id, "document_id = ?", (document_id,))
+            db.execute(sql(
+                "UPDATE memory_documents SET title = ?, source = ?, format = ?, text = ?,"
+                " chars = ?, chunks = ?, content_hash = ?, updated_at = ? WHERE id = ?"),
+                (document.title, document.source, document.format, document.text,
+                 len(document.text), len(chunks), document.content_hash, at, document_id))
+        indexed = []
+        for piece in chunks:
+            chunk_id = self._insert_chunk(db, (
+                tenant_id, collection_id, document_id, piece.position, piece.text,
+                piece.start, piece.end, piece.content_hash, model.name, model.dimensions,
+                piece.vector))
+            indexed.append((chunk_id, piece.text))
+        self._index_chunks(db, collection_id, indexed)
         return Document(id=document_id, collection=collection, title=document.title,
                         source=document.source, format=document.format,
                         chars=len(document.text), chunks=len(chunks),

@@ -79,6 +79,40 @@ MIGRATIONS = [
     """,
     # The shared full-text table is split into one per collection by
     # `_split_shared_fts` (dynamic table names are beyond a SQL migration).
+    # Ingestions: a document accepted for a queue job to index (homeo.memory.ingest),
+    # and the vectors its job embedded so far, which no search reads.
+    """
+    CREATE TABLE memory_ingestions (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        collection TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        title TEXT,
+        source TEXT,
+        format TEXT NOT NULL,
+        text TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        replace_document TEXT,
+        status TEXT NOT NULL,
+        chunks_total INTEGER,
+        chunks_done INTEGER NOT NULL,
+        document_id TEXT,
+        error TEXT,
+        generation INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        UNIQUE (tenant_id, idempotency_key)
+    );
+    CREATE TABLE memory_ingestion_vectors (
+        ingestion_id TEXT NOT NULL REFERENCES memory_ingestions (id),
+        position INTEGER NOT NULL,
+        content_hash TEXT NOT NULL,
+        model TEXT NOT NULL,
+        dimensions INTEGER NOT NULL,
+        vector BLOB NOT NULL,
+        PRIMARY KEY (ingestion_id, position)
+    );
+    """,
 ]
 
 

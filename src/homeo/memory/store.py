@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -85,6 +86,57 @@ class NewChunk:
 class EmbeddingModel:
     name: str
     dimensions: int
+
+
+IngestionStatus = Literal["queued", "indexing", "done", "failed"]
+INGESTION_STATUSES: tuple[str, ...] = ("queued", "indexing", "done", "failed")
+
+
+class Ingestion(BaseModel):
+    """A document accepted for indexing by a queue job (homeo.memory.ingest):
+    its text is stored first, its chunks become searchable all at once when
+    the job finishes. `chunks_done` of `chunks_total` are embedded so far
+    (`chunks_total` is None until the job has chunked the text)."""
+
+    id: str
+    collection: str
+    idempotency_key: str
+    title: str | None
+    source: str | None
+    format: str
+    content_hash: str
+    replace_document: str | None  # the document it replaces when it finishes
+    status: IngestionStatus
+    chunks_total: int | None
+    chunks_done: int
+    document_id: str | None  # once done
+    error: str | None  # why it failed
+    generation: int  # raised each time a failed ingestion is submitted again
+    created_at: float
+    updated_at: float
+    text: str | None = None  # only from `get_ingestion(..., with_text=True)`
+
+    @property
+    def markdown(self) -> bool:
+        """Whether `#` lines in its text are headings (as Extracted.markdown)."""
+        return self.format in ("markdown", "html")
+
+
+@dataclass(frozen=True, slots=True)
+class NewIngestion:
+    collection: str
+    idempotency_key: str
+    document: NewDocument
+    replace_document: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StagedVector:
+    """One chunk's vector, embedded by an ingestion that has not finished."""
+
+    position: int
+    content_hash: str
+    vector: bytes
 
 
 class ChunkHit(BaseModel):
@@ -199,6 +251,57 @@ class KnowledgeStore(ABC):
     @abstractmethod
     def get_chunks(self, tenant_id: str, collection: str, ids: list[int]) -> list[ChunkHit]:
         """The chunks with these ids in this collection, in no particular order."""
+
+
+    # --- ingestions (a document indexed by a queue job) --------------------
+    @abstractmethod
+    def create_ingestion(self, tenant_id: str, new: NewIngestion, *,
+                         now: float | None = None) -> tuple[Ingestion, bool]:
+        """Store the ingestion, queued; with an idempotency key this tenant used
+        before, the ingestion made then and False instead."""
+
+    @abstractmethod
+    def get_ingestion(self, tenant_id: str, ingestion_id: str, *,
+                      with_text: bool = False) -> Ingestion | None: ...
+
+    @abstractmethod
+    def start_ingestion(self, tenant_id: str, ingestion_id: str, chunks_total: int, *,
+                        now: float | None = None) -> None:
+        """Mark it indexing with this many chunks to embed (unless it has ended)."""
+
+    @abstractmethod
+    def staged_vectors(self, tenant_id: str, ingestion_id: str,
+                       model: EmbeddingModel) -> dict[int, StagedVector]:
+        """By position: the vectors of `model` an earlier claim of the job embedded."""
+
+    @abstractmethod
+    def stage_vectors(self, tenant_id: str, ingestion_id: str, model: EmbeddingModel,
+                      vectors: list[StagedVector], *, now: float | None = None) -> int:
+        """Keep these vectors (a position staged before keeps its first) and
+        set `chunks_done` to how many the ingestion has now, in one
+        transaction; returns that count. None of it is searchable."""
+
+    @abstractmethod
+    def finish_ingestion(self, tenant_id: str, ingestion_id: str, chunks: list[NewChunk],
+                         model: EmbeddingModel, *, now: float | None = None) -> Document:
+        """In one transaction: write the document, its chunks, vectors and
+        full-text entries (in place of `replace_document`, if it names one),
+        mark the ingestion done and drop its staged vectors. An ingestion
+        done already returns its document and writes nothing, so a job
+        claimed twice never writes its chunks twice. DocumentNotFound if
+        the ingestion (or the document it replaces) is gone."""
+
+    @abstractmethod
+    def fail_ingestion(self, tenant_id: str, ingestion_id: str, error: str, *,
+                       now: float | None = None) -> None:
+        """Mark it failed, with why (unless it is done)."""
+
+    @abstractmethod
+    def retry_ingestion(self, tenant_id: str, ingestion_id: str, *,
+                        now: float | None = None) -> Ingestion | None:
+        """A failed ingestion, or a done one whose document was deleted or given
+        another text since, queued again with its generation raised; None when
+        it is neither."""
 
 
 def open_store(backends: Backends) -> KnowledgeStore:
