@@ -152,7 +152,8 @@ def test_a_document_that_cannot_be_indexed_fails_with_why_and_can_be_retried(
     assert failed.status == "failed" and "reembed" in failed.error
     assert queue.stats().get("dead", 0) == 1  # refused for good: not retried
     assert knowledge.store.get_collection(TENANT, "logs").documents == 1
-    assert knowledge.store.delete_collection(TENANT, "logs")
+    (blocking,) = knowledge.store.list_documents(TENANT, "logs")
+    assert knowledge.store.delete_document(TENANT, "logs", blocking.id)
     again, created = submit_ingestion(runtime.backends, knowledge.store, TENANT, "logs", text)
     assert not created and again.id == ingestion.id and again.generation == 1
     assert asyncio.run(runtime.worker(1).run_until_idle()) == 1
@@ -174,3 +175,22 @@ def test_a_job_claimed_past_its_attempts_gives_the_ingestion_up(runtime: Runtime
     failed = knowledge.store.get_ingestion(TENANT, ingestion.id)
     assert failed.status == "failed" and f"after {INGEST_ATTEMPTS} claims" in failed.error
     assert queue.stats().get("dead", 0) == 1
+
+
+
+def test_deleting_a_collection_drops_its_ingestions_and_a_queued_one_ends(
+        runtime: Runtime) -> None:
+    knowledge = runtime.knowledge()
+    first, _ = submit_ingestion(runtime.backends, knowledge.store, TENANT, "logs",
+                                from_text(book(), "text"), source="log.txt")
+    assert asyncio.run(runtime.worker(1).run_until_idle()) == 1  # the collection exists now
+    queued, _ = submit_ingestion(runtime.backends, knowledge.store, TENANT, "logs",
+                                 from_text(book(topic="harbour"), "text"), source="h.txt")
+    kept, _ = submit_ingestion(runtime.backends, knowledge.store, TENANT, "other",
+                               from_text(book(topic="mill"), "text"), source="m.txt")
+    assert knowledge.store.delete_collection(TENANT, "logs")
+    assert knowledge.store.get_ingestion(TENANT, first.id) is None
+    assert knowledge.store.get_ingestion(TENANT, queued.id) is None
+    assert asyncio.run(runtime.worker(1).run_until_idle()) == 2
+    assert knowledge.store.get_collection(TENANT, "logs") is None  # not brought back
+    assert knowledge.store.get_ingestion(TENANT, kept.id).status == "done"

@@ -313,6 +313,13 @@ class SQLKnowledgeStore(SQLIngestions, KnowledgeStore):
             db.execute(sql("DELETE FROM memory_chunks WHERE collection_id = ?"), (row["id"],))
             db.execute(sql("DELETE FROM memory_documents WHERE collection_id = ?"), (row["id"],))
             db.execute(sql("DELETE FROM memory_collections WHERE id = ?"), (row["id"],))
+            # Its ingestions too, done or not: a job still queued finds no
+            # ingestion and ends, so nothing brings the collection back.
+            db.execute(sql(
+                "DELETE FROM memory_ingestion_vectors WHERE ingestion_id IN (SELECT id FROM"
+                " memory_ingestions WHERE tenant_id = ? AND collection = ?)"), (tenant_id, name))
+            db.execute(sql("DELETE FROM memory_ingestions WHERE tenant_id = ? AND collection = ?"),
+                       (tenant_id, name))
         return True
 
 
