@@ -66,3 +66,16 @@ def test_the_first_submitter_of_a_run_stays(backends: Backends) -> None:
     assert store.record_submitter("acme", "run_1", "key:k2") == "key:k1"
     assert store.run_submitter("acme", "run_1") == "key:k1"
     assert store.run_submitter("globex", "run_1") is None
+
+
+def test_rate_token_wait_reads_a_bucket_without_taking(backends: Backends) -> None:
+    take, wait = backends.store.take_rate_tokens, backends.store.rate_token_wait
+    assert wait("auth-failures:203.0.113.9", 2, 10.0, now=0.0) == 0.0  # never used
+    assert take([("auth-failures:203.0.113.9", 2, 10.0)], now=0.0) == {}
+    assert wait("auth-failures:203.0.113.9", 2, 10.0, now=0.0) == 0.0  # one left
+    assert take([("auth-failures:203.0.113.9", 2, 10.0)], now=0.0) == {}
+    for _ in range(3):  # asking takes nothing: the answer stays the same
+        assert wait("auth-failures:203.0.113.9", 2, 10.0, now=0.0) == pytest.approx(5.0)
+    assert wait("auth-failures:203.0.113.9", 2, 10.0, now=4.0) == pytest.approx(1.0)
+    assert wait("auth-failures:203.0.113.9", 2, 10.0, now=5.0) == 0.0
+    assert wait("auth-failures:198.51.100.1", 2, 10.0, now=0.0) == 0.0

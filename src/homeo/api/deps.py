@@ -78,13 +78,13 @@ async def caller(request: Request) -> Caller:
 
 async def _user(keys: KeyCheck, users: JwtCheck, token: str, client: str) -> Caller:
     """A JWT's caller; its failures count against the address as a key's do."""
-    wait = keys.throttle.wait(client)
+    wait = await keys.throttle.wait(client)
     if wait > 0:
         raise Throttled(client, wait)
     try:
         return await users.caller(token)
     except TokenRejected:
-        keys.throttle.failed(client)
+        await keys.throttle.failed(client)
         raise
 
 
