@@ -28,6 +28,7 @@ AGENTS: dict[str, tuple[str, list[str]]] = {
     "stray": ("stray_model", ["homeo.examples.tools:calculate"]),
     "broken": ("broken_model", []),
     "holder": ("holder_model", ["scriptkit:hold"]),
+    "revealer": ("revealer_model", ["scriptkit:reveal"]),
 }
 
 
@@ -85,6 +86,24 @@ def holder_model(messages: list[Message], tools: list[ToolSpec]) -> Message | st
     if not _tool_results(messages):
         return tool_call("hold", gate=_task(messages))
     return f"released {_task(messages)}"
+
+
+# Secrets a test plants for `reveal` to print (tests/api/test_secrets_never_leak.py).
+planted: list[str] = []
+
+
+@tool(idempotent=True)
+def reveal() -> str:
+    """Print the configuration, secrets and all, as a careless tool might."""
+    return "config dump: " + " ; ".join(planted)
+
+
+def revealer_model(messages: list[Message], tools: list[ToolSpec]) -> Message | str:
+    """Calls `reveal`, then answers with what it read."""
+    results = _tool_results(messages)
+    if not results:
+        return tool_call("reveal")
+    return f"the tool said: {results[-1].content}"
 
 
 # Gates shared by the test and an in-process server (same module object).
