@@ -155,6 +155,9 @@ class FailureThrottle:
     `refill_seconds`. `now` is the wall clock (every process reads the same)."""
 
     BUCKET_PREFIX = "auth-failures:"
+    # Every this many failures, the buckets that are full again are deleted, so
+    # addresses that failed once do not pile up in the store.
+    FORGET_EVERY = 256
 
     def __init__(self, store: Store, burst: int, refill_seconds: float,
                  now: Callable[[], float]) -> None:
@@ -162,6 +165,7 @@ class FailureThrottle:
         self.burst = burst
         self.refill_seconds = refill_seconds
         self.now = now
+        self.failures = 0
 
     def _bucket(self, client: str) -> tuple[str, int, float]:
         return (f"{self.BUCKET_PREFIX}{client}", self.burst, self.burst * self.refill_seconds)
@@ -176,6 +180,10 @@ class FailureThrottle:
         """Count one failure; an empty bucket stays empty (nothing more to take)."""
         await write_async(self.store, self.store.take_rate_tokens, [self._bucket(client)],
                           now=self.now())
+        self.failures += 1
+        if self.failures % self.FORGET_EVERY == 0:
+            await write_async(self.store, self.store.forget_rate_buckets, self.BUCKET_PREFIX,
+                              self.burst * self.refill_seconds, now=self.now())
 
 
 class KeyCheck:

@@ -96,6 +96,11 @@ def test_planted_secrets_reach_no_log_span_error_or_stored_run(
             "model": "leaky", "messages": [{"role": "user", "content": "hi"}]})
         assert chat.status_code >= 400 and "Incorrect API key" in chat.text, chat.text
         answers.append(chat.text)
+        with api.stream("POST", "/v1/chat/completions", json={
+                "model": "leaky", "stream": True,
+                "messages": [{"role": "user", "content": "hi"}]}) as streamed:
+            answers.append(streamed.read().decode())
+        assert "Incorrect API key" in answers[-1], answers[-1]
 
         # A validation error echoes what it refused.
         refused = api.post("/v1/runs", json={"agent": "x" * 60 + token, "input": "hi"})

@@ -445,6 +445,13 @@ class Store(ABC):
         """Seconds until `bucket` (as in `take_rate_tokens`) has a token: 0.0 when
         it has one now or was never used. Takes nothing."""
 
+    @abstractmethod
+    def forget_rate_buckets(self, prefix: str, idle_seconds: float, *,
+                            now: float | None = None) -> int:
+        """Delete the buckets named `prefix...` untouched for `idle_seconds` (a
+        bucket idle for its whole period is full again, as a missing one
+        starts): how many went."""
+
     # --- the audit log ----------------------------------------------------
     @abstractmethod
     def atomic(self) -> AbstractContextManager[None]:

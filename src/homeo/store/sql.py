@@ -821,6 +821,16 @@ class SQLStore(Store):
         tokens = min(float(calls), row["tokens"] + max(0.0, now - row["updated"]) * rate)
         return 0.0 if tokens >= 1.0 else (1.0 - tokens) / rate
 
+    def forget_rate_buckets(self, prefix: str, idle_seconds: float, *,
+                            now: float | None = None) -> int:
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self.db.write() as db:
+            return db.execute(
+                self.db.sql("DELETE FROM rate_buckets WHERE bucket LIKE ? ESCAPE '\\'"
+                            " AND updated < ?"),
+                (pattern, clock(now) - idle_seconds),
+            ).rowcount
+
     # --- the audit log ----------------------------------------------------
     @contextmanager
     def atomic(self) -> Iterator[None]:
