@@ -156,3 +156,16 @@ def test_jwt_refusals_are_401s_that_say_why(serve: Callable[..., Served]) -> Non
             response = client.get("/v1/runs")
         assert problem in assert_error(response, 401, "unauthorized")
         assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_a_valid_jwt_is_let_in_from_an_address_out_of_tries(
+    serve: Callable[..., Served],
+) -> None:
+    served = serve(with_worker=False, wall_clock=FrozenWallClock(), **JWT)
+    for _ in range(20):
+        with served.client_for("not a key") as attacker:
+            assert_error(attacker.get("/v1/agents"), 401, "unauthorized")
+    with served.client_for("hk_0123456789abcdef_" + "a" * 43) as attacker:
+        assert_error(attacker.get("/v1/agents"), 429, "rate_limited")
+    with served.client_for(user_token("default", "viewer", "carol")) as carol:
+        assert carol.get("/v1/agents").status_code == 200
