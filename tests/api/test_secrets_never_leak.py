@@ -70,8 +70,12 @@ def test_planted_secrets_reach_no_log_span_error_or_stored_run(
                             "exp": 4_000_000_000}, JWT_SECRET, algorithm="HS256")
         planted = [served.key, OPENAI_KEY, token, database_url, JWT_SECRET]
         scriptkit.planted[:] = planted
-        (served.runtime.settings.agents_dir / "provider.yaml").write_text(
+        agents = served.runtime.settings.agents_dir
+        (agents / "provider.yaml").write_text(
             "name: provider\ndescription: an agent on the leaky deployment\nmodel: leaky\n")
+        (agents / "revealer.yaml").write_text(
+            "name: revealer\ndescription: prints the configuration\n"
+            "model: scripted:scriptkit:revealer_model\ntools: [scriptkit:reveal]\n")
         served.runtime.publish_agents()
         api = served.client
         answers = []

@@ -28,7 +28,6 @@ AGENTS: dict[str, tuple[str, list[str]]] = {
     "stray": ("stray_model", ["homeo.examples.tools:calculate"]),
     "broken": ("broken_model", []),
     "holder": ("holder_model", ["scriptkit:hold"]),
-    "revealer": ("revealer_model", ["scriptkit:reveal"]),
 }
 
 
@@ -88,7 +87,8 @@ def holder_model(messages: list[Message], tools: list[ToolSpec]) -> Message | st
     return f"released {_task(messages)}"
 
 
-# Secrets a test plants for `reveal` to print (tests/api/test_secrets_never_leak.py).
+# Secrets a test plants for `reveal` to print (tests/api/test_secrets_never_leak.py
+# writes the agent that calls it).
 planted: list[str] = []
 
 
