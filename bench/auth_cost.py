@@ -11,8 +11,13 @@ beside a baseline measured in the same run:
 - the shared rate limit (`Store.take_rate_tokens`, a key bucket and a tenant
   bucket in one transaction) on SQLite and PostgreSQL against the in-process
   token bucket (`homeo.ratelimit.RateLimiter`) that a server kept before;
+- a failed authentication counted against its client address
+  (`FailureThrottle.wait` + `failed`, one shared bucket read and one write on
+  SQLite and PostgreSQL) against the same in-process token bucket;
 - an audit append and the verification of each entry against ML-DSA-65
-  signing (twice: the entry and the head) and verifying alone.
+  signing (twice: the entry and the head) and verifying alone;
+- scrubbing secrets from a log line's text (`homeo.safety.scrub`) against
+  rendering the same line as JSON.
 
     .venv/bin/python bench/auth_cost.py
     .venv/bin/python bench/auth_cost.py --calls 5000 --rounds 5
@@ -43,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from homeo.backends import open_backends  # noqa: E402
 from homeo.jwtauth import JwtCheck, JwtConfig  # noqa: E402
-from homeo.keys import KeyCheck, create_key, parse  # noqa: E402
+from homeo.keys import FailureThrottle, KeyCheck, create_key, parse  # noqa: E402
 from homeo.ratelimit import RateLimiter, parse_rate_limit  # noqa: E402
 
 SECRET = "bench-" + "s" * 40
@@ -136,8 +141,45 @@ def rate_rows(folder: Path, calls: int, rounds: int) -> list[list[str]]:
                 backends.close()
             rows.append([f"shared rate limit, {name}", f"{bare:.1f}", f"{homeo:.1f}",
                          f"{homeo - bare:+.1f}"])
+            throttled = throttle_us(url, max(calls // 10, 100), rounds)
+            rows.append([f"failed check throttle, {name}", f"{bare:.1f}", f"{throttled:.1f}",
+                         f"{throttled - bare:+.1f}"])
     if problem is not None:
         rows.append(["shared rate limit, PostgreSQL", "-", "-", f"not measured: {problem}"])
+    return rows
+
+
+def throttle_us(url: str, calls: int, rounds: int) -> float:
+    """One failed check's throttle work: is the address throttled, then count it."""
+    backends = open_backends(url)
+    try:
+        # A burst no run reaches: every call reads a bucket with tokens, then takes one.
+        throttle = FailureThrottle(backends.store, 10**9, 1.0, time.time)
+
+        async def failed_once() -> None:
+            await throttle.wait("203.0.113.9")
+            await throttle.failed("203.0.113.9")
+
+        return per_async_call_us(failed_once, calls, rounds)
+    finally:
+        backends.close()
+
+
+def scrub_rows(calls: int, rounds: int) -> list[list[str]]:
+    """The scrub every log line, span, error and tool output goes through."""
+    from homeo.safety.scrub import Scrubber
+
+    scrubber = Scrubber(["configured-secret-" + "x" * 20])
+    plain = ("run failed: model scripted: the deploy server db-7 refused the request after"
+             " 3 attempts; see run_01a236b53a0162209ef505 step 4 (tool http_get)")
+    leaky = plain + " with Authorization: Bearer hk_0123456789abcdef_" + "s" * 43
+    rows = []
+    for name, text in (("a plain log line", plain), ("a line with a bearer key", leaky)):
+        event = {"event": text, "level": "error", "run_id": "run_01a236b53a0162209ef505"}
+        render = per_call_us(lambda: json.dumps(event), calls, rounds)  # noqa: B023
+        homeo = per_call_us(lambda: scrubber.text(text), calls, rounds)  # noqa: B023
+        rows.append([f"scrub {name} ({len(text)} chars)", f"{render:.1f}", f"{homeo:.1f}",
+                     f"{homeo - render:+.1f}"])
     return rows
 
 
@@ -191,11 +233,12 @@ def main() -> None:
         folder = Path(scratch)
         rows = (api_key_rows(folder, args.calls, args.rounds)
                 + jwt_rows(folder, args.calls, args.rounds)
-                + rate_rows(folder, args.calls, args.rounds))
+                + rate_rows(folder, args.calls, args.rounds)
+                + scrub_rows(args.calls, args.rounds))
         audit = audit_rows(folder, args.calls, args.rounds)
     print(table(["per request", "baseline µs", "homeo µs", "homeo - baseline"], rows))
     print("baselines: SHA-256 + compare_digest (API key); jwt.decode alone (JWT);"
-          " the in-process token bucket (rate limit)")
+          " the in-process token bucket (rate limit, throttle); json.dumps of the line (scrub)")
     print(table(["audit log", "ML-DSA-65 alone µs", "homeo µs", "homeo rate"], audit))
 
 

@@ -208,3 +208,51 @@ def test_jwt_sign_in_needs_an_issuer_an_audience_and_a_long_secret(tmp_path) -> 
     made = load_settings(data_dir=tmp_path, jwt_secret="s" * 40, jwt_issuer="i",
                          jwt_audience="a", jwt_algorithms=" HS256 , EdDSA ")
     assert made.jwt_enabled() and made.jwt_algorithms == "HS256,EdDSA"
+
+
+def test_secret_settings_are_read_from_files_and_held_as_secrets(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    files = {
+        "HOMEO_DATABASE_URL_FILE": "postgresql://homeo:pw-from-file@db:5432/homeo\n",
+        "HOMEO_JWT_SECRET_FILE": "jwt-secret-from-a-file-" + "x" * 16 + "\n",
+        "HOMEO_OPENAI_API_KEY_FILE": "sk-from-a-file\n",
+        "HOMEO_METRICS_TOKEN_FILE": "metrics-token\n",
+    }
+    for variable, text in files.items():
+        (tmp_path / variable).write_text(text)
+        monkeypatch.setenv(variable, str(tmp_path / variable))
+    monkeypatch.setenv("HOMEO_JWT_ISSUER", "https://login.example.com/")
+    monkeypatch.setenv("HOMEO_JWT_AUDIENCE", "homeo")
+    settings = load_settings()
+    assert settings.database_url == "postgresql://homeo:pw-from-file@db:5432/homeo"
+    assert settings.jwt_secret.get_secret_value() == "jwt-secret-from-a-file-" + "x" * 16
+    assert settings.openai_api_key.get_secret_value() == "sk-from-a-file"
+    assert settings.metrics_token.get_secret_value() == "metrics-token"
+    assert "sk-from-a-file" not in repr(settings) and "metrics-token" not in repr(settings)
+
+
+def test_a_secret_file_that_is_missing_or_doubled_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HOMEO_OPENAI_API_KEY_FILE", str(tmp_path / "nowhere"))
+    assert error_of() == (f"cannot read HOMEO_OPENAI_API_KEY_FILE={tmp_path / 'nowhere'}:"
+                          " No such file or directory")
+    (tmp_path / "key").write_text("sk-1")
+    monkeypatch.setenv("HOMEO_OPENAI_API_KEY_FILE", str(tmp_path / "key"))
+    monkeypatch.setenv("HOMEO_OPENAI_API_KEY", "sk-2")
+    assert error_of() == "both HOMEO_OPENAI_API_KEY and HOMEO_OPENAI_API_KEY_FILE are set; keep one"
+
+
+def test_an_error_in_a_secret_setting_never_shows_the_secret(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOMEO_DATABASE_URL", "mysql://homeo:hunter2-pw@db/homeo")
+    message = error_of()
+    assert "hunter2-pw" not in message
+    assert message.startswith(
+        "invalid setting HOMEO_DATABASE_URL='mysql://homeo:<PASSWORD>@db/homeo'")
+    monkeypatch.delenv("HOMEO_DATABASE_URL")
+    monkeypatch.setenv("HOMEO_MODELS", '{"x": [{"model": "openai:m", "api_key": ["sk-abc"]}]}')
+    message = error_of()
+    assert "sk-abc" not in message and "(at x.0.api_key)" in message

@@ -118,7 +118,8 @@ def test_a_wrong_secret_never_locks_out_the_right_one(backends: Backends) -> Non
 
 def test_failed_checks_are_throttled_per_client_address(backends: Backends) -> None:
     clock = Clock()
-    check = KeyCheck(backends.store, failure_burst=3, failure_refill_seconds=2.0, clock=clock)
+    check = KeyCheck(backends.store, failure_burst=3, failure_refill_seconds=2.0, clock=clock,
+                     wall_clock=clock)
     key, _ = create_key(backends.store, "acme")
     other, _ = create_key(backends.store, "globex")
     assert asyncio.run(check.caller(key, "203.0.113.9")).tenant_id == "acme"

@@ -1,7 +1,10 @@
 """All of homeo's settings, in one place.
 
 Every setting can be given as an environment variable `HOMEO_<NAME>` (for
-example `HOMEO_PORT=9000`) or as a CLI flag where the CLI offers one. Values
+example `HOMEO_PORT=9000`) or as a CLI flag where the CLI offers one. Settings
+that hold secrets (`SECRET_FILE_SETTINGS`) may instead be read from a file named
+by `HOMEO_<NAME>_FILE` (a mounted Docker or Kubernetes secret, say), so the
+secret is in no process's environment. Values
 are validated at start: a wrong value stops homeo with one line naming the
 setting and what it accepts (see `describe_error`).
 """
@@ -36,6 +39,7 @@ from pydantic_settings import (
 )
 
 from homeo.safety.policy import TenantPolicies
+from homeo.safety.scrub import scrub
 from homeo.tools.permissions import ToolPolicy
 
 EXAMPLE_AGENTS_DIR = Path(__file__).parent / "examples" / "agents"
@@ -64,7 +68,8 @@ class ModelDeployment(BaseModel):
     name: str = Field("", description="Shown in /v1/providers and metrics; defaults to `model`.")
     weight: float = Field(1.0, ge=0, description="Share of first tries; 0 means fallback only.")
     base_url: str | None = Field(None, description="openai: only; else HOMEO_OPENAI_BASE_URL.")
-    api_key: str | None = Field(None, description="openai: only; else HOMEO_OPENAI_API_KEY.")
+    api_key: SecretStr | None = Field(
+        None, description="openai: only; else HOMEO_OPENAI_API_KEY.")
     headers: dict[str, str] = Field(default_factory=dict, description="openai: only.")
     timeout_seconds: float | None = Field(
         None, gt=0, description="One attempt's limit; else HOMEO_ROUTER_ATTEMPT_TIMEOUT_SECONDS."
@@ -168,7 +173,7 @@ class Settings(BaseSettings):
         "passive", description="OpenMP threads with nothing to do sleep (passive) or spin."
     )
     openai_base_url: str = "https://api.openai.com/v1"
-    openai_api_key: str = ""
+    openai_api_key: SecretStr = SecretStr("")
     models: dict[str, list[ModelDeployment]] = Field(
         # Offline out of the box: chat on the shipped SmolLM2, embeddings on MiniLM.
         default_factory=lambda: {
@@ -523,7 +528,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, _Environment(settings_cls), dotenv_settings, file_secret_settings)
+        return (init_settings, _Environment(settings_cls), _SecretFiles(settings_cls),
+                dotenv_settings, file_secret_settings)
 
     def resolved_database_url(self) -> str:
         """The database to use: the explicit URL, or SQLite inside `data_dir`."""
@@ -534,6 +540,36 @@ class Settings(BaseSettings):
 
 class SettingsError(Exception):
     """A setting has a value homeo cannot use."""
+
+
+# Settings that may be read from the file HOMEO_<NAME>_FILE names instead.
+SECRET_FILE_SETTINGS = ("database_url", "queue_url", "openai_api_key", "jwt_secret",
+                        "metrics_token")
+
+
+class _SecretFiles(PydanticBaseSettingsSource):
+    """`HOMEO_<NAME>_FILE` for each of SECRET_FILE_SETTINGS: the file's text, less
+    its trailing newline. A missing file, or both variables set, is a
+    SettingsError that says which."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # __call__ reads them all
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for name in SECRET_FILE_SETTINGS:
+            variable = f"HOMEO_{name.upper()}"
+            path = os.environ.get(f"{variable}_FILE")
+            if not path:
+                continue
+            if os.environ.get(variable):
+                raise SettingsError(f"both {variable} and {variable}_FILE are set; keep one")
+            try:
+                found[name] = Path(path).read_text().rstrip("\r\n")
+            except OSError as error:
+                raise SettingsError(
+                    f"cannot read {variable}_FILE={path}: {error.strerror or error}") from None
+        return found
 
 
 class _Environment(EnvSettingsSource):
@@ -575,8 +611,15 @@ def describe_error(error: ValidationError) -> str:
         value = problem.get("input")
         # Inside a JSON setting (HOMEO_MODELS), say where: `at default.0.model`.
         inside = ".".join(str(part) for part in problem["loc"][1:])
-        where = f" (at {inside}={value!r})" if inside else ""
-        shown = f"={value!r}" if not isinstance(value, dict) and not inside else ""
+        # A secret is never shown (the message goes to logs and terminals); a URL
+        # is, less any password.
+        if name in ("database_url", "queue_url") and isinstance(value, str):
+            value = scrub(value)
+        secret = name in ("openai_api_key", "jwt_secret", "metrics_token") \
+            or "api_key" in problem["loc"]
+        where = f" (at {inside}{'' if secret else f'={value!r}'})" if inside else ""
+        shown = f"={value!r}" if not isinstance(value, dict) and not inside and not secret \
+            else ""
         lines.append(f"invalid setting HOMEO_{name.upper()}{shown}: {problem['msg']}{where}"
                      f"{_example_hint(name)}")
     return "; ".join(lines)

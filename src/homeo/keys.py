@@ -19,7 +19,9 @@ malformed, unknown, revoked or wrong key) takes a token from the address's
 bucket (`failure_burst`, one back every `failure_refill_seconds`); an address
 with none left gets `Throttled` (a 429 with Retry-After) before any argon2
 work, unless it presents a secret this process has already verified, which is
-never refused.
+never refused. The buckets live in the store (its shared rate-limit buckets,
+timed by the wall clock), so every server on one database counts the same
+failures: spreading guesses over several servers buys an attacker nothing.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from homeo.audit import AuditLog, Event
-from homeo.store.base import Store, read_async
+from homeo.store.base import Store, read_async, write_async
 from homeo.store.models import ApiKey, KeyRole
 
 PREFIX = "hk"
@@ -147,48 +149,41 @@ class _Verified:
     checked_at: float
 
 
-@dataclass
-class _Bucket:
-    tokens: float
-    updated: float
-
-
 class FailureThrottle:
-    """Failed checks per client address, as token buckets: `burst` failures at
-    once, then one more every `refill_seconds`. The clock is passed in."""
+    """Failed checks per client address, as token buckets in the store shared by
+    every process on the database: `burst` failures at once, then one more every
+    `refill_seconds`. `now` is the wall clock (every process reads the same)."""
 
-    def __init__(self, burst: int, refill_seconds: float, clock: Callable[[], float],
-                 max_clients: int = 10_000) -> None:
+    BUCKET_PREFIX = "auth-failures:"
+    # Every this many failures, the buckets that are full again are deleted, so
+    # addresses that failed once do not pile up in the store.
+    FORGET_EVERY = 256
+
+    def __init__(self, store: Store, burst: int, refill_seconds: float,
+                 now: Callable[[], float]) -> None:
+        self.store = store
         self.burst = burst
         self.refill_seconds = refill_seconds
-        self.clock = clock
-        self.max_clients = max_clients
-        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self.now = now
+        self.failures = 0
 
-    def _bucket(self, client: str) -> _Bucket | None:
-        bucket = self._buckets.get(client)
-        if bucket is not None:
-            now = self.clock()
-            bucket.tokens = min(float(self.burst),
-                                bucket.tokens + (now - bucket.updated) / self.refill_seconds)
-            bucket.updated = max(bucket.updated, now)
-        return bucket
+    def _bucket(self, client: str) -> tuple[str, int, float]:
+        return (f"{self.BUCKET_PREFIX}{client}", self.burst, self.burst * self.refill_seconds)
 
-    def wait(self, client: str) -> float:
+    async def wait(self, client: str) -> float:
         """0.0 if `client` may try now, else the seconds until it may."""
-        bucket = self._bucket(client)
-        if bucket is None or bucket.tokens >= 1.0:
-            return 0.0
-        return (1.0 - bucket.tokens) * self.refill_seconds
+        name, calls, period = self._bucket(client)
+        return await read_async(self.store, self.store.rate_token_wait, name, calls, period,
+                                now=self.now())
 
-    def failed(self, client: str) -> None:
-        bucket = self._bucket(client)
-        if bucket is None:
-            bucket = self._buckets[client] = _Bucket(float(self.burst), self.clock())
-        bucket.tokens = max(0.0, bucket.tokens - 1.0)
-        self._buckets.move_to_end(client)
-        while len(self._buckets) > self.max_clients:
-            self._buckets.popitem(last=False)
+    async def failed(self, client: str) -> None:
+        """Count one failure; an empty bucket stays empty (nothing more to take)."""
+        await write_async(self.store, self.store.take_rate_tokens, [self._bucket(client)],
+                          now=self.now())
+        self.failures += 1
+        if self.failures % self.FORGET_EVERY == 0:
+            await write_async(self.store, self.store.forget_rate_buckets, self.BUCKET_PREFIX,
+                              self.burst * self.refill_seconds, now=self.now())
 
 
 class KeyCheck:
@@ -204,13 +199,15 @@ class KeyCheck:
         failure_refill_seconds: float = 3.0,
         max_remembered: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        """`clock` times revalidation (this process only); `wall_clock` the
+        failure throttle, whose buckets every process shares."""
         self.store = store
         self.revalidate_seconds = revalidate_seconds
         self.max_remembered = max_remembered
         self.clock = clock
-        self.throttle = FailureThrottle(failure_burst, failure_refill_seconds, clock,
-                                        max_remembered)
+        self.throttle = FailureThrottle(store, failure_burst, failure_refill_seconds, wall_clock)
         self.argon2_checks = 0  # how many secrets this process has run through argon2
         self._verified: OrderedDict[str, _Verified] = OrderedDict()
         self._checking: dict[tuple[str, bytes, str], asyncio.Future[bool]] = {}
@@ -220,8 +217,8 @@ class KeyCheck:
         try:
             key_id, secret = parse(token)
         except KeyRejected:
-            self._refuse_if_throttled(client)
-            self.throttle.failed(client)
+            await self._refuse_if_throttled(client)
+            await self.throttle.failed(client)
             raise
         digest = hashlib.sha256(secret.encode()).digest()
         now = self.clock()
@@ -230,15 +227,15 @@ class KeyCheck:
         if known is not None and matches and now - known.checked_at < self.revalidate_seconds:
             return known.caller
         if not matches:  # a secret already verified is never throttled
-            self._refuse_if_throttled(client)
+            await self._refuse_if_throttled(client)
         try:
             return await self._check(key_id, secret, digest, known if matches else None, now)
         except KeyRejected:
-            self.throttle.failed(client)
+            await self.throttle.failed(client)
             raise
 
-    def _refuse_if_throttled(self, client: str) -> None:
-        wait = self.throttle.wait(client)
+    async def _refuse_if_throttled(self, client: str) -> None:
+        wait = await self.throttle.wait(client)
         if wait > 0:
             raise Throttled(client, wait)
 

@@ -13,6 +13,7 @@ from opentelemetry.trace import Tracer, TracerProvider
 
 from homeo.backends import Backends, open_backends
 from homeo.config import Settings
+from homeo.db.url import passwords
 from homeo.engine.agents import load_agents
 from homeo.engine.budgets import TenantBudgets, tenant_budgets
 from homeo.engine.catalog import AgentCatalog
@@ -22,9 +23,23 @@ from homeo.observe import tracing
 from homeo.observe.metrics import Metrics
 from homeo.queue.base import RetryPolicy
 from homeo.safety.screen import SafetyGuards
+from homeo.safety.scrub import keep_secret
 from homeo.sandbox.limits import parse_duration
 from homeo.tools.context import ToolSettings
 from homeo.tools.permissions import ToolGate
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """What the settings hold that must never be written down: the JWT secret,
+    the metrics token, provider API keys, database and queue passwords."""
+    values = [settings.jwt_secret.get_secret_value(), settings.metrics_token.get_secret_value(),
+              settings.openai_api_key.get_secret_value()]
+    values += [deployment.api_key.get_secret_value()
+               for deployments in settings.models.values() for deployment in deployments
+               if deployment.api_key is not None]
+    for url in (settings.database_url, settings.queue_url):
+        values += passwords(url)
+    return [value for value in values if value]
 
 
 def set_omp_wait_policy(policy: str) -> None:
@@ -59,6 +74,7 @@ class Runtime:
         """`tracer_provider` receives the spans of the runtime's worker (tests pass
         one with an in-memory exporter); without one, a process with an OTLP
         endpoint set exports to it through the global provider."""
+        keep_secret(*secret_values(settings))  # scrubbed from logs, spans, errors and runs
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         set_omp_wait_policy(settings.omp_wait_policy)
         if tracer_provider is None:  # HOMEO_OTLP_ENDPOINT; empty: no export

@@ -45,7 +45,8 @@ def test_an_address_that_keeps_failing_gets_429_with_retry_after(tmp_path: Path)
     backends = open_backends(f"sqlite:///{tmp_path / 'homeo.db'}")
     try:
         key, _ = create_key(backends.store, "default", "owner")
-        app = create_app(Settings(data_dir=tmp_path), backends, Metrics(), clock=clock)
+        app = create_app(Settings(data_dir=tmp_path), backends, Metrics(), clock=clock,
+                         wall_clock=clock)
         # One client runs the app's lifespan; the other only sends from elsewhere.
         owner = TestClient(app, client=("198.51.100.1", 5000))
         with TestClient(app, client=("203.0.113.9", 5000)) as attacker:

@@ -73,6 +73,50 @@ def test_a_tenant_budget_is_shared_by_its_keys_and_users_on_every_server(
         assert globex.get("/v1/agents").status_code == 200
 
 
+class FrozenWallClock:
+    """The servers' shared wall clock, still unless a test moves it: failed checks
+    must not earn tokens back while a busy machine runs the test."""
+
+    def __init__(self) -> None:
+        self.now = 2_000_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_failed_authentication_is_throttled_across_servers_on_one_database(
+    serve: Callable[..., Served], database_url: str
+) -> None:
+    clock = FrozenWallClock()
+    first = serve(with_worker=False, database_url=database_url, wall_clock=clock, **JWT)
+    second = serve(with_worker=False, database_url=database_url, wall_clock=clock, **JWT)
+    key = add_key(first, "acme")
+    with first.client_for(key) as owner:
+        assert owner.get("/v1/agents").status_code == 200  # verified by the first server
+    forged = jwt.encode({"iss": JWT["jwt_issuer"], "aud": "homeo", "sub": "mallory",
+                         "tenant": "acme", "role": "admin", "exp": 4_000_000_000},
+                        "not-the-secret-" + "x" * 32, algorithm="HS256")
+    guesses = ["hk_0123456789abcdef_" + "a" * 43, "not a key", forged]
+    # 20 failures (the default burst), alternating servers: each saw only 10.
+    for number in range(20):
+        server = (first, second)[number % 2]
+        with server.client_for(guesses[number % 3]) as attacker:
+            assert_error(attacker.get("/v1/agents"), 401, "unauthorized")
+    for server in (first, second):  # both refuse the 21st before checking anything
+        with server.client_for(guesses[0]) as attacker:
+            message = assert_error(attacker.get("/v1/agents"), 429, "rate_limited")
+            assert message.startswith("too many failed API key checks from 127.0.0.1;")
+    # The second server never verified the key, so from the throttled address it
+    # is refused too; the first, which did, still lets its owner in.
+    with first.client_for(key) as owner:
+        assert owner.get("/v1/agents").status_code == 200
+    with second.client_for(key) as owner:
+        assert_error(owner.get("/v1/agents"), 429, "rate_limited")
+    clock.now += 3.0  # one failure's worth comes back, for every server at once
+    with second.client_for(key) as owner:
+        assert owner.get("/v1/agents").status_code == 200
+
+
 def test_a_member_cancels_its_own_runs_and_an_operator_any(serve: Callable[..., Served]) -> None:
     served = serve(with_worker=False, **JWT)
     member, other_member = add_key(served, "acme"), add_key(served, "acme")
@@ -112,3 +156,16 @@ def test_jwt_refusals_are_401s_that_say_why(serve: Callable[..., Served]) -> Non
             response = client.get("/v1/runs")
         assert problem in assert_error(response, 401, "unauthorized")
         assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_a_valid_jwt_is_let_in_from_an_address_out_of_tries(
+    serve: Callable[..., Served],
+) -> None:
+    served = serve(with_worker=False, wall_clock=FrozenWallClock(), **JWT)
+    for _ in range(20):
+        with served.client_for("not a key") as attacker:
+            assert_error(attacker.get("/v1/agents"), 401, "unauthorized")
+    with served.client_for("hk_0123456789abcdef_" + "a" * 43) as attacker:
+        assert_error(attacker.get("/v1/agents"), 429, "rate_limited")
+    with served.client_for(user_token("default", "viewer", "carol")) as carol:
+        assert carol.get("/v1/agents").status_code == 200

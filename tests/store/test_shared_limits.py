@@ -66,3 +66,28 @@ def test_the_first_submitter_of_a_run_stays(backends: Backends) -> None:
     assert store.record_submitter("acme", "run_1", "key:k2") == "key:k1"
     assert store.run_submitter("acme", "run_1") == "key:k1"
     assert store.run_submitter("globex", "run_1") is None
+
+
+def test_rate_token_wait_reads_a_bucket_without_taking(backends: Backends) -> None:
+    take, wait = backends.store.take_rate_tokens, backends.store.rate_token_wait
+    assert wait("auth-failures:203.0.113.9", 2, 10.0, now=0.0) == 0.0  # never used
+    assert take([("auth-failures:203.0.113.9", 2, 10.0)], now=0.0) == {}
+    assert wait("auth-failures:203.0.113.9", 2, 10.0, now=0.0) == 0.0  # one left
+    assert take([("auth-failures:203.0.113.9", 2, 10.0)], now=0.0) == {}
+    for _ in range(3):  # asking takes nothing: the answer stays the same
+        assert wait("auth-failures:203.0.113.9", 2, 10.0, now=0.0) == pytest.approx(5.0)
+    assert wait("auth-failures:203.0.113.9", 2, 10.0, now=4.0) == pytest.approx(1.0)
+    assert wait("auth-failures:203.0.113.9", 2, 10.0, now=5.0) == 0.0
+    assert wait("auth-failures:198.51.100.1", 2, 10.0, now=0.0) == 0.0
+
+
+def test_idle_buckets_under_a_prefix_are_forgotten_and_others_kept(backends: Backends) -> None:
+    take = backends.store.take_rate_tokens
+    for name, at in [("auth-failures:a", 0.0), ("auth-failures:b", 50.0), ("key:k1", 0.0),
+                     ("auth_failures:c", 0.0)]:  # `_` is no LIKE wildcard here
+        assert take([(name, 1, 10.0)], now=at) == {}
+    assert backends.store.forget_rate_buckets("auth-failures:", 30.0, now=60.0) == 1
+    assert take([("auth-failures:a", 1, 10.0)], now=60.0) == {}  # starts full again
+    assert "auth-failures:b" in take([("auth-failures:b", 1, 100.0)], now=60.0)  # kept: empty
+    assert "key:k1" in take([("key:k1", 1, 1000.0)], now=60.0)
+    assert "auth_failures:c" in take([("auth_failures:c", 1, 1000.0)], now=60.0)

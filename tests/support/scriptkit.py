@@ -87,6 +87,25 @@ def holder_model(messages: list[Message], tools: list[ToolSpec]) -> Message | st
     return f"released {_task(messages)}"
 
 
+# Secrets a test plants for `reveal` to print (tests/api/test_secrets_never_leak.py
+# writes the agent that calls it).
+planted: list[str] = []
+
+
+@tool(idempotent=True)
+def reveal() -> str:
+    """Print the configuration, secrets and all, as a careless tool might."""
+    return "config dump: " + " ; ".join(planted)
+
+
+def revealer_model(messages: list[Message], tools: list[ToolSpec]) -> Message | str:
+    """Calls `reveal`, then answers with what it read."""
+    results = _tool_results(messages)
+    if not results:
+        return tool_call("reveal")
+    return f"the tool said: {results[-1].content}"
+
+
 # Gates shared by the test and an in-process server (same module object).
 _gates: dict[str, threading.Event] = {}
 _gates_lock = threading.Lock()

@@ -71,8 +71,9 @@ def create_app(
     FastAPI opens a server span per request (its native OpenTelemetry support)
     on `tracer_provider`, the runtime's; without one, on the global provider,
     and not at all while that is unset. Its metrics and logs stay off: homeo
-    has its own. `clock` times the key checks' throttle and the JWKS cache;
-    `wall_clock` (shared by every process) the rate limits and JWT expiry.
+    has its own. `clock` times key revalidation and the JWKS cache;
+    `wall_clock` (shared by every process) the rate limits, the throttle on
+    failed authentication and JWT expiry.
     `autonomic_loop` (an AutonomicLoop), when given, runs inside the lifespan too.
     `guards` (the runtime's guards, shared with its worker) screens run inputs and
     chat completions; without it the app makes its own from the settings."""
@@ -118,7 +119,7 @@ def create_app(
     )
     app.state.parts = AppParts(settings=settings, backends=backends, metrics=metrics, worker=worker)
     app.state.models = models
-    app.state.keys = KeyCheck(backends.store, clock=clock)
+    app.state.keys = KeyCheck(backends.store, clock=clock, wall_clock=wall_clock)
     users = jwt_config(settings)
     app.state.users = None if users is None else JwtCheck(users, clock=clock, now=wall_clock)
     app.state.rate_limits = RateLimits(

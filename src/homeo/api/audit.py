@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from homeo.api.deps import AppParts, parts, read, requires, tenant
+from homeo.api.schemas import MAX_ROW_NUMBER
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -17,7 +18,8 @@ async def list_audit(
     request: Request,
     app: Annotated[AppParts, Depends(parts)],
     tenant_id: Annotated[str, Depends(tenant)],
-    after: Annotated[int, Query(ge=0, description="Entries after this seq.")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_ROW_NUMBER,
+                                description="Entries after this seq.")] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     kind: Annotated[str | None, Query(max_length=64, description="e.g. key.created")] = None,
 ) -> dict[str, Any]:

@@ -77,14 +77,17 @@ async def caller(request: Request) -> Caller:
 
 
 async def _user(keys: KeyCheck, users: JwtCheck, token: str, client: str) -> Caller:
-    """A JWT's caller; its failures count against the address as a key's do."""
-    wait = keys.throttle.wait(client)
-    if wait > 0:
-        raise Throttled(client, wait)
+    """A JWT's caller; its failures count against the address as a key's do.
+    Checking a token is cheap (no argon2), so it comes first and a valid one is
+    never refused, as a verified key is not: the shared throttle is read only
+    when a check fails, not on every request."""
     try:
         return await users.caller(token)
     except TokenRejected:
-        keys.throttle.failed(client)
+        wait = await keys.throttle.wait(client)
+        if wait > 0:
+            raise Throttled(client, wait) from None
+        await keys.throttle.failed(client)
         raise
 
 

@@ -22,6 +22,7 @@ from homeo.engine.submit import (
     UnknownAgent,
 )
 from homeo.engine.waits import RunNotWaiting
+from homeo.safety.scrub import scrub, scrub_value
 
 STATUS_TYPES = {
     400: "bad_request",
@@ -48,13 +49,15 @@ def error_response(
     headers: dict[str, str] | None = None,
     kind: str | None = None,
 ) -> JSONResponse:
-    """The error answer; `kind` (the error's type) defaults to the status's."""
+    """The error answer; `kind` (the error's type) defaults to the status's. Its
+    message and details are scrubbed of secrets: a provider's error may quote
+    its key, a validation error the value it refused."""
     body: dict[str, Any] = {
-        "error": {"type": kind or STATUS_TYPES.get(status, "error"), "message": message},
+        "error": {"type": kind or STATUS_TYPES.get(status, "error"), "message": scrub(message)},
         "request_id": getattr(request.state, "request_id", None),
     }
     if details:
-        body["error"]["details"] = details
+        body["error"]["details"] = scrub_value(details)
     return JSONResponse(body, status_code=status, headers=headers)
 
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from homeo.api.collections import knowledge
 from homeo.api.deps import requires, tenant
 from homeo.api.errors import error_response
+from homeo.api.schemas import MAX_ROW_NUMBER
 from homeo.memory.knowledge import MAX_K, Knowledge
 from homeo.memory.memories import Memories
 from homeo.memory.store import KnowledgeError
@@ -49,6 +50,7 @@ async def memories(request: Request,
 
 
 Remembering = Annotated[Memories, Depends(memories)]
+MemoryId = Annotated[int, Path(ge=1, le=MAX_ROW_NUMBER)]
 Scope = Annotated[str | None, Query(
     pattern=SCOPE, description="tenant, agent:NAME or run:ID; all scopes when left out")]
 
@@ -86,7 +88,8 @@ async def list_memories(
     remembering: Remembering, tenant_id: Tenant, scope: Scope = None,
     superseded: Annotated[bool, Query(description="Include superseded memories")] = False,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    before: Annotated[int | None, Query(ge=1, description="next_before of the previous page")]
+    before: Annotated[int | None, Query(ge=1, le=MAX_ROW_NUMBER,
+                                        description="next_before of the previous page")]
     = None,
 ) -> Any:
     found = await asyncio.to_thread(lambda: remembering.store.list_memories(
@@ -113,7 +116,7 @@ async def search_memories(
 
 @router.get("/{memory_id}", response_model=MemoryView,
             dependencies=[requires("member")])
-async def get_memory(memory_id: int, remembering: Remembering, tenant_id: Tenant) -> Any:
+async def get_memory(memory_id: MemoryId, remembering: Remembering, tenant_id: Tenant) -> Any:
     found = await asyncio.to_thread(remembering.store.get, tenant_id, memory_id)
     if found is None:
         raise HTTPException(404, f"no memory {memory_id}")
@@ -122,7 +125,7 @@ async def get_memory(memory_id: int, remembering: Remembering, tenant_id: Tenant
 
 @router.delete("/{memory_id}", status_code=204,
                dependencies=[requires("member")])
-async def delete_memory(memory_id: int, remembering: Remembering, tenant_id: Tenant) -> Response:
+async def delete_memory(memory_id: MemoryId, remembering: Remembering, tenant_id: Tenant) -> Response:
     if not await asyncio.to_thread(remembering.store.delete, tenant_id, memory_id):
         raise HTTPException(404, f"no memory {memory_id}")
     return Response(status_code=204)

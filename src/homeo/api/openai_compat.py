@@ -64,6 +64,7 @@ from homeo.llm.structured import InvalidSchema, request_structured
 from homeo.safety.guards import GuardUnavailable
 from homeo.safety.policy import SafetyPolicy
 from homeo.safety.screen import SafetyGuards
+from homeo.safety.scrub import scrub
 
 T = TypeVar("T")
 # How often a non-streaming call checks that its client is still there.
@@ -502,7 +503,7 @@ async def _chunks(
     except ModelError as failure:
         # The status line has been sent: the error can only travel in the stream.
         status, kind = status_of(failure)
-        event_body = {"error": {"type": kind, "code": status, "message": str(failure)}}
+        event_body = {"error": {"type": kind, "code": status, "message": scrub(str(failure))}}
         yield f"data: {json.dumps(event_body)}\n\n"
         return
     finally:

@@ -8,12 +8,13 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from homeo.api.deps import AppParts, caller, parts, read, requires, tenant
 from homeo.api.errors import error_response
 from homeo.api.schemas import (
+    MAX_ROW_NUMBER,
     Approval,
     ChildView,
     ForkRequest,
@@ -150,7 +151,8 @@ async def get_run(run_id: str, app: Parts, tenant_id: Tenant) -> RunDetail:
 @router.get("/{run_id}/steps/{seq}", response_model=StepStateView,
             responses={410: {"description": "Retention pruned this step's checkpoint."}},
             dependencies=[requires("viewer")])
-async def get_step(run_id: str, seq: int, app: Parts, tenant_id: Tenant) -> StepStateView:
+async def get_step(run_id: str, seq: Annotated[int, Path(ge=0, le=MAX_ROW_NUMBER)], app: Parts,
+                   tenant_id: Tenant) -> StepStateView:
     """One step and the run's state after it (rebuilt from the steps' checkpoints)."""
     try:
         step, checkpoint = await read(app, step_state, app.backends.store, tenant_id, run_id,

@@ -9,6 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from homeo.store.models import Run, RunStatus, Step
 
+# The largest number a database row holds (a signed 64-bit BIGINT): ids, seqs and
+# cursors above it are refused with a 422 instead of failing in the driver.
+MAX_ROW_NUMBER = 2**63 - 1
+
 
 def _iso(seconds: float | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, tz=UTC)
@@ -28,7 +32,8 @@ class RunRequest(BaseModel):
 class ForkRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    from_step: int = Field(ge=0, description="The step whose resulting state the fork starts from.")
+    from_step: int = Field(ge=0, le=MAX_ROW_NUMBER,
+                           description="The step whose resulting state the fork starts from.")
     state: dict[str, Any] | None = Field(
         None,
         description="Edits to that state: each field given replaces the state's (messages,"

@@ -39,6 +39,16 @@ def redact(url: str) -> str:
     return _QUERY_PASSWORD.sub(r"\1***", url)
 
 
+def passwords(url: str) -> set[str]:
+    """The passwords in `url` (in its credentials or a `password=` parameter),
+    raw and percent-decoded: what a message quoting it could show."""
+    found = {match.group(0).partition("=")[2] for match in _QUERY_PASSWORD.finditer(url)}
+    parts = _split(url)
+    if parts is not None:
+        found.add(parts[2])
+    return {form for secret in found for form in (secret, unquote(secret)) if form}
+
+
 def redact_text(text: str, url: str) -> str:
     """`text` (an error message, say) with the URL redacted and its password
     replaced wherever else it appears, as drivers may echo connection strings."""

@@ -45,6 +45,7 @@ from homeo.engine.graph import END, FanOut, Graph, Node, Outcome, RunContext, Ru
 from homeo.llm.base import Message, Model, ModelError, ModelResponse, ToolCall, ToolSpec
 from homeo.llm.structured import request_structured
 from homeo.observe import tracing
+from homeo.safety.scrub import scrub, scrub_value
 from homeo.tools.context import AskPerson, ToolContext, WaitForRuns
 from homeo.tools.permissions import ToolGate
 from homeo.tools.registry import Tool, ToolError
@@ -464,6 +465,8 @@ class ToolNode(Node, FanOut):
                            f" {json.dumps(edited, default=str)})\n{content}")
         succeeded = attempt.error is None and not (
             attempt.screening is not None and attempt.screening.action == "block")
+        # No secret a tool printed reaches the model or the step's record.
+        content, output = scrub(content), scrub_value(output)
         reply = Message(
             role="tool", content=content[:MAX_TOOL_RESULT_CHARS], tool_call_id=call.id,
             name=call.name, is_error=not succeeded,

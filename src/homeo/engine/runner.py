@@ -65,6 +65,7 @@ from homeo.engine.errors import (
 from homeo.engine.graph import END, FanOut, Graph, Node, RunContext, RunState
 from homeo.llm.base import Message
 from homeo.observe import tracing
+from homeo.safety.scrub import scrub
 from homeo.store.base import Store, write_async
 from homeo.store.models import Run
 
@@ -324,8 +325,9 @@ async def _close_failed(
             told = message
             replaced = replaced or RetryableError(message)
         else:  # RunFailed, RetryableError, or a bug
-            message = str(error) if isinstance(error, (RunFailed, RetryableError)) else (
-                f"{type(error).__name__}: {error}")
+            # A provider's or a driver's error may quote a key or a password.
+            message = scrub(str(error) if isinstance(error, (RunFailed, RetryableError)) else (
+                f"{type(error).__name__}: {error}"))
             told = message
         await write_async(store, store.fail_step, run.tenant_id, run.id, seq, message,
                           status=status, fence=fence)

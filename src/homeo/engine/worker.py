@@ -77,6 +77,7 @@ from homeo.queue.base import Job, RetryPolicy
 from homeo.store.base import LeaseFenced, read_async
 from homeo.store.models import Run, WorkerRecord
 from homeo.safety.screen import SafetyGuards
+from homeo.safety.scrub import scrub
 from homeo.tools.context import ToolSettings
 
 if TYPE_CHECKING:  # numpy loads only when memory is used
@@ -557,6 +558,7 @@ class Worker:
         span = trace.get_current_span()
         span.set_attribute("homeo.run.outcome", status)
         if error is not None:
+            error = scrub(error)  # kept on the run and shown by the API
             span.set_status(StatusCode.ERROR, error)
         moved = await asyncio.to_thread(
             self.store.transition_run,

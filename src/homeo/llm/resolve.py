@@ -197,7 +197,7 @@ class ModelCatalog:
             return OpenAIModel(
                 rest,
                 base_url=self.settings.openai_base_url,
-                api_key=self.settings.openai_api_key or None,
+                api_key=self.settings.openai_api_key.get_secret_value() or None,
                 connect_timeout=self.settings.router_connect_timeout_seconds,
             )
         if provider == "scripted" and rest:
@@ -247,7 +247,7 @@ class ModelCatalog:
             model: Model = OpenAIModel(
                 rest,
                 base_url=entry.base_url or settings.openai_base_url,
-                api_key=entry.api_key or settings.openai_api_key or None,
+                api_key=(entry.api_key or settings.openai_api_key).get_secret_value() or None,
                 headers=entry.headers,
                 timeout=timeout,
                 connect_timeout=settings.router_connect_timeout_seconds,

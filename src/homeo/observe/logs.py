@@ -2,7 +2,8 @@
 variables, so every line logged while serving a request or running a run
 carries them without being passed around; a line logged inside a recorded
 trace span (homeo.observe.tracing) also carries its `trace_id` and `span_id`,
-so logs and traces can be joined."""
+so logs and traces can be joined. Every line is scrubbed of secrets
+(homeo.safety.scrub) just before it is rendered, tracebacks included."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import TextIO
 
 import structlog
 from opentelemetry import trace
+
+from homeo.safety.scrub import scrub_value
 
 bind = structlog.contextvars.bind_contextvars
 unbind = structlog.contextvars.unbind_contextvars
@@ -26,6 +29,19 @@ def _trace_ids(
         event.setdefault("trace_id", format(context.trace_id, "032x"))
         event.setdefault("span_id", format(context.span_id, "016x"))
     return event
+
+
+# Fields homeo fills with its own ids and times: nothing secret, and skipping
+# them keeps the scrub off most of a line.
+_OWN_FIELDS = frozenset({"timestamp", "level", "request_id", "trace_id", "span_id", "run_id",
+                         "job_id", "worker_id", "tenant_id", "method", "status", "ms"})
+
+
+def _scrub(
+    logger: object, method: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    return {key: value if key in _OWN_FIELDS else scrub_value(value)
+            for key, value in event.items()}
 
 
 class _CurrentStderr:
@@ -51,6 +67,7 @@ def configure(level: str = "info", json: bool = True, file: TextIO | None = None
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            _scrub,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(

@@ -81,7 +81,8 @@ def span(
 
 def provider_for(endpoint: str, *, service_name: str = "homeo") -> TracerProvider | None:
     """An SDK provider that batches spans to the OTLP/HTTP `endpoint` (the full
-    URL, e.g. http://127.0.0.1:4318/v1/traces); None when `endpoint` is empty."""
+    URL, e.g. http://127.0.0.1:4318/v1/traces), secrets scrubbed from every span
+    (homeo.observe.scrubbed_spans); None when `endpoint` is empty."""
     if not endpoint:
         return None
     try:
@@ -98,7 +99,10 @@ def provider_for(endpoint: str, *, service_name: str = "homeo") -> TracerProvide
     provider = SdkTracerProvider(
         resource=Resource.create({"service.name": service_name, "service.version": __version__})
     )
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    from homeo.observe.scrubbed_spans import ScrubbingExporter
+
+    provider.add_span_processor(
+        BatchSpanProcessor(ScrubbingExporter(OTLPSpanExporter(endpoint=endpoint))))
     return provider
 
 

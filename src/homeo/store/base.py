@@ -438,6 +438,20 @@ class Store(ABC):
         all did, else each short bucket's name with the seconds until it has one.
         `now` is wall-clock time, shared by every process."""
 
+    @abstractmethod
+    def rate_token_wait(
+        self, bucket: str, calls: int, period_seconds: float, *, now: float | None = None
+    ) -> float:
+        """Seconds until `bucket` (as in `take_rate_tokens`) has a token: 0.0 when
+        it has one now or was never used. Takes nothing."""
+
+    @abstractmethod
+    def forget_rate_buckets(self, prefix: str, idle_seconds: float, *,
+                            now: float | None = None) -> int:
+        """Delete the buckets named `prefix...` untouched for `idle_seconds` (a
+        bucket idle for its whole period is full again, as a missing one
+        starts): how many went."""
+
     # --- the audit log ----------------------------------------------------
     @abstractmethod
     def atomic(self) -> AbstractContextManager[None]:

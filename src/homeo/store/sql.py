@@ -810,6 +810,27 @@ class SQLStore(Store):
             )
         return {}
 
+    def rate_token_wait(
+        self, bucket: str, calls: int, period_seconds: float, *, now: float | None = None
+    ) -> float:
+        now = clock(now)
+        row = self.one("SELECT tokens, updated FROM rate_buckets WHERE bucket = ?", (bucket,))
+        if row is None:
+            return 0.0
+        rate = calls / period_seconds
+        tokens = min(float(calls), row["tokens"] + max(0.0, now - row["updated"]) * rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / rate
+
+    def forget_rate_buckets(self, prefix: str, idle_seconds: float, *,
+                            now: float | None = None) -> int:
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self.db.write() as db:
+            return db.execute(
+                self.db.sql("DELETE FROM rate_buckets WHERE bucket LIKE ? ESCAPE '\\'"
+                            " AND updated < ?"),
+                (pattern, clock(now) - idle_seconds),
+            ).rowcount
+
     # --- the audit log ----------------------------------------------------
     @contextmanager
     def atomic(self) -> Iterator[None]:
