@@ -128,7 +128,7 @@ def serve(
                  if settings.autonomic == "on" else None)
     api = create_app(settings, runtime.backends, runtime.metrics, worker, runtime.models,
                      runtime.tracer_provider, autonomic_loop=autonomic,
-                     guards=runtime.safety)
+                     guards=runtime.safety, control=runtime.control)
     console.print(
         f"homeo serving http://{settings.host}:{settings.port} "
         f"(database {redact(settings.resolved_database_url())}, "

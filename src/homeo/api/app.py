@@ -34,6 +34,7 @@ from homeo.api.middleware import BodyLimit, RequestID, RequestTiming
 from homeo.api.text import reject_nul
 from homeo.api.usage import UsageWriter
 from homeo.audit import open_audit_log
+from homeo.autonomic.control import ControlState
 from homeo.backends import Backends
 from homeo.config import Settings
 from homeo.engine.budgets import tenant_budgets
@@ -60,6 +61,7 @@ def create_app(
     autonomic_loop: Any = None,
     guards: SafetyGuards | None = None,
     wall_clock: Callable[[], float] = time.time,
+    control: ControlState | None = None,
 ) -> FastAPI:
     """`worker`, when given, runs inside the app's lifespan and stops with it.
     `models` (the runtime's, shared with the worker, its breakers in `metrics`)
@@ -74,8 +76,15 @@ def create_app(
     `wall_clock` (shared by every process) the rate limits and JWT expiry.
     `autonomic_loop` (an AutonomicLoop), when given, runs inside the lifespan too.
     `guards` (the runtime's guards, shared with its worker) screens run inputs and
-    chat completions; without it the app makes its own from the settings."""
-    models = models or ModelCatalog(settings)
+    chat completions; without it the app makes its own from the settings.
+    `control` is the shared control state (the runtime's); without it the app
+    reads its own from the store: it sheds tenants' submissions, and its own
+    catalog's breakers and weights follow it."""
+    control = control or ControlState(backends.store,
+                                      refresh_seconds=settings.control_refresh_seconds,
+                                      clock=wall_clock)
+    models = models or ModelCatalog(settings, held_breaker=control.breaker,  # type: ignore[arg-type]
+                                    weight_factor=control.weight_factor)
 
     usage = UsageWriter(backends.store, metrics)
 
@@ -115,7 +124,8 @@ def create_app(
             "exclude": _untraced,
         },
     )
-    app.state.parts = AppParts(settings=settings, backends=backends, metrics=metrics, worker=worker)
+    app.state.parts = AppParts(settings=settings, backends=backends, metrics=metrics, worker=worker,
+                               control=control)
     app.state.models = models
     app.state.keys = KeyCheck(backends.store, clock=clock)
     users = jwt_config(settings)

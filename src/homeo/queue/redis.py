@@ -147,15 +147,15 @@ count('leased', 'done')
 return 1
 """
 
-# ARGV: prefix, id, worker, now
+# ARGV: prefix, id, worker, now, run_at
 _RELEASE = _PRELUDE + """
-local id, now = ARGV[2], ARGV[4]
+local id, now, run_at = ARGV[2], ARGV[4], ARGV[5]
 local key = p .. 'job:' .. id
 if not held(key, ARGV[3]) then return 0 end
 end_lease(key, id)
-redis.call('HSET', key, 'status', 'queued', 'run_at', now, 'updated_at', now)
+redis.call('HSET', key, 'status', 'queued', 'run_at', run_at, 'updated_at', now)
 redis.call('HINCRBY', key, 'attempts', -1)
-enter_line(key, id, now)
+enter_line(key, id, run_at)
 count('leased', 'queued')
 return 1
 """
@@ -283,8 +283,10 @@ class RedisQueueStorage(QueueStorage):
             completed, row = pipe.execute()
         return bool(completed), _job(row)
 
-    def release(self, job_id: str, worker_id: str, now: float) -> bool:
-        return bool(self._release(args=[self.prefix, job_id, worker_id, repr(now)]))
+    def release(self, job_id: str, worker_id: str, now: float, run_at: float | None = None
+                ) -> bool:
+        return bool(self._release(args=[self.prefix, job_id, worker_id, repr(now),
+                                        repr(now if run_at is None else run_at)]))
 
     def leased(self, job_id: str, worker_id: str) -> Job | None:
         job = _job(self.client.hgetall(self._key(job_id)))

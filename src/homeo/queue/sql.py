@@ -43,11 +43,12 @@ class SQLQueueStorage(QueueStorage):
             (now, job_id, worker_id),
         )
 
-    def release(self, job_id: str, worker_id: str, now: float) -> bool:
+    def release(self, job_id: str, worker_id: str, now: float, run_at: float | None = None
+                ) -> bool:
         return self._leased(
             "UPDATE jobs SET status = 'queued', attempts = attempts - 1, run_at = ?,"
             f" lease_owner = NULL, lease_expires_at = NULL, updated_at = ? WHERE {HELD}",
-            (now, now, job_id, worker_id),
+            (now if run_at is None else run_at, now, job_id, worker_id),
         )
 
     def leased(self, job_id: str, worker_id: str) -> Job | None:

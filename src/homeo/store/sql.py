@@ -835,7 +835,7 @@ class SQLStore(Store):
             "SELECT action, COALESCE(SUM(CASE WHEN outcome = 'cleared' THEN 1 ELSE 0 END), 0)"
             " AS cleared, COALESCE(SUM(CASE WHEN outcome = 'persisted' THEN 1 ELSE 0 END), 0)"
             " AS persisted FROM autonomic_decisions WHERE kind = ? AND outcome IS NOT NULL"
-            " AND status IN ('executed', 'reverted') GROUP BY action",
+            " AND status IN ('executed', 'reverted', 'done') GROUP BY action",
             (kind,),
         )
         return {row["action"]: (int(row["cleared"]), int(row["persisted"])) for row in rows}
