@@ -28,7 +28,8 @@ def show_status(
         help="Leave out what belongs to other tenants (default: show every tenant's).")] = None,
     observe: Annotated[bool, typer.Option(
         "--observe", help="First observe and analyze once from this command (its"
-        " baselines are empty, so only threshold rules can fire) and keep the result.")] = False,
+        " baselines are empty, so only threshold rules can fire) and keep the result;"
+        " it plans and changes nothing.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON as GET /v1/autonomic"
                                                          " does.")] = False,
     data_dir: DataDir = None,
@@ -41,7 +42,8 @@ def show_status(
     settings = settings_or_exit(data_dir=data_dir, database_url=database_url)
     with opened(settings, publish=False) as runtime:
         if observe:
-            loop = runtime.autonomic_loop(f"cli:{socket.gethostname()}:{os.getpid()}")
+            loop = runtime.autonomic_loop(f"cli:{socket.gethostname()}:{os.getpid()}",
+                                          act=False)
             loop.step()
         found = status(runtime.backends.store, now=time.time(), tenant_id=tenant)
     found["loop"] = settings.autonomic

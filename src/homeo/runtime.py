@@ -155,9 +155,10 @@ class Runtime:
         base = self.settings.workers if concurrency is None else concurrency
         return self.settings.worker_max_concurrency or max(2 * base, 1)
 
-    def autonomic_loop(self, observer: str):  # -> AutonomicLoop; imported late
+    def autonomic_loop(self, observer: str, act: bool = True):  # -> AutonomicLoop
         """The autonomic loop of this process (HOMEO_AUTONOMIC): it watches the
-        shared database and this process's own model deployments."""
+        shared database and this process's own model deployments and, with
+        `act`, plans and acts as HOMEO_AUTONOMIC_ACT says. Imported late."""
         from homeo.audit import open_audit_log
         from homeo.autonomic.actuators import Actuators
         from homeo.autonomic.analyze import Analyzer, Thresholds
@@ -190,7 +191,7 @@ class Runtime:
             audit=open_audit_log(settings.audit_key_file, store))
         return AutonomicLoop(monitor, analyzer, store, observer=observer,
                              interval_seconds=settings.autonomic_interval_seconds,
-                             executor=executor)
+                             executor=executor if act else None)
 
     async def aclose(self) -> None:
         tracing.flush(self.tracer_provider)
