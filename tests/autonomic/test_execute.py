@@ -61,7 +61,8 @@ def control(backends: Backends, now: float) -> dict[str, dict[str, Any]]:
 
 
 def decisions(backends: Backends) -> list[DecisionRecord]:
-    return sorted(backends.store.list_decisions(limit=10_000), key=lambda d: (d.at, d.id))
+    return sorted(backends.store.list_decisions(limit=10_000),
+                  key=lambda d: (d.at, d.kind, d.subject))  # ids end in random digits
 
 
 def run(loop: Executor, backends: Backends, steps: int,

@@ -113,21 +113,26 @@ class Executor:
                 del self._clear_since[key]
         since = now - self.safety.in_force_seconds
         in_force = self.store.list_decisions(statuses=IN_FORCE, since=since, limit=1000)
-        for decision in sorted(in_force, key=lambda d: (d.at, d.id)):
+        blocked = set()
+        for decision in sorted(in_force, key=lambda d: (d.at, d.kind, d.subject, d.id)):
             key = (decision.kind, decision.subject)
             if key not in holding:
                 self._clear_since.setdefault(key, now)
             if decision.observer == self.observer:
-                self._tend(decision, key in holding, now, report)
-        blocked = {(d.kind, d.subject) for d in
-                   self.store.list_decisions(statuses=IN_FORCE, since=since, limit=1000)}
+                decision = self._tend(decision, key in holding, now, report)
+            if decision.status in IN_FORCE:
+                blocked.add(key)
+        known = {(d.kind, d.subject) for d in in_force}
+        self._clear_since = {key: at for key, at in self._clear_since.items() if key in known}
         if not analysis.diagnoses:
             return report
         situation: Situation | None = None
-        taken = len(self.store.list_decisions(since=now - 60.0, limit=10_000))
+        taken: int | None = None
         for diagnosis in analysis.diagnoses:
             if (diagnosis.kind, diagnosis.subject) in blocked:
                 continue
+            if taken is None:
+                taken = self.store.count_decisions(since=now - 60.0)
             if taken >= self.safety.max_actions_per_minute:
                 report.limited += 1
                 continue
@@ -143,46 +148,50 @@ class Executor:
 
     # --- decisions in force ---------------------------------------------------
     def _tend(self, decision: DecisionRecord, holds: bool, now: float,
-              report: StepReport) -> None:
+              report: StepReport) -> DecisionRecord:
+        """Settle, undo, execute or expire the decision as its time and its
+        diagnosis say; the decision as it is then."""
         if decision.status == "awaiting_approval":
             if not holds:
-                self._move(decision, ("awaiting_approval",), now, status="expired")
-            return
+                return self._move(decision, ("awaiting_approval",), now,
+                                  status="expired") or decision
+            return decision
         if decision.status == "approved":
             if not holds:
-                self._move(decision, ("approved",), now, status="expired")
-                return
-            self._execute(decision, ("approved",), now)
-            return
+                return self._move(decision, ("approved",), now, status="expired") or decision
+            return self._execute(decision, ("approved",), now) or decision
         if decision.status == "executing":  # another step of this loop is applying it
-            return
+            return decision
         if decision.outcome is None:
             if now < decision.settle_at:
-                return
+                return decision
             outcome = "persisted" if holds else "cleared"
-            self._move(decision, (decision.status,), now, outcome=outcome, settled_at=now)
+            decision = self._move(decision, (decision.status,), now, outcome=outcome,
+                                  settled_at=now) or decision
             report.settled.append(decision.id)
-            decision.outcome = outcome
             if outcome == "persisted":  # it did not help: undo it, let Plan choose again
-                self._end(decision, now, report)
-            return
+                return self._end(decision, now, report)
+            return decision
         clear_since = self._clear_since.get((decision.kind, decision.subject))
         if not holds and clear_since is not None and (
                 now - clear_since >= self.safety.hold_seconds):
-            self._end(decision, now, report)
+            return self._end(decision, now, report)
+        return decision
 
-    def _end(self, decision: DecisionRecord, now: float, report: StepReport) -> None:
+    def _end(self, decision: DecisionRecord, now: float, report: StepReport
+             ) -> DecisionRecord:
         if decision.status == "dry_run":
-            self._move(decision, ("dry_run",), now, status="dry_run_done")
-            return
+            return self._move(decision, ("dry_run",), now, status="dry_run_done") or decision
         kind = ACTIONS[decision.action]
         if not kind.reversible:
-            self._move(decision, ("executed",), now, status="done")
-            return
+            return self._move(decision, ("executed",), now, status="done") or decision
         undone = self.actuators.revert(decision.action, decision.params, now=now)
-        if self._move(decision, ("executed",), now, status="reverted") is not None:
-            report.reverted.append(decision.id)
-            self._audit("autonomic.revert", decision, {"undone": undone})
+        ended = self._move(decision, ("executed",), now, status="reverted")
+        if ended is None:
+            return decision
+        report.reverted.append(decision.id)
+        self._audit("autonomic.revert", decision, {"undone": undone})
+        return ended
 
     # --- new decisions --------------------------------------------------------
     def _decide(self, plan: Plan, now: float) -> DecisionRecord:

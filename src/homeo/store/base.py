@@ -454,6 +454,10 @@ class Store(ABC):
         """Newest first; only those in `statuses` and made at or after `since`."""
 
     @abstractmethod
+    def count_decisions(self, *, since: float) -> int:
+        """How many decisions were made at or after `since`."""
+
+    @abstractmethod
     def decision_tally(self, kind: str) -> dict[str, tuple[int, int]]:
         """For the diagnosis `kind`: action -> (cleared, persisted) outcomes of
         the decisions that were executed."""

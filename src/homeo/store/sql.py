@@ -830,6 +830,10 @@ class SQLStore(Store):
                         "ORDER BY at DESC, id DESC LIMIT ?", (*params, limit))
         return [self._decision(row) for row in rows]
 
+    def count_decisions(self, *, since: float) -> int:
+        rows = self.all("SELECT COUNT(*) AS n FROM autonomic_decisions WHERE at >= ?", (since,))
+        return int(rows[0]["n"])
+
     def decision_tally(self, kind: str) -> dict[str, tuple[int, int]]:
         rows = self.all(
             "SELECT action, COALESCE(SUM(CASE WHEN outcome = 'cleared' THEN 1 ELSE 0 END), 0)"
