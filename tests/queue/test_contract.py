@@ -146,6 +146,17 @@ def test_release_returns_the_job_without_spending_an_attempt(backends: Backends)
     assert again.id == job.id and again.attempts == 1
 
 
+def test_release_with_a_delay_puts_the_job_back_later(backends: Backends) -> None:
+    """How a worker leaves a paused tenant's job in line (engine/worker.py)."""
+    job, _ = backends.queue.enqueue("acme", "run", {}, now=0.0)
+    backends.queue.claim("w1", 10, now=0.0)
+    assert backends.queue.release(job.id, "w1", delay=5.0, now=1.0)
+    assert backends.queue.claim("w2", 10, now=5.9) is None
+    again = backends.queue.claim("w2", 10, now=6.0)
+    assert again.id == job.id and again.attempts == 1
+    assert not backends.queue.release(job.id, "w1", delay=5.0, now=6.0)  # not its lease
+
+
 def test_stats_count_every_status(backends: Backends) -> None:
     queue = backends.queue
     for _ in range(3):
