@@ -612,6 +612,8 @@ _EXAMPLES: dict[str, str] = {
     "mcp_servers": '{"files": {"command": ["python", "-m", "files_server"]}}',
     "tool_policy": '{"*": {"deny": ["http_get"]}}',
     "safety": '{"*": {"tool_output": {"injection": "block"}, "output": {"secrets": "redact"}}}',
+    "autonomic_seed": "42",
+    "worker_max_concurrency": "8",
 }
 
 
