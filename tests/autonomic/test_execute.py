@@ -160,6 +160,28 @@ def test_an_effect_is_undone_only_after_the_hold_period_clear(backends: Backends
     assert control(backends, T0 + 100) == {}
 
 
+def test_an_action_no_longer_enough_lets_another_join_it(backends: Backends) -> None:
+    """The backlog clears after one more slot, comes back for good: a second
+    slot is added (and, when that does not clear it in time, tried again); once
+    clear for the hold period, both are undone, newest first."""
+    loop = executor(backends, settle_seconds=10.0, hold_seconds=20.0)
+    backlog = Diagnosis("backlog_growing", "", 0.7, "jobs pile up")
+    pattern = lambda now, held: [backlog] if (  # noqa: E731
+        now - T0 < 5 or 20 <= now - T0 <= 45) else []
+    slots = {}
+    for index in range(80):
+        now = T0 + index
+        loop.step(at(now, *pattern(now, None)), now)
+        slots[index] = control(backends, now).get("worker.concurrency", {}).get("slots")
+    made = decisions(backends)
+    assert [(d.at - T0, d.params["from"], d.params["to"], d.status, d.outcome)
+            for d in made] == [(0, 2, 3, "reverted", "cleared"),
+                               (30, 3, 4, "reverted", "persisted"),
+                               (40, 3, 4, "reverted", "cleared")]
+    assert (slots[0], slots[29], slots[30], slots[40], slots[65], slots[66]) == (
+        3, 3, 4, 4, 4, None)
+
+
 def test_dry_run_records_decisions_and_changes_nothing(backends: Backends) -> None:
     loop = executor(backends, mode="dry-run")
     store = backends.store

@@ -9,12 +9,15 @@ Every loop step, after Analyze, `Executor.step`:
    Plan try again, likely with another action.
 2. undoes, with hysteresis, an action that worked: only once its diagnosis
    has been clear for `hold_seconds` without a break, so a flapping signal
-   never turns a setting back and forth.
+   never turns a setting back and forth. Newest first, so settings go back
+   through the values they came by.
 3. executes the decisions a person approved; expires those still waiting
    when their diagnosis stopped holding.
 4. plans for each diagnosis with no decision in force (by any loop: one
-   decision per diagnosis at a time), within `max_actions_per_minute` over
-   all loops sharing the store. What happens to a plan depends on `mode`:
+   decision per diagnosis at a time; an action that worked stops counting
+   once its diagnosis has come back and held for `settle_seconds`: it is no
+   longer enough, so another may be added), within `max_actions_per_minute`
+   over all loops sharing the store. What happens to a plan depends on `mode`:
        dry-run   recorded as `dry_run`; nothing changes
        approval  risky actions (risk >= `risky`) wait for approval
                  (`homeo autonomic approve`, POST .../approve); others run
@@ -102,8 +105,10 @@ class Executor:
         self.aliases = aliases
         self.workers = workers or Workers()
         self.audit = audit
-        # (kind, subject) -> since when this loop has seen it clear, without a break.
+        # (kind, subject) -> since when this loop has seen it clear, or holding,
+        # without a break.
         self._clear_since: dict[tuple[str, str], float] = {}
+        self._held_since: dict[tuple[str, str], float] = {}
 
     def step(self, analysis: Analysis, now: float) -> StepReport:
         report = StepReport()
@@ -111,16 +116,18 @@ class Executor:
         for key in list(self._clear_since):
             if key in holding:
                 del self._clear_since[key]
+        self._held_since = {key: self._held_since.get(key, now) for key in holding}
         since = now - self.safety.in_force_seconds
         in_force = self.store.list_decisions(statuses=IN_FORCE, since=since, limit=1000)
         blocked = set()
-        for decision in sorted(in_force, key=lambda d: (d.at, d.kind, d.subject, d.id)):
+        for decision in sorted(in_force, key=lambda d: (d.at, d.kind, d.subject, d.id),
+                               reverse=True):
             key = (decision.kind, decision.subject)
             if key not in holding:
                 self._clear_since.setdefault(key, now)
             if decision.observer == self.observer:
                 decision = self._tend(decision, key in holding, now, report)
-            if decision.status in IN_FORCE:
+            if decision.status in IN_FORCE and not self._outgrown(decision, now):
                 blocked.add(key)
         known = {(d.kind, d.subject) for d in in_force}
         self._clear_since = {key: at for key, at in self._clear_since.items() if key in known}
@@ -177,6 +184,14 @@ class Executor:
                 now - clear_since >= self.safety.hold_seconds):
             return self._end(decision, now, report)
         return decision
+
+    def _outgrown(self, decision: DecisionRecord, now: float) -> bool:
+        """An action that worked, whose diagnosis came back and has held for a
+        settle window: it stays in force, but no longer stops another."""
+        held_since = self._held_since.get((decision.kind, decision.subject))
+        return (decision.outcome == "cleared" and held_since is not None
+                and held_since > (decision.settled_at or decision.at)
+                and now - held_since >= self.safety.settle_seconds)
 
     def _end(self, decision: DecisionRecord, now: float, report: StepReport
              ) -> DecisionRecord:
