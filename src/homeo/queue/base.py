@@ -144,6 +144,12 @@ class QueueStorage(ABC):
         claim's attempt."""
 
     @abstractmethod
+    def expire_leases(self, worker_id: str, now: float) -> int:
+        """Make every lease the worker process `worker_id` holds (lease owners
+        `worker_id#n`) lapse at `now`, so the next claim puts those jobs back
+        in line and counts each as an expiry. How many there were."""
+
+    @abstractmethod
     def leased(self, job_id: str, worker_id: str) -> Job | None:
         """The job, while `worker_id` holds its lease."""
 
@@ -264,6 +270,11 @@ class Queue:
         seconds (graceful shutdown: at once; a paused tenant's job: later)."""
         now = clock(now)
         return self.storage.release(job_id, worker_id, now, now + max(delay, 0.0))
+
+    def expire_leases(self, worker_id: str, *, now: float | None = None) -> int:
+        """End now the leases of a worker process that died (the autonomic
+        loop's `expire_leases`), rather than when they lapse on their own."""
+        return self.storage.expire_leases(worker_id, clock(now))
 
     def get(self, tenant_id: str, job_id: str) -> Job | None:
         return self.storage.get(tenant_id, job_id)
