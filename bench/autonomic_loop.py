@@ -2,8 +2,9 @@
 Monitor observation, one Analyze pass, one Plan, and one whole step (with
 what it keeps in the store), without and with Plan and Execute (dry-run:
 decisions planned and recorded, settled, held), as P50/P99 and steps per
-second; and the anomaly check of one signal. Baselines, measured in the same run: the database reads of a
-/metrics scrape (runs by status, queue stats), and an anomaly check that
+second; and the anomaly check of one signal. Baselines, measured in the
+same run: the database reads of a /metrics scrape (runs by status, queue
+stats), the step without Plan and Execute, and an anomaly check that
 recomputes the window's median and MAD on every check.
 
 The database holds 10 tenants x 20 due jobs, 8 worker rows, 20 agents with
@@ -101,7 +102,8 @@ def main() -> None:
                                      data_dir=Path(scratch)), Analyzer(), store,
                              observer="bench")
         step = timings(lambda i: loop.step(T0 + 10_000 + i), steps)
-        executor = Executor(store, Planner(random.Random(0)), Actuators(store, actor="bench"),
+        executor = Executor(store, Planner(random.Random(0)),
+                            Actuators(store, queue, actor="bench"),
                             observer="bench-act", safety=Safety(mode="dry-run",
                                                                 settle_seconds=30.0,
                                                                 hold_seconds=30.0),

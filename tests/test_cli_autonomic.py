@@ -75,7 +75,8 @@ def test_status_shows_decisions_and_approve_lets_a_waiting_one_run(data: Path) -
     now = time.time()
     try:
         loop = Executor(backends.store, Planner(random.Random(3)),
-                        Actuators(backends.store, actor="autonomic:loop1"), observer="loop1",
+                        Actuators(backends.store, backends.queue, actor="autonomic:loop1"),
+                        observer="loop1",
                         safety=Safety(mode="approval"))
         poison = Diagnosis("poison_job", "flood/job_1", 0.9, "job_1: its worker died 3 times")
         (waiting,) = loop.step(Analysis(now, [], [poison]), now).decided

@@ -182,7 +182,7 @@ class Runtime:
                         in_force_seconds=settings.autonomic_control_ttl_seconds)
         executor = Executor(
             store, Planner(random.Random(settings.autonomic_seed)),
-            Actuators(store, actor=f"autonomic:{observer}",
+            Actuators(store, self.backends.queue, actor=f"autonomic:{observer}",
                       ttl_seconds=settings.autonomic_control_ttl_seconds),
             observer=observer, safety=safety,
             aliases=lambda: {alias: [entry.key for entry in entries]

@@ -66,8 +66,9 @@ def test_the_loop_sheds_a_flooding_tenant_and_explains_why(serve: Any, tmp_path:
 def waiting_decisions(served: Served) -> dict[str, str]:
     """Decisions waiting for approval about a job of default's and one of acme's."""
     store = served.runtime.backends.store
-    loop = Executor(store, Planner(random.Random(5)), Actuators(store, actor="autonomic:t"),
-                    observer="elsewhere", safety=Safety(mode="approval"))
+    actuators = Actuators(store, served.runtime.backends.queue, actor="autonomic:t")
+    loop = Executor(store, Planner(random.Random(5)), actuators, observer="elsewhere",
+                    safety=Safety(mode="approval"))
     now = time.time()
     report = loop.step(Analysis(now, [], [
         Diagnosis("poison_job", "default/job_1", 0.9, "job_1 kills workers"),

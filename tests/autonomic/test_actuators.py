@@ -54,7 +54,7 @@ def test_a_worker_process_applies_pause_slots_and_quarantine(
     store, queue = runtime.backends.store, runtime.backends.queue
     create_key(store, "acme", "test")
     runtime.publish_agents()
-    loop = Actuators(store, actor="autonomic:test")
+    loop = Actuators(store, queue, actor="autonomic:test")
     loop.apply("pause_tenant", {"tenant": "acme"}, decision_id="dec_1", now=time.time())
     env = {**os.environ,
            "PYTHONPATH": os.pathsep.join(filter(None, [str(SUPPORT),
@@ -121,7 +121,7 @@ def test_another_app_instance_holds_the_breaker_moves_weight_and_sheds(
             return next(p["breaker"]["state"] for p in providers if p["name"] == name)
 
         assert breaker_of("first") == "closed"
-        loop = Actuators(loop_side.store, actor="autonomic:elsewhere")
+        loop = Actuators(loop_side.store, loop_side.queue, actor="autonomic:elsewhere")
         loop.apply("open_breaker", {"deployment": "first"}, decision_id="dec_1",
                    now=time.time())
         eventually("the other app sees first's breaker open",

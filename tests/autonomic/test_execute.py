@@ -36,13 +36,14 @@ def backends(backend_url: str) -> Iterator[Backends]:
 
 
 def executor(backends: Backends, *, seed: int = 7, observer: str = "loop1",
-             **safety: Any) -> Executor:
+             max_slots: int = 4, **safety: Any) -> Executor:
     store = backends.store
     return Executor(store, Planner(random.Random(seed)),
-                    Actuators(store, actor=f"autonomic:{observer}"), observer=observer,
+                    Actuators(store, backends.queue, actor=f"autonomic:{observer}"),
+                    observer=observer,
                     safety=Safety(**{"mode": "on", "settle_seconds": 10.0,
                                      "hold_seconds": 20.0, **safety}),
-                    aliases=lambda: ALIASES, workers=Workers(base_slots=2, max_slots=4))
+                    aliases=lambda: ALIASES, workers=Workers(base_slots=2, max_slots=max_slots))
 
 
 def provider_down(deployment: str = "a") -> Diagnosis:
@@ -279,3 +280,28 @@ def test_rolling_an_agent_back_makes_its_previous_version_current(backends: Back
     # Its version has no parent: nothing older to roll back to.
     loop.step(at(T0 + 11, Diagnosis("agent_regressed", "acme/bot", 0.8, "bot fails")), T0 + 11)
     assert [d.status for d in decisions(backends)] == ["done"]
+
+
+def test_a_dead_workers_leases_are_expired_so_others_take_its_jobs(
+        backends: Backends) -> None:
+    loop = executor(backends, max_slots=2)  # so no slots can be added
+    queue = backends.queue
+    job, _ = queue.enqueue("acme", "run", {}, now=T0 - 100)
+    queue.claim("box:7:dead#1", 600, now=T0 - 100)  # its lease would last 10 minutes
+    dead = Diagnosis("worker_dead", "box:7:dead", 0.95, "worker box:7:dead: no heartbeat",
+                     [{"signal": "worker.leases", "subject": "box:7:dead", "value": 1.0,
+                       "rule": "> 0 raises confidence"}])
+    loop.step(at(T0, dead), T0)
+    (decision,) = decisions(backends)
+    assert (decision.action, decision.status) == ("expire_leases", "executed")
+    assert decision.params == {"worker": "box:7:dead", "leases": 1.0}
+    assert ("raise_concurrency was not eligible: workers already run their most slots (2)"
+            in decision.explanation["why"])
+    again = queue.claim("box:8:alive#1", 60, now=T0 + 1)
+    assert again.id == job.id and again.lease_expiries == 1
+    # A dead worker that held nothing, with no slots to add: nothing to do.
+    idle = Diagnosis("worker_dead", "box:9:idle", 0.7, "no heartbeat",
+                     [{"signal": "worker.leases", "subject": "box:9:idle", "value": 0.0,
+                       "rule": "> 0 raises confidence"}])
+    loop.step(at(T0 + 2, dead, idle), T0 + 2)
+    assert [d.subject for d in decisions(backends)] == ["box:7:dead"]

@@ -83,8 +83,9 @@ def create_app(
     control = control or ControlState(backends.store,
                                       refresh_seconds=settings.control_refresh_seconds,
                                       clock=wall_clock)
-    models = models or ModelCatalog(settings, held_breaker=control.breaker,  # type: ignore[arg-type]
-                                    weight_factor=control.weight_factor)
+    models = models or ModelCatalog(
+        settings, held_breaker=control.breaker,  # type: ignore[arg-type]
+        weight_factor=control.weight_factor)
 
     usage = UsageWriter(backends.store, metrics)
 

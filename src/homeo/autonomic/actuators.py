@@ -6,7 +6,9 @@ breaker open or scale a weight, workers change their slots, skip a paused
 tenant's jobs or dead-letter a quarantined job, the API sheds a tenant's
 submissions. Each entry expires after `ttl_seconds`, so a loop that died
 leaves nothing changed for good. `rollback_agent` changes the store itself:
-the agent's previous definition becomes its current one (new runs use it).
+the agent's previous definition becomes its current one (new runs use it);
+`expire_leases` the queue: a dead worker's leases end now, and the next
+claim puts its jobs back in line.
 
 `apply` does an action and returns what it changed; `revert` undoes it
 (reversible actions only: a rolled-back agent stays rolled back, a
@@ -25,6 +27,7 @@ from homeo.autonomic.control import (
     shed_key,
     weight_key,
 )
+from homeo.queue.base import Queue
 from homeo.store.base import Store
 from homeo.store.models import ControlEntry
 
@@ -36,9 +39,11 @@ class ActuatorError(Exception):
 
 
 class Actuators:
-    def __init__(self, store: Store, *, actor: str, ttl_seconds: float = 3600.0) -> None:
+    def __init__(self, store: Store, queue: Queue, *, actor: str,
+                 ttl_seconds: float = 3600.0) -> None:
         """`actor` names who set the control state (the loop's observer)."""
         self.store = store
+        self.queue = queue
         self.actor = actor
         self.ttl_seconds = ttl_seconds
 
@@ -65,6 +70,8 @@ class Actuators:
                                         f" {decision_id})"}, now)
         if action == "rollback_agent":
             return self._rollback(params, now)
+        if action == "expire_leases":
+            return {"expired": self.queue.expire_leases(params["worker"], now=now)}
         raise ActuatorError(f"no actuator for action {action!r}")
 
     def revert(self, action: str, params: dict[str, Any], *, now: float) -> dict[str, Any]:
@@ -89,7 +96,7 @@ class Actuators:
             return self._delete(shed_key(params["tenant"]))
         if action == "pause_tenant":
             return self._delete(pause_key(params["tenant"]))
-        return {}  # quarantine_job, rollback_agent: not undone
+        return {}  # quarantine_job, rollback_agent, expire_leases: not undone
 
     def _set(self, key: str, value: dict[str, Any], now: float) -> dict[str, Any]:
         self.store.set_control(ControlEntry(key=key, value=value, set_by=self.actor,

@@ -44,6 +44,9 @@ ACTIONS: dict[str, ActionKind] = {a.name: a for a in (
     ActionKind("open_breaker", 0.1, 0.3, "hold the deployment's breaker open in every process"),
     ActionKind("shift_weight", 0.05, 0.1,
                "move routing weight away from the deployment to the others of its alias"),
+    ActionKind("expire_leases", 0.05, 0.2,
+               "end the dead worker's leases now, so other workers take its jobs",
+               reversible=False),
     ActionKind("raise_concurrency", 0.2, 0.2, "give every worker process more slots"),
     ActionKind("lower_concurrency", 0.2, 0.3, "give every worker process fewer slots"),
     ActionKind("shed_tenant", 0.2, 0.4,
@@ -59,7 +62,7 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "provider_down": ("open_breaker", "shift_weight"),
     "provider_degraded": ("shift_weight", "open_breaker"),
     "provider_slow": ("shift_weight", "open_breaker"),
-    "worker_dead": ("raise_concurrency",),
+    "worker_dead": ("expire_leases", "raise_concurrency"),
     "backlog_growing": ("raise_concurrency",),
     "poison_job": ("quarantine_job",),
     "agent_regressed": ("rollback_agent",),
@@ -202,6 +205,15 @@ def _shift_weight(diagnosis: Diagnosis, situation: Situation
     return {"deployment": deployment, "moves": moves}, None
 
 
+def _expire_leases(diagnosis: Diagnosis, situation: Situation
+                   ) -> tuple[dict[str, Any], str | None]:
+    leases = next((e.get("value") for e in diagnosis.evidence
+                   if e.get("signal") == "worker.leases"), None)
+    if not leases:
+        return {}, "it holds no leases"
+    return {"worker": diagnosis.subject, "leases": leases}, None
+
+
 def _step(situation: Situation) -> int:
     return max(1, int(situation.slots * situation.max_step))
 
@@ -255,6 +267,7 @@ def _rollback_agent(diagnosis: Diagnosis, situation: Situation
 PRECONDITIONS: dict[str, Precondition] = {
     "open_breaker": _open_breaker,
     "shift_weight": _shift_weight,
+    "expire_leases": _expire_leases,
     "raise_concurrency": _raise_concurrency,
     "lower_concurrency": _lower_concurrency,
     "shed_tenant": _tenant_action("shed", lambda s: s.shed),
