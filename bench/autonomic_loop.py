@@ -1,8 +1,10 @@
 """The autonomic loop's cost on SQLite with realistic signal counts: one
-Monitor observation, one Analyze pass, and one whole step (with what it keeps
-in the store), as P50/P99 and steps per second; and the anomaly check of one
-signal. Baselines, measured in the same run: the database reads of a
-/metrics scrape (runs by status, queue stats), and an anomaly check that
+Monitor observation, one Analyze pass, one Plan, and one whole step (with
+what it keeps in the store), without and with Plan and Execute (dry-run:
+decisions planned and recorded, settled, held), as P50/P99 and steps per
+second; and the anomaly check of one signal. Baselines, measured in the
+same run: the database reads of a /metrics scrape (runs by status, queue
+stats), the step without Plan and Execute, and an anomaly check that
 recomputes the window's median and MAD on every check.
 
 The database holds 10 tenants x 20 due jobs, 8 worker rows, 20 agents with
@@ -16,6 +18,7 @@ calls each in their window. Time is injected: each step is one second later.
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 import tempfile
@@ -26,8 +29,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine  # noqa: E402
 
-from homeo.autonomic.analyze import Analyzer, Baseline  # noqa: E402
+from homeo.autonomic.actuators import Actuators  # noqa: E402
+from homeo.autonomic.analyze import Analyzer, Baseline, Diagnosis  # noqa: E402
+from homeo.autonomic.execute import Executor, Safety  # noqa: E402
 from homeo.autonomic.loop import AutonomicLoop  # noqa: E402
+from homeo.autonomic.plan import Planner, Situation  # noqa: E402
 from homeo.autonomic.monitor import Monitor  # noqa: E402
 from homeo.backends import open_backends  # noqa: E402
 from homeo.llm.callstats import CallStats  # noqa: E402
@@ -96,13 +102,34 @@ def main() -> None:
                                      data_dir=Path(scratch)), Analyzer(), store,
                              observer="bench")
         step = timings(lambda i: loop.step(T0 + 10_000 + i), steps)
+        executor = Executor(store, Planner(random.Random(0)),
+                            Actuators(store, queue, actor="bench"),
+                            observer="bench-act", safety=Safety(mode="dry-run",
+                                                                settle_seconds=30.0,
+                                                                hold_seconds=30.0),
+                            aliases=lambda: {"chat": ["a", "b", "c"]})
+        acting = AutonomicLoop(Monitor(store, queue, slos=load_slos(None), providers=providers,
+                                       data_dir=Path(scratch)), Analyzer(), store,
+                               observer="bench-act", executor=executor)
+        act = timings(lambda i: acting.step(T0 + 20_000 + i), steps)
+        decided = store.list_decisions(limit=100_000)
+        planner = Planner(random.Random(1))
+        down = Diagnosis("provider_down", "a", 0.9, "a is down")
+        situation = Situation(aliases={"chat": ["a", "b", "c"]}, slots=2, base_slots=2,
+                              max_slots=4)
+        tally = {"open_breaker": (3, 5), "shift_weight": (7, 1)}
+        plan = timings(lambda i: planner.plan(down, situation, tally), steps * 10)
 
         print("baseline: /metrics database reads (runs, queue)")
         print(row("  count_runs + queue.stats", scrape))
         print("homeo")
         print(row("  Monitor.observe", observe))
         print(row("  Analyzer.analyze", analyze))
+        print(row("  Planner.plan (2 candidates)", plan))
         print(row("  AutonomicLoop.step (observe, analyze, keep)", step))
+        print(row("  AutonomicLoop.step + Plan and Execute (dry-run)", act))
+        print(f"  decisions recorded over {steps} steps: {len(decided)}"
+              f" ({', '.join(sorted({d.action for d in decided})) or 'none'})")
 
         baseline = Baseline(samples=120, min_samples=12, every_seconds=5, noise=0.01)
         values = [1.0 + (i % 13) / 100 for i in range(120)]

@@ -4,6 +4,7 @@ file: a dead worker's row and a flooded queue, observed once with --observe."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -59,3 +60,43 @@ def test_status_observe_shows_signals_and_diagnoses_with_evidence(data: Path) ->
     assert [d["kind"] for d in calm["diagnoses"]] == ["worker_dead"]
     assert {s["subject"] for s in calm["signals"] if s["name"] == "queue.due_by_tenant"} == {
         "calm"}
+    assert found["decisions"] == []  # --observe plans nothing
+
+
+def test_status_shows_decisions_and_approve_lets_a_waiting_one_run(data: Path) -> None:
+    import random
+
+    from homeo.autonomic.actuators import Actuators
+    from homeo.autonomic.analyze import Analysis, Diagnosis
+    from homeo.autonomic.execute import Executor, Safety
+    from homeo.autonomic.plan import Planner
+
+    backends = open_backends(f"sqlite:///{data / 'homeo.db'}")
+    now = time.time()
+    try:
+        loop = Executor(backends.store, Planner(random.Random(3)),
+                        Actuators(backends.store, backends.queue, actor="autonomic:loop1"),
+                        observer="loop1",
+                        safety=Safety(mode="approval"))
+        poison = Diagnosis("poison_job", "flood/job_1", 0.9, "job_1: its worker died 3 times")
+        (waiting,) = loop.step(Analysis(now, [], [poison]), now).decided
+    finally:
+        backends.close()
+    assert waiting.status == "awaiting_approval"
+
+    shown = homeo("autonomic", "status", "--data-dir", str(data))
+    assert shown.exit_code == 0, shown.output
+    assert "Recent decisions (HOMEO_AUTONOMIC_ACT=dry-run):" in shown.output
+    assert re.search(rf"{waiting.id} \d+s ago: quarantine_job for poison_job flood/job_1"
+                     r" \[awaiting_approval\]", shown.output), shown.output
+    assert "why: quarantine_job scored highest" in shown.output
+    assert f"approve with: homeo autonomic approve {waiting.id}" in shown.output
+
+    approved = homeo("autonomic", "approve", waiting.id, "--data-dir", str(data))
+    assert approved.exit_code == 0, approved.output
+    assert f"approved {waiting.id}: quarantine_job for poison_job flood/job_1" in approved.output
+    again = homeo("autonomic", "approve", waiting.id, "--data-dir", str(data))
+    assert again.exit_code == 1
+    assert f"decision {waiting.id} is approved, not awaiting approval" in again.output
+    missing = homeo("autonomic", "approve", "dec_nope", "--data-dir", str(data))
+    assert missing.exit_code == 1 and "no decision dec_nope" in missing.output

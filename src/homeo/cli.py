@@ -130,7 +130,7 @@ def serve(
                  if settings.autonomic == "on" else None)
     api = create_app(settings, runtime.backends, runtime.metrics, worker, runtime.models,
                      runtime.tracer_provider, autonomic_loop=autonomic,
-                     guards=runtime.safety)
+                     guards=runtime.safety, control=runtime.control)
     tls = (f"(TLS 1.3, X25519MLKEM768 preferred, certificate {settings.tls_cert_file}) "
            if settings.tls_enabled() else "")
     console.print(

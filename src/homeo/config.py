@@ -271,6 +271,32 @@ class Settings(BaseSettings):
         " in `homeo serve` and `homeo worker`.")
     autonomic_interval_seconds: float = Field(
         1.0, gt=0, le=3600, description="How often the autonomic loop observes.")
+    autonomic_act: Literal["dry-run", "approval", "on"] = Field(
+        "dry-run", description="What the loop does with its decisions: dry-run records"
+        " them and changes nothing; approval acts on low-risk ones and waits for"
+        " `homeo autonomic approve` on risky ones; on acts on all.")
+    autonomic_max_actions_per_minute: int = Field(
+        6, ge=0, le=1000, description="At most this many actions a minute, all loops together.")
+    autonomic_settle_seconds: float = Field(
+        60.0, gt=0, le=86400, description="How long after an action its outcome is"
+        " measured: did the diagnosis clear?")
+    autonomic_hold_seconds: float = Field(
+        120.0, ge=0, le=86400, description="An action's effect is undone only once its"
+        " diagnosis has been clear this long (hysteresis).")
+    autonomic_max_step: float = Field(
+        0.5, gt=0, le=1, description="The most one action moves a setting, as a share of"
+        " it: worker slots up or down, a deployment's routing weight down.")
+    autonomic_control_ttl_seconds: float = Field(
+        3600.0, gt=0, le=7 * 86400, description="Control state an action writes expires"
+        " after this, so a loop that died leaves nothing changed for good.")
+    autonomic_seed: int | None = Field(
+        None, description="Seed of Plan's sampling (unset: random).")
+    control_refresh_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often each process reads the shared control"
+        " state.")
+    worker_max_concurrency: int | None = Field(
+        None, ge=1, le=1024, description="The most slots the autonomic loop may give a"
+        " worker process (unset: twice HOMEO_WORKERS).")
     worker_heartbeat_seconds: float = Field(
         5.0, gt=0, le=3600, description="How often a worker process writes its heartbeat row.")
     worker_stale_seconds: float = Field(
@@ -650,6 +676,8 @@ _EXAMPLES: dict[str, str] = {
     "mcp_servers": '{"files": {"command": ["python", "-m", "files_server"]}}',
     "tool_policy": '{"*": {"deny": ["http_get"]}}',
     "safety": '{"*": {"tool_output": {"injection": "block"}, "output": {"secrets": "redact"}}}',
+    "autonomic_seed": "42",
+    "worker_max_concurrency": "8",
 }
 
 

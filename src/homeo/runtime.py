@@ -6,11 +6,13 @@ through `Runtime.open`, so they run the same wiring."""
 from __future__ import annotations
 
 import os
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry.trace import Tracer, TracerProvider
 
+from homeo.autonomic.control import ControlState
 from homeo.backends import Backends, open_backends
 from homeo.config import Settings
 from homeo.db.url import passwords
@@ -64,6 +66,8 @@ class Runtime:
     # The guards and the tenants' policies (HOMEO_SAFETY), shared by the worker and the API.
     safety: SafetyGuards = field(init=False)
     _memories: Any = field(init=False, default=None)
+    # The shared control state (autonomic/control.py), read at most once a second.
+    control: ControlState | None = None
 
     def __post_init__(self) -> None:
         self.tracer = tracing.tracer_of(self.tracer_provider)
@@ -81,13 +85,16 @@ class Runtime:
             tracer_provider = tracing.install(settings.otlp_endpoint)
         retry = RetryPolicy(settings.retry_base_seconds, settings.retry_max_seconds)
         backends = open_backends(settings.resolved_database_url(), retry, settings.queue_url)
-        models = ModelCatalog(settings, tracer=tracing.tracer_of(tracer_provider))
+        control = ControlState(backends.store, refresh_seconds=settings.control_refresh_seconds)
+        models = ModelCatalog(settings, tracer=tracing.tracer_of(tracer_provider),
+                              held_breaker=control.breaker,  # type: ignore[arg-type]
+                              weight_factor=control.weight_factor)
         agents = AgentCatalog(backends.store, models, mcp_servers=settings.mcp_servers,
                               gate=ToolGate(settings.tool_policy))
         metrics = Metrics()
         metrics.watch(backends.store, backends.queue)
         metrics.watch_breakers(models.breaker_states)
-        return cls(settings, backends, models, agents, metrics, tracer_provider)
+        return cls(settings, backends, models, agents, metrics, tracer_provider, control)
 
     def publish_agents(self) -> list[str]:
         """Load and check the agent YAML files (AgentError, one line, if one is
@@ -155,13 +162,25 @@ class Runtime:
             memories=memories,
             knowledge=None if memories is None else self.knowledge(),
             memory_prune_every=parse_duration(self.settings.memory_prune_interval),
+            control=self.control,
+            max_concurrency=self.max_concurrency(concurrency),
         )
 
-    def autonomic_loop(self, observer: str):  # -> AutonomicLoop; imported late
+    def max_concurrency(self, concurrency: int | None = None) -> int:
+        """The most slots the autonomic loop may give this process's worker."""
+        base = self.settings.workers if concurrency is None else concurrency
+        return self.settings.worker_max_concurrency or max(2 * base, 1)
+
+    def autonomic_loop(self, observer: str, act: bool = True):  # -> AutonomicLoop
         """The autonomic loop of this process (HOMEO_AUTONOMIC): it watches the
-        shared database and this process's own model deployments."""
+        shared database and this process's own model deployments and, with
+        `act`, plans and acts as HOMEO_AUTONOMIC_ACT says. Imported late."""
+        from homeo.audit import open_audit_log
+        from homeo.autonomic.actuators import Actuators
         from homeo.autonomic.analyze import Analyzer, Thresholds
+        from homeo.autonomic.execute import Executor, Safety, Workers
         from homeo.autonomic.loop import AutonomicLoop
+        from homeo.autonomic.plan import Planner
         from homeo.autonomic.monitor import Monitor
         from homeo.observe.slo.definitions import load_slos
 
@@ -170,8 +189,25 @@ class Runtime:
                           slos=load_slos(settings.slo_file),
                           providers=self.models.provider_stats, data_dir=settings.data_dir)
         analyzer = Analyzer(Thresholds(worker_stale_seconds=settings.worker_stale_seconds))
-        return AutonomicLoop(monitor, analyzer, self.backends.store, observer=observer,
-                             interval_seconds=settings.autonomic_interval_seconds)
+        store = self.backends.store
+        safety = Safety(mode=settings.autonomic_act,
+                        max_actions_per_minute=settings.autonomic_max_actions_per_minute,
+                        settle_seconds=settings.autonomic_settle_seconds,
+                        hold_seconds=settings.autonomic_hold_seconds,
+                        max_step=settings.autonomic_max_step,
+                        in_force_seconds=settings.autonomic_control_ttl_seconds)
+        executor = Executor(
+            store, Planner(random.Random(settings.autonomic_seed)),
+            Actuators(store, self.backends.queue, actor=f"autonomic:{observer}",
+                      ttl_seconds=settings.autonomic_control_ttl_seconds),
+            observer=observer, safety=safety,
+            aliases=lambda: {alias: [entry.key for entry in entries]
+                             for alias, entries in settings.models.items()},
+            workers=Workers(base_slots=settings.workers, max_slots=self.max_concurrency()),
+            audit=open_audit_log(settings.audit_key_file, store))
+        return AutonomicLoop(monitor, analyzer, store, observer=observer,
+                             interval_seconds=settings.autonomic_interval_seconds,
+                             executor=executor if act else None)
 
     async def aclose(self) -> None:
         tracing.flush(self.tracer_provider)

@@ -184,6 +184,9 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("POST", "/v1/runs/{run_id}/input"): lambda w, who: (
         "POST", f"/v1/runs/{w.acme['done']}/input", {"json": {"answer": "yes"}}),
     ("GET", "/v1/autonomic"): lambda w, who: ("GET", "/v1/autonomic", {}),
+    ("GET", "/v1/autonomic/decisions"): lambda w, who: ("GET", "/v1/autonomic/decisions", {}),
+    ("POST", "/v1/autonomic/decisions/{decision_id}/approve"): lambda w, who: (
+        "POST", "/v1/autonomic/decisions/dec_000000000000none/approve", {}),
     ("GET", "/v1/agents"): lambda w, who: ("GET", "/v1/agents", {}),
     ("GET", "/v1/agents/{name}/versions"): lambda w, who: (
         "GET", "/v1/agents/echo/versions", {}),
@@ -238,7 +241,9 @@ SAMPLES: dict[tuple[str, str], Sample] = {
 # Memory 1 does not exist (tests/api/test_memories.py checks real memories across tenants).
 OWN_STATUS = {("POST", "/v1/embeddings"): 400, ("POST", "/v1/runs/{run_id}/approve"): 409,
               ("POST", "/v1/runs/{run_id}/reject"): 409, ("POST", "/v1/runs/{run_id}/input"): 409,
-              ("GET", "/v1/memories/{memory_id}"): 404, ("DELETE", "/v1/memories/{memory_id}"): 404}
+              ("GET", "/v1/memories/{memory_id}"): 404, ("DELETE", "/v1/memories/{memory_id}"): 404,
+              # No such decision (tests/api/test_autonomic_decisions.py approves real ones).
+              ("POST", "/v1/autonomic/decisions/{decision_id}/approve"): 404}
 # A backup of acme's is refused to another tenant, whose admin gets a 409 (checked
 # beside the leaks below).
 OTHER_STATUS = {("POST", "/v1/memory/restore"): 409}

@@ -146,6 +146,33 @@ def test_release_returns_the_job_without_spending_an_attempt(backends: Backends)
     assert again.id == job.id and again.attempts == 1
 
 
+def test_release_with_a_delay_puts_the_job_back_later(backends: Backends) -> None:
+    """How a worker leaves a paused tenant's job in line (engine/worker.py)."""
+    job, _ = backends.queue.enqueue("acme", "run", {}, now=0.0)
+    backends.queue.claim("w1", 10, now=0.0)
+    assert backends.queue.release(job.id, "w1", delay=5.0, now=1.0)
+    assert backends.queue.claim("w2", 10, now=5.9) is None
+    again = backends.queue.claim("w2", 10, now=6.0)
+    assert again.id == job.id and again.attempts == 1
+    assert not backends.queue.release(job.id, "w1", delay=5.0, now=6.0)  # not its lease
+
+
+def test_expiring_a_dead_workers_leases_requeues_its_jobs(backends: Backends) -> None:
+    queue = backends.queue
+    for index in range(3):
+        queue.enqueue("acme", "run", {"n": index}, now=0.0)
+    dead = [queue.claim("w1#1", 60, now=0.0), queue.claim("w1#2", 60, now=0.0)]
+    alive = queue.claim("w10#1", 60, now=0.0)  # another worker whose id starts alike
+    assert queue.expire_leases("w1", now=5.0) == 2
+    assert queue.expire_leases("w1", now=5.0) == 0  # lapsed already
+    again = [queue.claim("w2#1", 60, now=5.0), queue.claim("w2#2", 60, now=5.0)]
+    assert {job.id for job in again} == {job.id for job in dead}
+    assert all(job.lease_expiries == 1 and job.attempts == 2 for job in again)
+    assert queue.claim("w2#3", 60, now=5.0) is None
+    assert queue.heartbeat(alive.id, "w10#1", 60, now=5.0)
+    assert not queue.complete(dead[0].id, "w1#1", now=6.0)  # its lease is gone
+
+
 def test_stats_count_every_status(backends: Backends) -> None:
     queue = backends.queue
     for _ in range(3):

@@ -35,6 +35,7 @@ from homeo.api.middleware import BodyLimit, RequestID, RequestTiming
 from homeo.api.text import reject_nul
 from homeo.api.usage import UsageWriter
 from homeo.audit import open_audit_log
+from homeo.autonomic.control import ControlState
 from homeo.backends import Backends
 from homeo.config import Settings
 from homeo.engine.budgets import tenant_budgets
@@ -61,6 +62,7 @@ def create_app(
     autonomic_loop: Any = None,
     guards: SafetyGuards | None = None,
     wall_clock: Callable[[], float] = time.time,
+    control: ControlState | None = None,
 ) -> FastAPI:
     """`worker`, when given, runs inside the app's lifespan and stops with it.
     `models` (the runtime's, shared with the worker, its breakers in `metrics`)
@@ -76,8 +78,16 @@ def create_app(
     failed authentication and JWT expiry.
     `autonomic_loop` (an AutonomicLoop), when given, runs inside the lifespan too.
     `guards` (the runtime's guards, shared with its worker) screens run inputs and
-    chat completions; without it the app makes its own from the settings."""
-    models = models or ModelCatalog(settings)
+    chat completions; without it the app makes its own from the settings.
+    `control` is the shared control state (the runtime's); without it the app
+    reads its own from the store: it sheds tenants' submissions, and its own
+    catalog's breakers and weights follow it."""
+    control = control or ControlState(backends.store,
+                                      refresh_seconds=settings.control_refresh_seconds,
+                                      clock=wall_clock)
+    models = models or ModelCatalog(
+        settings, held_breaker=control.breaker,  # type: ignore[arg-type]
+        weight_factor=control.weight_factor)
 
     usage = UsageWriter(backends.store, metrics)
 
@@ -117,7 +127,8 @@ def create_app(
             "exclude": _untraced,
         },
     )
-    app.state.parts = AppParts(settings=settings, backends=backends, metrics=metrics, worker=worker)
+    app.state.parts = AppParts(settings=settings, backends=backends, metrics=metrics, worker=worker,
+                               control=control)
     app.state.models = models
     app.state.keys = KeyCheck(backends.store, clock=clock, wall_clock=wall_clock)
     users = jwt_config(settings)

@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, HTTPException, Request
 
 from homeo.audit import AuditLog, Event
+from homeo.autonomic.control import ControlState
 from homeo.backends import Backends
 from homeo.config import Settings
 from homeo.engine.worker import Worker
@@ -34,6 +35,8 @@ class AppParts:
     backends: Backends
     metrics: Metrics
     worker: Worker | None = None
+    # The shared control state the autonomic loop writes (autonomic/control.py).
+    control: ControlState | None = None
 
 
 async def parts(request: Request) -> AppParts:

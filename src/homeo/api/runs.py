@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -65,6 +66,7 @@ async def create_run(
     limit = app.settings.max_input_chars
     if len(body.input) > limit:
         raise HTTPException(413, f"input is {len(body.input)} characters; the limit is {limit}")
+    await asyncio.to_thread(_not_shed, app, tenant_id)
     refused = await _refused_input(request, app, tenant_id, body)
     if refused is not None:
         return refused
@@ -80,6 +82,17 @@ async def create_run(
         response.status_code = 200
     response.headers["Location"] = f"/v1/runs/{run.id}"
     return RunAccepted(id=run.id, status=run.status)
+
+
+def _not_shed(app: AppParts, tenant_id: str) -> None:
+    """429 with Retry-After while the autonomic loop sheds the tenant's load
+    (it found the tenant flooding the queue)."""
+    wait = None if app.control is None else app.control.shed_retry_after(tenant_id)
+    if wait is not None:
+        raise HTTPException(
+            429, f"tenant {tenant_id} is submitting more runs than homeo can take now; the"
+                 f" autonomic loop is shedding its load: retry in {wait:.0f}s",
+            headers={"Retry-After": str(math.ceil(wait))})
 
 
 async def _refused_input(

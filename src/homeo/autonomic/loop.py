@@ -1,13 +1,13 @@
-"""The autonomic loop as it runs today: Monitor, Analyze, and Knowledge (what
-it found, kept in the store so every process and `homeo autonomic status` /
-GET /v1/autonomic see it).
+"""The autonomic loop: Monitor, Analyze, Plan and Execute (execute.py), and
+Knowledge (what it found and did, kept in the store so every process and
+`homeo autonomic status` / GET /v1/autonomic see it).
 
 Every `interval_seconds` the loop observes and analyzes. Diagnoses are noted
 every time (one row per diagnosis while it holds, cleared when it stops
 holding, dropped `keep_diagnoses_seconds` after that); signals are kept
 every `record_every_seconds` and dropped after `keep_signals_seconds`, so
-the store holds a bounded amount. Plan and Execute are not built yet: the
-loop changes nothing in the running system.
+the store holds a bounded amount. With an `executor`, each step then plans
+and acts on the diagnoses (execute.py says how, and within which limits).
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from collections.abc import Callable
 from typing import Any
 
 from homeo.autonomic.analyze import TENANT_DIAGNOSES, Analysis, Analyzer
+from homeo.autonomic.execute import Executor, StepReport
 from homeo.autonomic.monitor import TENANT_SIGNALS, Monitor
 from homeo.observe import logs
 from homeo.store.base import Store
-from homeo.store.models import DiagnosisRecord, SignalRecord
+from homeo.store.models import DecisionRecord, DiagnosisRecord, SignalRecord
 
 log = logs.get_logger("homeo.autonomic")
 
@@ -40,8 +41,10 @@ class AutonomicLoop:
         keep_signals_seconds: float = 900.0,
         keep_diagnoses_seconds: float = 7 * 86400.0,
         clock: Callable[[], float] = time.time,
+        executor: Executor | None = None,
     ) -> None:
-        """`observer` names this process in the signals it keeps."""
+        """`observer` names this process in the signals it keeps. Without an
+        `executor` the loop only observes and diagnoses."""
         self.monitor = monitor
         self.analyzer = analyzer
         self.store = store
@@ -51,7 +54,9 @@ class AutonomicLoop:
         self.keep_signals_seconds = keep_signals_seconds
         self.keep_diagnoses_seconds = keep_diagnoses_seconds
         self.clock = clock
+        self.executor = executor
         self.last: Analysis | None = None
+        self.last_report: StepReport | None = None
         self._recorded_at = float("-inf")
 
     def step(self, now: float | None = None) -> Analysis:
@@ -73,6 +78,8 @@ class AutonomicLoop:
              for d in analysis.diagnoses],
             now=now, keep_after=now - self.keep_diagnoses_seconds,
         )
+        if self.executor is not None:
+            self.last_report = self.executor.step(analysis, now)
         self.last = analysis
         return analysis
 
@@ -100,11 +107,13 @@ def status(
     tenant_id: str | None = None,
     fresh_seconds: float = 60.0,
     cleared: int = 20,
+    decisions: int = 20,
 ) -> dict[str, Any]:
     """What the loops found, from the store: each observer's newest signals
     (made in the last `fresh_seconds`), the diagnoses that hold, and the last
-    `cleared` ones that stopped holding. With `tenant_id`, what belongs to
-    other tenants (their agents, jobs, queue share) is left out."""
+    `cleared` ones that stopped holding, and the last `decisions` decisions.
+    With `tenant_id`, what belongs to other tenants (their agents, jobs,
+    queue share, and the decisions about them) is left out."""
     signals = [s for s in store.latest_signals(since=now - fresh_seconds)
                if tenant_id is None or s.name not in TENANT_SIGNALS
                or _belongs(s.subject, tenant_id)]
@@ -117,7 +126,18 @@ def status(
         "signals": [s.model_dump() for s in signals],
         "diagnoses": [d.model_dump() for d in shown if d.cleared_at is None],
         "cleared": [d.model_dump() for d in shown if d.cleared_at is not None][:cleared],
+        "decisions": [d.model_dump() for d in list_decisions(store, tenant_id=tenant_id,
+                                                             limit=decisions)],
     }
+
+
+def list_decisions(store: Store, *, tenant_id: str | None = None, status: str | None = None,
+                   limit: int = 50) -> list[DecisionRecord]:
+    """The newest decisions; with `tenant_id`, none about another tenant."""
+    found = store.list_decisions(statuses=None if status is None else [status],
+                                 limit=limit if tenant_id is None else 10 * limit)
+    return [d for d in found if tenant_id is None or d.kind not in TENANT_DIAGNOSES
+            or _belongs(d.subject, tenant_id)][:limit]
 
 
 def _belongs(subject: str, tenant_id: str) -> bool:

@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 
+from homeo.autonomic.control import ControlState
 from homeo.backends import Backends
 from homeo.engine.agents import AgentError
 from homeo.engine.budgets import TenantBudgets
@@ -85,6 +86,8 @@ if TYPE_CHECKING:  # numpy loads only when memory is used
 
 ACTIVE = frozenset({"queued", "running"})
 CLAIM_BACKOFF_MAX_SECONDS = 5.0
+# A paused tenant's job goes back in line this far ahead, to be looked at again.
+PAUSED_RECHECK_SECONDS = 5.0
 Emit = Callable[[dict[str, Any]], None]
 
 
@@ -135,6 +138,8 @@ class Worker:
         memories: Memories | None = None,
         knowledge: Any = None,
         memory_prune_every: float | None = None,
+        control: ControlState | None = None,
+        max_concurrency: int | None = None,
     ) -> None:
         """`tools` are the operator's limits for the built-in tools, handed to
         every run's tools in their context (default: the settings' defaults).
@@ -143,12 +148,18 @@ class Worker:
         `memories` is the agent memory (each run of an agent with `memory:` gets
         it scoped; None: those runs' memory tools say it is unavailable), and
         with `memory_prune_every` the worker schedules its pruning job.
-        `knowledge` searches collections for agents with `knowledge:`."""
+        `knowledge` searches collections for agents with `knowledge:`.
+        `control` is the shared control state the autonomic loop writes: this
+        worker runs as many slots as it says (between 1 and `max_concurrency`,
+        default `concurrency`), leaves paused tenants' jobs in line and
+        dead-letters quarantined jobs."""
         self.backends = backends
         self.store = backends.store
         self.queue = backends.queue
         self.agents = agents
         self.concurrency = concurrency
+        self.max_concurrency = max(max_concurrency or concurrency, concurrency)
+        self.control = control
         self.lease_seconds = lease_seconds
         self.poll_seconds = poll_seconds
         # How often a running run's status is read (to stop a cancelled run's step).
@@ -203,7 +214,8 @@ class Worker:
         self.last_poll = time.time()
         self.started_at = self.clock()
         await self._beat()
-        slots = [asyncio.create_task(self._slot(stop)) for _ in range(self.concurrency)]
+        slots = [asyncio.create_task(self._slot(stop, index))
+                 for index in range(self.max_concurrency)]
         sweeping = asyncio.create_task(self._sweep(stop))
         retention, forget_every = self.checkpoint_retention, self.memory_prune_every
         pruning = asyncio.create_task(self._every(
@@ -235,7 +247,7 @@ class Worker:
     async def _beat(self) -> None:
         """Write this worker's heartbeat row; a database error is logged, not raised."""
         record = WorkerRecord(id=self.worker_id, host=socket.gethostname(), pid=os.getpid(),
-                              slots=self.concurrency, in_use=len(self._in_flight),
+                              slots=self.slots(), in_use=len(self._in_flight),
                               started_at=self.started_at, last_seen=self.clock())
         try:
             await asyncio.to_thread(self.store.beat_worker, record)
@@ -246,15 +258,28 @@ class Worker:
         while not await _wait(stop, self.heartbeat_seconds):
             await self._beat()
 
-    async def _slot(self, stop: asyncio.Event) -> None:
+    def slots(self) -> int:
+        """How many slots claim jobs now: `concurrency`, or what the control
+        state says, within 1..max_concurrency."""
+        wanted = None if self.control is None else self.control.worker_concurrency()
+        if wanted is None:
+            return self.concurrency
+        return min(max(wanted, 1), self.max_concurrency)
+
+    async def _slot(self, stop: asyncio.Event, index: int = 0) -> None:
         try:
-            await self._claim_and_process(stop, done := [])
+            await self._claim_and_process(stop, done := [], index)
         finally:
             await self._settle(done)
 
-    async def _claim_and_process(self, stop: asyncio.Event, done: list[Job]) -> None:
+    async def _claim_and_process(self, stop: asyncio.Event, done: list[Job], index: int
+                                 ) -> None:
         failures = 0
         while not stop.is_set():
+            if index >= self.slots():  # a slot the control state has turned off
+                await self._settle(done)
+                await _wait(stop, self.poll_seconds)
+                continue
             try:
                 job = await self.claim(done)
             except Exception as error:  # the database is locked, down or unreachable
@@ -342,6 +367,11 @@ class Worker:
         if job.kind == memory_prune.MEMORY_PRUNE_JOB:
             await self._prune_memory(job)
             return
+        if self.control is not None and self.control.paused(job.tenant_id):
+            # Back in line, the claim's attempt not counted, looked at again later.
+            await asyncio.to_thread(self.queue.release, job.id, self._owner(job),
+                                    delay=PAUSED_RECHECK_SECONDS)
+            return
         if job.kind == ingest.INGEST_JOB:
             await self._ingest(job)
             return
@@ -389,9 +419,11 @@ class Worker:
         if run.request_id:
             span.set_attribute("homeo.request_id", run.request_id)
             logs.bind(request_id=run.request_id)
-        if run.stalls >= max_stalls or job.exhausted:
-            error = (f"gave up: {run.stalls} attempts in a row ended without completing a"
-                     f" step; last error: {job.last_error}") if run.stalls >= max_stalls else (
+        quarantined = None if self.control is None else self.control.quarantined(job.id)
+        if run.stalls >= max_stalls or job.exhausted or quarantined:
+            error = (f"quarantined: {quarantined}; last error: {job.last_error}" if quarantined
+                     else f"gave up: {run.stalls} attempts in a row ended without completing a"
+                     f" step; last error: {job.last_error}" if run.stalls >= max_stalls else
                      f"gave up: its job was claimed {job.attempts - 1} times;"
                      f" last error: {job.last_error}")
             await self._finish(run, "failed", error=error, fence=fence)

@@ -10,6 +10,9 @@
                empty window.
 
 The clock is passed in, so tests drive every transition without sleeping.
+`held`, when given, may hold the breaker open or closed from outside (the
+autonomic loop's shared control state): while it says so, `state` is that,
+whatever the breaker itself would be (`own_state`).
 """
 
 from __future__ import annotations
@@ -35,10 +38,12 @@ class BreakerPolicy:
 
 class CircuitBreaker:
     def __init__(
-        self, policy: BreakerPolicy, clock: Callable[[], float] = time.monotonic
+        self, policy: BreakerPolicy, clock: Callable[[], float] = time.monotonic,
+        held: Callable[[], State | None] | None = None,
     ) -> None:
         self.policy = policy
         self.clock = clock
+        self.held = held
         self._state: State = "closed"
         self._outcomes: deque[tuple[float, bool]] = deque()  # (when, failed)
         self._failures = 0  # failures in _outcomes, kept so no call scans the window
@@ -48,6 +53,15 @@ class CircuitBreaker:
 
     @property
     def state(self) -> State:
+        if self.held is not None:
+            held = self.held()
+            if held is not None:
+                return held
+        return self.own_state
+
+    @property
+    def own_state(self) -> State:
+        """The state from this breaker's own calls, whatever it is held at."""
         if self._state == "open" and self.clock() - self._opened_at >= self.policy.cooldown_seconds:
             self._state = "half_open"
             self._probes_in_flight = 0

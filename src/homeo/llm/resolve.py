@@ -26,7 +26,7 @@ from opentelemetry.trace import Tracer
 
 from homeo.config import ModelDeployment, Settings
 from homeo.llm.base import Model, ModelError
-from homeo.llm.breaker import BreakerPolicy, CircuitBreaker
+from homeo.llm.breaker import BreakerPolicy, CircuitBreaker, State
 from homeo.llm.cache import CachedModel, ResponseCache
 from homeo.llm.callstats import CallStats, CallWindow
 from homeo.llm.pricing import PricedModel
@@ -58,12 +58,18 @@ class ModelCatalog:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         tracer: Tracer | None = None,
+        held_breaker: Callable[[str], State | None] | None = None,
+        weight_factor: Callable[[str, str], float] | None = None,
     ) -> None:
-        """`tracer` gets the routers' attempt spans (None: the global provider's)."""
+        """`tracer` gets the routers' attempt spans (None: the global provider's).
+        `held_breaker(deployment)` holds a breaker open or closed and
+        `weight_factor(alias, deployment)` scales a weight: the shared control
+        state the autonomic loop writes (None: neither)."""
         self.settings = settings
         self.clock = clock
         self.rng = rng or random.Random()
         self.tracer = tracer
+        self.weight_factor = weight_factor
         self._models: dict[str, Model] = {}
         # The cached view of each alias per tenant (see `get`).
         self._scoped: dict[tuple[str, str | None], CachedModel] = {}
@@ -88,7 +94,10 @@ class ModelCatalog:
         for alias, entries in sorted(settings.models.items()):
             for entry in entries:
                 if entry.key not in self._configured:
-                    self._configured[entry.key] = (entry, CircuitBreaker(policy, clock), [])
+                    held = (None if held_breaker is None
+                            else lambda key=entry.key: held_breaker(key))
+                    self._configured[entry.key] = (entry, CircuitBreaker(policy, clock, held),
+                                                   [])
                     self._stats[entry.key] = CallStats(settings.breaker_window_seconds,
                                                        clock=clock)
                 self._configured[entry.key][2].append(alias)
@@ -160,8 +169,10 @@ class ModelCatalog:
 
     def provider_stats(self) -> list[tuple[str, str, CallWindow]]:
         """(deployment, breaker state, its calls over the breaker's window) for
-        each deployment: what the autonomic loop's Monitor reads."""
-        return [(key, breaker.state, self._stats[key].window())
+        each deployment: what the autonomic loop's Monitor reads. The breaker's
+        own state, not the one the loop holds it at, so holding it open does
+        not keep the diagnosis that made the loop open it."""
+        return [(key, breaker.own_state, self._stats[key].window())
                 for key, (_, breaker, _) in self._configured.items()]
 
     def _priced(self, key: str, model: Model) -> Model:
@@ -235,7 +246,7 @@ class ModelCatalog:
                            shared.stats)
             )
         return Router(alias, deployments, policy, rng=self.rng, clock=self.clock,
-                      tracer=self.tracer)
+                      tracer=self.tracer, weight_factor=self.weight_factor)
 
     def _deployment(self, entry: ModelDeployment) -> Deployment:
         settings = self.settings

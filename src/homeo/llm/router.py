@@ -107,7 +107,10 @@ class Router(Model):
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         tracer: Tracer | None = None,
+        weight_factor: Callable[[str, str], float] | None = None,
     ) -> None:
+        """`weight_factor(alias, deployment)`, when given, scales each
+        deployment's weight (the autonomic loop shifting traffic)."""
         if not deployments:
             raise ValueError(f"alias {alias!r} has no deployments")
         self.name = alias
@@ -117,11 +120,22 @@ class Router(Model):
         self.clock = clock
         self.sleep = sleep
         self.tracer = tracer or tracing.tracer_of()
+        self.weight_factor = weight_factor
+
+    def weights(self) -> list[float]:
+        """Each deployment's share of first tries now; the configured weights
+        when the factors would leave none."""
+        configured = [d.weight for d in self.deployments]
+        if self.weight_factor is None:
+            return configured
+        scaled = [d.weight * self.weight_factor(self.name, d.name) for d in self.deployments]
+        return scaled if any(w > 0 for w in scaled) else configured
 
     def order(self) -> list[Deployment]:
         """The deployments in the order this call tries them."""
-        weighted = [d for d in self.deployments if d.weight > 0]
-        first = self.rng.choices(weighted, weights=[d.weight for d in weighted])[0]
+        weights = self.weights()
+        weighted = [(d, w) for d, w in zip(self.deployments, weights, strict=True) if w > 0]
+        first = self.rng.choices([d for d, _ in weighted], weights=[w for _, w in weighted])[0]
         return [first, *(d for d in self.deployments if d is not first)]
 
     async def request(

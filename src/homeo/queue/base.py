@@ -138,8 +138,16 @@ class QueueStorage(ABC):
                 self.claim(claimer, lease_seconds, now))
 
     @abstractmethod
-    def release(self, job_id: str, worker_id: str, now: float) -> bool:
-        """Put the job back in line at `now`, taking back the claim's attempt."""
+    def release(self, job_id: str, worker_id: str, now: float, run_at: float | None = None
+                ) -> bool:
+        """Put the job back in line at `run_at` (default `now`), taking back the
+        claim's attempt."""
+
+    @abstractmethod
+    def expire_leases(self, worker_id: str, now: float) -> int:
+        """Make every lease the worker process `worker_id` holds (lease owners
+        `worker_id#n`) lapse at `now`, so the next claim puts those jobs back
+        in line and counts each as an expiry. How many there were."""
 
     @abstractmethod
     def leased(self, job_id: str, worker_id: str) -> Job | None:
@@ -256,9 +264,17 @@ class Queue:
             return self.storage.requeue(job_id, worker_id, job.attempts, error, now + wait, now)
         return self.storage.dead_letter(job_id, worker_id, job.attempts, error, now)
 
-    def release(self, job_id: str, worker_id: str, *, now: float | None = None) -> bool:
-        """Give the job back at once without counting the attempt (graceful shutdown)."""
-        return self.storage.release(job_id, worker_id, clock(now))
+    def release(self, job_id: str, worker_id: str, *, delay: float = 0.0,
+                now: float | None = None) -> bool:
+        """Give the job back without counting the attempt, due again in `delay`
+        seconds (graceful shutdown: at once; a paused tenant's job: later)."""
+        now = clock(now)
+        return self.storage.release(job_id, worker_id, now, now + max(delay, 0.0))
+
+    def expire_leases(self, worker_id: str, *, now: float | None = None) -> int:
+        """End now the leases of a worker process that died (the autonomic
+        loop's `expire_leases`), rather than when they lapse on their own."""
+        return self.storage.expire_leases(worker_id, clock(now))
 
     def get(self, tenant_id: str, job_id: str) -> Job | None:
         return self.storage.get(tenant_id, job_id)

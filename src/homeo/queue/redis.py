@@ -147,17 +147,33 @@ count('leased', 'done')
 return 1
 """
 
-# ARGV: prefix, id, worker, now
+# ARGV: prefix, id, worker, now, run_at
 _RELEASE = _PRELUDE + """
-local id, now = ARGV[2], ARGV[4]
+local id, now, run_at = ARGV[2], ARGV[4], ARGV[5]
 local key = p .. 'job:' .. id
 if not held(key, ARGV[3]) then return 0 end
 end_lease(key, id)
-redis.call('HSET', key, 'status', 'queued', 'run_at', now, 'updated_at', now)
+redis.call('HSET', key, 'status', 'queued', 'run_at', run_at, 'updated_at', now)
 redis.call('HINCRBY', key, 'attempts', -1)
-enter_line(key, id, now)
+enter_line(key, id, run_at)
 count('leased', 'queued')
 return 1
+"""
+
+# ARGV: prefix, lease owners' prefix (`worker#`), now
+_EXPIRE = _PRELUDE + """
+local owners, now = ARGV[2], ARGV[3]
+local expired = 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'leases', '(' .. now, '+inf')) do
+  local key = p .. 'job:' .. id
+  local owner = redis.call('HGET', key, 'lease_owner')
+  if owner and string.sub(owner, 1, #owners) == owners then
+    redis.call('HSET', key, 'lease_expires_at', now)
+    redis.call('ZADD', p .. 'leases', now, id)
+    expired = expired + 1
+  end
+end
+return expired
 """
 
 # ARGV: prefix, id, worker, attempts, 'queued' or 'dead', run_at, error, now
@@ -232,6 +248,7 @@ class RedisQueueStorage(QueueStorage):
         self._heartbeat = client.register_script(_HEARTBEAT)
         self._complete = client.register_script(_COMPLETE)
         self._release = client.register_script(_RELEASE)
+        self._expire = client.register_script(_EXPIRE)
         self._settle = client.register_script(_SETTLE)
         self._backlog = client.register_script(_BACKLOG)
 
@@ -283,8 +300,13 @@ class RedisQueueStorage(QueueStorage):
             completed, row = pipe.execute()
         return bool(completed), _job(row)
 
-    def release(self, job_id: str, worker_id: str, now: float) -> bool:
-        return bool(self._release(args=[self.prefix, job_id, worker_id, repr(now)]))
+    def release(self, job_id: str, worker_id: str, now: float, run_at: float | None = None
+                ) -> bool:
+        return bool(self._release(args=[self.prefix, job_id, worker_id, repr(now),
+                                        repr(now if run_at is None else run_at)]))
+
+    def expire_leases(self, worker_id: str, now: float) -> int:
+        return int(self._expire(args=[self.prefix, f"{worker_id}#", repr(now)]))
 
     def leased(self, job_id: str, worker_id: str) -> Job | None:
         job = _job(self.client.hgetall(self._key(job_id)))

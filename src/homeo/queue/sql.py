@@ -43,12 +43,22 @@ class SQLQueueStorage(QueueStorage):
             (now, job_id, worker_id),
         )
 
-    def release(self, job_id: str, worker_id: str, now: float) -> bool:
+    def release(self, job_id: str, worker_id: str, now: float, run_at: float | None = None
+                ) -> bool:
         return self._leased(
             "UPDATE jobs SET status = 'queued', attempts = attempts - 1, run_at = ?,"
             f" lease_owner = NULL, lease_expires_at = NULL, updated_at = ? WHERE {HELD}",
-            (now, now, job_id, worker_id),
+            (now if run_at is None else run_at, now, job_id, worker_id),
         )
+
+    def expire_leases(self, worker_id: str, now: float) -> int:
+        owners = f"{worker_id}#"
+        with self.db.statement() as db:
+            return db.execute(
+                self.db.sql("UPDATE jobs SET lease_expires_at = ? WHERE status = 'leased'"
+                            " AND lease_expires_at > ? AND substr(lease_owner, 1, ?) = ?"),
+                (now, now, len(owners), owners),
+            ).rowcount
 
     def leased(self, job_id: str, worker_id: str) -> Job | None:
         return self._one(f"SELECT * FROM jobs WHERE {HELD}", (job_id, worker_id))

@@ -22,6 +22,8 @@ from homeo.store.models import (
     ApiKey,
     AuditEntry,
     AuditHead,
+    ControlEntry,
+    DecisionRecord,
     DiagnosisRecord,
     EvalResult,
     NewRun,
@@ -416,6 +418,50 @@ class Store(ABC):
     @abstractmethod
     def list_diagnoses(self, *, open_only: bool = False, limit: int = 50) -> list[DiagnosisRecord]:
         """Diagnoses last seen most recently first; with `open_only`, those that hold."""
+    # --- shared control state and the loop's decisions ---------------------
+    @abstractmethod
+    def set_control(self, entry: ControlEntry) -> None:
+        """Write `entry`, replacing the one under the same key."""
+
+    @abstractmethod
+    def delete_control(self, key: str) -> bool:
+        """Remove the entry under `key`; whether there was one."""
+
+    @abstractmethod
+    def list_control(self, *, now: float) -> list[ControlEntry]:
+        """The entries not expired at `now`, by key."""
+
+    @abstractmethod
+    def put_decision(self, decision: DecisionRecord) -> None:
+        """Keep a new decision."""
+
+    @abstractmethod
+    def update_decision(
+        self, decision_id: str, *, from_status: Sequence[str], now: float, **changes: Any
+    ) -> DecisionRecord | None:
+        """Set `changes` (status, outcome, settled_at, approved_by, error) on
+        the decision if its status is one of `from_status`; the decision as it
+        is then, or None when it is missing or in another status."""
+
+    @abstractmethod
+    def get_decision(self, decision_id: str) -> DecisionRecord | None: ...
+
+    @abstractmethod
+    def list_decisions(
+        self, *, statuses: Sequence[str] | None = None, since: float | None = None,
+        limit: int = 50,
+    ) -> list[DecisionRecord]:
+        """Newest first; only those in `statuses` and made at or after `since`."""
+
+    @abstractmethod
+    def count_decisions(self, *, since: float) -> int:
+        """How many decisions were made at or after `since`."""
+
+    @abstractmethod
+    def decision_tally(self, kind: str) -> dict[str, tuple[int, int]]:
+        """For the diagnosis `kind`: action -> (cleared, persisted) outcomes of
+        the decisions that were executed."""
+
     # --- who submitted a run ---------------------------------------------
     @abstractmethod
     def record_submitter(self, tenant_id: str, run_id: str, principal: str) -> str:

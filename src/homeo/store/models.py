@@ -305,3 +305,41 @@ class AuditHead(BaseModel):
     hash: str
     key_id: str
     signature: str
+
+
+class ControlEntry(BaseModel):
+    """One piece of the shared control state every process applies (the
+    autonomic loop's actuators write it): `key` names what it controls
+    (`breaker/<deployment>`, `pause/<tenant>`...), `value` how; it stops
+    applying at `expires_at` (None: until removed)."""
+
+    key: str
+    value: dict[str, Any] = Field(default_factory=dict)
+    set_by: str
+    set_at: float
+    expires_at: float | None = None
+
+
+class DecisionRecord(BaseModel):
+    """One decision of the autonomic loop's Plan: for the diagnosis `kind` of
+    `subject`, take `action` with `params`. `status`: dry_run (recorded, not
+    done), awaiting_approval, approved, executed, failed (the actuator
+    raised), expired (not approved while the diagnosis held), reverted (its
+    effect undone). `outcome`, measured at `settle_at`: cleared (the
+    diagnosis no longer held) or persisted."""
+
+    id: str
+    at: float
+    observer: str
+    kind: str
+    subject: str = ""
+    action: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    status: str
+    explanation: dict[str, Any] = Field(default_factory=dict)
+    settle_at: float
+    outcome: str | None = None
+    settled_at: float | None = None
+    approved_by: str | None = None
+    error: str | None = None
+    updated_at: float = 0.0

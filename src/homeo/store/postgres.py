@@ -254,6 +254,36 @@ MIGRATIONS = [
     """
     ALTER TABLE runs ADD COLUMN token_budget INTEGER;
     """,
+    # The autonomic loop's shared control state (every process applies it) and
+    # its decisions with their outcomes (Plan learns from them).
+    """
+    CREATE TABLE control (
+        key TEXT PRIMARY KEY,
+        value JSONB NOT NULL,
+        set_by TEXT NOT NULL,
+        set_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION
+    );
+    CREATE TABLE autonomic_decisions (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        at DOUBLE PRECISION NOT NULL,
+        observer TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        action TEXT NOT NULL,
+        params JSONB NOT NULL,
+        status TEXT NOT NULL,
+        explanation JSONB NOT NULL,
+        settle_at DOUBLE PRECISION NOT NULL,
+        outcome TEXT,
+        settled_at DOUBLE PRECISION,
+        approved_by TEXT,
+        error TEXT,
+        updated_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX autonomic_decisions_at ON autonomic_decisions (at);
+    CREATE INDEX autonomic_decisions_kind ON autonomic_decisions (kind, action);
+    """,
 ]
 
 

@@ -25,6 +25,8 @@ from homeo.store.models import (
     ApiKey,
     AuditEntry,
     AuditHead,
+    ControlEntry,
+    DecisionRecord,
     DiagnosisRecord,
     EvalResult,
     PruneResult,
@@ -42,6 +44,8 @@ RUN_JSON = ("checkpoint", "waiting_for")
 STEP_JSON = ("input", "output")
 AGENT_JSON = ("spec",)
 DIAGNOSIS_JSON = ("evidence",)
+CONTROL_JSON = ("value",)
+DECISION_JSON = ("params", "explanation")
 EVAL_JSON = ("checks",)
 
 T = TypeVar("T")
@@ -750,6 +754,99 @@ class SQLStore(Store):
                         "ORDER BY last_seen DESC, id DESC LIMIT ?", (limit,))
         return [DiagnosisRecord.model_validate(self.db.decode(row, DIAGNOSIS_JSON))
                 for row in rows]
+    # --- shared control state and the loop's decisions ---------------------
+    def set_control(self, entry: ControlEntry) -> None:
+        with self.db.statement() as db:
+            db.execute(
+                self.db.sql(
+                    "INSERT INTO control (key, value, set_by, set_at, expires_at)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET"
+                    " value = excluded.value, set_by = excluded.set_by,"
+                    " set_at = excluded.set_at, expires_at = excluded.expires_at"
+                ),
+                (entry.key, self.db.json_param(entry.value), entry.set_by, entry.set_at,
+                 entry.expires_at),
+            )
+
+    def delete_control(self, key: str) -> bool:
+        with self.db.statement() as db:
+            return db.execute(self.db.sql("DELETE FROM control WHERE key = ?"),
+                              (key,)).rowcount > 0
+
+    def list_control(self, *, now: float) -> list[ControlEntry]:
+        rows = self.all("SELECT * FROM control WHERE expires_at IS NULL OR expires_at > ?"
+                        " ORDER BY key", (now,))
+        return [ControlEntry.model_validate(self.db.decode(row, CONTROL_JSON)) for row in rows]
+
+    def put_decision(self, decision: DecisionRecord) -> None:
+        d = decision
+        with self.db.statement() as db:
+            db.execute(
+                self.db.sql(
+                    "INSERT INTO autonomic_decisions (id, at, observer, kind, subject, action,"
+                    " params, status, explanation, settle_at, outcome, settled_at, approved_by,"
+                    " error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                (d.id, d.at, d.observer, d.kind, d.subject, d.action,
+                 self.db.json_param(d.params), d.status, self.db.json_param(d.explanation),
+                 d.settle_at, d.outcome, d.settled_at, d.approved_by, d.error,
+                 d.updated_at or d.at),
+            )
+
+    def update_decision(
+        self, decision_id: str, *, from_status: Sequence[str], now: float, **changes: Any
+    ) -> DecisionRecord | None:
+        allowed = {"status", "outcome", "settled_at", "approved_by", "error", "settle_at"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValueError(f"a decision has no settable field {sorted(unknown)}")
+        sets = ", ".join(f"{name} = ?" for name in changes)
+        marks = ", ".join("?" for _ in from_status)
+        with self.db.statement() as db:
+            row = db.execute(
+                self.db.sql(f"UPDATE autonomic_decisions SET {sets}, updated_at = ?"
+                            f" WHERE id = ? AND status IN ({marks}) RETURNING *"),
+                (*changes.values(), now, decision_id, *from_status),
+            ).fetchone()
+        return None if row is None else self._decision(row)
+
+    def get_decision(self, decision_id: str) -> DecisionRecord | None:
+        rows = self.all("SELECT * FROM autonomic_decisions WHERE id = ?", (decision_id,))
+        return self._decision(rows[0]) if rows else None
+
+    def list_decisions(
+        self, *, statuses: Sequence[str] | None = None, since: float | None = None,
+        limit: int = 50,
+    ) -> list[DecisionRecord]:
+        where, params = [], []
+        if statuses is not None:
+            where.append(f"status IN ({', '.join('?' for _ in statuses)})")
+            params.extend(statuses)
+        if since is not None:
+            where.append("at >= ?")
+            params.append(since)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        rows = self.all(f"SELECT * FROM autonomic_decisions {clause}"
+                        "ORDER BY at DESC, id DESC LIMIT ?", (*params, limit))
+        return [self._decision(row) for row in rows]
+
+    def count_decisions(self, *, since: float) -> int:
+        rows = self.all("SELECT COUNT(*) AS n FROM autonomic_decisions WHERE at >= ?", (since,))
+        return int(rows[0]["n"])
+
+    def decision_tally(self, kind: str) -> dict[str, tuple[int, int]]:
+        rows = self.all(
+            "SELECT action, COALESCE(SUM(CASE WHEN outcome = 'cleared' THEN 1 ELSE 0 END), 0)"
+            " AS cleared, COALESCE(SUM(CASE WHEN outcome = 'persisted' THEN 1 ELSE 0 END), 0)"
+            " AS persisted FROM autonomic_decisions WHERE kind = ? AND outcome IS NOT NULL"
+            " AND status IN ('executed', 'reverted', 'done') GROUP BY action",
+            (kind,),
+        )
+        return {row["action"]: (int(row["cleared"]), int(row["persisted"])) for row in rows}
+
+    def _decision(self, row: Any) -> DecisionRecord:
+        return DecisionRecord.model_validate(self.db.decode(row, DECISION_JSON))
+
     # --- who submitted a run ---------------------------------------------
     def record_submitter(self, tenant_id: str, run_id: str, principal: str) -> str:
         with self.db.write() as db:

@@ -247,6 +247,36 @@ MIGRATIONS = [
     """
     ALTER TABLE runs ADD COLUMN token_budget INTEGER;
     """,
+    # The autonomic loop's shared control state (every process applies it) and
+    # its decisions with their outcomes (Plan learns from them).
+    """
+    CREATE TABLE control (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        set_by TEXT NOT NULL,
+        set_at REAL NOT NULL,
+        expires_at REAL
+    );
+    CREATE TABLE autonomic_decisions (
+        id TEXT PRIMARY KEY,
+        at REAL NOT NULL,
+        observer TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        action TEXT NOT NULL,
+        params TEXT NOT NULL,
+        status TEXT NOT NULL,
+        explanation TEXT NOT NULL,
+        settle_at REAL NOT NULL,
+        outcome TEXT,
+        settled_at REAL,
+        approved_by TEXT,
+        error TEXT,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX autonomic_decisions_at ON autonomic_decisions (at);
+    CREATE INDEX autonomic_decisions_kind ON autonomic_decisions (kind, action);
+    """,
 ]
 
 
