@@ -224,6 +224,11 @@ class Settings(BaseSettings):
         None, description="The ML-DSA-65 private key (PEM) that signs the audit log, outside"
         " the data dir (`homeo audit keygen PATH`); unset: no audit log."
     )
+    encryption_key_file: Path | None = Field(
+        None, description="The key file (`homeo crypto init-key PATH`, mode 0600, outside the"
+        " data dir) whose hybrid X25519+ML-KEM-768 keys wrap the data keys of tenants marked"
+        " sensitive; unset: no tenant can be marked sensitive."
+    )
     jwt_secret: SecretStr = Field(
         SecretStr(""), description="The shared secret HS256/384/512 user tokens are signed with."
     )
@@ -405,6 +410,20 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _encryption_key_outside_data(self) -> Settings:
+        key = self.encryption_key_file
+        if key is None:
+            return self
+        if key.resolve().is_relative_to(self.data_dir.resolve()):
+            raise ValueError(f"HOMEO_ENCRYPTION_KEY_FILE {key} is inside the data dir"
+                             f" {self.data_dir}: keep it elsewhere, so a copy of the data does"
+                             " not carry the key that decrypts it")
+        if key.exists() and key.stat().st_mode & 0o077:
+            raise ValueError(f"HOMEO_ENCRYPTION_KEY_FILE {key} is readable by others"
+                             f" (mode {key.stat().st_mode & 0o777:o}): `chmod 600 {key}`")
+        return self
+
+    @model_validator(mode="after")
     def _jwt_complete(self) -> Settings:
         secret = self.jwt_secret.get_secret_value()
         if not secret and not self.jwt_jwks:
@@ -577,6 +596,7 @@ _EXAMPLES: dict[str, str] = {
     "key_rate_limit": "600/minute",
     "tenant_rate_limit": "6000/minute",
     "audit_key_file": "/etc/homeo/audit.key",
+    "encryption_key_file": "/etc/homeo/encryption.keys",
     "jwt_issuer": "https://login.example.com/",
     "jwt_audience": "homeo",
     "otlp_endpoint": "http://127.0.0.1:4318/v1/traces",

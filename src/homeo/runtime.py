@@ -11,6 +11,7 @@ from typing import Any
 
 from opentelemetry.trace import Tracer, TracerProvider
 
+from homeo.crypto.tenants import open_cipher
 from homeo.backends import Backends, open_backends
 from homeo.config import Settings
 from homeo.engine.agents import load_agents
@@ -49,9 +50,12 @@ class Runtime:
     # The guards and the tenants' policies (HOMEO_SAFETY), shared by the worker and the API.
     safety: SafetyGuards = field(init=False)
     _memories: Any = field(init=False, default=None)
+    # Seals the runs of tenants marked sensitive (HOMEO_ENCRYPTION_KEY_FILE); None: unset.
+    cipher: Any = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.tracer = tracing.tracer_of(self.tracer_provider)
+        self.cipher = open_cipher(self.settings.encryption_key_file, self.backends.store)
         self.safety = SafetyGuards(self.settings.safety)
 
     @classmethod
