@@ -1,0 +1,75 @@
+"""/v1/tenant/encryption: a tenant's admins mark its data sensitive, so its
+runs (inputs, outputs, checkpoints, steps) are kept encrypted at rest from
+then on (homeo.crypto). Each change is an audit entry, committed with it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from homeo.api.deps import AppParts, caller, parts, read, requires
+from homeo.audit import AuditLog, Event
+from homeo.crypto.tenants import TenantCipher
+from homeo.keys import Caller
+from homeo.store.models import TenantEncryption
+
+router = APIRouter(prefix="/v1/tenant/encryption", tags=["encryption"])
+Parts = Annotated[AppParts, Depends(parts)]
+Admin = Annotated[Caller, Depends(caller)]  # each route requires the admin role
+
+
+class EncryptionView(BaseModel):
+    tenant_id: str
+    sensitive: bool = Field(description="New runs of the tenant are kept encrypted at rest.")
+    data_key_id: str | None = Field(description="The tenant's AES-256-GCM data key.")
+    key_file_configured: bool = Field(
+        description="The server has HOMEO_ENCRYPTION_KEY_FILE, so it can encrypt.")
+
+
+class EncryptionChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sensitive: bool = Field(description="true: keep the tenant's runs encrypted from now on;"
+                            " false: write new ones in plain text (sealed ones stay sealed).")
+
+
+def _view(tenant_id: str, setting: TenantEncryption | None,
+          cipher: TenantCipher | None) -> EncryptionView:
+    return EncryptionView(tenant_id=tenant_id,
+                          sensitive=setting is not None and setting.sensitive,
+                          data_key_id=None if setting is None else setting.data_key_id,
+                          key_file_configured=cipher is not None)
+
+
+@router.get("", response_model=EncryptionView, dependencies=[requires("admin")])
+async def show(request: Request, app: Parts, caller: Admin) -> EncryptionView:
+    setting = await read(app, app.backends.store.tenant_encryption, caller.tenant_id)
+    return _view(caller.tenant_id, setting, request.app.state.cipher)
+
+
+def _change(cipher: TenantCipher, audit: AuditLog | None, tenant_id: str, sensitive: bool,
+            actor: str) -> TenantEncryption:
+    with cipher.store.atomic():
+        setting = cipher.set_sensitive(tenant_id, sensitive)
+        if audit is not None:
+            audit.record(tenant_id, Event("tenant.encryption.changed", actor,
+                                          f"tenant:{tenant_id}",
+                                          {"sensitive": sensitive,
+                                           "data_key_id": setting.data_key_id}))
+    return setting
+
+
+@router.put("", response_model=EncryptionView, dependencies=[requires("admin")])
+async def change(body: EncryptionChange, request: Request, app: Parts,
+                 caller: Admin) -> EncryptionView:
+    cipher: TenantCipher | None = request.app.state.cipher
+    if cipher is None:
+        raise HTTPException(409, "this server has no encryption key file: set"
+                            " HOMEO_ENCRYPTION_KEY_FILE (`homeo crypto init-key PATH` makes one)"
+                            " and restart it, then mark the tenant sensitive")
+    setting = await asyncio.to_thread(_change, cipher, request.app.state.audit,
+                                      caller.tenant_id, body.sensitive, caller.principal)
+    return _view(caller.tenant_id, setting, cipher)
