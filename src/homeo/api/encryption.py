@@ -11,8 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from homeo.api.deps import AppParts, caller, parts, read, requires
-from homeo.audit import AuditLog, Event
-from homeo.crypto.tenants import TenantCipher
+from homeo.crypto.tenants import TenantCipher, change_encryption
 from homeo.keys import Caller
 from homeo.store.models import TenantEncryption
 
@@ -50,18 +49,6 @@ async def show(request: Request, app: Parts, caller: Admin) -> EncryptionView:
     return _view(caller.tenant_id, setting, request.app.state.cipher)
 
 
-def _change(cipher: TenantCipher, audit: AuditLog | None, tenant_id: str, sensitive: bool,
-            actor: str) -> TenantEncryption:
-    with cipher.store.atomic():
-        setting = cipher.set_sensitive(tenant_id, sensitive)
-        if audit is not None:
-            audit.record(tenant_id, Event("tenant.encryption.changed", actor,
-                                          f"tenant:{tenant_id}",
-                                          {"sensitive": sensitive,
-                                           "data_key_id": setting.data_key_id}))
-    return setting
-
-
 @router.put("", response_model=EncryptionView, dependencies=[requires("admin")])
 async def change(body: EncryptionChange, request: Request, app: Parts,
                  caller: Admin) -> EncryptionView:
@@ -70,6 +57,6 @@ async def change(body: EncryptionChange, request: Request, app: Parts,
         raise HTTPException(409, "this server has no encryption key file: set"
                             " HOMEO_ENCRYPTION_KEY_FILE (`homeo crypto init-key PATH` makes one)"
                             " and restart it, then mark the tenant sensitive")
-    setting = await asyncio.to_thread(_change, cipher, request.app.state.audit,
+    setting = await asyncio.to_thread(change_encryption, cipher, request.app.state.audit,
                                       caller.tenant_id, body.sensitive, caller.principal)
     return _view(caller.tenant_id, setting, cipher)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from homeo.audit import AuditLog, Event
 from homeo.crypto import envelope, keyfile
 from homeo.crypto.errors import DecryptionFailed, KeyUnavailable
 from homeo.crypto.keyfile import KeyRing
@@ -120,3 +121,17 @@ class TenantCipher:
                                    data_key_id=key_id, updated_at=self.now())
         self.store.set_tenant_encryption(setting)
         return setting
+
+
+def change_encryption(cipher: TenantCipher, audit: AuditLog | None, tenant_id: str,
+                      sensitive: bool, actor: str) -> TenantEncryption:
+    """Mark the tenant sensitive (or not), with its `tenant.encryption.changed`
+    audit entry in the same transaction."""
+    with cipher.store.atomic():
+        setting = cipher.set_sensitive(tenant_id, sensitive)
+        if audit is not None:
+            audit.record(tenant_id, Event("tenant.encryption.changed", actor,
+                                          f"tenant:{tenant_id}",
+                                          {"sensitive": sensitive,
+                                           "data_key_id": setting.data_key_id}))
+    return setting

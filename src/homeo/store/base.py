@@ -498,6 +498,9 @@ class Store(ABC):
     @abstractmethod
     def data_keys_per_kek(self) -> dict[str, int]: ...
 
+    @abstractmethod
+    def sensitive_tenants(self) -> list[str]: ...
+
     # --- lifecycle --------------------------------------------------------
     @abstractmethod
     def ping(self) -> None:

@@ -959,6 +959,10 @@ class SQLStore(Store):
         rows = self.all("SELECT kek_id, COUNT(*) AS n FROM data_keys GROUP BY kek_id")
         return {row["kek_id"]: int(row["n"]) for row in rows}
 
+    def sensitive_tenants(self) -> list[str]:
+        rows = self.all("SELECT tenant_id FROM tenant_encryption WHERE sensitive ORDER BY tenant_id")
+        return [row["tenant_id"] for row in rows]
+
     def ping(self) -> None:
         self.one("SELECT 1")
 
