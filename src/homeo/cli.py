@@ -501,7 +501,13 @@ def sandbox_run(
 
 
 def main() -> None:
+    from homeo.crypto.errors import CryptoError
+    from homeo.store.sealed import SealedDataError
+
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except (CryptoError, SealedDataError) as error:  # a sensitive tenant's data, no key for it
+        console.print(f"homeo: {error}", markup=False)
+        sys.exit(2)
