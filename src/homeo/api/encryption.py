@@ -20,12 +20,23 @@ Parts = Annotated[AppParts, Depends(parts)]
 Admin = Annotated[Caller, Depends(caller)]  # each route requires the admin role
 
 
+# What marking a tenant sensitive encrypts, and what it does not (yet): said
+# in every answer, so nobody takes the rest for encrypted.
+ENCRYPTED = ["runs.input", "runs.output", "runs.checkpoint", "steps.input", "steps.output",
+             "step_checkpoints.delta"]
+NOT_ENCRYPTED = ["runs.error", "steps.error", "runs.waiting_for", "agent memories",
+                 "collection documents and their full-text index", "audit log"]
+
+
 class EncryptionView(BaseModel):
     tenant_id: str
     sensitive: bool = Field(description="New runs of the tenant are kept encrypted at rest.")
     data_key_id: str | None = Field(description="The tenant's AES-256-GCM data key.")
     key_file_configured: bool = Field(
         description="The server has HOMEO_ENCRYPTION_KEY_FILE, so it can encrypt.")
+    encrypts: list[str] = Field(ENCRYPTED, description="What is kept encrypted when sensitive.")
+    does_not_encrypt: list[str] = Field(NOT_ENCRYPTED,
+                                        description="What stays in plain text regardless.")
 
 
 class EncryptionChange(BaseModel):

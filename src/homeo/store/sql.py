@@ -59,6 +59,11 @@ class SQLStore(Store):
 
     def __init__(self, database: Dialect, migrations: Sequence[str]) -> None:
         self.db = database
+        # tenant -> data key id of the tenants seen marked sensitive: no look-up
+        # on their writes after the first. Only "sensitive" is kept, so a tenant
+        # marked sensitive elsewhere is sealed from this process's next write;
+        # one marked plain elsewhere stays sealed here until a restart (safe).
+        self._sensitive: dict[str, str] = {}
         self.inline_reads = database.inline_reads
         self.inline_writes = database.inline_writes
         database.migrate("store", migrations)  # type: ignore[attr-defined]
@@ -96,6 +101,9 @@ class SQLStore(Store):
     def sealer_for(self, tenant_id: str) -> Sealer | None:
         """How this write keeps the tenant's values: sealed with its data key
         when it is marked sensitive, else None (plain)."""
+        known = self._sensitive.get(tenant_id)
+        if known is not None and self.cipher is not None:
+            return Sealer(self.cipher, tenant_id, known)
         row = self.one("SELECT sensitive, data_key_id FROM tenant_encryption"
                        " WHERE tenant_id = ?", (tenant_id,))
         if row is None or not row["sensitive"]:
@@ -105,6 +113,7 @@ class SQLStore(Store):
                 f"tenant {tenant_id} keeps its runs encrypted (data key {row['data_key_id']}):"
                 " set HOMEO_ENCRYPTION_KEY_FILE to the key file that wraps it; homeo does"
                 " not write them in plain text")
+        self._sensitive[tenant_id] = row["data_key_id"]
         return Sealer(self.cipher, tenant_id, row["data_key_id"])
 
     def json_value(self, sealer: Sealer | None, value: Any, purpose: str) -> Any:
@@ -931,6 +940,8 @@ class SQLStore(Store):
                 " sensitive = excluded.sensitive, data_key_id = excluded.data_key_id,"
                 " updated_at = excluded.updated_at"),
                 (setting.tenant_id, setting.sensitive, setting.data_key_id, setting.updated_at))
+        if not setting.sensitive:
+            self._sensitive.pop(setting.tenant_id, None)
 
     def put_data_key(self, key: DataKeyRecord) -> None:
         with self.db.write() as db:
