@@ -18,10 +18,10 @@ def raw_database(data: Path) -> bytes:
 
 def test_a_sensitive_tenant_from_key_file_to_rotation(tmp_path: Path, agents_dir: Path) -> None:  # noqa: F811
     data, key = tmp_path / "data", tmp_path / "secrets" / "encryption.keys"
-    made = homeo("crypto", "init-key", str(key))
+    made = homeo("crypto", "keygen", str(key))
     assert made.returncode == 0, made.stderr
     first_kek = re.search(r"key-encryption key (kek-[0-9a-f]{16})", made.stderr).group(1)
-    assert homeo("crypto", "init-key", str(key)).returncode == 2  # never overwritten
+    assert homeo("crypto", "keygen", str(key)).returncode == 2  # never overwritten
     env = {"HOMEO_ENCRYPTION_KEY_FILE": str(key), "HOMEO_DEFAULT_TENANT": "acme"}
     common = ["--data-dir", str(data)]
 
@@ -58,7 +58,7 @@ def test_commands_that_need_the_key_file_say_so(tmp_path: Path) -> None:
         refused = homeo(*command, *data)
         assert refused.returncode == 2 and "HOMEO_ENCRYPTION_KEY_FILE" in refused.stderr
     key = tmp_path / "k.keys"
-    assert homeo("crypto", "init-key", str(key)).returncode == 0
+    assert homeo("crypto", "keygen", str(key)).returncode == 0
     key.chmod(0o640)
     loose = homeo("crypto", "status", *data, HOMEO_ENCRYPTION_KEY_FILE=str(key))
     assert loose.returncode == 2 and "chmod 600" in loose.stderr

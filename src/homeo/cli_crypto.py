@@ -18,13 +18,13 @@ crypto_app = typer.Typer(help="Encryption at rest: make and rotate the key file;
 
 def _key_file(settings: Settings) -> Path:
     if settings.encryption_key_file is None:
-        fail("set HOMEO_ENCRYPTION_KEY_FILE to the key file (`homeo crypto init-key PATH`"
+        fail("set HOMEO_ENCRYPTION_KEY_FILE to the key file (`homeo crypto keygen PATH`"
              " makes one)", code=2)
     return settings.encryption_key_file
 
 
-@crypto_app.command("init-key")
-def init_key(
+@crypto_app.command("keygen")
+def keygen(
     path: Annotated[Path, typer.Argument(help="Where to write the key file (0600), outside"
                                                " the data dir.")],
 ) -> None:

@@ -225,7 +225,7 @@ class Settings(BaseSettings):
         " the data dir (`homeo audit keygen PATH`); unset: no audit log."
     )
     encryption_key_file: Path | None = Field(
-        None, description="The key file (`homeo crypto init-key PATH`, mode 0600, outside the"
+        None, description="The key file (`homeo crypto keygen PATH`, mode 0600, outside the"
         " data dir) whose hybrid X25519+ML-KEM-768 keys wrap the data keys of tenants marked"
         " sensitive; unset: no tenant can be marked sensitive."
     )

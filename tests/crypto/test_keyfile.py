@@ -48,7 +48,7 @@ def test_a_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
 
 
 def test_missing_and_foreign_files_are_refused_with_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(KeyFileError, match="homeo crypto init-key"):
+    with pytest.raises(KeyFileError, match="homeo crypto keygen"):
         keyfile.load(tmp_path / "nothing")
     other = tmp_path / "other"
     other.write_text('{"format": "something else"}')

@@ -66,7 +66,7 @@ async def change(body: EncryptionChange, request: Request, app: Parts,
     cipher: TenantCipher | None = request.app.state.cipher
     if cipher is None:
         raise HTTPException(409, "this server has no encryption key file: set"
-                            " HOMEO_ENCRYPTION_KEY_FILE (`homeo crypto init-key PATH` makes one)"
+                            " HOMEO_ENCRYPTION_KEY_FILE (`homeo crypto keygen PATH` makes one)"
                             " and restart it, then mark the tenant sensitive")
     setting = await asyncio.to_thread(change_encryption, cipher, request.app.state.audit,
                                       caller.tenant_id, body.sensitive, caller.principal)

@@ -100,7 +100,7 @@ def load(path: Path) -> KeyRing:
         text = path.read_bytes()
     except OSError as error:
         raise KeyFileError(f"cannot read the encryption key file {path}: {error.strerror};"
-                           " `homeo crypto init-key PATH` makes one") from None
+                           " `homeo crypto keygen PATH` makes one") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(f"the encryption key file {path} is readable by others"
                            f" (mode {stat.S_IMODE(mode):o}): `chmod 600 {path}`")
