@@ -16,7 +16,8 @@ def raw_database(data: Path) -> bytes:
     return b"".join(p.read_bytes() for p in data.iterdir() if p.name.startswith("homeo.db"))
 
 
-def test_a_sensitive_tenant_from_key_file_to_rotation(tmp_path: Path, agents_dir: Path) -> None:  # noqa: F811
+def test_a_sensitive_tenant_from_key_file_to_rotation(
+        tmp_path: Path, agents_dir: Path) -> None:  # noqa: F811 (the fixture)
     data, key = tmp_path / "data", tmp_path / "secrets" / "encryption.keys"
     made = homeo("crypto", "keygen", str(key))
     assert made.returncode == 0, made.stderr

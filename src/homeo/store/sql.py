@@ -971,7 +971,8 @@ class SQLStore(Store):
         return {row["kek_id"]: int(row["n"]) for row in rows}
 
     def sensitive_tenants(self) -> list[str]:
-        rows = self.all("SELECT tenant_id FROM tenant_encryption WHERE sensitive ORDER BY tenant_id")
+        rows = self.all("SELECT tenant_id FROM tenant_encryption WHERE sensitive"
+                        " ORDER BY tenant_id")
         return [row["tenant_id"] for row in rows]
 
     def ping(self) -> None:

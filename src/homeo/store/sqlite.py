@@ -371,8 +371,8 @@ class SQLiteStore(SQLStore):
                 " attempts = steps.attempts + 1, error = NULL, input = excluded.input,"
                 " started_at = excluded.started_at, finished_at = NULL"
                 " WHERE steps.status <> 'succeeded' RETURNING *",
-                (seq, kind, name, self.json_value(sealer, input, "steps.input"), now, tenant_id, run_id,
-                 *fence_params),
+                (seq, kind, name, self.json_value(sealer, input, "steps.input"), now, tenant_id,
+                 run_id, *fence_params),
             ).fetchone()
         if row is None:
             with self.db.write() as db:
