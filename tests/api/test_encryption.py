@@ -28,7 +28,7 @@ def test_without_a_key_file_a_tenant_cannot_be_marked_sensitive(served: Served) 
                                  "key_file_configured")} == {
         "tenant_id": "default", "sensitive": False, "data_key_id": None,
         "key_file_configured": False}
-    assert "runs.checkpoint" in body["encrypts"] and "agent memories" in body["does_not_encrypt"]
+    assert "runs.checkpoint" in body["encrypts"] and "audit log" in body["does_not_encrypt"]
     refused = served.client.put("/v1/tenant/encryption", json={"sensitive": True})
     assert "HOMEO_ENCRYPTION_KEY_FILE" in assert_error(refused, 409, "conflict")
     bad = served.client.put("/v1/tenant/encryption", json={"sensitive": "maybe"})

@@ -10,6 +10,13 @@ Crash-safe by order:
    the key file.
 A crash after 1 or during 2 leaves every data key wrapped by a KEK the file
 holds; running `rotate` again makes another KEK and finishes the job.
+
+One gap: a server that wraps a tenant's first data key (the tenant is being
+marked sensitive) with the old KEK in the instant between step 2's last
+re-wrap and step 3 leaves that key wrapped by a KEK step 3 drops. Rotate
+while no tenant is being marked sensitive, and keep a copy of the key file
+from before the rotation until `homeo crypto status` (which names any KEK
+that data keys need and the file lacks) shows none missing.
 """
 
 from __future__ import annotations
