@@ -154,6 +154,24 @@ def check_embedding_model() -> Check:
                  f"all-MiniLM-L6-v2 ({size:.0f} MiB) at {weights.parent} (minilm)")
 
 
+def check_encryption_key(key_file: Path | None) -> Check:
+    """The key file that encrypts sensitive tenants' data (homeo.crypto)."""
+    if key_file is None:
+        return Check("encryption key", "info",
+                     "HOMEO_ENCRYPTION_KEY_FILE unset: no tenant can be marked sensitive")
+    from homeo.crypto.errors import CryptoError
+    from homeo.crypto.keyfile import load
+
+    try:
+        ring = load(key_file)
+    except CryptoError as error:
+        return Check("encryption key", "missing", str(error),
+                     "`homeo crypto keygen PATH` makes a key file; keep it 0600")
+    retired = len(ring.keys) - 1
+    pending = f"; {retired} retired, a rotation to finish" if retired else ""
+    return Check("encryption key", "ok", f"{key_file}: current {ring.current}{pending}")
+
+
 def run_checks(settings: Settings) -> list[Check]:
     url = settings.resolved_database_url()
     checks = [check_sqlite(settings.data_dir)]
@@ -163,6 +181,7 @@ def run_checks(settings: Settings) -> list[Check]:
     checks.extend(check_sandbox(settings.sandbox_allow_without))
     checks.extend(check_local_model(settings))
     checks.append(check_embedding_model())
+    checks.append(check_encryption_key(settings.encryption_key_file))
     checks.append(Check("database in use", "info", redact(url)))
     checks.append(Check("queue in use", "info",
                         redact(settings.queue_url) if settings.queue_url else "in the database"))

@@ -10,6 +10,7 @@ import pytest
 from homeo.config import Settings, SettingsError, load_settings
 from homeo.crypto import keyfile
 from homeo.crypto.errors import KeyFileError, KeyUnavailable
+from homeo.doctor import check_encryption_key
 
 
 def test_a_new_key_file_is_private_and_loads_back(tmp_path: Path) -> None:
@@ -66,3 +67,15 @@ def test_a_key_file_inside_the_data_dir_is_refused(tmp_path: Path) -> None:
     keyfile.new_key_file(outside)
     assert Settings(data_dir=tmp_path / "data",
                     encryption_key_file=outside).encryption_key_file == outside
+
+
+def test_doctor_reports_the_key_file(tmp_path: Path) -> None:
+    assert check_encryption_key(None).status == "info"
+    path = tmp_path / "encryption.keys"
+    missing = check_encryption_key(path)
+    assert missing.status == "missing" and "homeo crypto keygen" in missing.fix
+    ring = keyfile.new_key_file(path)
+    found = check_encryption_key(path)
+    assert found.status == "ok" and ring.current in found.detail and "retired" not in found.detail
+    keyfile.save(path, ring.with_new_current())
+    assert "1 retired, a rotation to finish" in check_encryption_key(path).detail
