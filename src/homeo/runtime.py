@@ -11,9 +11,9 @@ from typing import Any
 
 from opentelemetry.trace import Tracer, TracerProvider
 
-from homeo.crypto.tenants import open_cipher
 from homeo.backends import Backends, open_backends
 from homeo.config import Settings
+from homeo.crypto.tenants import open_cipher
 from homeo.engine.agents import load_agents
 from homeo.engine.budgets import TenantBudgets, tenant_budgets
 from homeo.engine.catalog import AgentCatalog
