@@ -27,7 +27,7 @@ from pydantic import BaseModel
 
 from homeo.backends import Backends
 from homeo.db.dialect import Dialect, clock
-from homeo.store.sealed import open_text
+from homeo.store.sealed import SealedTexts
 from homeo.store.sql import SQLStore
 
 
@@ -133,7 +133,6 @@ class AgentMemoryStore(ABC):
         those superseded more than `superseded_grace` seconds ago."""
 
 
-PURPOSE = "agent_memories.text"  # bound into each sealed text
 _COLUMNS = ("id, scope, text, subject, importance, seen, created_at, updated_at, last_used_at,"
             " expires_at, superseded_by, superseded_at, model")
 _LIVE = " AND superseded_by IS NULL AND (expires_at IS NULL OR expires_at > ?)"
@@ -147,7 +146,7 @@ class SQLAgentMemoryStore(AgentMemoryStore):
         self.db = database
         # The run store knows which tenants are sensitive and holds the cipher:
         # their memories' text is sealed like their runs (homeo.store.sealed).
-        self.runs = runs
+        self.texts = SealedTexts(runs, "agent_memories.text")
         database.migrate("agent_memory", migrations)  # type: ignore[attr-defined]
 
     @abstractmethod
@@ -159,17 +158,9 @@ class SQLAgentMemoryStore(AgentMemoryStore):
     def _unindex(self, db: Any, ids: list[int]) -> None:
         """Remove the full-text entries of these memories."""
 
-    def _stored(self, tenant_id: str, text: str) -> str:
-        sealer = None if self.runs is None else self.runs.sealer_for(tenant_id)
-        return text if sealer is None else str(sealer.text(text, PURPOSE))
-
-    def _plain(self, tenant_id: str, text: str) -> str:
-        return str(open_text(None if self.runs is None else self.runs.cipher, tenant_id, text,
-                             PURPOSE))
-
     def _memory(self, tenant_id: str, row: Any) -> Memory:
         record = dict(row)
-        record["text"] = self._plain(tenant_id, record["text"])
+        record["text"] = self.texts.plain(tenant_id, record["text"])
         return Memory.model_validate(record)
 
     def _one(self, text: str, params: Sequence[Any]) -> Any:
@@ -184,7 +175,7 @@ class SQLAgentMemoryStore(AgentMemoryStore):
         at = clock(now)
         with self.db.write() as db:
             memory_id = self._insert_row(db, (
-                tenant_id, new.scope, self._stored(tenant_id, new.text), new.subject,
+                tenant_id, new.scope, self.texts.stored(tenant_id, new.text), new.subject,
                 new.importance, at, at, at, new.expires_at, new.model, new.dimensions,
                 new.vector), new.text)
         found = self.get(tenant_id, memory_id)
@@ -249,7 +240,7 @@ class SQLAgentMemoryStore(AgentMemoryStore):
             "SELECT id, subject, text, model, dimensions, vector FROM agent_memories"
             f" WHERE {where}" + _LIVE + " ORDER BY id", (*params, clock(now)))
         return LiveVectors([int(r["id"]) for r in rows], [r["subject"] for r in rows],
-                           [self._plain(tenant_id, r["text"]) for r in rows],
+                           [self.texts.plain(tenant_id, r["text"]) for r in rows],
                            [r["model"] for r in rows],
                            [int(r["dimensions"]) for r in rows], [bytes(r["vector"]) for r in rows])
 
@@ -394,7 +385,7 @@ class SQLiteAgentMemoryStore(SQLAgentMemoryStore):
                           ids).fetchall()
         db.executemany("INSERT INTO agent_memories_terms (agent_memories_terms, rowid, text)"
                        " VALUES ('delete', ?, ?)",
-                       [(row["id"], self._plain(row["tenant_id"], row["text"])) for row in rows])
+                       [(row["id"], self.texts.plain(row["tenant_id"], row["text"])) for row in rows])
 
     def text_search(self, tenant_id: str, scope: str | None, terms: list[str], k: int, *,
                     now: float | None = None) -> list[tuple[int, float]]:

@@ -74,3 +74,22 @@ def open_json(cipher: Cipher | None, tenant_id: str, value: Any, purpose: str) -
     if not is_sealed(value):
         return value
     return json.loads(open_text(cipher, tenant_id, value, purpose))
+
+
+class SealedTexts:
+    """One kind of text (`purpose`, e.g. a column) kept sealed for the tenants
+    the run store marks sensitive: for stores beside it (agent memory,
+    collections) that share its database, its setting and its cipher."""
+
+    def __init__(self, runs: Any, purpose: str) -> None:  # runs: homeo.store.sql.SQLStore
+        self.runs = runs
+        self.purpose = purpose
+
+    def stored(self, tenant_id: str, text: str) -> str:
+        """`text` as the row keeps it: sealed for a sensitive tenant."""
+        sealer = None if self.runs is None else self.runs.sealer_for(tenant_id)
+        return text if sealer is None else str(sealer.text(text, self.purpose))
+
+    def plain(self, tenant_id: str, stored: str) -> str:
+        cipher = None if self.runs is None else self.runs.cipher
+        return str(open_text(cipher, tenant_id, stored, self.purpose))
