@@ -23,10 +23,12 @@ Admin = Annotated[Caller, Depends(caller)]  # each route requires the admin role
 # What marking a tenant sensitive encrypts, and what it does not (yet): said
 # in every answer, so nobody takes the rest for encrypted.
 ENCRYPTED = ["runs.input", "runs.output", "runs.checkpoint", "steps.input", "steps.output",
-             "step_checkpoints.delta", "agent memories' text"]
+             "step_checkpoints.delta", "agent memories' text",
+             "collection documents' and chunks' text"]
 NOT_ENCRYPTED = ["runs.error", "steps.error", "runs.waiting_for",
-                 "agent memories' subjects, vectors and full-text terms",
-                 "collection documents, their chunks, vectors and full-text index", "audit log"]
+                 "full-text index terms (memories, chunks)", "vectors (memories, chunks)",
+                 "memories' subjects", "documents' titles, sources and content hashes",
+                 "audit log"]
 
 
 class EncryptionView(BaseModel):
