@@ -134,7 +134,7 @@ def measure(size: int, queries: int, seed: int) -> list[list[str]]:
         return store.get_chunks("bench", "kb", [i for i, _ in fused[:10]])
 
     with database.read() as db:  # the collection's own FTS5 table
-        fts = db.execute("SELECT name FROM sqlite_master WHERE name LIKE 'memory_fts_%'"
+        fts = db.execute("SELECT name FROM sqlite_master WHERE name LIKE 'memory_terms_%'"
                          " AND sql LIKE 'CREATE VIRTUAL TABLE%'").fetchone()[0]
 
     def bare_fts(query: str, vector: np.ndarray) -> object:

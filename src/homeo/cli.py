@@ -33,6 +33,7 @@ from homeo.cli_common import (
 )
 from homeo.cli_audit import audit_app, audit_log_or_exit
 from homeo.cli_autonomic import autonomic_app
+from homeo.cli_crypto import crypto_app
 from homeo.cli_evolve import agent_versions, eval_app
 from homeo.cli_memory import memory_app
 from homeo.cli_runs import prune as prune_checkpoints
@@ -53,6 +54,7 @@ app.add_typer(slo_app, name="slo")
 app.add_typer(autonomic_app, name="autonomic")
 app.add_typer(eval_app, name="eval")
 app.add_typer(audit_app, name="audit")
+app.add_typer(crypto_app, name="crypto")
 
 
 def _print_version(given: bool) -> None:
@@ -520,7 +522,13 @@ def sandbox_run(
 
 
 def main() -> None:
+    from homeo.crypto.errors import CryptoError
+    from homeo.store.sealed import SealedDataError
+
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except (CryptoError, SealedDataError) as error:  # a sensitive tenant's data, no key for it
+        console.print(f"homeo: {error}", markup=False)
+        sys.exit(2)

@@ -60,6 +60,7 @@ def open_runtime(settings: Settings, *, publish: bool = True):  # -> Runtime
     that only look at runs or memory pass False, so that one run without
     --agents-dir does not replace the agents another folder published."""
     from homeo.backends import BackendUnavailable
+    from homeo.crypto.errors import CryptoError
     from homeo.runtime import Runtime
 
     try:
@@ -70,6 +71,8 @@ def open_runtime(settings: Settings, *, publish: bool = True):  # -> Runtime
         fail(str(error), code=2)
     except BackendUnavailable as error:
         fail(str(error))
+    except CryptoError as error:  # a bad key file: fix it before starting
+        fail(f"HOMEO_ENCRYPTION_KEY_FILE: {error}", code=2)
     except Exception as error:  # a database that refuses to open
         url = settings.resolved_database_url()
         fail(f"cannot open {redact(url)}: {redact_text(str(error), url)}")

@@ -239,6 +239,11 @@ class Settings(BaseSettings):
     tls_handshake_timeout_seconds: float = Field(
         10.0, gt=0, le=600,
         description="A connection that has not finished its TLS handshake by then is closed.")
+    encryption_key_file: Path | None = Field(
+        None, description="The key file (`homeo crypto keygen PATH`, mode 0600, outside the"
+        " data dir) whose hybrid X25519+ML-KEM-768 keys wrap the data keys of tenants marked"
+        " sensitive; unset: no tenant can be marked sensitive."
+    )
     jwt_secret: SecretStr = Field(
         SecretStr(""), description="The shared secret HS256/384/512 user tokens are signed with."
     )
@@ -455,6 +460,20 @@ class Settings(BaseSettings):
         return self.tls_cert_file is not None or self.tls_key_file is not None
 
     @model_validator(mode="after")
+    def _encryption_key_outside_data(self) -> Settings:
+        key = self.encryption_key_file
+        if key is None:
+            return self
+        if key.resolve().is_relative_to(self.data_dir.resolve()):
+            raise ValueError(f"HOMEO_ENCRYPTION_KEY_FILE {key} is inside the data dir"
+                             f" {self.data_dir}: keep it elsewhere, so a copy of the data does"
+                             " not carry the key that decrypts it")
+        if key.exists() and key.stat().st_mode & 0o077:
+            raise ValueError(f"HOMEO_ENCRYPTION_KEY_FILE {key} is readable by others"
+                             f" (mode {key.stat().st_mode & 0o777:o}): `chmod 600 {key}`")
+        return self
+
+    @model_validator(mode="after")
     def _jwt_complete(self) -> Settings:
         secret = self.jwt_secret.get_secret_value()
         if not secret and not self.jwt_jwks:
@@ -667,6 +686,7 @@ _EXAMPLES: dict[str, str] = {
     "audit_key_file": "/etc/homeo/audit.key",
     "tls_cert_file": "/etc/homeo/tls/cert.pem",
     "tls_key_file": "/etc/homeo/tls/key.pem",
+    "encryption_key_file": "/etc/homeo/encryption.keys",
     "jwt_issuer": "https://login.example.com/",
     "jwt_audience": "homeo",
     "otlp_endpoint": "http://127.0.0.1:4318/v1/traces",

@@ -208,6 +208,22 @@ def check_tls(settings: Settings, now: datetime.datetime | None = None) -> list[
     else:
         checks.append(Check("tls", "ok", f"{negotiated.describe()} at {where}"))
     return checks
+def check_encryption_key(key_file: Path | None) -> Check:
+    """The key file that encrypts sensitive tenants' data (homeo.crypto)."""
+    if key_file is None:
+        return Check("encryption key", "info",
+                     "HOMEO_ENCRYPTION_KEY_FILE unset: no tenant can be marked sensitive")
+    from homeo.crypto.errors import CryptoError
+    from homeo.crypto.keyfile import load
+
+    try:
+        ring = load(key_file)
+    except CryptoError as error:
+        return Check("encryption key", "missing", str(error),
+                     "`homeo crypto keygen PATH` makes a key file; keep it 0600")
+    retired = len(ring.keys) - 1
+    pending = f"; {retired} retired, a rotation to finish" if retired else ""
+    return Check("encryption key", "ok", f"{key_file}: current {ring.current}{pending}")
 
 
 def run_checks(settings: Settings) -> list[Check]:
@@ -220,6 +236,7 @@ def run_checks(settings: Settings) -> list[Check]:
     checks.extend(check_local_model(settings))
     checks.append(check_embedding_model())
     checks.extend(check_tls(settings))
+    checks.append(check_encryption_key(settings.encryption_key_file))
     checks.append(Check("database in use", "info", redact(url)))
     checks.append(Check("queue in use", "info",
                         redact(settings.queue_url) if settings.queue_url else "in the database"))

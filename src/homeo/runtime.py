@@ -16,6 +16,7 @@ from homeo.autonomic.control import ControlState
 from homeo.backends import Backends, open_backends
 from homeo.config import Settings
 from homeo.db.url import passwords
+from homeo.crypto.tenants import open_cipher
 from homeo.engine.agents import load_agents
 from homeo.engine.budgets import TenantBudgets, tenant_budgets
 from homeo.engine.catalog import AgentCatalog
@@ -68,9 +69,12 @@ class Runtime:
     _memories: Any = field(init=False, default=None)
     # The shared control state (autonomic/control.py), read at most once a second.
     control: ControlState | None = None
+    # Seals the runs of tenants marked sensitive (HOMEO_ENCRYPTION_KEY_FILE); None: unset.
+    cipher: Any = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.tracer = tracing.tracer_of(self.tracer_provider)
+        self.cipher = open_cipher(self.settings.encryption_key_file, self.backends.store)
         self.safety = SafetyGuards(self.settings.safety)
 
     @classmethod

@@ -40,6 +40,7 @@ from homeo.audit import generate_key
 from homeo.config import Settings
 from homeo.engine.ingest import submit_ingestion
 from homeo.engine.submit import submit_run
+from homeo.crypto.keyfile import new_key_file
 from homeo.keys import create_key
 from homeo.memory.embedder import Embedder
 from homeo.memory.extract import from_text
@@ -208,6 +209,9 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("GET", "/v1/audit"): lambda w, who: ("GET", "/v1/audit", {}),
     ("POST", "/v1/keys"): lambda w, who: ("POST", "/v1/keys", {"json": {"name": "made"}}),
     ("POST", "/v1/keys/{key_id}/revoke"): revoke,
+    ("GET", "/v1/tenant/encryption"): lambda w, who: ("GET", "/v1/tenant/encryption", {}),
+    ("PUT", "/v1/tenant/encryption"): lambda w, who: (
+        "PUT", "/v1/tenant/encryption", {"json": {"sensitive": True}}),
     ("GET", "/v1/collections"): lambda w, who: ("GET", "/v1/collections", {}),
     ("DELETE", "/v1/collections/{name}"): drop_collection,
     ("POST", "/v1/collections/{name}/documents"): lambda w, who: (
@@ -287,8 +291,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     folder = tmp_path_factory.mktemp("matrix")
     audit_key = folder / "keys" / "audit.key"
     generate_key(audit_key)
+    new_key_file(folder / "keys" / "encryption.keys")
     settings = Settings(
-        audit_key_file=audit_key,
+        audit_key_file=audit_key, encryption_key_file=folder / "keys" / "encryption.keys",
         data_dir=folder / "data", agents_dir=scriptkit.write_agents(folder / "agents", ["echo"]),
         models={"default": [{"model": "scripted:scriptkit:echo_model"}],
                 "hash": [{"model": "scripted:scriptkit:echo_model"}]},

@@ -105,7 +105,7 @@ def test_pruning_deletes_rows_vectors_and_full_text(backends: Backends) -> None:
     assert rows["n"] == 2
     if backends.url.startswith("sqlite"):
         with backends.shared.read() as db:
-            fts = db.execute("SELECT COUNT(*) AS n FROM agent_memories_fts").fetchone()
+            fts = db.execute("SELECT COUNT(*) AS n FROM agent_memories_terms").fetchone()
         assert fts["n"] == 2
     assert store.prune(floor=0.05, half_life=10 * DAY, superseded_grace=7 * DAY,
                        now=20 * DAY).total == 0

@@ -64,3 +64,38 @@ def test_the_shared_table_of_the_first_schema_is_split_per_collection(tmp_path: 
         assert len(left) == 1  # the deleted collection's table went with it
     finally:
         backends.close()
+
+
+def test_full_text_tables_that_kept_their_text_become_contentless(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    backends = open_backends(url)
+    store = open_store(backends)
+    put(store, "one", "kettles boiling", "trains")
+    # Put the data back as the previous schema held it: a table per collection
+    # that kept the text (`memory_fts_<collection>`).
+    with backends.shared.write() as db:
+        [terms] = [name for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE sql LIKE 'CREATE VIRTUAL TABLE%'")]
+        old = terms.replace("memory_terms_", "memory_fts_")
+        db.execute(f"CREATE VIRTUAL TABLE {old} USING fts5 (text, tokenize = 'porter unicode61')")
+        db.execute(f"INSERT INTO {old} (rowid, text) SELECT id, text FROM memory_chunks")
+        db.execute(f"DROP TABLE {terms}")
+    backends.close()
+
+    backends = open_backends(url)
+    store = open_store(backends)
+    try:
+        found = store.text_search("acme", "one", ["boiling"], 10)
+        assert [h.text for h in store.get_chunks("acme", "one", [i for i, _ in found])] == [
+            "kettles boiling"]
+        with backends.shared.read() as db:
+            names = {name for (name,) in db.execute(
+                "SELECT name FROM sqlite_master WHERE sql LIKE 'CREATE VIRTUAL TABLE%'")}
+            assert names == {terms}
+            assert "content=''" in db.execute(
+                "SELECT replace(sql, ' ', '') FROM sqlite_master WHERE name = ?",
+                (terms,)).fetchone()[0]
+            # A contentless table gives back no text.
+            assert [row[0] for row in db.execute(f"SELECT text FROM {terms}")] == [None, None]
+    finally:
+        backends.close()

@@ -6,7 +6,15 @@ import pytest
 
 from homeo.backends import Backends
 from homeo.store.base import CheckpointPruned, LeaseFenced, StoreError
-from homeo.store.models import ApiKey, EvalResult, NewRun, UsageEvent, definition_version
+from homeo.store.models import (
+    ApiKey,
+    DataKeyRecord,
+    EvalResult,
+    NewRun,
+    TenantEncryption,
+    UsageEvent,
+    definition_version,
+)
 
 
 def new_run(tenant: str = "acme", **fields) -> NewRun:
@@ -516,3 +524,30 @@ def test_eval_results_are_kept_per_tenant_agent_version_and_suite(backends: Back
     assert len(backends.store.list_eval_results("acme", "echo")) == 4
     assert [r.suite for r in backends.store.list_eval_results("acme", "echo", suite="t")] == ["t"]
     assert backends.store.list_eval_results("globex", "other") == []
+
+
+def test_tenant_encryption_settings_and_data_keys_are_kept_and_rewrapped(
+        backends: Backends) -> None:
+    store = backends.store
+    assert store.tenant_encryption("acme") is None and store.sensitive_tenants() == []
+    for tenant, key_id in (("acme", "dk_a"), ("globex", "dk_g")):
+        store.put_data_key(DataKeyRecord(id=key_id, tenant_id=tenant, kek_id="kek-1",
+                                         wrapped=f"wrapped {key_id}", created_at=1.0))
+    store.set_tenant_encryption(TenantEncryption(tenant_id="acme", sensitive=True,
+                                                 data_key_id="dk_a", updated_at=2.0))
+    store.set_tenant_encryption(TenantEncryption(tenant_id="globex", sensitive=False,
+                                                 data_key_id="dk_g", updated_at=2.0))
+    assert store.tenant_encryption("acme") == TenantEncryption(
+        tenant_id="acme", sensitive=True, data_key_id="dk_a", updated_at=2.0)
+    assert store.sensitive_tenants() == ["acme"]
+    assert store.get_data_key("dk_a").wrapped == "wrapped dk_a"
+    assert store.data_keys_per_kek() == {"kek-1": 2}
+    assert [k.id for k in store.data_keys_not_wrapped_by("kek-2", limit=1)] == ["dk_a"]
+    assert store.rewrap_data_key("dk_a", "kek-1", "kek-2", "rewrapped")
+    assert not store.rewrap_data_key("dk_a", "kek-1", "kek-3", "stale")  # moved on already
+    assert store.get_data_key("dk_a").kek_id == "kek-2"
+    assert store.data_keys_per_kek() == {"kek-1": 1, "kek-2": 1}
+    assert [k.id for k in store.data_keys_not_wrapped_by("kek-2")] == ["dk_g"]
+    store.set_tenant_encryption(TenantEncryption(tenant_id="acme", sensitive=False,
+                                                 data_key_id="dk_a", updated_at=3.0))
+    assert store.sensitive_tenants() == []

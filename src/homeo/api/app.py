@@ -19,6 +19,7 @@ from homeo.api import (
     collections,
     docs,
     embeddings,
+    encryption,
     errors,
     health,
     keys,
@@ -36,6 +37,7 @@ from homeo.api.text import reject_nul
 from homeo.api.usage import UsageWriter
 from homeo.audit import open_audit_log
 from homeo.autonomic.control import ControlState
+from homeo.crypto.tenants import open_cipher
 from homeo.backends import Backends
 from homeo.config import Settings
 from homeo.engine.budgets import tenant_budgets
@@ -139,6 +141,9 @@ def create_app(
     )
     app.state.wall_clock = wall_clock
     app.state.audit = open_audit_log(settings.audit_key_file, backends.store)
+    # The runtime's cipher when it made one; else one for this store.
+    app.state.cipher = backends.store.cipher or open_cipher(settings.encryption_key_file,
+                                                            backends.store)
     app.state.budgets = tenant_budgets(settings, backends.store)
     app.state.usage = usage
     app.state.slos = load_slos(settings.slo_file)
@@ -154,6 +159,7 @@ def create_app(
     app.include_router(embeddings.router, dependencies=authenticated)
     app.include_router(providers.router, dependencies=authenticated)
     app.include_router(keys.router, dependencies=authenticated)
+    app.include_router(encryption.router, dependencies=authenticated)
     app.include_router(audit.router, dependencies=authenticated)
     app.include_router(collections.router, dependencies=authenticated)
     app.include_router(memories.router, dependencies=authenticated)

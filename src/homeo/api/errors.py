@@ -21,8 +21,10 @@ from homeo.engine.submit import (
     SubmitFailed,
     UnknownAgent,
 )
+from homeo.crypto.errors import CryptoError
 from homeo.engine.waits import RunNotWaiting
 from homeo.safety.scrub import scrub, scrub_value
+from homeo.store.sealed import SealedDataError
 
 STATUS_TYPES = {
     400: "bad_request",
@@ -94,6 +96,11 @@ async def _unavailable(request: Request, error: Exception) -> JSONResponse:
     return error_response(request, 503, str(error))
 
 
+async def _key_unavailable(request: Request, error: Exception) -> JSONResponse:
+    """A sensitive tenant's data and no key (or the wrong one) to open or seal it."""
+    return error_response(request, 503, str(error), kind="encryption_key_unavailable")
+
+
 async def _unhandled(request: Request, error: Exception) -> JSONResponse:
     """A bug, not the caller's fault: still the JSON shape, never Starlette's
     plain-text 500. Starlette logs the traceback after this answers."""
@@ -115,3 +122,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(IdempotencyConflict, _conflict)  # type: ignore[arg-type]
     app.add_exception_handler(RunNotWaiting, _conflict)  # type: ignore[arg-type]
     app.add_exception_handler(SubmitFailed, _unavailable)  # type: ignore[arg-type]
+    app.add_exception_handler(CryptoError, _key_unavailable)
+    app.add_exception_handler(SealedDataError, _key_unavailable)

@@ -1,6 +1,6 @@
 """The agent memory store: what agents remembered, per tenant and scope, each
-memory with its vector and a full-text entry (SQLite FTS5; PostgreSQL a
-generated tsvector), its importance, times, expiry and, once a newer memory
+memory with its vector and a full-text entry (SQLite a contentless FTS5
+table; PostgreSQL a tsvector column), its importance, times, expiry and, once a newer memory
 contradicted it, the id of that memory (`superseded_by`).
 
 A scope says whose memory it is inside the tenant: `tenant`, `agent:NAME` or
@@ -10,6 +10,10 @@ Both backends pass the contract suite in tests/memory/test_agent_memory_store.py
 
 The rules (what is worth storing, merging, superseding, pruning) live above
 this store, in homeo.memory.lifecycle and homeo.memory.memories.
+
+For a tenant marked sensitive (homeo.crypto) the text is sealed with the
+tenant's data key; the full-text index keeps its terms (not the text) and the
+vector stays as it is, so search still works.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from pydantic import BaseModel
 
 from homeo.backends import Backends
 from homeo.db.dialect import Dialect, clock
+from homeo.store.sealed import SealedTexts
+from homeo.store.sql import SQLStore
 
 
 class Memory(BaseModel):
@@ -135,17 +141,27 @@ _LIVE = " AND superseded_by IS NULL AND (expires_at IS NULL OR expires_at > ?)"
 class SQLAgentMemoryStore(AgentMemoryStore):
     """The SQL both databases share; each adds its migrations and full text."""
 
-    def __init__(self, database: Dialect, migrations: Sequence[str]) -> None:
+    def __init__(self, database: Dialect, migrations: Sequence[str],
+                 runs: SQLStore | None = None) -> None:
         self.db = database
+        # The run store knows which tenants are sensitive and holds the cipher:
+        # their memories' text is sealed like their runs (homeo.store.sealed).
+        self.texts = SealedTexts(runs, "agent_memories.text")
         database.migrate("agent_memory", migrations)  # type: ignore[attr-defined]
 
     @abstractmethod
-    def _insert_row(self, db: Any, values: tuple[Any, ...]) -> int:
-        """Insert the row and its full-text entry; its id."""
+    def _insert_row(self, db: Any, values: tuple[Any, ...], text: str) -> int:
+        """Insert the row (its text as stored) and the full-text entry of
+        `text` (in plain: the index keeps terms, never the text); its id."""
 
     @abstractmethod
     def _unindex(self, db: Any, ids: list[int]) -> None:
         """Remove the full-text entries of these memories."""
+
+    def _memory(self, tenant_id: str, row: Any) -> Memory:
+        record = dict(row)
+        record["text"] = self.texts.plain(tenant_id, record["text"])
+        return Memory.model_validate(record)
 
     def _one(self, text: str, params: Sequence[Any]) -> Any:
         with self.db.read() as db:
@@ -159,8 +175,9 @@ class SQLAgentMemoryStore(AgentMemoryStore):
         at = clock(now)
         with self.db.write() as db:
             memory_id = self._insert_row(db, (
-                tenant_id, new.scope, new.text, new.subject, new.importance, at, at, at,
-                new.expires_at, new.model, new.dimensions, new.vector))
+                tenant_id, new.scope, self.texts.stored(tenant_id, new.text), new.subject,
+                new.importance, at, at, at, new.expires_at, new.model, new.dimensions,
+                new.vector), new.text)
         found = self.get(tenant_id, memory_id)
         assert found is not None
         return found
@@ -196,7 +213,7 @@ class SQLAgentMemoryStore(AgentMemoryStore):
     def get(self, tenant_id: str, memory_id: int) -> Memory | None:
         row = self._one(f"SELECT {_COLUMNS} FROM agent_memories WHERE tenant_id = ? AND id = ?",
                         (tenant_id, memory_id))
-        return None if row is None else Memory.model_validate(dict(row))
+        return None if row is None else self._memory(tenant_id, row)
 
     def list_memories(self, tenant_id: str, scope: str | None = None, *, superseded: bool = False,
              limit: int = 100, before: int | None = None) -> list[Memory]:
@@ -211,7 +228,7 @@ class SQLAgentMemoryStore(AgentMemoryStore):
             text += " AND id < ?"
             params.append(before)
         rows = self._all(text + " ORDER BY id DESC LIMIT ?", (*params, limit))
-        return [Memory.model_validate(dict(row)) for row in rows]
+        return [self._memory(tenant_id, row) for row in rows]
 
     def live(self, tenant_id: str, scope: str | None, *,
              now: float | None = None) -> LiveVectors:
@@ -223,7 +240,8 @@ class SQLAgentMemoryStore(AgentMemoryStore):
             "SELECT id, subject, text, model, dimensions, vector FROM agent_memories"
             f" WHERE {where}" + _LIVE + " ORDER BY id", (*params, clock(now)))
         return LiveVectors([int(r["id"]) for r in rows], [r["subject"] for r in rows],
-                           [r["text"] for r in rows], [r["model"] for r in rows],
+                           [self.texts.plain(tenant_id, r["text"]) for r in rows],
+                           [r["model"] for r in rows],
                            [int(r["dimensions"]) for r in rows], [bytes(r["vector"]) for r in rows])
 
     def touch(self, tenant_id: str, ids: list[int], *, now: float | None = None) -> None:
@@ -299,6 +317,14 @@ SQLITE_MIGRATIONS = [
     CREATE INDEX agent_memories_expiry ON agent_memories (expires_at);
     CREATE VIRTUAL TABLE agent_memories_fts USING fts5 (text, tokenize = 'porter unicode61')
     """,
+    # A contentless full-text table: it keeps the terms (to search them) but
+    # not the text, which may be sealed in agent_memories (encryption at rest).
+    """
+    CREATE VIRTUAL TABLE agent_memories_terms USING fts5 (text, content = '',
+                                                          tokenize = 'porter unicode61');
+    INSERT INTO agent_memories_terms (rowid, text) SELECT rowid, text FROM agent_memories_fts;
+    DROP TABLE agent_memories_fts;
+    """,
 ]
 
 POSTGRES_MIGRATIONS = [
@@ -326,6 +352,15 @@ POSTGRES_MIGRATIONS = [
     CREATE INDEX agent_memories_expiry ON agent_memories (expires_at);
     CREATE INDEX agent_memories_tsv ON agent_memories USING GIN (tsv);
     """,
+    # The tsvector is written with the row from the plain text, no longer
+    # generated from the column, which may hold sealed text (encryption at rest).
+    """
+    DROP INDEX agent_memories_tsv;
+    ALTER TABLE agent_memories DROP COLUMN tsv;
+    ALTER TABLE agent_memories ADD COLUMN tsv TSVECTOR;
+    UPDATE agent_memories SET tsv = to_tsvector('english', text);
+    CREATE INDEX agent_memories_tsv ON agent_memories USING GIN (tsv);
+    """,
 ]
 
 _INSERT = ("INSERT INTO agent_memories (tenant_id, scope, text, subject, importance, created_at,"
@@ -334,18 +369,23 @@ _INSERT = ("INSERT INTO agent_memories (tenant_id, scope, text, subject, importa
 
 
 class SQLiteAgentMemoryStore(SQLAgentMemoryStore):
-    def __init__(self, database: Any) -> None:
-        super().__init__(database, SQLITE_MIGRATIONS)
+    def __init__(self, database: Any, runs: SQLStore | None = None) -> None:
+        super().__init__(database, SQLITE_MIGRATIONS, runs)
 
-    def _insert_row(self, db: Any, values: tuple[Any, ...]) -> int:
+    def _insert_row(self, db: Any, values: tuple[Any, ...], text: str) -> int:
         memory_id = int(db.execute(_INSERT, values).lastrowid)
-        db.execute("INSERT INTO agent_memories_fts (rowid, text) VALUES (?, ?)",
-                   (memory_id, values[2]))
+        db.execute("INSERT INTO agent_memories_terms (rowid, text) VALUES (?, ?)",
+                   (memory_id, text))
         return memory_id
 
     def _unindex(self, db: Any, ids: list[int]) -> None:
+        # A contentless table forgets a row only when told the text it indexed.
         marks = ", ".join("?" * len(ids))
-        db.execute(f"DELETE FROM agent_memories_fts WHERE rowid IN ({marks})", ids)
+        rows = db.execute(f"SELECT id, tenant_id, text FROM agent_memories WHERE id IN ({marks})",
+                          ids).fetchall()
+        db.executemany("INSERT INTO agent_memories_terms (agent_memories_terms, rowid, text)"
+                       " VALUES ('delete', ?, ?)",
+                       [(row["id"], self.texts.plain(row["tenant_id"], row["text"])) for row in rows])
 
     def text_search(self, tenant_id: str, scope: str | None, terms: list[str], k: int, *,
                     now: float | None = None) -> list[tuple[int, float]]:
@@ -358,20 +398,23 @@ class SQLiteAgentMemoryStore(SQLAgentMemoryStore):
             where += " AND m.scope = ?"
             params.append(scope)
         rows = self._all(
-            "SELECT m.id, bm25(agent_memories_fts) AS score FROM agent_memories_fts"
-            " JOIN agent_memories m ON m.id = agent_memories_fts.rowid"
-            f" WHERE agent_memories_fts MATCH ? AND {where}"
+            "SELECT m.id, bm25(agent_memories_terms) AS score FROM agent_memories_terms"
+            " JOIN agent_memories m ON m.id = agent_memories_terms.rowid"
+            f" WHERE agent_memories_terms MATCH ? AND {where}"
             " AND m.superseded_by IS NULL AND (m.expires_at IS NULL OR m.expires_at > ?)"
             " ORDER BY score LIMIT ?", (words, *params, clock(now), k))
         return [(int(row["id"]), -float(row["score"])) for row in rows]  # bm25: lower is better
 
 
 class PostgresAgentMemoryStore(SQLAgentMemoryStore):
-    def __init__(self, database: Any) -> None:
-        super().__init__(database, POSTGRES_MIGRATIONS)
+    def __init__(self, database: Any, runs: SQLStore | None = None) -> None:
+        super().__init__(database, POSTGRES_MIGRATIONS, runs)
 
-    def _insert_row(self, db: Any, values: tuple[Any, ...]) -> int:
-        return int(db.execute(self.db.sql(_INSERT + " RETURNING id"), values).fetchone()["id"])
+    def _insert_row(self, db: Any, values: tuple[Any, ...], text: str) -> int:
+        insert = (_INSERT.replace(", vector)", ", vector, tsv)")
+                  .replace("?)", "?, to_tsvector('english', ?))"))
+        return int(db.execute(self.db.sql(insert + " RETURNING id"),
+                              (*values, text)).fetchone()["id"])
 
     def _unindex(self, db: Any, ids: list[int]) -> None:
         """The tsvector goes with its row."""
@@ -398,6 +441,7 @@ class PostgresAgentMemoryStore(SQLAgentMemoryStore):
 def open_agent_memory_store(backends: Backends) -> AgentMemoryStore:
     """The agent memory store in the backends' database (tables made on first
     open, under the `agent_memory` migrations)."""
+    runs = backends.store if isinstance(backends.store, SQLStore) else None
     if backends.url.startswith("sqlite:///"):
-        return SQLiteAgentMemoryStore(backends.database)
-    return PostgresAgentMemoryStore(backends.database)
+        return SQLiteAgentMemoryStore(backends.database, runs)
+    return PostgresAgentMemoryStore(backends.database, runs)

@@ -94,18 +94,28 @@ MIGRATIONS = [
         PRIMARY KEY (ingestion_id, position)
     );
     """,
+    # The tsvector is written with the row from the plain text, no longer
+    # generated from the column, which may hold sealed text (encryption at rest).
+    """
+    DROP INDEX memory_chunks_tsv;
+    ALTER TABLE memory_chunks DROP COLUMN tsv;
+    ALTER TABLE memory_chunks ADD COLUMN tsv TSVECTOR;
+    UPDATE memory_chunks SET tsv = to_tsvector('english', text);
+    CREATE INDEX memory_chunks_tsv ON memory_chunks USING GIN (tsv);
+    """,
 ]
 
 
 class PostgresKnowledgeStore(SQLKnowledgeStore):
-    def __init__(self, database: PostgresDatabase) -> None:
-        super().__init__(database, MIGRATIONS)
+    def __init__(self, database: PostgresDatabase, runs: Any = None) -> None:
+        super().__init__(database, MIGRATIONS, runs)
 
-    def _insert_chunk(self, db: Any, values: tuple[Any, ...]) -> int:
+    def _insert_chunk(self, db: Any, values: tuple[Any, ...], text: str) -> int:
         row = db.execute(
             "INSERT INTO memory_chunks (tenant_id, collection_id, document_id, position, text,"
-            " start_char, end_char, content_hash, model, dimensions, vector)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id", values).fetchone()
+            " start_char, end_char, content_hash, model, dimensions, vector, tsv)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, to_tsvector('english', %s))"
+            " RETURNING id", (*values, text)).fetchone()
         return int(row["id"])
 
     def _insert_chunks(self, db: Any, rows: list[tuple[Any, ...]]) -> list[int]:
@@ -125,7 +135,7 @@ class PostgresKnowledgeStore(SQLKnowledgeStore):
                 return ids
 
     def _index_chunks(self, db: Any, collection_id: str, rows: list[tuple[int, str]]) -> None:
-        """The tsvector column is generated from the text: nothing to add."""
+        """The tsvector is written with the row: nothing to add."""
         del db, collection_id, rows
 
     def _unindex_chunks(self, db: Any, collection_id: str, where: str,

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from homeo.db.dialect import Dialect, clock
+from homeo.store.sealed import SealedTexts
 from homeo.ids import new_id
 from homeo.memory.sql_ingest import SQLIngestions
 from homeo.memory.store import (
@@ -42,8 +43,12 @@ _DOCUMENT = (
 
 
 class SQLKnowledgeStore(SQLIngestions, KnowledgeStore):
-    def __init__(self, database: Dialect, migrations: Sequence[str]) -> None:
+    def __init__(self, database: Dialect, migrations: Sequence[str], runs: Any = None) -> None:
         self.db = database
+        # A sensitive tenant's document and chunk texts are sealed like its
+        # runs (`runs`: the SQLStore beside it); the full-text index keeps terms.
+        self.documents = SealedTexts(runs, "memory_documents.text")
+        self.chunks = SealedTexts(runs, "memory_chunks.text")
         self.inline_reads = database.inline_reads
         database.migrate("memory", migrations)  # type: ignore[attr-defined]
 
@@ -62,8 +67,9 @@ class SQLKnowledgeStore(SQLIngestions, KnowledgeStore):
         """Remove every full-text entry of the collection (it is being deleted)."""
 
     @abstractmethod
-    def _insert_chunk(self, db: Any, values: tuple[Any, ...]) -> int:
-        """Insert one chunk row; its new id."""
+    def _insert_chunk(self, db: Any, values: tuple[Any, ...], text: str) -> int:
+        """Insert one chunk row (its text as stored); `text` is its plain text,
+        for a full-text index kept with the row. Its new id."""
 
     def _insert_chunks(self, db: Any, rows: list[tuple[Any, ...]]) -> list[int]:
         """Insert chunk rows (a restore's batch); their new ids, in order."""
@@ -95,7 +101,11 @@ class SQLKnowledgeStore(SQLIngestions, KnowledgeStore):
     def get_document(self, tenant_id: str, collection: str, document_id: str) -> Document | None:
         row = self._one(_DOCUMENT.format(text=", d.text") + " AND d.id = ?",
                         (tenant_id, tenant_id, collection, document_id))
-        return None if row is None else Document.model_validate(dict(row))
+        if row is None:
+            return None
+        record = dict(row)
+        record["text"] = self.documents.plain(tenant_id, record["text"])
+        return Document.model_validate(record)
 
     def find_document(self, tenant_id: str, collection: str, source: str) -> Document | None:
         row = self._one(_DOCUMENT.format(text="") + " AND d.source = ? ORDER BY d.id DESC LIMIT 1",
@@ -150,7 +160,7 @@ class SQLKnowledgeStore(SQLIngestions, KnowledgeStore):
             rows = db.execute(self.db.sql(
                 "SELECT id, text FROM memory_chunks WHERE tenant_id = ? AND collection_id = ?"
                 " ORDER BY id"), (tenant_id, head["id"])).fetchall()
-        return {int(row["id"]): row["text"] for row in rows}
+        return {int(row["id"]): self.chunks.plain(tenant_id, row["text"]) for row in rows}
 
     def replace_vectors(self, tenant_id: str, collection: str, model: EmbeddingModel,
                         vectors: dict[int, bytes]) -> None:
@@ -185,7 +195,9 @@ class SQLKnowledgeStore(SQLIngestions, KnowledgeStore):
             " JOIN memory_collections c ON c.id = k.collection_id"
             f" WHERE k.tenant_id = ? AND c.tenant_id = ? AND c.name = ? AND k.id IN ({marks})",
             (tenant_id, tenant_id, collection, *ids))
-        return [ChunkHit.model_validate(dict(row)) for row in rows]
+        return [ChunkHit.model_validate({**dict(row),
+                                         "text": self.chunks.plain(tenant_id, row["text"])})
+                for row in rows]
 
     # Writes --------------------------------------------------------------
     def put_document(
@@ -217,8 +229,8 @@ class SQLKnowledgeStore(SQLIngestions, KnowledgeStore):
                 " format, text, chars, chunks, content_hash, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
                 (document_id, tenant_id, collection_id, document.title, document.source,
-                 document.format, document.text, len(document.text), len(chunks),
-                 document.content_hash, at, at))
+                 document.format, self.documents.stored(tenant_id, document.text),
+                 len(document.text), len(chunks), document.content_hash, at, at))
         else:
             row = db.execute(sql(
                 f"SELECT created_at FROM memory_documents WHERE tenant_id = ? AND id = ?"
@@ -232,14 +244,15 @@ class SQLKnowledgeStore(SQLIngestions, KnowledgeStore):
             db.execute(sql(
                 "UPDATE memory_documents SET title = ?, source = ?, format = ?, text = ?,"
                 " chars = ?, chunks = ?, content_hash = ?, updated_at = ? WHERE id = ?"),
-                (document.title, document.source, document.format, document.text,
-                 len(document.text), len(chunks), document.content_hash, at, document_id))
+                (document.title, document.source, document.format,
+                 self.documents.stored(tenant_id, document.text), len(document.text),
+                 len(chunks), document.content_hash, at, document_id))
         indexed = []
         for piece in chunks:
             chunk_id = self._insert_chunk(db, (
-                tenant_id, collection_id, document_id, piece.position, piece.text,
-                piece.start, piece.end, piece.content_hash, model.name, model.dimensions,
-                piece.vector))
+                tenant_id, collection_id, document_id, piece.position,
+                self.chunks.stored(tenant_id, piece.text), piece.start, piece.end,
+                piece.content_hash, model.name, model.dimensions, piece.vector), piece.text)
             indexed.append((chunk_id, piece.text))
         self._index_chunks(db, collection_id, indexed)
         return Document(id=document_id, collection=collection, title=document.title,

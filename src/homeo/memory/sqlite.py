@@ -1,5 +1,6 @@
 """The SQLite knowledge store: chunks in a table, and each collection's full
-text in its own FTS5 table (porter stemming), `memory_fts_<collection>`,
+text in its own contentless FTS5 table (porter stemming; the terms, not the
+text), `memory_terms_<collection>`,
 whose rows carry the chunk ids.
 
 A table per collection, not one for all: FTS5's bm25 reads the whole list of
@@ -117,9 +118,25 @@ MIGRATIONS = [
 
 
 class SQLiteKnowledgeStore(SQLKnowledgeStore):
-    def __init__(self, database: SQLiteDatabase) -> None:
-        super().__init__(database, MIGRATIONS)
+    def __init__(self, database: SQLiteDatabase, runs: Any = None) -> None:
+        super().__init__(database, MIGRATIONS, runs)
         self._split_shared_fts()
+        self._contentless_fts()
+
+    def _contentless_fts(self) -> None:
+        """Replace each collection's full-text table that keeps its text
+        (`memory_fts_<collection>`) by a contentless one that keeps only the
+        terms (`memory_terms_<collection>`): the text may be sealed in its
+        row (encryption at rest). Once, in one transaction."""
+        with self.db.write() as db:
+            old = [row[0] for row in db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'memory_fts_*'"
+                " AND name NOT GLOB 'memory_fts_*_*'").fetchall()]
+            for name in old:
+                new = "memory_terms_" + name.removeprefix("memory_fts_")
+                _create(db, new)
+                db.execute(f"INSERT INTO {new} (rowid, text) SELECT rowid, text FROM {name}")
+                db.execute(f"DROP TABLE {name}")
 
     def _split_shared_fts(self) -> None:
         """Move the rows of the one full-text table that migration 1 made into
@@ -135,7 +152,7 @@ class SQLiteKnowledgeStore(SQLKnowledgeStore):
                            " WHERE scope = ?", (_scope(collection_id),))
             db.execute("DROP TABLE memory_fts")
 
-    def _insert_chunk(self, db: Any, values: tuple[Any, ...]) -> int:
+    def _insert_chunk(self, db: Any, values: tuple[Any, ...], text: str) -> int:
         return int(db.execute(
             "INSERT INTO memory_chunks (tenant_id, collection_id, document_id, position, text,"
             " start_char, end_char, content_hash, model, dimensions, vector)"
@@ -147,8 +164,13 @@ class SQLiteKnowledgeStore(SQLKnowledgeStore):
 
     def _unindex_chunks(self, db: Any, collection_id: str, where: str,
                         params: Sequence[Any]) -> None:
-        db.execute(f"DELETE FROM {_table(db, collection_id)} WHERE rowid IN"
-                   f" (SELECT id FROM memory_chunks WHERE {where})", params)
+        # A contentless table forgets a row only when told the text it indexed.
+        rows = db.execute(f"SELECT id, tenant_id, text FROM memory_chunks WHERE {where}",
+                          params).fetchall()
+        db.executemany(f"INSERT INTO {_table(db, collection_id)} ({_name(collection_id)}, rowid,"
+                       " text) VALUES ('delete', ?, ?)",
+                       [(row["id"], self.chunks.plain(row["tenant_id"], row["text"]))
+                        for row in rows])
 
     def _unindex_collection(self, db: Any, collection_id: str) -> None:
         db.execute(f"DROP TABLE IF EXISTS {_name(collection_id)}")
@@ -229,12 +251,17 @@ def _name(collection_id: str) -> str:
     the check keeps anything else out of the SQL."""
     if not _ID.fullmatch(collection_id):
         raise ValueError(f"not a collection id: {collection_id!r}")
-    return f"memory_fts_{_scope(collection_id)}"
+    return f"memory_terms_{_scope(collection_id)}"
 
 
 def _table(db: Any, collection_id: str) -> str:
     """The collection's full-text table, made if it is new."""
     name = _name(collection_id)
-    db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {name} USING fts5"
-               " (text, tokenize = 'porter unicode61')")
+    _create(db, name)
     return name
+
+
+def _create(db: Any, name: str) -> None:
+    """A contentless full-text table: the chunks' terms, not their text."""
+    db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS {name} USING fts5"
+               " (text, content = '', tokenize = 'porter unicode61')")

@@ -310,7 +310,7 @@ def open_store(backends: Backends) -> KnowledgeStore:
     if backends.url.startswith("sqlite:///"):
         from homeo.memory.sqlite import SQLiteKnowledgeStore
 
-        return SQLiteKnowledgeStore(backends.database)
+        return SQLiteKnowledgeStore(backends.database, backends.store)
     from homeo.memory.postgres import PostgresKnowledgeStore
 
-    return PostgresKnowledgeStore(backends.database)
+    return PostgresKnowledgeStore(backends.database, backends.store)

@@ -24,6 +24,7 @@ from homeo.store.models import (
     AuditHead,
     ControlEntry,
     DecisionRecord,
+    DataKeyRecord,
     DiagnosisRecord,
     EvalResult,
     NewRun,
@@ -31,6 +32,7 @@ from homeo.store.models import (
     Run,
     SignalRecord,
     Step,
+    TenantEncryption,
     UsageEvent,
     UsageTotals,
     WindowCounts,
@@ -52,6 +54,10 @@ class CheckpointPruned(StoreError):
 
 
 class Store(ABC):
+    # Seals sensitive tenants' values (homeo.store.sealed.Cipher); the runtime
+    # sets it from HOMEO_ENCRYPTION_KEY_FILE.
+    cipher: Any = None
+
     # True when a read is a local call that never waits on a lock or a network
     # (SQLite in WAL mode): callers on an event loop may then read inline,
     # which is far cheaper than a thread hop. Otherwise reads go to a thread.
@@ -526,6 +532,34 @@ class Store(ABC):
     @abstractmethod
     def audit_tenants(self) -> list[str]:
         """Every tenant with a log (or a head), sorted."""
+
+    # --- encryption at rest -----------------------------------------------
+    @abstractmethod
+    def tenant_encryption(self, tenant_id: str) -> TenantEncryption | None: ...
+
+    @abstractmethod
+    def set_tenant_encryption(self, setting: TenantEncryption) -> None:
+        """Insert or replace the tenant's setting (joins an open `atomic()`)."""
+
+    @abstractmethod
+    def put_data_key(self, key: DataKeyRecord) -> None: ...
+
+    @abstractmethod
+    def get_data_key(self, key_id: str) -> DataKeyRecord | None: ...
+
+    @abstractmethod
+    def data_keys_not_wrapped_by(self, kek_id: str, *, limit: int = 100) -> list[DataKeyRecord]:
+        """Data keys wrapped by any other key-encryption key, by id."""
+
+    @abstractmethod
+    def rewrap_data_key(self, key_id: str, from_kek: str, to_kek: str, wrapped: str) -> bool:
+        """Replace the wrapping of `key_id` if it is still wrapped by `from_kek`."""
+
+    @abstractmethod
+    def data_keys_per_kek(self) -> dict[str, int]: ...
+
+    @abstractmethod
+    def sensitive_tenants(self) -> list[str]: ...
 
     # --- lifecycle --------------------------------------------------------
     @abstractmethod

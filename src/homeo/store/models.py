@@ -343,3 +343,23 @@ class DecisionRecord(BaseModel):
     approved_by: str | None = None
     error: str | None = None
     updated_at: float = 0.0
+
+
+class TenantEncryption(BaseModel):
+    """Whether a tenant's runs are kept encrypted, and with which data key."""
+
+    tenant_id: str
+    sensitive: bool
+    data_key_id: str | None = None
+    updated_at: float
+
+
+class DataKeyRecord(BaseModel):
+    """A tenant's AES-256-GCM data key, wrapped (base64) by key-encryption
+    key `kek_id`; rotation re-wraps it, the data it sealed stays as is."""
+
+    id: str
+    tenant_id: str
+    kek_id: str
+    wrapped: str
+    created_at: float

@@ -284,6 +284,24 @@ MIGRATIONS = [
     CREATE INDEX autonomic_decisions_at ON autonomic_decisions (at);
     CREATE INDEX autonomic_decisions_kind ON autonomic_decisions (kind, action);
     """,
+    # Encryption at rest (homeo/crypto): which tenants keep their runs sealed,
+    # and their data keys, each wrapped by a key-encryption key of the key file.
+    """
+    CREATE TABLE tenant_encryption (
+        tenant_id TEXT PRIMARY KEY,
+        sensitive BOOLEAN NOT NULL,
+        data_key_id TEXT,
+        updated_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE data_keys (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        kek_id TEXT NOT NULL,
+        wrapped TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE INDEX data_keys_kek ON data_keys (kek_id, id);
+    """,
 ]
 
 
@@ -297,6 +315,7 @@ class PostgresStore(SQLStore):
     # --- runs -------------------------------------------------------------
     def create_run(self, new: NewRun, *, now: float | None = None) -> tuple[Run, bool]:
         now = clock(now)
+        sealer = self.sealer_for(new.tenant_id)
         # Racing creators with one key: the loser's insert waits for the winner's
         # commit and does nothing; its SELECT, a new snapshot, then sees the winner.
         # Only a run deleted in between sends us round again.
@@ -313,13 +332,13 @@ class PostgresStore(SQLStore):
                         new_id("run", now),
                         new.tenant_id,
                         new.agent,
-                        new.input,
+                        self.text_value(sealer, new.input, "runs.input"),
                         new.idempotency_key,
                         new.request_id,
                         new.parent_run_id,
                         now,
                         now,
-                        self.db.json_param(new.checkpoint),
+                        self.json_value(sealer, new.checkpoint, "runs.checkpoint"),
                         new.forked_from_run,
                         new.forked_from_step,
                         new.agent_version,
@@ -354,6 +373,8 @@ class PostgresStore(SQLStore):
         fenced, fence_params = (" AND lease_epoch = %s", (fence,)) if fence is not None else ("", ())
         started = now if status == "running" else None
         finished = now if status in FINAL_STATUSES else None
+        output = self.text_value(self.sealer_for(tenant_id) if output is not None else None,
+                                 output, "runs.output")
         with self.db.connection() as db:
             row = db.execute(
                 "UPDATE runs SET status = %s, updated_at = %s,"
@@ -390,6 +411,7 @@ class PostgresStore(SQLStore):
         now: float | None = None,
     ) -> Step:
         now = clock(now)
+        sealer = self.sealer_for(tenant_id)
         with self.db.transaction() as db:
             self.lock_run(db, tenant_id, run_id, fence)
             # A step begun before and never finished is reused with attempts + 1;
@@ -401,7 +423,8 @@ class PostgresStore(SQLStore):
                 " attempts = steps.attempts + 1, error = NULL, input = excluded.input,"
                 " started_at = excluded.started_at, finished_at = NULL"
                 " WHERE steps.status <> 'succeeded' RETURNING *",
-                (run_id, tenant_id, seq, kind, name, self.db.json_param(input), now),
+                (run_id, tenant_id, seq, kind, name,
+                 self.json_value(sealer, input, "steps.input"), now),
             ).fetchone()
         if row is None:
             raise StoreError(f"step {seq} of run {run_id} already succeeded")

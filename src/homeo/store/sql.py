@@ -17,6 +17,7 @@ from homeo.db.dialect import Dialect, clock
 from homeo.ids import new_id
 from homeo.store import deltas
 from homeo.store.base import CheckpointPruned, LeaseFenced, Store, StoreError
+from homeo.store.sealed import Cipher, SealedDataError, Sealer, open_json, open_text
 from homeo.store.models import (
     FINAL_STATUSES,
     AgentOutcomes,
@@ -27,12 +28,14 @@ from homeo.store.models import (
     AuditHead,
     ControlEntry,
     DecisionRecord,
+    DataKeyRecord,
     DiagnosisRecord,
     EvalResult,
     PruneResult,
     Run,
     SignalRecord,
     Step,
+    TenantEncryption,
     UsageEvent,
     UsageTotals,
     WindowCounts,
@@ -53,8 +56,18 @@ T = TypeVar("T")
 
 
 class SQLStore(Store):
+    # Seals and opens the values of tenants marked sensitive (the runtime sets
+    # it from HOMEO_ENCRYPTION_KEY_FILE); None: such a tenant's writes and
+    # reads fail with SealedDataError rather than go in plain text.
+    cipher: Cipher | None
+
     def __init__(self, database: Dialect, migrations: Sequence[str]) -> None:
         self.db = database
+        # tenant -> data key id of the tenants seen marked sensitive: no look-up
+        # on their writes after the first. Only "sensitive" is kept, so a tenant
+        # marked sensitive elsewhere is sealed from this process's next write;
+        # one marked plain elsewhere stays sealed here until a restart (safe).
+        self._sensitive: dict[str, str] = {}
         self.inline_reads = database.inline_reads
         self.inline_writes = database.inline_writes
         database.migrate("store", migrations)  # type: ignore[attr-defined]
@@ -72,10 +85,48 @@ class SQLStore(Store):
             return db.execute(self.db.sql(text), params).fetchall()
 
     def run_of(self, row: Any) -> Run | None:
-        return None if row is None else Run.model_validate(self.db.decode(row, RUN_JSON))
+        if row is None:
+            return None
+        record = self.db.decode(row, RUN_JSON)
+        tenant = record["tenant_id"]
+        record["input"] = open_text(self.cipher, tenant, record["input"], "runs.input")
+        record["output"] = open_text(self.cipher, tenant, record["output"], "runs.output")
+        record["checkpoint"] = open_json(self.cipher, tenant, record["checkpoint"],
+                                         "runs.checkpoint")
+        return Run.model_validate(record)
 
     def step_of(self, row: Any) -> Step:
-        return Step.model_validate(self.db.decode(row, STEP_JSON))
+        record = self.db.decode(row, STEP_JSON)
+        tenant = record["tenant_id"]
+        record["input"] = open_json(self.cipher, tenant, record["input"], "steps.input")
+        record["output"] = open_json(self.cipher, tenant, record["output"], "steps.output")
+        return Step.model_validate(record)
+
+    def sealer_for(self, tenant_id: str) -> Sealer | None:
+        """How this write keeps the tenant's values: sealed with its data key
+        when it is marked sensitive, else None (plain)."""
+        known = self._sensitive.get(tenant_id)
+        if known is not None and self.cipher is not None:
+            return Sealer(self.cipher, tenant_id, known)
+        row = self.one("SELECT sensitive, data_key_id FROM tenant_encryption"
+                       " WHERE tenant_id = ?", (tenant_id,))
+        if row is None or not row["sensitive"]:
+            return None
+        if self.cipher is None:
+            raise SealedDataError(
+                f"tenant {tenant_id} keeps its runs encrypted (data key {row['data_key_id']}):"
+                " set HOMEO_ENCRYPTION_KEY_FILE to the key file that wraps it; homeo does"
+                " not write them in plain text")
+        self._sensitive[tenant_id] = row["data_key_id"]
+        return Sealer(self.cipher, tenant_id, row["data_key_id"])
+
+    def json_value(self, sealer: Sealer | None, value: Any, purpose: str) -> Any:
+        """A JSON column's parameter: sealed for a sensitive tenant."""
+        return self.db.json_param(value if sealer is None else sealer.json(value, purpose))
+
+    @staticmethod
+    def text_value(sealer: Sealer | None, value: str | None, purpose: str) -> str | None:
+        return value if sealer is None else sealer.text(value, purpose)
 
     # --- runs -------------------------------------------------------------
     def get_run(self, tenant_id: str, run_id: str) -> Run | None:
@@ -196,14 +247,16 @@ class SQLStore(Store):
     ) -> Step:
         now = clock(now)
         fenced, fence_params = (" AND lease_epoch = ?", (fence,)) if fence is not None else ("", ())
+        sealer = self.sealer_for(tenant_id)
         with self.db.write() as db:
             if previous is None:  # the caller does not hold it: read it back
                 found = db.execute(
                     self.db.sql("SELECT checkpoint FROM runs WHERE tenant_id = ? AND id = ?"),
                     (tenant_id, run_id),
                 ).fetchone()
-                previous = None if found is None else self.db.decode(
-                    found, ("checkpoint",))["checkpoint"]
+                previous = None if found is None else open_json(
+                    self.cipher, tenant_id, self.db.decode(found, ("checkpoint",))["checkpoint"],
+                    "runs.checkpoint")
             # The run first (this locks its row, and checks the writer's claim).
             run = db.execute(
                 self.db.sql(
@@ -212,8 +265,8 @@ class SQLStore(Store):
                     f" cost_usd = cost_usd + ? WHERE tenant_id = ? AND id = ?{fenced}"
                     " RETURNING steps_done"
                 ),
-                (self.db.json_param(checkpoint), now, input_tokens, output_tokens, cost_usd,
-                 tenant_id, run_id, *fence_params),
+                (self.json_value(sealer, checkpoint, "runs.checkpoint"), now, input_tokens,
+                 output_tokens, cost_usd, tenant_id, run_id, *fence_params),
             ).fetchone()
             if run is None:
                 self.lock_run(db, tenant_id, run_id, fence)  # raises: missing or fenced
@@ -223,7 +276,9 @@ class SQLStore(Store):
             before = None
             if run["steps_done"] > 1 and previous is not None:
                 before = previous.get("state")
-            delta = json.dumps(deltas.diff(before, checkpoint), separators=(",", ":"))
+            delta = self.text_value(sealer, json.dumps(deltas.diff(before, checkpoint),
+                                                       separators=(",", ":")),
+                                    "step_checkpoints.delta")
             row = db.execute(
                 self.db.sql(
                     "UPDATE steps SET status = 'succeeded', output = ?, finished_at = ?,"
@@ -231,8 +286,8 @@ class SQLStore(Store):
                     " WHERE tenant_id = ? AND run_id = ? AND seq = ? AND status = 'running'"
                     " RETURNING *"
                 ),
-                (self.db.json_param(output), now, input_tokens, output_tokens, cost_usd,
-                 tenant_id, run_id, seq),
+                (self.json_value(sealer, output, "steps.output"), now, input_tokens,
+                 output_tokens, cost_usd, tenant_id, run_id, seq),
             ).fetchone()
             if row is None:
                 raise StoreError(f"step {seq} of run {run_id} is not running")
@@ -301,19 +356,22 @@ class SQLStore(Store):
             waiting_for = self.db.decode(row, ("waiting_for",))["waiting_for"] or {}
             if waiting_for.get("id") != wait_id:
                 return None
+            sealer = self.sealer_for(tenant_id)
             if checkpoint is not None:
-                self._rewrite_last_delta(db, tenant_id, run_id, checkpoint)
+                self._rewrite_last_delta(db, tenant_id, run_id, checkpoint, sealer)
             updated = db.execute(self.db.sql(
                 "UPDATE runs SET status = 'queued', checkpoint = COALESCE(?, checkpoint),"
                 " waiting_for = NULL, waited_seconds = waited_seconds + (? - waiting_since),"
                 " waiting_since = NULL, wakes = wakes + 1, updated_at = ?"
                 " WHERE tenant_id = ? AND id = ? RETURNING *"),
-                (self.db.json_param(checkpoint), now, now, tenant_id, run_id),
+                (self.json_value(sealer, checkpoint, "runs.checkpoint"), now, now, tenant_id,
+                 run_id),
             ).fetchone()
         return self.run_of(updated)
 
     def _rewrite_last_delta(
-        self, db: Any, tenant_id: str, run_id: str, checkpoint: dict[str, Any]
+        self, db: Any, tenant_id: str, run_id: str, checkpoint: dict[str, Any],
+        sealer: Sealer | None,
     ) -> None:
         """The waiting step's kept checkpoint becomes `checkpoint` (its state with
         the person's answer), so the state shown at that step, and a fork from
@@ -326,7 +384,8 @@ class SQLStore(Store):
         before = self.checkpoint_at(tenant_id, run_id, seq - 1) if seq > 0 else None
         delta = deltas.diff(None if before is None else before.get("state"), checkpoint)
         db.execute(self.db.sql("UPDATE step_checkpoints SET delta = ? WHERE run_id = ? AND seq = ?"),
-                   (json.dumps(delta, separators=(",", ":")), run_id, seq))
+                   (self.text_value(sealer, json.dumps(delta, separators=(",", ":")),
+                                    "step_checkpoints.delta"), run_id, seq))
 
     def waiting_runs(self, *, after_id: str = "", limit: int = 100) -> list[Run]:
         rows = self.all("SELECT * FROM runs WHERE status = 'waiting' AND id > ?"
@@ -402,7 +461,8 @@ class SQLStore(Store):
         for row in rows:  # back to the nearest whole state
             if row["delta"] is None:
                 return self._unkept(tenant_id, run_id, seq, row["seq"])
-            chain.append(json.loads(row["delta"]))
+            chain.append(json.loads(open_text(self.cipher, tenant_id, row["delta"],
+                                              "step_checkpoints.delta")))
             if deltas.is_whole(chain[-1]):
                 return deltas.rebuild(reversed(chain))
         raise StoreError(f"the checkpoints of run {run_id} before step {seq} are incomplete")
@@ -983,6 +1043,54 @@ class SQLStore(Store):
     def audit_tenants(self) -> list[str]:
         rows = self.all("SELECT tenant_id FROM audit_heads UNION"
                         " SELECT DISTINCT tenant_id FROM audit_log ORDER BY tenant_id")
+        return [row["tenant_id"] for row in rows]
+
+    # --- encryption at rest -----------------------------------------------
+    def tenant_encryption(self, tenant_id: str) -> TenantEncryption | None:
+        row = self.one("SELECT * FROM tenant_encryption WHERE tenant_id = ?", (tenant_id,))
+        return None if row is None else TenantEncryption.model_validate(self.db.decode(row))
+
+    def set_tenant_encryption(self, setting: TenantEncryption) -> None:
+        with self.db.write() as db:
+            db.execute(self.db.sql(
+                "INSERT INTO tenant_encryption (tenant_id, sensitive, data_key_id, updated_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id) DO UPDATE SET"
+                " sensitive = excluded.sensitive, data_key_id = excluded.data_key_id,"
+                " updated_at = excluded.updated_at"),
+                (setting.tenant_id, setting.sensitive, setting.data_key_id, setting.updated_at))
+        if not setting.sensitive:
+            self._sensitive.pop(setting.tenant_id, None)
+
+    def put_data_key(self, key: DataKeyRecord) -> None:
+        with self.db.write() as db:
+            db.execute(self.db.sql(
+                "INSERT INTO data_keys (id, tenant_id, kek_id, wrapped, created_at)"
+                " VALUES (?, ?, ?, ?, ?)"),
+                (key.id, key.tenant_id, key.kek_id, key.wrapped, key.created_at))
+
+    def get_data_key(self, key_id: str) -> DataKeyRecord | None:
+        row = self.one("SELECT * FROM data_keys WHERE id = ?", (key_id,))
+        return None if row is None else DataKeyRecord.model_validate(self.db.decode(row))
+
+    def data_keys_not_wrapped_by(self, kek_id: str, *, limit: int = 100) -> list[DataKeyRecord]:
+        rows = self.all("SELECT * FROM data_keys WHERE kek_id <> ? ORDER BY id LIMIT ?",
+                        (kek_id, limit))
+        return [DataKeyRecord.model_validate(self.db.decode(row)) for row in rows]
+
+    def rewrap_data_key(self, key_id: str, from_kek: str, to_kek: str, wrapped: str) -> bool:
+        with self.db.statement() as db:
+            row = db.execute(self.db.sql(
+                "UPDATE data_keys SET kek_id = ?, wrapped = ? WHERE id = ? AND kek_id = ?"
+                " RETURNING id"), (to_kek, wrapped, key_id, from_kek)).fetchone()
+        return row is not None
+
+    def data_keys_per_kek(self) -> dict[str, int]:
+        rows = self.all("SELECT kek_id, COUNT(*) AS n FROM data_keys GROUP BY kek_id")
+        return {row["kek_id"]: int(row["n"]) for row in rows}
+
+    def sensitive_tenants(self) -> list[str]:
+        rows = self.all("SELECT tenant_id FROM tenant_encryption WHERE sensitive"
+                        " ORDER BY tenant_id")
         return [row["tenant_id"] for row in rows]
 
     def ping(self) -> None:

@@ -277,6 +277,24 @@ MIGRATIONS = [
     CREATE INDEX autonomic_decisions_at ON autonomic_decisions (at);
     CREATE INDEX autonomic_decisions_kind ON autonomic_decisions (kind, action);
     """,
+    # Encryption at rest (homeo/crypto): which tenants keep their runs sealed,
+    # and their data keys, each wrapped by a key-encryption key of the key file.
+    """
+    CREATE TABLE tenant_encryption (
+        tenant_id TEXT PRIMARY KEY,
+        sensitive INTEGER NOT NULL,
+        data_key_id TEXT,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE data_keys (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        kek_id TEXT NOT NULL,
+        wrapped TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX data_keys_kek ON data_keys (kek_id, id);
+    """,
 ]
 
 
@@ -289,6 +307,7 @@ class SQLiteStore(SQLStore):
     # --- runs -------------------------------------------------------------
     def create_run(self, new: NewRun, *, now: float | None = None) -> tuple[Run, bool]:
         now = clock(now)
+        sealer = self.sealer_for(new.tenant_id)
         with self.db.write() as db:
             if new.idempotency_key is not None:
                 existing = db.execute(
@@ -307,13 +326,13 @@ class SQLiteStore(SQLStore):
                     new_id("run", now),
                     new.tenant_id,
                     new.agent,
-                    new.input,
+                    self.text_value(sealer, new.input, "runs.input"),
                     new.idempotency_key,
                     new.request_id,
                     new.parent_run_id,
                     now,
                     now,
-                    self.db.json_param(new.checkpoint),
+                    self.json_value(sealer, new.checkpoint, "runs.checkpoint"),
                     new.forked_from_run,
                     new.forked_from_step,
                     new.agent_version,
@@ -338,6 +357,8 @@ class SQLiteStore(SQLStore):
         sources = sorted(allowed_from)
         marks = ",".join("?" for _ in sources)
         fenced, fence_params = (" AND lease_epoch = ?", (fence,)) if fence is not None else ("", ())
+        output = self.text_value(self.sealer_for(tenant_id) if output is not None else None,
+                                 output, "runs.output")
         with self.db.write() as db:
             row = db.execute(
                 f"UPDATE runs SET status = ?, updated_at = ?,"
@@ -367,6 +388,7 @@ class SQLiteStore(SQLStore):
     ) -> Step:
         now = clock(now)
         fenced, fence_params = (" AND lease_epoch = ?", (fence,)) if fence is not None else ("", ())
+        sealer = self.sealer_for(tenant_id)
         # One statement (a step is begun on every step): insert the step if the
         # run is there and this writer's claim is the latest, or reuse a step
         # begun before and never finished. No row back: find out why.
@@ -379,8 +401,8 @@ class SQLiteStore(SQLStore):
                 " attempts = steps.attempts + 1, error = NULL, input = excluded.input,"
                 " started_at = excluded.started_at, finished_at = NULL"
                 " WHERE steps.status <> 'succeeded' RETURNING *",
-                (seq, kind, name, self.db.json_param(input), now, tenant_id, run_id,
-                 *fence_params),
+                (seq, kind, name, self.json_value(sealer, input, "steps.input"), now, tenant_id,
+                 run_id, *fence_params),
             ).fetchone()
         if row is None:
             with self.db.write() as db:
