@@ -154,6 +154,27 @@ def check_embedding_model() -> Check:
                  f"all-MiniLM-L6-v2 ({size:.0f} MiB) at {weights.parent} (minilm)")
 
 
+def check_embedding_runtime(settings: Settings) -> Check:
+    """What runs minilm (HOMEO_EMBED_RUNTIME): ONNX Runtime when its export is
+    there, else sentence-transformers on torch. Nothing is loaded."""
+    from homeo.llm.base import ModelError
+    from homeo.llm.providers.minilm_onnx import CONVERT_HINT, choose_runtime, default_onnx_dir
+
+    directory = settings.embed_onnx_dir or default_onnx_dir()
+    try:
+        runtime = choose_runtime(settings.embed_runtime, directory)
+    except ModelError as error:
+        return Check("embedding runtime", "missing", str(error), CONVERT_HINT)
+    if runtime == "onnx":
+        if importlib.util.find_spec("onnxruntime") is None:
+            return Check("embedding runtime", "missing", "onnxruntime not installed",
+                         "pip install 'homeo[local]'")
+        return Check("embedding runtime", "ok", f"ONNX Runtime, export at {directory} (minilm)")
+    why = ("HOMEO_EMBED_RUNTIME=sentence-transformers" if settings.embed_runtime != "auto"
+           else f"no ONNX export at {directory}; {CONVERT_HINT} makes one")
+    return Check("embedding runtime", "info", f"sentence-transformers on torch ({why})")
+
+
 def run_checks(settings: Settings) -> list[Check]:
     url = settings.resolved_database_url()
     checks = [check_sqlite(settings.data_dir)]
@@ -163,6 +184,7 @@ def run_checks(settings: Settings) -> list[Check]:
     checks.extend(check_sandbox(settings.sandbox_allow_without))
     checks.extend(check_local_model(settings))
     checks.append(check_embedding_model())
+    checks.append(check_embedding_runtime(settings))
     checks.append(Check("database in use", "info", redact(url)))
     checks.append(Check("queue in use", "info",
                         redact(settings.queue_url) if settings.queue_url else "in the database"))
