@@ -577,6 +577,7 @@ _EXAMPLES: dict[str, str] = {
     "database_url": "postgresql://homeo@127.0.0.1:5432/homeo",
     "queue_url": "redis://127.0.0.1:6379/0",
     "local_model_path": "/models/model.gguf",
+    "embed_onnx_dir": "/models/all-MiniLM-L6-v2-onnx",
     "prices": '{"openai:gpt-4o-mini": {"input_per_million": 0.15, "output_per_million": 0.6}}',
     "tenant_tokens_per_day": "1000000",
     "soft_tenant_tokens_per_day": "800000",
