@@ -134,7 +134,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--calls", type=int, default=200, help="timed one-text calls per way")
-    parser.add_argument("--batches", type=int, default=10, help="timed batches per way")
+    parser.add_argument("--batches", type=int, default=4, help="timed batches per way")
     parser.add_argument("--batch-size", type=int, default=64, help="chunks per batch")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of every way")
     parser.add_argument("--rounds", type=int, default=3,

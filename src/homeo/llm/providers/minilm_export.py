@@ -62,10 +62,13 @@ def export_minilm(source: Path, target: Path, *, model_name: str, force: bool = 
     if (target / MANIFEST_FILE).exists() and not force:
         raise ExportError(f"{target} already holds an ONNX export: pass --force to redo it")
     config = {"model_name": model_name, **_sentence_config(source)}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Built beside the target and renamed into place, so a crash mid-export
-    # never leaves a directory that looks finished.
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Built beside the target and renamed into place, so a crash mid-export
+        # never leaves a directory that looks finished.
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as exc:
+        raise ExportError(f"cannot write the export to {target}: {exc}") from exc
     staging.chmod(0o755)  # mkdtemp's 0700 would hide the model from other users
     try:
         _trace(source, staging / GRAPH_FILE)
