@@ -144,6 +144,10 @@ def open_graph(directory: Path, manifest: Manifest, threads: int) -> tuple[Any, 
     # Idle intra-op threads sleep rather than spin: spinning takes the time
     # slices other processes on a busy machine need (the reason for OMP passive).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # onnxruntime's arena keeps the largest batch's buffers for good: one
+    # batch of 64 chunks of 256 word pieces left a process at 722 MiB with it
+    # and 299 MiB without, at the same speed.
+    options.enable_cpu_mem_arena = False
     options.log_severity_level = 3  # warnings about unused initialisers are noise here
     try:
         session = onnxruntime.InferenceSession(
