@@ -4,22 +4,26 @@ The same weights as `minilm.py`, exported once (at setup, with torch: see
 `minilm_export.py` and `homeo models convert-minilm`) to an ONNX graph that
 includes the mean pooling and the L2 normalisation, plus the model's own
 `tokenizer.json`, run here with onnxruntime, `tokenizers` and numpy alone.
-The vectors match sentence-transformers' to within 1e-6 (the export refuses
+The vectors match sentence-transformers' to within about 2e-7 (the export refuses
 anything worse than 1e-4), so both runtimes report the same model name and
 stored vectors stay valid when the runtime changes.
 
-Why this is the default: measured side by side by bench/embeddings.py on the
-same 2-core machine (README, Measured), a fresh process holding this runtime
-uses about a quarter of the memory of one holding torch and
-sentence-transformers, loads in a fraction of the time, and embeds at least as
-fast; torch is never imported on this path. sentence-transformers stays
+Why this is the default: measured side by side by bench/embeddings.py on
+the same 2-core machine (2026-12-02, busy with other work; README, Measured),
+on 1 thread each, a fresh process on this runtime was ready in 1 s instead of
+14 to 25 s and held 207 MiB instead of 502 MiB, a one-text call took 26 ms
+instead of 58 to 62 ms at the median, and batches of 64 chunks ran at the
+same rate within the noise (0.88x and 1.20x of sentence-transformers in two
+runs). torch is never imported on this path. sentence-transformers stays
 selectable (HOMEO_EMBED_RUNTIME=sentence-transformers) and is what the export
-itself and the safety classifier's training run on.
+itself and the safety classifier run on.
 
 As in `minilm.py`, a directory is loaded once per process and its calls run
 one at a time on that model's own thread. onnxruntime runs each call on
-`threads` intra-op threads (1 by default: on a shared 2-core machine a second
-thread bought little and cost the other processes; bench/local_threads.py).
+`threads` intra-op threads that sleep rather than spin when idle (1 by
+default: bench/local_threads.py found a second thread faster for this process
+on a busy 2-core machine, by about as much as two runs of one setting
+differed, and it takes a core from every other process there).
 """
 
 from __future__ import annotations
