@@ -164,15 +164,15 @@ def check_embedding_runtime(settings: Settings) -> Check:
     try:
         runtime = choose_runtime(settings.embed_runtime, directory)
     except ModelError as error:
-        return Check("embedding runtime", "missing", str(error), CONVERT_HINT)
+        return Check("embed runtime", "missing", str(error), CONVERT_HINT)
     if runtime == "onnx":
         if importlib.util.find_spec("onnxruntime") is None:
-            return Check("embedding runtime", "missing", "onnxruntime not installed",
+            return Check("embed runtime", "missing", "onnxruntime not installed",
                          "pip install 'homeo[local]'")
-        return Check("embedding runtime", "ok", f"ONNX Runtime, export at {directory} (minilm)")
+        return Check("embed runtime", "ok", f"ONNX Runtime, export at {directory} (minilm)")
     why = ("HOMEO_EMBED_RUNTIME=sentence-transformers" if settings.embed_runtime != "auto"
            else f"no ONNX export at {directory}; {CONVERT_HINT} makes one")
-    return Check("embedding runtime", "info", f"sentence-transformers on torch ({why})")
+    return Check("embed runtime", "info", f"sentence-transformers on torch ({why})")
 
 
 def run_checks(settings: Settings) -> list[Check]:
