@@ -1,11 +1,19 @@
-"""The minilm embedding model: cold load, one-text latency, batch throughput, RSS.
+"""The minilm embedding model on its two runtimes, side by side: cold start, RSS,
+one-text latency and batch throughput.
 
-Runs all-MiniLM-L6-v2 (or --path) through homeo's `MiniLM.embed`. The
-baseline, in the same run, is `SentenceTransformer.encode` called directly on
-the same texts (no event loop, thread hop, validation, token count or list
-conversion), so the reader sees what homeo adds. Load time and memory come
-from fresh subprocesses (cold); latency and throughput from one process that
-holds both and alternates between them call by call.
+Three ways to embed the same texts with the same all-MiniLM-L6-v2 weights:
+
+- `SentenceTransformer.encode` called directly (the baseline: no event loop,
+  thread hop, validation, token count or list conversion);
+- homeo's `MiniLM.embed` on sentence-transformers and torch;
+- homeo's `MiniLMOnnx.embed` on ONNX Runtime (the export that
+  `homeo models convert-minilm` makes; the default when it exists).
+
+Load time and memory come from fresh subprocesses, one per way (cold: RSS of
+the whole process after loading and one embed, and what the load added); latency
+and throughput from one process that holds all three and alternates between
+them call by call, so machine noise hits all alike. Every way runs on the same
+number of CPU threads (--threads, homeo's default 1).
 
     .venv/bin/python bench/embeddings.py
     .venv/bin/python bench/embeddings.py --calls 500 --batches 40 --rounds 3
@@ -21,49 +29,59 @@ import sys
 
 from _common import machine, table
 
-# Runs in a child process: prints one JSON line of figures. "cold-*" loads one
-# way and reports load time and memory; "warm" loads both ways and times them
-# call by call, alternately, so machine noise hits both alike.
+WAYS = {
+    "direct": "SentenceTransformer.encode (baseline)",
+    "homeo-st": "homeo minilm on sentence-transformers",
+    "homeo-onnx": "homeo minilm on ONNX Runtime",
+}
+
+# Runs in a child process: prints one JSON line of figures. "cold-WAY" loads one
+# way and reports load time and memory; "warm" loads every way and times them
+# call by call, alternately.
 CHILD = r"""
 import asyncio, json, os, random, resource, sys, time
-mode, path, calls, batches, batch_size = sys.argv[1], sys.argv[2] or None, *map(int, sys.argv[3:6])
+mode, onnx_dir, calls, batches, batch_size, threads = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:7])
 
 def rss_mib():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
 
-from homeo.llm.providers.minilm import MiniLM
-path = path or str(MiniLM().path)
+import homeo.llm.providers.minilm_onnx as minilm_onnx
+onnx_dir = onnx_dir or str(minilm_onnx.default_onnx_dir())
 rss_before = rss_mib()
 loop = asyncio.new_event_loop()
-steps = {}
 
-def load_homeo():
-    model = MiniLM(path, batch_size=batch_size)
+def load_homeo_st():
+    from homeo.llm.providers.minilm import MiniLM
+    model = MiniLM(batch_size=batch_size, threads=threads)
+    return lambda texts: loop.run_until_complete(model.embed(texts)).vectors
+
+def load_homeo_onnx():
+    model = minilm_onnx.MiniLMOnnx(onnx_dir, batch_size=batch_size, threads=threads)
     return lambda texts: loop.run_until_complete(model.embed(texts)).vectors
 
 def load_direct():
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    began = time.perf_counter()
-    from sentence_transformers import SentenceTransformer
-    steps.update(imported=time.perf_counter() - began, rss_imported=rss_mib() - rss_before)
-    began = time.perf_counter()
-    encoder = SentenceTransformer(path, device="cpu")
-    steps.update(loaded=time.perf_counter() - began, rss_weights=rss_mib() - rss_before)
+    from homeo.llm.providers.minilm import shared_encoder
+    import torch
+    encoder = shared_encoder(threads=threads)
+    torch.set_num_threads(threads)
     return lambda texts: encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True,
                                         convert_to_numpy=True, show_progress_bar=False)
 
-if mode.startswith("cold"):
+LOADERS = {"direct": load_direct, "homeo-st": load_homeo_st, "homeo-onnx": load_homeo_onnx}
+
+if mode.startswith("cold-"):
     began = time.perf_counter()
-    embed = load_homeo() if mode == "cold-homeo" else load_direct()
+    embed = LOADERS[mode[5:]]()
     embed(["warm up"])
     first_call = time.perf_counter() - began
-    import torch
-    print(json.dumps({"first_call": first_call, "rss_added": rss_mib() - rss_before,
-                      "rss_before": rss_before, "threads": torch.get_num_threads(), **steps}))
+    rss = rss_mib()
+    # What a process keeps after its largest batch: batch_size chunks of 256 word pieces.
+    embed([" ".join(["durable queue worker lease"] * 80)] * batch_size)
+    print(json.dumps({"first_call": first_call, "rss": rss, "rss_added": rss - rss_before,
+                      "rss_batch": rss_mib(), "rss_before": rss_before,
+                      "torch": "torch" in sys.modules}))
     sys.exit()
 
 WORDS = ("the a model agent queue worker request memory tool sandbox durable run step store "
@@ -72,23 +90,25 @@ WORDS = ("the a model agent queue worker request memory tool sandbox durable run
 rng = random.Random(7)
 def sentence():
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 30))) + "."
+def chunk():  # a knowledge chunk: a paragraph of 60-200 words
+    return " ".join(sentence() for _ in range(rng.randint(3, 9)))
 singles = [sentence() for _ in range(calls)]
-batch_texts = [[sentence() for _ in range(batch_size)] for _ in range(batches)]
-ways = {"homeo": load_homeo(), "direct": load_direct()}
+batch_texts = [[chunk() for _ in range(batch_size)] for _ in range(batches)]
+ways = {name: load() for name, load in LOADERS.items()}
 for embed in ways.values():
     for text in singles[:10]:
         embed([text])
+    embed(batch_texts[0])
 latencies = {name: [] for name in ways}
 batch_seconds = {name: 0.0 for name in ways}
+names = list(ways)
 for index, text in enumerate(singles):
-    order = list(ways) if index % 2 else list(ways)[::-1]
-    for name in order:
+    for name in names[index % 3:] + names[:index % 3]:
         start = time.perf_counter()
         ways[name]([text])
         latencies[name].append(time.perf_counter() - start)
 for index, texts in enumerate(batch_texts):
-    order = list(ways) if index % 2 else list(ways)[::-1]
-    for name in order:
+    for name in names[index % 3:] + names[:index % 3]:
         start = time.perf_counter()
         ways[name](texts)
         batch_seconds[name] += time.perf_counter() - start
@@ -98,10 +118,11 @@ print(json.dumps({"latencies": latencies, "batch_seconds": batch_seconds,
 """
 
 
-def measure(mode: str, path: str, calls: int, batches: int, batch_size: int) -> dict:
+def measure(mode: str, args: argparse.Namespace) -> dict:
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, mode, path, str(calls), str(batches), str(batch_size)],
-        capture_output=True, text=True, timeout=600, check=False,
+        [sys.executable, "-c", CHILD, mode, args.onnx_dir, str(args.calls), str(args.batches),
+         str(args.batch_size), str(args.threads)],
+        capture_output=True, text=True, timeout=1200, check=False,
     )
     if done.returncode != 0:
         sys.exit(f"the {mode} child failed:\n{done.stderr.strip()}")
@@ -116,62 +137,56 @@ def percentile(samples: list[float], percent: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--calls", type=int, default=200, help="timed one-text calls per path")
-    parser.add_argument("--batches", type=int, default=20, help="timed batches per path")
-    parser.add_argument("--batch-size", type=int, default=32, help="texts per batch")
+    parser.add_argument("--calls", type=int, default=200, help="timed one-text calls per way")
+    parser.add_argument("--batches", type=int, default=4, help="timed batches per way")
+    parser.add_argument("--batch-size", type=int, default=64, help="chunks per batch")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads of every way")
     parser.add_argument("--rounds", type=int, default=3,
-                        help="cold-start processes per path, alternated; medians are shown")
-    parser.add_argument("--path", default="",
-                        help="a sentence-transformers directory; empty means the shipped MiniLM")
+                        help="cold-start processes per way, alternated; medians are shown")
+    parser.add_argument("--onnx-dir", default="",
+                        help="the ONNX export; empty means the default (beside the venv)")
     args = parser.parse_args()
-    print(f"embeddings: cold start x{args.rounds} per path; then, in one process, "
-          f"{args.calls} one-text calls and {args.batches} batches of {args.batch_size} texts"
-          " (8-30 words each) per path, alternated")
+    print(f"embeddings: cold start x{args.rounds} per way; then, in one process, {args.calls}"
+          f" one-text calls (8-30 words) and {args.batches} batches of {args.batch_size} chunks"
+          f" (60-200 words) per way, alternated; {args.threads} CPU thread(s) each")
     print(f"machine: {machine()}\n")
-    cold: dict[str, list[dict]] = {"cold-direct": [], "cold-homeo": []}
+    cold: dict[str, list[dict]] = {name: [] for name in WAYS}
     for _ in range(args.rounds):
-        for mode, runs in cold.items():
-            runs.append(measure(mode, args.path, args.calls, args.batches, args.batch_size))
-    warm = measure("warm", args.path, args.calls, args.batches, args.batch_size)
+        for name, runs in cold.items():
+            runs.append(measure(f"cold-{name}", args))
+    warm = measure("warm", args)
     figures = {}
-    for name in ("direct", "homeo"):
-        runs = cold[f"cold-{name}"]
+    for name in WAYS:
+        runs = cold[name]
         latencies = warm["latencies"][name]
         figures[name] = {
             "first_call": statistics.median(run["first_call"] for run in runs),
+            "rss": statistics.median(run["rss"] for run in runs),
             "rss_added": statistics.median(run["rss_added"] for run in runs),
+            "rss_batch": statistics.median(run["rss_batch"] for run in runs),
+            "torch": runs[0]["torch"],
             "p50": percentile(latencies, 50),
             "p99": percentile(latencies, 99),
-            "mean": 1000 * statistics.fmean(latencies),
             "texts_per_s": warm["texts"] / warm["batch_seconds"][name],
         }
-    direct, homeo = figures["direct"], figures["homeo"]
+    base = figures["direct"]
     rows = [
-        [label, f"{f['first_call']:.2f}", f"{f['rss_added']:.0f}", f"{f['p50']:.2f}",
-         f"{f['p99']:.2f}", f"{f['mean']:.2f}", f"{f['texts_per_s']:.0f}"]
-        for label, f in (("SentenceTransformer.encode (baseline)", direct),
-                         ("homeo MiniLM.embed", homeo))
+        [label, f"{f['first_call']:.2f}", f"{f['rss']:.0f}", f"{f['rss_added']:.0f}",
+         f"{f['rss_batch']:.0f}", "yes" if f["torch"] else "no", f"{f['p50']:.2f}",
+         f"{f['p99']:.2f}", f"{f['texts_per_s']:.1f}",
+         f"{f['texts_per_s'] / base['texts_per_s']:.2f}x"]
+        for label, f in ((WAYS[name], figures[name]) for name in WAYS)
     ]
-    rows.append(["homeo - baseline", f"{homeo['first_call'] - direct['first_call']:+.2f}",
-                 f"{homeo['rss_added'] - direct['rss_added']:+.0f}",
-                 f"{homeo['p50'] - direct['p50']:+.2f}", f"{homeo['p99'] - direct['p99']:+.2f}",
-                 f"{homeo['mean'] - direct['mean']:+.2f}",
-                 f"{homeo['texts_per_s'] / direct['texts_per_s']:.2f}x"])
-    print(table(["path", "import+load+first call s", "RSS added MiB", "one text P50 ms",
-                 "P99 ms", "mean ms", f"texts/s (batches of {args.batch_size})"], rows))
-    before = cold["cold-homeo"][0]
-
-    def step(key: str) -> float:
-        return statistics.median(run[key] for run in cold["cold-direct"])
-
-    print(f"\ncold start and RSS: fresh processes, median of {args.rounds}; RSS added = after"
-          f" the first call minus before the import ({before['rss_before']:.0f} MiB: Python with"
-          f" homeo imported). Of the baseline's: import sentence-transformers"
-          f" {step('imported'):.2f} s and {step('rss_imported'):.0f} MiB, then load the weights"
-          f" {step('loaded'):.2f} s and {step('rss_weights') - step('rss_imported'):.0f} MiB."
-          f"\ntorch threads: {before['threads']}. Latency and throughput: one process holding"
-          f" both, calls alternated (peak RSS {warm['peak_rss']:.0f} MiB with two copies of the"
-          " weights).")
+    print(table(["way", "import+load+first call s", "RSS MiB", "RSS added MiB",
+                 f"RSS after {args.batch_size} long chunks MiB", "torch",
+                 "one text P50 ms", "P99 ms", f"chunks/s (batches of {args.batch_size})",
+                 "vs baseline"], rows))
+    before = cold["homeo-onnx"][0]["rss_before"]
+    print(f"\ncold start and RSS: fresh processes, median of {args.rounds}; RSS = the whole"
+          f" process after loading and one embed; added = minus before loading ({before:.0f} MiB:"
+          f" Python with homeo imported); then after one batch of {args.batch_size} chunks of"
+          f" 256 word pieces. Latency and throughput: one process holding all"
+          f" three, calls alternated (peak RSS {warm['peak_rss']:.0f} MiB).")
 
 
 if __name__ == "__main__":

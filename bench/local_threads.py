@@ -1,7 +1,8 @@
 """Threads and OpenMP wait policy for the in-process models, idle and on a busy machine.
 
 The local chat model (llama.cpp through xllamacpp) and the minilm embedder
-(torch) both run on OpenMP. When other processes compete for the cores, an
+on torch both run on OpenMP (minilm on ONNX Runtime has its own pool, measured
+for threads only). When other processes compete for the cores, an
 OpenMP thread that finished its share spins waiting for the others, burning
 the time slice a straggler needs. This measures, for each model:
 
@@ -34,7 +35,7 @@ from _common import machine, table
 
 # Runs in a child process: prints one JSON line of figures.
 CHILD = r"""
-import asyncio, json, sys, time
+import asyncio, json, os, sys, time
 kind, threads, calls = sys.argv[1], sys.argv[2], int(sys.argv[3])
 threads = None if threads == "default" else int(threads)
 from homeo.llm.base import Message
@@ -49,8 +50,12 @@ if kind == "chat":
                                     max_tokens=48, temperature=0)
         return time.perf_counter() - began, reply.usage.output_tokens
 else:
-    from homeo.llm.providers.minilm import MiniLM
-    model = MiniLM(threads=threads)
+    if kind == "embed-onnx":
+        from homeo.llm.providers.minilm_onnx import MiniLMOnnx, default_onnx_dir
+        model = MiniLMOnnx(default_onnx_dir(), threads=threads or len(os.sched_getaffinity(0)))
+    else:
+        from homeo.llm.providers.minilm import MiniLM
+        model = MiniLM(threads=threads)
     texts = [f"sentence number {i} about a cat that sat on a mat" for i in range(32)]
     async def one(i):
         began = time.perf_counter()
@@ -97,12 +102,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=8, help="measured calls per setting")
     parser.add_argument("--busy", type=int, default=1, help="busy-loop processes when busy")
-    parser.add_argument("--models", default="chat,embed", help="chat, embed or both")
+    parser.add_argument("--models", default="chat,embed,embed-onnx",
+                        help="a comma-separated choice of chat, embed, embed-onnx")
     args = parser.parse_args()
     print(machine())
-    settings = [("default", "default"), ("1", "default"), ("2", "default"),
-                ("1", "PASSIVE"), ("2", "PASSIVE")]
     for kind in args.models.split(","):
+        # ONNX Runtime has its own thread pool (not OpenMP), whose threads never
+        # spin in homeo: only the thread count matters. Its default is one
+        # thread per usable core.
+        settings = ([("default", "default"), ("1", "default"), ("2", "default")]
+                    if kind == "embed-onnx" else
+                    [("default", "default"), ("1", "default"), ("2", "default"),
+                     ("1", "PASSIVE"), ("2", "PASSIVE")])
         unit = "tokens/s" if kind == "chat" else "texts/s"
         rows = []
         for load in ("idle", "busy"):
@@ -117,8 +128,9 @@ def main() -> None:
                 rows.append([load, threads, policy, f"{got['rate']:.1f}",
                              f"{got['rate'] / baseline['rate']:.2f}x",
                              f"{got['p50'] * 1000:.0f}", f"{got['p95'] * 1000:.0f}"])
-        name = "local chat model (SmolLM2-135M, 48 tokens a call)" if kind == "chat" else (
-            "minilm embeddings (batches of 32 texts)")
+        name = {"chat": "local chat model (SmolLM2-135M, 48 tokens a call)",
+                "embed": "minilm embeddings on torch (batches of 32 texts)",
+                "embed-onnx": "minilm embeddings on ONNX Runtime (batches of 32 texts)"}[kind]
         print(f"\n{name}; busy = {args.busy} busy-loop process(es) on the last core(s);"
               f" baseline = each library's default threads and wait policy")
         print(table(["machine", "threads", "OMP_WAIT_POLICY", unit, "vs baseline",

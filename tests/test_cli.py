@@ -135,6 +135,9 @@ def test_doctor_reports_the_storage_backends(tmp_path: Path) -> None:
     assert re.search(r"^ok\s+local model\s+SmolLM2", done.stdout, re.M), done.stdout
     assert re.search(r"^ok\s+embedding model\s+all-MiniLM-L6-v2 \(\d+ MiB\)", done.stdout,
                      re.M), done.stdout
+    # ... and export MiniLM to ONNX, which then runs the embeddings.
+    assert re.search(r"^ok\s+embed runtime\s+ONNX Runtime, export at ", done.stdout,
+                     re.M), done.stdout
     assert re.search(rf"^info\s+database in use\s+sqlite:///{re.escape(str(tmp_path))}/homeo.db$",
                      done.stdout, re.M)
 

@@ -1,5 +1,5 @@
 """The `homeo` command line: serve, worker, run, runs, agents, eval, keys, doctor, mcp,
-sandbox, slo, autonomic, audit."""
+sandbox, slo, autonomic, audit, models."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ from homeo.cli_autonomic import autonomic_app
 from homeo.cli_crypto import crypto_app
 from homeo.cli_evolve import agent_versions, eval_app
 from homeo.cli_memory import memory_app
+from homeo.cli_models import models_app
 from homeo.cli_runs import prune as prune_checkpoints
 from homeo.cli_runs import runs_app
 from homeo.cli_safety import safety_app
@@ -49,6 +50,7 @@ app = typer.Typer(help="homeo: run AI agents durably, securely and observably.",
 app.add_typer(runs_app, name="runs")
 app.command("prune")(prune_checkpoints)
 app.add_typer(memory_app, name="memory")
+app.add_typer(models_app, name="models")
 app.add_typer(safety_app, name="safety")
 app.add_typer(slo_app, name="slo")
 app.add_typer(autonomic_app, name="autonomic")

@@ -168,7 +168,15 @@ class Settings(BaseSettings):
     local_model_context: int = Field(4096, ge=256, le=131072)
     # Chosen with bench/local_threads.py on a shared 2-core machine (README, Models).
     local_threads: int = Field(1, ge=1, le=256, description="llama.cpp threads of the local model.")
-    embed_threads: int = Field(1, ge=1, le=256, description="torch threads of minilm embeddings.")
+    embed_threads: int = Field(
+        1, ge=1, le=256,
+        description="CPU threads of minilm embeddings (onnxruntime's intra-op, or torch's).")
+    embed_runtime: Literal["auto", "onnx", "sentence-transformers"] = Field(
+        "auto",
+        description="What runs minilm: auto means ONNX Runtime when the export exists"
+                    " (homeo models convert-minilm), else sentence-transformers on torch.")
+    embed_onnx_dir: Path | None = Field(
+        None, description="The ONNX export of minilm; empty means beside the Python environment.")
     omp_wait_policy: Literal["passive", "active"] = Field(
         "passive", description="OpenMP threads with nothing to do sleep (passive) or spin."
     )
@@ -676,6 +684,7 @@ _EXAMPLES: dict[str, str] = {
     "database_url": "postgresql://homeo@127.0.0.1:5432/homeo",
     "queue_url": "redis://127.0.0.1:6379/0",
     "local_model_path": "/models/model.gguf",
+    "embed_onnx_dir": "/models/all-MiniLM-L6-v2-onnx",
     "prices": '{"openai:gpt-4o-mini": {"input_per_million": 0.15, "output_per_million": 0.6}}',
     "tenant_tokens_per_day": "1000000",
     "soft_tenant_tokens_per_day": "800000",

