@@ -73,12 +73,24 @@ async def create_run(
         input=body.input,
         idempotency_key=body.idempotency_key,
         request_id=request.state.request_id,
+        user_id=_run_user(body, found),
     )
     run, created = await asyncio.to_thread(_submit, app, new, found, request.app.state.audit)
     if not created:
         response.status_code = 200
     response.headers["Location"] = f"/v1/runs/{run.id}"
     return RunAccepted(id=run.id, status=run.status)
+
+
+def _run_user(body: RunRequest, found: Caller) -> str | None:
+    """Whom the run works for: the body's `user`, else a JWT caller's subject.
+    A signed-in user may name only itself (an admin anyone), so no token reaches
+    another person's memory; an API key speaks for a service, which names its user."""
+    if found.user and body.user is not None and body.user != found.user and not found.is_admin:
+        raise HTTPException(403, f"you are signed in as {found.user!r} and may submit runs"
+                                 f" only for yourself, not for user {body.user!r}: leave out"
+                                 " `user`, or use an admin token or an API key")
+    return body.user if body.user is not None else (found.user or None)
 
 
 async def _refused_input(
