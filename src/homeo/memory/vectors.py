@@ -71,7 +71,7 @@ M = 16
 EF_CONSTRUCTION = 200
 
 
-EF_AT_10K = 100  # hnswlib's ef for a collection of 10k vectors or fewer
+EF_AT_10K = 128  # hnswlib's ef for a collection of 10k vectors or fewer
 EF_MAX = 1000
 
 
@@ -176,9 +176,12 @@ class VectorIndex:
     breadth (None: chosen per collection size, `search_ef`)."""
 
     def __init__(self, *, ann_min: int | None = ANN_MIN, background: bool = True,
-                 ef: int | None = None) -> None:
+                 ef: int | None = None, threads: int = 1) -> None:
+        """`threads`: how many build an approximate index (1: one core stays
+        free for searches while a large collection is indexed)."""
         self.ann_min = ann_min if ann_available() else None
         self.ef = ef
+        self.threads = threads
         self._loaded: dict[tuple[str, str], LoadedVectors] = {}
         self._approximate: dict[tuple[str, str], ApproximateIndex] = {}
         self._lock = threading.Lock()
@@ -223,7 +226,7 @@ class VectorIndex:
             approximate = self._approximate.get(key)
         if approximate is None:
             assert loaded.dimensions is not None
-            approximate = ApproximateIndex(loaded.dimensions, ef=self.ef)
+            approximate = ApproximateIndex(loaded.dimensions, ef=self.ef, threads=self.threads)
         approximate.sync(loaded)
         with self._lock:
             current = self._loaded.get(key)
