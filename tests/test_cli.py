@@ -94,6 +94,21 @@ def test_run_of_an_unknown_agent_names_it_and_exits_non_zero(
     assert "homeo: unknown agent 'nobody'; agents defined: broken, calc, echo" in done.stderr
 
 
+def test_run_for_a_user_names_the_user_a_per_user_agent_needs(
+    tmp_path: Path, agents_dir: Path
+) -> None:
+    (agents_dir / "concierge.yaml").write_text(
+        "name: concierge\nmodel: scripted:scriptkit:echo_model\nmemory: {scope: user}\n")
+    where = ("--agents-dir", str(agents_dir), "--data-dir", str(tmp_path / "data"))
+    refused = homeo("run", "concierge", "hello", *where)
+    assert refused.returncode == 1
+    assert "homeo: agent 'concierge' keeps memory per user" in refused.stderr
+    assert "`homeo run --user NAME`" in refused.stderr
+    done = homeo("run", "concierge", "hello", "--user", "alice", "--json", *where)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["user"] == "alice"
+
+
 def test_agents_lists_the_shipped_examples() -> None:
     done = homeo("agents")
     assert done.returncode == 0, done.stderr

@@ -268,6 +268,9 @@ def run(
     database_url: DatabaseUrl = None,
     agents_dir: AgentsDir = None,
     as_json: Json = False,
+    user: Annotated[str | None, typer.Option(
+        "--user", help="The person the run works for: whose memory an agent with"
+                       " `memory: {scope: user}` reaches (such an agent needs it).")] = None,
 ) -> None:
     """Run an agent now and show its progress step by step.
 
@@ -293,7 +296,7 @@ def run(
     try:
         code = asyncio.run(run_with_progress(
             runtime, agent, input, console if as_json else Console(soft_wrap=True), console,
-            report=report if as_json else None))
+            report=report if as_json else None, user=user))
     finally:
         asyncio.run(runtime.aclose())
     raise typer.Exit(code)

@@ -23,7 +23,7 @@ from rich.text import Text
 
 from homeo.cli_show import outcome_lines, step_line, waiting_lines
 from homeo.engine.follow import follow_run
-from homeo.engine.submit import UnknownAgent, submit_run
+from homeo.engine.submit import RunNeedsUser, UnknownAgent, submit_run
 from homeo.runtime import Runtime
 from homeo.store.models import NewRun, Run, Step
 
@@ -64,19 +64,21 @@ def _spinner(out: Console, activity: _Activity) -> Iterator[Status | None]:
 async def run_with_progress(
     runtime: Runtime, agent: str, text: str, out: Console, errors: Console,
     *, clock: Callable[[], float] = time.time, report: Callable[[Run], None] | None = None,
+    user: str | None = None,
 ) -> int:
     """Run `agent` on `text` here, showing its steps; return the exit status:
     0 succeeded, 1 failed or cancelled, 3 waiting for a person, 130 paused by Ctrl-C.
-    `report`, when given, gets the run as it last stood (`homeo run --json`)."""
+    `report`, when given, gets the run as it last stood (`homeo run --json`);
+    `user`, the person the run works for."""
     settings = runtime.settings
     try:
         run, _ = submit_run(
             runtime.backends,
-            NewRun(tenant_id=settings.default_tenant, agent=agent, input=text),
+            NewRun(tenant_id=settings.default_tenant, agent=agent, input=text, user_id=user),
             max_attempts=settings.max_attempts,
             priority=CLI_PRIORITY,
         )
-    except UnknownAgent as error:
+    except (UnknownAgent, RunNeedsUser) as error:
         errors.print(f"homeo: {error}", markup=False)
         return 1
     out.print(f"run {run.id} ({agent}) queued", markup=False)

@@ -115,6 +115,12 @@ def test_a_run_is_forked_from_a_step(homeo: Homeo) -> None:
         homeo.runs.fork(run.id, 99)
 
 
+def test_a_run_is_submitted_for_a_user(homeo: Homeo) -> None:
+    accepted = homeo.runs.submit("echo", "for alice", user="alice")
+    assert homeo.runs.wait(accepted.id, DEADLINE).user == "alice"
+    assert homeo.runs.get(homeo.runs.submit("echo", "for nobody").id).user is None
+
+
 def test_agents_and_keys(homeo: Homeo, served: Served) -> None:
     assert {"echo", "calc", "payer"} <= {agent.name for agent in homeo.agents.list()}
     made = homeo.keys.create("ci", role="member")

@@ -16,7 +16,7 @@ import pytest
 from homeo.config import Settings
 from homeo.engine import memory_prune
 from homeo.engine.agents import AgentSpec, check_agent
-from homeo.engine.submit import submit_run
+from homeo.engine.submit import RunNeedsUser, submit_run
 from homeo.llm.base import Message, ToolSpec
 from homeo.llm.providers.scripted import ScriptedModel, tool_call
 from homeo.memory.extract import from_text
@@ -63,8 +63,10 @@ def runtime(tmp_path: Path, backend_url: str) -> Iterator[Runtime]:
     asyncio.run(opened.aclose())
 
 
-def run(runtime: Runtime, agent: str, task: str, tenant: str = TENANT) -> Run:
-    made, _ = submit_run(runtime.backends, NewRun(tenant_id=tenant, agent=agent, input=task))
+def run(runtime: Runtime, agent: str, task: str, tenant: str = TENANT,
+        user: str | None = None) -> Run:
+    made, _ = submit_run(runtime.backends, NewRun(tenant_id=tenant, agent=agent, input=task,
+                                                  user_id=user))
     asyncio.run(runtime.worker(1).run_until_idle())
     done = runtime.backends.store.get_run(tenant, made.id)
     assert done is not None and done.status == "succeeded", (done.status, done.error)
@@ -99,6 +101,45 @@ def test_run_scope_keeps_each_runs_memory_to_itself(runtime: Runtime) -> None:
     runtime.agents.publish(TENANT, keepers("run"))
     run(runtime, "keeper", "remember: The deploy server is db-9")
     assert json.loads(run(runtime, "keeper", "recall: deploy server").output) == []
+
+
+def test_user_scope_keeps_each_users_memory_to_that_user_in_every_tenant(
+        runtime: Runtime) -> None:
+    for tenant in (TENANT, "acme"):
+        runtime.agents.publish(tenant, keepers("user"))
+    run(runtime, "keeper", "remember: My locker code is 4711", user="alice")
+    # Alice's memory follows her to another agent of the tenant, and to no one else.
+    recalled = json.loads(run(runtime, "other", "recall: locker code", user="alice").output)
+    assert [hit["text"] for hit in recalled] == ["My locker code is 4711"]
+    assert json.loads(run(runtime, "keeper", "recall: locker code", user="bob").output) == []
+    # Another tenant's alice is another person.
+    assert json.loads(run(runtime, "keeper", "recall: locker code", tenant="acme",
+                          user="alice").output) == []
+    memory = runtime.memories()
+    assert memory is not None
+    assert [m.scope for m in memory.store.list_memories(TENANT)] == ["user:alice"]
+    assert memory.store.list_memories("acme") == []
+
+
+def test_a_per_user_agent_refuses_a_run_without_a_user_at_submission(
+        runtime: Runtime) -> None:
+    runtime.agents.publish(TENANT, keepers("user"))
+    with pytest.raises(RunNeedsUser, match="keeps memory per user.*--user"):
+        submit_run(runtime.backends, NewRun(tenant_id=TENANT, agent="keeper",
+                                            input="recall: locker code"))
+    assert runtime.backends.store.list_runs(TENANT) == []
+
+
+def test_a_run_without_a_user_fails_clearly_if_its_agent_became_per_user(
+        runtime: Runtime) -> None:
+    runtime.agents.publish(TENANT, keepers("agent"))
+    made, _ = submit_run(runtime.backends, NewRun(tenant_id=TENANT, agent="keeper",
+                                                  input="recall: locker code"))
+    runtime.agents.publish(TENANT, keepers("user"))
+    asyncio.run(runtime.worker(1).run_until_idle())
+    done = runtime.backends.store.get_run(TENANT, made.id)
+    assert done is not None and done.status == "failed"
+    assert "keeps memory per user" in (done.error or "")
 
 
 def test_memory_tools_without_memory_are_refused_at_load(runtime: Runtime) -> None:

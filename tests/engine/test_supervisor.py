@@ -105,6 +105,15 @@ def test_the_supervisor_routes_each_task_to_a_child_run_until_finish(
     assert "- researcher: Finds facts." in chief.requests[0][-1].content
 
 
+def test_a_child_run_works_for_the_user_its_parent_works_for(runtime: Runtime) -> None:
+    publish(runtime)
+    parent, _ = submit_run(runtime.backends, NewRun(tenant_id=TENANT, agent="chief",
+                                                    input="an essay on owls", user_id="alice"))
+    asyncio.run(runtime.worker(1).run_until_idle())
+    children = runtime.backends.store.child_runs(TENANT, parent.id)
+    assert len(children) == 2 and {child.user_id for child in children} == {"alice"}
+
+
 def test_the_answer_may_be_the_supervisor_s_summary(runtime: Runtime) -> None:
     publish(runtime, answer="summary")
     parent, _ = submit_run(runtime.backends, NewRun(tenant_id=TENANT, agent="chief",

@@ -99,3 +99,23 @@ def test_full_text_tables_that_kept_their_text_become_contentless(tmp_path: Path
             assert [row[0] for row in db.execute(f"SELECT text FROM {terms}")] == [None, None]
     finally:
         backends.close()
+
+
+def test_a_query_of_only_common_words_answers_with_the_newest_chunks_holding_all(
+        tmp_path: Path) -> None:
+    """Each word is in more chunks than one search ranks: bm25 would read every
+    word's whole list, so the newest chunks holding every word answer, unscored."""
+    backends = open_backends(f"sqlite:///{tmp_path / 'k.db'}")
+    store = open_store(backends)
+    try:
+        common = [f"kettle boiling water {i}" for i in range(RANKED_MATCHES + 5)]
+        put(store, "docs", *common, "kettle left cold", "boiling kettle again")
+        found = store.text_search("acme", "docs", ["kettle", "boiling"], 3)
+        text = {h.id: h.text for h in store.get_chunks("acme", "docs", [i for i, _ in found])}
+        assert [i for i, _ in found] == sorted(text, reverse=True)  # newest first
+        assert [text[i] for i, _ in found] == ["boiling kettle again",
+                                               f"kettle boiling water {RANKED_MATCHES + 4}",
+                                               f"kettle boiling water {RANKED_MATCHES + 3}"]
+        assert {score for _, score in found} == {0.0}
+    finally:
+        backends.close()

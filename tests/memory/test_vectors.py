@@ -6,7 +6,15 @@ from __future__ import annotations
 import numpy as np
 
 from homeo.memory.store import VectorTable
-from homeo.memory.vectors import VectorIndex, normalized, to_bytes
+from homeo.memory.vectors import (
+    EF_AT_10K,
+    EF_MAX,
+    ApproximateIndex,
+    VectorIndex,
+    normalized,
+    search_ef,
+    to_bytes,
+)
 
 
 def ids(found: list[tuple[int, float]]) -> list[int]:
@@ -54,3 +62,13 @@ def test_small_collections_and_other_dimensions_use_exact_search() -> None:
     assert loaded.approximate.dimensions == 4
     assert loaded.search(other[9], 1)[0][0] == 9
     assert index.load("t", "c", None) is None and index.cached("t", "c", "v3") is None
+
+
+def test_search_breadth_grows_with_the_collection_and_k() -> None:
+    assert search_ef(1_000, 10) == search_ef(10_000, 10) == EF_AT_10K
+    assert search_ef(100_000, 10) == 2 * EF_AT_10K
+    assert search_ef(1_000_000, 10) == 4 * EF_AT_10K
+    assert search_ef(1_000, 200) == 400  # never under 2k
+    assert search_ef(10**12, 10) == EF_MAX
+    fixed = ApproximateIndex(4, ef=30)
+    assert (fixed.ef_for(10), fixed.ef_for(50)) == (30, 50)

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from homeo.engine.submit import (
     IdempotencyConflict,
     RunAlreadyFinished,
+    RunNeedsUser,
     RunNotFound,
     SubmitFailed,
     UnknownAgent,
@@ -88,6 +89,10 @@ async def _not_found(request: Request, error: LookupError) -> JSONResponse:
     return error_response(request, 404, str(error))
 
 
+async def _unprocessable(request: Request, error: Exception) -> JSONResponse:
+    return error_response(request, 422, str(error))
+
+
 async def _conflict(request: Request, error: Exception) -> JSONResponse:
     return error_response(request, 409, str(error))
 
@@ -121,6 +126,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RunAlreadyFinished, _conflict)  # type: ignore[arg-type]
     app.add_exception_handler(IdempotencyConflict, _conflict)  # type: ignore[arg-type]
     app.add_exception_handler(RunNotWaiting, _conflict)  # type: ignore[arg-type]
+    app.add_exception_handler(RunNeedsUser, _unprocessable)  # type: ignore[arg-type]
     app.add_exception_handler(SubmitFailed, _unavailable)  # type: ignore[arg-type]
     app.add_exception_handler(CryptoError, _key_unavailable)
     app.add_exception_handler(SealedDataError, _key_unavailable)

@@ -76,6 +76,7 @@ async def create_run(
         input=body.input,
         idempotency_key=body.idempotency_key,
         request_id=request.state.request_id,
+        user_id=_run_user(body, found),
     )
     run, created = await asyncio.to_thread(_submit, app, new, found, request.app.state.audit)
     if not created:
@@ -93,6 +94,17 @@ def _not_shed(app: AppParts, tenant_id: str) -> None:
             429, f"tenant {tenant_id} is submitting more runs than homeo can take now; the"
                  f" autonomic loop is shedding its load: retry in {wait:.0f}s",
             headers={"Retry-After": str(math.ceil(wait))})
+
+
+def _run_user(body: RunRequest, found: Caller) -> str | None:
+    """Whom the run works for: the body's `user`, else a JWT caller's subject.
+    A signed-in user may name only itself (an admin anyone), so no token reaches
+    another person's memory; an API key speaks for a service, which names its user."""
+    if found.user and body.user is not None and body.user != found.user and not found.is_admin:
+        raise HTTPException(403, f"you are signed in as {found.user!r} and may submit runs"
+                                 f" only for yourself, not for user {body.user!r}: leave out"
+                                 " `user`, or use an admin token or an API key")
+    return body.user if body.user is not None else (found.user or None)
 
 
 async def _refused_input(

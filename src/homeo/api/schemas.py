@@ -27,6 +27,12 @@ class RunRequest(BaseModel):
         None, min_length=1, max_length=200,
         description="Repeat a request with the same key to get the same run back.",
     )
+    user: str | None = Field(
+        None, min_length=1, max_length=256,
+        description="The person the run works for: an agent with `memory: {scope: user}`"
+                    " remembers and recalls this person's memories only. Default: a JWT"
+                    " caller's subject; an API key must name it for such an agent.",
+    )
 
 
 class ForkRequest(BaseModel):
@@ -106,6 +112,7 @@ class RunView(BaseModel):
     agent_version: str | None = Field(
         None, description="The agent version the run executes (GET /v1/agents/{name}/versions);"
         " None until it first starts, unless it was submitted for one.")
+    user: str | None = Field(None, description="The person the run works for (RunRequest.user).")
 
     @classmethod
     def of(cls, run: Run) -> RunView:
@@ -115,6 +122,7 @@ class RunView(BaseModel):
                          "request_id", "parent_run_id", "waiting_for", "waited_seconds",
                          "agent_version"}
             ),
+            user=run.user_id,
             created_at=_iso(run.created_at),
             updated_at=_iso(run.updated_at),
             started_at=_iso(run.started_at),

@@ -81,10 +81,13 @@ def new_idempotency_key() -> str:
 
 # Runs
 
-def submit(agent: str, input: str, idempotency_key: str | None) -> Call[models.RunAccepted]:
-    return Call("POST", "/v1/runs", _model(models.RunAccepted), body={
-        "agent": agent, "input": input,
-        "idempotency_key": idempotency_key or new_idempotency_key()})
+def submit(agent: str, input: str, idempotency_key: str | None,
+           user: str | None = None) -> Call[models.RunAccepted]:
+    body: dict[str, Any] = {"agent": agent, "input": input,
+                            "idempotency_key": idempotency_key or new_idempotency_key()}
+    if user is not None:
+        body["user"] = user
+    return Call("POST", "/v1/runs", _model(models.RunAccepted), body=body)
 
 
 def get_run(run_id: str) -> Call[models.RunDetail]:

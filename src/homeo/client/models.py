@@ -59,6 +59,7 @@ class Run(Model):
     waited_seconds: float = 0.0
     forked_from: dict[str, Any] | None = None
     agent_version: str | None = None  # the version of the agent it ran
+    user: str | None = None  # the person it works for
 
     @property
     def final(self) -> bool:

@@ -75,10 +75,12 @@ class Runs:
         self._client = client
 
     def submit(self, agent: str, input: str, *,
-               idempotency_key: str | None = None) -> models.RunAccepted:
+               idempotency_key: str | None = None,
+               user: str | None = None) -> models.RunAccepted:
         """Queue a run. Without `idempotency_key` the SDK makes one, so its own
-        retries never start a second run."""
-        return self._client.send(calls.submit(agent, input, idempotency_key))
+        retries never start a second run. `user`: the person it works for (an
+        agent with `memory: {scope: user}` needs one; a JWT caller is its own)."""
+        return self._client.send(calls.submit(agent, input, idempotency_key, user))
 
     def get(self, run_id: str) -> models.RunDetail:
         return self._client.send(calls.get_run(run_id))

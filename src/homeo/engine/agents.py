@@ -21,7 +21,7 @@ failing its first run. Each problem is one line naming the file and field.
     reflect: {max_rounds: 2, criteria: "..."}   # a critique step judges each answer
     pattern: tool_calling             # | plan_execute (plan: {...}) | supervisor (supervisor:)
     graph: {start: ..., nodes: {...}} # instead of a pattern: nodes and edges (yaml_graph.py)
-    memory: {scope: agent, ttl: 30d}  # what remember/recall reach: tenant | agent | run
+    memory: {scope: agent, ttl: 30d}  # what remember/recall reach: tenant | agent | user | run
     knowledge: {collections: [docs], k: 4}   # chunks put in context first (retrieve.py)
 """
 
@@ -74,12 +74,13 @@ Pattern = Literal["tool_calling", "plan_execute", "supervisor"]
 
 class MemoryPolicy(BaseModel):
     """Whose memory the agent's `remember` and `recall` tools reach: the whole
-    tenant's, the agent's own (across its runs), or one run's; and how long a
+    tenant's, the agent's own (across its runs), the user's the run works for
+    (across agents and runs; a run must name its user), or one run's; and how long a
     memory lives unless stored again (`ttl`, a duration such as 30d; none: until
     it decays)."""
 
     model_config = ConfigDict(extra="forbid")
-    scope: Literal["tenant", "agent", "run"] = "agent"
+    scope: Literal["tenant", "agent", "user", "run"] = "agent"
     ttl: str | None = None
     importance: float = Field(0.5, gt=0, le=1)  # of a memory the model gives none
 
@@ -165,7 +166,7 @@ def pattern_problems(spec: AgentSpec) -> list[str]:
         problems.append(f"reflect: works with pattern: tool_calling only, not {shape}")
     if spec.memory is None and any(t.startswith(MEMORY_TOOLS) for t in spec.tools):
         problems.append("tools: remember and recall need a memory: say whose it is with"
-                        " `memory: {scope: agent}` (tenant, agent or run)")
+                        " `memory: {scope: agent}` (tenant, agent, user or run)")
     if spec.graph is not None and spec.pattern != "tool_calling":
         problems.append(f"graph: an agent is either a graph or pattern: {spec.pattern};"
                         " remove one")

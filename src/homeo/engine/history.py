@@ -110,6 +110,7 @@ def fork_run(
             checkpoint={"seq": from_step + 1, "next": checkpoint["next"], "state": state},
             forked_from_run=run_id,
             forked_from_step=from_step,
+            user_id=run.user_id,  # a fork works for the same person
         ),
         max_attempts=max_attempts,
     )

@@ -23,7 +23,7 @@ import asyncio
 from dataclasses import replace
 
 from homeo.backends import Backends
-from homeo.engine.submit import IdempotencyConflict, UnknownAgent, submit_run
+from homeo.engine.submit import IdempotencyConflict, RunNeedsUser, UnknownAgent, submit_run
 from homeo.store.models import NewRun, Run
 from homeo.tools.context import ChildRun, ToolContext, WaitForRuns
 from homeo.tools.registry import Tool, ToolError, from_function
@@ -58,11 +58,12 @@ class StoreChildRuns:
                                 f" run used {used} of its {self.limit}")
         new = NewRun(tenant_id=self.parent.tenant_id, agent=agent, input=input,
                      idempotency_key=f"child:{key}", request_id=self.parent.request_id,
-                     parent_run_id=self.parent.id, token_budget=share)
+                     parent_run_id=self.parent.id, token_budget=share,
+                     user_id=self.parent.user_id)  # a sub-agent works for the same person
         try:
             run, _ = await asyncio.to_thread(submit_run, self.backends, new,
                                              max_attempts=self.max_attempts)
-        except (UnknownAgent, IdempotencyConflict) as error:
+        except (UnknownAgent, IdempotencyConflict, RunNeedsUser) as error:
             raise ToolError(f"cannot start agent {agent!r}: {error}") from None
         return ChildRun(id=run.id, agent=run.agent, status=run.status, output=run.output,
                         error=run.error)

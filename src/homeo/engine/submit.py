@@ -18,7 +18,7 @@ from typing import Any
 
 from homeo.backends import Backends
 from homeo.observe import tracing
-from homeo.store.models import FINAL_STATUSES, NewRun, Run
+from homeo.store.models import FINAL_STATUSES, AgentRecord, AgentVersion, NewRun, Run
 
 
 RUN_JOB = "run"
@@ -34,6 +34,10 @@ class UnknownAgent(LookupError):
 
 class SubmitFailed(Exception):
     """The run was stored but its job could not be queued; it was marked failed."""
+
+
+class RunNeedsUser(Exception):
+    """The agent keeps memory per user (`memory: {scope: user}`) and the run names none."""
 
 
 class IdempotencyConflict(Exception):
@@ -55,15 +59,22 @@ def submit_run(
     max_attempts: int = 3,
     priority: int = 0,
 ) -> tuple[Run, bool]:
-    if backends.store.get_agent(new.tenant_id, new.agent) is None:
+    record: AgentRecord | AgentVersion | None = backends.store.get_agent(new.tenant_id, new.agent)
+    if record is None:
         known = ", ".join(a.name for a in backends.store.list_agents(new.tenant_id)) or "none"
         raise UnknownAgent(f"unknown agent {new.agent!r}; agents defined: {known}")
-    if new.agent_version is not None and backends.store.get_agent_version(
-            new.tenant_id, new.agent, new.agent_version) is None:
-        known = ", ".join(v.version for v in backends.store.list_agent_versions(
-            new.tenant_id, new.agent))
-        raise UnknownAgent(f"agent {new.agent!r} has no version {new.agent_version!r};"
-                           f" its versions: {known}")
+    if new.agent_version is not None:
+        record = backends.store.get_agent_version(new.tenant_id, new.agent, new.agent_version)
+        if record is None:
+            known = ", ".join(v.version for v in backends.store.list_agent_versions(
+                new.tenant_id, new.agent))
+            raise UnknownAgent(f"agent {new.agent!r} has no version {new.agent_version!r};"
+                               f" its versions: {known}")
+    if not new.user_id and _memory_scope(record.spec) == "user":
+        raise RunNeedsUser(
+            f"agent {new.agent!r} keeps memory per user (`memory: {{scope: user}}`): name the"
+            " user the run is for (`user` in POST /v1/runs, `homeo run --user NAME`, or sign"
+            " in as that user)")
     payload: dict[str, Any] = {}
     if carrier := tracing.current_carrier():
         payload[tracing.PAYLOAD_KEY] = carrier
@@ -73,7 +84,7 @@ def submit_run(
                 run, created = _create(backends, new)
                 enqueue_run(backends, run, payload, max_attempts=max_attempts,
                             priority=priority)
-        except (IdempotencyConflict, UnknownAgent):
+        except (IdempotencyConflict, UnknownAgent, RunNeedsUser):
             raise
         except Exception as error:
             raise SubmitFailed(f"the run could not be queued ({_first_line(error)});"
@@ -96,12 +107,20 @@ def submit_run(
     return run, created
 
 
+def _memory_scope(spec: dict[str, Any]) -> str | None:
+    """The scope of the agent's memory, read from its stored definition (a
+    definition that does not parse is the worker's to report, not submission's)."""
+    memory = spec.get("memory")
+    return memory.get("scope") if isinstance(memory, dict) else None
+
+
 def _create(backends: Backends, new: NewRun) -> tuple[Run, bool]:
     run, created = backends.store.create_run(new)
-    asked = (new.agent, new.input, new.forked_from_run, new.forked_from_step)
-    if not created and (run.agent, run.input, run.forked_from_run, run.forked_from_step) != asked:
+    asked = (new.agent, new.input, new.forked_from_run, new.forked_from_step, new.user_id)
+    if not created and (run.agent, run.input, run.forked_from_run, run.forked_from_step,
+                        run.user_id) != asked:
         differs = ("agent" if run.agent != new.agent else "input" if run.input != new.input
-                   else "fork origin")
+                   else "user" if run.user_id != new.user_id else "fork origin")
         raise IdempotencyConflict(
             f"idempotency key {new.idempotency_key!r} was already used for run {run.id}"
             f" with a different {differs}; send the same request to get that run back,"

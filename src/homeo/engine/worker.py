@@ -488,9 +488,13 @@ class Worker:
         spec = agent.spec
         memory = None
         if spec.memory is not None and self.memories is not None:
-            from homeo.memory.memories import scope_of
+            from homeo.memory.memories import UserRequired, scope_of
 
-            scope = scope_of(spec.memory.scope, agent=run.agent, run_id=run.id)
+            try:
+                scope = scope_of(spec.memory.scope, agent=run.agent, run_id=run.id,
+                                 user=run.user_id)
+            except UserRequired as error:  # the agent became per-user after submission
+                raise RunFailed(str(error)) from error
             memory = self.memories.scoped(run.tenant_id, scope, ttl=spec.memory.ttl_seconds,
                                           importance=spec.memory.importance)
         context = RunContext(

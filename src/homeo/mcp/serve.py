@@ -17,7 +17,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from homeo.engine.agents import AgentSpec, load_agents
-from homeo.engine.submit import UnknownAgent, submit_run
+from homeo.engine.submit import RunNeedsUser, UnknownAgent, submit_run
 from homeo.runtime import Runtime
 from homeo.store.models import NewRun, Run
 
@@ -57,7 +57,7 @@ def _agent_tool(runtime: Runtime, spec: AgentSpec) -> Callable[[str], Awaitable[
     ) -> str:
         try:
             run = await run_to_end(runtime, name, input)
-        except UnknownAgent as error:
+        except (UnknownAgent, RunNeedsUser) as error:
             raise ToolError(str(error)) from None
         if run.status != "succeeded":
             raise ToolError(f"run {run.id} of agent {name!r} {run.status}: {run.error or ''}")

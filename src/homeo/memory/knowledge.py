@@ -158,11 +158,15 @@ class Knowledge:
         wanted = k if mode != "hybrid" else max(k, self.candidates)
         text: list[tuple[int, float]] = []
         vector: list[tuple[int, float]] = []
-        if mode != "vector":
-            text = await self.read(self.store.text_search, tenant_id, collection,
-                                    query_terms(query), wanted)
-        if mode != "text":
+        terms = query_terms(query)
+        if mode == "text":
+            text = await self.read(self.store.text_search, tenant_id, collection, terms, wanted)
+        elif mode == "vector":
             vector = await self._vector_search(tenant_id, collection, version, query, wanted)
+        else:  # both at once: full text runs on a thread while the query is embedded
+            text, vector = await asyncio.gather(
+                asyncio.to_thread(self.store.text_search, tenant_id, collection, terms, wanted),
+                self._vector_search(tenant_id, collection, version, query, wanted))
         return await self._hits(tenant_id, collection, mode, text, vector, k)
 
     async def _vector_search(self, tenant_id: str, collection: str, version: str, query: str,

@@ -33,14 +33,26 @@ from homeo.memory.store import KnowledgeError
 from homeo.memory.vectors import FLOAT32, to_bytes
 
 Action = Literal["stored", "merged", "superseded", "refused"]
-ScopeKind = Literal["tenant", "agent", "run"]
+ScopeKind = Literal["tenant", "agent", "user", "run"]
 DEFAULT_IMPORTANCE = 0.5
 
 
-def scope_of(kind: ScopeKind, *, agent: str, run_id: str) -> str:
-    """The stored scope of an agent's memory: the whole tenant, the agent, or one run."""
+class UserRequired(KnowledgeError):
+    """The agent's memory is per user, and the run names no user."""
+
+
+def scope_of(kind: ScopeKind, *, agent: str, run_id: str, user: str | None = None) -> str:
+    """The stored scope of an agent's memory: the whole tenant, the agent, the
+    person the run works for (`user`), or one run."""
     if kind == "tenant":
         return "tenant"
+    if kind == "user":
+        if not user:
+            raise UserRequired(
+                f"agent {agent!r} keeps memory per user (`memory: {{scope: user}}`), and the"
+                " run names no user: submit it with one (`user` in POST /v1/runs,"
+                " `homeo run --user NAME`)")
+        return f"user:{user}"
     return f"agent:{agent}" if kind == "agent" else f"run:{run_id}"
 
 

@@ -10,14 +10,18 @@ collection per search (~35 ms at 100k chunks), and a join cost a row lookup
 per match. Apart, the ranking also weighs words by this collection alone,
 never by other tenants' text.
 
-FTS5 scores every match before it can sort (about 5 us a row here), so a
-word found in most chunks made a search of 100k chunks cost half a second
-(bench/memory_search.py). A search therefore ranks at most `RANKED_MATCHES`
-chunks: it first counts, cheaply and only up to that budget, how many chunks
-hold each word, then ranks the chunks holding the rarest words whose counts
-fit in the budget. Words left out are the commonest of the query, the ones
-bm25 weighs least. A query of nothing but such words ranks the newest
-`RANKED_MATCHES` chunks holding all of them.
+FTS5 scores every match before it can sort (about 5 us a row here), and
+bm25 reads the whole list of each word of the query to weigh it (about 30 ms
+for a word in most of 100k chunks), so a common word made a search of 100k
+chunks cost half a second (bench/memory_search.py). A search therefore ranks
+at most `RANKED_MATCHES` chunks, and never by a common word: it first counts,
+cheaply and only up to that budget, how many chunks hold each word, then ranks
+by bm25 the chunks holding the rarest words whose counts fit in the budget.
+Words left out are the commonest of the query, the ones bm25 weighs least. A
+query of nothing but such words is answered by the newest chunks holding all
+of them, newest first, unscored: every one of them holds every word, so bm25
+would order them only by how often and in how short a chunk, at the price of
+reading every word's whole list.
 """
 
 from __future__ import annotations
@@ -190,19 +194,15 @@ class SQLiteKnowledgeStore(SQLKnowledgeStore):
                 return []
             counts = {term: _matches(db, table, _quoted(term)) for term in terms}
             ranked = rarest_within(counts, RANKED_MATCHES)
-            if ranked:
-                match, newer_than = _any(ranked), 0
-            else:  # every word is common: rank the newest chunks holding them all
-                match = " AND ".join(map(_quoted, terms))
-                floor = db.execute(
-                    f"SELECT rowid FROM {table} WHERE {table} MATCH ?"
-                    " ORDER BY rowid DESC LIMIT 1 OFFSET ?", (match, RANKED_MATCHES)).fetchone()
-                newer_than = 0 if floor is None else int(floor[0])
+            if not ranked:  # every word is common: the newest chunks holding them all
+                newest = db.execute(
+                    f"SELECT rowid FROM {table} WHERE {table} MATCH ? ORDER BY rowid DESC"
+                    " LIMIT ?", (" AND ".join(map(_quoted, terms)), k)).fetchall()
+                return [(int(row[0]), 0.0) for row in newest]
             rows = db.execute(
-                f"SELECT rowid AS id, bm25({table}) AS score FROM {table}"
-                f" WHERE {table} MATCH ? AND rowid > ? ORDER BY score LIMIT ?",
-                (match, newer_than, k)).fetchall()
-        return [(int(row["id"]), -float(row["score"])) for row in rows]  # bm25: lower is better
+                f"SELECT rowid, bm25({table}) FROM {table} WHERE {table} MATCH ?"
+                " ORDER BY 2 LIMIT ?", (_any(ranked), k)).fetchall()
+        return [(int(row[0]), -float(row[1])) for row in rows]  # bm25: lower is better
 
 
 def rarest_within(counts: dict[str, int], budget: int) -> list[str]:

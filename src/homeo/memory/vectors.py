@@ -63,13 +63,33 @@ def ann_available() -> bool:
     return True
 
 
+# HNSW's shape (bench/memory_search.py measures recall@10 against exact search
+# on two kinds of vectors): links per node, and the breadth of the search that
+# builds them. More links cost memory and build time; they lift recall most on
+# vectors that vary in many directions at once.
+M = 16
+EF_CONSTRUCTION = 200
+
+
+EF_AT_10K = 128  # hnswlib's ef for a collection of 10k vectors or fewer
+EF_MAX = 1000
+
+
+def search_ef(count: int, k: int) -> int:
+    """How broad a search is (hnswlib's ef) for `k` results from `count`
+    vectors: HNSW's recall at one ef falls as the collection grows, so ef
+    doubles with each tenfold growth past 10k, and is at least 2k."""
+    grown = EF_AT_10K * 2.0 ** max(0.0, float(np.log10(max(count, 1) / 10_000)))
+    return int(min(EF_MAX, max(2 * k, grown)))
+
+
 class ApproximateIndex:
     """HNSW over a collection's vectors (inner product: they are unit length),
-    labelled by chunk id. `ef` trades speed for recall (bench/memory_search.py
-    measures recall@10 against exact search)."""
+    labelled by chunk id. `ef`: how broad each search is; None chooses it from
+    the collection's size and k (`search_ef`)."""
 
-    def __init__(self, dimensions: int, *, m: int = 16, ef_construction: int = 200,
-                 ef: int = 200, threads: int = 1) -> None:
+    def __init__(self, dimensions: int, *, m: int = M, ef_construction: int = EF_CONSTRUCTION,
+                 ef: int | None = None, threads: int = 1) -> None:
         try:
             import hnswlib
         except ImportError as exc:
@@ -77,12 +97,19 @@ class ApproximateIndex:
                               ) from exc
         self.dimensions = dimensions
         self.version: str | None = None
+        self.m = m
         self.ef = ef
         self.threads = threads
         self._index: Any = hnswlib.Index(space="ip", dim=dimensions)
         self._index.init_index(max_elements=1024, M=m, ef_construction=ef_construction)
         self._index.set_num_threads(threads)
         self._ids = np.empty(0, dtype=np.int64)  # the live labels, sorted
+
+    def ef_for(self, k: int) -> int:
+        """The ef a search for `k` results uses."""
+        if self.ef is not None:
+            return max(self.ef, k)
+        return search_ef(len(self._ids), k)
 
     def sync(self, loaded: LoadedVectors) -> None:
         """Make the index hold exactly `loaded`'s chunks."""
@@ -103,7 +130,7 @@ class ApproximateIndex:
         k = min(k, len(self._ids))
         if k <= 0:
             return []
-        self._index.set_ef(max(self.ef, k))
+        self._index.set_ef(self.ef_for(k))
         labels, distances = self._index.knn_query(query, k=k, num_threads=1)
         # hnswlib's inner-product distance is 1 - dot.
         return [(int(label), float(1.0 - distance))
@@ -145,12 +172,16 @@ class VectorIndex:
 
     `ann_min`: the fewest chunks that get an approximate index (None: never).
     `background`: build and update those indexes on a thread of their own
-    (False: inside `load`, as tests and benchmarks want)."""
+    (False: inside `load`, as tests and benchmarks want). `ef`: fixed search
+    breadth (None: chosen per collection size, `search_ef`)."""
 
     def __init__(self, *, ann_min: int | None = ANN_MIN, background: bool = True,
-                 ef: int = 200) -> None:
+                 ef: int | None = None, threads: int = 1) -> None:
+        """`threads`: how many build an approximate index (1: one core stays
+        free for searches while a large collection is indexed)."""
         self.ann_min = ann_min if ann_available() else None
         self.ef = ef
+        self.threads = threads
         self._loaded: dict[tuple[str, str], LoadedVectors] = {}
         self._approximate: dict[tuple[str, str], ApproximateIndex] = {}
         self._lock = threading.Lock()
@@ -195,7 +226,7 @@ class VectorIndex:
             approximate = self._approximate.get(key)
         if approximate is None:
             assert loaded.dimensions is not None
-            approximate = ApproximateIndex(loaded.dimensions, ef=self.ef)
+            approximate = ApproximateIndex(loaded.dimensions, ef=self.ef, threads=self.threads)
         approximate.sync(loaded)
         with self._lock:
             current = self._loaded.get(key)

@@ -33,6 +33,9 @@ class NewRun(BaseModel):
     # Run this version of the agent (an evaluation or a canary) rather than
     # the version current when the run is first claimed.
     agent_version: str | None = None
+    # The person the run works for: an agent whose memory scope is `user`
+    # remembers and recalls that person's memories only.
+    user_id: str | None = None
 
 
 class Run(BaseModel):
@@ -78,6 +81,7 @@ class Run(BaseModel):
     # The agent version the run executes: given at submission, or the version
     # current when it was first claimed; resumes keep it (Store.claim_run).
     agent_version: str | None = None
+    user_id: str | None = None  # the person the run works for (NewRun.user_id)
 
     @property
     def is_final(self) -> bool:

@@ -302,6 +302,10 @@ MIGRATIONS = [
     );
     CREATE INDEX data_keys_kek ON data_keys (kek_id, id);
     """,
+    # The person a run works for: whose memory an agent with `memory: {scope: user}` reaches.
+    """
+    ALTER TABLE runs ADD COLUMN user_id TEXT;
+    """,
 ]
 
 
@@ -324,8 +328,8 @@ class PostgresStore(SQLStore):
                 row = db.execute(
                     "INSERT INTO runs (id, tenant_id, agent, input, status, idempotency_key,"
                     " request_id, parent_run_id, created_at, updated_at, checkpoint,"
-                    " forked_from_run, forked_from_step, agent_version, token_budget)"
-                    " VALUES (%s, %s, %s, %s, 'queued', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                    " forked_from_run, forked_from_step, agent_version, token_budget, user_id)"
+                    " VALUES (%s, %s, %s, %s, 'queued', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                     " ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL"
                     " DO NOTHING RETURNING *",
                     (
@@ -343,6 +347,7 @@ class PostgresStore(SQLStore):
                         new.forked_from_step,
                         new.agent_version,
                         new.token_budget,
+                        new.user_id,
                     ),
                 ).fetchone()
                 if row is not None:

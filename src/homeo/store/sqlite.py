@@ -295,6 +295,10 @@ MIGRATIONS = [
     );
     CREATE INDEX data_keys_kek ON data_keys (kek_id, id);
     """,
+    # The person a run works for: whose memory an agent with `memory: {scope: user}` reaches.
+    """
+    ALTER TABLE runs ADD COLUMN user_id TEXT;
+    """,
 ]
 
 
@@ -319,8 +323,8 @@ class SQLiteStore(SQLStore):
             row = db.execute(
                 "INSERT INTO runs (id, tenant_id, agent, input, status, idempotency_key,"
                 " request_id, parent_run_id, created_at, updated_at, checkpoint, forked_from_run,"
-                " forked_from_step, agent_version, token_budget)"
-                " VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " forked_from_step, agent_version, token_budget, user_id)"
+                " VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " RETURNING *",
                 (
                     new_id("run", now),
@@ -337,6 +341,7 @@ class SQLiteStore(SQLStore):
                     new.forked_from_step,
                     new.agent_version,
                     new.token_budget,
+                    new.user_id,
                 ),
             ).fetchone()
         return self.run_of(row), True  # type: ignore[return-value]

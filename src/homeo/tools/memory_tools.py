@@ -3,7 +3,7 @@
 An agent lists them (`tools: [homeo.tools.memory_tools:remember,
 homeo.tools.memory_tools:recall]`) and says whose memory it is:
 
-    memory: {scope: agent, ttl: 30d}   # scope: tenant | agent | run
+    memory: {scope: agent, ttl: 30d}   # scope: tenant | agent | user | run
 
 The worker hands each call the memory of that scope through its
 `ToolContext`; the tools never choose the tenant or the scope themselves, so
@@ -24,7 +24,7 @@ def _memory(context: ToolContext) -> MemoryAccess:
     if context.memory is None:
         raise ToolError(
             f"agent {context.agent!r} has no memory: add `memory: {{scope: agent}}` to its"
-            " YAML (scope: tenant, agent or run)")
+            " YAML (scope: tenant, agent, user or run)")
     return context.memory
 
 
