@@ -34,6 +34,7 @@ get new ids, so their versions never match an in-process index built before
 (homeo.memory.vectors rebuilds). Document ids are kept; chunk and memory ids
 are numbered anew (a memory's `superseded_by` follows its memory).
 
+The errors (homeo.memory.backup_errors) are imported from here.
 """
 
 from __future__ import annotations
@@ -54,9 +55,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from homeo import __version__
 from homeo.backends import Backends
+from homeo.crypto.errors import CryptoError
 from homeo.db.dialect import Dialect, clock
 from homeo.ids import new_id
-from homeo.crypto.errors import CryptoError
 from homeo.memory.agent_memory import SQLAgentMemoryStore, open_agent_memory_store
 from homeo.memory.backup_crypt import (
     ArchiveKey,
@@ -95,9 +96,6 @@ DATA_FILES = (COLLECTIONS, DOCUMENTS, CHUNKS, CHUNK_VECTORS, MEMORIES, MEMORY_VE
 
 # (stage, done, total): what a progress bar shows.
 Progress = Callable[[str, int, int], None]
-
-
-__all__ = ["BackupError", "BackupInvalid", "BackupKeyError", "RestoreConflict"]
 
 
 # --- records ---------------------------------------------------------------
