@@ -6,10 +6,12 @@ file's size, on SQLite (and PostgreSQL with --postgres).
 Baseline, in the same run: one plain read of the same rows (every document
 and chunk with its vector, every memory) with nothing written, the least a
 backup must do; and for the restore, adding the same documents again through
-`put_document` (how they got there).
+`put_document` (how they got there). With --sensitive, the same again for a
+tenant marked sensitive (its rows sealed, its backup encrypted), beside the
+plain tenant's figures of the same run.
 
     .venv/bin/python bench/memory_backup.py
-    .venv/bin/python bench/memory_backup.py --chunks 5000 --postgres
+    .venv/bin/python bench/memory_backup.py --chunks 5000 --postgres --sensitive
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import numpy as np
 from _common import POSTGRES_URL, machine, postgres_problem, postgres_schema, table
 
 from homeo.backends import Backends, open_backends
+from homeo.crypto import keyfile
+from homeo.crypto.tenants import open_cipher
 from homeo.memory.agent_memory import NewMemory, open_agent_memory_store
 from homeo.memory.backup import backup_tenant, restore_tenant, verified
 from homeo.memory.store import EmbeddingModel, NewChunk, NewDocument, open_store
@@ -96,9 +100,16 @@ def database(kind: str, folder: Path) -> Iterator[Backends]:
             backends.close()
 
 
-def measure(kind: str, chunks: int, memories: int) -> list[list[str]]:
+def measure(kind: str, chunks: int, memories: int,
+            sensitive: bool = False) -> list[list[str]]:
     corpus = documents(chunks)
     with tempfile.TemporaryDirectory() as folder, database(kind, Path(folder)) as backends:
+        if sensitive:
+            keyfile.new_key_file(Path(folder) / "bench.keys")
+            cipher = open_cipher(Path(folder) / "bench.keys", backends.store)
+            assert cipher is not None
+            cipher.set_sensitive("acme", True)
+            kind = f"{kind}, sensitive"
         adding = fill(backends, corpus, memories)
         read = plain_read(backends)
         path = Path(folder) / "acme.tar"
@@ -106,7 +117,7 @@ def measure(kind: str, chunks: int, memories: int) -> list[list[str]]:
         summary = backup_tenant(backends, "acme", path)
         writing = time.perf_counter() - began
         began = time.perf_counter()
-        with verified(path):
+        with verified(path, runs=backends.store):
             checking = time.perf_counter() - began
         began = time.perf_counter()
         restore_tenant(backends, path, "acme")
@@ -126,17 +137,24 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=20_000)
     parser.add_argument("--memories", type=int, default=2_000)
     parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--sensitive", action="store_true",
+                        help="also measure a tenant marked sensitive (encrypted backup)")
     args = parser.parse_args()
     print(machine())
     print(f"{args.chunks} chunks ({DIMENSIONS} dims, {CHUNKS_PER_DOCUMENT} a document),"
           f" {args.memories} memories")
-    rows = measure("sqlite", args.chunks, args.memories)
+    kinds = ["sqlite"]
     if args.postgres:
         problem = postgres_problem(POSTGRES_URL)
         if problem:
             print(f"skipping PostgreSQL: {problem}")
         else:
-            rows += measure("postgres", args.chunks, args.memories)
+            kinds.append("postgres")
+    rows = []
+    for kind in kinds:
+        rows += measure(kind, args.chunks, args.memories)
+        if args.sensitive:
+            rows += measure(kind, args.chunks, args.memories, sensitive=True)
     print(table(["database", "what", "seconds", "size"], rows))
 
 

@@ -13,6 +13,8 @@ import pytest
 
 from homeo.audit import generate_key
 from homeo.backends import Backends, open_backends
+from homeo.crypto import keyfile
+from homeo.crypto.tenants import open_cipher
 from tests.memory.test_backup import DAMAGE, add_document, populate, state
 from tests.support.clikit import homeo, no_homeo_env  # noqa: F401
 
@@ -87,3 +89,36 @@ def test_a_backup_of_another_tenant_or_no_file_is_refused(
     missing = homeo("memory", "restore", str(tmp_path / "nope.tar"), "--database-url", database)
     assert missing.exit_code == 1 and "no backup at" in missing.stderr
     assert state(backends, "globex")["collections"] == {}
+
+
+def test_a_sensitive_tenants_backup_is_encrypted_and_restores_only_with_the_key_file(
+        backends: Backends, database: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    key = tmp_path / "secrets" / "encryption.keys"
+    keyfile.new_key_file(key)
+    cipher = open_cipher(key, backends.store)
+    assert cipher is not None
+    data_key = cipher.set_sensitive("acme", True).data_key_id
+    populate(backends, "acme")
+    before = state(backends, "acme")
+    path = tmp_path / "acme.tar"
+    monkeypatch.setenv("HOMEO_ENCRYPTION_KEY_FILE", str(key))
+    made = homeo("memory", "backup", str(path), "--tenant", "acme", "--database-url", database)
+    assert made.exit_code == 0, made.output
+    assert b"walrus" not in path.read_bytes() and b"release branch" not in path.read_bytes()
+
+    add_document(backends, "acme", "docs", ["zebra stripes"], seed=11)
+    changed = state(backends, "acme")
+    monkeypatch.delenv("HOMEO_ENCRYPTION_KEY_FILE")
+    refused = homeo("memory", "restore", str(path), "--tenant", "acme",
+                    "--database-url", database)
+    assert refused.exit_code == 1
+    assert "homeo: nothing restored:" in refused.stderr
+    assert f"data key {data_key}" in refused.stderr
+    assert "HOMEO_ENCRYPTION_KEY_FILE" in refused.stderr
+    assert state(backends, "acme") == changed
+
+    monkeypatch.setenv("HOMEO_ENCRYPTION_KEY_FILE", str(key))
+    back = homeo("memory", "restore", str(path), "--tenant", "acme", "--database-url", database)
+    assert back.exit_code == 0, back.output
+    assert state(backends, "acme") == before

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from homeo.audit import generate_key
+from homeo.crypto import keyfile
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "support"))
 from hashembed import HashingEmbedder  # noqa: E402
@@ -146,3 +147,34 @@ def test_a_damaged_backup_is_a_clear_4xx_and_changes_nothing(
                            "unsupported_media_type")
     assert words in message and "/tmp" not in message
     assert sorted(documents(homeo)) == ["kept", "newer"]
+
+
+def test_a_sensitive_tenants_backup_is_encrypted_and_needs_the_key_file(
+        serve: Callable[..., Served], tmp_path: Path) -> None:
+    key_file = tmp_path / "secrets" / "encryption.keys"
+    keyfile.new_key_file(key_file)
+    audit_key = tmp_path / "secrets" / "audit.key"
+    generate_key(audit_key)
+    keyed = serve(with_worker=False, audit_key_file=audit_key, encryption_key_file=key_file)
+    keyed.runtime.models.add("embedding", HashingEmbedder())
+    api = keyed.client
+    assert api.put("/v1/tenant/encryption", json={"sensitive": True}).status_code == 200
+    assert api.post("/v1/collections/kb/documents",
+                    json={"text": "The vault code is PLANTED-7731.", "title": "vault"}
+                    ).status_code == 201
+    taken = api.post("/v1/memory/backup")
+    assert taken.status_code == 200, taken.text
+    assert b"PLANTED" not in taken.content and b"vault code" not in taken.content
+    assert b'"encryption"' in members(taken.content)["manifest.json"]
+    api.post("/v1/collections/kb/documents", json={"text": "Added after.", "title": "later"})
+    back = api.post("/v1/memory/restore", content=taken.content, headers=TAR)
+    assert back.status_code == 200, back.text
+    assert documents(keyed) == ["vault"]
+    hits = api.get("/v1/collections/kb/search", params={"q": "vault code"}).json()["results"]
+    assert [hit["title"] for hit in hits] == ["vault"]
+
+    bare = serve(with_worker=False)  # another database, no key file
+    refused = bare.client.post("/v1/memory/restore", content=taken.content, headers=TAR)
+    message = assert_error(refused, 409, "conflict")
+    assert "HOMEO_ENCRYPTION_KEY_FILE" in message and "PLANTED" not in refused.text
+    assert documents(bare) == []

@@ -108,9 +108,8 @@ def do_restore(backends: Backends, path: Path, tenant: str = "acme", **kwargs: A
 
 
 def take_backup(backends: Backends, tenant: str, path: Path, **kwargs: Any) -> Any:
-    open_store(backends)
-    open_agent_memory_store(backends)
-    return backup(backends.database, tenant, path, **kwargs)
+    return backup(open_store(backends), open_agent_memory_store(backends), tenant, path,
+                  **kwargs)
 
 
 def test_a_restore_gives_back_everything_backed_up(backends: Backends, tmp_path: Path) -> None:

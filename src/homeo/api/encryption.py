@@ -24,7 +24,8 @@ Admin = Annotated[Caller, Depends(caller)]  # each route requires the admin role
 # in every answer, so nobody takes the rest for encrypted.
 ENCRYPTED = ["runs.input", "runs.output", "runs.checkpoint", "steps.input", "steps.output",
              "step_checkpoints.delta", "agent memories' text",
-             "collection documents' and chunks' text"]
+             "collection documents' and chunks' text",
+             "memory backups' data files (homeo memory backup, POST /v1/memory/backup)"]
 NOT_ENCRYPTED = ["runs.error", "steps.error", "runs.waiting_for",
                  "full-text index terms (memories, chunks)", "vectors (memories, chunks)",
                  "memories' subjects", "documents' titles, sources and content hashes",

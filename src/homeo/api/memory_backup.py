@@ -7,7 +7,10 @@
 The caller's API key names the tenant: a backup holds that tenant only, and a
 backup of another tenant is refused (409). A restore checks the whole backup
 before it changes anything (homeo.memory.backup); a damaged one is a 400 that
-names the file and the problem. Each is recorded in the tenant's audit log.
+names the file and the problem. A tenant marked sensitive gets an encrypted
+backup; when the server lacks the key to write or open one (no key file, or
+another one) the answer is a 409 that names the key. Each is recorded in the
+tenant's audit log.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from homeo.keys import Caller
 from homeo.memory.backup import (
     BackupError,
     BackupInvalid,
+    BackupKeyError,
     Manifest,
     RestoreConflict,
     backup_tenant,
@@ -54,8 +58,12 @@ async def backup(request: Request, app: Parts, found: Admin) -> Any:
     folder = Path(tempfile.mkdtemp(prefix="homeo-backup-"))
     name = f"homeo-memory-{found.tenant_id}.tar"
     try:
-        summary = await asyncio.to_thread(backup_tenant, app.backends, found.tenant_id,
-                                          folder / name)
+        try:
+            summary = await asyncio.to_thread(backup_tenant, app.backends, found.tenant_id,
+                                              folder / name)
+        except BackupKeyError as problem:
+            shutil.rmtree(folder, ignore_errors=True)
+            return error_response(request, 409, str(problem))
         audit: AuditLog | None = request.app.state.audit
         if audit is not None:
             await asyncio.to_thread(audit.record, found.tenant_id, Event(
@@ -95,7 +103,7 @@ async def restore(request: Request, app: Parts, found: Admin) -> Any:
         try:
             manifest = await asyncio.to_thread(restore_tenant, app.backends, upload,
                                                found.tenant_id, in_transaction=record)
-        except RestoreConflict as problem:
+        except (RestoreConflict, BackupKeyError) as problem:
             return error_response(request, 409, str(problem).replace(str(upload), "the body"))
         except BackupInvalid as problem:
             return error_response(request, 400, str(problem).replace(str(upload), "the body"))

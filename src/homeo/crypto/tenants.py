@@ -92,6 +92,23 @@ class TenantCipher:
             self._data_keys[data_key_id] = (tenant_id, key)
         return key
 
+    def adopt(self, record: DataKeyRecord) -> None:
+        """Make a data key this store does not hold (a backup's wrapped record)
+        usable by this process, once it unwraps with the key file's KEK:
+        KeyUnavailable or DecryptionFailed otherwise. Nothing is stored; the
+        caller registers the record (`put_data_key`) with what it seals."""
+        if record.kek_id not in self.ring.keys:
+            self.ring = keyfile.load(self.key_file)
+        try:
+            wrapped = base64.b64decode(record.wrapped, validate=True)
+        except ValueError:
+            raise DecryptionFailed(f"data key {record.id} is not a wrapped key (not base64)"
+                                   ) from None
+        key = envelope.unwrap(self.ring.get(record.kek_id), record.kek_id, record.tenant_id,
+                              record.id, wrapped)
+        with self._lock:
+            self._data_keys[record.id] = (record.tenant_id, key)
+
     def ensure_data_key(self, tenant_id: str) -> str:
         """The tenant's data key id, after making and storing one if it has none."""
         with self.store.atomic():

@@ -14,8 +14,17 @@ A backup is one tar file:
     memory_vectors.f32   their vectors in that order
 
 Every row is read in one snapshot (`Dialect.snapshot`), so a backup taken
-while writers go on holds each document whole or not at all. Full-text
-entries are not saved: restore makes them again from the text.
+while writers go on holds each document whole or not at all. Texts a
+sensitive tenant's rows keep sealed are opened: the records hold plain text,
+so full text can be made again and the backup restores into another
+database. Full-text entries are not saved: restore makes them again from the
+plain text, and writes the text through the stores' sealing (sealed again
+when the tenant is sensitive in the target database).
+
+For a tenant marked sensitive the data files are encrypted with its data key
+(homeo.memory.backup_crypt), and the manifest says with which; the sha256
+sums are of the encrypted bytes, so a restore checks them before it needs
+the key, and opens the frames as it reads its checked copies.
 
 Restore copies each file out of the archive into a private folder while it
 checks its size and sha256, then parses every record and checks every cross
@@ -25,8 +34,7 @@ get new ids, so their versions never match an in-process index built before
 (homeo.memory.vectors rebuilds). Document ids are kept; chunk and memory ids
 are numbered anew (a memory's `superseded_by` follows its memory).
 
-All bytes of a data file go into the archive through `write_member` and come
-out through `read_member`: the one place to wrap them (encryption at rest).
+The errors (homeo.memory.backup_errors) are imported from here.
 """
 
 from __future__ import annotations
@@ -47,11 +55,28 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from homeo import __version__
 from homeo.backends import Backends
+from homeo.crypto.errors import CryptoError
 from homeo.db.dialect import Dialect, clock
 from homeo.ids import new_id
 from homeo.memory.agent_memory import SQLAgentMemoryStore, open_agent_memory_store
+from homeo.memory.backup_crypt import (
+    ArchiveKey,
+    EncryptionEntry,
+    FrameWriter,
+    key_for_backup,
+    key_for_restore,
+    open_sealed_file,
+)
+from homeo.memory.backup_errors import (
+    BackupError,
+    BackupInvalid,
+    BackupKeyError,
+    RestoreConflict,
+)
 from homeo.memory.sql import SQLKnowledgeStore
 from homeo.memory.store import open_store
+from homeo.store.models import DataKeyRecord
+from homeo.store.sealed import SealedDataError
 
 FORMAT = "homeo-memory-backup"
 FORMAT_VERSION = 1
@@ -71,20 +96,6 @@ DATA_FILES = (COLLECTIONS, DOCUMENTS, CHUNKS, CHUNK_VECTORS, MEMORIES, MEMORY_VE
 
 # (stage, done, total): what a progress bar shows.
 Progress = Callable[[str, int, int], None]
-
-
-class BackupError(Exception):
-    """A backup could not be written or read; the message says why."""
-
-
-class BackupInvalid(BackupError):
-    """The archive is not a whole, unaltered backup this homeo can read:
-    nothing was restored."""
-
-
-class RestoreConflict(BackupError):
-    """The backup cannot go into this store as it is (another tenant, or ids
-    another tenant holds): nothing was restored."""
 
 
 # --- records ---------------------------------------------------------------
@@ -178,6 +189,8 @@ class Manifest(_Record):
     collections: list[CollectionEntry]
     memory_models: list[ModelEntry]
     files: dict[str, FileEntry]
+    # Set when the data files are encrypted (a tenant marked sensitive).
+    encryption: EncryptionEntry | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,45 +219,64 @@ def write_member(archive: tarfile.TarFile, name: str, source: Path) -> None:
 
 
 class _HashedFile:
-    """A staging file that counts and hashes what is written to it."""
+    """A staging file that counts and hashes what goes into it: what is
+    written to it, or, given a key, the frames that seal it."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, key: ArchiveKey | None) -> None:
         self.path = path
         self._file: IO[bytes] = path.open("wb")
         self._hash = hashlib.sha256()
         self.size = 0
+        self._frames = None if key is None else FrameWriter(key, path.name, self._put)
 
-    def write(self, data: bytes) -> None:
+    def _put(self, data: bytes) -> None:
         self._file.write(data)
         self._hash.update(data)
         self.size += len(data)
+
+    def write(self, data: bytes) -> None:
+        if self._frames is None:
+            self._put(data)
+        else:
+            self._frames.write(data)
 
     def line(self, record: BaseModel) -> None:
         self.write(record.model_dump_json().encode() + b"\n")
 
     def close(self) -> FileEntry:
+        if self._frames is not None:
+            self._frames.close()
         self._file.close()
         return FileEntry(size=self.size, sha256=self._hash.hexdigest())
 
 
-def backup(database: Dialect, tenant_id: str, path: Path, *, now: float | None = None,
+def backup(knowledge: SQLKnowledgeStore, memories: SQLAgentMemoryStore, tenant_id: str,
+           path: Path, *, now: float | None = None,
            progress: Progress | None = None) -> BackupSummary:
     """Write the tenant's memory to the tar file `path` (replaced whole: a
-    crash leaves the file as it was, or no file). The stores' tables must
-    exist (open the stores first)."""
+    crash leaves the file as it was, or no file), its data files encrypted
+    when the tenant is marked sensitive (BackupKeyError when the key to open
+    its sealed texts, or to encrypt, is not at hand)."""
+    if knowledge.db is not memories.db:
+        raise BackupError("the knowledge and agent memory stores must share one database")
     at = clock(now)
     path = Path(path)
+    key = key_for_backup(knowledge.documents.runs, tenant_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="homeo-backup-", dir=path.parent) as staging:
-        files = {name: _HashedFile(Path(staging) / name) for name in DATA_FILES}
+        files = {name: _HashedFile(Path(staging) / name, key) for name in DATA_FILES}
         try:
-            counts, collections, models = _dump(database, tenant_id, files, progress)
+            counts, collections, models = _dump(knowledge, memories, tenant_id, files,
+                                                progress)
+        except (SealedDataError, CryptoError) as problem:
+            raise BackupKeyError(f"tenant {tenant_id}'s memory is kept encrypted and cannot"
+                                 f" be read: {problem}") from None
         finally:
             entries = {name: file.close() for name, file in files.items()}
         manifest = Manifest(format=FORMAT, format_version=FORMAT_VERSION,
                             homeo_version=__version__, tenant=tenant_id, created_at=at,
                             counts=counts, collections=collections, memory_models=models,
-                            files=entries)
+                            files=entries, encryption=None if key is None else key.entry)
         manifest_path = Path(staging) / MANIFEST
         manifest_path.write_text(manifest.model_dump_json(indent=2))
         partial = Path(staging) / "backup.tar"
@@ -264,9 +296,12 @@ def backup(database: Dialect, tenant_id: str, path: Path, *, now: float | None =
     return BackupSummary(path, tenant_id, counts, path.stat().st_size)
 
 
-def _dump(database: Dialect, tenant_id: str, files: dict[str, _HashedFile],
+def _dump(knowledge: SQLKnowledgeStore, memories: SQLAgentMemoryStore, tenant_id: str,
+          files: dict[str, _HashedFile],
           progress: Progress | None) -> tuple[Counts, list[CollectionEntry], list[ModelEntry]]:
-    """Every row of the tenant, read in one snapshot, into the staging files."""
+    """Every row of the tenant, read in one snapshot, into the staging files,
+    sealed texts opened."""
+    database: Dialect = knowledge.db
     sql = database.sql
     with database.snapshot() as db:
         heads = db.execute(sql(
@@ -298,7 +333,8 @@ def _dump(database: Dialect, tenant_id: str, files: dict[str, _HashedFile],
             name = names[row["collection_id"]]
             files[DOCUMENTS].line(DocumentRecord(
                 id=row["id"], collection=name, title=row["title"], source=row["source"],
-                format=row["format"], text=row["text"], chars=int(row["chars"]),
+                format=row["format"], text=knowledge.documents.plain(tenant_id, row["text"]),
+                chars=int(row["chars"]),
                 chunks=int(row["chunks"]), content_hash=row["content_hash"],
                 created_at=float(row["created_at"]), updated_at=float(row["updated_at"])))
             per_collection[name].documents += 1
@@ -310,7 +346,8 @@ def _dump(database: Dialect, tenant_id: str, files: dict[str, _HashedFile],
                 " content_hash, model, dimensions, vector FROM memory_chunks"
                 " WHERE tenant_id = ? ORDER BY id"), (tenant_id,))):
             files[CHUNKS].line(ChunkRecord(
-                document=row["document_id"], position=int(row["position"]), text=row["text"],
+                document=row["document_id"], position=int(row["position"]),
+                text=knowledge.chunks.plain(tenant_id, row["text"]),
                 start=int(row["start_char"]), end=int(row["end_char"]),
                 content_hash=row["content_hash"], model=row["model"],
                 dimensions=int(row["dimensions"])))
@@ -322,14 +359,15 @@ def _dump(database: Dialect, tenant_id: str, files: dict[str, _HashedFile],
         if progress is not None:
             progress("chunks", chunks, total_chunks)
 
-        memories = 0
+        remembered = 0
         models: dict[tuple[str, int], None] = {}
         for row in _rows(db.execute(sql(
                 "SELECT id, scope, text, subject, importance, seen, created_at, updated_at,"
                 " last_used_at, expires_at, superseded_by, superseded_at, model, dimensions,"
                 " vector FROM agent_memories WHERE tenant_id = ? ORDER BY id"), (tenant_id,))):
             record = MemoryRecord(
-                id=int(row["id"]), scope=row["scope"], text=row["text"], subject=row["subject"],
+                id=int(row["id"]), scope=row["scope"],
+                text=memories.texts.plain(tenant_id, row["text"]), subject=row["subject"],
                 importance=float(row["importance"]), seen=int(row["seen"]),
                 created_at=float(row["created_at"]), updated_at=float(row["updated_at"]),
                 last_used_at=float(row["last_used_at"]),
@@ -340,13 +378,13 @@ def _dump(database: Dialect, tenant_id: str, files: dict[str, _HashedFile],
             files[MEMORIES].line(record)
             files[MEMORY_VECTORS].write(bytes(row["vector"]))
             models[(record.model, record.dimensions)] = None
-            memories += 1
-            if progress is not None and memories % _BATCH == 0:
-                progress("memories", memories, total_memories)
+            remembered += 1
+            if progress is not None and remembered % _BATCH == 0:
+                progress("memories", remembered, total_memories)
         if progress is not None:
-            progress("memories", memories, total_memories)
+            progress("memories", remembered, total_memories)
     counts = Counts(collections=len(heads), documents=documents, chunks=chunks,
-                    memories=memories)
+                    memories=remembered)
     return (counts, list(per_collection.values()),
             [ModelEntry(model=model, dimensions=dims) for model, dims in models])
 
@@ -374,20 +412,36 @@ def read_member(archive: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
 @dataclass(frozen=True, slots=True)
 class VerifiedBackup:
     """A backup whose every file and record was checked, its data files in
-    `folder` (private copies, so what is restored is what was checked)."""
+    `folder` (private copies, so what is restored is what was checked; still
+    encrypted when the backup is, opened with `key` as they are read), and the
+    wrapped data key to register with the restore when the store lacks it."""
 
     manifest: Manifest
     folder: Path
+    key: ArchiveKey | None = None
+    register: DataKeyRecord | None = None
+
+    def open(self, name: str) -> IO[bytes]:
+        """The plain bytes of the checked copy of data file `name`."""
+        if self.key is None:
+            return (self.folder / name).open("rb")
+        return open_sealed_file(self.folder / name, name, self.key)
 
 
 @contextmanager
-def verified(path: Path, *, progress: Progress | None = None) -> Iterator[VerifiedBackup]:
+def verified(path: Path, *, runs: Any = None,
+             progress: Progress | None = None) -> Iterator[VerifiedBackup]:
     """Check everything in the backup at `path`; BackupInvalid names the first
-    file and problem found. The checked copies are removed on leaving."""
+    file and problem found. An encrypted backup is opened with the cipher of
+    `runs` (the run store: it holds the data keys), BackupKeyError when it
+    lacks the key. The checked copies are removed on leaving."""
     path = Path(path)
     with tempfile.TemporaryDirectory(prefix="homeo-restore-") as folder:
         manifest = _unpack(path, Path(folder))
-        checked = VerifiedBackup(manifest, Path(folder))
+        key, register = None, None
+        if manifest.encryption is not None:
+            key, register = key_for_restore(runs, manifest.tenant, manifest.encryption)
+        checked = VerifiedBackup(manifest, Path(folder), key, register)
         total = manifest.counts.chunks + manifest.counts.memories
         done = 0
         for item in _plan(checked):
@@ -515,8 +569,8 @@ def _first_error(problem: ValidationError) -> str:
     return f"{where}: {first['msg']}"
 
 
-def _lines(folder: Path, name: str, kind: type[_Record]) -> Iterator[Any]:
-    with (folder / name).open("rb") as source:
+def _lines(backup: VerifiedBackup, name: str, kind: type[_Record]) -> Iterator[Any]:
+    with backup.open(name) as source:
         for number, line in enumerate(source, start=1):
             try:
                 yield kind.model_validate_json(line)
@@ -528,9 +582,9 @@ def _lines(folder: Path, name: str, kind: type[_Record]) -> Iterator[Any]:
 class _VectorReader:
     """The vectors of one `.f32` file, read in the order of their records."""
 
-    def __init__(self, folder: Path, name: str) -> None:
+    def __init__(self, backup: VerifiedBackup, name: str) -> None:
         self.name = name
-        self._source = (folder / name).open("rb")
+        self._source = backup.open(name)
 
     def take(self, dimensions: int, owner: str) -> bytes:
         vector = self._source.read(dimensions * FLOAT32)
@@ -564,12 +618,12 @@ def _plan(backup: VerifiedBackup) -> Iterator[CollectionRecord | DocumentRecord 
     """The backup's records in the order a restore writes them, each checked
     against the manifest and the records before it; BackupInvalid on the first
     that does not fit."""
-    manifest, folder = backup.manifest, backup.folder
+    manifest = backup.manifest
     listed = {entry.name: entry for entry in manifest.collections}
     if len(listed) != len(manifest.collections):
         raise BackupInvalid(f"{MANIFEST} lists a collection twice")
     seen_collections: dict[str, CollectionRecord] = {}
-    for record in _lines(folder, COLLECTIONS, CollectionRecord):
+    for record in _lines(backup, COLLECTIONS, CollectionRecord):
         entry = listed.get(record.name)
         if entry is None:
             raise BackupInvalid(f"{COLLECTIONS} holds collection {record.name!r},"
@@ -586,7 +640,7 @@ def _plan(backup: VerifiedBackup) -> Iterator[CollectionRecord | DocumentRecord 
 
     documents: dict[str, DocumentRecord] = {}
     per_collection: dict[str, int] = dict.fromkeys(seen_collections, 0)
-    for record in _lines(folder, DOCUMENTS, DocumentRecord):
+    for record in _lines(backup, DOCUMENTS, DocumentRecord):
         if record.collection not in seen_collections:
             raise BackupInvalid(f"{DOCUMENTS}: document {record.id} is in collection"
                                 f" {record.collection!r}, which {COLLECTIONS} does not hold")
@@ -601,9 +655,9 @@ def _plan(backup: VerifiedBackup) -> Iterator[CollectionRecord | DocumentRecord 
 
     chunks_of: dict[str, int] = dict.fromkeys(documents, 0)
     chunks_in: dict[str, int] = dict.fromkeys(seen_collections, 0)
-    vectors = _VectorReader(folder, CHUNK_VECTORS)
+    vectors = _VectorReader(backup, CHUNK_VECTORS)
     try:
-        for number, record in enumerate(_lines(folder, CHUNKS, ChunkRecord), start=1):
+        for number, record in enumerate(_lines(backup, CHUNKS, ChunkRecord), start=1):
             document = documents.get(record.document)
             if document is None:
                 raise BackupInvalid(f"{CHUNKS} line {number} belongs to document"
@@ -632,9 +686,9 @@ def _plan(backup: VerifiedBackup) -> Iterator[CollectionRecord | DocumentRecord 
 
     models = {(entry.model, entry.dimensions) for entry in manifest.memory_models}
     memory_ids: set[int] = set()
-    vectors = _VectorReader(folder, MEMORY_VECTORS)
+    vectors = _VectorReader(backup, MEMORY_VECTORS)
     try:
-        for number, record in enumerate(_lines(folder, MEMORIES, MemoryRecord), start=1):
+        for number, record in enumerate(_lines(backup, MEMORIES, MemoryRecord), start=1):
             if (record.model, record.dimensions) not in models:
                 raise BackupInvalid(f"{MEMORIES} line {number}: a vector of {record.model}"
                                     f" ({record.dimensions} dimensions), a model {MANIFEST}"
@@ -661,43 +715,58 @@ def restore(knowledge: SQLKnowledgeStore, memories: SQLAgentMemoryStore, path: P
             tenant_id: str, *, now: float | None = None, progress: Progress | None = None,
             in_transaction: Callable[[Manifest], None] | None = None) -> Manifest:
     """Replace the tenant's memory with the backup at `path`, in one
-    transaction, after checking all of it (BackupInvalid, RestoreConflict:
-    nothing changed). `in_transaction` runs inside that transaction after the
-    rows are written (an audit entry commits with them)."""
+    transaction, after checking all of it (BackupInvalid, RestoreConflict,
+    BackupKeyError: nothing changed). An encrypted backup is opened with the
+    run store's cipher, and its wrapped data key registered with the rows
+    when this database lacks it. `in_transaction` runs inside that
+    transaction after the rows are written (an audit entry commits with them)."""
     if knowledge.db is not memories.db:
         raise BackupError("the knowledge and agent memory stores must share one database")
-    with verified(path, progress=progress) as checked:
+    runs = knowledge.documents.runs
+    with verified(path, runs=runs, progress=progress) as checked:
         manifest = checked.manifest
         if manifest.tenant != tenant_id:
             raise RestoreConflict(f"the backup holds tenant {manifest.tenant!r}'s memory,"
                                   f" not tenant {tenant_id!r}'s: restore it into"
                                   f" {manifest.tenant!r}")
-        with knowledge.db.write() as db:
-            _clear(knowledge, memories, db, tenant_id)
-            _load(knowledge, memories, db, checked, tenant_id, clock(now), progress)
-            if in_transaction is not None:
-                in_transaction(manifest)
+        try:
+            with knowledge.db.write() as db:
+                if checked.register is not None and runs.get_data_key(
+                        checked.register.id) is None:
+                    runs.put_data_key(checked.register)
+                _clear(knowledge, memories, db, tenant_id)
+                _load(knowledge, memories, db, checked, tenant_id, clock(now), progress)
+                if in_transaction is not None:
+                    in_transaction(manifest)
+        except (SealedDataError, CryptoError) as problem:
+            raise BackupKeyError(f"tenant {tenant_id}'s memory in this database is kept"
+                                 f" encrypted: {problem}. Nothing was restored") from None
     return manifest
 
 
 def backup_tenant(backends: Backends, tenant_id: str, path: Path, *,
                   progress: Progress | None = None) -> BackupSummary:
     """`backup` of the memory in the backends' database (its tables made if new)."""
-    open_store(backends)
-    open_agent_memory_store(backends)
-    return backup(backends.database, tenant_id, path, progress=progress)
+    knowledge, memories = _stores(backends)
+    return backup(knowledge, memories, tenant_id, path, progress=progress)
 
 
 def restore_tenant(backends: Backends, path: Path, tenant_id: str, *,
                    progress: Progress | None = None,
                    in_transaction: Callable[[Manifest], None] | None = None) -> Manifest:
     """`restore` into the memory stores of the backends' database."""
+    knowledge, memories = _stores(backends)
+    return restore(knowledge, memories, path, tenant_id, progress=progress,
+                   in_transaction=in_transaction)
+
+
+def _stores(backends: Backends) -> tuple[SQLKnowledgeStore, SQLAgentMemoryStore]:
+    """The memory stores of the backends' database (their tables made if new)."""
     knowledge, memories = open_store(backends), open_agent_memory_store(backends)
     if not isinstance(knowledge, SQLKnowledgeStore) or not isinstance(
             memories, SQLAgentMemoryStore):
-        raise BackupError("this database's memory stores cannot be restored into")
-    return restore(knowledge, memories, path, tenant_id, progress=progress,
-                   in_transaction=in_transaction)
+        raise BackupError("this database's memory stores cannot be backed up or restored")
+    return knowledge, memories
 
 
 def restored(manifest: Manifest) -> dict[str, Any]:
@@ -722,12 +791,13 @@ def _clear(knowledge: SQLKnowledgeStore, memories: SQLAgentMemoryStore, db: Any,
 
 
 def _insert_chunks(knowledge: SQLKnowledgeStore, db: Any,
-                   pending: list[tuple[str, tuple[Any, ...]]]) -> None:
-    """Insert a batch of chunk rows and their full-text entries."""
-    ids = knowledge._insert_chunks(db, [row for _, row in pending])
+                   pending: list[tuple[str, tuple[Any, ...], str]]) -> None:
+    """Insert a batch of chunk rows (collection id, row as stored, plain text)
+    and their full-text entries, made from the plain text."""
+    ids = knowledge._insert_chunks(db, [(row, text) for _, row, text in pending])
     indexed: dict[str, list[tuple[int, str]]] = {}
-    for chunk_id, (collection_id, row) in zip(ids, pending, strict=True):
-        indexed.setdefault(collection_id, []).append((chunk_id, row[4]))
+    for chunk_id, (collection_id, _, text) in zip(ids, pending, strict=True):
+        indexed.setdefault(collection_id, []).append((chunk_id, text))
     for collection_id, rows in indexed.items():
         knowledge._index_chunks(db, collection_id, rows)
 
@@ -736,10 +806,16 @@ def _load(knowledge: SQLKnowledgeStore, memories: SQLAgentMemoryStore, db: Any,
           checked: VerifiedBackup, tenant_id: str, at: float,
           progress: Progress | None) -> None:
     sql = knowledge.db.sql
+    # The texts go in as the stores write them: sealed when the tenant is
+    # sensitive in this database, whatever it was where the backup was taken.
+    document_text = knowledge.documents.sealing(tenant_id)
+    chunk_text = knowledge.chunks.sealing(tenant_id)
+    memory_text = memories.texts.sealing(tenant_id)
     collection_ids: dict[str, str] = {}
     memory_ids: dict[int, int] = {}
     superseded: list[tuple[int, MemoryRecord]] = []
-    pending: list[tuple[str, tuple[Any, ...]]] = []  # chunks to insert: (collection id, row)
+    # chunks to insert: (collection id, row as stored, plain text)
+    pending: list[tuple[str, tuple[Any, ...], str]] = []
     total = checked.manifest.counts.chunks + checked.manifest.counts.memories
     done = 0
     for item in _plan(checked):
@@ -757,7 +833,8 @@ def _load(knowledge: SQLKnowledgeStore, memories: SQLAgentMemoryStore, db: Any,
                     " format, text, chars, chunks, content_hash, created_at, updated_at)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
                     (item.id, tenant_id, collection_ids[item.collection], item.title,
-                     item.source, item.format, item.text, item.chars, item.chunks,
+                     item.source, item.format, document_text(item.text), item.chars,
+                     item.chunks,
                      item.content_hash, item.created_at, item.updated_at))
             except knowledge.db.duplicate_error:
                 raise RestoreConflict(f"document id {item.id} of the backup belongs to another"
@@ -767,8 +844,8 @@ def _load(knowledge: SQLKnowledgeStore, memories: SQLAgentMemoryStore, db: Any,
             record = item.record
             pending.append((collection_ids[item.collection], (
                 tenant_id, collection_ids[item.collection], record.document, record.position,
-                record.text, record.start, record.end, record.content_hash, record.model,
-                record.dimensions, item.vector)))
+                chunk_text(record.text), record.start, record.end, record.content_hash,
+                record.model, record.dimensions, item.vector), record.text))
             if len(pending) >= _BATCH:
                 _insert_chunks(knowledge, db, pending)
                 pending.clear()
@@ -776,9 +853,9 @@ def _load(knowledge: SQLKnowledgeStore, memories: SQLAgentMemoryStore, db: Any,
         else:
             record = item.record
             memory_ids[record.id] = memories._insert_row(db, (
-                tenant_id, record.scope, record.text, record.subject, record.importance,
-                record.created_at, record.updated_at, record.last_used_at, record.expires_at,
-                record.model, record.dimensions, item.vector))
+                tenant_id, record.scope, memory_text(record.text), record.subject,
+                record.importance, record.created_at, record.updated_at, record.last_used_at,
+                record.expires_at, record.model, record.dimensions, item.vector), record.text)
             superseded.append((memory_ids[record.id], record))
             done += 1
         if progress is not None and done and done % _BATCH == 0:

@@ -118,16 +118,17 @@ class PostgresKnowledgeStore(SQLKnowledgeStore):
             " RETURNING id", (*values, text)).fetchone()
         return int(row["id"])
 
-    def _insert_chunks(self, db: Any, rows: list[tuple[Any, ...]]) -> list[int]:
-        """One pipelined round of inserts, not a round trip per chunk."""
+    def _insert_chunks(self, db: Any, rows: list[tuple[tuple[Any, ...], str]]) -> list[int]:
+        """One pipelined round of inserts, not a round trip per chunk; each
+        row's tsvector from its plain text (the text column may be sealed)."""
         if not rows:
             return []
         cursor = db.cursor()
         cursor.executemany(
             "INSERT INTO memory_chunks (tenant_id, collection_id, document_id, position, text,"
-            " start_char, end_char, content_hash, model, dimensions, vector)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id", rows,
-            returning=True)
+            " start_char, end_char, content_hash, model, dimensions, vector, tsv)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, to_tsvector('english', %s))"
+            " RETURNING id", [(*values, text) for values, text in rows], returning=True)
         ids = []
         while True:
             ids.append(int(cursor.fetchone()["id"]))

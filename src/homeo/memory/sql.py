@@ -71,9 +71,10 @@ class SQLKnowledgeStore(SQLIngestions, KnowledgeStore):
         """Insert one chunk row (its text as stored); `text` is its plain text,
         for a full-text index kept with the row. Its new id."""
 
-    def _insert_chunks(self, db: Any, rows: list[tuple[Any, ...]]) -> list[int]:
-        """Insert chunk rows (a restore's batch); their new ids, in order."""
-        return [self._insert_chunk(db, values) for values in rows]
+    def _insert_chunks(self, db: Any, rows: list[tuple[tuple[Any, ...], str]]) -> list[int]:
+        """Insert chunk rows (a restore's batch), each with its plain text as
+        `_insert_chunk` takes them; their new ids, in order."""
+        return [self._insert_chunk(db, values, text) for values, text in rows]
 
     # Reads ---------------------------------------------------------------
     def _one(self, text: str, params: Sequence[Any] = ()) -> Any:

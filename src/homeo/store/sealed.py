@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from homeo.store.base import StoreError
@@ -89,6 +90,14 @@ class SealedTexts:
         """`text` as the row keeps it: sealed for a sensitive tenant."""
         sealer = None if self.runs is None else self.runs.sealer_for(tenant_id)
         return text if sealer is None else str(sealer.text(text, self.purpose))
+
+    def sealing(self, tenant_id: str) -> Callable[[str], str]:
+        """`stored` for the many texts of one write (a restore): the tenant's
+        setting read once, not once a text."""
+        sealer = None if self.runs is None else self.runs.sealer_for(tenant_id)
+        if sealer is None:
+            return lambda text: text
+        return lambda text: str(sealer.text(text, self.purpose))
 
     def plain(self, tenant_id: str, stored: str) -> str:
         cipher = None if self.runs is None else self.runs.cipher
