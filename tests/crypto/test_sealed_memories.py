@@ -15,7 +15,7 @@ from homeo.backends import Backends, open_backends
 from homeo.crypto import keyfile
 from homeo.crypto.tenants import open_cipher
 from homeo.memory.agent_memory import NewMemory, open_agent_memory_store
-from homeo.memory.store import EmbeddingModel, NewChunk, NewDocument, open_store
+from homeo.memory.store import EmbeddingModel, NewChunk, NewDocument, NewIngestion, open_store
 from homeo.memory.vectors import to_bytes
 from homeo.store.sealed import SealedDataError
 from tests.crypto.test_sealed_store import raw_text
@@ -110,3 +110,28 @@ def test_a_sensitive_tenants_documents_are_sealed_and_still_searchable(
     assert len(store.text_search("acme", "kb", ["kettles"], 5)) == 1
     assert store.delete_document("acme", "kb", made.id)
     assert store.text_search("acme", "kb", ["kettles"], 5) == []
+
+
+def test_a_sensitive_tenants_accepted_ingestion_is_sealed_until_and_after_indexing(
+        backends: Backends, tmp_path: Path) -> None:
+    # A long upload is stored first and indexed by a job: its text waits in the
+    # ingestion's row, which must be sealed like the document it becomes.
+    keyfile.new_key_file(tmp_path / "k.keys")
+    cipher = open_cipher(tmp_path / "k.keys", backends.store)
+    assert cipher is not None
+    data_key = cipher.set_sensitive("acme", True).data_key_id
+    store = open_store(backends)
+    made, created = store.create_ingestion("acme", NewIngestion(
+        "kb", "key-1", NewDocument("t", "s", "text", PLANT, "h"), None))
+    other, _ = store.create_ingestion("globex", NewIngestion(
+        "kb", "key-1", NewDocument("t", "s", "text", OTHER, "h"), None))
+    assert created and store.get_ingestion("acme", made.id, with_text=True).text == PLANT
+    raw = memory_rows(backends, backends.url, "memory_ingestions")
+    assert OTHER in raw and PLANT not in raw and f"homeo:enc:v1:{data_key}:" in raw
+    done = store.finish_ingestion("acme", made.id, [NewChunk(0, PLANT, 0, len(PLANT), "h0",
+                                                              VECTOR)], MODEL)
+    assert store.get_document("acme", "kb", done.id).text == PLANT
+    raw = memory_rows(backends, backends.url, "memory_ingestions", "memory_documents",
+                      "memory_chunks")
+    assert PLANT not in raw
+    assert store.get_ingestion("globex", other.id, with_text=True).text == OTHER

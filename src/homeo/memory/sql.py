@@ -49,6 +49,7 @@ class SQLKnowledgeStore(SQLIngestions, KnowledgeStore):
         # runs (`runs`: the SQLStore beside it); the full-text index keeps terms.
         self.documents = SealedTexts(runs, "memory_documents.text")
         self.chunks = SealedTexts(runs, "memory_chunks.text")
+        self.ingested = SealedTexts(runs, "memory_ingestions.text")
         self.inline_reads = database.inline_reads
         database.migrate("memory", migrations)  # type: ignore[attr-defined]
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from homeo.db.dialect import Dialect, clock
 from homeo.ids import new_id
+from homeo.store.sealed import SealedTexts
 from homeo.memory.store import (
     Document,
     DocumentNotFound,
@@ -32,6 +33,7 @@ class SQLIngestions:
     provides `db` and `_put`."""
 
     db: Dialect
+    ingested: SealedTexts  # the accepted text, sealed for a sensitive tenant as documents are
     _put: Callable[..., Document]  # (db, tenant_id, collection, NewDocument, chunks, model,
     #                                  replace, at): put_document in the caller's transaction
 
@@ -48,7 +50,8 @@ class SQLIngestions:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', NULL, 0, NULL, NULL, 0, ?, ?)"
                 " ON CONFLICT (tenant_id, idempotency_key) DO NOTHING"),
                 (ingestion_id, tenant_id, new.collection, new.idempotency_key, document.title,
-                 document.source, document.format, document.text, document.content_hash,
+                 document.source, document.format,
+                 self.ingested.stored(tenant_id, document.text), document.content_hash,
                  new.replace_document, at, at)).rowcount
             row = db.execute(self.db.sql(
                 f"SELECT {_COLUMNS} FROM memory_ingestions WHERE tenant_id = ?"
@@ -62,7 +65,12 @@ class SQLIngestions:
             row = db.execute(self.db.sql(
                 f"SELECT {columns} FROM memory_ingestions WHERE tenant_id = ? AND id = ?"),
                 (tenant_id, ingestion_id)).fetchone()
-        return None if row is None else Ingestion.model_validate(dict(row))
+        if row is None:
+            return None
+        record = dict(row)
+        if with_text:
+            record["text"] = self.ingested.plain(tenant_id, record["text"])
+        return Ingestion.model_validate(record)
 
     def start_ingestion(self, tenant_id: str, ingestion_id: str, chunks_total: int, *,
                         now: float | None = None) -> None:
@@ -130,7 +138,8 @@ class SQLIngestions:
                         f"the document of ingestion {ingestion_id!r} was deleted since")
                 return done
             document = NewDocument(ingestion.title, ingestion.source, ingestion.format,
-                                   row["text"], ingestion.content_hash)
+                                   self.ingested.plain(tenant_id, row["text"]),
+                                   ingestion.content_hash)
             made = self._put(db, tenant_id, ingestion.collection, document, chunks, model,
                              ingestion.replace_document, at)
             db.execute(sql(
