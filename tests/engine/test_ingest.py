@@ -14,11 +14,12 @@ import pytest
 
 from homeo.config import Settings
 from homeo.engine.ingest import INGEST_ATTEMPTS, INGEST_JOB, process_ingest_job, submit_ingestion
+from homeo.engine.sweep import Sweeper
 from homeo.llm.base import Embeddings
 from homeo.memory.chunking import chunk
 from homeo.memory.extract import from_text
 from homeo.memory.ingest import index_ingestion
-from homeo.memory.store import EmbeddingModel, NewChunk, NewDocument
+from homeo.memory.store import EmbeddingModel, NewChunk, NewDocument, NewIngestion
 from homeo.runtime import Runtime
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "support"))
@@ -194,3 +195,32 @@ def test_deleting_a_collection_drops_its_ingestions_and_a_queued_one_ends(
     assert asyncio.run(runtime.worker(1).run_until_idle()) == 2
     assert knowledge.store.get_collection(TENANT, "logs") is None  # not brought back
     assert knowledge.store.get_ingestion(TENANT, kept.id).status == "done"
+
+
+def test_the_sweeper_queues_an_ingestion_whose_job_was_lost(runtime: Runtime) -> None:
+    # As a process that died between storing the ingestion and queueing its job
+    # leaves it where the queue is another system (Redis).
+    knowledge = runtime.knowledge()
+    text = book()
+    stranded, _ = knowledge.store.create_ingestion(TENANT, NewIngestion(
+        "logs", "lost-key", NewDocument(None, "log.txt", "text", text, "h")), now=1000.0)
+    sweeper = Sweeper(runtime.backends, grace_seconds=30.0, knowledge=knowledge.store)
+    assert sweeper.sweep_ingestions(now=1010.0) == []  # may be mid-submission
+    assert sweeper.sweep_ingestions(now=2000.0) == [stranded.id]
+    assert sweeper.sweep_ingestions(now=2000.0) == []  # queued once
+    assert asyncio.run(runtime.worker(1).run_until_idle()) == 1
+    done = knowledge.store.get_ingestion(TENANT, stranded.id)
+    assert done.status == "done" and done.chunks_done == len(chunk(text, knowledge.policy))
+
+
+def test_the_sweeper_fails_an_ingestion_whose_job_ended_without_it(runtime: Runtime) -> None:
+    knowledge, queue = runtime.knowledge(), runtime.backends.queue
+    ingestion, _ = submit_ingestion(runtime.backends, knowledge.store, TENANT, "logs",
+                                    from_text(book(), "text"))
+    job = queue.claim("w", 30.0)
+    queue.fail(job.id, "w", "no embedding model here", retry=False)
+    sweeper = Sweeper(runtime.backends, grace_seconds=0.0, knowledge=knowledge.store)
+    assert sweeper.sweep_ingestions(now=9e9) == [ingestion.id]
+    failed = knowledge.store.get_ingestion(TENANT, ingestion.id)
+    assert failed.status == "failed" and "its job ended (dead)" in failed.error
+    assert "no embedding model here" in failed.error

@@ -84,8 +84,12 @@ def enqueue_ingestion(queue: Queue, tenant_id: str, ingestion: Ingestion, *,
                       delay: float = 0.0) -> None:
     """Queue the ingestion's job (a no-op when it is queued already)."""
     queue.enqueue(tenant_id, INGEST_JOB, {"ingestion_id": ingestion.id}, delay=delay,
-                  idempotency_key=f"ingest:{ingestion.id}:{ingestion.generation}",
-                  max_attempts=INGEST_ATTEMPTS)
+                  idempotency_key=ingestion_job_key(ingestion), max_attempts=INGEST_ATTEMPTS)
+
+
+def ingestion_job_key(ingestion: Ingestion) -> str:
+    """The idempotency key of the job of this submission of the ingestion."""
+    return f"ingest:{ingestion.id}:{ingestion.generation}"
 
 
 @dataclass

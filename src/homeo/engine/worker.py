@@ -165,7 +165,8 @@ class Worker:
         # How often a running run's status is read (to stop a cancelled run's step).
         self.watch_seconds = min(watch_seconds, lease_seconds / 3)
         self.shutdown_grace_seconds = shutdown_grace_seconds
-        self.sweeper = Sweeper(backends, grace_seconds=sweep_seconds, max_attempts=max_attempts)
+        self.sweeper = Sweeper(backends, grace_seconds=sweep_seconds, max_attempts=max_attempts,
+                               knowledge=None if knowledge is None else knowledge.store)
         self.waits = Waits(backends, max_attempts=max_attempts)
         self.max_attempts = max_attempts
         self.tools = tools or ToolSettings()
@@ -302,12 +303,16 @@ class Worker:
         while not await _wait(stop, self.sweeper.grace_seconds):
             try:
                 queued = await asyncio.to_thread(self.sweeper.sweep)
+                requeued = await asyncio.to_thread(self.sweeper.sweep_ingestions)
                 woken = await asyncio.to_thread(self.waits.sweep)
             except Exception as error:  # the database is down: the slots report it
                 self.log.warning("sweep failed", error=f"{type(error).__name__}: {error}")
                 continue
             if queued:
                 self.log.warning("queued runs that had no job", runs=queued)
+            if requeued:
+                self.log.warning("queued or failed ingestions whose job was lost or ended",
+                                 ingestions=requeued)
             if woken:
                 self.log.info("woke or ended waiting runs (deadline passed, children ended)",
                               runs=woken)

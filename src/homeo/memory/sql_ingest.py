@@ -72,6 +72,15 @@ class SQLIngestions:
             record["text"] = self.ingested.plain(tenant_id, record["text"])
         return Ingestion.model_validate(record)
 
+    def unsettled_ingestions(self, *, updated_before: float, after_id: str = "",
+                             limit: int = 200) -> list[tuple[str, Ingestion]]:
+        with self.db.read() as db:
+            rows = db.execute(self.db.sql(
+                f"SELECT tenant_id, {_COLUMNS} FROM memory_ingestions"
+                " WHERE status IN ('queued', 'indexing') AND updated_at < ? AND id > ?"
+                " ORDER BY id LIMIT ?"), (updated_before, after_id, limit)).fetchall()
+        return [(row["tenant_id"], Ingestion.model_validate(dict(row))) for row in rows]
+
     def start_ingestion(self, tenant_id: str, ingestion_id: str, chunks_total: int, *,
                         now: float | None = None) -> None:
         with self.db.write() as db:

@@ -265,6 +265,13 @@ class KnowledgeStore(ABC):
                       with_text: bool = False) -> Ingestion | None: ...
 
     @abstractmethod
+    def unsettled_ingestions(self, *, updated_before: float, after_id: str = "",
+                             limit: int = 200) -> list[tuple[str, Ingestion]]:
+        """(tenant, ingestion) of every tenant's queued or indexing ingestions
+        not changed since `updated_before`, by id after `after_id`: for the
+        sweeper, which queues those whose job was lost."""
+
+    @abstractmethod
     def start_ingestion(self, tenant_id: str, ingestion_id: str, chunks_total: int, *,
                         now: float | None = None) -> None:
         """Mark it indexing with this many chunks to embed (unless it has ended)."""
