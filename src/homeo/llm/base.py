@@ -225,3 +225,25 @@ class Model(ABC):
     async def aclose(self) -> None:
         """Release what the model holds (connections, loaded weights). Optional."""
         return
+
+
+class Embedder(Model):
+    """A model that makes embeddings only: `request` refuses with `Unsupported`,
+    so a chat routed to it says what to use instead."""
+
+    async def request(
+        self,
+        messages: list[Message],
+        tools: list[ToolSpec] | None = None,
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        json_schema: dict[str, Any] | None = None,
+        tool_choice: ToolChoice | None = None,
+        stop: list[str] | None = None,
+    ) -> ModelResponse:
+        raise Unsupported(f"{self.name} makes embeddings only and cannot chat: use a chat"
+                          " model such as `local`")
+
+    @abstractmethod
+    async def embed(self, texts: list[str]) -> Embeddings: ...

@@ -20,17 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from homeo.llm.base import (
-    Embeddings,
-    Message,
-    Model,
-    ModelError,
-    ModelResponse,
-    ToolChoice,
-    ToolSpec,
-    Unsupported,
-    Usage,
-)
+from homeo.llm.base import Embedder, Embeddings, ModelError, Usage
 from homeo.llm.providers.embed_texts import check_texts
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
@@ -103,7 +93,7 @@ def _load(path: Path, threads: int | None) -> Any:
         raise ModelError(f"sentence-transformers could not load {path}: {exc}") from exc
 
 
-class MiniLM(Model):
+class MiniLM(Embedder):
     """Sentence embeddings from all-MiniLM-L6-v2 (or another sentence-transformers
     directory at `path`). It makes embeddings only: `request` refuses.
 
@@ -134,21 +124,6 @@ class MiniLM(Model):
                 f"{_INSTALL_HINT} for the default, or pass the directory of a saved model"
             )
         self.batch_size = batch_size
-
-    async def request(
-        self,
-        messages: list[Message],
-        tools: list[ToolSpec] | None = None,
-        *,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        json_schema: dict[str, Any] | None = None,
-        tool_choice: ToolChoice | None = None,
-        stop: list[str] | None = None,
-    ) -> ModelResponse:
-        raise Unsupported(
-            "minilm makes embeddings only and cannot chat: use a chat model such as `local`"
-        )
 
     async def embed(self, texts: list[str]) -> Embeddings:
         """One L2-normalised vector per text, in input order. `usage.input_tokens`

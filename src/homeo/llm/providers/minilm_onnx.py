@@ -37,17 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from homeo.llm.base import (
-    Embeddings,
-    Message,
-    Model,
-    ModelError,
-    ModelResponse,
-    ToolChoice,
-    ToolSpec,
-    Unsupported,
-    Usage,
-)
+from homeo.llm.base import Embedder, Embeddings, ModelError, Usage
 from homeo.llm.providers.embed_texts import check_texts
 
 GRAPH_FILE = "model.onnx"
@@ -167,7 +157,7 @@ def open_graph(directory: Path, manifest: Manifest, threads: int) -> tuple[Any, 
     return session, tokenizer
 
 
-class MiniLMOnnx(Model):
+class MiniLMOnnx(Embedder):
     """Sentence embeddings from the ONNX export of all-MiniLM-L6-v2 in `directory`.
     It makes embeddings only: `request` refuses.
 
@@ -189,21 +179,6 @@ class MiniLMOnnx(Model):
         self.model_name = self.manifest.model_name
         self.batch_size = batch_size
         self.threads = threads
-
-    async def request(
-        self,
-        messages: list[Message],
-        tools: list[ToolSpec] | None = None,
-        *,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        json_schema: dict[str, Any] | None = None,
-        tool_choice: ToolChoice | None = None,
-        stop: list[str] | None = None,
-    ) -> ModelResponse:
-        raise Unsupported(
-            "minilm makes embeddings only and cannot chat: use a chat model such as `local`"
-        )
 
     async def embed(self, texts: list[str]) -> Embeddings:
         """One L2-normalised vector per text, in input order. `usage.input_tokens`
