@@ -151,35 +151,3 @@ async def block(gate: str) -> str:
         stopped.add(gate)
         raise
     return "released"
-
-
-# `gated`: its task is "GATE_FILE#item"; it waits for GATE_FILE to exist, from
-# any process (tests/test_cli_batch.py holds Ray tasks' runs mid-step with it).
-AGENTS["gated"] = ("gated_model", ["scriptkit:await_file"])
-
-
-@tool(idempotent=True, timeout_seconds=HOLD_SECONDS + 5)
-def await_file(path: str) -> str:
-    """Wait until the file at `path` exists (at most HOLD_SECONDS).
-
-    Args:
-        path: the file to wait for
-    """
-    import os
-    import time
-
-    deadline = time.monotonic() + HOLD_SECONDS
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            return "gave up waiting"
-        time.sleep(0.05)
-    return "opened"
-
-
-def gated_model(messages: list[Message], tools: list[ToolSpec]) -> Message | str:
-    """Calls `await_file` with the task's gate file, then answers."""
-    gate, _, item = _task(messages).partition("#")
-    results = _tool_results(messages)
-    if not results:
-        return tool_call("await_file", path=gate)
-    return f"{item}: {results[-1].content}"
