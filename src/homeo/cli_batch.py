@@ -88,7 +88,8 @@ def batch_run(
     settings = settings_or_exit(data_dir=data_dir, database_url=database_url,
                                 agents_dir=agents_dir, workers=workers, default_tenant=tenant)
     # Ray tasks open the database from other processes, whose folder may differ.
-    settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
+    settings = settings.model_copy(update={"data_dir": settings.data_dir.resolve(),
+                                           "agents_dir": settings.agents_dir.resolve()})
     logs.configure("warning", settings.log_json)
     batch = batch_id or default_batch_id(agent, text)
     runtime = open_runtime(settings)
