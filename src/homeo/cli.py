@@ -1,4 +1,4 @@
-"""The `homeo` command line: serve, worker, run, runs, agents, eval, keys, doctor, mcp,
+"""The `homeo` command line: serve, worker, run, runs, batch, agents, eval, keys, doctor, mcp,
 sandbox, slo, autonomic, audit, models."""
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from homeo.cli_common import (
 )
 from homeo.cli_audit import audit_app, audit_log_or_exit
 from homeo.cli_autonomic import autonomic_app
+from homeo.cli_batch import batch_app
 from homeo.cli_crypto import crypto_app
 from homeo.cli_evolve import agent_versions, eval_app
 from homeo.cli_memory import memory_app
@@ -48,6 +49,7 @@ from homeo.observe import logs
 app = typer.Typer(help="homeo: run AI agents durably, securely and observably.",
                   context_settings=CONTEXT)
 app.add_typer(runs_app, name="runs")
+app.add_typer(batch_app, name="batch")
 app.command("prune")(prune_checkpoints)
 app.add_typer(memory_app, name="memory")
 app.add_typer(models_app, name="models")
