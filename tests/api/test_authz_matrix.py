@@ -258,6 +258,8 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("POST", "/ui/runs/{run_id}/reject"): lambda w, who: (
         "POST", f"/ui/runs/{w.acme['done']}/reject", {"data": {"comment": "no"}}),
     ("POST", "/ui/runs/{run_id}/cancel"): ui_cancel,
+    ("GET", "/ui/agents"): lambda w, who: ("GET", "/ui/agents", {}),
+    ("GET", "/ui/agents/{name}"): lambda w, who: ("GET", "/ui/agents/echo", {}),
 }
 # Public routes that answer other than 200: signing in and out redirect (303).
 PUBLIC_STATUS = {("POST", "/ui/sign-in"): 303, ("POST", "/ui/sign-out"): 303}

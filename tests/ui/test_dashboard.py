@@ -72,6 +72,16 @@ def test_from_the_runs_list_to_a_run_to_a_step(page, served: Served, screenshots
     page.find_element(By.CSS_SELECTOR, "form.filters button").click()
     assert run_id in text_of(page, "runs")
 
+    # The agents, and a version's KPIs: the run above counts for the current one.
+    page.find_element(By.LINK_TEXT, "Agents").click()
+    page.find_element(By.LINK_TEXT, "echo").click()
+    versions = page.find_elements(By.CSS_SELECTOR, "#versions tbody tr")
+    current = [row for row in versions if "current" in row.text]
+    assert len(current) == 1
+    assert current[0].find_elements(By.TAG_NAME, "td")[2].text == "1"  # runs
+    assert current[0].find_elements(By.TAG_NAME, "td")[3].text.startswith("100%")
+    snap(page, screenshots, "agent")
+
 
 def test_approving_a_waiting_run_lets_it_continue(page, served: Served, tmp_path: Path,
                                                   screenshots: Path) -> None:

@@ -118,6 +118,8 @@ def test_bad_input_gets_a_page_that_says_what_is_wrong(served: Served) -> None:
     assert nul.status_code == 422 and "NUL" in nul.text
     missing = api.get("/ui/runs/run_00000000000000000000ff")
     assert missing.status_code == 404 and "no run" in missing.text
+    nobody = api.get("/ui/agents/nobody")
+    assert nobody.status_code == 404 and "/ui/agents lists the agents it has" in nobody.text
 
 
 def test_pages_carry_headers_that_keep_them_safe(served: Served) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,12 @@ def _when(moment: datetime | None) -> str:
     return "" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _epoch(seconds: float | None) -> str:
+    return "" if seconds is None else _when(datetime.fromtimestamp(seconds, timezone.utc))
+
+
 _templates.filters["when"] = _when
+_templates.filters["epoch"] = _epoch
 
 
 def is_ui(request: Request) -> bool:
