@@ -260,6 +260,7 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("POST", "/ui/runs/{run_id}/cancel"): ui_cancel,
     ("GET", "/ui/agents"): lambda w, who: ("GET", "/ui/agents", {}),
     ("GET", "/ui/agents/{name}"): lambda w, who: ("GET", "/ui/agents/echo", {}),
+    ("GET", "/ui/slo"): lambda w, who: ("GET", "/ui/slo", {}),
 }
 # Public routes that answer other than 200: signing in and out redirect (303).
 PUBLIC_STATUS = {("POST", "/ui/sign-in"): 303, ("POST", "/ui/sign-out"): 303}

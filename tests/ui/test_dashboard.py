@@ -82,6 +82,15 @@ def test_from_the_runs_list_to_a_run_to_a_step(page, served: Served, screenshots
     assert current[0].find_elements(By.TAG_NAME, "td")[3].text.startswith("100%")
     snap(page, screenshots, "agent")
 
+    # The SLOs, measured over this tenant's runs: the one run succeeded.
+    page.find_element(By.LINK_TEXT, "SLOs").click()
+    rows = {row.find_element(By.TAG_NAME, "strong").text: row
+            for row in page.find_elements(By.CSS_SELECTOR, "#slos tbody tr")}
+    assert rows, "no SLOs shown"
+    success = [row for name, row in rows.items() if name == "runs-succeed"]
+    assert success and "1 / 1" in success[0].text
+    snap(page, screenshots, "slo")
+
 
 def test_approving_a_waiting_run_lets_it_continue(page, served: Served, tmp_path: Path,
                                                   screenshots: Path) -> None:
