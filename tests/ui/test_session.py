@@ -5,13 +5,14 @@ headers every page carries."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
 
 from homeo.api.ui.render import csrf_token
 from homeo.store.models import NewRun
 from homeo.engine.submit import submit_run
-from tests.api.conftest import Served, add_key
+from tests.api.conftest import Served, add_key, serve  # noqa: F401 (a fixture)
 from tests.api.test_runs import run_id_of, wait_for
 from tests.api.test_waits import waiting
 
@@ -141,3 +142,24 @@ def test_jinja_escapes_what_runs_carry(served: Served) -> None:
     wait_for(served.client, run_id)
     page = served.client.get(f"/ui/runs/{run_id}").text
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
+
+
+def test_a_session_whose_key_fails_is_forgotten(served: Served) -> None:
+    stale = "hk_0123456789abcdef_" + "w" * 40
+    with browser_like(served) as client:
+        answer = client.get("/ui/runs", headers={"cookie": f"homeo_session={stale}"})
+    assert answer.status_code == 401 and "unknown API key" in answer.text
+    assert answer.headers["set-cookie"].startswith('homeo_session=""; Max-Age=0; Path=/ui')
+    assert "www-authenticate" not in answer.headers  # no browser password dialog
+
+
+def test_over_https_the_session_cookie_is_secure(serve, tmp_path: Path) -> None:  # noqa: F811
+    from tests.support.tlskit import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    served = serve(tls_cert_file=pki.cert_file, tls_key_file=pki.key_file, tls_ca=pki.ca_file)
+    with served.client_for(None) as client:
+        answer = client.post("/ui/sign-in", data={"token": served.key})
+        assert answer.status_code == 303
+        assert "; secure" in answer.headers["set-cookie"].lower()
+        assert client.get("/ui/runs").status_code == 200

@@ -31,6 +31,7 @@ from homeo.store.models import ROLES, Role, role_allows
 
 # The dashboard's session cookie: the API key or JWT its user signed in with.
 SESSION_COOKIE = "homeo_session"
+_FORGET_SESSION = f'{SESSION_COOKIE}=""; Max-Age=0; Path=/ui; HttpOnly; SameSite=strict'
 
 
 @dataclass
@@ -72,7 +73,12 @@ async def session_caller(request: Request) -> Caller:
     token = request.cookies.get(SESSION_COOKIE, "").strip()
     if not token:
         raise _unauthorized("not signed in: sign in at /ui with an API key or a JWT")
-    return await caller_of(request, token)
+    try:
+        return await caller_of(request, token)
+    except HTTPException as refused:
+        if refused.status_code == 401:  # revoked, expired: the browser forgets it
+            refused.headers = {**(refused.headers or {}), "Set-Cookie": _FORGET_SESSION}
+        raise
 
 
 async def caller_of(request: Request, token: str) -> Caller:
