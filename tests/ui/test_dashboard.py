@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as shown
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -18,10 +19,26 @@ from tests.ui.conftest import WAIT_SECONDS
 
 
 def sign_in(page, served: Served, key: str) -> None:  # noqa: ANN001
+    """With the keyboard only: Tab reaches the skip link first, then the key
+    field after the links before it; Enter submits."""
     page.get(f"{served.url}/ui")
-    page.find_element(By.ID, "token").send_keys(key)
-    page.find_element(By.CSS_SELECTOR, "form.sign-in button").click()
+    page.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+    assert page.switch_to.active_element.get_attribute("class") == "skip"
+    for _ in range(3):  # past the header's and the page's links
+        if page.switch_to.active_element.get_attribute("id") == "token":
+            break
+        page.switch_to.active_element.send_keys(Keys.TAB)
+    assert page.switch_to.active_element.get_attribute("id") == "token"
+    page.switch_to.active_element.send_keys(key + Keys.ENTER)
     WebDriverWait(page, WAIT_SECONDS).until(shown.url_contains("/ui/runs"))
+
+
+def every_field_is_labelled(page) -> None:  # noqa: ANN001
+    fields = page.find_elements(By.CSS_SELECTOR, "input:not([type=hidden]), select")
+    unlabelled = [field.get_attribute("name") for field in fields
+                  if not page.find_elements(By.CSS_SELECTOR,
+                                            f"label[for='{field.get_attribute('id')}']")]
+    assert not unlabelled, f"fields without a label on {page.current_url}: {unlabelled}"
 
 
 def text_of(page, element_id: str) -> str:  # noqa: ANN001
@@ -43,10 +60,12 @@ def test_from_the_runs_list_to_a_run_to_a_step(page, served: Served, screenshots
     page.find_element(By.ID, "token").send_keys("hk_not_a_real_key")
     page.find_element(By.CSS_SELECTOR, "form.sign-in button").click()
     assert "malformed API key" in text_of(page, "error")
+    every_field_is_labelled(page)
     snap(page, screenshots, "sign-in-refused")
 
     sign_in(page, served, served.key)
     assert text_of(page, "tenant") == served.runtime.settings.default_tenant
+    every_field_is_labelled(page)
     snap(page, screenshots, "runs")
     page.find_element(By.LINK_TEXT, run_id).click()
 
@@ -108,6 +127,7 @@ def test_approving_a_waiting_run_lets_it_continue(page, served: Served, tmp_path
     sign_in(page, served, served.key)  # the admin's
     page.get(f"{served.url}/ui/runs/{run_id}")
     assert "wire_money" in text_of(page, "waiting")
+    every_field_is_labelled(page)
     snap(page, screenshots, "run-waiting")
     page.find_element(By.ID, "approve-comment").send_keys("fine")
     page.find_element(By.ID, "approve").click()

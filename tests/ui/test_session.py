@@ -84,6 +84,7 @@ def test_a_member_cancels_only_its_own_runs(served: Served) -> None:
     with browser_like(served) as client:
         sign_in(client, member)
         token = csrf_token(member)
+        assert 'id="cancel"' not in client.get(f"/ui/runs/{others.id}").text
         refused = client.post(f"/ui/runs/{others.id}/cancel", data={"csrf": token})
         assert refused.status_code == 403 and "cancels only the runs it submitted" in refused.text
         mine = run_id_of(served.client_for(member), "payer", "6")

@@ -73,7 +73,17 @@ async def run_page(run_id: str, request: Request, app: Parts,
                 can_answer=(detail.status == "waiting" and waiting_for.get("kind") == "approval"
                             and role_allows(found.role, "operator")),
                 can_cancel=(detail.status not in FINAL_STATUSES
-                            and role_allows(found.role, "member")))
+                            and await _may_cancel(app, found, run_id)))
+
+
+async def _may_cancel(app: AppParts, found: Caller, run_id: str) -> bool:
+    """An operator cancels any run; a member only those it submitted."""
+    if role_allows(found.role, "operator"):
+        return True
+    if not role_allows(found.role, "member"):
+        return False
+    submitter = await read(app, app.backends.store.run_submitter, found.tenant_id, run_id)
+    return submitter == found.principal
 
 
 @router.get("/{run_id}/steps/{seq}")
