@@ -30,10 +30,12 @@ from homeo.api import (
     runs,
     safety,
     slo,
+    ui,
 )
 from homeo.api.deps import AppParts, RateLimits, tenant
 from homeo.api.middleware import BodyLimit, RequestID, RequestTiming
 from homeo.api.text import reject_nul
+from homeo.api.ui import site as ui
 from homeo.api.usage import UsageWriter
 from homeo.audit import open_audit_log
 from homeo.autonomic.control import ControlState
@@ -169,6 +171,7 @@ def create_app(
     app.include_router(autonomic.router, dependencies=authenticated)
     app.include_router(health.router)
     docs.install(app)
+    ui.install(app)  # the dashboard at /ui
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestID)
     app.add_middleware(RequestTiming, metrics=metrics)  # outermost: it times the others too

@@ -29,6 +29,11 @@ from homeo.store.base import read_async
 from homeo.store.models import ROLES, Role, role_allows
 
 
+# The dashboard's session cookie: the API key or JWT its user signed in with.
+SESSION_COOKIE = "homeo_session"
+_FORGET_SESSION = f'{SESSION_COOKIE}=""; Max-Age=0; Path=/ui; HttpOnly; SameSite=strict'
+
+
 @dataclass
 class AppParts:
     settings: Settings
@@ -56,7 +61,28 @@ async def caller(request: Request) -> Caller:
         )
     if scheme.lower() != "bearer":
         raise _unauthorized("the Authorization header must be `Bearer <key>`")
-    token = token.strip()
+    return await caller_of(request, token.strip())
+
+
+async def session_caller(request: Request) -> Caller:
+    """The dashboard's caller (homeo.api.ui): from the Authorization header when
+    one is sent, else from the session cookie that signing in set. Either way the
+    same checks as the API's (`caller_of`)."""
+    if request.headers.get("authorization"):
+        return await caller(request)
+    token = request.cookies.get(SESSION_COOKIE, "").strip()
+    if not token:
+        raise _unauthorized("not signed in: sign in at /ui with an API key or a JWT")
+    try:
+        return await caller_of(request, token)
+    except HTTPException as refused:
+        if refused.status_code == 401:  # revoked, expired: the browser forgets it
+            refused.headers = {**(refused.headers or {}), "Set-Cookie": _FORGET_SESSION}
+        raise
+
+
+async def caller_of(request: Request, token: str) -> Caller:
+    """The caller an API key or JWT names, with every check `caller` makes."""
     keys: KeyCheck = request.app.state.keys
     users: JwtCheck | None = request.app.state.users
     client = request.client.host if request.client else "unknown"
@@ -140,15 +166,16 @@ async def tenant(found: Annotated[Caller, Depends(caller)]) -> str:
     return found.tenant_id
 
 
-def requires(role: Role) -> Any:
+def requires(role: Role, session: bool = False) -> Any:
     """A route's authorization decision, declared next to it: the route needs
     `role` or a higher one in the caller's tenant, else 403. Declare it as
     `@router.get(..., dependencies=[requires("viewer")])`, or as
     `caller: Annotated[Caller, requires("admin")]` where the route needs the
     caller. The authorization matrix test (tests/api/test_authz_matrix.py) reads
     the decisions from the app's routes (`decision_of`), so a route without one
-    fails it."""
-    return Depends(_NEEDS[role])
+    fails it. With `session`, the caller may also come from the dashboard's
+    session cookie (`session_caller`)."""
+    return Depends((_SESSION_NEEDS if session else _NEEDS)[role])
 
 
 async def record_denial(request: Request, found: Caller, reason: str) -> None:
@@ -173,8 +200,10 @@ def decision_of(call: Callable[..., Any]) -> str | None:
     return getattr(call, "homeo_access", None)
 
 
-def _needs(role: Role) -> Callable[..., Any]:
-    async def needs_role(request: Request, found: Annotated[Caller, Depends(caller)]) -> Caller:
+def _needs(role: Role, who: Callable[..., Any] = caller) -> Callable[..., Any]:
+    # A default, not Annotated: string annotations (from __future__) are read in
+    # the module's globals, where `who` is not.
+    async def needs_role(request: Request, found: Caller = Depends(who)) -> Caller:
         if not role_allows(found.role, role):
             await record_denial(request, found, f"needs {role}")
             raise HTTPException(
@@ -194,6 +223,7 @@ async def _open_to_anyone() -> None:
 
 _open_to_anyone.homeo_access = "public"  # type: ignore[attr-defined]
 _NEEDS = {role: _needs(role) for role in ROLES}
+_SESSION_NEEDS = {role: _needs(role, session_caller) for role in ROLES}
 
 
 def _unauthorized(message: str) -> HTTPException:

@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from homeo.engine.submit import (
@@ -22,6 +22,7 @@ from homeo.engine.submit import (
     SubmitFailed,
     UnknownAgent,
 )
+from homeo.api.ui.render import error_page, is_ui
 from homeo.crypto.errors import CryptoError
 from homeo.engine.waits import RunNotWaiting
 from homeo.safety.scrub import scrub, scrub_value
@@ -51,10 +52,13 @@ def error_response(
     details: list[Any] | None = None,
     headers: dict[str, str] | None = None,
     kind: str | None = None,
-) -> JSONResponse:
+) -> JSONResponse | HTMLResponse:
     """The error answer; `kind` (the error's type) defaults to the status's. Its
     message and details are scrubbed of secrets: a provider's error may quote
-    its key, a validation error the value it refused."""
+    its key, a validation error the value it refused. Under /ui, a page that
+    says the same (homeo.api.ui)."""
+    if is_ui(request):
+        return error_page(request, status, scrub(message), headers)
     body: dict[str, Any] = {
         "error": {"type": kind or STATUS_TYPES.get(status, "error"), "message": scrub(message)},
         "request_id": getattr(request.state, "request_id", None),

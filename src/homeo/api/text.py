@@ -1,5 +1,5 @@
 """Text the API accepts: no NUL character (U+0000) in any path parameter,
-query parameter or JSON body string, on every route.
+query parameter, JSON body string or form field, on every route.
 
 PostgreSQL cannot store NUL in text (a 500 deep in the store) and SQLite
 would keep it for the next reader to trip on, so it is refused at the door,
@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 NUL = "\x00"
 PROBLEM = "must not contain NUL (\\u0000) characters; remove them"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def nul_locations(value: Any, where: tuple[str | int, ...]) -> list[tuple[str | int, ...]]:
@@ -42,7 +43,14 @@ async def reject_nul(request: Request) -> None:
     ]
     found += [("query", name) for name, value in request.query_params.multi_items()
               if NUL in name or NUL in value]
-    if request.method in _BODY_METHODS:
+    content_type = request.headers.get("content-type", "")
+    if request.method in _BODY_METHODS and content_type.startswith(_FORM_TYPES):
+        # FastAPI has parsed a form already (the dashboard's, homeo.api.ui), and
+        # read the body doing it: its fields are what to check.
+        form = await request.form()
+        found += [("body", name) for name, value in form.multi_items()
+                  if NUL in name or (isinstance(value, str) and NUL in value)]
+    elif request.method in _BODY_METHODS:
         body = await request.body()  # FastAPI keeps it: the route does not read it again
         # JSON strings can hold NUL only as the escape \u0000 (a raw NUL byte is
         # invalid JSON, a 400 already), so most bodies are never parsed twice.

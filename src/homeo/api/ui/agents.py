@@ -1,0 +1,37 @@
+"""The dashboard's agent pages: the agents the caller's tenant runs, and each
+agent's versions with their KPIs and 95% intervals (homeo.evolve.kpis), as
+GET /v1/agents and /v1/agents/{name}/versions answer them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse
+
+from homeo.api.deps import AppParts, parts, read, requires
+from homeo.api.ui.render import UI_PATH, page
+from homeo.evolve.kpis import version_kpis
+from homeo.keys import Caller
+
+router = APIRouter(prefix=f"{UI_PATH}/agents", include_in_schema=False)
+Parts = Annotated[AppParts, Depends(parts)]
+
+
+@router.get("")
+async def agents_page(request: Request, app: Parts,
+                      found: Annotated[Caller, requires("viewer", session=True)]
+                      ) -> HTMLResponse:
+    records = await read(app, app.backends.store.list_agents, found.tenant_id)
+    return page(request, "agents.html", who=found, agents=records)
+
+
+@router.get("/{name}")
+async def agent_page(name: str, request: Request, app: Parts,
+                     found: Annotated[Caller, requires("viewer", session=True)]
+                     ) -> HTMLResponse:
+    versions = await read(app, version_kpis, app.backends.store, found.tenant_id, name)
+    if not versions:
+        raise HTTPException(404, f"agent {name!r} has no versions for this tenant;"
+                                 f" {UI_PATH}/agents lists the agents it has")
+    return page(request, "agent.html", who=found, name=name, versions=versions[::-1])
