@@ -1,5 +1,5 @@
 """The `homeo` command line: serve, worker, run, runs, agents, eval, keys, doctor, mcp,
-sandbox, slo, autonomic, audit, models."""
+sandbox, slo, autonomic, chaos, audit, models."""
 
 from __future__ import annotations
 

@@ -68,10 +68,10 @@ def run(
         print(json.dumps({"scenario": chosen.name, "fault": chosen.fault,
                           "heals_by": chosen.heals_by,
                           "results": [result.as_json() for result in results]}))
-        return
-    console.print(f"{chosen.name}: {chosen.fault}; the loop is expected to {chosen.heals_by}.",
-                  markup=False)
-    console.print(table(chosen.name, results), markup=False, soft_wrap=True)
+    else:
+        console.print(f"{chosen.name}: {chosen.fault}; the loop is expected to"
+                      f" {chosen.heals_by}.", markup=False)
+        console.print(table(chosen.name, results), markup=False, soft_wrap=True)
     lost = sum(result.lost for result in results)
     if lost:
         fail(f"{lost} accepted runs never ended", code=1)

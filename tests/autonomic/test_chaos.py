@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import pytest
-from clikit import homeo, no_homeo_env  # noqa: F401 (an autouse fixture)
 
 from homeo.autonomic.chaos.harness import Tuning, run_scenario
 from homeo.autonomic.chaos.measure import ModeResult, RunOutcome, Slo, recovery
 from homeo.autonomic.chaos.scenarios import SCENARIOS
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "support"))
+from clikit import homeo, no_homeo_env  # noqa: E402, F401 (an autouse fixture)
 
 # Short, but long enough for a breaker to open and a heartbeat to go stale;
 # generous deadlines for a busy machine.

@@ -44,18 +44,20 @@ def _hang(system: System) -> None:
 
 
 def _kill_a_worker(system: System) -> None:
-    # The one its heartbeat says runs the most (runs in flight are the point),
-    # waiting a little for one to be busy; else the first.
+    # The one holding the most leases now (runs in flight are the point),
+    # waiting a little for one to hold any; else the first still alive.
     mine = {worker.pid: worker for worker in system.workers if worker.poll() is None}
-    deadline = time.monotonic() + BUSY_WAIT_SECONDS
     victim = next(iter(mine.values()))
+    deadline = time.monotonic() + BUSY_WAIT_SECONDS
     while time.monotonic() < deadline:
-        busy = sorted((row for row in system.backends.store.list_workers()
-                       if row.pid in mine and row.in_use > 0), key=lambda row: -row.in_use)
-        if busy:
-            victim = mine[busy[0].pid]
+        leases = system.backends.queue.backlog(time.time()).leases_by_worker
+        held = sorted(((leases.get(row.id, 0), row.pid)
+                       for row in system.backends.store.list_workers() if row.pid in mine),
+                      reverse=True)
+        if held and held[0][0] > 0:
+            victim = mine[held[0][1]]
             break
-        time.sleep(0.1)
+        time.sleep(0.05)
     os.kill(victim.pid, signal.SIGKILL)  # only a process this harness started
     victim.wait()
 
