@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -116,6 +117,17 @@ def embeddings_body(texts: list[str], *, model: str = "served-embedder",
     }
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that died mid-request (the chaos harness SIGKILLs workers)
+        # is expected; anything else is printed as ThreadingHTTPServer does.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 @dataclass
 class Endpoint:
     """Scripted replies (then `default`), and the bodies and headers received."""
@@ -134,8 +146,7 @@ class FaultServer:
         self.chunks_sent = 0  # stream chunks written so far, [DONE] included
         self.embeddings = Endpoint()
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
+        self._httpd = _Server(("127.0.0.1", 0), self._handler())
         host, port = self._httpd.server_address[:2]
         self.base_url = f"http://{host}:{port}/v1"
 
