@@ -1,5 +1,5 @@
 """The `homeo` command line: serve, worker, run, runs, batch, agents, eval, keys, doctor, mcp,
-sandbox, slo, autonomic, audit, models."""
+sandbox, slo, autonomic, chaos, audit, models."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from homeo.cli_common import (
 from homeo.cli_audit import audit_app, audit_log_or_exit
 from homeo.cli_autonomic import autonomic_app
 from homeo.cli_batch import batch_app
+from homeo.cli_chaos import chaos_app
 from homeo.cli_crypto import crypto_app
 from homeo.cli_evolve import agent_versions, eval_app
 from homeo.cli_memory import memory_app
@@ -56,6 +57,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(safety_app, name="safety")
 app.add_typer(slo_app, name="slo")
 app.add_typer(autonomic_app, name="autonomic")
+app.add_typer(chaos_app, name="chaos")
 app.add_typer(eval_app, name="eval")
 app.add_typer(audit_app, name="audit")
 app.add_typer(crypto_app, name="crypto")

@@ -1,0 +1,237 @@
+"""One chaos run: a homeo of its own on a temporary data directory, a steady
+workload, one fault, and what came of it.
+
+For each loop mode it starts, all on 127.0.0.1: two fault servers (the
+`chaos` alias's deployments `flaky` and `steady`), `workers` `homeo worker`
+processes on one SQLite database, with the autonomic loop acting
+(HOMEO_AUTONOMIC=on, HOMEO_AUTONOMIC_ACT=on) or off, and an agent that makes
+one model call. It submits `rate` runs a second, at most `max_runs` and for
+at most `warmup + fault` seconds, injects the scenario's fault after the
+warm-up, then waits (up to `drain_seconds`) for every run to end. It stops
+only the processes it started, by their PIDs, and removes its directory.
+
+The tuning shortens homeo's clocks (heartbeats, breaker cooldown, loop
+interval) so a scenario plays out in tens of seconds; both modes get the
+same tuning, so they differ only in the loop.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from homeo.autonomic.chaos.faultserver import FaultServer, Reply, completion
+from homeo.autonomic.chaos.measure import FINAL, ModeResult, RunOutcome, Slo, summarize
+from homeo.autonomic.chaos.scenarios import Scenario
+from homeo.backends import Backends, open_backends
+from homeo.engine.submit import submit_run
+from homeo.store.models import NewRun
+
+TENANT = "chaos"
+AGENT = "chaos"
+AGENT_YAML = """\
+name: chaos
+description: One model call per run, the chaos harness's workload.
+model: chaos
+system_prompt: Answer in one word.
+max_steps: 1
+max_tokens: 16
+timeouts: {step: 60, run: 120}
+"""
+
+
+class ChaosError(Exception):
+    """The harness could not set up or run its homeo (says what failed)."""
+
+
+@dataclass(frozen=True)
+class Tuning:
+    warmup_seconds: float = 6.0
+    fault_seconds: float = 24.0
+    rate: float = 3.0  # runs submitted a second
+    max_runs: int = 120
+    drain_seconds: float = 120.0
+    workers: int = 2  # worker processes
+    slots: int = 3  # runs each worker process runs at once
+    provider_delay_seconds: float = 1.0  # a healthy answer's time
+    attempt_timeout_seconds: float = 1.5
+    lease_seconds: float = 30.0
+    worker_stale_seconds: float = 3.0
+    breaker_cooldown_seconds: float = 2.0
+    loop_interval_seconds: float = 0.5
+    # An action's outcome is judged this long after it (HOMEO_AUTONOMIC_SETTLE_SECONDS):
+    # short, so that within one run an action that did not help is undone and Plan
+    # may try another.
+    settle_seconds: float = 5.0
+    startup_seconds: float = 120.0  # for the workers to come up
+    slo: Slo = field(default_factory=Slo)
+
+    def environment(self, loop_on: bool) -> dict[str, str]:
+        return {
+            "HOMEO_WORKERS": str(self.slots),
+            "HOMEO_LEASE_SECONDS": str(self.lease_seconds),
+            "HOMEO_POLL_SECONDS": "0.1",
+            "HOMEO_WORKER_HEARTBEAT_SECONDS": "0.5",
+            "HOMEO_WORKER_STALE_SECONDS": str(self.worker_stale_seconds),
+            "HOMEO_CONTROL_REFRESH_SECONDS": "0.5",
+            "HOMEO_ROUTER_RETRIES": "1",
+            "HOMEO_ROUTER_BACKOFF_BASE_SECONDS": "0.2",
+            "HOMEO_ROUTER_ATTEMPT_TIMEOUT_SECONDS": str(self.attempt_timeout_seconds),
+            "HOMEO_BREAKER_MIN_CALLS": "4",
+            "HOMEO_BREAKER_COOLDOWN_SECONDS": str(self.breaker_cooldown_seconds),
+            "HOMEO_AUTONOMIC": "on" if loop_on else "off",
+            "HOMEO_AUTONOMIC_ACT": "on",
+            "HOMEO_AUTONOMIC_INTERVAL_SECONDS": str(self.loop_interval_seconds),
+            "HOMEO_AUTONOMIC_SETTLE_SECONDS": str(self.settle_seconds),
+            "HOMEO_AUTONOMIC_SEED": "13",
+            "HOMEO_DEFAULT_TENANT": TENANT,
+            "HOMEO_LOG_LEVEL": "warning",
+        }
+
+
+@dataclass
+class System:
+    """What a scenario's fault acts on."""
+
+    flaky: FaultServer
+    steady: FaultServer
+    workers: list[subprocess.Popen[bytes]]
+    backends: Backends
+    tuning: Tuning
+
+
+def run_scenario(scenario: Scenario, loops: Sequence[bool], tuning: Tuning, *,
+                 homeo_command: Sequence[str], base_env: Mapping[str, str],
+                 progress: Callable[[str], None] = lambda line: None) -> list[ModeResult]:
+    """The scenario once per loop mode in `loops` (False = off), in that order.
+    `base_env`: the environment the workers start from (without HOMEO_*)."""
+    return [_run_once(scenario, loop_on, tuning, homeo_command=homeo_command,
+                      base_env=base_env, progress=progress) for loop_on in loops]
+
+
+def _run_once(scenario: Scenario, loop_on: bool, tuning: Tuning, *,
+              homeo_command: Sequence[str], base_env: Mapping[str, str],
+              progress: Callable[[str], None]) -> ModeResult:
+    mode = "on" if loop_on else "off"
+    root = Path(tempfile.mkdtemp(prefix=f"homeo-chaos-{scenario.name}-{mode}-"))
+    flaky, steady = FaultServer(), FaultServer()
+    started: list[FaultServer] = []
+    workers: list[subprocess.Popen[bytes]] = []
+    backends: Backends | None = None
+    try:
+        for server in (flaky, steady):
+            server.default = Reply(body=completion("ok"), delay=tuning.provider_delay_seconds)
+            server.start()
+            started.append(server)
+        agents = root / "agents"
+        agents.mkdir()
+        (agents / "chaos.yaml").write_text(AGENT_YAML)
+        data = root / "data"
+        data.mkdir()
+        url = f"sqlite:///{data / 'homeo.db'}"
+        backends = open_backends(url)  # migrates before the workers open it
+        models = {"chaos": [
+            {"model": "openai:chaos", "name": "flaky", "base_url": flaky.base_url,
+             "api_key": "chaos"},
+            {"model": "openai:chaos", "name": "steady", "base_url": steady.base_url,
+             "api_key": "chaos"}]}
+        env = {**base_env, **tuning.environment(loop_on), "HOMEO_DATA_DIR": str(data),
+               "HOMEO_AGENTS_DIR": str(agents), "HOMEO_MODELS": json.dumps(models)}
+        progress(f"{scenario.name}, loop {mode}: starting {tuning.workers} workers in {root}")
+        for index in range(tuning.workers):
+            log = (root / f"worker-{index}.log").open("wb")
+            workers.append(subprocess.Popen([*homeo_command, "worker"], env=env,
+                                            stdout=log, stderr=subprocess.STDOUT))
+        _wait_ready(backends, workers, tuning, root)
+        system = System(flaky, steady, workers, backends, tuning)
+        submitted, fault_at, faulty_before = _workload(system, scenario, progress)
+        progress(f"{scenario.name}, loop {mode}: {len(submitted)} runs submitted;"
+                 " waiting for them to end")
+        outcomes = _drain(backends, submitted, tuning.drain_seconds)
+        decisions = [(d.action, d.status) for d in backends.store.list_decisions(limit=1000)]
+        return summarize(mode, outcomes, fault_at, tuning.slo, decisions,
+                         faulty_calls=len(flaky.received) - faulty_before)
+    finally:
+        _stop(workers)
+        for server in started:
+            server.stop()
+        if backends is not None:
+            backends.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_ready(backends: Backends, workers: list[subprocess.Popen[bytes]], tuning: Tuning,
+                root: Path) -> None:
+    deadline = time.monotonic() + tuning.startup_seconds
+    while time.monotonic() < deadline:
+        for index, worker in enumerate(workers):
+            if worker.poll() is not None:
+                tail = (root / f"worker-{index}.log").read_text(errors="replace")[-1500:]
+                raise ChaosError(f"worker {index} exited with {worker.returncode}: {tail}")
+        store = backends.store
+        if (len(store.list_workers()) >= len(workers)
+                and store.get_agent(TENANT, AGENT) is not None):
+            return
+        time.sleep(0.1)
+    raise ChaosError(f"the workers did not start within {tuning.startup_seconds:g}s")
+
+
+def _workload(system: System, scenario: Scenario, progress: Callable[[str], None]
+              ) -> tuple[list[str], float, int]:
+    """Submit the runs at a fixed rate, injecting the fault after the warm-up:
+    the runs' ids, when the fault began, and the calls `flaky` had by then."""
+    tuning = system.tuning
+    began = time.monotonic()
+    ends = began + tuning.warmup_seconds + tuning.fault_seconds
+    fault_at: float | None = None
+    faulty_before = 0
+    submitted: list[str] = []
+    while len(submitted) < tuning.max_runs and time.monotonic() < ends:
+        due = began + len(submitted) / tuning.rate
+        if fault_at is None and time.monotonic() - began >= tuning.warmup_seconds:
+            faulty_before = len(system.flaky.received)
+            fault_at = time.time()
+            scenario.inject(system)
+            progress(f"{scenario.name}: fault injected ({scenario.fault})")
+        wait = due - time.monotonic()
+        if wait > 0:
+            time.sleep(min(wait, 0.05))
+            continue
+        run, _ = submit_run(system.backends, NewRun(tenant_id=TENANT, agent=AGENT,
+                                                    input=f"question {len(submitted)}"))
+        submitted.append(run.id)
+    if fault_at is None:  # the count ran out first: the fault still comes, at the end
+        faulty_before = len(system.flaky.received)
+        fault_at = time.time()
+        scenario.inject(system)
+    return submitted, fault_at, faulty_before
+
+
+def _drain(backends: Backends, run_ids: list[str], seconds: float) -> list[RunOutcome]:
+    """Each run as it is once all ended, or when `seconds` ran out."""
+    deadline = time.monotonic() + seconds
+    while True:
+        runs = [backends.store.get_run(TENANT, run_id) for run_id in run_ids]
+        if all(run is not None and run.status in FINAL for run in runs) or (
+                time.monotonic() >= deadline):
+            return [RunOutcome(run.created_at, run.status, run.finished_at)
+                    if run is not None else RunOutcome(0.0, "missing", None) for run in runs]
+        time.sleep(0.25)
+
+
+def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
+    for worker in workers:
+        if worker.poll() is None:
+            worker.terminate()
+    for worker in workers:
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()

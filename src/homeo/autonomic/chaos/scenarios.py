@@ -1,0 +1,73 @@
+"""The faults `homeo chaos run` injects, one per scenario.
+
+Every scenario runs against the same system: one alias, `chaos`, with two
+deployments on fault servers (`flaky`, the one a provider fault hits, and
+`steady`, healthy), and worker processes that run a one-call agent on it. A
+scenario's `inject` turns the fault on, after the warm-up, and it stays on
+until the workload ends: what is measured is whether homeo heals around it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from homeo.autonomic.chaos.faultserver import Reply, error
+
+if TYPE_CHECKING:
+    from homeo.autonomic.chaos.harness import System
+
+
+BUSY_WAIT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    fault: str  # what is injected, in words
+    heals_by: str  # what the loop is expected to do about it, in words
+    inject: Callable[[System], None]
+
+
+def _answer_500(system: System) -> None:
+    system.flaky.default = error(500, "the chaos harness injected a server error")
+
+
+def _hang(system: System) -> None:
+    # Longer than an attempt may take: every call to it times out.
+    system.flaky.default = Reply(status=200, body=system.flaky.default.body,
+                                 delay=4 * system.tuning.attempt_timeout_seconds)
+
+
+def _kill_a_worker(system: System) -> None:
+    # The one holding the most leases now (runs in flight are the point),
+    # waiting a little for one to hold any; else the first still alive.
+    mine = {worker.pid: worker for worker in system.workers if worker.poll() is None}
+    victim = next(iter(mine.values()))
+    deadline = time.monotonic() + BUSY_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        leases = system.backends.queue.backlog(time.time()).leases_by_worker
+        held = sorted(((leases.get(row.id, 0), row.pid)
+                       for row in system.backends.store.list_workers() if row.pid in mine),
+                      reverse=True)
+        if held and held[0][0] > 0:
+            victim = mine[held[0][1]]
+            break
+        time.sleep(0.05)
+    os.kill(victim.pid, signal.SIGKILL)  # only a process this harness started
+    victim.wait()
+
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
+    Scenario("provider-500", "the flaky deployment answers every call with HTTP 500",
+             "hold its breaker open in every worker (or shift its weight away)", _answer_500),
+    Scenario("provider-timeout", "the flaky deployment never answers within an attempt's timeout",
+             "hold its breaker open in every worker (or shift its weight away)", _hang),
+    Scenario("worker-kill", "one of the two worker processes is SIGKILLed with runs in flight",
+             "end the dead worker's leases once its heartbeat is stale, so the other worker"
+             " takes its runs before the leases would lapse", _kill_a_worker),
+)}

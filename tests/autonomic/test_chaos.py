@@ -1,0 +1,98 @@
+"""The chaos harness (homeo.autonomic.chaos): each scenario it ships, played
+with the autonomic loop off then on, against real `homeo worker` processes,
+fault servers on 127.0.0.1 and a SQLite database.
+
+What is asserted holds however busy the machine is: no accepted run is lost
+in either mode, the loop acted when on and not when off, and with it on the
+SLO either never broke or was restored no later than with it off (worker-kill:
+sooner, since without the loop the dead worker's runs wait out their leases).
+Times are compared with each other, never with a number.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from homeo.autonomic.chaos.harness import Tuning, run_scenario
+from homeo.autonomic.chaos.measure import ModeResult, RunOutcome, Slo, recovery
+from homeo.autonomic.chaos.scenarios import SCENARIOS
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "support"))
+from clikit import homeo, no_homeo_env  # noqa: E402, F401 (an autouse fixture)
+
+# Short, but long enough for a breaker to open and a heartbeat to go stale;
+# generous deadlines for a busy machine.
+# The SLO's latency is 15 s, not the command's 5 s: a busy machine may slow a
+# healthy run past 5 s in either mode, but only a fault the loop did not handle
+# (a dead worker's 30 s leases) takes one past 15 s.
+TUNING = Tuning(warmup_seconds=4.0, fault_seconds=14.0, rate=3.0, max_runs=60,
+                drain_seconds=240.0, startup_seconds=240.0, slo=Slo(latency_seconds=15.0))
+
+
+def _play(name: str) -> tuple[ModeResult, ModeResult]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HOMEO_")}
+    off, on = run_scenario(SCENARIOS[name], [False, True], TUNING,
+                           homeo_command=[sys.executable, "-c",
+                                          "from homeo.cli import main; main()"],
+                           base_env=env)
+    return off, on
+
+
+def _no_loss_and_the_loop_acted(off: ModeResult, on: ModeResult) -> None:
+    for result in (off, on):
+        assert result.submitted >= 10, result
+        assert result.lost == 0, result
+    assert sum(off.actions.values()) == 0, off
+    assert sum(on.actions.values()) > 0, on
+    assert (off.loop, on.loop) == ("off", "on")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["provider-500", "provider-timeout"])
+def test_a_provider_fault_loses_nothing_and_the_loop_moves_traffic_off_it(name: str) -> None:
+    off, on = _play(name)
+
+    _no_loss_and_the_loop_acted(off, on)
+    assert set(on.actions) <= {"open_breaker", "shift_weight"}, on.actions
+    assert not on.slo_broken or (
+        off.recovery_seconds is None
+        or (on.recovery_seconds is not None and on.recovery_seconds <= off.recovery_seconds))
+
+
+@pytest.mark.slow
+def test_a_killed_worker_s_runs_come_back_sooner_with_the_loop() -> None:
+    off, on = _play("worker-kill")
+
+    _no_loss_and_the_loop_acted(off, on)
+    # Which it tries first is Plan's draw; each acts on the dead worker's runs.
+    assert {"expire_leases", "raise_concurrency"} & set(on.actions), on.actions
+    # Without the loop the dead worker's runs wait out their 30 s leases; with
+    # it they are requeued once its heartbeat is stale.
+    assert off.slo_broken and off.recovery_seconds is not None
+    assert not on.slo_broken or (on.recovery_seconds is not None
+                                 and on.recovery_seconds < off.recovery_seconds)
+    assert on.max_latency_seconds is not None and off.max_latency_seconds is not None
+    assert on.max_latency_seconds < off.max_latency_seconds
+
+
+def test_recovery_is_when_the_last_overdue_run_ended() -> None:
+    slo = Slo(latency_seconds=5.0)
+    quick = [RunOutcome(t, "succeeded", t + 1.0) for t in (0.0, 1.0, 12.0)]
+    assert recovery(quick, 10.0, slo) == (False, 0.0)
+    late = [*quick, RunOutcome(9.0, "succeeded", 40.0), RunOutcome(11.0, "failed", 12.0)]
+    assert recovery(late, 10.0, slo) == (True, 30.0)
+    # Overdue and over before the fault: not the fault's doing.
+    assert recovery([*quick, RunOutcome(0.0, "succeeded", 8.0)], 10.0, slo) == (False, 0.0)
+    assert recovery([*quick, RunOutcome(11.0, "running", None)], 10.0, slo) == (True, None)
+
+
+def test_an_unknown_scenario_is_refused_with_the_known_ones() -> None:
+    result = homeo("chaos", "run", "disk-full")
+
+    assert result.exit_code == 2
+    assert "unknown scenario 'disk-full'; choose one of provider-500, provider-timeout," \
+           " worker-kill" in result.output
