@@ -79,9 +79,11 @@ def test_bad_input_is_a_clear_4xx(homeo: Served, path: str, params: dict, words:
 
 
 # Every memory and collection route, as another tenant calls it.
-def isolation_calls(memory_id: int, document_id: str) -> list[tuple[str, str, dict]]:
+def isolation_calls(memory_id: int, document_id: str, ingestion_id: str = "ing_none"
+                    ) -> list[tuple[str, str, dict]]:
     doc = f"/v1/collections/kb/documents/{document_id}"
     return [
+        ("get", f"/v1/collections/kb/ingestions/{ingestion_id}", {}),
         ("get", "/v1/memories", {}),
         ("get", "/v1/memories/search?q=deploy", {}),
         ("get", f"/v1/memories/{memory_id}", {}),
@@ -106,6 +108,8 @@ def _route_of(path: str) -> str:
             part = names[3][parts[2]]
         if index == 5 and parts[4] == "documents":
             part = "{document_id}"
+        if index == 5 and parts[4] == "ingestions":
+            part = "{ingestion_id}"
         shaped.append(part)
     return "/".join(shaped)
 
@@ -127,8 +131,13 @@ def test_another_tenants_memories_and_collections_are_never_reached(homeo: Serve
     made = api.post("/v1/collections/kb/documents", json={"text": "Deploy to db-9 on Fridays."})
     assert made.status_code == 201, made.text
     document_id = made.json()["id"]
+    # Longer than HOMEO_MEMORY_INGEST_INLINE_CHARS: accepted as an ingestion.
+    long_text = "Deploy to db-9 on Fridays. " * 1000
+    accepted = api.post("/v1/collections/kb/documents", json={"text": long_text})
+    assert accepted.status_code == 202, accepted.text
     with homeo.client_for(add_key(homeo, "globex")) as other:
-        for method, path, kwargs in isolation_calls(memory_id, document_id):
+        for method, path, kwargs in isolation_calls(memory_id, document_id,
+                                                    accepted.json()["id"]):
             answer = getattr(other, method)(path, **kwargs)
             text = answer.text
             if answer.status_code == 404:
