@@ -25,11 +25,9 @@ class SealedDataError(StoreError):
 class Cipher(Protocol):
     def seal(self, tenant_id: str, data_key_id: str, purpose: str, plain: bytes) -> bytes:
         """`plain` encrypted with the tenant's data key `data_key_id`."""
-        ...
 
     def open(self, tenant_id: str, data_key_id: str, purpose: str, sealed: bytes) -> bytes:
         """The plaintext, or a typed error (homeo.crypto.errors) naming the key needed."""
-        ...
 
 
 def is_sealed(value: Any) -> bool:
