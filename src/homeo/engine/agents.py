@@ -27,6 +27,7 @@ failing its first run. Each problem is one line naming the file and field.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -299,19 +300,21 @@ class Agent:
 
 
 async def aload_tools(
-    spec: AgentSpec, mcp_servers: dict[str, McpServer], mcp: McpClients
+    spec: AgentSpec, mcp_servers: dict[str, McpServer], mcp: Callable[[], McpClients]
 ) -> list[Tool]:
     """The agent's tools; an MCP server's listing is awaited, so the caller's
-    loop keeps running while a server starts. McpUnavailable if a server
+    loop keeps running while a server starts. `mcp` gives the MCP sessions,
+    called (and the `mcp` client imported) only if the agent has MCP tools. McpUnavailable if a server
     cannot be reached, AgentError (naming the file) for any other problem."""
-    from homeo.mcp.clients import McpUnavailable
-    from homeo.mcp.tools import aload_mcp_tool
+    from homeo.mcp.errors import McpUnavailable
 
     tools = []
     for reference in spec.tools:
         try:
             if reference.startswith(MCP_PREFIX):
-                tools.append(await aload_mcp_tool(reference, mcp_servers, mcp))
+                from homeo.mcp.tools import aload_mcp_tool  # the slow `mcp` import, only here
+
+                tools.append(await aload_mcp_tool(reference, mcp_servers, mcp()))
             else:
                 tools.append(load_tool(reference))
         except McpUnavailable as error:

@@ -19,15 +19,19 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from typing import TYPE_CHECKING
 
 from homeo.config import McpServer
 from homeo.engine.agents import Agent, AgentError, AgentSpec, aload_tools, build_agent
 from homeo.engine.errors import RetryableError
 from homeo.llm.base import ModelError
 from homeo.llm.resolve import ModelCatalog
-from homeo.mcp.clients import McpClients, McpUnavailable
+from homeo.mcp.errors import McpUnavailable
 from homeo.store.base import Store
 from homeo.tools.permissions import ToolGate
+
+if TYPE_CHECKING:  # the `mcp` client is a slow import: loaded when an agent uses MCP tools
+    from homeo.mcp.clients import McpClients
 
 
 class AgentCatalog:
@@ -47,11 +51,21 @@ class AgentCatalog:
         self.models = models
         self.gate = gate or ToolGate()
         self.mcp_servers = mcp_servers or {}
-        self.mcp = mcp or McpClients()
+        self._mcp = mcp
         # Built agents by tenant, name and definition: versions a canary or an
         # evaluation runs side by side are each built once.
         self._built: dict[tuple[str, str, str], Agent] = {}
         self._lock = threading.Lock()
+
+    @property
+    def mcp(self) -> McpClients:
+        """The MCP sessions, made on first use."""
+        with self._lock:
+            if self._mcp is None:
+                from homeo.mcp.clients import McpClients
+
+                self._mcp = McpClients()
+            return self._mcp
 
     def publish(
         self, tenant_id: str, specs: dict[str, AgentSpec], *, author: str = "folder"
@@ -102,7 +116,7 @@ class AgentCatalog:
         except ModelError as error:
             raise AgentError(f"{spec.origin}: {error}") from None
         try:
-            tools = await aload_tools(spec, self.mcp_servers, self.mcp)
+            tools = await aload_tools(spec, self.mcp_servers, lambda: self.mcp)
         except McpUnavailable as error:
             raise RetryableError(str(error)) from None
         descriptions = {}
@@ -119,7 +133,10 @@ class AgentCatalog:
 
     async def aclose(self) -> None:
         """Close the MCP sessions the agents' tools opened."""
-        await self.mcp.aclose()
+        with self._lock:
+            opened = self._mcp
+        if opened is not None:
+            await opened.aclose()
 
 
 def _fingerprint(definition: object) -> str:

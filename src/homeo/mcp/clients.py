@@ -35,13 +35,10 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import CONNECTION_CLOSED
 
 from homeo.config import McpServer
+from homeo.mcp.errors import McpUnavailable
 from homeo.tools.registry import ToolError
 
 T = TypeVar("T")
-
-
-class McpUnavailable(ToolError):
-    """The MCP server cannot be reached now; a later attempt may succeed."""
 
 
 class _Watched:
