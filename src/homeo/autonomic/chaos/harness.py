@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,11 +109,21 @@ class System:
 
 def run_scenario(scenario: Scenario, loops: Sequence[bool], tuning: Tuning, *,
                  homeo_command: Sequence[str], base_env: Mapping[str, str],
-                 progress: Callable[[str], None] = lambda line: None) -> list[ModeResult]:
-    """The scenario once per loop mode in `loops` (False = off), in that order.
-    `base_env`: the environment the workers start from (without HOMEO_*)."""
-    return [_run_once(scenario, loop_on, tuning, homeo_command=homeo_command,
-                      base_env=base_env, progress=progress) for loop_on in loops]
+                 progress: Callable[[str], None] = lambda line: None,
+                 side_by_side: bool = False) -> list[ModeResult]:
+    """The scenario once per loop mode in `loops` (False = off), results in
+    that order. `base_env`: the environment the workers start from (without
+    HOMEO_*). `side_by_side`: play the modes at the same time, each with its
+    own fault servers, workers and database (so both see the same machine
+    load), instead of one after the other."""
+    def play(loop_on: bool) -> ModeResult:
+        return _run_once(scenario, loop_on, tuning, homeo_command=homeo_command,
+                         base_env=base_env, progress=progress)
+
+    if not side_by_side or len(loops) < 2:
+        return [play(loop_on) for loop_on in loops]
+    with ThreadPoolExecutor(max_workers=len(loops), thread_name_prefix="chaos") as pool:
+        return list(pool.map(play, loops))
 
 
 def _run_once(scenario: Scenario, loop_on: bool, tuning: Tuning, *,
