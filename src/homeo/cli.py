@@ -119,16 +119,17 @@ def serve(
     workers: Workers = None,
 ) -> None:
     """Serve the HTTP API with an in-process worker pool (--workers 0 for API only)."""
-    import uvicorn
-
-    from homeo.api.app import create_app
-
     settings = settings_or_exit(host=host, port=port, data_dir=data_dir,
                                 database_url=database_url, agents_dir=agents_dir, workers=workers)
     # The certificate and the address first: if either is unusable, nothing is printed,
     # opened or made.
     http = _http_protocol(settings)
     listener = _listen(settings.host, settings.port)
+    # The API and the server load only now (seconds): a bad setting above fails fast.
+    import uvicorn
+
+    from homeo.api.app import create_app
+
     logs.configure(settings.log_level, settings.log_json)
     runtime = open_runtime(settings)
     audit_log_or_exit(settings, runtime.backends.store)  # a bad audit key stops us here
