@@ -238,12 +238,20 @@ def worker(
     database_url: DatabaseUrl = None,
     agents_dir: AgentsDir = None,
     workers: Workers = None,
+    processes: Annotated[int | None, typer.Option(
+        "--processes", help="Keep this many worker processes, restarting one that dies"
+                            " (and one the autonomic loop finds dead).")] = None,
 ) -> None:
     """Run workers only, sharing the database with `homeo serve` and other workers."""
     settings = settings_or_exit(data_dir=data_dir, database_url=database_url, agents_dir=agents_dir,
                          workers=workers)
     if settings.workers < 1:
         fail("a worker process needs --workers 1 or more")
+    if processes is not None:
+        if processes < 1:
+            fail(f"--processes must be 1 or more, not {processes}")
+        _supervise(settings, processes)
+        return
     logs.configure(settings.log_level, settings.log_json)
     runtime = open_runtime(settings)
     _steady_gc()
@@ -263,6 +271,31 @@ def worker(
             await runtime.aclose()
 
     asyncio.run(main())
+
+
+def _supervise(settings, processes: int) -> None:  # noqa: ANN001 (Settings)
+    """`homeo worker --processes N`: N `homeo worker` children, kept alive."""
+    import subprocess
+    import threading
+
+    from homeo.backends import open_backends
+    from homeo.engine.processes import ProcessSupervisor
+
+    logs.configure(settings.log_level, settings.log_json)
+    command = [sys.executable, "-c", "from homeo.cli import main; main()", "worker",
+               "--database-url", settings.resolved_database_url(),
+               "--workers", str(settings.workers), "--agents-dir", str(settings.agents_dir),
+               "--data-dir", str(settings.data_dir)]
+    backends = open_backends(settings.resolved_database_url(), queue_url=settings.queue_url or None)
+    supervisor = ProcessSupervisor(lambda slot: subprocess.Popen(command), backends.store,
+                                   backends.queue, count=processes)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        supervisor.serve(stop)
+    finally:
+        backends.close()
 
 
 @app.command()

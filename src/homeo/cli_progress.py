@@ -24,6 +24,7 @@ from rich.text import Text
 from homeo.cli_show import outcome_lines, step_line, waiting_lines
 from homeo.engine.follow import follow_run
 from homeo.engine.submit import RunNeedsUser, UnknownAgent, submit_run
+from homeo.store.disk import DiskFull
 from homeo.runtime import Runtime
 from homeo.store.models import NewRun, Run, Step
 
@@ -78,7 +79,7 @@ async def run_with_progress(
             max_attempts=settings.max_attempts,
             priority=CLI_PRIORITY,
         )
-    except (UnknownAgent, RunNeedsUser) as error:
+    except (UnknownAgent, RunNeedsUser, DiskFull) as error:
         errors.print(f"homeo: {error}", markup=False)
         return 1
     out.print(f"run {run.id} ({agent}) queued", markup=False)

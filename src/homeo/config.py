@@ -144,6 +144,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     agents_dir: Path = Field(EXAMPLE_AGENTS_DIR, description="Folder of agent YAML files.")
+    min_free_disk: int = Field(
+        0, ge=0, description="Free bytes the data directory's disk keeps: below it new runs"
+        " are refused (HTTP 507); a number with K, M or G (1024-based) allowed; 0: no floor.")
     workers: int = Field(2, ge=0, le=256, description="Concurrent runs per worker process.")
     lease_seconds: float = Field(30.0, gt=0, le=3600)
     poll_seconds: float = Field(0.2, gt=0, le=60)
@@ -524,6 +527,20 @@ class Settings(BaseSettings):
         if value and not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ValueError("must start with sqlite:///, postgresql:// or postgres://")
         return value
+
+    @field_validator("min_free_disk", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        text = value.strip().upper().removesuffix("B").removesuffix("I")
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+        number = text[:-1] if scale > 1 else text
+        try:
+            return int(float(number) * scale)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a size: give bytes, or a number with K, M"
+                             " or G, e.g. 512M") from None
 
     @field_validator("queue_url")
     @classmethod

@@ -14,6 +14,7 @@ from opentelemetry.trace import Tracer, TracerProvider
 
 from homeo.autonomic.control import ControlState
 from homeo.backends import Backends, open_backends
+from homeo.store.disk import DiskFloor
 from homeo.config import Settings
 from homeo.db.url import passwords
 from homeo.crypto.tenants import open_cipher
@@ -89,6 +90,8 @@ class Runtime:
             tracer_provider = tracing.install(settings.otlp_endpoint)
         retry = RetryPolicy(settings.retry_base_seconds, settings.retry_max_seconds)
         backends = open_backends(settings.resolved_database_url(), retry, settings.queue_url)
+        if settings.min_free_disk:
+            backends.store.disk_floor = DiskFloor(settings.data_dir, settings.min_free_disk)
         control = ControlState(backends.store, refresh_seconds=settings.control_refresh_seconds)
         models = ModelCatalog(settings, tracer=tracing.tracer_of(tracer_provider),
                               held_breaker=control.breaker,  # type: ignore[arg-type]

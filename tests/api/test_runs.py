@@ -436,3 +436,14 @@ def test_a_runs_cost_comes_from_the_price_table_and_reaches_the_metrics(serve) -
     labels = 'model="scripted"'  # the model's name; no tenant without HOMEO_METRICS_TOKEN
     assert f"homeo_llm_cost_usd_total{{{labels}}} 1.0" in metrics
     assert re.search(r'homeo_llm_tokens_total\{direction="output",' + labels + r"\} 4\.0", metrics)
+
+
+def test_a_submission_on_a_disk_below_the_floor_is_a_507_saying_why(serve) -> None:  # noqa: ANN001
+    served = serve(min_free_disk=2**60)  # more free bytes than any disk has
+    response = submit(served.client, "calc", "6*7")
+    assert response.status_code == 507, response.text
+    error = response.json()["error"]
+    assert error["type"] == "insufficient_storage"
+    assert "HOMEO_MIN_FREE_DISK" in error["message"]
+    assert "no new runs are accepted" in error["message"]
+    assert served.client.get("/v1/runs").json()["runs"] == []

@@ -26,6 +26,7 @@ from homeo.api.ui.render import error_page, is_ui
 from homeo.crypto.errors import CryptoError
 from homeo.engine.waits import RunNotWaiting
 from homeo.safety.scrub import scrub, scrub_value
+from homeo.store.disk import DiskFull
 from homeo.store.sealed import SealedDataError
 
 STATUS_TYPES = {
@@ -105,6 +106,11 @@ async def _unavailable(request: Request, error: Exception) -> JSONResponse:
     return error_response(request, 503, str(error))
 
 
+async def _insufficient_storage(request: Request, error: Exception) -> JSONResponse:
+    """The data directory's disk is below HOMEO_MIN_FREE_DISK: no new runs."""
+    return error_response(request, 507, str(error), kind="insufficient_storage")
+
+
 async def _key_unavailable(request: Request, error: Exception) -> JSONResponse:
     """A sensitive tenant's data and no key (or the wrong one) to open or seal it."""
     return error_response(request, 503, str(error), kind="encryption_key_unavailable")
@@ -132,5 +138,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RunNotWaiting, _conflict)  # type: ignore[arg-type]
     app.add_exception_handler(RunNeedsUser, _unprocessable)  # type: ignore[arg-type]
     app.add_exception_handler(SubmitFailed, _unavailable)  # type: ignore[arg-type]
+    app.add_exception_handler(DiskFull, _insufficient_storage)  # type: ignore[arg-type]
     app.add_exception_handler(CryptoError, _key_unavailable)
     app.add_exception_handler(SealedDataError, _key_unavailable)

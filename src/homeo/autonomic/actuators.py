@@ -8,7 +8,9 @@ submissions. Each entry expires after `ttl_seconds`, so a loop that died
 leaves nothing changed for good. `rollback_agent` changes the store itself:
 the agent's previous definition becomes its current one (new runs use it);
 `expire_leases` the queue: a dead worker's leases end now, and the next
-claim puts its jobs back in line.
+claim puts its jobs back in line; `replace_worker` does that too and asks
+the worker's supervisor (`homeo worker --processes`) to kill it and start
+another.
 
 `apply` does an action and returns what it changed; `revert` undoes it
 (reversible actions only: a rolled-back agent stays rolled back, a
@@ -24,6 +26,7 @@ from homeo.autonomic.control import (
     breaker_key,
     pause_key,
     quarantine_key,
+    replace_key,
     shed_key,
     weight_key,
 )
@@ -72,6 +75,11 @@ class Actuators:
             return self._rollback(params, now)
         if action == "expire_leases":
             return {"expired": self.queue.expire_leases(params["worker"], now=now)}
+        if action == "replace_worker":
+            # Its supervisor kills it (if it still runs) and starts another;
+            # its leases end now so the other workers take its runs meanwhile.
+            changed = self._set(replace_key(params["worker"]), {}, now)
+            return {**changed, "expired": self.queue.expire_leases(params["worker"], now=now)}
         raise ActuatorError(f"no actuator for action {action!r}")
 
     def revert(self, action: str, params: dict[str, Any], *, now: float) -> dict[str, Any]:
@@ -96,7 +104,7 @@ class Actuators:
             return self._delete(shed_key(params["tenant"]))
         if action == "pause_tenant":
             return self._delete(pause_key(params["tenant"]))
-        return {}  # quarantine_job, rollback_agent, expire_leases: not undone
+        return {}  # quarantine_job, rollback_agent, expire_leases, replace_worker: not undone
 
     def _set(self, key: str, value: dict[str, Any], now: float) -> dict[str, Any]:
         self.store.set_control(ControlEntry(key=key, value=value, set_by=self.actor,

@@ -12,6 +12,9 @@ Keys and what every process does with them:
                                                       submissions 429, Retry-After s
     pause/<tenant>                {}             workers do not run the tenant's jobs
     quarantine/<job id>           {"reason": ...} the worker that claims it dead-letters it
+    supervisor/<host>/<pid>       {"host", "children": [pids]}  a `homeo worker --processes`
+                                                      supervisor and the workers it keeps
+    replace/<worker id>           {}             its supervisor kills it and starts another
 
 A store that cannot be read keeps the last state read (the next refresh
 tries again), so a database blip does not undo what the loop did.
@@ -52,6 +55,27 @@ def quarantine_key(job_id: str) -> str:
 
 
 CONCURRENCY_KEY = "worker.concurrency"
+
+SUPERVISOR_PREFIX = "supervisor/"
+REPLACE_PREFIX = "replace/"
+
+
+def replace_key(worker_id: str) -> str:
+    return f"{REPLACE_PREFIX}{worker_id}"
+
+
+def supervisor_key(host: str, pid: int) -> str:
+    return f"{SUPERVISOR_PREFIX}{host}/{pid}"
+
+
+def supervised_pids(entries: dict[str, dict]) -> set[tuple[str, int]]:
+    """(host, pid) of every worker process a live supervisor advertises, from
+    control state key -> value."""
+    found: set[tuple[str, int]] = set()
+    for key, value in entries.items():
+        if key.startswith(SUPERVISOR_PREFIX):
+            found.update((str(value.get("host")), int(pid)) for pid in value.get("children", []))
+    return found
 
 
 class ControlState:

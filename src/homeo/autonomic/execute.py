@@ -38,7 +38,7 @@ from typing import Any, Literal
 from homeo.audit import AuditLog, Event
 from homeo.autonomic.actuators import Actuators
 from homeo.autonomic.analyze import TENANT_DIAGNOSES, Analysis
-from homeo.autonomic.control import CONCURRENCY_KEY
+from homeo.autonomic.control import CONCURRENCY_KEY, supervised_pids
 from homeo.autonomic.plan import ACTIONS, Plan, Planner, Situation
 from homeo.ids import new_id
 from homeo.observe import logs
@@ -273,12 +273,15 @@ class Executor:
             elif kind == "quarantine":
                 quarantined.add(rest)
         slots = control.get(CONCURRENCY_KEY, {}).get("slots", self.workers.base_slots)
+        kept = supervised_pids(control)
+        supervised = ({row.id for row in self.store.list_workers() if (row.host, row.pid) in kept}
+                      if kept else set())
         return Situation(
             aliases=self.aliases(), held_open=held_open, weight_factors=factors,
             slots=int(slots), base_slots=self.workers.base_slots,
             max_slots=self.workers.max_slots, shed=shed, paused=paused,
             quarantined=quarantined, agent_versions=self._agent_versions,
-            max_step=self.safety.max_step)
+            max_step=self.safety.max_step, supervised=supervised)
 
     def _agent_versions(self, tenant: str, agent: str) -> tuple[str | None, str | None]:
         record = self.store.get_agent(tenant, agent)

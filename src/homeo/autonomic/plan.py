@@ -47,6 +47,9 @@ ACTIONS: dict[str, ActionKind] = {a.name: a for a in (
     ActionKind("expire_leases", 0.05, 0.2,
                "end the dead worker's leases now, so other workers take its jobs",
                reversible=False),
+    ActionKind("replace_worker", 0.1, 0.2,
+               "end the dead worker's leases and have its supervisor start another process"
+               " in its place", reversible=False),
     ActionKind("raise_concurrency", 0.2, 0.2, "give every worker process more slots"),
     ActionKind("lower_concurrency", 0.2, 0.3, "give every worker process fewer slots"),
     ActionKind("shed_tenant", 0.2, 0.4,
@@ -62,7 +65,7 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "provider_down": ("open_breaker", "shift_weight"),
     "provider_degraded": ("shift_weight", "open_breaker"),
     "provider_slow": ("shift_weight", "open_breaker"),
-    "worker_dead": ("expire_leases", "raise_concurrency"),
+    "worker_dead": ("replace_worker", "expire_leases", "raise_concurrency"),
     "backlog_growing": ("raise_concurrency",),
     "poison_job": ("quarantine_job",),
     "agent_regressed": ("rollback_agent",),
@@ -90,6 +93,7 @@ class Situation:
     agent_versions: Callable[[str, str], tuple[str | None, str | None]] = (
         lambda tenant, agent: (None, None))
     max_step: float = 0.5
+    supervised: set[str] = field(default_factory=set)  # worker ids a supervisor keeps
 
 
 @dataclass
@@ -211,6 +215,17 @@ def _expire_leases(diagnosis: Diagnosis, situation: Situation
                    if e.get("signal") == "worker.leases"), None)
     if not leases:
         return {}, "it holds no leases"
+    if diagnosis.subject in situation.supervised:
+        return {}, "its supervisor can replace it (replace_worker ends its leases too)"
+    return {"worker": diagnosis.subject, "leases": leases}, None
+
+
+def _replace_worker(diagnosis: Diagnosis, situation: Situation
+                    ) -> tuple[dict[str, Any], str | None]:
+    if diagnosis.subject not in situation.supervised:
+        return {}, "no `homeo worker --processes` supervisor keeps it"
+    leases = next((e.get("value") for e in diagnosis.evidence
+                   if e.get("signal") == "worker.leases"), None) or 0
     return {"worker": diagnosis.subject, "leases": leases}, None
 
 
@@ -268,6 +283,7 @@ PRECONDITIONS: dict[str, Precondition] = {
     "open_breaker": _open_breaker,
     "shift_weight": _shift_weight,
     "expire_leases": _expire_leases,
+    "replace_worker": _replace_worker,
     "raise_concurrency": _raise_concurrency,
     "lower_concurrency": _lower_concurrency,
     "shed_tenant": _tenant_action("shed", lambda s: s.shed),

@@ -18,6 +18,7 @@ from typing import Any
 
 from homeo.backends import Backends
 from homeo.observe import tracing
+from homeo.store.disk import DiskFull
 from homeo.store.models import FINAL_STATUSES, AgentRecord, AgentVersion, NewRun, Run
 
 
@@ -84,7 +85,7 @@ def submit_run(
                 run, created = _create(backends, new)
                 enqueue_run(backends, run, payload, max_attempts=max_attempts,
                             priority=priority)
-        except (IdempotencyConflict, UnknownAgent, RunNeedsUser):
+        except (IdempotencyConflict, UnknownAgent, RunNeedsUser, DiskFull):
             raise
         except Exception as error:
             raise SubmitFailed(f"the run could not be queued ({_first_line(error)});"

@@ -57,6 +57,9 @@ class Store(ABC):
     # Seals sensitive tenants' values (homeo.store.sealed.Cipher); the runtime
     # sets it from HOMEO_ENCRYPTION_KEY_FILE.
     cipher: Any = None
+    # The free-disk floor (homeo.store.disk.DiskFloor); the runtime sets it from
+    # HOMEO_MIN_FREE_DISK. None: no floor.
+    disk_floor: Any = None
 
     # True when a read is a local call that never waits on a lock or a network
     # (SQLite in WAL mode): callers on an event loop may then read inline,

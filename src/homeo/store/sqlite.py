@@ -310,6 +310,8 @@ class SQLiteStore(SQLStore):
 
     # --- runs -------------------------------------------------------------
     def create_run(self, new: NewRun, *, now: float | None = None) -> tuple[Run, bool]:
+        if self.disk_floor is not None:
+            self.disk_floor.check()  # DiskFull: no new work on a nearly full disk
         now = clock(now)
         sealer = self.sealer_for(new.tenant_id)
         with self.db.write() as db:

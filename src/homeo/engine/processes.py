@@ -1,0 +1,169 @@
+"""`homeo worker --processes N`: a supervisor that keeps N worker processes.
+
+Each tick it
+  - advertises itself in the shared control state (`supervisor/<host>/<pid>`,
+    {"host", "children": [pids]}, expiring after `advertise_ttl_seconds`), so
+    the autonomic loop knows which workers it may ask to replace;
+  - kills a child the loop asked to replace (`replace/<worker id>`, written by
+    the `replace_worker` actuator: a worker whose heartbeat went stale, hung
+    or dead) and removes the request;
+  - starts a new process in the place of each child that exited (killed, or
+    crashed), counting restarts;
+  - forgets the heartbeat row of a replaced worker once its leases are gone
+    (ended by the loop or lapsed) and its replacement beats: the loop's
+    `worker_dead` diagnosis of it then clears.
+
+It kills and reaps only the processes it started. Time is `clock()` (or the
+`now` a tick is given).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from homeo.autonomic.control import REPLACE_PREFIX, supervisor_key
+from homeo.observe import logs
+from homeo.queue.base import Queue
+from homeo.store.base import Store
+from homeo.store.models import ControlEntry
+
+log = logs.get_logger("homeo.engine.processes")
+
+@dataclass
+class Child:
+    slot: int
+    process: subprocess.Popen[bytes]
+    worker_id: str | None = None  # its heartbeat row, once it wrote one
+
+
+@dataclass
+class Retired:
+    """A child that was replaced: its row goes once its leases are gone."""
+
+    worker_id: str
+    slot: int
+
+
+@dataclass
+class ProcessSupervisor:
+    spawn: Callable[[int], subprocess.Popen[bytes]]  # slot -> a new worker process
+    store: Store
+    queue: Queue
+    count: int
+    host: str = field(default_factory=socket.gethostname)
+    clock: Callable[[], float] = time.time
+    advertise_ttl_seconds: float = 10.0
+    stop_grace_seconds: float = 30.0
+    children: list[Child] = field(default_factory=list)
+    retired: list[Retired] = field(default_factory=list)
+    restarts: int = 0
+    replaced: int = 0  # children killed because the loop asked
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise ValueError("a supervisor needs at least one worker process")
+
+    def start(self) -> None:
+        self.children = [Child(slot, self.spawn(slot)) for slot in range(self.count)]
+        self.tick()
+
+    def tick(self, now: float | None = None) -> None:
+        now = self.clock() if now is None else now
+        self._identify()
+        self._advertise(now)
+        self._replace_requested(now)
+        self._restart_exited()
+        self._forget_retired(now)
+
+    def serve(self, stop: threading.Event, interval_seconds: float = 0.5) -> None:
+        """Start the children and tick until `stop` is set, then stop them."""
+        self.start()
+        try:
+            while not stop.wait(interval_seconds):
+                try:
+                    self.tick()
+                except Exception as error:  # a database blip: the next tick tries again
+                    log.warning("supervisor tick failed", error=f"{type(error).__name__}: {error}")
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """SIGTERM every child (they release their runs), SIGKILL one that stays."""
+        for child in self.children:
+            if child.process.poll() is None:
+                child.process.terminate()
+        for child in self.children:
+            try:
+                child.process.wait(timeout=self.stop_grace_seconds)
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
+        try:
+            self.store.delete_control(supervisor_key(self.host, os.getpid()))
+        except Exception as error:  # it expires anyway
+            log.warning("supervisor could not withdraw", error=f"{type(error).__name__}: {error}")
+
+    # --- each tick ------------------------------------------------------------
+    def _identify(self) -> None:
+        if all(child.worker_id for child in self.children):
+            return
+        rows = {(row.host, row.pid): row.id for row in self.store.list_workers()}
+        for child in self.children:
+            if child.worker_id is None:
+                child.worker_id = rows.get((self.host, child.process.pid))
+
+    def _advertise(self, now: float) -> None:
+        pids = [child.process.pid for child in self.children]
+        self.store.set_control(ControlEntry(
+            key=supervisor_key(self.host, os.getpid()),
+            value={"host": self.host, "children": pids}, set_by="homeo worker --processes",
+            set_at=now, expires_at=now + self.advertise_ttl_seconds))
+
+    def _replace_requested(self, now: float) -> None:
+        mine = {child.worker_id: child for child in self.children if child.worker_id}
+        for entry in self.store.list_control(now=now):
+            if not entry.key.startswith(REPLACE_PREFIX):
+                continue
+            child = mine.get(entry.key[len(REPLACE_PREFIX):])
+            if child is None:
+                continue  # another supervisor's worker
+            if child.process.poll() is None:
+                log.warning("replacing a worker the autonomic loop found dead",
+                            worker=child.worker_id, pid=child.process.pid)
+                os.kill(child.process.pid, signal.SIGKILL)  # our own child
+                child.process.wait()
+            self.replaced += 1
+            self.store.delete_control(entry.key)
+
+    def _restart_exited(self) -> None:
+        for index, child in enumerate(self.children):
+            code = child.process.poll()
+            if code is None:
+                continue
+            log.warning("worker process exited; starting another", pid=child.process.pid,
+                        code=code, worker=child.worker_id)
+            if child.worker_id:
+                self.retired.append(Retired(child.worker_id, child.slot))
+            self.children[index] = Child(child.slot, self.spawn(child.slot))
+            self.restarts += 1
+
+    def _forget_retired(self, now: float) -> None:
+        if not self.retired:
+            return
+        leases = self.queue.backlog(now).leases_by_worker
+        self._identify()
+        beating = {child.slot for child in self.children if child.worker_id}
+        keep = []
+        for gone in self.retired:
+            if leases.get(gone.worker_id, 0) == 0 and gone.slot in beating:
+                self.store.forget_worker(gone.worker_id)
+            else:
+                keep.append(gone)
+        self.retired = keep
