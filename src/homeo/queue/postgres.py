@@ -65,19 +65,27 @@ CANDIDATES_PER_TENANT = 32
 # `expired` puts every other expired lease back in line. Rows locked by
 # another claimer (or a heartbeat) are skipped, not waited for. `{not_done}`
 # keeps a fused complete-and-claim from touching the row it just completed.
+#
+# Fairness: `ahead` takes each tenant's first due jobs (one index probe per
+# tenant), and `queued` orders those few by priority, then by when their tenant
+# was last served, and locks the first it can. It finds them by ctid (a Tid
+# scan) so that the cost stays with the candidates, not the whole backlog;
+# `IS TRUE` keeps the planner from proving the partial `jobs_due` index usable
+# and walking it over every due job (as it would on a table not yet analyzed).
+# A row claimed since the statement's snapshot fails that recheck after the
+# lock and is skipped.
 _NEXT = """
-queued AS (
-    SELECT jobs.id, jobs.priority, best.served, jobs.run_at FROM (
-        SELECT ahead.id, (SELECT COALESCE(MAX(s.served), 0) FROM jobs AS s
-                          WHERE s.tenant_id = t.tenant_id) AS served
-        FROM queue_tenants AS t CROSS JOIN LATERAL (
-            SELECT id FROM jobs
-            WHERE tenant_id = t.tenant_id AND status = 'queued' AND run_at <= %(now)s
-            ORDER BY priority DESC, run_at, id LIMIT {candidates}) AS ahead
-    ) AS best JOIN jobs ON jobs.id = best.id
-    WHERE jobs.status = 'queued' AND jobs.run_at <= %(now)s
-    ORDER BY jobs.priority DESC, best.served, jobs.run_at, jobs.id LIMIT 1
-    FOR UPDATE OF jobs SKIP LOCKED
+ahead AS MATERIALIZED (
+    SELECT best.ctid FROM queue_tenants AS t CROSS JOIN LATERAL (
+        SELECT ctid FROM jobs
+        WHERE tenant_id = t.tenant_id AND status = 'queued' AND run_at <= %(now)s
+        ORDER BY priority DESC, run_at, id LIMIT {candidates}) AS best
+), queued AS (
+    SELECT id, priority, (SELECT COALESCE(MAX(s.served), 0) FROM jobs AS s
+                          WHERE s.tenant_id = jobs.tenant_id) AS served, run_at
+    FROM jobs WHERE ctid = ANY(ARRAY(SELECT ctid FROM ahead))
+        AND (status = 'queued' AND run_at <= %(now)s) IS TRUE
+    ORDER BY priority DESC, served, run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
 ), lapsed AS (
     SELECT id, priority, (SELECT COALESCE(MAX(s.served), 0) FROM jobs AS s
                           WHERE s.tenant_id = jobs.tenant_id) AS served, run_at
