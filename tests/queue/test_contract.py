@@ -211,3 +211,48 @@ def test_backlog_counts_due_jobs_leases_and_repeated_expiries(backends: Backends
     assert later.lapsed == 2 and later.due == 3
     queue.fail(normal.id, "w3#5", "boom", retry=False, now=T0 + 31)
     assert queue.backlog(T0 + 31).dead == 1
+
+
+def test_a_busy_tenant_does_not_starve_a_small_one(backends: Backends) -> None:
+    queue = backends.queue
+    for n in range(200):
+        queue.enqueue("busy", "run", {"n": n}, now=n / 1000)
+    small = {queue.enqueue("small", "run", {"n": n}, now=1.0 + n / 1000)[0].id for n in range(5)}
+    claimed = [queue.claim("w", 60, now=2.0) for _ in range(10)]
+    # The least recently served tenant goes first: the two take turns.
+    assert [job.tenant_id for job in claimed] == ["busy", "small"] * 5
+    assert {job.id for job in claimed if job.tenant_id == "small"} == small
+    # Within a tenant, the oldest first; then the busy tenant has the queue alone.
+    assert [job.payload["n"] for job in claimed if job.tenant_id == "busy"] == [0, 1, 2, 3, 4]
+    assert queue.claim("w", 60, now=2.0).payload == {"n": 5}
+
+
+def test_priority_comes_before_fairness(backends: Backends) -> None:
+    queue = backends.queue
+    urgent = [queue.enqueue("busy", "run", {}, priority=5, now=float(n))[0].id for n in range(3)]
+    calm, _ = queue.enqueue("small", "run", {}, priority=0, now=0.0)
+    order = [queue.claim("w", 60, now=10.0).id for _ in range(4)]
+    assert order == [*urgent, calm.id]
+
+
+def test_a_tenant_new_to_the_queue_goes_first(backends: Backends) -> None:
+    queue = backends.queue
+    for n in range(3):
+        queue.enqueue("old", "run", {}, now=float(n))
+    assert queue.claim("w", 60, now=5.0).tenant_id == "old"
+    late, _ = queue.enqueue("new", "run", {}, now=6.0)
+    # Served never: ahead of "old" even though its job is younger.
+    assert queue.claim("w", 60, now=7.0).id == late.id
+
+
+def test_taking_over_a_lapsed_lease_serves_its_tenant(backends: Backends) -> None:
+    queue = backends.queue
+    first, _ = queue.enqueue("a", "run", {}, now=0.0)
+    queue.enqueue("a", "run", {}, now=1.0)
+    other, _ = queue.enqueue("b", "run", {}, now=2.0)
+    assert queue.claim("w1", 10, now=3.0).id == first.id  # serves a
+    assert queue.claim("w2", 10, now=4.0).id == other.id  # serves b
+    # At 20 both leases lapsed: a was served longer ago, so its old job comes back first.
+    again = queue.claim("w3", 10, now=20.0)
+    assert again.id == first.id and again.lease_expiries == 1
+    assert queue.claim("w3", 10, now=20.0).id == other.id

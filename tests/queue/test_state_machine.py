@@ -139,6 +139,8 @@ def machine_for(under_test: QueueUnderTest) -> type[RuleBasedStateMachine]:
             self.keys: dict[tuple[str, str], str] = {}
             self.finished: dict[str, str] = {}  # job id -> done or dead, for good
             self.claimers: dict[str, set[str]] = {}  # job id -> every worker that claimed it
+            self.claims = 0
+            self.served: dict[str, int] = {}  # tenant -> number of the claim that served it last
 
         # --- helpers ------------------------------------------------------
         def pick(self, data: st.DataObject) -> tuple[ModelJob, str]:
@@ -226,7 +228,9 @@ def machine_for(under_test: QueueUnderTest) -> type[RuleBasedStateMachine]:
                     job.status, job.lease_owner, job.lease_expires_at = "queued", None, None
                     job.lease_expiries += 1
             due = [j for j in self.jobs.values() if j.status == "queued" and j.run_at <= self.now]
-            expected = min(due, key=lambda j: (-j.priority, j.run_at, j.id), default=None)
+            expected = min(
+                due, key=lambda j: (-j.priority, self.served.get(j.tenant_id, 0), j.run_at, j.id),
+                default=None)
             if expected is None:
                 assert claimed is None
                 return
@@ -234,6 +238,8 @@ def machine_for(under_test: QueueUnderTest) -> type[RuleBasedStateMachine]:
             expected.status, expected.lease_owner = "leased", worker
             expected.lease_expires_at = self.now + lease
             expected.attempts += 1
+            self.claims += 1  # the tenant served last
+            self.served[expected.tenant_id] = self.claims
             self.claimers.setdefault(expected.id, set()).add(worker)
             assert claimed.attempts == expected.attempts
             assert claimed.lease_expiries == expected.lease_expiries

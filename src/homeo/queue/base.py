@@ -118,8 +118,10 @@ class QueueStorage(ABC):
     @abstractmethod
     def claim(self, worker_id: str, lease_seconds: float, now: float) -> Job | None:
         """Put expired leases back in line (counting each in `lease_expiries`),
-        then lease the most urgent due job: highest priority, then oldest
-        `run_at`, then lowest id. None when nothing is due."""
+        then lease the most urgent due job: highest priority, then the tenant
+        served longest ago (whose last claim came first; one never served
+        before all), then oldest `run_at`, then lowest id. None when nothing
+        is due. Taking over a lapsed lease counts as serving its tenant."""
 
     @abstractmethod
     def heartbeat(self, job_id: str, worker_id: str, lease_seconds: float, now: float) -> bool:
@@ -217,8 +219,10 @@ class Queue:
         )
 
     def claim(self, worker_id: str, lease_seconds: float, *, now: float | None = None) -> Job | None:
-        """Lease the most urgent job that is due: highest priority, then oldest
-        `run_at`. Expired leases count as due. None when nothing is due."""
+        """Lease the most urgent job that is due: highest priority, then the
+        tenant served longest ago (so a tenant with 200 queued jobs does not
+        starve one with 5), then oldest `run_at`. Expired leases count as due.
+        None when nothing is due."""
         return self.storage.claim(worker_id, lease_seconds, clock(now))
 
     def heartbeat(

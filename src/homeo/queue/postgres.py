@@ -1,6 +1,7 @@
 """The PostgreSQL queue. A claim locks its row with `FOR UPDATE SKIP LOCKED`, so
 many workers on many hosts claim side by side, never the same job, and never
-wait on each other's rows."""
+wait on each other's rows. Within a priority, the tenant served longest ago
+goes first (see `_NEXT`)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,25 @@ MIGRATIONS = [
     CREATE INDEX jobs_due ON jobs (priority DESC, run_at, id) WHERE status = 'queued';
     CREATE INDEX jobs_leases ON jobs (lease_expires_at) WHERE status = 'leased';
     """,
+    # Per-tenant fairness: `served` numbers claims from one sequence, so a
+    # tenant's MAX(served) says when it was last served (no row shared by a
+    # tenant's claims, so concurrent claims never wait on one another);
+    # `queue_tenants` lists every tenant that ever enqueued.
+    """
+    ALTER TABLE jobs ADD COLUMN served BIGINT;
+    CREATE SEQUENCE queue_served;
+    CREATE TABLE queue_tenants (tenant_id TEXT PRIMARY KEY);
+    INSERT INTO queue_tenants (tenant_id) SELECT DISTINCT tenant_id FROM jobs;
+    CREATE INDEX jobs_tenant_due ON jobs (tenant_id, priority DESC, run_at, id)
+        WHERE status = 'queued';
+    CREATE INDEX jobs_tenant_served ON jobs (tenant_id, served);
+    """,
 ]
+
+# How many of each tenant's best due jobs a claim considers: rows other
+# claimers hold (or leased since the statement began) are skipped, so this
+# must stay above the number of concurrent claimers.
+CANDIDATES_PER_TENANT = 32
 
 # A claim in one round trip, as if expired leases were put back in line first
 # and then the next due job were leased: `next` is the better of the next
@@ -46,16 +65,35 @@ MIGRATIONS = [
 # `expired` puts every other expired lease back in line. Rows locked by
 # another claimer (or a heartbeat) are skipped, not waited for. `{not_done}`
 # keeps a fused complete-and-claim from touching the row it just completed.
+#
+# Fairness: `ahead` takes each tenant's first due jobs (one index probe per
+# tenant), and `queued` orders those few by priority, then by when their tenant
+# was last served, and locks the first it can. It finds them by ctid (a Tid
+# scan) so that the cost stays with the candidates, not the whole backlog;
+# `IS TRUE` keeps the planner from proving the partial `jobs_due` index usable
+# and walking it over every due job (as it would on a table not yet analyzed).
+# A row claimed since the statement's snapshot fails that recheck after the
+# lock and is skipped.
 _NEXT = """
-queued AS (
-    SELECT id, priority, run_at FROM jobs WHERE status = 'queued' AND run_at <= %(now)s
-    ORDER BY priority DESC, run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
+ahead AS MATERIALIZED (
+    SELECT best.ctid FROM queue_tenants AS t CROSS JOIN LATERAL (
+        SELECT ctid FROM jobs
+        WHERE tenant_id = t.tenant_id AND status = 'queued' AND run_at <= %(now)s
+        ORDER BY priority DESC, run_at, id LIMIT {candidates}) AS best
+), queued AS (
+    SELECT id, priority, (SELECT COALESCE(MAX(s.served), 0) FROM jobs AS s
+                          WHERE s.tenant_id = jobs.tenant_id) AS served, run_at
+    FROM jobs WHERE ctid = ANY(ARRAY(SELECT ctid FROM ahead))
+        AND (status = 'queued' AND run_at <= %(now)s) IS TRUE
+    ORDER BY priority DESC, served, run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED
 ), lapsed AS (
-    SELECT id, priority, run_at FROM jobs WHERE status = 'leased' AND lease_expires_at <= %(now)s
+    SELECT id, priority, (SELECT COALESCE(MAX(s.served), 0) FROM jobs AS s
+                          WHERE s.tenant_id = jobs.tenant_id) AS served, run_at
+    FROM jobs WHERE status = 'leased' AND lease_expires_at <= %(now)s
     {not_done} FOR UPDATE SKIP LOCKED
 ), next AS (
     SELECT id FROM (SELECT * FROM queued UNION ALL SELECT * FROM lapsed) AS candidates
-    ORDER BY priority DESC, run_at, id LIMIT 1
+    ORDER BY priority DESC, served, run_at, id LIMIT 1
 ), expired AS (
     UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,
         lease_expiries = lease_expiries + 1, updated_at = %(now)s, last_error = %(expired)s
@@ -63,12 +101,12 @@ queued AS (
 )"""
 _LEASE_NEXT = """
 UPDATE jobs SET status = 'leased', attempts = attempts + 1, lease_owner = %(worker)s,
-    lease_expires_at = %(expires)s, updated_at = %(now)s,
+    lease_expires_at = %(expires)s, updated_at = %(now)s, served = nextval('queue_served'),
     lease_expiries = lease_expiries + CASE WHEN status = 'leased' THEN 1 ELSE 0 END,
     last_error = CASE WHEN status = 'leased' THEN %(expired)s ELSE last_error END
 WHERE id = (SELECT id FROM next)
 RETURNING *"""
-_CLAIM = "WITH" + _NEXT.format(not_done="") + _LEASE_NEXT
+_CLAIM = "WITH" + _NEXT.format(not_done="", candidates=CANDIDATES_PER_TENANT) + _LEASE_NEXT
 
 # Complete a job and claim the next in one statement: one round trip and one
 # commit where `complete` then `claim` take two of each. A snapshot is shared by
@@ -81,7 +119,8 @@ WITH done AS (
         updated_at = %(now)s
     WHERE id = %(done)s AND lease_owner = %(done_owner)s AND status = 'leased'
     RETURNING id
-), """ + _NEXT.format(not_done="AND id NOT IN (SELECT id FROM done)").lstrip() + """,
+), """ + _NEXT.format(not_done="AND id NOT IN (SELECT id FROM done)",
+                    candidates=CANDIDATES_PER_TENANT).lstrip() + """,
 claimed AS (""" + _LEASE_NEXT + """)
 SELECT (SELECT COUNT(*) FROM done) AS completed, claimed.*
 FROM (SELECT 1) AS one LEFT JOIN claimed ON TRUE
@@ -110,6 +149,8 @@ class PostgresQueueStorage(SQLQueueStorage):
         # one's commit, does nothing, and then reads the first job.
         for _ in range(3):
             with self.db.transaction() as db:
+                db.execute("INSERT INTO queue_tenants (tenant_id) VALUES (%s)"
+                           " ON CONFLICT DO NOTHING", (tenant_id,))
                 row = db.execute(
                     "INSERT INTO jobs (id, tenant_id, kind, payload, priority, status,"
                     " max_attempts, run_at, idempotency_key, created_at, updated_at)"

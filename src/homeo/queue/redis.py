@@ -1,13 +1,20 @@
 """The Redis queue storage (extra `[redis]`): jobs in hashes, the lines and the
-leases in sorted sets, every change of a job in one Lua script, so it is
+lease deadlines in sorted sets, the leases themselves as pending entries of a
+stream's consumer group, every change of a job in one Lua script, so it is
 atomic on the server and two claimers can never lease the same job.
 
 Keys, all under one prefix (default `homeo:`):
 
     job:<id>        hash    the job's fields, numbers as Python writes them
-    queued:<prio>   zset    queued jobs of one priority, scored by run_at
-                            (delayed jobs too: a claim takes only run_at <= now)
+    queued:<prio>:<tenant>
+                    zset    one tenant's queued jobs of one priority, scored
+                            by run_at (delayed jobs too: a claim takes only
+                            run_at <= now)
+    tenants:<prio>  set     the tenants with queued jobs of that priority
     priorities      zset    the priorities that have queued jobs
+    served          hash    tenant -> number of the claim that served it last
+    stream          stream  one entry per lease (group `workers`, see below)
+    claims          string  how many claims there were (numbers `served`)
     leases          zset    leased jobs, scored by lease_expires_at
     idem            hash    [tenant, idempotency key] -> job id
     repeats         zset    unfinished jobs whose lease expired twice or more,
@@ -16,17 +23,33 @@ Keys, all under one prefix (default `homeo:`):
 
 A claim first puts every lease that expired by `now` back in line (what
 XAUTOCLAIM does for a stream's consumer group, but on the caller's clock and
-each job's own lease length), then takes the lowest (run_at, id) of the highest
-priority that has a due job. Times are computed in Python and stored as its
-`repr`, so they read back exactly; Lua only compares them. A script hands a
+each job's own lease length), then, in the highest priority that has a due
+job, takes the first due job (lowest run_at, then id) of the tenant served
+longest ago (lowest `served`; ties by that job's run_at and id), so a tenant
+with many jobs does not starve one with few. That costs one ZRANGEBYSCORE per
+tenant with queued jobs of the priority. Times are computed in Python and
+stored as its `repr`, so they read back exactly; Lua only compares them. A script hands a
 job back as one JSON string (cjson) rather than a 32-element reply: a fifth
 less client CPU per claim.
 
-Why not a stream and a consumer group: a stream hands entries out in the
-order they were added, while a claim must go by priority, then due time, and
-XAUTOCLAIM measures a lease on the server's clock with one idle time per call,
-while each claim here has its own lease length and the clock is the caller's
-(the contract and state-machine tests inject it).
+The stream and its consumer group (`stream`, group `workers`) carry the
+leases: a claim XADDs the job's entry and XREADGROUPs it as the lease owner
+(one consumer per owner), so XPENDING lists who holds what; a lapsed lease's
+entry stays pending and the job's next claimer XCLAIMs it; complete, release,
+retry and dead-letter XACK and XDEL it, so the stream holds only live or
+lapsed leases. `expire_leases` finds a dead worker's leases through XINFO
+CONSUMERS and XPENDING. Consumers are not deleted: one per lease owner a
+worker process ever used (`worker#slot`).
+
+Why order and lease deadlines stay in sorted sets: a stream hands entries out
+in the order they were added, while a claim must go by priority, then the
+tenant served longest ago, then due time, and delayed jobs must wait; so the
+job enters the stream only when it is claimed (XADD and XREADGROUP in the
+claim's script). XAUTOCLAIM measures a lease as idle time on the server's
+clock with one minimum for all entries, while each lease here has its own
+length and is extended by heartbeats, on the caller's clock (the contract and
+state-machine tests inject it); so deadlines live in `leases`, and the lapsed
+entry is moved with XCLAIM by id rather than found by XAUTOCLAIM.
 
 One Redis server (or a primary with replicas): the scripts touch keys they
 compute, which Redis Cluster does not allow.
@@ -60,13 +83,37 @@ local function held(key, worker)
   return job[1] == 'leased' and job[2] == worker
 end
 local function enter_line(key, id, run_at)
-  local priority = redis.call('HGET', key, 'priority')
-  redis.call('ZADD', p .. 'queued:' .. priority, run_at, id)
-  redis.call('ZADD', p .. 'priorities', priority, priority)
+  local job = redis.call('HMGET', key, 'priority', 'tenant_id')
+  redis.call('ZADD', p .. 'queued:' .. job[1] .. ':' .. job[2], run_at, id)
+  redis.call('SADD', p .. 'tenants:' .. job[1], job[2])
+  redis.call('ZADD', p .. 'priorities', job[1], job[1])
 end
 local function end_lease(key, id)
   redis.call('HDEL', key, 'lease_owner', 'lease_expires_at')
   redis.call('ZREM', p .. 'leases', id)
+end
+-- The stream: a claim adds the job's entry and reads it into the consumer
+-- group as the claimer (a consumer per lease owner), so the group's pending
+-- list holds every lease; a lapsed lease keeps its entry, which the next
+-- claimer of the job XCLAIMs; an ended lease acknowledges and deletes it.
+local stream, group = p .. 'stream', 'workers'
+local function hand_out(key, id, worker)
+  local entry = redis.call('HGET', key, 'entry')
+  if entry and #redis.call('XCLAIM', stream, group, worker, 0, entry) == 1 then return end
+  if redis.call('EXISTS', stream) == 0 then
+    redis.call('XGROUP', 'CREATE', stream, group, '$', 'MKSTREAM')
+  end
+  redis.call('XADD', stream, '*', 'job', id)
+  local read = redis.call('XREADGROUP', 'GROUP', group, worker, 'COUNT', 1, 'STREAMS', stream, '>')
+  redis.call('HSET', key, 'entry', read[1][2][1][1])
+end
+local function let_go(key)
+  local entry = redis.call('HGET', key, 'entry')
+  if entry then
+    redis.call('XACK', stream, group, entry)
+    redis.call('XDEL', stream, entry)
+    redis.call('HDEL', key, 'entry')
+  end
 end
 local function finish(id)
   redis.call('ZREM', p .. 'repeats', id)
@@ -78,6 +125,7 @@ end
 """
 
 # ARGV: prefix, idempotency field ('' for none), id, priority, run_at, field, value, ...
+# (the job's fields include priority and tenant_id, which place it in line)
 _ENQUEUE = _PRELUDE + """
 local field, id = ARGV[2], ARGV[3]
 if field ~= '' then
@@ -87,8 +135,7 @@ if field ~= '' then
 end
 local key = p .. 'job:' .. id
 redis.call('HSET', key, unpack(ARGV, 6))
-redis.call('ZADD', p .. 'queued:' .. ARGV[4], ARGV[5], id)
-redis.call('ZADD', p .. 'priorities', ARGV[4], ARGV[4])
+enter_line(key, id, ARGV[5])
 redis.call('HINCRBY', p .. 'stats', 'queued', 1)
 return {1, cjson.encode(redis.call('HGETALL', key))}
 """
@@ -108,13 +155,33 @@ for _, id in ipairs(lapsed) do
   redis.call('HINCRBY', p .. 'stats', 'lease_expiries', 1)
 end
 for _, priority in ipairs(redis.call('ZREVRANGE', p .. 'priorities', 0, -1)) do
-  local line = p .. 'queued:' .. priority
-  local due = redis.call('ZRANGEBYSCORE', line, '-inf', now, 'LIMIT', 0, 1)
-  if #due > 0 then
-    local id = due[1]
+  -- Ids are fixed-length lowercase hex after a common prefix, so Lua's string
+  -- order (strcoll) agrees with the byte order SQL and the zsets use.
+  local id, tenant, served, run_at = false, false, 0, 0
+  for _, candidate in ipairs(redis.call('SMEMBERS', p .. 'tenants:' .. priority)) do
+    local due = redis.call('ZRANGEBYSCORE', p .. 'queued:' .. priority .. ':' .. candidate,
+                           '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1)
+    if #due > 0 then
+      local s = tonumber(redis.call('HGET', p .. 'served', candidate) or '0')
+      local r = tonumber(due[2])
+      if not id or s < served or (s == served and (r < run_at or (r == run_at and due[1] < id)))
+      then
+        id, tenant, served, run_at = due[1], candidate, s, r
+      end
+    end
+  end
+  if id then
     local key = p .. 'job:' .. id
+    local line = p .. 'queued:' .. priority .. ':' .. tenant
     redis.call('ZREM', line, id)
-    if redis.call('ZCARD', line) == 0 then redis.call('ZREM', p .. 'priorities', priority) end
+    if redis.call('ZCARD', line) == 0 then
+      redis.call('SREM', p .. 'tenants:' .. priority, tenant)
+      if redis.call('SCARD', p .. 'tenants:' .. priority) == 0 then
+        redis.call('ZREM', p .. 'priorities', priority)
+      end
+    end
+    redis.call('HSET', p .. 'served', tenant, redis.call('INCR', p .. 'claims'))
+    hand_out(key, id, worker)
     redis.call('HSET', key, 'status', 'leased', 'lease_owner', worker,
                'lease_expires_at', expires, 'updated_at', now)
     redis.call('HINCRBY', key, 'attempts', 1)
@@ -141,6 +208,7 @@ local id = ARGV[2]
 local key = p .. 'job:' .. id
 if not held(key, ARGV[3]) then return 0 end
 end_lease(key, id)
+let_go(key)
 finish(id)
 redis.call('HSET', key, 'status', 'done', 'updated_at', ARGV[4])
 count('leased', 'done')
@@ -153,6 +221,7 @@ local id, now, run_at = ARGV[2], ARGV[4], ARGV[5]
 local key = p .. 'job:' .. id
 if not held(key, ARGV[3]) then return 0 end
 end_lease(key, id)
+let_go(key)
 redis.call('HSET', key, 'status', 'queued', 'run_at', run_at, 'updated_at', now)
 redis.call('HINCRBY', key, 'attempts', -1)
 enter_line(key, id, run_at)
@@ -164,13 +233,23 @@ return 1
 _EXPIRE = _PRELUDE + """
 local owners, now = ARGV[2], ARGV[3]
 local expired = 0
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'leases', '(' .. now, '+inf')) do
-  local key = p .. 'job:' .. id
-  local owner = redis.call('HGET', key, 'lease_owner')
-  if owner and string.sub(owner, 1, #owners) == owners then
-    redis.call('HSET', key, 'lease_expires_at', now)
-    redis.call('ZADD', p .. 'leases', now, id)
-    expired = expired + 1
+if redis.call('EXISTS', stream) == 0 then return 0 end
+-- The consumers named `worker#...`, and from their pending entries the jobs
+-- they still hold with a lease that has not lapsed yet.
+for _, consumer in ipairs(redis.call('XINFO', 'CONSUMERS', stream, group)) do
+  local name = consumer[2]
+  if string.sub(name, 1, #owners) == owners then
+    for _, pending in ipairs(redis.call('XPENDING', stream, group, '-', '+', 1000000, name)) do
+      local entry = redis.call('XRANGE', stream, pending[1], pending[1])
+      local id = entry[1] and entry[1][2][2]
+      local key = id and p .. 'job:' .. id
+      if key and held(key, name)
+          and tonumber(redis.call('HGET', key, 'lease_expires_at')) > tonumber(now) then
+        redis.call('HSET', key, 'lease_expires_at', now)
+        redis.call('ZADD', p .. 'leases', now, id)
+        expired = expired + 1
+      end
+    end
   end
 end
 return expired
@@ -184,6 +263,7 @@ if not held(key, ARGV[3]) or redis.call('HGET', key, 'attempts') ~= ARGV[4] then
   return false
 end
 end_lease(key, id)
+let_go(key)
 redis.call('HSET', key, 'status', status, 'run_at', run_at, 'last_error', ARGV[7],
            'updated_at', ARGV[8])
 if status == 'queued' then enter_line(key, id, run_at) else finish(id) end
@@ -198,13 +278,14 @@ _BACKLOG = _PRELUDE + """
 local now = tonumber(ARGV[2])
 local due, oldest, tenants, owners, lapsed = 0, false, {}, {}, 0
 for _, priority in ipairs(redis.call('ZRANGE', p .. 'priorities', 0, -1)) do
-  local line = redis.call('ZRANGEBYSCORE', p .. 'queued:' .. priority, '-inf', ARGV[2],
-                          'WITHSCORES')
-  for i = 1, #line, 2 do
-    local tenant = redis.call('HGET', p .. 'job:' .. line[i], 'tenant_id')
-    tenants[tenant] = (tenants[tenant] or 0) + 1
-    due = due + 1
-    if not oldest or tonumber(line[i + 1]) < tonumber(oldest) then oldest = line[i + 1] end
+  for _, tenant in ipairs(redis.call('SMEMBERS', p .. 'tenants:' .. priority)) do
+    local line = redis.call('ZRANGEBYSCORE', p .. 'queued:' .. priority .. ':' .. tenant,
+                            '-inf', ARGV[2], 'WITHSCORES')
+    for i = 1, #line, 2 do
+      tenants[tenant] = (tenants[tenant] or 0) + 1
+      due = due + 1
+      if not oldest or tonumber(line[i + 1]) < tonumber(oldest) then oldest = line[i + 1] end
+    end
   end
 end
 local leases = redis.call('ZRANGE', p .. 'leases', 0, -1, 'WITHSCORES')

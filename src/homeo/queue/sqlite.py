@@ -1,5 +1,6 @@
 """The SQLite queue. Every claim is one `UPDATE ... RETURNING` inside
-`BEGIN IMMEDIATE`, so two processes can never lease the same job."""
+`BEGIN IMMEDIATE`, so two processes can never lease the same job. Within a
+priority, the tenant served longest ago goes first (see `_NEXT`)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,32 @@ MIGRATIONS = [
     CREATE INDEX jobs_due ON jobs (status, priority DESC, run_at, id);
     CREATE INDEX jobs_leases ON jobs (status, lease_expires_at)
     """,
+    # Per-tenant fairness: `served` is the claim's number in one sequence, so
+    # a tenant's MAX(served) says when it was last served; `queue_tenants`
+    # lists every tenant that ever enqueued, for a claim to visit each.
+    """
+    ALTER TABLE jobs ADD COLUMN served INTEGER;
+    CREATE TABLE queue_tenants (tenant_id TEXT PRIMARY KEY);
+    INSERT OR IGNORE INTO queue_tenants (tenant_id) SELECT DISTINCT tenant_id FROM jobs;
+    CREATE INDEX jobs_tenant_due ON jobs (tenant_id, status, priority DESC, run_at, id);
+    CREATE INDEX jobs_tenant_served ON jobs (tenant_id, served);
+    CREATE INDEX jobs_served ON jobs (served)
+    """,
 ]
+
+# The most urgent due job: each tenant's best (highest priority, then oldest
+# run_at, then lowest id), then of those the highest priority, then the tenant
+# served longest ago, then run_at, then id. One index probe per tenant.
+_NEXT = """
+SELECT best.id FROM queue_tenants AS t
+JOIN jobs AS best ON best.id = (
+    SELECT id FROM jobs WHERE tenant_id = t.tenant_id AND status = 'queued' AND run_at <= ?
+    ORDER BY priority DESC, run_at, id LIMIT 1)
+ORDER BY best.priority DESC,
+    (SELECT COALESCE(MAX(served), 0) FROM jobs WHERE tenant_id = t.tenant_id),
+    best.run_at, best.id
+LIMIT 1
+"""
 
 
 
@@ -58,6 +84,7 @@ class SQLiteQueueStorage(SQLQueueStorage):
         now: float,
     ) -> tuple[Job, bool]:
         with self.db.write() as db:
+            db.execute("INSERT OR IGNORE INTO queue_tenants (tenant_id) VALUES (?)", (tenant_id,))
             if idempotency_key is not None:
                 row = db.execute(
                     "SELECT * FROM jobs WHERE tenant_id = ? AND idempotency_key = ?",
@@ -94,10 +121,9 @@ class SQLiteQueueStorage(SQLQueueStorage):
             )
             row = db.execute(
                 "UPDATE jobs SET status = 'leased', attempts = attempts + 1, lease_owner = ?,"
-                " lease_expires_at = ?, updated_at = ?"
-                " WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND run_at <= ?"
-                "             ORDER BY priority DESC, run_at, id LIMIT 1)"
-                " RETURNING *",
+                " lease_expires_at = ?, updated_at = ?,"
+                " served = (SELECT COALESCE(MAX(served), 0) + 1 FROM jobs)"
+                f" WHERE id = ({_NEXT}) RETURNING *",
                 (worker_id, now + lease_seconds, now, now),
             ).fetchone()
         return self.job_of(row)
