@@ -71,3 +71,14 @@ def test_curate_train_register_promote_rollback(tmp_path: Path,
     assert rolled.exit_code == 0 and "chat now serves smollm2" in rolled.stdout
     unknown = homeo("models", "promote", "smollm2", "--alias", "nope", *where)
     assert unknown.exit_code == 1 and "not in HOMEO_MODELS" in unknown.stderr
+
+
+def test_lora_names_bad_data_before_training(tmp_path: Path) -> None:
+    where = ("--database-url", f"sqlite:///{tmp_path / 'homeo.db'}")
+    data = tmp_path / "chats.jsonl"
+    data.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    bad = homeo("train", "lora", "--data", str(data), "-o", str(tmp_path / "a.gguf"), *where)
+    assert bad.exit_code == 1 and "line 1" in bad.stderr
+    version = homeo("train", "lora", "--data", "set@two", "-o", str(tmp_path / "a.gguf"), *where)
+    assert version.exit_code == 1 and "a version is a number" in version.stderr
+    assert not (tmp_path / "a.gguf").exists()
