@@ -45,12 +45,12 @@ def test_curate_train_register_promote_rollback(tmp_path: Path,
                  "--deployment", "smollm2", "--json", *where)
     assert base.exit_code == 0, base.stdout + base.stderr
     adapter = tmp_path / "colours.gguf"
-    trained = homeo("train", "lora", "--data", "colours@1", "-o", str(adapter), "--steps", "2",
+    trained = homeo("train", "lora", "--data", "colours@1", "-o", str(adapter), "--steps", "1",
                     "--register", "smollm2-colours-1", "--parent", "smollm2",
                     "--deployment", "smollm2-colours", "--tenant", "acme", "--json", *where)
     assert trained.exit_code == 0, trained.stdout + trained.stderr
     report = json.loads(trained.stdout)
-    assert report["steps"] == 2 and report["data"] == "colours@1" and adapter.is_file()
+    assert report["steps"] == 1 and report["data"] == "colours@1" and adapter.is_file()
     assert report["registered"] == "smollm2-colours-1"
 
     monkeypatch.setenv("HOMEO_MODELS", json.dumps({"chat": [
