@@ -43,6 +43,7 @@ from homeo.cli_runs import prune as prune_checkpoints
 from homeo.cli_runs import runs_app
 from homeo.cli_safety import safety_app
 from homeo.cli_slo import slo_app
+from homeo.cli_train import train_app
 from homeo.db.url import redact
 from homeo.engine.agents import AgentError
 from homeo.observe import logs
@@ -61,6 +62,7 @@ app.add_typer(chaos_app, name="chaos")
 app.add_typer(eval_app, name="eval")
 app.add_typer(audit_app, name="audit")
 app.add_typer(crypto_app, name="crypto")
+app.add_typer(train_app, name="train")
 
 
 def _print_version(given: bool) -> None:

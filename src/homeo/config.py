@@ -74,6 +74,16 @@ class ModelDeployment(BaseModel):
     timeout_seconds: float | None = Field(
         None, gt=0, description="One attempt's limit; else HOMEO_ROUTER_ATTEMPT_TIMEOUT_SECONDS."
     )
+    lora: str | None = Field(
+        None, description="local only: a GGUF LoRA adapter (`homeo train lora`) applied on"
+                          " the unchanged base model.")
+
+    @model_validator(mode="after")
+    def _lora_is_local(self) -> ModelDeployment:
+        if self.lora and self.model != "local" and not self.model.startswith("local:"):
+            raise ValueError(f"deployment {self.key!r}: lora applies to local models only,"
+                             f" not {self.model!r}")
+        return self
 
     @field_validator("base_url")
     @classmethod

@@ -238,7 +238,7 @@ def test_models_on_one_file_share_one_loaded_server(model: LocalModel) -> None:
     _ask(other, [Message(role="user", content="Hi")], max_tokens=4)
 
     assert [key for key in local._loaded if key[0] == str(model.path) and key[1] == 2048] == [
-        (str(model.path), 2048)
+        (str(model.path), 2048, "")  # "": no LoRA adapter
     ]
 
 

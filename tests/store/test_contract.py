@@ -7,7 +7,10 @@ import pytest
 from homeo.backends import Backends
 from homeo.store.base import CheckpointPruned, LeaseFenced, StoreError
 from homeo.store.models import (
+    AliasChange,
     ApiKey,
+    DatasetRecord,
+    ModelRecord,
     DataKeyRecord,
     EvalResult,
     NewRun,
@@ -551,3 +554,47 @@ def test_tenant_encryption_settings_and_data_keys_are_kept_and_rewrapped(
     store.set_tenant_encryption(TenantEncryption(tenant_id="acme", sensitive=False,
                                                  data_key_id="dk_a", updated_at=3.0))
     assert store.sensitive_tenants() == []
+
+
+def test_datasets_are_versioned_per_tenant(backends: Backends) -> None:
+    store = backends.store
+    example = {"messages": [{"role": "user", "content": "hi"},
+                            {"role": "assistant", "content": "hello"}]}
+    first = store.put_dataset(DatasetRecord(tenant_id="acme", name="support", train=[example],
+                                            provenance={"runs": ["r1"]}, sha256="a" * 64,
+                                            created_at=1.0))
+    second = store.put_dataset(DatasetRecord(tenant_id="acme", name="support", train=[],
+                                             validation=[example], sha256="b" * 64,
+                                             created_at=2.0))
+    assert (first.version, second.version) == (1, 2)
+    assert store.get_dataset("acme", "support") == second
+    assert store.get_dataset("acme", "support", 1) == first
+    assert store.get_dataset("globex", "support") is None
+    assert [d.version for d in store.list_datasets("acme")] == [1, 2]
+    assert store.list_datasets("globex") == []
+
+
+def test_model_registry_and_alias_history(backends: Backends) -> None:
+    store = backends.store
+    base = ModelRecord(id="smollm2", kind="base", path="/m/base.gguf", sha256="c" * 64,
+                       deployment="smollm2", created_at=1.0, updated_at=1.0)
+    tuned = ModelRecord(id="smollm2-support-1", kind="adapter", path="/m/a.gguf",
+                        sha256="d" * 64, deployment="smollm2-support", parent="smollm2",
+                        dataset="support@1", metrics={"validation_loss": 1.5},
+                        created_at=2.0, updated_at=2.0)
+    store.put_model(base)
+    store.put_model(tuned)
+    with pytest.raises(StoreError, match="already registered"):
+        store.put_model(base)
+    assert store.get_model("smollm2-support-1") == tuned
+    assert [m.id for m in store.list_models()] == ["smollm2", "smollm2-support-1"]
+    assert store.set_model_stage("smollm2-support-1", "champion", now=3.0)
+    assert not store.set_model_stage("absent", "champion", now=3.0)
+    assert store.get_model("smollm2-support-1").stage == "champion"
+    change = store.add_alias_change(AliasChange(
+        alias="chat", model_id="smollm2-support-1", deployment="smollm2-support",
+        previous_model_id="smollm2", action="promote", changed_by="ops", at=3.0))
+    assert change.seq == 1
+    assert store.add_alias_change(change.model_copy(update={"action": "rollback"})).seq == 2
+    assert [c.seq for c in store.alias_changes("chat")] == [1, 2]
+    assert store.alias_changes("other") == []

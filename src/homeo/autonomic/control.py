@@ -7,6 +7,9 @@ Keys and what every process does with them:
 
     breaker/<deployment>          {"state": "open"|"closed"}  the router's breaker is held so
     weight/<alias>/<deployment>   {"factor": f}  the deployment's weight in the alias x f
+    alias/<alias>                 {"deployment": d, "model": id}  the alias sends first tries
+                                                 to d only (the registry's champion);
+                                                 its other deployments stay fallbacks
     worker.concurrency            {"slots": n}   each worker runs n slots (up to its maximum)
     shed/<tenant>                 {"retry_after": s}  the API answers the tenant's
                                                       submissions 429, Retry-After s
@@ -40,6 +43,10 @@ def breaker_key(deployment: str) -> str:
 
 def weight_key(alias: str, deployment: str) -> str:
     return f"weight/{alias}/{deployment}"
+
+
+def alias_key(alias: str) -> str:
+    return f"alias/{alias}"
 
 
 def shed_key(tenant_id: str) -> str:
@@ -117,6 +124,9 @@ class ControlState:
         return state if state in ("open", "closed") else None
 
     def weight_factor(self, alias: str, deployment: str) -> float:
+        pinned = self.value(alias_key(alias))
+        if pinned is not None and pinned.get("deployment") != deployment:
+            return 0.0
         found = self.value(weight_key(alias, deployment))
         return 1.0 if found is None else max(float(found.get("factor", 1.0)), 0.0)
 

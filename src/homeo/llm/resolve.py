@@ -186,15 +186,7 @@ class ModelCatalog:
             return self._router(spec, self.settings.models[spec])
         provider, _, rest = spec.partition(":")
         if provider == "local":
-            try:
-                from homeo.llm.providers.local import LocalModel
-            except ImportError:
-                raise UnknownModel(
-                    "the local model needs the [local] extra: pip install 'homeo[local]'"
-                ) from None
-            path = rest or self.settings.local_model_path
-            return LocalModel(path, n_ctx=self.settings.local_model_context,
-                              threads=self.settings.local_threads)
+            return self._local(rest)
         if spec == "minilm":
             return self._minilm()
         if provider == "openai" and rest:
@@ -212,6 +204,19 @@ class ModelCatalog:
             f"unknown model {spec!r}: use local, local:/path.gguf, minilm, openai:MODEL or"
             " scripted:module:function"
         )
+
+    def _local(self, path: str, lora: str | None = None) -> Model:
+        """The in-process GGUF model at `path` ("" for HOMEO_LOCAL_MODEL_PATH or the
+        shipped one), with the LoRA adapter `lora` applied when given."""
+        try:
+            from homeo.llm.providers.local import LocalModel
+        except ImportError:
+            raise UnknownModel(
+                "the local model needs the [local] extra: pip install 'homeo[local]'"
+            ) from None
+        return LocalModel(path or self.settings.local_model_path,
+                          n_ctx=self.settings.local_model_context,
+                          threads=self.settings.local_threads, lora=lora)
 
     def _minilm(self) -> Model:
         """all-MiniLM-L6-v2 on the runtime HOMEO_EMBED_RUNTIME chooses."""
@@ -275,6 +280,9 @@ class ModelCatalog:
             )
             model = self._priced(entry.model, model)
             self._models[f"deployment:{entry.key}"] = model  # so aclose closes it
+        elif provider == "local" and entry.lora:
+            model = self._priced(entry.model, self._local(rest, lora=entry.lora))
+            self._models[f"deployment:{entry.key}"] = model
         else:
             model = self.get(entry.model)
         if entry.key != entry.model:

@@ -16,6 +16,9 @@ from typing import Any, TypeVar
 
 from homeo.db.dialect import WouldWait
 from homeo.store.models import (
+    AliasChange,
+    DatasetRecord,
+    ModelRecord,
     AgentOutcomes,
     AgentRecord,
     AgentVersion,
@@ -563,6 +566,43 @@ class Store(ABC):
 
     @abstractmethod
     def sensitive_tenants(self) -> list[str]: ...
+
+    # --- training data sets and the model registry ---------------------------
+    @abstractmethod
+    def put_dataset(self, dataset: DatasetRecord) -> DatasetRecord:
+        """Store `dataset` as the next version of its name (1 for a new name)."""
+
+    @abstractmethod
+    def get_dataset(self, tenant_id: str, name: str,
+                    version: int | None = None) -> DatasetRecord | None:
+        """One version of a data set; None: its latest."""
+
+    @abstractmethod
+    def list_datasets(self, tenant_id: str) -> list[DatasetRecord]:
+        """Every version of every data set of the tenant, by name then version."""
+
+    @abstractmethod
+    def put_model(self, model: ModelRecord) -> None:
+        """Register a model; StoreError if its id is taken."""
+
+    @abstractmethod
+    def get_model(self, model_id: str) -> ModelRecord | None: ...
+
+    @abstractmethod
+    def list_models(self) -> list[ModelRecord]:
+        """Every registered model, oldest first."""
+
+    @abstractmethod
+    def set_model_stage(self, model_id: str, stage: str, *, now: float) -> bool:
+        """Move a model to `stage`; False if there is no such model."""
+
+    @abstractmethod
+    def add_alias_change(self, change: AliasChange) -> AliasChange:
+        """Append to the alias's history (the store gives the next seq)."""
+
+    @abstractmethod
+    def alias_changes(self, alias: str | None = None) -> list[AliasChange]:
+        """The history of one alias or of all, oldest first."""
 
     # --- lifecycle --------------------------------------------------------
     @abstractmethod

@@ -367,3 +367,52 @@ class DataKeyRecord(BaseModel):
     kek_id: str
     wrapped: str
     created_at: float
+
+
+class DatasetRecord(BaseModel):
+    """One version of a curated training data set (`homeo train curate`): its
+    examples split into train and validation, and where they came from."""
+
+    tenant_id: str
+    name: str
+    version: int = 0  # 0 on a new one: the store gives the next version
+    train: list[dict[str, Any]] = Field(default_factory=list)
+    validation: list[dict[str, Any]] = Field(default_factory=list)
+    # The run ids, filters and counts (seen, dropped as duplicates, scrubbed, ...).
+    provenance: dict[str, Any] = Field(default_factory=dict)
+    sha256: str = ""
+    created_at: float
+
+
+ModelStage = Literal["candidate", "challenger", "champion", "retired"]
+MODEL_STAGES: tuple[str, ...] = ("candidate", "challenger", "champion", "retired")
+
+
+class ModelRecord(BaseModel):
+    """A model in the registry: a base GGUF or a LoRA adapter on one (`parent`),
+    the deployment that serves it, its stage and its lineage (`dataset`)."""
+
+    id: str
+    kind: Literal["base", "adapter"]
+    path: str
+    sha256: str
+    deployment: str | None = None  # the HOMEO_MODELS deployment that serves it
+    parent: str | None = None  # an adapter's base model id
+    dataset: str | None = None  # "name@version" it was trained on
+    stage: ModelStage = "candidate"
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    created_at: float
+    updated_at: float
+
+
+class AliasChange(BaseModel):
+    """One change of the model an alias serves (promotion or rollback)."""
+
+    alias: str
+    seq: int = 0  # given by the store: 1, 2, ... per alias
+    model_id: str
+    deployment: str
+    previous_model_id: str | None = None
+    action: Literal["promote", "rollback"]
+    changed_by: str
+    at: float

@@ -306,6 +306,44 @@ MIGRATIONS = [
     """
     ALTER TABLE runs ADD COLUMN user_id TEXT;
     """,
+    # The model registry (homeo/evolve/registry.py) and curated training data sets.
+    """
+    CREATE TABLE datasets (
+        tenant_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        train JSONB NOT NULL,
+        validation JSONB NOT NULL,
+        provenance JSONB NOT NULL,
+        sha256 TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (tenant_id, name, version)
+    );
+    CREATE TABLE models (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        path TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        deployment TEXT,
+        parent TEXT,
+        dataset TEXT,
+        stage TEXT NOT NULL,
+        metrics JSONB NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE model_alias_changes (
+        alias TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        model_id TEXT NOT NULL,
+        deployment TEXT NOT NULL,
+        previous_model_id TEXT,
+        action TEXT NOT NULL,
+        changed_by TEXT NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (alias, seq)
+    );
+    """,
 ]
 
 

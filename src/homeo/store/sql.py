@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from homeo.db.dialect import Dialect, clock
 from homeo.ids import new_id
 from homeo.store import deltas
+from homeo.store.registry_sql import RegistrySQL
 from homeo.store.base import CheckpointPruned, LeaseFenced, Store, StoreError
 from homeo.store.sealed import Cipher, SealedDataError, Sealer, open_json, open_text
 from homeo.store.models import (
@@ -55,7 +56,7 @@ T = TypeVar("T")
 
 
 
-class SQLStore(Store):
+class SQLStore(RegistrySQL, Store):
     # Seals and opens the values of tenants marked sensitive (the runtime sets
     # it from HOMEO_ENCRYPTION_KEY_FILE); None: such a tenant's writes and
     # reads fail with SealedDataError rather than go in plain text.

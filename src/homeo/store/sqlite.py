@@ -299,6 +299,44 @@ MIGRATIONS = [
     """
     ALTER TABLE runs ADD COLUMN user_id TEXT;
     """,
+    # The model registry (homeo/evolve/registry.py) and curated training data sets.
+    """
+    CREATE TABLE datasets (
+        tenant_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        train TEXT NOT NULL,
+        validation TEXT NOT NULL,
+        provenance TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (tenant_id, name, version)
+    );
+    CREATE TABLE models (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        path TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        deployment TEXT,
+        parent TEXT,
+        dataset TEXT,
+        stage TEXT NOT NULL,
+        metrics TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE model_alias_changes (
+        alias TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        model_id TEXT NOT NULL,
+        deployment TEXT NOT NULL,
+        previous_model_id TEXT,
+        action TEXT NOT NULL,
+        changed_by TEXT NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (alias, seq)
+    );
+    """,
 ]
 
 

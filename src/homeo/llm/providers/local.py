@@ -7,8 +7,10 @@ only emit `{"tool": NAME, "arguments": {...}}` for one of the offered tools,
 or `{"final_answer": "..."}`. Its chat template has no tool roles, so tool
 calls and tool results are rendered back into the chat as plain text.
 
-Loaded models are cached per (path, n_ctx) for the whole process: several
-agents share one copy of the weights, and generations on it run one at a time.
+Loaded models are cached per (path, n_ctx, adapter) for the whole process:
+several agents share one copy of the weights, and generations on it run one at
+a time. A LoRA adapter (a GGUF file `homeo train lora` writes) is applied by
+llama.cpp on top of the unchanged base weights.
 
 `stream` yields the text token by token: llama.cpp's streamed chat completion
 calls back into Python once per chunk, from a worker thread, and the chunks
@@ -149,22 +151,27 @@ def _raise_if_error(reply: dict[str, Any]) -> None:
         raise ModelError(f"local model rejected the request: {message}")
 
 
-_loaded: dict[tuple[str, int], _LoadedServer] = {}
+_loaded: dict[tuple[str, int, str], _LoadedServer] = {}
 _loading = threading.Lock()
 
 
-def _server(path: Path, n_ctx: int, threads: int | None) -> _LoadedServer:
+def _server(path: Path, n_ctx: int, threads: int | None, lora: Path | None) -> _LoadedServer:
     # `threads` is the process's setting (HOMEO_LOCAL_THREADS): the first load uses it.
-    key = (str(path), n_ctx)
+    key = (str(path), n_ctx, str(lora or ""))
     with _loading:
         if key not in _loaded:
-            _loaded[key] = _LoadedServer(_load(path, n_ctx, threads))
+            _loaded[key] = _LoadedServer(_load(path, n_ctx, threads, lora))
         return _loaded[key]
 
 
-def _load(path: Path, n_ctx: int, threads: int | None) -> Any:
+def _load(path: Path, n_ctx: int, threads: int | None, lora: Path | None = None) -> Any:
     params = xllamacpp.CommonParams()
     params.model.path = str(path)
+    if lora is not None:
+        adapter = xllamacpp.CommonAdapterLoraInfo()
+        adapter.path = str(lora)
+        adapter.scale = 1.0
+        params.lora_adapters = [adapter]
     params.n_ctx = n_ctx
     params.n_parallel = 1
     params.warmup = False
@@ -181,13 +188,16 @@ def _load(path: Path, n_ctx: int, threads: int | None) -> Any:
     try:
         return xllamacpp.Server(params)
     except RuntimeError as exc:
+        with_adapter = f" with the LoRA adapter {lora}" if lora is not None else ""
         raise ModelError(
-            f"llama.cpp could not load {path} (llama.cpp printed why on stderr): {exc}"
+            f"llama.cpp could not load {path}{with_adapter} (llama.cpp printed why on"
+            f" stderr): {exc}"
         ) from exc
 
 
 class LocalModel(Model):
-    """A GGUF chat model run in this process. No `path` (None or "") uses the shipped SmolLM2."""
+    """A GGUF chat model run in this process. No `path` (None or "") uses the shipped
+    SmolLM2; `lora` is a GGUF LoRA adapter llama.cpp applies on top of it."""
 
     def __init__(
         self,
@@ -196,6 +206,7 @@ class LocalModel(Model):
         n_ctx: int = 2048,
         threads: int | None = None,
         max_tokens: int = 512,
+        lora: Path | str | None = None,
     ) -> None:
         if path is None or path == "":
             self.path = default_model_path()
@@ -206,7 +217,13 @@ class LocalModel(Model):
         self.n_ctx = n_ctx
         self.threads = threads
         self.max_tokens = max_tokens
+        self.lora = None if lora is None or lora == "" else Path(lora)
+        if self.lora is not None and not self.lora.is_file():
+            raise LocalModelMissing(f"no LoRA adapter GGUF file at {self.lora}: train one with"
+                                    " `homeo train lora`, or give the path of one")
         self.name = f"local:{self.path.stem}"
+        if self.lora is not None:
+            self.name += f"+{self.lora.stem}"
 
     async def request(
         self,
@@ -393,7 +410,7 @@ class LocalModel(Model):
         return body
 
     def _server(self) -> _LoadedServer:
-        return _server(self.path, self.n_ctx, self.threads)
+        return _server(self.path, self.n_ctx, self.threads, self.lora)
 
 
 def _usage(reply: dict[str, Any]) -> Usage:
