@@ -261,6 +261,11 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("GET", "/ui/agents"): lambda w, who: ("GET", "/ui/agents", {}),
     ("GET", "/ui/agents/{name}"): lambda w, who: ("GET", "/ui/agents/echo", {}),
     ("GET", "/ui/slo"): lambda w, who: ("GET", "/ui/slo", {}),
+    ("GET", "/ui/system"): lambda w, who: ("GET", "/ui/system", {}),
+    ("GET", "/ui/autonomic"): lambda w, who: ("GET", "/ui/autonomic", {}),
+    ("GET", "/ui/memory"): lambda w, who: ("GET", "/ui/memory", {}),
+    ("GET", "/ui/memory/{name}"): lambda w, who: (
+        "GET", "/ui/memory/kb", {"params": {"q": "document", "mode": "text"}}),  # the page repeats q
 }
 # Public routes that answer other than 200: signing in and out redirect (303).
 PUBLIC_STATUS = {("POST", "/ui/sign-in"): 303, ("POST", "/ui/sign-out"): 303}
