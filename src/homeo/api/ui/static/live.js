@@ -60,5 +60,8 @@
   events.onerror = function () {
     if (note) { note.textContent = "Live updates paused; reload the page to resume."; }
   };
+  // Leaving the page (or the browser keeping it in its back/forward cache)
+  // ends the stream, so the server does not hold it open.
+  window.addEventListener("pagehide", function () { events.close(); });
   if (note) { note.textContent = "Updating live."; }
 }());
