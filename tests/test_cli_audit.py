@@ -3,6 +3,7 @@ a log that `homeo keys` wrote and an attacker then edited."""
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from pathlib import Path
@@ -38,6 +39,12 @@ def test_keygen_keys_and_verify_then_a_tampered_log_fails(tmp_path: Path) -> Non
     assert ("acme: TAMPERED at entry 3: entry 3 was changed: its fields do not match its hash"
             " (2 entries before it verify)") in tampered.stdout
     assert "globex: ok" in tampered.stdout
+    as_json = homeo("audit", "verify", "--json", "--data-dir", data, **env)
+    assert as_json.returncode == 1
+    verdicts = {v["tenant"]: v for v in json.loads(as_json.stdout)["tenants"]}
+    assert verdicts["acme"]["ok"] is False and verdicts["acme"]["first_bad"] == 3
+    assert "its fields do not match its hash" in verdicts["acme"]["problem"]
+    assert verdicts["globex"]["ok"] is True and verdicts["globex"]["head"]["seq"] == 1
 
 
 def test_a_signing_key_inside_the_data_dir_is_refused(tmp_path: Path) -> None:

@@ -93,3 +93,33 @@ def test_agents_doctor_and_keys_print_json(where: list[str], tmp_path: Path) -> 
 def test_shell_completion_is_offered() -> None:
     script = CliRunner().invoke(app, ["--show-completion", "bash"], prog_name="homeo")
     assert script.exit_code == 0 and "_HOMEO_COMPLETE=complete_bash" in script.stdout
+
+
+# Commands that serve until stopped: no one result to print (their logs are
+# JSON lines already, HOMEO_LOG_JSON); `mcp` speaks JSON-RPC on stdio.
+SERVERS = {"serve", "worker", "mcp"}
+# Not yet given --json (reported as work left): each prints text today.
+NOT_YET = {"memory add", "memory reembed", "models convert-minilm", "safety train",
+           "slo rules", "slo dashboard", "autonomic approve", "audit keygen",
+           "crypto keygen", "crypto rotate", "crypto status", "crypto tenant", "sandbox run"}
+
+
+def commands(command, path: tuple[str, ...] = ()):  # noqa: ANN001, ANN201
+    """Every leaf command of the typer tree, with its path."""
+    if hasattr(command, "commands"):
+        for name, sub in command.commands.items():
+            yield from commands(sub, (*path, name))
+    else:
+        yield " ".join(path), command
+
+
+def test_every_command_takes_json() -> None:
+    import typer.main
+
+    found = dict(commands(typer.main.get_command(app)))
+    assert {"runs list", "keys create", "prune", "audit verify"} <= set(found)
+    without = {name for name, command in found.items()
+               if not any("--json" in getattr(p, "opts", ()) for p in command.params)}
+    assert without - SERVERS - NOT_YET == set(), "commands without --json"
+    # The lists shrink as commands gain --json: a stale entry fails too.
+    assert NOT_YET <= without, f"{NOT_YET - without} take --json now: drop them from NOT_YET"

@@ -199,6 +199,11 @@ def test_runs_show_step_fork_and_prune(data: Path) -> None:
                 "--data-dir", str(data))
     assert bad.exit_code == 2 and "--state must be a JSON object" in bad.stderr
 
+    counted = homeo("prune", "--older-than", "1ms", "--dry-run", "--json", "--data-dir", str(data))
+    assert counted.exit_code == 0, counted.stderr
+    figures = json.loads(counted.stdout)
+    assert figures["runs"] == 2 and figures["checkpoints"] == 3 and figures["dry_run"] is True
+    assert figures["bytes"] > 0 and figures["older_than_seconds"] == 0.001
     dry = homeo("prune", "--older-than", "1ms", "--dry-run", "--data-dir", str(data))
     assert dry.exit_code == 0, dry.stderr
     assert re.search(r"would remove 3 step checkpoints \([\d,]+ bytes of JSON\) of 2 finished"

@@ -8,7 +8,17 @@ from typing import Annotated, Any
 
 import typer
 
-from homeo.cli_common import CONTEXT, DatabaseUrl, DataDir, console, fail, opened, settings_or_exit
+from homeo.cli_common import (
+    CONTEXT,
+    DatabaseUrl,
+    DataDir,
+    Json,
+    console,
+    fail,
+    opened,
+    print_json,
+    settings_or_exit,
+)
 from homeo.config import Settings
 
 audit_app = typer.Typer(help="Make the audit log's signing key; verify the log.",
@@ -48,6 +58,7 @@ def verify(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant's log.")] = None,
     public_key: Annotated[Path | None, typer.Option(
         help="The public key (PEM) [HOMEO_AUDIT_KEY_FILE + .pub].")] = None,
+    as_json: Json = False,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
 ) -> None:
@@ -67,17 +78,26 @@ def verify(
     except AuditKeyError as error:
         fail(str(error), code=2)
     bad = 0
+    verdicts = []
     with opened(settings, publish=False) as runtime:
         store = runtime.backends.store
         for name in [tenant] if tenant else store.audit_tenants():
             verdict = verify_log(name, store.list_audit(name), store.audit_head(name), public)
+            bad += not verdict.ok
+            verdicts.append({"tenant": name, "ok": verdict.ok, "entries": verdict.entries,
+                             "first_bad": verdict.first_bad, "problem": verdict.problem,
+                             "head": None if verdict.head is None else
+                             {"seq": verdict.head.seq, "hash": verdict.head.hash}})
+            if as_json:
+                continue
             if verdict.ok:
                 head = verdict.head
                 ends = f"; head {head.seq}:{head.hash}" if head else ""
                 print(f"{name}: ok, {verdict.entries} entries{ends}")
             else:
-                bad += 1
                 print(f"{name}: TAMPERED at entry {verdict.first_bad}: {verdict.problem}"
                       f" ({verdict.entries} entries before it verify)")
+    if as_json:
+        print_json({"tenants": verdicts})
     if bad:
         raise typer.Exit(1)

@@ -201,6 +201,7 @@ def prune(
              " [HOMEO_CHECKPOINT_RETENTION].")] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Only count what would be removed.")] = False,
+    as_json: Json = False,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
 ) -> None:
@@ -220,6 +221,9 @@ def prune(
         fail(f"--older-than must be longer than 0, such as 7d or 12h (got {given!r})", code=2)
     with opened(settings, publish=False) as runtime:
         result = retention.prune(runtime.backends.store, older_than=seconds, dry_run=dry_run)
+    if as_json:
+        _print_json({**result.model_dump(), "dry_run": dry_run, "older_than_seconds": seconds})
+        return
     _out().print(f"{retention.describe(result, dry_run=dry_run)}"
                  f" (finished more than {given} ago)", markup=False)
 

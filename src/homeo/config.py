@@ -285,6 +285,9 @@ class Settings(BaseSettings):
         300.0, gt=0, le=86400,
         description="How long a fetched JWKS is used before it is read again."
     )
+    ui_session_hours: float = Field(
+        12.0, gt=0, le=24 * 90,
+        description="How long a dashboard sign-in lasts; signing out ends it at once.")
     metrics_token: SecretStr = Field(
         SecretStr(""),
         description="Bearer token /metrics requires; with one, it shows tenant labels."

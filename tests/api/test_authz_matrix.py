@@ -258,9 +258,18 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("POST", "/ui/runs/{run_id}/reject"): lambda w, who: (
         "POST", f"/ui/runs/{w.acme['done']}/reject", {"data": {"comment": "no"}}),
     ("POST", "/ui/runs/{run_id}/cancel"): ui_cancel,
+    ("GET", "/ui/runs/{run_id}/events"): lambda w, who: (
+        "GET", f"/ui/runs/{w.acme['done']}/events", {}),
+    ("POST", "/ui/runs/{run_id}/steps/{seq}/fork"): lambda w, who: (
+        "POST", f"/ui/runs/{w.acme['stepped']}/steps/0/fork", {}),
     ("GET", "/ui/agents"): lambda w, who: ("GET", "/ui/agents", {}),
     ("GET", "/ui/agents/{name}"): lambda w, who: ("GET", "/ui/agents/echo", {}),
     ("GET", "/ui/slo"): lambda w, who: ("GET", "/ui/slo", {}),
+    ("GET", "/ui/system"): lambda w, who: ("GET", "/ui/system", {}),
+    ("GET", "/ui/autonomic"): lambda w, who: ("GET", "/ui/autonomic", {}),
+    ("GET", "/ui/memory"): lambda w, who: ("GET", "/ui/memory", {}),
+    ("GET", "/ui/memory/{name}"): lambda w, who: (
+        "GET", "/ui/memory/kb", {"params": {"q": "document", "mode": "text"}}),  # the page repeats q
 }
 # Public routes that answer other than 200: signing in and out redirect (303).
 PUBLIC_STATUS = {("POST", "/ui/sign-in"): 303, ("POST", "/ui/sign-out"): 303}
@@ -274,6 +283,7 @@ OWN_STATUS = {("POST", "/v1/embeddings"): 400, ("POST", "/v1/runs/{run_id}/appro
               ("POST", "/ui/runs/{run_id}/approve"): 409, ("POST", "/ui/runs/{run_id}/reject"): 409,
               # The dashboard's forms redirect to the run's page once done.
               ("POST", "/ui/runs/{run_id}/cancel"): 303,
+              ("POST", "/ui/runs/{run_id}/steps/{seq}/fork"): 303,
               ("GET", "/v1/memories/{memory_id}"): 404, ("DELETE", "/v1/memories/{memory_id}"): 404,
               # No such decision (tests/api/test_autonomic_decisions.py approves real ones).
               ("POST", "/v1/autonomic/decisions/{decision_id}/approve"): 404}

@@ -15,6 +15,7 @@ from homeo.store.models import (
     EvalResult,
     NewRun,
     TenantEncryption,
+    UiSession,
     UsageEvent,
     definition_version,
 )
@@ -258,6 +259,25 @@ def test_api_keys_are_stored_listed_per_tenant_and_revoked(backends: Backends) -
     assert store.revoke_key("k1", now=60.0).revoked_at == 50.0  # the first time stays
     assert store.revoke_key("nope") is None
     assert store.get_key("k3").active
+
+
+def test_ui_sessions_are_kept_revoked_and_pruned_when_over(backends: Backends) -> None:
+    store = backends.store
+    first = UiSession(id="s1", tenant_id="acme", key_id="k1", role="viewer",
+                      created_at=10.0, expires_at=20.0)
+    store.put_ui_session(first)
+    assert store.get_ui_session("s1") == first and first.live(19.0) and not first.live(20.0)
+    assert store.get_ui_session("nope") is None
+    user = UiSession(id="s2", tenant_id="acme", user_id="ann", role="operator",
+                     created_at=15.0, expires_at=100.0)
+    store.put_ui_session(user)
+    assert store.revoke_ui_session("s2", now=30.0)
+    assert not store.revoke_ui_session("s2", now=40.0)  # already ended
+    assert store.get_ui_session("s2").revoked_at == 30.0
+    # A session that ended before a new one begins is deleted then.
+    store.put_ui_session(UiSession(id="s3", tenant_id="acme", key_id="k2", role="admin",
+                                   created_at=50.0, expires_at=60.0))
+    assert store.get_ui_session("s1") is None and store.get_ui_session("s2") is not None
 
 
 # --- lease fencing and progress ------------------------------------------------

@@ -52,9 +52,12 @@ def browser() -> Iterator["WebDriver"]:  # noqa: F821
 
 @pytest.fixture
 def page(browser):  # noqa: ANN001, ANN201
-    """The browser, signed out (no cookie from an earlier test)."""
+    """The browser, signed out (no cookie from an earlier test). Afterwards it
+    leaves the page, so a live run page's event stream does not hold the
+    test's server open."""
     browser.delete_all_cookies()
-    return browser
+    yield browser
+    browser.get("about:blank")
 
 
 @pytest.fixture

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import httpx
 
+from homeo.api.sessions import session_id
 from homeo.api.ui.render import csrf_token
+from homeo.keys import revoke_key
 from homeo.store.models import NewRun
 from homeo.engine.submit import submit_run
 from tests.api.conftest import Served, add_key, serve  # noqa: F401 (a fixture)
@@ -22,9 +24,11 @@ def browser_like(served: Served) -> httpx.Client:
     return httpx.Client(base_url=served.url, timeout=30)
 
 
-def sign_in(client: httpx.Client, key: str) -> None:
+def sign_in(client: httpx.Client, key: str) -> str:
+    """Signs in; returns the session's secret, the cookie's value."""
     answer = client.post("/ui/sign-in", data={"token": key})
     assert answer.status_code == 303 and answer.headers["location"] == "/ui/runs", answer.text
+    return client.cookies["homeo_session"]
 
 
 def test_signing_in_sets_a_strict_httponly_cookie_for_ui_only(served: Served) -> None:
@@ -32,6 +36,8 @@ def test_signing_in_sets_a_strict_httponly_cookie_for_ui_only(served: Served) ->
         answer = client.post("/ui/sign-in", data={"token": served.key})
         cookie = answer.headers["set-cookie"]
         assert cookie.startswith("homeo_session=")
+        secret = client.cookies["homeo_session"]
+        assert served.key not in cookie and len(secret) >= 40  # a session's secret, not the key
         for attribute in ("HttpOnly", "Path=/ui", "SameSite=strict"):
             assert attribute.lower() in cookie.lower(), cookie
         assert "secure" not in cookie.lower()  # plain HTTP here; over TLS it is Secure
@@ -42,6 +48,44 @@ def test_signing_in_sets_a_strict_httponly_cookie_for_ui_only(served: Served) ->
         out = client.post("/ui/sign-out")
         assert out.status_code == 303 and 'homeo_session=""' in out.headers["set-cookie"]
         assert client.get("/ui/runs").status_code == 401
+    # Signing out ended the session on the server: a copy of the cookie is refused.
+    with browser_like(served) as copy:
+        stale = copy.get("/ui/runs", headers={"cookie": f"homeo_session={secret}"})
+        assert stale.status_code == 401 and "you signed out of this session" in stale.text
+
+
+def test_the_store_keeps_only_the_secrets_hash(served: Served) -> None:
+    with browser_like(served) as client:
+        secret = sign_in(client, served.key)
+    store = served.runtime.backends.store
+    assert store.get_ui_session(secret) is None
+    kept = store.get_ui_session(session_id(secret))
+    assert kept is not None and kept.tenant_id == "default" and kept.role == "admin"
+    hours = served.runtime.settings.ui_session_hours
+    assert kept.expires_at - kept.created_at == hours * 3600
+
+
+def test_a_session_ends_after_its_hours(serve) -> None:  # noqa: F811
+    now = [1_900_000_000.0]
+    served = serve(wall_clock=lambda: now[0], ui_session_hours=2)
+    with browser_like(served) as client:
+        sign_in(client, served.key)
+        now[0] += 2 * 3600 - 1
+        assert client.get("/ui/runs").status_code == 200
+        now[0] += 2
+        expired = client.get("/ui/runs")
+        assert expired.status_code == 401 and "HOMEO_UI_SESSION_HOURS" in expired.text
+
+
+def test_revoking_the_key_ends_its_sessions(served: Served) -> None:
+    tenant = served.runtime.settings.default_tenant
+    member = add_key(served, tenant, role="member")
+    with browser_like(served) as client:
+        sign_in(client, member)
+        assert client.get("/ui/runs").status_code == 200
+        revoke_key(served.runtime.backends.store, member.split("_")[1])
+        ended = client.get("/ui/runs")
+        assert ended.status_code == 401 and "was revoked" in ended.text
 
 
 def test_a_wrong_key_is_refused_with_the_reason(served: Served) -> None:
@@ -61,7 +105,7 @@ def test_a_form_from_another_site_is_refused(served: Served) -> None:
         sign_in(client, served.key)
         page = client.get(f"/ui/runs/{run_id}").text
         token = re.search(r'name="csrf" value="([0-9a-f]{64})"', page).group(1)
-        assert token == csrf_token(served.key)
+        assert token == csrf_token(client.cookies["homeo_session"])
         for sent in ({}, {"csrf": "0" * 64}):
             refused = client.post(f"/ui/runs/{run_id}/approve", data=sent)
             assert refused.status_code == 403 and "CSRF token" in refused.text
@@ -82,8 +126,7 @@ def test_a_member_cancels_only_its_own_runs(served: Served) -> None:
                                                            input="5"))
     wait_for(served.client, others.id, waiting)
     with browser_like(served) as client:
-        sign_in(client, member)
-        token = csrf_token(member)
+        token = csrf_token(sign_in(client, member))
         assert 'id="cancel"' not in client.get(f"/ui/runs/{others.id}").text
         refused = client.post(f"/ui/runs/{others.id}/cancel", data={"csrf": token})
         assert refused.status_code == 403 and "cancels only the runs it submitted" in refused.text
@@ -149,7 +192,7 @@ def test_a_session_whose_key_fails_is_forgotten(served: Served) -> None:
     stale = "hk_0123456789abcdef_" + "w" * 40
     with browser_like(served) as client:
         answer = client.get("/ui/runs", headers={"cookie": f"homeo_session={stale}"})
-    assert answer.status_code == 401 and "unknown API key" in answer.text
+    assert answer.status_code == 401 and "this sign-in is unknown here" in answer.text
     assert answer.headers["set-cookie"].startswith('homeo_session=""; Max-Age=0; Path=/ui')
     assert "www-authenticate" not in answer.headers  # no browser password dialog
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 
+from homeo.api import sessions
 from homeo.audit import AuditLog, Event
 from homeo.autonomic.control import ControlState
 from homeo.backends import Backends
@@ -29,7 +30,7 @@ from homeo.store.base import read_async
 from homeo.store.models import ROLES, Role, role_allows
 
 
-# The dashboard's session cookie: the API key or JWT its user signed in with.
+# The dashboard's session cookie: the secret of a server-side session (homeo.api.sessions).
 SESSION_COOKIE = "homeo_session"
 _FORGET_SESSION = f'{SESSION_COOKIE}=""; Max-Age=0; Path=/ui; HttpOnly; SameSite=strict'
 
@@ -66,19 +67,21 @@ async def caller(request: Request) -> Caller:
 
 async def session_caller(request: Request) -> Caller:
     """The dashboard's caller (homeo.api.ui): from the Authorization header when
-    one is sent, else from the session cookie that signing in set. Either way the
-    same checks as the API's (`caller_of`)."""
+    one is sent (the API's checks), else from the session cookie that signing in
+    set: a live server-side session (homeo.api.sessions)."""
     if request.headers.get("authorization"):
         return await caller(request)
-    token = request.cookies.get(SESSION_COOKIE, "").strip()
-    if not token:
+    secret = request.cookies.get(SESSION_COOKIE, "").strip()
+    if not secret:
         raise _unauthorized("not signed in: sign in at /ui with an API key or a JWT")
+    store = request.app.state.parts.backends.store
     try:
-        return await caller_of(request, token)
-    except HTTPException as refused:
-        if refused.status_code == 401:  # revoked, expired: the browser forgets it
-            refused.headers = {**(refused.headers or {}), "Set-Cookie": _FORGET_SESSION}
-        raise
+        found = await asyncio.to_thread(sessions.session_caller, store, secret,
+                                        now=request.app.state.wall_clock())
+    except sessions.SessionEnded as ended:  # revoked, expired: the browser forgets it
+        raise HTTPException(401, str(ended), headers={"Set-Cookie": _FORGET_SESSION}) from None
+    await _take_rate_tokens(request, found)
+    return found
 
 
 async def caller_of(request: Request, token: str) -> Caller:

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from homeo.api import run_actions
 from homeo.api.deps import AppParts, caller, parts, read, requires, tenant
 from homeo.api.errors import error_response
 from homeo.api.schemas import (
@@ -30,15 +31,14 @@ from homeo.api.schemas import (
     StepView,
 )
 from homeo.audit import AuditLog, Event
-from homeo.engine import waits
 from homeo.engine.agents import AgentSpec
-from homeo.engine.history import InvalidStateEdit, NotForkable, StepNotFound, fork_run, step_state
-from homeo.engine.submit import RunNotFound, cancel_run, submit_run
+from homeo.engine.history import StepNotFound, step_state
+from homeo.engine.submit import RunNotFound, submit_run
 from homeo.keys import Caller
 from homeo.safety.guards import GuardUnavailable
 from homeo.safety.screen import SafetyGuards
 from homeo.store.base import CheckpointPruned
-from homeo.store.models import NewRun, Run, RunStatus, role_allows
+from homeo.store.models import NewRun, Run, RunStatus
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -208,23 +208,9 @@ async def fork(
 ) -> RunView:
     """Start a new run from the state after step `from_step` (with edits): the
     steps up to it are not run again."""
-    try:
-        run, created = await asyncio.to_thread(
-            fork_run, app.backends, tenant_id, run_id, body.from_step, edits=body.state,
-            idempotency_key=body.idempotency_key, request_id=request.state.request_id,
-            max_attempts=app.settings.max_attempts,
-        )
-    except StepNotFound as error:
-        raise HTTPException(404, str(error)) from None
-    except NotForkable as error:
-        raise HTTPException(409, str(error)) from None
-    except CheckpointPruned as error:
-        raise HTTPException(410, str(error)) from None
-    except InvalidStateEdit as error:
-        raise HTTPException(422, str(error)) from None
-    # The forker is its submitter: a member may cancel the forks it made.
-    await asyncio.to_thread(app.backends.store.record_submitter, tenant_id, run.id,
-                            found.principal)
+    run, created = await asyncio.to_thread(
+        run_actions.fork, app, tenant_id, run_id, body.from_step, found, edits=body.state,
+        idempotency_key=body.idempotency_key, request_id=request.state.request_id)
     if not created:
         response.status_code = 200
     response.headers["Location"] = f"/v1/runs/{run.id}"
@@ -235,11 +221,8 @@ async def fork(
 async def cancel(run_id: str, request: Request, app: Parts, tenant_id: Tenant,
                  found: Found) -> RunView:
     """A member cancels the runs it submitted; an operator or admin any run of the tenant."""
-    if not role_allows(found.role, "operator"):
-        await asyncio.to_thread(_check_submitter, app, tenant_id, run_id, found,
-                                request.app.state.audit)
-    return RunView.of(await asyncio.to_thread(_cancel, app, tenant_id, run_id, found,
-                                              request.app.state.audit))
+    return RunView.of(await asyncio.to_thread(run_actions.cancel, app, request.app.state.audit,
+                                              tenant_id, run_id, found))
 
 
 def _submit(app: AppParts, new: NewRun, found: Caller, audit: AuditLog | None
@@ -256,77 +239,32 @@ def _submit(app: AppParts, new: NewRun, found: Caller, audit: AuditLog | None
     return run, created
 
 
-def _cancel(app: AppParts, tenant_id: str, run_id: str, found: Caller,
-            audit: AuditLog | None) -> Run:
-    with app.backends.atomic():
-        run = cancel_run(app.backends, tenant_id, run_id)
-        if audit is not None:
-            audit.record(tenant_id, Event("run.cancelled", found.principal, f"run:{run_id}"))
-    return run
-
-
-def _check_submitter(app: AppParts, tenant_id: str, run_id: str, found: Caller,
-                     audit: AuditLog | None) -> None:
-    store = app.backends.store
-    if store.run_status(tenant_id, run_id) is None:
-        raise RunNotFound(f"no run {run_id!r}")
-    if store.run_submitter(tenant_id, run_id) != found.principal:
-        if audit is not None:
-            audit.record(tenant_id, Event("access.denied", found.principal,
-                                          f"POST /v1/runs/{run_id}/cancel",
-                                          {"role": found.role, "reason": "not its run"}))
-        raise HTTPException(
-            403, f"{found} has role {found.role}, which cancels only the runs it submitted;"
-            " cancelling any run of the tenant needs operator or above")
-
-
 @router.post("/{run_id}/approve", response_model=RunView, dependencies=[requires("operator")])
 async def approve(run_id: str, body: Approval, request: Request, app: Parts, tenant_id: Tenant,
                   found: Found) -> RunView:
     """Approve the tool call a waiting run asks about (with `arguments`: run it
     with those instead); the run is queued again."""
-    decision = {"approved": True, "comment": body.comment, "arguments": body.arguments}
-    return RunView.of(await _answer(request, app, tenant_id, run_id, "approval", decision,
-                                    found, "run.approved"))
+    return RunView.of(await asyncio.to_thread(
+        run_actions.approve, app, request.app.state.audit, tenant_id, run_id, found,
+        body.comment, body.arguments))
 
 
 @router.post("/{run_id}/reject", response_model=RunView, dependencies=[requires("operator")])
 async def reject(run_id: str, body: Rejection, request: Request, app: Parts, tenant_id: Tenant,
                  found: Found) -> RunView:
     """Refuse the tool call a waiting run asks about; the model is told, with the comment."""
-    decision = {"approved": False, "comment": body.comment}
-    return RunView.of(await _answer(request, app, tenant_id, run_id, "approval", decision,
-                                    found, "run.rejected"))
+    return RunView.of(await asyncio.to_thread(
+        run_actions.reject, app, request.app.state.audit, tenant_id, run_id, found,
+        body.comment))
 
 
 @router.post("/{run_id}/input", response_model=RunView, dependencies=[requires("operator")])
 async def give_input(run_id: str, body: PersonInput, request: Request, app: Parts,
                      tenant_id: Tenant, found: Found) -> RunView:
     """Answer the question a waiting run asked; the run is queued again."""
-    return RunView.of(await _answer(request, app, tenant_id, run_id, "input",
-                                    {"answer": body.answer}, found, "run.answered"))
-
-
-async def _answer(
-    request: Request, app: AppParts, tenant_id: str, run_id: str, kind: waits.WaitKind,
-    decision: dict, found: Caller, event: str,
-) -> Run:
-    audit: AuditLog | None = request.app.state.audit
-
-    def answer() -> Run:
-        run = app.backends.store.get_run(tenant_id, run_id)
-        if run is None:
-            raise RunNotFound(f"no run {run_id!r}")
-        with app.backends.atomic():  # the audit entry commits with the answer
-            answered = waits.answer(app.backends, run, kind, decision,
-                                    max_attempts=app.settings.max_attempts)
-            if audit is not None:
-                audit.record(tenant_id, Event(event, found.principal, f"run:{run_id}",
-                                              {"comment": decision.get("comment", "")}
-                                              if kind == "approval" else {}))
-        return answered
-
-    return await asyncio.to_thread(answer)
+    return RunView.of(await asyncio.to_thread(
+        run_actions.answer, app, request.app.state.audit, tenant_id, run_id, "input",
+        {"answer": body.answer}, found, "run.answered"))
 
 
 @router.get(
@@ -341,7 +279,7 @@ async def events(run_id: str, request: Request, app: Parts, tenant_id: Tenant) -
     waiting, and a last `end` event once the run is final."""
     await read(app, _load, app, tenant_id, run_id)  # 404 before the stream starts
     return StreamingResponse(
-        _event_stream(app, tenant_id, run_id, request),
+        event_stream(app, tenant_id, run_id, request),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -351,7 +289,7 @@ def _sse(event: str, data: object) -> str:
     return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
-async def _event_stream(
+async def event_stream(
     app: AppParts, tenant_id: str, run_id: str, request: Request
 ) -> AsyncIterator[str]:
     seen_steps: dict[int, tuple[str, int]] = {}

@@ -36,6 +36,7 @@ from homeo.store.models import (
     SignalRecord,
     Step,
     TenantEncryption,
+    UiSession,
     UsageEvent,
     UsageTotals,
     WindowCounts,
@@ -391,6 +392,18 @@ class Store(ABC):
     def revoke_key(self, key_id: str, *, now: float | None = None) -> ApiKey | None:
         """Mark the key revoked (kept, for the record); None if there is no such
         key. Revoking a revoked key keeps its first revocation time."""
+
+    # --- dashboard sessions ------------------------------------------------
+    @abstractmethod
+    def put_ui_session(self, session: UiSession) -> None:
+        """Store a new session, and delete those that ended before it began."""
+
+    @abstractmethod
+    def get_ui_session(self, session_id: str) -> UiSession | None: ...
+
+    @abstractmethod
+    def revoke_ui_session(self, session_id: str, *, now: float | None = None) -> bool:
+        """End a session at once; False if there was no live one."""
 
     # --- workers and the autonomic loop -------------------------------------
     @abstractmethod

@@ -234,6 +234,24 @@ class ApiKey(BaseModel):
         return self.revoked_at is None
 
 
+class UiSession(BaseModel):
+    """A dashboard session: who signed in (an API key's id, or a JWT user's
+    `sub`), its tenant and role, and when it ends. `id` is the SHA-256 of the
+    secret in the browser's cookie; the secret itself is never stored."""
+
+    id: str
+    tenant_id: str
+    key_id: str = ""
+    user_id: str = ""
+    role: KeyRole
+    created_at: float
+    expires_at: float
+    revoked_at: float | None = None
+
+    def live(self, now: float) -> bool:
+        return self.revoked_at is None and now < self.expires_at
+
+
 class WorkerRecord(BaseModel):
     """A worker process's heartbeat row: who it is, how many slots it runs and
     how many hold a run now, and when it last wrote (`Store.beat_worker`)."""

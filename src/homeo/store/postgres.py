@@ -344,6 +344,21 @@ MIGRATIONS = [
         PRIMARY KEY (alias, seq)
     );
     """,
+    # The dashboard's sessions (homeo.api.ui.session): the cookie holds a random
+    # secret whose SHA-256 is the id; signing out revokes the row.
+    """
+    CREATE TABLE ui_sessions (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        role TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        revoked_at DOUBLE PRECISION
+    );
+    CREATE INDEX ui_sessions_expiry ON ui_sessions (expires_at);
+    """,
 ]
 
 

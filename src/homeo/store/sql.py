@@ -37,6 +37,7 @@ from homeo.store.models import (
     SignalRecord,
     Step,
     TenantEncryption,
+    UiSession,
     UsageEvent,
     UsageTotals,
     WindowCounts,
@@ -710,6 +711,33 @@ class SQLStore(RegistrySQL, Store):
                 (clock(now), key_id),
             )
         return self.get_key(key_id)
+
+    # --- dashboard sessions ------------------------------------------------
+    def put_ui_session(self, session: UiSession) -> None:
+        with self.db.write() as db:
+            db.execute(self.db.sql("DELETE FROM ui_sessions WHERE expires_at < ?"),
+                       (session.created_at,))
+            db.execute(
+                self.db.sql(
+                    "INSERT INTO ui_sessions (id, tenant_id, key_id, user_id, role,"
+                    " created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                (session.id, session.tenant_id, session.key_id, session.user_id,
+                 session.role, session.created_at, session.expires_at, session.revoked_at),
+            )
+
+    def get_ui_session(self, session_id: str) -> UiSession | None:
+        row = self.one("SELECT * FROM ui_sessions WHERE id = ?", (session_id,))
+        return None if row is None else UiSession.model_validate(self.db.decode(row))
+
+    def revoke_ui_session(self, session_id: str, *, now: float | None = None) -> bool:
+        with self.db.write() as db:
+            changed = db.execute(
+                self.db.sql("UPDATE ui_sessions SET revoked_at = ?"
+                            " WHERE id = ? AND revoked_at IS NULL"),
+                (clock(now), session_id),
+            ).rowcount
+        return changed > 0
 
     # --- workers and the autonomic loop -------------------------------------
     def beat_worker(self, worker: WorkerRecord) -> None:

@@ -20,10 +20,12 @@ UI_PATH = "/ui"
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 STATIC_PATH = f"{UI_PATH}/static"
-# No script runs on these pages, from anywhere; styles only from this server.
+# Scripts (a run page's live.js), styles and event streams only from this
+# server; no inline script, no other host.
 HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self';"
-                               " form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self';"
+                               " img-src 'self'; connect-src 'self'; form-action 'self';"
+                               " frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",

@@ -1,7 +1,9 @@
 """The dashboard's run pages: the list (filter by status and agent, newest
-first, a page at a time), a run with its steps as a timeline, a step with its
-input, output and the run's state after it; and approve, reject and cancel
-where the caller's role allows, as the API's routes do (homeo.api.runs)."""
+first, a page at a time), a run with its steps as a timeline and waterfall,
+updated live over server-sent events while it runs (static/live.js), a step
+with its input, output and the run's state after it; and approve, reject,
+cancel and fork where the caller's role allows, through the same functions as
+the API's routes (homeo.api.run_actions)."""
 
 from __future__ import annotations
 
@@ -12,10 +14,11 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
 from homeo.api.deps import SESSION_COOKIE, AppParts, parts, read, requires, session_caller
-from homeo.api.runs import RUN_ID, _answer, _cancel, _check_submitter, _load
+from homeo.api import run_actions
+from homeo.api.runs import RUN_ID, _load, event_stream
 from homeo.api.schemas import MAX_ROW_NUMBER, RunDetail, RunView, StepView
 from homeo.api.ui.render import UI_PATH, csrf_token, page
 from homeo.engine.history import StepNotFound, step_state
@@ -69,7 +72,7 @@ async def run_page(run_id: str, request: Request, app: Parts,
     detail: RunDetail = await read(app, _load, app, found.tenant_id, run_id)
     waiting_for = detail.waiting_for or {}
     return page(request, "run.html", who=found, run=detail, bars=timeline(detail.steps),
-                shown=shown,
+                shown=shown, live=detail.status not in FINAL_STATUSES,
                 can_answer=(detail.status == "waiting" and waiting_for.get("kind") == "approval"
                             and role_allows(found.role, "operator")),
                 can_cancel=(detail.status not in FINAL_STATUSES
@@ -77,13 +80,18 @@ async def run_page(run_id: str, request: Request, app: Parts,
 
 
 async def _may_cancel(app: AppParts, found: Caller, run_id: str) -> bool:
-    """An operator cancels any run; a member only those it submitted."""
-    if role_allows(found.role, "operator"):
-        return True
-    if not role_allows(found.role, "member"):
-        return False
-    submitter = await read(app, app.backends.store.run_submitter, found.tenant_id, run_id)
-    return submitter == found.principal
+    return await read(app, run_actions.may_cancel, app, found, found.tenant_id, run_id)
+
+
+@router.get("/{run_id}/events")
+async def run_events(run_id: str, request: Request, app: Parts,
+                     found: Annotated[Caller, requires("viewer", session=True)]
+                     ) -> StreamingResponse:
+    """The events of GET /v1/runs/{id}/events, for the run page's live updates."""
+    await read(app, _load, app, found.tenant_id, run_id)  # 404 before the stream starts
+    return StreamingResponse(event_stream(app, found.tenant_id, run_id, request),
+                             media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 @router.get("/{run_id}/steps/{seq}")
@@ -100,7 +108,9 @@ async def step_page(run_id: str, seq: Annotated[int, Path(ge=0, le=MAX_ROW_NUMBE
         pruned = str(error)
         step, checkpoint = await read(app, _step_only, app, found.tenant_id, run_id, seq), None
     return page(request, "step.html", who=found, run_id=run_id, step=StepView.of(step),
-                checkpoint=checkpoint, pruned=pruned, shown=shown)
+                checkpoint=checkpoint, pruned=pruned, shown=shown,
+                can_fork=(checkpoint is not None and checkpoint.get("next") is not None
+                          and role_allows(found.role, "member")))
 
 
 @router.post("/{run_id}/approve", dependencies=[Depends(form_is_ours)])
@@ -108,9 +118,8 @@ async def approve(run_id: str, request: Request, app: Parts,
                   found: Annotated[Caller, requires("operator", session=True)],
                   comment: Annotated[str, Form(max_length=MAX_COMMENT_CHARS)] = ""
                   ) -> RedirectResponse:
-    decision = {"approved": True, "comment": comment, "arguments": None}
-    await _answer(request, app, found.tenant_id, run_id, "approval", decision, found,
-                  "run.approved")
+    await asyncio.to_thread(run_actions.approve, app, request.app.state.audit,
+                            found.tenant_id, run_id, found, comment)
     return _back_to(run_id)
 
 
@@ -119,9 +128,8 @@ async def reject(run_id: str, request: Request, app: Parts,
                  found: Annotated[Caller, requires("operator", session=True)],
                  comment: Annotated[str, Form(max_length=MAX_COMMENT_CHARS)] = ""
                  ) -> RedirectResponse:
-    decision = {"approved": False, "comment": comment}
-    await _answer(request, app, found.tenant_id, run_id, "approval", decision, found,
-                  "run.rejected")
+    await asyncio.to_thread(run_actions.reject, app, request.app.state.audit,
+                            found.tenant_id, run_id, found, comment)
     return _back_to(run_id)
 
 
@@ -130,11 +138,19 @@ async def cancel(run_id: str, request: Request, app: Parts,
                  found: Annotated[Caller, requires("member", session=True)]
                  ) -> RedirectResponse:
     """As POST /v1/runs/{id}/cancel: a member cancels only the runs it submitted."""
-    audit = request.app.state.audit
-    if not role_allows(found.role, "operator"):
-        await asyncio.to_thread(_check_submitter, app, found.tenant_id, run_id, found, audit)
-    await asyncio.to_thread(_cancel, app, found.tenant_id, run_id, found, audit)
+    await asyncio.to_thread(run_actions.cancel, app, request.app.state.audit,
+                            found.tenant_id, run_id, found)
     return _back_to(run_id)
+
+
+@router.post("/{run_id}/steps/{seq}/fork", dependencies=[Depends(form_is_ours)])
+async def fork(run_id: str, seq: Annotated[int, Path(ge=0, le=MAX_ROW_NUMBER)],
+               request: Request, app: Parts,
+               found: Annotated[Caller, requires("member", session=True)]) -> RedirectResponse:
+    """As POST /v1/runs/{id}/fork from this step, without edits: the new run's page."""
+    run, _ = await asyncio.to_thread(run_actions.fork, app, found.tenant_id, run_id, seq,
+                                     found, request_id=request.state.request_id)
+    return _back_to(run.id)
 
 
 def timeline(steps: list[StepView]) -> list[dict[str, float]]:

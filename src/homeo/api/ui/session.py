@@ -1,15 +1,19 @@
 """Signing in and out of the dashboard. Signing in checks the API key or JWT
-exactly as the API does, then keeps it in an HttpOnly, SameSite=Strict cookie
-scoped to /ui: scripts cannot read it and other sites' requests never carry it."""
+exactly as the API does, then opens a server-side session (homeo.api.sessions)
+whose secret goes in an HttpOnly, SameSite=Strict cookie scoped to /ui:
+scripts cannot read it, other sites' requests never carry it, and the key
+itself never leaves the form. Signing out revokes the session."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from homeo.api.deps import SESSION_COOKIE, caller_of, public
+from homeo.api.sessions import end_session, open_session
 from homeo.api.ui.render import UI_PATH, page
 
 router = APIRouter(prefix=UI_PATH, include_in_schema=False)
@@ -31,13 +35,16 @@ async def sign_in(request: Request,
         return page(request, "sign_in.html", code=400,
                     error="enter an API key (hk_...) or a JWT")
     try:
-        await caller_of(request, token)
+        found = await caller_of(request, token)
     except HTTPException as refused:
         if refused.status_code != 401:
             raise
         return page(request, "sign_in.html", code=401, error=str(refused.detail))
+    store = request.app.state.parts.backends.store
+    secret = await asyncio.to_thread(open_session, store, found, now=request.app.state.wall_clock(),
+                                     hours=request.app.state.parts.settings.ui_session_hours)
     answer = RedirectResponse(f"{UI_PATH}/runs", status_code=303)
-    answer.set_cookie(SESSION_COOKIE, token, path=UI_PATH, httponly=True, samesite="strict",
+    answer.set_cookie(SESSION_COOKIE, secret, path=UI_PATH, httponly=True, samesite="strict",
                       secure=request.url.scheme == "https")
     return answer
 
@@ -45,6 +52,10 @@ async def sign_in(request: Request,
 @router.post("/sign-out", dependencies=[public()])
 async def sign_out(request: Request) -> Response:
     same_origin(request)
+    secret = request.cookies.get(SESSION_COOKIE, "").strip()
+    if secret:
+        await asyncio.to_thread(end_session, request.app.state.parts.backends.store, secret,
+                                now=request.app.state.wall_clock())
     answer = RedirectResponse(UI_PATH, status_code=303)
     answer.delete_cookie(SESSION_COOKIE, path=UI_PATH, httponly=True, samesite="strict",
                          secure=request.url.scheme == "https")

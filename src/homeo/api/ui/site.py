@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from homeo.api.ui import agents, runs, session, slo
+from homeo.api.ui import agents, autonomic, memory, runs, session, slo, system
 from homeo.api.ui.render import STATIC, STATIC_PATH
 
 
@@ -15,3 +15,6 @@ def install(app: FastAPI) -> None:
     app.include_router(runs.router)
     app.include_router(agents.router)
     app.include_router(slo.router)
+    app.include_router(system.router)
+    app.include_router(autonomic.router)
+    app.include_router(memory.router)
