@@ -549,6 +549,18 @@ def test_eval_results_are_kept_per_tenant_agent_version_and_suite(backends: Back
     assert backends.store.list_eval_results("globex", "other") == []
 
 
+def test_evolve_generations_keep_the_latest_state_per_search(backends: Backends) -> None:
+    store = backends.store
+    assert store.latest_evolve_generation("acme", "s1") is None
+    store.put_evolve_generation("acme", "s1", 0, {"population": [1, 2]}, now=1.0)
+    store.put_evolve_generation("acme", "s1", 1, {"population": [3]}, now=2.0)
+    store.put_evolve_generation("acme", "s2", 0, {"population": []}, now=3.0)
+    assert store.latest_evolve_generation("acme", "s1") == (1, {"population": [3]})
+    store.put_evolve_generation("acme", "s1", 1, {"population": [4]}, now=4.0)
+    assert store.latest_evolve_generation("acme", "s1") == (1, {"population": [4]})
+    assert store.latest_evolve_generation("globex", "s1") is None
+
+
 def test_tenant_encryption_settings_and_data_keys_are_kept_and_rewrapped(
         backends: Backends) -> None:
     store = backends.store

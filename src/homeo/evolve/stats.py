@@ -61,3 +61,16 @@ def percentile(values: Sequence[float], share: float) -> float | None:
     below = math.floor(position)
     above = min(below + 1, len(ordered) - 1)
     return ordered[below] + (ordered[above] - ordered[below]) * (position - below)
+
+
+def two_proportion_z(successes_a: int, n_a: int, successes_b: int, n_b: int) -> float | None:
+    """The pooled two-proportion z statistic of rate b minus rate a (positive:
+    b succeeds more often); None when either sample is empty or the pooled
+    rate is 0 or 1 (no variance to test against)."""
+    if n_a == 0 or n_b == 0:
+        return None
+    pooled = (successes_a + successes_b) / (n_a + n_b)
+    variance = pooled * (1 - pooled) * (1 / n_a + 1 / n_b)
+    if variance == 0:
+        return None
+    return (successes_b / n_b - successes_a / n_a) / math.sqrt(variance)

@@ -376,6 +376,17 @@ class Store(ABC):
     ) -> list[EvalResult]:
         """The agent's scored cases, of one version and suite or all, oldest first."""
 
+    # --- evolutionary searches -------------------------------------------
+    @abstractmethod
+    def put_evolve_generation(self, tenant_id: str, search_id: str, generation: int,
+                              state: dict[str, Any], *, now: float | None = None) -> None:
+        """Keep a search's state after `generation` (replacing that generation's)."""
+
+    @abstractmethod
+    def latest_evolve_generation(self, tenant_id: str,
+                                 search_id: str) -> tuple[int, dict[str, Any]] | None:
+        """The search's last kept generation and its state; None before the first."""
+
     # --- API keys ---------------------------------------------------------
     @abstractmethod
     def put_key(self, key: ApiKey) -> None:

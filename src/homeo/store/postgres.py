@@ -305,6 +305,17 @@ MIGRATIONS = [
     # The person a run works for: whose memory an agent with `memory: {scope: user}` reaches.
     """
     ALTER TABLE runs ADD COLUMN user_id TEXT;
+    """,    # An evolutionary search's state after each generation (homeo/evolve/search.py),
+    # so a search resumes where it stopped.
+    """
+    CREATE TABLE evolve_generations (
+        tenant_id TEXT NOT NULL,
+        search_id TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        state JSONB NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (tenant_id, search_id, generation)
+    );
     """,
     # The model registry (homeo/evolve/registry.py) and curated training data sets.
     """

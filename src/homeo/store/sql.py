@@ -663,6 +663,27 @@ class SQLStore(RegistrySQL, Store):
                         " ORDER BY at, eval_id, case_id", params)
         return [EvalResult.model_validate(self.db.decode(row, EVAL_JSON)) for row in rows]
 
+    # --- evolutionary searches ----------------------------------------------
+    def put_evolve_generation(self, tenant_id: str, search_id: str, generation: int,
+                              state: dict[str, Any], *, now: float | None = None) -> None:
+        with self.db.write() as db:
+            db.execute(self.db.sql("DELETE FROM evolve_generations WHERE tenant_id = ?"
+                                   " AND search_id = ? AND generation = ?"),
+                       (tenant_id, search_id, generation))
+            db.execute(self.db.sql("INSERT INTO evolve_generations (tenant_id, search_id,"
+                                   " generation, state, at) VALUES (?, ?, ?, ?, ?)"),
+                       (tenant_id, search_id, generation, self.db.json_param(state), clock(now)))
+
+    def latest_evolve_generation(self, tenant_id: str,
+                                 search_id: str) -> tuple[int, dict[str, Any]] | None:
+        row = self.one("SELECT generation, state FROM evolve_generations WHERE tenant_id = ?"
+                       " AND search_id = ? ORDER BY generation DESC LIMIT 1",
+                       (tenant_id, search_id))
+        if row is None:
+            return None
+        record = self.db.decode(row, ("state",))
+        return int(record["generation"]), record["state"]
+
     def get_agent(self, tenant_id: str, name: str) -> AgentRecord | None:
         row = self.one("SELECT * FROM agents WHERE tenant_id = ? AND name = ?", (tenant_id, name))
         return None if row is None else AgentRecord.model_validate(self.db.decode(row, AGENT_JSON))
