@@ -1,5 +1,5 @@
 """Application-level chaos scenarios (homeo.autonomic.chaos.app_faults), played
-with the loop off then on against real `homeo worker` processes, fault servers
+with the loop off and on side by side against real `homeo worker` processes, fault servers
 on 127.0.0.1 and a SQLite database.
 
 provider-slow breaks no call, so it is judged by its symptom, not by a
@@ -27,7 +27,7 @@ def _play(name: str) -> tuple[ModeResult, ModeResult]:
     off, on = run_scenario(SCENARIOS[name], [False, True], TUNING,
                            homeo_command=[sys.executable, "-c",
                                           "from homeo.cli import main; main()"],
-                           base_env=env)
+                           base_env=env, side_by_side=True)
     return off, on
 
 
@@ -57,3 +57,4 @@ def test_provider_slow_makes_a_slow_answer_several_healthy_ones_yet_within_the_t
     assert slow < tuning.attempt_timeout_seconds
     assert slow >= 4 * tuning.provider_delay_seconds
     assert tuning.baseline_min_samples * tuning.baseline_every_seconds < tuning.warmup_seconds
+

@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,14 +118,25 @@ class System:
 
 def run_scenario(scenario: Scenario, loops: Sequence[bool], tuning: Tuning, *,
                  homeo_command: Sequence[str], base_env: Mapping[str, str],
-                 progress: Callable[[str], None] = lambda line: None) -> list[ModeResult]:
-    """The scenario once per loop mode in `loops` (False = off), in that order.
+                 progress: Callable[[str], None] = lambda line: None,
+                 side_by_side: bool = False) -> list[ModeResult]:
+    """The scenario once per loop mode in `loops` (False = off), results in
+    that order: one mode after the other, or all at once with `side_by_side`
+    (each its own processes, servers and database; they share the machine,
+    so a busy machine slows both alike).
     `base_env`: the environment the workers start from (without HOMEO_*).
     A scenario that needs other clocks adjusts `tuning` first (Scenario.adjust)."""
     if scenario.adjust is not None:
         tuning = scenario.adjust(tuning)
-    return [_run_once(scenario, loop_on, tuning, homeo_command=homeo_command,
-                      base_env=base_env, progress=progress) for loop_on in loops]
+
+    def play(loop_on: bool) -> ModeResult:
+        return _run_once(scenario, loop_on, tuning, homeo_command=homeo_command,
+                         base_env=base_env, progress=progress)
+
+    if side_by_side:
+        with ThreadPoolExecutor(max_workers=len(loops)) as pool:
+            return list(pool.map(play, loops))
+    return [play(loop_on) for loop_on in loops]
 
 
 def _run_once(scenario: Scenario, loop_on: bool, tuning: Tuning, *,
