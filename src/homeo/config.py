@@ -318,6 +318,12 @@ class Settings(BaseSettings):
     autonomic_control_ttl_seconds: float = Field(
         3600.0, gt=0, le=7 * 86400, description="Control state an action writes expires"
         " after this, so a loop that died leaves nothing changed for good.")
+    autonomic_baseline_every_seconds: float = Field(
+        5.0, gt=0, le=3600, description="How often Analyze adds a sample to each signal's"
+        " baseline.")
+    autonomic_baseline_min_samples: int = Field(
+        12, ge=2, le=10000, description="Samples a signal's baseline needs before a value"
+        " is judged against it.")
     autonomic_seed: int | None = Field(
         None, description="Seed of Plan's sampling (unset: random).")
     control_refresh_seconds: float = Field(

@@ -195,7 +195,10 @@ class Runtime:
         monitor = Monitor(self.backends.store, self.backends.queue,
                           slos=load_slos(settings.slo_file),
                           providers=self.models.provider_stats, data_dir=settings.data_dir)
-        analyzer = Analyzer(Thresholds(worker_stale_seconds=settings.worker_stale_seconds))
+        analyzer = Analyzer(Thresholds(
+            worker_stale_seconds=settings.worker_stale_seconds,
+            baseline_every_seconds=settings.autonomic_baseline_every_seconds,
+            baseline_min_samples=settings.autonomic_baseline_min_samples))
         store = self.backends.store
         safety = Safety(mode=settings.autonomic_act,
                         max_actions_per_minute=settings.autonomic_max_actions_per_minute,

@@ -97,4 +97,4 @@ def test_an_unknown_scenario_is_refused_with_the_known_ones() -> None:
 
     assert result.exit_code == 2
     assert "unknown scenario 'disk-full'; choose one of provider-500, provider-timeout," \
-           " worker-kill" in result.output
+           " worker-kill, provider-slow" in result.output

@@ -298,7 +298,8 @@ MIGRATIONS = [
     # The person a run works for: whose memory an agent with `memory: {scope: user}` reaches.
     """
     ALTER TABLE runs ADD COLUMN user_id TEXT;
-    """,    # An evolutionary search's state after each generation (homeo/evolve/search.py),
+    """,
+    # An evolutionary search's state after each generation (homeo/evolve/search.py),
     # so a search resumes where it stopped.
     """
     CREATE TABLE evolve_generations (

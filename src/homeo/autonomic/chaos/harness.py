@@ -70,6 +70,12 @@ class Tuning:
     # short, so that within one run an action that did not help is undone and Plan
     # may try another.
     settle_seconds: float = 5.0
+    # How far back each router's per-provider call stats (and breaker) look,
+    # and how Analyze samples baselines: homeo's defaults unless a scenario
+    # needs a baseline within its warm-up (provider-slow).
+    stats_window_seconds: float = 60.0
+    baseline_every_seconds: float = 5.0
+    baseline_min_samples: int = 12
     startup_seconds: float = 120.0  # for the workers to come up
     slo: Slo = field(default_factory=Slo)
 
@@ -91,6 +97,9 @@ class Tuning:
             "HOMEO_AUTONOMIC_INTERVAL_SECONDS": str(self.loop_interval_seconds),
             "HOMEO_AUTONOMIC_SETTLE_SECONDS": str(self.settle_seconds),
             "HOMEO_AUTONOMIC_SEED": "13",
+            "HOMEO_BREAKER_WINDOW_SECONDS": str(self.stats_window_seconds),
+            "HOMEO_AUTONOMIC_BASELINE_EVERY_SECONDS": str(self.baseline_every_seconds),
+            "HOMEO_AUTONOMIC_BASELINE_MIN_SAMPLES": str(self.baseline_min_samples),
             "HOMEO_DEFAULT_TENANT": TENANT,
             "HOMEO_LOG_LEVEL": "warning",
         }
@@ -112,10 +121,14 @@ def run_scenario(scenario: Scenario, loops: Sequence[bool], tuning: Tuning, *,
                  progress: Callable[[str], None] = lambda line: None,
                  side_by_side: bool = False) -> list[ModeResult]:
     """The scenario once per loop mode in `loops` (False = off), results in
-    that order. `base_env`: the environment the workers start from (without
-    HOMEO_*). `side_by_side`: play the modes at the same time, each with its
-    own fault servers, workers and database (so both see the same machine
-    load), instead of one after the other."""
+    that order: one mode after the other, or all at once with `side_by_side`
+    (each its own processes, servers and database; they share the machine,
+    so a busy machine slows both alike).
+    `base_env`: the environment the workers start from (without HOMEO_*).
+    A scenario that needs other clocks adjusts `tuning` first (Scenario.adjust)."""
+    if scenario.adjust is not None:
+        tuning = scenario.adjust(tuning)
+
     def play(loop_on: bool) -> ModeResult:
         return _run_once(scenario, loop_on, tuning, homeo_command=homeo_command,
                          base_env=base_env, progress=progress)
@@ -161,13 +174,15 @@ def _run_once(scenario: Scenario, loop_on: bool, tuning: Tuning, *,
                                             stdout=log, stderr=subprocess.STDOUT))
         _wait_ready(backends, workers, tuning, root)
         system = System(flaky, steady, workers, backends, tuning)
-        submitted, fault_at, faulty_before = _workload(system, scenario, progress)
+        submitted, fault_at, (faulty_before, steady_before) = _workload(system, scenario,
+                                                                        progress)
         progress(f"{scenario.name}, loop {mode}: {len(submitted)} runs submitted;"
                  " waiting for them to end")
         outcomes = _drain(backends, submitted, tuning.drain_seconds)
         decisions = [(d.action, d.status) for d in backends.store.list_decisions(limit=1000)]
         return summarize(mode, outcomes, fault_at, tuning.slo, decisions,
-                         faulty_calls=len(flaky.received) - faulty_before)
+                         faulty_calls=len(flaky.received) - faulty_before,
+                         steady_calls=len(steady.received) - steady_before)
     finally:
         _stop(workers)
         for server in started:
@@ -194,19 +209,20 @@ def _wait_ready(backends: Backends, workers: list[subprocess.Popen[bytes]], tuni
 
 
 def _workload(system: System, scenario: Scenario, progress: Callable[[str], None]
-              ) -> tuple[list[str], float, int]:
+              ) -> tuple[list[str], float, tuple[int, int]]:
     """Submit the runs at a fixed rate, injecting the fault after the warm-up:
-    the runs' ids, when the fault began, and the calls `flaky` had by then."""
+    the runs' ids, when the fault began, and the calls `flaky` and `steady`
+    had by then."""
     tuning = system.tuning
     began = time.monotonic()
     ends = began + tuning.warmup_seconds + tuning.fault_seconds
     fault_at: float | None = None
-    faulty_before = 0
+    before = (0, 0)
     submitted: list[str] = []
     while len(submitted) < tuning.max_runs and time.monotonic() < ends:
         due = began + len(submitted) / tuning.rate
         if fault_at is None and time.monotonic() - began >= tuning.warmup_seconds:
-            faulty_before = len(system.flaky.received)
+            before = (len(system.flaky.received), len(system.steady.received))
             fault_at = time.time()
             scenario.inject(system)
             progress(f"{scenario.name}: fault injected ({scenario.fault})")
@@ -218,10 +234,10 @@ def _workload(system: System, scenario: Scenario, progress: Callable[[str], None
                                                     input=f"question {len(submitted)}"))
         submitted.append(run.id)
     if fault_at is None:  # the count ran out first: the fault still comes, at the end
-        faulty_before = len(system.flaky.received)
+        before = (len(system.flaky.received), len(system.steady.received))
         fault_at = time.time()
         scenario.inject(system)
-    return submitted, fault_at, faulty_before
+    return submitted, fault_at, before
 
 
 def _drain(backends: Backends, run_ids: list[str], seconds: float) -> list[RunOutcome]:

@@ -48,6 +48,13 @@ class ModeResult:
     missed_slo: int  # runs that did not meet the SLO
     actions: dict[str, int] = field(default_factory=dict)
     faulty_calls: int = 0  # calls the flaky deployment got after the fault
+    steady_calls: int = 0  # and the steady one
+
+    @property
+    def faulty_share(self) -> float | None:
+        """The share of the calls after the fault that went to the flaky deployment."""
+        calls = self.faulty_calls + self.steady_calls
+        return round(self.faulty_calls / calls, 3) if calls else None
 
     @property
     def success_rate(self) -> float:
@@ -60,7 +67,8 @@ class ModeResult:
                 "p95_latency_seconds": self.p95_latency_seconds,
                 "max_latency_seconds": self.max_latency_seconds, "missed_slo": self.missed_slo,
                 "actions": dict(self.actions), "actions_taken": sum(self.actions.values()),
-                "faulty_calls": self.faulty_calls}
+                "faulty_calls": self.faulty_calls, "steady_calls": self.steady_calls,
+                "faulty_share": self.faulty_share}
 
 
 def recovery(runs: list[RunOutcome], fault_at: float, slo: Slo) -> tuple[bool, float | None]:
@@ -84,7 +92,8 @@ def p95(values: list[float]) -> float | None:
 
 
 def summarize(loop: str, runs: list[RunOutcome], fault_at: float, slo: Slo,
-              decisions: list[tuple[str, str]], faulty_calls: int) -> ModeResult:
+              decisions: list[tuple[str, str]], faulty_calls: int,
+              steady_calls: int = 0) -> ModeResult:
     """`decisions`: (action, status) of each decision made during the run."""
     broken, recovered = recovery(runs, fault_at, slo)
     latencies = [run.finished_at - run.submitted_at for run in runs
@@ -98,7 +107,7 @@ def summarize(loop: str, runs: list[RunOutcome], fault_at: float, slo: Slo,
         max_latency_seconds=round(max(latencies), 2) if latencies else None,
         missed_slo=sum(1 for run in runs if not run.meets(slo)),
         actions=dict(Counter(action for action, status in decisions if status in ACTED)),
-        faulty_calls=faulty_calls)
+        faulty_calls=faulty_calls, steady_calls=steady_calls)
 
 
 def table(scenario: str, results: list[ModeResult]) -> str:
@@ -119,6 +128,8 @@ def table(scenario: str, results: list[ModeResult]) -> str:
         ("slowest run", lambda r: "-" if r.max_latency_seconds is None
          else f"{r.max_latency_seconds} s"),
         ("calls to flaky after the fault", lambda r: str(r.faulty_calls)),
+        ("share of calls to flaky after it", lambda r: "-" if r.faulty_share is None
+         else f"{100 * r.faulty_share:.0f}%"),
         ("actions taken", lambda r: ", ".join(f"{a} x{n}" for a, n in sorted(r.actions.items()))
          or "0"),
     ]

@@ -16,10 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from homeo.autonomic.chaos import app_faults
 from homeo.autonomic.chaos.faultserver import Reply, error
 
 if TYPE_CHECKING:
-    from homeo.autonomic.chaos.harness import System
+    from homeo.autonomic.chaos.harness import System, Tuning
 
 
 BUSY_WAIT_SECONDS = 10.0
@@ -31,6 +32,8 @@ class Scenario:
     fault: str  # what is injected, in words
     heals_by: str  # what the loop is expected to do about it, in words
     inject: Callable[[System], None]
+    # The tuning this scenario needs, from the one asked for (None: as asked).
+    adjust: Callable[[Tuning], Tuning] | None = None
 
 
 def _answer_500(system: System) -> None:
@@ -70,4 +73,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("worker-kill", "one of the two worker processes is SIGKILLed with runs in flight",
              "end the dead worker's leases once its heartbeat is stale, so the other worker"
              " takes its runs before the leases would lapse", _kill_a_worker),
+    Scenario("provider-slow", "the flaky deployment answers, but several times slower than"
+             " before (within an attempt's timeout)", "shift its routing weight away (or hold"
+             " its breaker open)", app_faults.slow_down, app_faults.slow_tuning),
 )}
