@@ -4,9 +4,14 @@ run back; without the key file, a clear refusal naming the key."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from pathlib import Path
 
+import pytest
+
+from tests.support.clikit import homeo as cli
 from tests.test_cli import agents_dir, homeo  # noqa: F401 (a fixture)
 
 PLANT = "PLANTED-cli-secret-41d2"
@@ -63,3 +68,31 @@ def test_commands_that_need_the_key_file_say_so(tmp_path: Path) -> None:
     key.chmod(0o640)
     loose = homeo("crypto", "status", *data, HOMEO_ENCRYPTION_KEY_FILE=str(key))
     assert loose.returncode == 2 and "chmod 600" in loose.stderr
+
+
+def test_crypto_commands_print_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each crypto command's --json: one object with what it did; an error is
+    an object too, with the exit code the text form has. In this process."""
+    for name in [name for name in os.environ if name.startswith("HOMEO_")]:
+        monkeypatch.delenv(name)
+    data, key = ["--data-dir", str(tmp_path / "data")], tmp_path / "k.keys"
+    refused = cli("crypto", "status", *data, "--json")
+    assert refused.exit_code == 2
+    assert json.loads(refused.stdout) == {"error": refused.stderr.strip().removeprefix(
+        "homeo: "), "exit_code": 2}
+    made = json.loads(cli("crypto", "keygen", str(key), "--json").stdout)
+    assert made == {"key_file": str(key), "kek": made["kek"]}
+    assert made["kek"].startswith("kek-")
+    again = cli("crypto", "keygen", str(key), "--json")
+    assert again.exit_code == 2 and "never overwrites" in json.loads(again.stdout)["error"]
+
+    monkeypatch.setenv("HOMEO_ENCRYPTION_KEY_FILE", str(key))
+    marked = json.loads(cli("crypto", "tenant", "acme", "--sensitive", *data, "--json").stdout)
+    assert marked["tenant"] == "acme" and marked["sensitive"] is True
+    assert marked["data_key"].startswith("dk_")
+    status = json.loads(cli("crypto", "status", *data, "--json").stdout)
+    assert status == {"key_file": str(key), "sensitive_tenants": ["acme"],
+                      "keys": [{"kek": made["kek"], "role": "current", "data_keys": 1}]}
+    rotated = json.loads(cli("crypto", "rotate", *data, "--json").stdout)
+    assert rotated["rewrapped"] == 1 and rotated["dropped"] == [made["kek"]]
+    assert rotated["kek"] != made["kek"] and rotated["key_file"] == str(key)

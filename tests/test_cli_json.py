@@ -101,7 +101,7 @@ SERVERS = {"serve", "worker", "mcp"}
 # Not yet given --json (reported as work left): each prints text today.
 NOT_YET = {"memory add", "memory reembed", "models convert-minilm", "safety train",
            "slo rules", "slo dashboard", "autonomic approve", "audit keygen",
-           "crypto keygen", "crypto rotate", "crypto status", "crypto tenant", "sandbox run"}
+           "sandbox run"}
 
 
 def commands(command, path: tuple[str, ...] = ()):  # noqa: ANN001, ANN201

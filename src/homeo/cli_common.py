@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,8 +50,27 @@ def settings_or_exit(**overrides: Any) -> Settings:
         fail(str(error), code=2)
 
 
+# Set by a command's --json: its errors are one JSON object on stdout as well.
+_errors_as_json: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "errors_as_json", default=False)
+
+
+@contextlib.contextmanager
+def json_errors(enabled: bool) -> Iterator[None]:
+    """While inside, `fail` also prints {"error": ..., "exit_code": ...} on
+    stdout when `enabled` (a command's --json), so a script parses every
+    outcome; the exit code and the stderr line stay what they are without."""
+    token = _errors_as_json.set(enabled)
+    try:
+        yield
+    finally:
+        _errors_as_json.reset(token)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     console.print(f"homeo: {message}", markup=False)
+    if _errors_as_json.get():
+        print_json({"error": message, "exit_code": code})
     raise typer.Exit(code)
 
 
