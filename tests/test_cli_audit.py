@@ -58,3 +58,17 @@ def test_a_signing_key_inside_the_data_dir_is_refused(tmp_path: Path) -> None:
     broken = homeo("keys", "create", "--data-dir", str(tmp_path / "data"),
                    HOMEO_AUDIT_KEY_FILE=str(garbage))
     assert broken.returncode == 2 and "homeo audit keygen PATH" in broken.stderr
+
+
+def test_keygen_json_names_both_keys_and_its_refusal(tmp_path: Path) -> None:
+    from tests.support.clikit import homeo as cli
+
+    key = tmp_path / "audit.key"
+    made = cli("audit", "keygen", str(key), "--json")
+    assert made.exit_code == 0
+    assert json.loads(made.stdout) == {"private_key": str(key), "public_key": f"{key}.pub"}
+    assert key.exists() and Path(f"{key}.pub").exists()
+    again = cli("audit", "keygen", str(key), "--json")
+    assert again.exit_code == 2
+    refusal = json.loads(again.stdout)
+    assert refusal["exit_code"] == 2 and "never overwrites" in refusal["error"]

@@ -15,6 +15,7 @@ from homeo.cli_common import (
     Json,
     console,
     fail,
+    json_errors,
     opened,
     print_json,
     settings_or_exit,
@@ -40,17 +41,21 @@ def audit_log_or_exit(settings: Settings, store: Any) -> Any:  # AuditLog | None
 def keygen(
     path: Annotated[Path, typer.Argument(help="Where to write the private key (0600);"
                                                " the public key goes to PATH.pub.")],
+    as_json: Json = False,
 ) -> None:
     """Make an ML-DSA-65 key pair for HOMEO_AUDIT_KEY_FILE. Keep the private key
     outside the data dir; give the public key to whoever verifies the log."""
     from homeo.audit import generate_key
 
-    try:
-        public = generate_key(path)
-    except FileExistsError:
-        fail(f"{path} exists; homeo never overwrites a key: choose another path", code=2)
+    with json_errors(as_json):
+        try:
+            public = generate_key(path)
+        except FileExistsError:
+            fail(f"{path} exists; homeo never overwrites a key: choose another path", code=2)
     console.print(f"homeo: private key {path} (set HOMEO_AUDIT_KEY_FILE={path}),"
                   f" public key {public}", markup=False)
+    if as_json:
+        print_json({"private_key": str(path), "public_key": str(public)})
 
 
 @audit_app.command("verify")
