@@ -84,3 +84,26 @@ def test_a_bad_slo_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         assert shown.exit_code == 2
         assert f"invalid setting HOMEO_SLO_FILE='{path}'" in shown.stderr
         assert f"{path}: slos[0] (calc) field window: Field required" in shown.stderr
+
+
+def test_slo_rules_and_dashboard_print_json(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "slo.yaml"
+    path.write_text("slos:\n  - {name: calc, kind: run_success, objective: 0.9, window: 7d,"
+                    " agent: calc}\n")
+    monkeypatch.setenv("HOMEO_SLO_FILE", str(path))
+    out = tmp_path / "rules.yaml"
+    written = homeo("slo", "rules", "-o", str(out), "--json")
+    assert written.exit_code == 0, written.stderr
+    body = json.loads(written.stdout)
+    assert (body["slos"], body["out"]) == (["calc"], str(out))
+    assert body["rules"] == yaml.safe_load(out.read_text())
+    board = json.loads(homeo("slo", "dashboard", "--json").stdout)
+    assert (board["slos"], board["out"]) == (["calc"], None)
+    assert board["dashboard"]["panels"][0]["title"].startswith("calc: 90% of runs succeed")
+
+    path.write_text("slos:\n  - {name: calc, kind: run_success, objective: 0.9}\n")
+    for command in ("rules", "dashboard"):
+        bad = homeo("slo", command, "--json")
+        assert bad.exit_code == 2 and json.loads(bad.stdout)["exit_code"] == 2
+        assert "field window: Field required" in json.loads(bad.stdout)["error"]

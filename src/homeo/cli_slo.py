@@ -11,7 +11,17 @@ from typing import Annotated
 
 import typer
 
-from homeo.cli_common import CONTEXT, DatabaseUrl, DataDir, console, opened, settings_or_exit
+from homeo.cli_common import (
+    CONTEXT,
+    DatabaseUrl,
+    DataDir,
+    Json,
+    console,
+    json_errors,
+    opened,
+    print_json,
+    settings_or_exit,
+)
 
 slo_app = typer.Typer(
     help="Show the SLOs (HOMEO_SLO_FILE) now; write their Prometheus rules and Grafana dashboard.",
@@ -66,26 +76,48 @@ def _number(value: float | None) -> str:
 
 
 @slo_app.command("rules")
-def rules(out: Out = None) -> None:
-    """Write Prometheus recording rules and burn-rate alerts (check: promtool check rules)."""
+def rules(out: Out = None, as_json: Json = False) -> None:
+    """Write Prometheus recording rules and burn-rate alerts (check: promtool check rules).
+    With --json: {"slos", "out", "rules"}, the rules as the YAML holds them."""
+    import yaml
+
     from homeo.observe.slo.definitions import load_slos
     from homeo.observe.slo.rules import render_rules
 
-    _write(render_rules(load_slos(settings_or_exit().slo_file)), out)
+    with json_errors(as_json):
+        slos = load_slos(settings_or_exit().slo_file)
+    text = render_rules(slos)
+    _write(text, out, as_json)
+    if as_json:
+        print_json({"slos": [slo.name for slo in slos], "out": _name(out),
+                    "rules": yaml.safe_load(text)})
 
 
 @slo_app.command("dashboard")
-def dashboard(out: Out = None) -> None:
-    """Write a Grafana dashboard (JSON) of the SLOs, to import into Grafana."""
+def dashboard(out: Out = None, as_json: Json = False) -> None:
+    """Write a Grafana dashboard (JSON) of the SLOs, to import into Grafana.
+    With --json: {"slos", "out", "dashboard"}."""
     from homeo.observe.slo.dashboard import render_dashboard
     from homeo.observe.slo.definitions import load_slos
 
-    _write(render_dashboard(load_slos(settings_or_exit().slo_file)), out)
+    with json_errors(as_json):
+        slos = load_slos(settings_or_exit().slo_file)
+    text = render_dashboard(slos)
+    _write(text, out, as_json)
+    if as_json:
+        print_json({"slos": [slo.name for slo in slos], "out": _name(out),
+                    "dashboard": json.loads(text)})
 
 
-def _write(text: str, out: Path | None) -> None:
+def _name(out: Path | None) -> str | None:
+    return None if out is None else str(out)
+
+
+def _write(text: str, out: Path | None, as_json: bool) -> None:
+    """To `out`, or to stdout unless --json prints the same inside its object."""
     if out is None:
-        print(text, end="")
+        if not as_json:
+            print(text, end="")
         return
     out.write_text(text)
     console.print(f"homeo: wrote {out}", markup=False)
