@@ -100,3 +100,38 @@ def test_status_shows_decisions_and_approve_lets_a_waiting_one_run(data: Path) -
     assert f"decision {waiting.id} is approved, not awaiting approval" in again.output
     missing = homeo("autonomic", "approve", "dec_nope", "--data-dir", str(data))
     assert missing.exit_code == 1 and "no decision dec_nope" in missing.output
+
+
+def decision_awaiting_approval(data: Path):  # noqa: ANN201 (a DecisionRecord)
+    """A loop in approval mode decides to quarantine a poison job: it waits."""
+    import random
+
+    from homeo.autonomic.actuators import Actuators
+    from homeo.autonomic.analyze import Analysis, Diagnosis
+    from homeo.autonomic.execute import Executor, Safety
+    from homeo.autonomic.plan import Planner
+
+    backends = open_backends(f"sqlite:///{data / 'homeo.db'}")
+    now = time.time()
+    try:
+        loop = Executor(backends.store, Planner(random.Random(3)),
+                        Actuators(backends.store, backends.queue, actor="autonomic:loop1"),
+                        observer="loop1", safety=Safety(mode="approval"))
+        poison = Diagnosis("poison_job", "flood/job_1", 0.9, "job_1: its worker died 3 times")
+        (waiting,) = loop.step(Analysis(now, [], [poison]), now).decided
+    finally:
+        backends.close()
+    return waiting
+
+
+def test_approve_json_prints_the_decision_as_the_api_does(data: Path) -> None:
+    waiting = decision_awaiting_approval(data)
+    approved = homeo("autonomic", "approve", waiting.id, "--data-dir", str(data), "--json")
+    assert approved.exit_code == 0, approved.output
+    decision = json.loads(approved.stdout)
+    assert (decision["id"], decision["status"]) == (waiting.id, "approved")
+    assert (decision["action"], decision["approved_by"]) == ("quarantine_job", "cli")
+    again = homeo("autonomic", "approve", waiting.id, "--data-dir", str(data), "--json")
+    assert again.exit_code == 1
+    refusal = json.loads(again.stdout)
+    assert refusal["exit_code"] == 1 and "is approved, not awaiting approval" in refusal["error"]

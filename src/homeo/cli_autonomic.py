@@ -9,13 +9,22 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sys
 import time
 from typing import Annotated
 
 import typer
 
-from homeo.cli_common import CONTEXT, DatabaseUrl, DataDir, opened, settings_or_exit
+from homeo.cli_common import (
+    CONTEXT,
+    DatabaseUrl,
+    DataDir,
+    Json,
+    fail,
+    json_errors,
+    opened,
+    print_json,
+    settings_or_exit,
+)
 
 autonomic_app = typer.Typer(
     help="What the autonomic loop (HOMEO_AUTONOMIC) sees, diagnoses and does.",
@@ -112,17 +121,22 @@ def approve_decision(
                                                     " `homeo autonomic status` shows it.")],
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
+    as_json: Json = False,
 ) -> None:
     """Let a decision that waits for approval run (HOMEO_AUTONOMIC_ACT=approval):
     the loop that made it acts on its next step."""
     from homeo.autonomic.approve import ApprovalRefused, approve
 
-    settings = settings_or_exit(data_dir=data_dir, database_url=database_url)
-    with opened(settings, publish=False) as runtime:
-        try:
-            decision = approve(runtime.backends.store, decision_id, by="cli", now=time.time())
-        except ApprovalRefused as refused:
-            print(f"error: {refused}", file=sys.stderr)
-            raise typer.Exit(1) from None
+    with json_errors(as_json):
+        settings = settings_or_exit(data_dir=data_dir, database_url=database_url)
+        with opened(settings, publish=False) as runtime:
+            try:
+                decision = approve(runtime.backends.store, decision_id, by="cli",
+                                   now=time.time())
+            except ApprovalRefused as refused:
+                fail(str(refused))
+    if as_json:
+        print_json(decision.model_dump())
+        return
     print(f"approved {decision.id}: {decision.action} for {decision.kind}"
           f" {decision.subject or '-'}; the loop acts on its next step")
