@@ -119,3 +119,28 @@ def test_a_file_changed_and_changed_back_gets_its_first_text_again(tmp_path: Pat
     found = homeo(data, "memory", "search", "herons", "-c", "kb", "--mode", "text", "--json")
     assert [hit["document_id"] for hit in json.loads(found.stdout)["results"]] == [
         document["id"]]
+
+
+def test_add_and_reembed_print_json(docs: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    birds, docx = docs / "sub" / "birds.txt", docs / "report.docx"
+    queued = json.loads(homeo(data, "memory", "add", str(birds), "-c", "kb", "--no-wait",
+                              "--json").stdout)
+    [made] = queued["queued"]
+    assert made["path"] == str(birds) and made["ingestion"].startswith("ing_")
+    added = homeo(data, "memory", "add", str(birds), str(docx), "-c", "kb", "--json")
+    assert added.exit_code == 0, added.output
+    body = json.loads(added.stdout)
+    assert (body["collection"], body["added"], body["replaced"], body["queued"]) == (
+        "kb", [str(birds)], [], [])
+    assert [skip["path"] for skip in body["skipped"]] == [str(docx)]
+    reembedded = json.loads(homeo(data, "memory", "reembed", "-c", "kb", "--json").stdout)
+    assert reembedded == {"collection": "kb", "chunks": 1, "model": "all-MiniLM-L6-v2",
+                          "dimensions": 384}
+    nothing = homeo(data, "memory", "add", str(docx), "-c", "kb", "--json")
+    assert nothing.exit_code == 1 and json.loads(nothing.stdout)["added"] == []
+    bad = homeo(data, "memory", "add", str(birds), "-c", "no spaces", "--json")
+    assert bad.exit_code == 2
+    assert "is not allowed" in json.loads(bad.stdout)["error"]
+    gone = homeo(data, "memory", "reembed", "-c", "nope", "--json")
+    assert gone.exit_code == 1 and "no collection 'nope'" in json.loads(gone.stdout)["error"]

@@ -26,6 +26,8 @@ from homeo.cli_common import (
     Tenant,
     console,
     fail,
+    json_errors,
+    print_json,
     tenant_runtime,
 )
 
@@ -161,11 +163,31 @@ def memory_add(
     tenant: Tenant = None,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: what was"
+                                          " added, replaced, queued and skipped.")] = False,
 ) -> None:
     """Add files (.txt, .md, .html, .pdf) and folders to a collection: a file
     added before is replaced if it changed and skipped if not. Each file is
     accepted first (an ingestion, with a queued job), then indexed here with
     a progress bar; stopped midway, the workers finish what was accepted."""
+    with json_errors(as_json):
+        tally, accepted = _add(paths, collection, no_wait, tenant, data_dir, database_url)
+    reasons = Counter(why for _, why in tally.skipped)
+    refused = not accepted and reasons and set(reasons) != {"unchanged since it was added"}
+    if as_json:
+        print_json({"collection": collection, "added": tally.added, "replaced": tally.replaced,
+                    "queued": [{"path": str(made.path), "ingestion": made.ingestion.id}
+                               for made in accepted] if no_wait else [],
+                    "skipped": [{"path": path, "why": why} for path, why in tally.skipped]})
+    else:
+        _print_added(collection, no_wait, tally, accepted)
+    if refused:
+        raise typer.Exit(1)
+
+
+def _add(paths: list[Path], collection: str, no_wait: bool, tenant: str | None,
+         data_dir: Path | None, database_url: str | None) -> tuple[_Tally, list[_Accepted]]:
+    """Accept the files and, unless `no_wait`, index them here with a progress bar."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from homeo.memory.knowledge import check_collection_name
@@ -200,6 +222,11 @@ def memory_add(
 
         if not no_wait:
             asyncio.run(index_all())
+    return tally, accepted
+
+
+def _print_added(collection: str, no_wait: bool, tally: _Tally,
+                 accepted: list[_Accepted]) -> None:
     out = _out()
     if no_wait:
         out.print(f"{collection}: {len(accepted)} queued for `homeo worker`,"
@@ -211,9 +238,6 @@ def memory_add(
                   f" {len(tally.skipped)} skipped", markup=False)
     for path, why in tally.skipped:
         out.print(f"  skipped {path}: {why}", markup=False)
-    reasons = Counter(why for _, why in tally.skipped)
-    if not accepted and reasons and set(reasons) != {"unchanged since it was added"}:
-        raise typer.Exit(1)
 
 
 @memory_app.command("search")
@@ -303,13 +327,16 @@ def memory_reembed(
     tenant: Tenant = None,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: the"
+                                          " chunks embedded again and the model.")] = False,
 ) -> None:
     """Embed a collection's chunks again with the current embedding model
     (after HOMEO_MODELS or HOMEO_MEMORY_EMBEDDING_MODEL changed)."""
     from homeo.llm.base import ModelError
     from homeo.memory.store import KnowledgeError
 
-    with tenant_runtime(tenant, data_dir, database_url) as (settings, runtime):
+    with json_errors(as_json), tenant_runtime(tenant, data_dir, database_url) as (
+            settings, runtime):
         knowledge = _knowledge(runtime)
         async def reembed() -> tuple[int, Any]:
             count = await knowledge.reembed(settings.default_tenant, collection)
@@ -319,6 +346,10 @@ def memory_reembed(
             count, model = asyncio.run(reembed())
         except (KnowledgeError, ModelError) as problem:
             fail(str(problem))
+    if as_json:
+        print_json({"collection": collection, "chunks": count, "model": model.name,
+                    "dimensions": model.dimensions})
+        return
     _out().print(f"{collection}: {count} chunks embedded again with {model.name}"
                  f" ({model.dimensions} dimensions)", markup=False)
 
