@@ -26,6 +26,7 @@ from homeo.cli_common import (
     Workers,
     console,
     fail,
+    json_errors,
     open_runtime,
     opened,
     print_json,
@@ -534,6 +535,8 @@ def sandbox_run(
     timeout: Duration = None,
     pids: Pids = None,
     cpu: Cpu = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: exit code,"
+                                          " output, time, limits hit, files written.")] = False,
 ) -> None:
     """Run CMD in the sandbox and print its output; the exit status is the command's.
 
@@ -544,14 +547,24 @@ def sandbox_run(
     from homeo.sandbox.layers import parse_allow_without
     from homeo.sandbox.limits import limits_from_settings
 
-    settings = settings_or_exit(sandbox_memory=memory, sandbox_timeout=timeout, sandbox_pids=pids,
-                         sandbox_cpu=cpu)
-    try:
-        result = sandboxed(command, limits_from_settings(settings),
-                           allow_without=parse_allow_without(settings.sandbox_allow_without))
-    except SandboxError as error:
-        console.print(f"homeo: {error}", markup=False)
-        raise typer.Exit(125) from None
+    with json_errors(as_json):
+        settings = settings_or_exit(sandbox_memory=memory, sandbox_timeout=timeout,
+                                    sandbox_pids=pids, sandbox_cpu=cpu)
+        try:
+            result = sandboxed(command, limits_from_settings(settings),
+                               allow_without=parse_allow_without(settings.sandbox_allow_without))
+        except SandboxError as error:
+            fail(str(error), code=125)
+    if as_json:
+        print_json({
+            "exit_code": result.exit_code, "signal": result.signal,
+            "stdout": result.stdout.decode(errors="replace"),
+            "stderr": result.stderr.decode(errors="replace"),
+            "duration_seconds": result.duration_seconds, "timed_out": result.timed_out,
+            "oom_killed": result.oom_killed, "stdout_truncated": result.stdout_truncated,
+            "stderr_truncated": result.stderr_truncated, "files": sorted(result.files),
+            "files_truncated": result.files_truncated, "layers": list(result.layers)})
+        raise typer.Exit(result.exit_code)
     sys.stdout.buffer.write(result.stdout)
     sys.stdout.flush()
     sys.stderr.buffer.write(result.stderr)

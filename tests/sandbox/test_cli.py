@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -43,6 +44,19 @@ def test_exit_status_mirrors_the_command_and_limits_are_reported() -> None:
     done = homeo("sandbox", "run", "--memory", "64M", "--", "python3", "-c",
                  "b = bytearray(2**30)")
     assert done.returncode == 137 and "out of memory" in done.stderr
+
+
+def test_json_reports_the_run_and_keeps_the_exit_status() -> None:
+    done = homeo("sandbox", "run", "--json", "--", "sh", "-c",
+                 "echo out; echo err >&2; echo x > note.txt; exit 7")
+    assert done.returncode == 7, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["exit_code"], result["stdout"], result["stderr"]) == (7, "out\n", "err\n")
+    assert result["files"] == ["note.txt"] and result["timed_out"] is False
+    assert result["duration_seconds"] > 0 and "bubblewrap" in result["layers"]
+    refused = homeo("sandbox", "run", "--memory", "lots", "--json", "--", "true")
+    assert refused.returncode == 2
+    assert "HOMEO_SANDBOX_MEMORY='lots'" in json.loads(refused.stdout)["error"]
 
 
 def test_bad_limits_are_refused_before_anything_runs() -> None:
