@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from homeo.cli_common import CONTEXT, console, fail, settings_or_exit
+from homeo.cli_common import CONTEXT, console, fail, json_errors, print_json, settings_or_exit
 
 models_app = typer.Typer(help="Prepare the in-process models; the model registry (list, register, promote,"
                               " rollback).",
@@ -23,6 +23,8 @@ def convert_minilm(
              " Python environment).")] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="Redo an export that is already there.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: where the"
+                                          " export is and whether this run made it.")] = False,
 ) -> None:
     """Export the shipped all-MiniLM-L6-v2 to ONNX once, with torch, so embeddings
     run on ONNX Runtime without torch. Checked against sentence-transformers
@@ -32,17 +34,24 @@ def convert_minilm(
     from homeo.llm.providers.minilm_export import export_minilm
     from homeo.llm.providers.minilm_onnx import MANIFEST_FILE, default_onnx_dir
 
-    settings = settings_or_exit()
-    target = (output or settings.embed_onnx_dir or default_onnx_dir()).resolve()
-    if (target / MANIFEST_FILE).exists() and not force:
-        console.print(f"minilm: the ONNX export is already at {target} (--force redoes it)",
-                      markup=False)
+    with json_errors(as_json):
+        settings = settings_or_exit()
+        target = (output or settings.embed_onnx_dir or default_onnx_dir()).resolve()
+        if (target / MANIFEST_FILE).exists() and not force:
+            console.print(f"minilm: the ONNX export is already at {target} (--force redoes"
+                          " it)", markup=False)
+            if as_json:
+                print_json({"directory": str(target), "exported": False})
+            return
+        try:
+            report = export_minilm(default_model_dir(), target, model_name=DEFAULT_MODEL_NAME,
+                                   force=force)
+        except ModelError as error:
+            fail(str(error))
+    if as_json:
+        print_json({"directory": str(report.directory), "exported": True,
+                    "graph_bytes": report.graph_bytes, "max_abs_diff": report.max_abs_diff})
         return
-    try:
-        report = export_minilm(default_model_dir(), target, model_name=DEFAULT_MODEL_NAME,
-                               force=force)
-    except ModelError as error:
-        fail(str(error))
     console.print(f"minilm: exported to {report.directory} ({report.graph_bytes / 2**20:.0f}"
                   f" MiB); largest difference from sentence-transformers"
                   f" {report.max_abs_diff:.1e}", markup=False)
@@ -64,7 +73,7 @@ def list_models(
 ) -> None:
     """The model registry: base models and adapters, their stage and lineage, and
     which model each alias serves."""
-    from homeo.cli_common import opened, print_json
+    from homeo.cli_common import opened
 
     settings = settings_or_exit(data_dir=data_dir, database_url=database_url)
     with opened(settings, publish=False) as runtime:
@@ -109,7 +118,7 @@ def register_model(
     """Add a GGUF model or LoRA adapter to the registry, with its sha256."""
     import time
 
-    from homeo.cli_common import opened, print_json
+    from homeo.cli_common import opened
     from homeo.evolve.lora import file_sha256
     from homeo.evolve.registry import RegistryError, register
     from homeo.store.base import StoreError
@@ -134,7 +143,7 @@ def _alias_change(action: str, alias: str, model_id: str | None, by: str, as_jso
                   data_dir: Path | None, database_url: str | None) -> None:
     import time
 
-    from homeo.cli_common import opened, print_json
+    from homeo.cli_common import opened
     from homeo.evolve.registry import RegistryError, promote, rollback
 
     settings = settings_or_exit(data_dir=data_dir, database_url=database_url)
