@@ -98,8 +98,6 @@ def test_shell_completion_is_offered() -> None:
 # Commands that serve until stopped: no one result to print (their logs are
 # JSON lines already, HOMEO_LOG_JSON); `mcp` speaks JSON-RPC on stdio.
 SERVERS = {"serve", "worker", "mcp"}
-# Not yet given --json (reported as work left): each prints text today.
-NOT_YET = {"safety train"}
 
 
 def commands(command, path: tuple[str, ...] = ()):  # noqa: ANN001, ANN201
@@ -118,6 +116,4 @@ def test_every_command_takes_json() -> None:
     assert {"runs list", "keys create", "prune", "audit verify"} <= set(found)
     without = {name for name, command in found.items()
                if not any("--json" in getattr(p, "opts", ()) for p in command.params)}
-    assert without - SERVERS - NOT_YET == set(), "commands without --json"
-    # The lists shrink as commands gain --json: a stale entry fails too.
-    assert NOT_YET <= without, f"{NOT_YET - without} take --json now: drop them from NOT_YET"
+    assert without == SERVERS, "every command but the servers takes --json"

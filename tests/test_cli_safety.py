@@ -60,3 +60,19 @@ def test_empty_text_is_refused() -> None:
     done = homeo("check", "  ")
     assert done.returncode == 2
     assert "the text is empty" in done.stderr
+
+
+def test_train_json_names_the_files_and_prints_the_card(tmp_path: Path) -> None:
+    """A quick trial (--limit 20), in this process: the card as JSON, the files there."""
+    from typer.testing import CliRunner
+
+    from homeo.cli import app
+
+    done = CliRunner().invoke(app, ["safety", "train", "--seed", "3", "--limit", "20",
+                                    "--out", str(tmp_path), "--json"], catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    body = json.loads(done.stdout)
+    assert body["head_path"] == str(tmp_path / "injection-head.npz")
+    assert body["card_path"] == str(tmp_path / "injection-card.json")
+    assert body["card"] == json.loads((tmp_path / "injection-card.json").read_text())
+    assert (body["card"]["seed"], body["card"]["limit"]) == (3, 20)

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from homeo.cli_common import CONTEXT, console, fail
+from homeo.cli_common import CONTEXT, console, fail, json_errors, print_json
 
 safety_app = typer.Typer(help="Check text with the safety guards; train the injection classifier.",
                          no_args_is_help=True, context_settings=CONTEXT)
@@ -61,6 +61,8 @@ def train(
              " [default: the package's, which the guard loads].")] = None,
     limit: Annotated[int | None, typer.Option(
         min=20, help="At most this many texts of each source per split: a quick trial.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: the files"
+                                          " written and the model card.")] = False,
 ) -> None:
     """Rebuild the injection classifier from the pinned corpora, offline."""
     from homeo.llm.base import ModelError
@@ -69,14 +71,20 @@ def train(
     from homeo.safety.injection import MODEL_DIR
 
     folder = out or MODEL_DIR
-    try:
-        trained = training.train(seed, limit=limit, log=lambda line: console.print(line, markup=False))
-    except (CorpusError, ModelError) as error:
-        fail(str(error), code=2)
-    except ImportError as error:
-        fail(f"training needs scikit-learn ({error}): pip install 'homeo[safety]'", code=2)
+    with json_errors(as_json):
+        try:
+            trained = training.train(seed, limit=limit,
+                                     log=lambda line: console.print(line, markup=False))
+        except (CorpusError, ModelError) as error:
+            fail(str(error), code=2)
+        except ImportError as error:
+            fail(f"training needs scikit-learn ({error}): pip install 'homeo[safety]'", code=2)
     head_path, card_path = training.save(trained, folder)
     card = trained.card
+    if as_json:
+        print_json({"head_path": str(head_path), "card_path": str(card_path),
+                    "card": json.loads(card_path.read_text())})  # as written: with its hash
+        return
     print(f"trained a {card['head']} head, threshold {card['threshold']}, in {card['seconds']}s")
     for name, figures in card["test"].items():
         print(f"  test {name:<15} precision {figures['precision']:.3f} recall"
