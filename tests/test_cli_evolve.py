@@ -128,6 +128,15 @@ def test_evolve_searches_prints_the_front_and_resumes(tmp_path: Path) -> None:
     assert table[1].split()[:3] == [best["fitness"]["version"], "1.00",
                                     str(best["fitness"]["tokens"])]
     assert "scripted:scriptkit:calc_model" in table[1] and "tools=calculate" in table[1]
+
+    # A budget ends a search early; resuming it runs nothing more.
+    budget = ("evolve", "calc", "--suite", str(suite), "--generations", "3", "--population",
+              "4", "--budget-tokens", "1", "--search-id", "calc-s2", "--json", *where)
+    stopped = json.loads(homeo(*budget).stdout)
+    assert (stopped["stopped"], stopped["evaluations"], stopped["generation"]) == (
+        "budget-tokens", 1, 0)
+    again = homeo(*budget)
+    assert json.loads(again.stdout) == stopped and "does not go on" in again.stderr
     assert table[-1].startswith("search calc-s1 of calc on sums: generation 1,")
 
 
@@ -151,3 +160,6 @@ def test_evolve_says_what_is_wrong(tmp_path: Path) -> None:
     seconds = homeo("evolve", "x", "--suite", str(suite), *size, "--budget-seconds", "0",
                     *where)
     assert seconds.exit_code == 2 and "--budget-seconds must be more than 0" in seconds.stderr
+    (agents / "calc.yaml").write_text("name: calc\nmodel: openai:gpt-4o-mini\n")  # never called
+    model = homeo("evolve", "calc", "--suite", str(suite), *size, "--model", "nosuch", *where)
+    assert model.exit_code == 2 and "--model: unknown model 'nosuch'" in model.stderr
