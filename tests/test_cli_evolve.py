@@ -1,4 +1,4 @@
-"""`homeo eval run|compare` and `homeo agents versions` through typer's
+"""`homeo eval run|compare`, `homeo agents versions` and `homeo evolve` through typer's
 CliRunner in this process, against a real SQLite file, with the scripted
 calculator agent of tests/support/scriptkit.py."""
 
@@ -78,3 +78,88 @@ def test_eval_run_says_what_is_wrong(tmp_path: Path) -> None:
     assert none.exit_code == 1 and "has no versions" in none.stderr
     compare = homeo("eval", "compare", "--agent", "nobody", "--data-dir", str(tmp_path / "data"))
     assert compare.exit_code == 1 and "run `homeo eval run SUITE --agent nobody`" in compare.stderr
+
+
+EVOLVE_SUITE = """name: sums
+cases:
+  - {id: product, input: "6*7", expect: {contains: "= 42", tools_called: [calculate]}}
+  - {id: sum, input: "2+3", expect: {contains: "= 5"}}
+"""
+
+
+def test_evolve_searches_prints_the_front_and_resumes(tmp_path: Path) -> None:
+    sys.path.insert(0, str(SUPPORT))
+    try:
+        import scriptkit
+    finally:
+        sys.path.remove(str(SUPPORT))
+    agents = scriptkit.write_agents(tmp_path / "agents", ["calc"])
+    suite = tmp_path / "sums.yaml"
+    suite.write_text(EVOLVE_SUITE)
+    where = ("--data-dir", str(tmp_path / "data"), "--agents-dir", str(agents))
+    search = ("evolve", "calc", "--suite", str(suite), "--generations", "2",
+              "--population", "4", "--seed", "3", "--search-id", "calc-s1", *where)
+    first = homeo(*search, "--json")
+    assert first.exit_code == 0, first.stdout + first.stderr
+    result = json.loads(first.stdout)
+    assert (result["search_id"], result["agent"], result["suite"]) == ("calc-s1", "calc", "sums")
+    assert result["generation"] == 1 and result["stopped"] is None
+    assert 4 < result["evaluations"] <= 8
+    front = result["front"]
+    assert front and front[0]["fitness"]["score"] == 1.0  # the agent as it is solves both
+    listed = json.loads(homeo("agents", "versions", "calc-evolve", "--json",
+                              "--data-dir", str(tmp_path / "data")).stdout)
+    versions = {v["version"] for v in listed["versions"]}
+    assert len(versions) == result["evaluations"]
+    assert {c["fitness"]["version"] for c in front} <= versions
+    assert "generation 1" in first.stderr  # the progress bars go to stderr
+
+    # A finished search resumes to the same front, with no new evaluation.
+    again = homeo(*search, "--json")
+    assert again.exit_code == 0, again.stdout + again.stderr
+    assert json.loads(again.stdout) == result
+    assert "resuming after generation 1" in again.stderr
+    after = json.loads(homeo("agents", "versions", "calc-evolve", "--json",
+                             "--data-dir", str(tmp_path / "data")).stdout)
+    assert len(after["versions"]) == len(versions)
+    table = homeo(*search).stdout.splitlines()
+    assert table[0].split() == ["VERSION", "SCORE", "TOKENS", "GEN", "GENOME"]
+    best = front[0]
+    assert table[1].split()[:3] == [best["fitness"]["version"], "1.00",
+                                    str(best["fitness"]["tokens"])]
+    assert "scripted:scriptkit:calc_model" in table[1] and "tools=calculate" in table[1]
+
+    # A budget ends a search early; resuming it runs nothing more.
+    budget = ("evolve", "calc", "--suite", str(suite), "--generations", "3", "--population",
+              "4", "--budget-tokens", "1", "--search-id", "calc-s2", "--json", *where)
+    stopped = json.loads(homeo(*budget).stdout)
+    assert (stopped["stopped"], stopped["evaluations"], stopped["generation"]) == (
+        "budget-tokens", 1, 0)
+    again = homeo(*budget)
+    assert json.loads(again.stdout) == stopped and "does not go on" in again.stderr
+    assert table[-1].startswith("search calc-s1 of calc on sums: generation 1,")
+
+
+def test_evolve_says_what_is_wrong(tmp_path: Path) -> None:
+    suite = tmp_path / "s.yaml"
+    suite.write_text(EVOLVE_SUITE)
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    where = ("--data-dir", str(tmp_path / "data"), "--agents-dir", str(agents))
+    size = ("--generations", "2", "--population", "4")
+    unknown = homeo("evolve", "nobody", "--suite", str(suite), *size, *where)
+    assert unknown.exit_code == 2 and "unknown agent 'nobody'" in unknown.stderr
+    missing = homeo("evolve", "x", "--suite", str(tmp_path / "none.yaml"), *size, *where)
+    assert missing.exit_code == 2 and "cannot read the suite" in missing.stderr
+    zero = homeo("evolve", "x", "--suite", str(suite), "--generations", "0",
+                 "--population", "4", *where)
+    assert zero.exit_code == 2 and "--generations" in zero.stderr
+    one = homeo("evolve", "x", "--suite", str(suite), "--generations", "2",
+                "--population", "1", *where)
+    assert one.exit_code == 2 and "--population" in one.stderr
+    seconds = homeo("evolve", "x", "--suite", str(suite), *size, "--budget-seconds", "0",
+                    *where)
+    assert seconds.exit_code == 2 and "--budget-seconds must be more than 0" in seconds.stderr
+    (agents / "calc.yaml").write_text("name: calc\nmodel: openai:gpt-4o-mini\n")  # never called
+    model = homeo("evolve", "calc", "--suite", str(suite), *size, "--model", "nosuch", *where)
+    assert model.exit_code == 2 and "--model: unknown model 'nosuch'" in model.stderr

@@ -38,6 +38,7 @@ from homeo.cli_batch import batch_app
 from homeo.cli_chaos import chaos_app
 from homeo.cli_crypto import crypto_app
 from homeo.cli_evolve import agent_versions, eval_app
+from homeo.cli_evolve_search import evolve
 from homeo.cli_memory import memory_app
 from homeo.cli_models import models_app
 from homeo.cli_runs import prune as prune_checkpoints
@@ -61,6 +62,7 @@ app.add_typer(slo_app, name="slo")
 app.add_typer(autonomic_app, name="autonomic")
 app.add_typer(chaos_app, name="chaos")
 app.add_typer(eval_app, name="eval")
+app.command("evolve")(evolve)
 app.add_typer(audit_app, name="audit")
 app.add_typer(crypto_app, name="crypto")
 app.add_typer(train_app, name="train")
