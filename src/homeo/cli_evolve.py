@@ -92,13 +92,20 @@ def eval_run(
         help="Where to write the JSON report [DATA_DIR/evals/EVAL_ID.json].")] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=64,
                                              help="Runs at once in this process.")] = 1,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", metavar="ADDRESS|local",
+        help="Run the cases as tasks on the Ray cluster at ADDRESS, or on a local Ray instance"
+             " (`local`, bound to 127.0.0.1). Needs homeo's ray extra.")] = None,
+    slice_size: Annotated[int | None, typer.Option(
+        min=1, help="With --ray: cases per Ray task.")] = None,
     as_json: Json = False,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
     agents_dir: AgentsDir = None,
 ) -> None:
     """Run every case of SUITE as a run of the agent version, score it, print
-    a table and write a JSON report; the results are kept for `eval compare`."""
+    a table and write a JSON report; the results are kept for `eval compare`.
+    The runs run in this process, or with --ray as Ray tasks."""
     from homeo.evolve.evals import SuiteError, load_suite, run_suite
 
     name, _, version = agent.partition("@")
@@ -121,9 +128,12 @@ def eval_run(
         elif store.get_agent_version(tenant_id, name, version) is None:
             fail(f"agent {name!r} has no version {version!r}; `homeo agents versions {name}`"
                  " lists them", code=2)
-        result = asyncio.run(run_suite(
-            runtime.backends, cases, tenant_id=tenant_id, agent=name, version=version,
-            worker=runtime.worker(concurrency), models=runtime.models.get))
+        if ray is None:
+            result = asyncio.run(run_suite(
+                runtime.backends, cases, tenant_id=tenant_id, agent=name, version=version,
+                worker=runtime.worker(concurrency), models=runtime.models.get))
+        else:
+            result = _run_on_ray(ray, slice_size, settings, runtime, cases, name, version)
     path = report or settings.data_dir / "evals" / f"{result.eval_id}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(result.model_dump_json(indent=2))
@@ -139,6 +149,30 @@ def eval_run(
     out.print(f"{result.suite} on {name}@{version}: score {_ci(result.score)},"
               f" passed {sum(c.passed for c in result.cases)}/{len(result.cases)}"
               f" ({_ci(result.pass_rate)}); report {path}", markup=False)
+
+
+def _run_on_ray(address: str, slice_size: int | None, settings, runtime, cases,  # noqa: ANN001
+                name: str, version: str):  # noqa: ANN202 (an EvalReport)
+    from homeo.batch.on_ray import RayMissing, RayUnavailable, connect
+    from homeo.evolve.evals import run_suite
+    from homeo.evolve.on_ray import served_on_ray
+
+    try:
+        ray = connect(address)
+    except RayMissing as error:
+        fail(str(error), code=2)
+    except RayUnavailable as error:
+        fail(str(error))
+    try:
+        serve = served_on_ray(ray, settings, settings.default_tenant, slice_size=slice_size)
+        return asyncio.run(run_suite(
+            runtime.backends, cases, tenant_id=settings.default_tenant, agent=name,
+            version=version, serve=serve, models=runtime.models.get))
+    except ray.exceptions.RayError as error:
+        fail(f"a Ray task failed beyond its retries ({str(error).strip().splitlines()[0]});"
+             " the runs that ended are kept; run the evaluation again")
+    finally:
+        ray.shutdown()
 
 
 @eval_app.command("compare")

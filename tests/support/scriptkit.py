@@ -11,6 +11,7 @@ the test process and in a `homeo serve` subprocess.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from pathlib import Path
 
@@ -85,6 +86,12 @@ def holder_model(messages: list[Message], tools: list[ToolSpec]) -> Message | st
     if not _tool_results(messages):
         return tool_call("hold", gate=_task(messages))
     return f"released {_task(messages)}"
+
+
+def whoami_model(messages: list[Message], tools: list[ToolSpec]) -> str:
+    """Answers with the task and the id of the process that ran the step (not
+    in AGENTS: tests/test_cli_eval_ray.py writes its agent)."""
+    return f"{_task(messages)} from pid {os.getpid()}"
 
 
 # Secrets a test plants for `reveal` to print (tests/api/test_secrets_never_leak.py

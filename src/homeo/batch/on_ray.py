@@ -22,12 +22,13 @@ import asyncio
 import math
 import os
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from homeo.batch.drive import Row, drive
 from homeo.config import Settings
 from homeo.engine.batch import BatchLine
 
+Item = TypeVar("Item")
 LOCAL = "local"
 # Ray reads this once, when it is imported: 0 makes the node's address loopback.
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -68,8 +69,7 @@ def connect(address: str) -> Any:  # the ray module
     return ray
 
 
-def slices(lines: Sequence[BatchLine], cpus: int, size: int | None = None
-           ) -> list[list[BatchLine]]:
+def slices(lines: Sequence[Item], cpus: int, size: int | None = None) -> list[list[Item]]:
     size = size or max(1, math.ceil(len(lines) / (max(cpus, 1) * SLICES_PER_CPU)))
     return [list(lines[start:start + size]) for start in range(0, len(lines), size)]
 

@@ -25,7 +25,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +172,8 @@ class EvalReport(BaseModel):
 
 
 ModelLookup = Callable[[str], Model]
+# Works the queue until the runs with these ids have ended.
+Serve = Callable[[list[str]], Awaitable[None]]
 
 
 async def run_suite(
@@ -181,14 +183,22 @@ async def run_suite(
     tenant_id: str,
     agent: str,
     version: str,
-    worker: Worker,
     models: ModelLookup,
+    worker: Worker | None = None,
+    serve: Serve | None = None,
     now: Callable[[], float] = time.time,
     poll_seconds: float = 0.05,
 ) -> EvalReport:
-    """Submit every case as a run of `agent` at `version`, serve the queue with
-    `worker` until they have all ended (or wait for a person), score each run,
-    and store the results."""
+    """Submit every case as a run of `agent` at `version`, have them run until
+    they have all ended (or wait for a person), score each run, and store the
+    results. The runs run here, on `worker`, or elsewhere: `serve` gets their
+    ids and returns once they have ended (as Ray tasks, evolve/on_ray.py)."""
+    if serve is None:
+        if worker is None:
+            raise ValueError("run_suite needs a worker, or a serve to run the cases elsewhere")
+        serve = served_here(backends, worker, tenant_id, poll_seconds)
+    elif worker is not None:
+        raise ValueError("run_suite runs the cases on a worker or through serve, not both")
     eval_id = new_id("eval", now())
     submitted = []
     for case in suite.cases:
@@ -196,8 +206,7 @@ async def run_suite(
             tenant_id=tenant_id, agent=agent, input=case.input, agent_version=version,
             idempotency_key=f"{eval_id}:{case.id}"))
         submitted.append((case, run.id))
-    await serve_until_ended(backends, worker, tenant_id, [run_id for _, run_id in submitted],
-                             poll_seconds)
+    await serve([run_id for _, run_id in submitted])
     results = []
     for case, run_id in submitted:
         run = await asyncio.to_thread(backends.store.get_run, tenant_id, run_id)
@@ -211,6 +220,14 @@ async def run_suite(
             checks=checks, at=now()))
     await asyncio.to_thread(backends.store.put_eval_results, results)
     return report_of(eval_id, suite.name, agent, version, results)
+
+
+def served_here(backends: Backends, worker: Worker, tenant_id: str, poll_seconds: float
+                ) -> Serve:
+    """Serve: `worker` works the queue in this process until the runs have ended."""
+    async def serve(run_ids: list[str]) -> None:
+        await serve_until_ended(backends, worker, tenant_id, run_ids, poll_seconds)
+    return serve
 
 
 async def serve_until_ended(backends: Backends, worker: Worker, tenant_id: str,
