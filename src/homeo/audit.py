@@ -48,10 +48,24 @@ class AuditKeyError(Exception):
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # key.created, key.revoked, run.submitted, run.cancelled, access.denied
-    actor: str  # key:<id>, user:<tenant>:<sub>, cli
+    # key.created, key.revoked, run.submitted, run.cancelled, access.denied,
+    # safety.block|approve|redact|flag (safety_event), ...
+    kind: str
+    actor: str  # key:<id>, user:<tenant>:<sub>, cli, guards
     subject: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+
+
+def safety_event(actor: str, subject: str, screening: dict[str, Any]) -> Event:
+    """What the safety guards did to a text (a Screening's JSON) as an event:
+    the action, the boundary and each flagged verdict's guard, score,
+    threshold, action and kinds of span; never the text or what it matched."""
+    verdicts = [{"guard": verdict["guard"], "score": verdict["score"],
+                 "threshold": verdict["threshold"], "action": verdict["action"],
+                 "kinds": sorted({span["kind"] for span in verdict["spans"]})}
+                for verdict in screening["verdicts"]]
+    return Event(f"safety.{screening['action']}", actor, subject,
+                 {"boundary": screening["boundary"], "verdicts": verdicts})
 
 
 def entry_hash(tenant_id: str, seq: int, at: float, kind: str, actor: str, subject: str,

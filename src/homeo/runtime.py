@@ -12,6 +12,7 @@ from typing import Any
 
 from opentelemetry.trace import Tracer, TracerProvider
 
+from homeo.audit import open_audit_log
 from homeo.autonomic.control import ControlState
 from homeo.backends import Backends, open_backends
 from homeo.store.disk import DiskFloor
@@ -171,6 +172,7 @@ class Runtime:
             memory_prune_every=parse_duration(self.settings.memory_prune_interval),
             control=self.control,
             max_concurrency=self.max_concurrency(concurrency),
+            audit=open_audit_log(self.settings.audit_key_file, self.backends.store),
         )
 
     def max_concurrency(self, concurrency: int | None = None) -> int:
@@ -182,7 +184,6 @@ class Runtime:
         """The autonomic loop of this process (HOMEO_AUTONOMIC): it watches the
         shared database and this process's own model deployments and, with
         `act`, plans and acts as HOMEO_AUTONOMIC_ACT says. Imported late."""
-        from homeo.audit import open_audit_log
         from homeo.autonomic.actuators import Actuators
         from homeo.autonomic.analyze import Analyzer, Thresholds
         from homeo.autonomic.execute import Executor, Safety, Workers

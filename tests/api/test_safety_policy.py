@@ -37,3 +37,38 @@ def test_chat_completions_are_screened_in_and_out(serve) -> None:
     assert refused.status_code == 422 and refused.json()["error"]["type"] == "input_blocked"
     streamed = served.client.post("/v1/chat/completions", json={**body, "stream": True})
     assert AWS_KEY not in streamed.text and "AWS_ACCESS_KEY_ID" in streamed.text
+
+
+def test_chat_placeholders_go_back_to_the_caller_and_guards_are_audited(serve, tmp_path) -> None:
+    """A reversible rule: the model reads a placeholder, the caller gets the
+    answer with its own address back; a refusal is an audit event naming the
+    caller and the guard, not the text."""
+    from homeo.audit import generate_key
+
+    key = tmp_path / "keys" / "audit.key"
+    key.parent.mkdir()
+    generate_key(key)
+    policy = {"*": {"input": {"pii": {"action": "redact", "reversible": True}}},
+              "acme": {"input": {"secrets": "block"}}}
+    served = serve(safety=policy, with_worker=False, audit_key_file=key,
+                   models={"peek": [{"model": "scripted:scriptkit:peek_model"}]})
+    body = {"model": "peek",
+            "messages": [{"role": "user", "content": "mail dave@example.com"}]}
+    answer = served.client.post("/v1/chat/completions", json=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["choices"][0]["message"]["content"] == (
+        "echo: mail dave@example.com | read: mail (EMAIL_ADDRESS_1)")
+    streamed = served.client.post("/v1/chat/completions", json={**body, "stream": True})
+    assert "mail dave@example.com | read: mail (EMAIL_ADDRESS_1)" in streamed.text
+    store = served.runtime.backends.store
+    [redacted, *_] = store.list_audit("default", kind="safety.redact")
+    assert redacted.subject == "chat" and redacted.details["boundary"] == "input"
+    assert "dave@example.com" not in str(redacted.details)
+    acme = served.client_for(add_key(served, "acme"))
+    refused = acme.post("/v1/chat/completions", json={
+        "model": "peek", "messages": [{"role": "user", "content": f"key {AWS_KEY}"}]})
+    assert refused.status_code == 422
+    [blocked] = store.list_audit("acme", kind="safety.block")
+    assert blocked.actor.startswith("key:") and blocked.details["verdicts"][0]["guard"] == (
+        "secrets")
+    assert AWS_KEY not in str(blocked.details)

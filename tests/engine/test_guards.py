@@ -181,3 +181,95 @@ def test_a_secret_in_the_input_fails_the_run_and_redact_masks_it(open_runtime, l
     # Tenant A's policy does not apply to tenant C, which has none.
     free = run_once(runtime, "initech", "echo", text)
     assert free.status == "succeeded" and free.output == f"You said: {text}"
+
+
+REVERSIBLE = {"action": "redact", "reversible": True}
+
+
+def read_by_model(path: Path) -> str:
+    return "\n".join(line for line in guardkit.logged(path) if line.startswith("model read"))
+
+
+def test_reversible_redaction_hides_the_value_from_the_model_only(open_runtime, log) -> None:
+    """The model reads a numbered placeholder; the mail tool gets the address,
+    and the answer goes back to its owner with it; the records keep it only
+    in the run's own vault."""
+    runtime = open_runtime({"*": {"input": {"pii": REVERSIBLE}}})
+    define(runtime, "default", "mailer", "mailer_model", ["send_mail"])
+    run = run_once(runtime, "default", "mailer", "Tell alice@example.com the report is ready")
+    assert run.status == "succeeded", run.error
+    assert "mail alice@example.com: the report is ready" in guardkit.logged(log)
+    seen = read_by_model(log)
+    assert "<EMAIL_ADDRESS_1>" in seen and "alice@example.com" not in seen
+    # The tool echoed the address: the model read the placeholder there too.
+    assert "model read: sent to <EMAIL_ADDRESS_1>" in seen
+    assert run.output == "Mailed: sent to alice@example.com"
+    steps = runtime.backends.store.list_steps("default", run.id)
+    assert steps[0].output["tool_calls"][0]["arguments"] == {
+        "to": "<EMAIL_ADDRESS_1>", "body": "the report is ready"}
+    assert steps[1].output["result"] == "sent to <EMAIL_ADDRESS_1>"
+    checkpoint = runtime.backends.store.get_run("default", run.id).checkpoint
+    assert checkpoint["state"]["data"]["vault"] == {"<EMAIL_ADDRESS_1>": "alice@example.com"}
+
+
+def test_without_reversible_the_tool_gets_only_the_label(open_runtime, log) -> None:
+    runtime = open_runtime({"*": {"input": {"pii": "redact"}}})
+    define(runtime, "default", "mailer", "mailer_model", ["send_mail"])
+    run = run_once(runtime, "default", "mailer", "Tell alice@example.com the report is ready")
+    assert run.status == "succeeded", run.error
+    assert "mail <EMAIL_ADDRESS>: the report is ready" in guardkit.logged(log)
+    assert run.output == "Mailed: sent to <EMAIL_ADDRESS>"
+    assert "alice@example.com" not in "\n".join(guardkit.logged(log))
+
+
+def test_tool_output_placeholders_map_back_within_their_own_run_only(open_runtime, log) -> None:
+    """A looked-up address is masked before the model reads it and restored in
+    the next tool call; a run (or tenant) that writes the same placeholder
+    without having masked anything restores nothing."""
+    runtime = open_runtime({"*": {"tool_output": {"pii": REVERSIBLE}},
+                            "other": {"tool_output": {"pii": REVERSIBLE}}})
+    define(runtime, "default", "crm", "mailer_model", ["lookup_customer", "send_mail"])
+    run = run_once(runtime, "default", "crm", "Mail our customer")
+    assert run.status == "succeeded", run.error
+    assert "mail ana.lima@example.com: the report is ready" in guardkit.logged(log)
+    assert "ana.lima@example.com" not in read_by_model(log)
+    for tenant in ("default", "other"):
+        define(runtime, tenant, "mailer", "mailer_model", ["send_mail"])
+        guessed = run_once(runtime, tenant, "mailer", "Tell <EMAIL_ADDRESS_1> it is ready")
+        assert guessed.output == "Mailed: sent to <EMAIL_ADDRESS_1>"
+    assert "mail <EMAIL_ADDRESS_1>: the report is ready" in guardkit.logged(log)
+
+
+def test_output_rules_still_apply_to_restored_values(open_runtime, log) -> None:
+    runtime = open_runtime({"*": {"input": {"pii": REVERSIBLE}, "output": {"pii": "redact"}}})
+    define(runtime, "default", "mailer", "mailer_model", ["send_mail"])
+    run = run_once(runtime, "default", "mailer", "Tell alice@example.com the report is ready")
+    assert "mail alice@example.com: the report is ready" in guardkit.logged(log)
+    assert run.output == "Mailed: sent to <EMAIL_ADDRESS>"
+
+
+def test_what_the_guards_do_is_an_audit_event(tmp_path: Path, log: Path) -> None:
+    from homeo.audit import generate_key, load_public_key, verify_log
+
+    key = tmp_path / "keys" / "audit.key"
+    key.parent.mkdir()
+    public = generate_key(key)
+    settings = Settings(data_dir=tmp_path / "data", lease_seconds=5, poll_seconds=0.01,
+                        audit_key_file=key,
+                        safety={"*": {"tool_output": {"injection": "block"}}})
+    runtime = Runtime.open(settings)
+    try:
+        define(runtime, "default", "browser", "browser_model", ["fetch_page"])
+        run = run_once(runtime, "default", "browser", "https://weather.example/lisbon")
+        store = runtime.backends.store
+        [entry] = store.list_audit("default", kind="safety.block")
+        assert entry.actor == "guards" and entry.subject == f"run:{run.id}"
+        assert entry.details["boundary"] == "tool_output"
+        assert entry.details["verdicts"][0]["guard"] == "injection"
+        assert entry.details["verdicts"][0]["kinds"] == ["INJECTION"]
+        assert guardkit.ATTACK not in str(entry.details)  # never the text
+        verdict = verify_log("default", store.list_audit("default"),
+                             store.audit_head("default"), load_public_key(public))
+        assert verdict.ok, verdict
+    finally:
+        asyncio.run(runtime.aclose())

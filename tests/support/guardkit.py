@@ -9,6 +9,7 @@ alone: the browser reads the page and repeats what it read."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from homeo.llm.base import Message, ToolSpec
@@ -70,3 +71,47 @@ def browser_model(messages: list[Message], tools: list[ToolSpec]) -> Message | s
 def echo_model(messages: list[Message], tools: list[ToolSpec]) -> Message | str:
     """Answers with the input it was given (so a test sees what the model read)."""
     return f"You said: {_task(messages)}"
+
+
+CUSTOMER = "Ana Lima, reachable at ana.lima@example.com"
+
+
+@tool
+def send_mail(to: str, body: str) -> str:
+    """Send an e-mail.
+
+    Args:
+        to: the address
+        body: the text
+    """
+    _log(f"mail {to}: {body}")
+    return f"sent to {to}"
+
+
+@tool(idempotent=True)
+def lookup_customer(who: str) -> str:
+    """Look a customer up.
+
+    Args:
+        who: whom
+    """
+    _log(f"lookup {who}")
+    return CUSTOMER
+
+
+def mailer_model(messages: list[Message], tools: list[ToolSpec]) -> Message | str:
+    """Mails the address it reads (in the task, or in a looked-up record):
+    logs every text it reads, so a test sees what reached the model."""
+    for message in messages:
+        if message.role in ("user", "tool") and message.content:
+            _log(f"model read: {message.content}")
+    results = [m.content or "" for m in messages if m.role == "tool"]
+    offered = {spec.name for spec in tools}
+    if not results and "lookup_customer" in offered:
+        return tool_call("lookup_customer", who="Ana")
+    if len(results) < (2 if "lookup_customer" in offered else 1):
+        where = " ".join([_task(messages), *results])
+        found = re.search(r"<EMAIL_ADDRESS(?:_\d+)?>|\S+@\S+\.\w+", where)
+        return tool_call("send_mail", to=found.group() if found else "nobody",
+                         body="the report is ready")
+    return f"Mailed: {results[-1]}"

@@ -158,3 +158,11 @@ async def block(gate: str) -> str:
         stopped.add(gate)
         raise
     return "released"
+
+
+def peek_model(messages: list[Message], tools: list[ToolSpec]) -> str:
+    """Answers with the input twice: as is, and with its angle brackets turned
+    to parentheses, so the second copy shows what the model read even after
+    the API has put a caller's own values back in place of placeholders."""
+    text = _task(messages)
+    return f"echo: {text} | read: {text.replace('<', '(').replace('>', ')')}"

@@ -38,8 +38,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from homeo.api.deps import requires, tenant
+from homeo.api.deps import Caller, caller, requires, tenant
 from homeo.api.errors import error_response
+from homeo.api.safety import note_screening
 from homeo.engine.budgets import BudgetExceeded, TenantBudgets
 from homeo.llm.base import (
     Message,
@@ -65,6 +66,7 @@ from homeo.safety.guards import GuardUnavailable
 from homeo.safety.policy import SafetyPolicy
 from homeo.safety.screen import SafetyGuards
 from homeo.safety.scrub import scrub
+from homeo.safety.vault import unmask, unmask_value
 
 T = TypeVar("T")
 # How often a non-streaming call checks that its client is still there.
@@ -79,6 +81,7 @@ async def models(request: Request) -> ModelCatalog:
 
 Models = Annotated[ModelCatalog, Depends(models)]
 Tenant = Annotated[str, Depends(tenant)]
+Found = Annotated[Caller, Depends(caller)]
 
 # Upstream statuses that mean "this request is wrong", as opposed to "homeo's
 # provider setup is wrong" (401, 403), which is a 502 for our caller.
@@ -207,8 +210,9 @@ async def list_models(catalog: Models) -> dict[str, Any]:
 
 @router.post("/chat/completions", response_model=None, dependencies=[requires("member")])
 async def chat_completions(
-    body: ChatRequest, request: Request, catalog: Models, tenant_id: Tenant
+    body: ChatRequest, request: Request, catalog: Models, found: Found
 ) -> JSONResponse | StreamingResponse:
+    tenant_id = found.tenant_id
     try:
         messages = [_message(m) for m in body.messages]
     except ChatError as problem:
@@ -226,15 +230,17 @@ async def chat_completions(
     guards: SafetyGuards = request.app.state.safety
     policy = guards.policy(tenant_id)
     try:
-        messages, blocked = await _screen_input(request, guards, policy, tenant_id, messages)
+        messages, blocked, vault = await _screen_input(request, guards, policy, found,
+                                                       messages)
     except GuardUnavailable as failure:
         return error(request, 503, "service_unavailable",
                      f"the safety policy needs a guard that cannot run: {failure}")
     if blocked is not None:
         return error(request, 422, "input_blocked", f"the input was refused by the safety"
                      f" policy: {blocked}; remove what it names and send it again")
-    # Guarded answers are checked whole before any of it is sent, so a stream waits too.
-    guard_output = bool(policy.rules("output"))
+    # Guarded answers are checked whole before any of it is sent, so a stream
+    # waits too; so are answers whose placeholders go back (reversible rules).
+    guard_output = bool(policy.rules("output")) or bool(vault)
     problem = tool_choice_problem(body.choice(), offered)
     if problem is not None:
         return error(request, 400, "bad_request", problem)
@@ -272,7 +278,9 @@ async def chat_completions(
     except ModelError as failure:
         status, kind = status_of(failure)
         return error(request, status, kind, str(failure))
-    if guard_output and response.message.content:
+    if vault:
+        response = _restored(response, vault)
+    if policy.rules("output") and response.message.content:
         try:
             screening = await asyncio.to_thread(guards.check, policy, "output",
                                                 response.message.content)
@@ -280,7 +288,8 @@ async def chat_completions(
             return error(request, 503, "service_unavailable",
                          f"the safety policy needs a guard that cannot run: {failure}")
         if screening.action is not None:
-            request.app.state.parts.metrics.count_screening(tenant_id, screening.to_json())
+            await note_screening(request, tenant_id, found.principal, "chat",
+                                 screening.to_json())
         if screening.action == "block":
             return error(request, 422, "output_blocked", "the model's answer was withheld by"
                          f" the safety policy: {screening.reason}")
@@ -297,25 +306,40 @@ async def chat_completions(
 
 
 async def _screen_input(
-    request: Request, guards: SafetyGuards, policy: SafetyPolicy, tenant_id: str,
+    request: Request, guards: SafetyGuards, policy: SafetyPolicy, found: Caller,
     messages: list[Message],
-) -> tuple[list[Message], str | None]:
+) -> tuple[list[Message], str | None, dict[str, str]]:
     """The tenant's input rules on each user message: the messages to send
-    (redacted where a rule says), and why the request is refused, if it is."""
+    (redacted where a rule says), why the request is refused, if it is, and
+    the placeholders reversible rules put in (homeo.safety.vault)."""
     if not policy.rules("input"):
-        return messages, None
-    screened = []
+        return messages, None, {}
+    screened, vault = [], {}
     for message in messages:
         if message.role != "user" or not message.content:
             screened.append(message)
             continue
-        screening = await asyncio.to_thread(guards.check, policy, "input", message.content)
+        screening = await asyncio.to_thread(guards.check, policy, "input", message.content,
+                                            None, vault)
         if screening.action is not None:
-            request.app.state.parts.metrics.count_screening(tenant_id, screening.to_json())
+            await note_screening(request, found.tenant_id, found.principal, "chat",
+                                 screening.to_json())
         if screening.action == "block":
-            return messages, screening.reason
+            return messages, screening.reason, vault
+        vault = screening.vault or vault
         screened.append(message.model_copy(update={"content": screening.text}))
-    return screened, None
+    return screened, None, vault
+
+
+def _restored(response: ModelResponse, vault: dict[str, str]) -> ModelResponse:
+    """The answer with the caller's own values back in place of their
+    placeholders: in its text and its tool calls' arguments."""
+    message = response.message
+    calls = [call.model_copy(update={"arguments": unmask_value(call.arguments, vault)})
+             for call in message.tool_calls]
+    content = None if message.content is None else unmask(message.content, vault)
+    return response.model_copy(update={"message": message.model_copy(
+        update={"content": content, "tool_calls": calls})})
 
 
 class ClientGone(Exception):

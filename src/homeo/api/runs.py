@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from homeo.api import run_actions
 from homeo.api.deps import AppParts, caller, parts, read, requires, tenant
 from homeo.api.errors import error_response
+from homeo.api.safety import note_screening
 from homeo.api.schemas import (
     MAX_ROW_NUMBER,
     Approval,
@@ -67,7 +68,7 @@ async def create_run(
     if len(body.input) > limit:
         raise HTTPException(413, f"input is {len(body.input)} characters; the limit is {limit}")
     await asyncio.to_thread(_not_shed, app, tenant_id)
-    refused = await _refused_input(request, app, tenant_id, body)
+    refused = await _refused_input(request, app, tenant_id, found.principal, body)
     if refused is not None:
         return refused
     new = NewRun(
@@ -108,7 +109,7 @@ def _run_user(body: RunRequest, found: Caller) -> str | None:
 
 
 async def _refused_input(
-    request: Request, app: AppParts, tenant_id: str, body: RunRequest
+    request: Request, app: AppParts, tenant_id: str, principal: str, body: RunRequest
 ) -> JSONResponse | None:
     """A 422 carrying the verdicts when the safety policy of the tenant and agent
     blocks the input; its other input rules (redact, flag) apply when the run starts."""
@@ -132,7 +133,7 @@ async def _refused_input(
     if screening.action != "block":
         return None
     record_json = screening.to_json()
-    app.metrics.count_screening(tenant_id, record_json)
+    await note_screening(request, tenant_id, principal, f"agent:{body.agent}", record_json)
     return error_response(
         request, 422, f"the input was refused by the safety policy: {screening.reason};"
                       " remove what it names and submit again", details=[record_json],

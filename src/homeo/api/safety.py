@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from homeo.api.deps import requires
 from homeo.api.errors import error_response
+from homeo.audit import AuditLog, safety_event
 from homeo.safety import guards as safety_guards
 from homeo.safety.verdict import Guard
 
@@ -32,6 +33,17 @@ class CheckRequest(BaseModel):
 
     text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
     guards: list[str] = Field(default=list(safety_guards.GUARD_NAMES), min_length=1)
+
+
+async def note_screening(request: Request, tenant_id: str, actor: str, subject: str,
+                         screening: dict[str, Any]) -> None:
+    """What the guards did to a request's text (a Screening's JSON with an
+    action): counted in the metrics and, with an audit log, an audit event."""
+    request.app.state.parts.metrics.count_screening(tenant_id, screening)
+    audit: AuditLog | None = request.app.state.audit
+    if audit is not None:
+        await asyncio.to_thread(audit.record, tenant_id,
+                                safety_event(actor, subject, screening))
 
 
 def _guards(request: Request, names: list[str]) -> list[Guard]:

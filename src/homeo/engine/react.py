@@ -46,6 +46,7 @@ from homeo.llm.base import Message, Model, ModelError, ModelResponse, ToolCall, 
 from homeo.llm.structured import request_structured
 from homeo.observe import tracing
 from homeo.safety.scrub import scrub, scrub_value
+from homeo.safety.vault import VAULT, remask, remask_value, unmask, unmask_value
 from homeo.tools.context import AskPerson, ToolContext, WaitForRuns
 from homeo.tools.permissions import ToolGate
 from homeo.tools.registry import Tool, ToolError
@@ -258,6 +259,9 @@ class ModelNode(Node):
             target = self.done
         output = message.model_dump(exclude_defaults=True)
         if not message.tool_calls and changes["output"]:
+            # The answer leaves with the owner's values back, and the output
+            # rules read it as it leaves.
+            changes["output"] = unmask(changes["output"], state.data.get(VAULT, {}))
             screening = await screen_output(changes["output"], context)
             if screening is not None and screening.action is not None:
                 output["safety"] = screening.to_json()
@@ -405,13 +409,17 @@ class ToolNode(Node, FanOut):
                 attributes={"gen_ai.operation.name": "execute_tool",
                             "gen_ai.tool.name": call.name, "gen_ai.tool.call.id": call.id},
             ):
+                # The tool gets the values behind the run's own placeholders.
                 result = await self._call(
-                    call, call.arguments if arguments is None else arguments, state, context)
+                    call, unmask_value(call.arguments if arguments is None else arguments,
+                                       state.data.get(VAULT, {})), state, context)
         except ToolError as error:
             return Attempt(error=error)
-        return Attempt(result=result, screening=await self._screen(call, result, context))
+        return Attempt(result=result,
+                       screening=await self._screen(call, result, context, state))
 
-    async def _screen(self, call: ToolCall, result: Any, context: RunContext) -> Screening | None:
+    async def _screen(self, call: ToolCall, result: Any, context: RunContext,
+                      state: RunState) -> Screening | None:
         """The safety policy's tool_output (or, for a tool that retrieves stored
         documents, retrieved) rules on the result, before the model reads it."""
         tool = self.tools.get(call.name)
@@ -421,7 +429,8 @@ class ToolNode(Node, FanOut):
         from homeo.safety.guards import GuardUnavailable
 
         try:
-            screening = await context.safety.check(boundary, _content(result))
+            screening = await context.safety.check(boundary, _content(result),
+                                                   state.data.get(VAULT))
         except GuardUnavailable as error:
             raise RunFailed(f"the safety policy needs a guard that cannot run: {error}") from None
         if screening.action is not None:
@@ -459,12 +468,18 @@ class ToolNode(Node, FanOut):
                 elif screening.action == "redact":
                     content = screening.text
                     output["result"] = content
+                    if screening.vault is not None:
+                        state = state.model_copy(
+                            update={"data": {**state.data, VAULT: screening.vault}})
             if edited is not None:
                 output["arguments"] = edited
                 content = (f"(a person changed the arguments to"
                            f" {json.dumps(edited, default=str)})\n{content}")
         succeeded = attempt.error is None and not (
             attempt.screening is not None and attempt.screening.action == "block")
+        if state.data.get(VAULT):  # values the run masked stay masked, read or recorded
+            content = remask(content, state.data[VAULT])
+            output = remask_value(output, state.data[VAULT])
         # No secret a tool printed reaches the model or the step's record.
         content, output = scrub(content), scrub_value(output)
         reply = Message(

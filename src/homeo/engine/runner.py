@@ -66,6 +66,7 @@ from homeo.engine.graph import END, FanOut, Graph, Node, RunContext, RunState
 from homeo.llm.base import Message
 from homeo.observe import tracing
 from homeo.safety.scrub import scrub
+from homeo.safety.vault import VAULT, unmask
 from homeo.store.base import Store, write_async
 from homeo.store.models import Run
 
@@ -140,7 +141,7 @@ async def execute(
         node = graph.node(current)
         # A tool result the guards send for approval makes its step wait: one at a time.
         together = node.fan_out(state) if isinstance(node, FanOut) and not (
-            context.safety is not None and context.safety.may_wait) else 1
+            context.safety is not None and context.safety.one_at_a_time) else 1
         if together > 1:
             state, current, seq = await _run_together(
                 store, run, node, state, seq, together, context=context, notify=notify,
@@ -217,7 +218,8 @@ async def execute(
                 notify({"type": "waiting", "seq": seq - 1, "name": name,
                         "tenant_id": run.tenant_id, "waiting_for": wait.model_dump()})
                 raise RunSuspended(wait)
-    return state.output or ""
+    # Placeholders of values a reversible rule masked go back to their owner.
+    return unmask(state.output or "", state.data.get(VAULT, {}))
 
 
 async def screen_input(state: RunState, run: Run, context: RunContext) -> RunState:
@@ -228,7 +230,7 @@ async def screen_input(state: RunState, run: Run, context: RunContext) -> RunSta
 
     assert context.safety is not None
     try:
-        screening = await context.safety.check("input", run.input)
+        screening = await context.safety.check("input", run.input, state.data.get(VAULT))
     except GuardUnavailable as error:
         raise RunFailed(f"the safety policy needs a guard that cannot run: {error}") from None
     if screening.action is None:
@@ -242,6 +244,8 @@ async def screen_input(state: RunState, run: Run, context: RunContext) -> RunSta
                 if message.role == "user" and message.content == run.input else message
                 for message in state.messages]
     data = {**state.data, "safety": [*state.data.get("safety", []), record]}
+    if screening.vault is not None:
+        data[VAULT] = screening.vault
     return state.model_copy(update={"messages": messages, "data": data})
 
 

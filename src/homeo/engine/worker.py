@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 
+from homeo.audit import AuditLog, safety_event
 from homeo.autonomic.control import ControlState
 from homeo.backends import Backends
 from homeo.engine.agents import AgentError
@@ -140,6 +141,7 @@ class Worker:
         memory_prune_every: float | None = None,
         control: ControlState | None = None,
         max_concurrency: int | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         """`tools` are the operator's limits for the built-in tools, handed to
         every run's tools in their context (default: the settings' defaults).
@@ -152,7 +154,8 @@ class Worker:
         `control` is the shared control state the autonomic loop writes: this
         worker runs as many slots as it says (between 1 and `max_concurrency`,
         default `concurrency`), leaves paused tenants' jobs in line and
-        dead-letters quarantined jobs."""
+        dead-letters quarantined jobs. With `audit`, what the safety guards did
+        in a run (block, approve, redact, flag) is also an audit event."""
         self.backends = backends
         self.store = backends.store
         self.queue = backends.queue
@@ -171,6 +174,7 @@ class Worker:
         self.max_attempts = max_attempts
         self.tools = tools or ToolSettings()
         self.safety = safety
+        self.audit = audit
         # Finished runs' per-step checkpoints older than this are pruned (None: never).
         self.checkpoint_retention = checkpoint_retention
         self.prune_every = prune_every
@@ -535,10 +539,24 @@ class Worker:
             usage = event["usage"]
             if usage["input_tokens"] or usage["output_tokens"] or usage["cost_usd"]:
                 self.metrics.count_usage(event["tenant_id"], event["model"], **usage)
-        if self.metrics is not None and event["type"] == "safety":
-            self.metrics.count_screening(event["tenant_id"], event["screening"])
+        if event["type"] == "safety":
+            if self.metrics is not None:
+                self.metrics.count_screening(event["tenant_id"], event["screening"])
+            if self.audit is not None:
+                self._audit_screening(event)
         if self.emit is not None:
             self.emit(event)
+
+    def _audit_screening(self, event: dict[str, Any]) -> None:
+        """The guards' action as an audit event (a write the run waits for:
+        these are rare, and an event the log could not take is logged)."""
+        assert self.audit is not None
+        try:
+            self.audit.record(event["tenant_id"], safety_event(
+                "guards", f"run:{event['run_id']}", event["screening"]))
+        except Exception as error:  # the store is down: the run's own writes will say so
+            self.log.error("audit_failed", kind="safety", run_id=event["run_id"],
+                           error=scrub(str(error)))
 
     async def _watch(
         self, job: Job, run: Run, execution: asyncio.Task[str], interruption: Interruption

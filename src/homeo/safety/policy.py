@@ -13,8 +13,9 @@ each detector's finding leads to:
 
 Actions: `block` (a run input or chat request is refused, a tool result is
 replaced by a notice the model reads, an answer fails the run), `redact`
-(spans replaced by `<KIND>`; pii and secrets only), `flag` (recorded, the run
-goes on), `approve` (the run waits for a person; tool_output and retrieved
+(spans replaced by `<KIND>`; pii and secrets only; with `reversible: true`, pii
+only, by numbered placeholders the run maps back for its own tenant: see
+homeo.safety.vault), `flag` (recorded, the run goes on), `approve` (the run waits for a person; tool_output and retrieved
 only), `off`. A threshold overrides the detector's own.
 
 The operator sets one per tenant (HOMEO_SAFETY: `{"TENANT or *": policy}`);
@@ -45,6 +46,9 @@ class Rule(BaseModel):
     action: Action
     threshold: float | None = Field(
         None, ge=0, le=1, description="Flag at this score or above; unset: the detector's own.")
+    reversible: bool = Field(
+        False, description="redact only: numbered placeholders that the run restores in its"
+                           " tool calls and its answer (homeo.safety.vault)")
 
 
 class BoundaryRules(BaseModel):
@@ -91,12 +95,22 @@ class SafetyPolicy(BaseModel):
                     raise ValueError(
                         f"{where}: an injection is a passage, not a value to mask: use block,"
                         " flag or approve (redact works for pii and secrets)")
+                if rule.reversible and (rule.action != "redact" or detector != "pii"):
+                    raise ValueError(
+                        f"{where}: reversible is for redact of pii only (secrets are never"
+                        " written down, so there is nothing to restore them from)")
         return self
 
     def rules(self, boundary: Boundary) -> dict[Detector, Rule]:
         """The boundary's rules, without those turned off."""
         return {name: rule for name, rule in getattr(self, boundary).rules().items()
                 if rule.action != "off"}
+
+    @property
+    def reversible(self) -> bool:
+        """Some rule masks values the run maps back (homeo.safety.vault)."""
+        return any(rule.reversible for boundary in BOUNDARIES
+                   for rule in self.rules(boundary).values())
 
     def over(self, base: SafetyPolicy) -> SafetyPolicy:
         """`base` with each rule this policy sets replacing base's."""

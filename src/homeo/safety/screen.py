@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,7 +26,7 @@ from homeo.safety.policy import (
     SafetyPolicy,
     TenantPolicies,
 )
-from homeo.safety.redact import redact
+from homeo.safety.vault import mask
 from homeo.safety.verdict import Guard, Verdict
 
 # The detectors' own thresholds, used where a rule sets none (injection: its card's).
@@ -81,6 +81,9 @@ class Screening:
     action: Action | None
     text: str
     findings: tuple[Finding, ...]
+    # The run's placeholder map with what reversible rules masked in this text
+    # (homeo.safety.vault); None when they masked nothing.
+    vault: dict[str, str] | None = None
 
     @property
     def flagged(self) -> tuple[Finding, ...]:
@@ -134,13 +137,15 @@ class SafetyGuards:
             return self._guards[name]
 
     def check(self, policy: SafetyPolicy, boundary: Boundary, text: str,
-              only: Sequence[Action] | None = None) -> Screening:
+              only: Sequence[Action] | None = None,
+              vault: Mapping[str, str] | None = None) -> Screening:
         """Screen `text` at `boundary` under `policy` (CPU work: call it in a
         thread from async code). `only`: just the rules with these actions.
+        `vault`: the run's placeholders so far, which reversible rules extend.
         GuardUnavailable if a guard the policy needs cannot load."""
         rules = {name: rule for name, rule in policy.rules(boundary).items()
                  if only is None or rule.action in only}
-        findings = []
+        findings, reversible = [], []
         for name, rule in rules.items():
             guard = self.guard(name)
             try:
@@ -151,11 +156,18 @@ class SafetyGuards:
             threshold = rule.threshold if rule.threshold is not None else self._default(
                 name, guard)
             findings.append(Finding(judge(verdict, threshold), rule.action))
-        flagged = [finding for finding in findings if finding.verdict.flagged]
-        action = max((f.action for f in flagged), key=STRENGTH.__getitem__, default=None)
-        masked = [span for f in flagged if f.action == "redact" for span in f.verdict.spans]
-        return Screening(boundary, action, redact(text, masked) if masked else text,
-                         tuple(findings))
+            reversible.append(rule.reversible)
+        flagged = [(f, back) for f, back in zip(findings, reversible) if f.verdict.flagged]
+        action = max((f.action for f, _ in flagged), key=STRENGTH.__getitem__, default=None)
+        masked = [(span, back) for f, back in flagged if f.action == "redact"
+                  for span in f.verdict.spans]
+        if not masked:
+            return Screening(boundary, action, text, tuple(findings))
+        before = dict(vault or {})
+        shown, after = mask(text, [span for span, back in masked if not back], before,
+                            reversible=[span for span, back in masked if back])
+        return Screening(boundary, action, shown, tuple(findings),
+                         vault=after if after != before else None)
 
     @staticmethod
     def _default(name: Detector | str, guard: Guard) -> float:
@@ -173,10 +185,14 @@ class Screen:
         return bool(self.policy.rules(boundary))
 
     @property
-    def may_wait(self) -> bool:
-        """A tool result may make the run wait for a person's approval."""
-        return any(rule.action == "approve" for boundary in ("tool_output", "retrieved")
-                   for rule in self.policy.rules(boundary).values())
+    def one_at_a_time(self) -> bool:
+        """Tool calls run one at a time: a result may make the run wait for a
+        person's approval, or add placeholders to the run's vault."""
+        return self.policy.reversible or any(
+            rule.action == "approve" for boundary in ("tool_output", "retrieved")
+            for rule in self.policy.rules(boundary).values())
 
-    async def check(self, boundary: Boundary, text: str) -> Screening:
-        return await asyncio.to_thread(self.guards.check, self.policy, boundary, text)
+    async def check(self, boundary: Boundary, text: str,
+                    vault: Mapping[str, str] | None = None) -> Screening:
+        return await asyncio.to_thread(self.guards.check, self.policy, boundary, text,
+                                       None, vault)
