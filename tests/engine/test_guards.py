@@ -273,3 +273,20 @@ def test_what_the_guards_do_is_an_audit_event(tmp_path: Path, log: Path) -> None
         assert verdict.ok, verdict
     finally:
         asyncio.run(runtime.aclose())
+
+
+def test_an_answer_taken_from_a_tool_result_meets_the_output_rules(open_runtime, log) -> None:
+    """Not only the model's own answer: here the answer is the tool's result
+    (`answer: tool_result`), and the runner screens it as it leaves."""
+    runtime = open_runtime({"*": {"output": {"pii": "redact"}}})
+    define(runtime, "default", "crm", "mailer_model", ["lookup_customer"],
+           answer="tool_result")
+    run = run_once(runtime, "default", "crm", "Who is our customer?")
+    assert run.status == "succeeded", run.error
+    assert "ana.lima@example.com" not in run.output and "<EMAIL_ADDRESS>" in run.output
+    assert counted(runtime, "default", "output", "pii", "redact") == 1
+    # The tool-calling loop's answer is screened once, on its step, not again.
+    define(runtime, "default", "echo", "echo_model", [])
+    echoed = run_once(runtime, "default", "echo", "write to alice@example.com")
+    assert echoed.output == "You said: write to <EMAIL_ADDRESS>"
+    assert counted(runtime, "default", "output", "pii", "redact") == 2

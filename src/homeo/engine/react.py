@@ -42,6 +42,7 @@ from homeo.engine.answer import FinalAnswer
 from homeo.engine.budgets import RunBudget, check_run_budget
 from homeo.engine.errors import RetryableError, RunFailed
 from homeo.engine.graph import END, FanOut, Graph, Node, Outcome, RunContext, RunState, Wait
+from homeo.engine.runner import SCREENED, screen_output
 from homeo.llm.base import Message, Model, ModelError, ModelResponse, ToolCall, ToolSpec
 from homeo.llm.structured import request_structured
 from homeo.observe import tracing
@@ -164,27 +165,6 @@ async def ask_model(
     return response, reached
 
 
-async def screen_output(text: str, context: RunContext) -> Screening | None:
-    """The safety policy's output rules on a run's answer before it leaves:
-    RunFailed when they block it; otherwise the screening (its text redacted
-    where a rule says), or None when the policy has no output rules."""
-    if context.safety is None or not context.safety.watches("output"):
-        return None
-    from homeo.safety.guards import GuardUnavailable
-
-    try:
-        screening = await context.safety.check("output", text)
-    except GuardUnavailable as error:
-        raise RunFailed(f"the safety policy needs a guard that cannot run: {error}") from None
-    if screening.action is None:
-        return screening
-    context.emit({"type": "safety", "tenant_id": context.tenant_id, "run_id": context.run_id,
-                  "screening": screening.to_json()})
-    if screening.action == "block":
-        raise RunFailed(f"the run's answer was blocked by the safety policy: {screening.reason}")
-    return screening
-
-
 class ModelNode(Node):
     kind = "model"
 
@@ -263,6 +243,8 @@ class ModelNode(Node):
             # rules read it as it leaves.
             changes["output"] = unmask(changes["output"], state.data.get(VAULT, {}))
             screening = await screen_output(changes["output"], context)
+            if screening is not None:  # the runner need not read it again
+                changes["data"] = {**state.data, SCREENED: screening.text}
             if screening is not None and screening.action is not None:
                 output["safety"] = screening.to_json()
                 if screening.text != changes["output"]:  # redacted

@@ -50,7 +50,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import Tracer
 
@@ -69,6 +69,13 @@ from homeo.safety.scrub import scrub
 from homeo.safety.vault import VAULT, unmask
 from homeo.store.base import Store, write_async
 from homeo.store.models import Run
+
+if TYPE_CHECKING:
+    from homeo.safety.screen import Screening
+
+# RunState.data: the answer as it passed the output rules (engine/react.py
+# screens its model's answer on its step; the runner screens any other).
+SCREENED = "screened_output"
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -218,8 +225,36 @@ async def execute(
                 notify({"type": "waiting", "seq": seq - 1, "name": name,
                         "tenant_id": run.tenant_id, "waiting_for": wait.model_dump()})
                 raise RunSuspended(wait)
-    # Placeholders of values a reversible rule masked go back to their owner.
-    return unmask(state.output or "", state.data.get(VAULT, {}))
+    # Placeholders of values a reversible rule masked go back to their owner,
+    # and the output rules read every answer as it leaves, whatever the
+    # pattern (the tool-calling loop's model node screens its own first).
+    output = unmask(state.output or "", state.data.get(VAULT, {}))
+    if output and output != state.data.get(SCREENED):
+        screening = await screen_output(output, context)
+        if screening is not None:
+            output = screening.text
+    return output
+
+
+async def screen_output(text: str, context: RunContext) -> Screening | None:
+    """The safety policy's output rules on a run's answer before it leaves:
+    RunFailed when they block it; otherwise the screening (its text redacted
+    where a rule says), or None when the policy has no output rules."""
+    if context.safety is None or not context.safety.watches("output"):
+        return None
+    from homeo.safety.guards import GuardUnavailable
+
+    try:
+        screening = await context.safety.check("output", text)
+    except GuardUnavailable as error:
+        raise RunFailed(f"the safety policy needs a guard that cannot run: {error}") from None
+    if screening.action is None:
+        return screening
+    context.emit({"type": "safety", "tenant_id": context.tenant_id, "run_id": context.run_id,
+                  "screening": screening.to_json()})
+    if screening.action == "block":
+        raise RunFailed(f"the run's answer was blocked by the safety policy: {screening.reason}")
+    return screening
 
 
 async def screen_input(state: RunState, run: Run, context: RunContext) -> RunState:
