@@ -8,7 +8,7 @@ import pytest
 
 from homeo.backends import Backends
 from homeo.evolve.kpis import version_kpis
-from homeo.evolve.stats import mean, percentile, wilson
+from homeo.evolve.stats import SCORE, mean, percentile, wilson
 from homeo.store.models import EvalResult, NewRun
 
 
@@ -84,7 +84,10 @@ def test_each_version_gets_its_own_figures(backends: Backends) -> None:
     assert first.cost_per_run.value == pytest.approx(0.025)
     assert (first.tool_errors, first.tool_errors_per_run.value) == (1, 0.25)
     assert (first.eval_cases, first.eval_score.value) == (3, 0.5)
-    assert first.eval_score.model_dump() == mean([1.0, 0.5, 0.0]).model_dump()
+    # The t interval of 3 scores reaches past [0, 1]: cut to the scores' range.
+    assert first.eval_score.model_dump() == mean([1.0, 0.5, 0.0], SCORE).model_dump()
+    assert (first.eval_score.low, first.eval_score.high) == (0.0, 1.0)
+    assert mean([1.0, 0.5, 0.0]).low < 0
     assert (second.runs, second.succeeded, second.latency_p50, second.latency_p95) == (
         1, 1, 0.5, 0.5)
     assert (second.tokens_per_run.value, second.eval_cases, second.eval_score.value) == (

@@ -156,3 +156,37 @@ def test_another_tenants_run_never_shows(page, served: Served, screenshots: Path
     snap(page, screenshots, "other-tenant-404")
     page.get(f"{served.url}/ui/runs/{run_id}/steps/0")
     assert "Not found" in page.title
+
+
+def test_an_agents_evaluations_show_with_the_runs_of_failed_cases(
+        page, served: Served, screenshots: Path) -> None:  # noqa: ANN001
+    """A real evaluation: two cases run by the server's worker and scored; the
+    agent page lists it, and a case that did not pass links to its run."""
+    import asyncio
+
+    from homeo.evolve.evals import Case, Expect, Suite, run_suite
+
+    runtime = served.runtime
+    version = runtime.backends.store.get_agent("default", "echo").version
+
+    async def ended(run_ids: list[str]) -> None:  # the served worker runs them
+        for run_id in run_ids:
+            await asyncio.to_thread(wait_for, served.client, run_id)
+
+    suite = Suite(name="greetings", cases=[
+        Case(id="hello", input="hello", expect=Expect(contains=["hello"])),
+        Case(id="bye", input="bye", expect=Expect(exact="farewell"))])
+    report = asyncio.run(run_suite(runtime.backends, suite, tenant_id="default", agent="echo",
+                                   version=version, models=runtime.models.get, serve=ended))
+    assert [case.passed for case in report.cases] == [True, False]
+
+    sign_in(page, served, served.key)
+    page.get(f"{served.url}/ui/agents/echo")
+    rows = page.find_elements(By.CSS_SELECTOR, "#evaluations tbody tr")
+    assert len(rows) == 1 and report.eval_id in rows[0].text and "greetings" in rows[0].text
+    assert rows[0].find_elements(By.TAG_NAME, "td")[4].text == "2"  # cases
+    assert rows[0].find_elements(By.TAG_NAME, "td")[5].text.startswith("0.50")
+    snap(page, screenshots, "agent-evaluations")
+    rows[0].find_element(By.LINK_TEXT, "bye").click()
+    assert text_of(page, "run-status") == "succeeded"
+    assert "bye" in text_of(page, "run-input")

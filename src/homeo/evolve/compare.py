@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from homeo.evolve.stats import Estimate, mean, wilson
+from homeo.evolve.stats import SCORE, Estimate, mean, wilson
 from homeo.store.base import Store
 
 
@@ -39,7 +39,7 @@ def compare_versions(store: Store, tenant_id: str, agent: str, *,
         case_scores.setdefault(result.case_id, {})[result.agent_version] = result.score
     versions = [VersionScores(
         version=version, cases=len(by_version[version]),
-        score=mean([r.score for r in by_version[version]]),
+        score=mean([r.score for r in by_version[version]], SCORE),
         pass_rate=wilson(sum(r.passed for r in by_version[version]), len(by_version[version])))
         for version in order]
     return Comparison(agent=agent, suite=suite, versions=versions, case_scores=case_scores)

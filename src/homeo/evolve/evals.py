@@ -35,10 +35,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from homeo.backends import Backends
 from homeo.engine.submit import submit_run
 from homeo.engine.worker import Worker
-from homeo.evolve.stats import Estimate, mean, wilson
+from homeo.evolve.stats import SCORE, Estimate, mean, wilson
 from homeo.ids import new_id
 from homeo.llm.base import Message, Model, ModelError
 from homeo.llm.structured import InvalidSchema, check_schema, problem_with, request_structured
+from homeo.store.base import Store
 from homeo.store.models import EvalResult, NewRun, Run, Step
 
 JUDGE_SCHEMA = {
@@ -248,10 +249,21 @@ async def serve_until_ended(backends: Backends, worker: Worker, tenant_id: str,
         await serving
 
 
+def evaluations(store: Store, tenant_id: str, agent: str) -> list[EvalReport]:
+    """The agent's stored evaluations, newest first, each with its cases."""
+    grouped: dict[str, list[EvalResult]] = {}
+    for result in store.list_eval_results(tenant_id, agent):
+        grouped.setdefault(result.eval_id, []).append(result)
+    reports = [report_of(eval_id, cases[0].suite, agent, cases[0].agent_version, cases)
+               for eval_id, cases in grouped.items()]
+    return sorted(reports, key=lambda report: max(case.at for case in report.cases),
+                  reverse=True)
+
+
 def report_of(eval_id: str, suite: str, agent: str, version: str,
               results: list[EvalResult]) -> EvalReport:
     return EvalReport(eval_id=eval_id, suite=suite, agent=agent, agent_version=version,
-                      score=mean([r.score for r in results]),
+                      score=mean([r.score for r in results], SCORE),
                       pass_rate=wilson(sum(r.passed for r in results), len(results)),
                       cases=results)
 

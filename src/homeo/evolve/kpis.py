@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from homeo.evolve.stats import Estimate, mean, percentile, wilson
+from homeo.evolve.stats import COUNT, SCORE, Estimate, mean, percentile, wilson
 from homeo.store.base import Store
 from homeo.store.models import Run
 
@@ -54,7 +54,7 @@ def version_kpis(
         kpis.append(VersionKPIs(
             version=version.version, parent=version.parent, author=version.author,
             created_at=version.created_at, current=version.version == current,
-            **summarize(runs), eval_cases=len(scores), eval_score=mean(scores)))
+            **summarize(runs), eval_cases=len(scores), eval_score=mean(scores, SCORE)))
     return kpis
 
 
@@ -70,11 +70,12 @@ def summarize(runs: list[Run]) -> dict[str, object]:
         "success_rate": wilson(succeeded, len(runs)),
         "latency_p50": percentile(latencies, 0.50),
         "latency_p95": percentile(latencies, 0.95),
-        "latency": mean(latencies),
-        "tokens_per_run": mean([float(run.input_tokens + run.output_tokens) for run in runs]),
-        "cost_per_run": mean([run.cost_usd for run in runs]),
+        "latency": mean(latencies, COUNT),
+        "tokens_per_run": mean([float(run.input_tokens + run.output_tokens) for run in runs],
+                               COUNT),
+        "cost_per_run": mean([run.cost_usd for run in runs], COUNT),
         "tool_errors": sum(errors),
-        "tool_errors_per_run": mean([float(count) for count in errors]),
+        "tool_errors_per_run": mean([float(count) for count in errors], COUNT),
     }
 
 

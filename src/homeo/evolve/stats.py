@@ -37,8 +37,15 @@ def wilson(successes: int, n: int) -> Estimate:
     return Estimate(value=rate, low=max(0.0, centre - half), high=min(1.0, centre + half), n=n)
 
 
-def mean(values: Sequence[float]) -> Estimate:
-    """A mean's estimate with Student's t interval."""
+# Bounds for `mean`: a score in [0, 1]; a count or cost, never negative.
+SCORE = (0.0, 1.0)
+COUNT = (0.0, math.inf)
+
+
+def mean(values: Sequence[float], bounds: tuple[float, float] = (-math.inf, math.inf)
+         ) -> Estimate:
+    """A mean's estimate with Student's t interval, cut to `bounds` (a score
+    in [0, 1], a count that cannot be negative)."""
     n = len(values)
     if n == 0:
         return Estimate()
@@ -48,7 +55,9 @@ def mean(values: Sequence[float]) -> Estimate:
     variance = math.fsum((v - average) ** 2 for v in values) / (n - 1)
     critical = T95[n - 2] if n - 1 <= len(T95) else Z95
     half = critical * math.sqrt(variance / n)
-    return Estimate(value=average, low=average - half, high=average + half, n=n)
+    low, high = bounds
+    return Estimate(value=average, low=max(average - half, low), high=min(average + half, high),
+                    n=n)
 
 
 def percentile(values: Sequence[float], share: float) -> float | None:

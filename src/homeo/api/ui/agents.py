@@ -1,6 +1,7 @@
 """The dashboard's agent pages: the agents the caller's tenant runs, and each
 agent's versions with their KPIs and 95% intervals (homeo.evolve.kpis), as
-GET /v1/agents and /v1/agents/{name}/versions answer them."""
+GET /v1/agents and /v1/agents/{name}/versions answer them, and its stored
+evaluations (`homeo eval run`) with each case's run."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi.responses import HTMLResponse
 
 from homeo.api.deps import AppParts, parts, read, requires
 from homeo.api.ui.render import UI_PATH, page
+from homeo.evolve.evals import evaluations
 from homeo.evolve.kpis import version_kpis
 from homeo.keys import Caller
 
@@ -34,4 +36,6 @@ async def agent_page(name: str, request: Request, app: Parts,
     if not versions:
         raise HTTPException(404, f"agent {name!r} has no versions for this tenant;"
                                  f" {UI_PATH}/agents lists the agents it has")
-    return page(request, "agent.html", who=found, name=name, versions=versions[::-1])
+    evaluated = await read(app, evaluations, app.backends.store, found.tenant_id, name)
+    return page(request, "agent.html", who=found, name=name, versions=versions[::-1],
+                evaluations=evaluated)
