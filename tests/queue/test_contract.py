@@ -256,3 +256,66 @@ def test_taking_over_a_lapsed_lease_serves_its_tenant(backends: Backends) -> Non
     again = queue.claim("w3", 10, now=20.0)
     assert again.id == first.id and again.lease_expiries == 1
     assert queue.claim("w3", 10, now=20.0).id == other.id
+
+
+def test_a_batch_claim_leases_what_claims_one_after_another_would(backends: Backends) -> None:
+    queue = backends.queue
+    for n in range(200):
+        queue.enqueue("busy", "run", {"n": n}, now=n / 1000)
+    for n in range(3):
+        queue.enqueue("small", "run", {"n": n}, now=1.0 + n / 1000)
+    urgent, _ = queue.enqueue("small", "run", {"n": 99}, priority=5, now=1.5)
+    owners = [f"w#{k}" for k in range(8)]
+    batch = queue.claim_batch(owners, 60, now=2.0)
+    # Priority first, then the tenants take turns (least recently served first),
+    # each owner leasing one job, in order.
+    assert batch[0].id == urgent.id
+    assert [(job.tenant_id, job.payload["n"]) for job in batch[1:]] == [
+        ("busy", 0), ("small", 0), ("busy", 1), ("small", 1), ("busy", 2), ("small", 2),
+        ("busy", 3)]
+    assert [job.lease_owner for job in batch] == owners
+    assert all(job.status == "leased" and job.attempts == 1 and job.lease_expires_at == 62.0
+               for job in batch)
+    # The next claim, alone, goes on where the batch stopped.
+    assert queue.claim("w#9", 60, now=2.0).payload == {"n": 4}
+    assert queue.stats()["leased"] == 9
+
+
+def test_a_batch_takes_over_lapsed_leases_and_requeues_the_rest(backends: Backends) -> None:
+    queue = backends.queue
+    first, _ = queue.enqueue("a", "run", {}, now=0.0)
+    second, _ = queue.enqueue("b", "run", {}, now=1.0)
+    queue.claim("w1", 10, now=2.0)
+    queue.claim("w2", 10, now=2.0)
+    # Both leases lapsed at 12: a batch of one takes over the one of the tenant
+    # served longer ago and puts the other back in line, both counted.
+    [taken] = queue.claim_batch(["w3#1"], 10, now=20.0)
+    assert taken.id == first.id and taken.lease_expiries == 1 and taken.attempts == 2
+    back = queue.get("b", second.id)
+    assert (back.status, back.lease_expiries, back.lease_owner) == ("queued", 1, None)
+    assert [job.id for job in queue.claim_batch(["w4#1", "w4#2"], 10, now=21.0)] == [second.id]
+    assert queue.claim_batch(["w5#1"], 10, now=21.0) == []
+
+
+def test_a_batch_completion_completes_only_what_each_owner_holds(backends: Backends) -> None:
+    queue = backends.queue
+    jobs = [queue.enqueue("acme", "run", {"n": n}, now=float(n))[0] for n in range(3)]
+    held = queue.claim_batch(["w#1", "w#2", "w#3"], 10, now=5.0)
+    assert [job.id for job in held] == [job.id for job in jobs]
+    done = queue.complete_batch([(held[0].id, "w#1"), (held[1].id, "someone-else"),
+                                 (held[2].id, "w#3")], now=6.0)
+    assert done == [True, False, True]
+    assert [queue.get("acme", job.id).status for job in jobs] == ["done", "leased", "done"]
+    assert queue.complete_batch([(held[0].id, "w#1")], now=7.0) == [False]  # done already
+    assert queue.complete_batch([]) == []
+
+
+def test_a_batch_claim_needs_distinct_owners(backends: Backends) -> None:
+    import pytest
+
+    from homeo.queue.base import QueueError
+
+    with pytest.raises(QueueError, match="distinct owners"):
+        backends.queue.claim_batch(["w#1", "w#1"], 10)
+    with pytest.raises(QueueError, match="distinct owners"):
+        backends.queue.claim_batch([], 10)

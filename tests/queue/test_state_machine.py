@@ -220,14 +220,18 @@ def machine_for(under_test: QueueUnderTest) -> type[RuleBasedStateMachine]:
         def claim(self, worker: str, lease: float) -> None:
             self.check_claim(queue.claim(worker, lease, now=self.now), worker, lease)
 
-        def check_claim(self, claimed: Job | None, worker: str, lease: float) -> None:
-            """What the model says `worker`'s claim at `self.now` must lease."""
-            for job in self.jobs.values():  # expired leases go back in line first
+        def due_after_expiries(self) -> list[ModelJob]:
+            """Expired leases go back in line first (each counted); then what is due."""
+            for job in self.jobs.values():
                 expires = job.lease_expires_at
                 if job.status == "leased" and expires is not None and expires <= self.now:
                     job.status, job.lease_owner, job.lease_expires_at = "queued", None, None
                     job.lease_expiries += 1
-            due = [j for j in self.jobs.values() if j.status == "queued" and j.run_at <= self.now]
+            return [j for j in self.jobs.values() if j.status == "queued" and j.run_at <= self.now]
+
+        def check_claim(self, claimed: Job | None, worker: str, lease: float) -> None:
+            """What the model says `worker`'s claim at `self.now` must lease."""
+            due = self.due_after_expiries()
             expected = min(
                 due, key=lambda j: (-j.priority, self.served.get(j.tenant_id, 0), j.run_at, j.id),
                 default=None)
@@ -235,6 +239,29 @@ def machine_for(under_test: QueueUnderTest) -> type[RuleBasedStateMachine]:
                 assert claimed is None
                 return
             assert claimed is not None and claimed.id == expected.id
+            self.lease(expected, claimed, worker, lease)
+
+        @rule(size=st.integers(1, len(WORKERS)), lease=st.sampled_from([1.0, 2.0, 10.0]))
+        def claim_batch(self, size: int, lease: float) -> None:
+            """A batch leases as many due jobs as it has owners (or as are due),
+            each once, none of a lower priority than one it leaves; its order
+            within a priority is checked by the contract tests."""
+            owners = [f"{worker}#batch" for worker in WORKERS[:size]]
+            due = self.due_after_expiries()
+            batch = queue.claim_batch(owners, lease, now=self.now)
+            assert len(batch) == min(size, len(due))
+            assert len({job.id for job in batch}) == len(batch)
+            due_ids = {job.id for job in due}
+            assert all(job.id in due_ids for job in batch)
+            left = [j.priority for j in due if j.id not in {job.id for job in batch}]
+            assert all(job.priority >= max(left, default=job.priority) for job in batch)
+            for claimed, owner in zip(batch, owners, strict=False):
+                self.lease(self.jobs[claimed.id], claimed, owner, lease)
+            if len(batch) > 1:
+                event("batch claim of several jobs")
+
+        def lease(self, expected: ModelJob, claimed: Job, worker: str, lease: float) -> None:
+            assert claimed.lease_owner == worker
             expected.status, expected.lease_owner = "leased", worker
             expected.lease_expires_at = self.now + lease
             expected.attempts += 1
@@ -254,7 +281,7 @@ def machine_for(under_test: QueueUnderTest) -> type[RuleBasedStateMachine]:
         @rule(
             data=st.data(),
             action=st.sampled_from(["heartbeat", "complete", "complete_and_claim", "retry",
-                                    "give_up", "release"]),
+                                    "give_up", "release", "complete_batch"]),
         )
         def worker_acts(self, data: st.DataObject, action: str) -> None:
             """One rule for what a worker does with a job, so that swarm testing
@@ -275,6 +302,17 @@ def machine_for(under_test: QueueUnderTest) -> type[RuleBasedStateMachine]:
                 self.check_claim(claimed, claimer, 2.0)
             elif action == "release":
                 self.release(job, worker)
+            elif action == "complete_batch":
+                picks = {job.id: (job, worker)}
+                for _ in range(data.draw(st.integers(0, 2), label="more")):
+                    other, other_worker = self.pick(data)
+                    picks.setdefault(other.id, (other, other_worker))
+                chosen = list(picks.values())
+                done = queue.complete_batch([(j.id, w) for j, w in chosen], now=self.now)
+                assert done == [j.held_by(w) for j, w in chosen]
+                for (j, _), completed in zip(chosen, done, strict=True):
+                    if completed:
+                        self.finish(j, "done")
             else:
                 self.fail(job, worker, retry=action == "retry")
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -139,6 +140,26 @@ class QueueStorage(ABC):
         return (self.complete(job_id, worker_id, now),
                 self.claim(claimer, lease_seconds, now))
 
+    def claim_batch(self, owners: Sequence[str], lease_seconds: float, now: float
+                    ) -> list[Job]:
+        """Up to one job per owner (in that order), the ones that many `claim`s
+        one after another would lease, as one operation where the backend can
+        (PostgreSQL: one statement, where the tenants' turns within a priority
+        follow when each was last served before the batch). Fewer when fewer
+        are due."""
+        jobs = []
+        for owner in owners:
+            job = self.claim(owner, lease_seconds, now)
+            if job is None:
+                break
+            jobs.append(job)
+        return jobs
+
+    def complete_batch(self, done: Sequence[tuple[str, str]], now: float) -> list[bool]:
+        """`complete` of each (job id, owner), as one operation where the
+        backend can; what each would have returned."""
+        return [self.complete(job_id, owner, now) for job_id, owner in done]
+
     @abstractmethod
     def release(self, job_id: str, worker_id: str, now: float, run_at: float | None = None
                 ) -> bool:
@@ -243,6 +264,23 @@ class Queue:
         where the backend allows: what `complete` and then `claim` return."""
         return self.storage.complete_and_claim(job_id, worker_id, claimer, lease_seconds,
                                                clock(now))
+
+    def claim_batch(self, owners: Sequence[str], lease_seconds: float, *,
+                    now: float | None = None) -> list[Job]:
+        """Lease up to one due job for each owner (distinct lease owners, as
+        `claim`'s worker_id), in the order claims one after another would, in
+        one round trip where the backend allows. Fewer when fewer are due."""
+        if not owners or len(set(owners)) != len(owners):
+            raise QueueError(f"claim_batch needs one or more distinct owners, not {owners!r}")
+        return self.storage.claim_batch(list(owners), lease_seconds, clock(now))
+
+    def complete_batch(self, done: Sequence[tuple[str, str]], *, now: float | None = None
+                       ) -> list[bool]:
+        """Mark each (job id, owner) done, in one round trip where the backend
+        allows; False for each whose lease was lost."""
+        if len({job_id for job_id, _ in done}) != len(done):
+            raise QueueError("complete_batch names a job twice: complete each job once")
+        return self.storage.complete_batch(list(done), clock(now)) if done else []
 
     def fail(
         self,

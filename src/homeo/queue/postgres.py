@@ -5,6 +5,7 @@ goes first (see `_NEXT`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from homeo.db.postgres import PostgresDatabase
@@ -126,6 +127,64 @@ SELECT (SELECT COUNT(*) FROM done) AS completed, claimed.*
 FROM (SELECT 1) AS one LEFT JOIN claimed ON TRUE
 """
 
+# Up to %(n)s claims in one statement, leased as claims one after another
+# would lease them, but for one thing: `ranked` numbers each tenant's
+# candidates of each priority (`turn`), so within a priority a batch goes
+# round the tenants (each one's first job, then each one's second) in the
+# order of when each was last served before the batch; claims one after
+# another would also count the batch's own earlier claims. Each row gets its
+# own lease owner, `owners[k]` for the k-th job taken.
+_CLAIM_BATCH = """
+WITH ahead AS MATERIALIZED (
+    SELECT best.ctid FROM queue_tenants AS t CROSS JOIN LATERAL (
+        SELECT ctid FROM jobs
+        WHERE tenant_id = t.tenant_id AND status = 'queued' AND run_at <= %(now)s
+        ORDER BY priority DESC, run_at, id LIMIT {candidates}) AS best
+), ranked AS (
+    SELECT id, priority, run_at,
+        (SELECT COALESCE(MAX(s.served), 0) FROM jobs AS s
+         WHERE s.tenant_id = jobs.tenant_id) AS served,
+        row_number() OVER (PARTITION BY tenant_id, priority ORDER BY run_at, id) AS turn
+    FROM jobs WHERE ctid = ANY(ARRAY(SELECT ctid FROM ahead))
+        AND (status = 'queued' AND run_at <= %(now)s) IS TRUE
+), queued AS (
+    SELECT r.id, r.priority, r.turn, r.served, r.run_at
+    FROM jobs AS j JOIN ranked AS r ON r.id = j.id
+    WHERE (j.status = 'queued' AND j.run_at <= %(now)s) IS TRUE
+    ORDER BY r.priority DESC, r.turn, r.served, r.run_at, r.id
+    LIMIT %(n)s FOR UPDATE OF j SKIP LOCKED
+), lapsed AS (
+    SELECT id, priority, 1::bigint AS turn, (SELECT COALESCE(MAX(s.served), 0) FROM jobs AS s
+                          WHERE s.tenant_id = jobs.tenant_id) AS served, run_at
+    FROM jobs WHERE status = 'leased' AND lease_expires_at <= %(now)s FOR UPDATE SKIP LOCKED
+), taken AS (
+    SELECT id, row_number() OVER (ORDER BY priority DESC, turn, served, run_at, id) AS k
+    FROM (SELECT * FROM queued UNION ALL SELECT * FROM lapsed) AS candidates
+    ORDER BY k LIMIT %(n)s
+), next AS (
+    -- Numbers from queue_served in the batch's order, as claims one after
+    -- another would take them (the scan of `taken` is in order of k).
+    SELECT id, k, nextval('queue_served') AS served FROM taken
+), expired AS (
+    UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+        lease_expiries = lease_expiries + 1, updated_at = %(now)s, last_error = %(expired)s
+    WHERE id IN (SELECT id FROM lapsed) AND id NOT IN (SELECT id FROM next)
+)
+UPDATE jobs SET status = 'leased', attempts = attempts + 1,
+    lease_owner = (%(owners)s::text[])[next.k], lease_expires_at = %(expires)s,
+    updated_at = %(now)s, served = next.served,
+    lease_expiries = lease_expiries + CASE WHEN status = 'leased' THEN 1 ELSE 0 END,
+    last_error = CASE WHEN status = 'leased' THEN %(expired)s ELSE last_error END
+FROM next WHERE jobs.id = next.id
+RETURNING jobs.*, next.k""".format(candidates=CANDIDATES_PER_TENANT)
+
+_COMPLETE_BATCH = """
+UPDATE jobs SET status = 'done', lease_owner = NULL, lease_expires_at = NULL,
+    updated_at = %(now)s
+FROM unnest(%(ids)s::text[], %(owners)s::text[]) AS done(id, owner)
+WHERE jobs.id = done.id AND jobs.lease_owner = done.owner AND jobs.status = 'leased'
+RETURNING jobs.id"""
+
 
 class PostgresQueueStorage(SQLQueueStorage):
     db: PostgresDatabase
@@ -195,3 +254,19 @@ class PostgresQueueStorage(SQLQueueStorage):
             row = db.execute(_COMPLETE_AND_CLAIM, params).fetchone()
         completed = bool(row.pop("completed"))
         return completed, None if row["id"] is None else self.job_of(row)
+
+    def claim_batch(self, owners: Sequence[str], lease_seconds: float, now: float
+                    ) -> list[Job]:
+        params = {"owners": list(owners), "n": len(owners), "expires": now + lease_seconds,
+                  "now": now, "expired": LEASE_EXPIRED}
+        with self.db.connection() as db:
+            rows = db.execute(_CLAIM_BATCH, params).fetchall()
+        ordered = sorted(rows, key=lambda row: row.pop("k"))
+        return [job for row in ordered if (job := self.job_of(row)) is not None]
+
+    def complete_batch(self, done: Sequence[tuple[str, str]], now: float) -> list[bool]:
+        params = {"ids": [job_id for job_id, _ in done],
+                  "owners": [owner for _, owner in done], "now": now}
+        with self.db.connection() as db:
+            completed = {row["id"] for row in db.execute(_COMPLETE_BATCH, params).fetchall()}
+        return [job_id in completed for job_id, _ in done]
