@@ -13,7 +13,8 @@ statement per job (with `FOR UPDATE SKIP LOCKED` on PostgreSQL), and on Redis
 one `LPOP` per job from a list. It has no leases, no retries and no history, so
 the gap to it is what homeo's guarantees cost (two transactions or scripts per
 job: claim, then complete; one on PostgreSQL when a completion claims the next
-job in the same round trip, as a worker slot does: the "fused" rows).
+job in the same round trip, as a worker slot does: the "fused" rows; two per
+eight jobs when eight are claimed, then completed, at once: the "batch8" rows).
 
     .venv/bin/python bench/queue_throughput.py
     .venv/bin/python bench/queue_throughput.py --jobs 5000 --processes 1,2,4 --backends sqlite
@@ -129,6 +130,27 @@ def fused_drain(target: Target) -> tuple[Callable[[], int], Callable[[], None]]:
     return drain, backends.close
 
 
+def batch_drain(target: Target, size: int) -> tuple[Callable[[], int], Callable[[], None]]:
+    """Claims `size` jobs in one call (one owner each, as a worker's slots would
+    be), then completes the batch in one more: two round trips per batch."""
+    from homeo.backends import open_backends
+
+    backends = open_backends(target.url, None, target.queue_url)
+    owners = [f"bench:{os.getpid()}#{slot}" for slot in range(size)]
+
+    def drain() -> int:
+        done = 0
+        while batch := backends.queue.claim_batch(owners, LEASE_SECONDS):
+            completed = backends.queue.complete_batch(
+                [(job.id, job.lease_owner or "") for job in batch])
+            if not all(completed):
+                raise RuntimeError(f"lost a lease in a batch of {len(batch)}")
+            done += len(batch)
+        return done
+
+    return drain, backends.close
+
+
 def bare_drain(target: Target) -> tuple[Callable[[], int], Callable[[], None]]:
     url = target.url
     if target.queue_url:
@@ -171,7 +193,10 @@ def bare_drain(target: Target) -> tuple[Callable[[], int], Callable[[], None]]:
     return drain, close
 
 
-DRAINS = {"homeo": homeo_drain, "fused": fused_drain, "bare": bare_drain}
+BATCH_SIZE = 8
+DRAINS: dict[str, Callable[[Target], tuple[Callable[[], int], Callable[[], None]]]] = {
+    "homeo": homeo_drain, "fused": fused_drain,
+    f"batch{BATCH_SIZE}": lambda target: batch_drain(target, BATCH_SIZE), "bare": bare_drain}
 
 
 def worker(kind: str, target: Target, ready: Any, results: Any) -> None:
@@ -313,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", default="1,2", help="worker process counts to try")
     parser.add_argument("--backends", default="sqlite,postgres,redis",
                         help="any of sqlite, postgres, redis")
+    parser.add_argument("--kinds", default=",".join(DRAINS),
+                        help=f"which of {', '.join(DRAINS)} to measure (bare always is)")
     parser.add_argument("--repeat", type=int, default=3,
                         help="measurements per cell; the median is shown")
     parser.add_argument("--postgres-url", default=POSTGRES_URL,
@@ -321,6 +348,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="Redis server; a fresh key prefix is used and deleted per measurement")
     args = parser.parse_args(argv)
     process_counts = [int(p) for p in args.processes.split(",") if p]
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    if unknown := set(kinds) - set(DRAINS):
+        parser.error(f"unknown kind(s): {', '.join(sorted(unknown))}; pick from"
+                     f" {', '.join(DRAINS)}")
+    kinds = [kind for kind in DRAINS if kind in kinds or kind == "bare"]
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     if unknown := set(backends) - {"sqlite", "postgres", "redis"}:
         parser.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
@@ -338,9 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="homeo-bench-queue-") as scratch:
         for backend in backends:
             for processes in process_counts:
-                cells: dict[str, list[tuple[float, Drained]]] = {kind: [] for kind in DRAINS}
+                cells: dict[str, list[tuple[float, Drained]]] = {kind: [] for kind in kinds}
                 for attempt in range(args.repeat):
-                    for kind in DRAINS:  # alternate, so drift hits every kind
+                    for kind in kinds:  # alternate, so drift hits every kind
                         label = f"{backend}-{processes}-{kind}-{attempt}"
                         cells[kind].append(
                             measure(kind, backend, processes, args.jobs, Path(scratch), label,
@@ -355,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append([backend, processes, kind, f"{drain_rate:,.0f}",
                                  f"{1e6 / drain_rate:,.0f}", f"{cpu_us:,.0f}",
                                  f"{enqueue_rate:,.0f}", ""])
-                for row, kind in zip(rows[-3:-1], ("homeo", "fused"), strict=True):
+                for row, kind in zip(rows[-len(kinds):-1], kinds[:-1], strict=True):
                     row[-1] = f"{rates[kind] / rates['bare']:.2f}x"
                 print(f"  done: {backend}, {processes} process(es)", file=sys.stderr, flush=True)
     print()
@@ -373,6 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     print("fused = Queue.complete_and_claim, as a worker slot completes a job and claims the"
           " next: one statement and one commit on PostgreSQL, both scripts in one MULTI/EXEC"
           " round trip on Redis, complete then claim on SQLite.")
+    print(f"batch{BATCH_SIZE} = Queue.claim_batch of {BATCH_SIZE} owners (one statement on"
+          " PostgreSQL; claims one at a time on SQLite and Redis), then Queue.complete_batch"
+          " of what it leased (one statement on PostgreSQL).")
     print("worker CPU = user+system time of the worker processes; the database server's own"
           " CPU is not counted. Workers and PostgreSQL share the same cores.")
     return 0

@@ -140,8 +140,8 @@ WITH ahead AS MATERIALIZED (
         SELECT ctid FROM jobs
         WHERE tenant_id = t.tenant_id AND status = 'queued' AND run_at <= %(now)s
         ORDER BY priority DESC, run_at, id LIMIT {candidates}) AS best
-), ranked AS (
-    SELECT id, priority, run_at,
+), ranked AS MATERIALIZED (
+    SELECT ctid, id, priority, run_at,
         (SELECT COALESCE(MAX(s.served), 0) FROM jobs AS s
          WHERE s.tenant_id = jobs.tenant_id) AS served,
         row_number() OVER (PARTITION BY tenant_id, priority ORDER BY run_at, id) AS turn
@@ -150,7 +150,8 @@ WITH ahead AS MATERIALIZED (
 ), queued AS (
     SELECT r.id, r.priority, r.turn, r.served, r.run_at
     FROM jobs AS j JOIN ranked AS r ON r.id = j.id
-    WHERE (j.status = 'queued' AND j.run_at <= %(now)s) IS TRUE
+    WHERE j.ctid = ANY(ARRAY(SELECT ctid FROM ranked))
+        AND (j.status = 'queued' AND j.run_at <= %(now)s) IS TRUE
     ORDER BY r.priority DESC, r.turn, r.served, r.run_at, r.id
     LIMIT %(n)s FOR UPDATE OF j SKIP LOCKED
 ), lapsed AS (
