@@ -56,6 +56,17 @@ class Event:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def canary_event(canary: Any) -> Event:
+    """A champion/challenger canary that ended (homeo.engine.canary.Canary):
+    `agent.promoted`, `agent.rolled_back` or `agent.canary_stopped`, with its
+    versions and the evidence it was judged on."""
+    kind = {"promoted": "agent.promoted", "rolled_back": "agent.rolled_back"}.get(
+        canary.status, "agent.canary_stopped")
+    return Event(kind, canary.ended_by or "", f"agent:{canary.agent}",
+                 {"champion": canary.champion, "challenger": canary.challenger,
+                  "share": canary.share, "evidence": canary.evidence})
+
+
 def safety_event(actor: str, subject: str, screening: dict[str, Any]) -> Event:
     """What the safety guards did to a text (a Screening's JSON) as an event:
     the action, the boundary and each flagged verdict's guard, score,

@@ -33,6 +33,7 @@ from homeo.cli_common import (
     settings_or_exit,
 )
 from homeo.cli_audit import audit_app, audit_log_or_exit
+from homeo.cli_canary import canary_command, promote_command, rollback_command
 from homeo.cli_autonomic import autonomic_app
 from homeo.cli_batch import batch_app
 from homeo.cli_chaos import chaos_app
@@ -379,6 +380,9 @@ def list_agents(ctx: typer.Context, agents_dir: AgentsDir = None, as_json: Json 
 
 
 agents_app.command("versions")(agent_versions)
+agents_app.command("canary")(canary_command)
+agents_app.command("promote")(promote_command)
+agents_app.command("rollback")(rollback_command)
 
 
 @app.command()

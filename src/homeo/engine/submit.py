@@ -14,13 +14,14 @@ see observe/tracing.py), so the worker's spans join the request's trace.
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 from homeo.backends import Backends
+from homeo.engine import canary
 from homeo.observe import tracing
 from homeo.store.disk import DiskFull
 from homeo.store.models import FINAL_STATUSES, AgentRecord, AgentVersion, NewRun, Run
-
 
 RUN_JOB = "run"
 ACTIVE_STATUSES = frozenset({"queued", "running", "waiting"})
@@ -64,6 +65,11 @@ def submit_run(
     if record is None:
         known = ", ".join(a.name for a in backends.store.list_agents(new.tenant_id)) or "none"
         raise UnknownAgent(f"unknown agent {new.agent!r}; agents defined: {known}")
+    if new.agent_version is None:  # a canary may send it to its challenger (engine/canary.py)
+        version = canary.pick_version(backends.store, new.tenant_id, new.agent,
+                                      new.idempotency_key, time.time())
+        if version is not None:
+            new = new.model_copy(update={"agent_version": version})
     if new.agent_version is not None:
         record = backends.store.get_agent_version(new.tenant_id, new.agent, new.agent_version)
         if record is None:

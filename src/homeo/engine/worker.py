@@ -52,13 +52,13 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer
 
-from homeo.audit import AuditLog, safety_event
+from homeo.audit import AuditLog, canary_event, safety_event
 from homeo.autonomic.control import ControlState
 from homeo.backends import Backends
 from homeo.engine.agents import AgentError
 from homeo.engine.budgets import TenantBudgets
 from homeo.engine.catalog import AgentCatalog
-from homeo.engine import ingest, memory_prune, prune
+from homeo.engine import canary, ingest, memory_prune, prune
 from homeo.engine.errors import (
     RetryableError,
     RunCancelled,
@@ -309,6 +309,8 @@ class Worker:
                 queued = await asyncio.to_thread(self.sweeper.sweep)
                 requeued = await asyncio.to_thread(self.sweeper.sweep_ingestions)
                 woken = await asyncio.to_thread(self.waits.sweep)
+                judged = await asyncio.to_thread(
+                    canary.judge_all, self.store, by=f"worker:{self.worker_id}", now=time.time())
             except Exception as error:  # the database is down: the slots report it
                 self.log.warning("sweep failed", error=f"{type(error).__name__}: {error}")
                 continue
@@ -320,6 +322,13 @@ class Worker:
             if woken:
                 self.log.info("woke or ended waiting runs (deadline passed, children ended)",
                               runs=woken)
+            for ended in judged:
+                self.log.warning(f"canary {ended.status}", agent=ended.agent,
+                                 tenant_id=ended.tenant_id, challenger=ended.challenger,
+                                 why=ended.evidence.get("why"))
+                if self.audit is not None:
+                    await asyncio.to_thread(self.audit.record, ended.tenant_id,
+                                            canary_event(ended))
 
     async def _every(
         self, stop: asyncio.Event, every: float | None, what: str, schedule: Callable[[], object]
