@@ -25,7 +25,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
@@ -42,17 +41,9 @@ API_PORT = 8080
 PG_PORT, REDIS_PORT = 5432, 6379
 
 sys.path.insert(0, str(SUPPORT))
-from netns import Host, Hosts, NetnsUnavailable, check_netns  # noqa: E402
+from netns import Host, Hosts, NetnsUnavailable, check_netns, via  # noqa: E402
 
 sys.path.remove(str(SUPPORT))
-
-
-def via(url: str, address: str) -> str:
-    """`url` with its host replaced by `address` (its port and the rest kept)."""
-    parts = urlsplit(url)
-    userinfo = parts.netloc.rpartition("@")[0]
-    netloc = f"{userinfo}@{address}:{parts.port}" if userinfo else f"{address}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def wait_until(condition, what: str, deadline: float = DEADLINE_SECONDS) -> None:

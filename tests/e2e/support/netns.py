@@ -21,6 +21,15 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+
+def via(url: str, address: str) -> str:
+    """`url` with its host replaced by `address` (its port and the rest kept)."""
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@{address}:{parts.port}" if userinfo else f"{address}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class NetnsUnavailable(Exception):
