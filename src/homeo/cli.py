@@ -247,12 +247,26 @@ def worker(
     processes: Annotated[int | None, typer.Option(
         "--processes", help="Keep this many worker processes, restarting one that dies"
                             " (and one the autonomic loop finds dead).")] = None,
+    until_idle: Annotated[bool, typer.Option(
+        "--until-idle", help="Run the jobs that are due one at a time, then exit"
+                             " (a run that waits for a person stays waiting).")] = False,
 ) -> None:
     """Run workers only, sharing the database with `homeo serve` and other workers."""
     settings = settings_or_exit(data_dir=data_dir, database_url=database_url, agents_dir=agents_dir,
                          workers=workers)
     if settings.workers < 1:
         fail("a worker process needs --workers 1 or more")
+    if until_idle:
+        if processes is not None:
+            fail("--until-idle runs in this process: leave out --processes")
+        logs.configure(settings.log_level, settings.log_json)
+        runtime = open_runtime(settings)
+        try:
+            done = asyncio.run(runtime.worker().run_until_idle())
+        finally:
+            asyncio.run(runtime.aclose())
+        console.print(f"homeo: ran {done} job(s); none is due now", markup=False)
+        return
     if processes is not None:
         if processes < 1:
             fail(f"--processes must be 1 or more, not {processes}")
