@@ -98,3 +98,21 @@ def test_an_unknown_scenario_is_refused_with_the_known_ones() -> None:
     assert result.exit_code == 2
     assert "unknown scenario 'disk-full'; choose one of provider-500, provider-timeout," \
            " worker-kill, provider-slow" in result.output
+
+
+@pytest.mark.slow
+def test_a_flooding_tenant_loses_nothing_and_the_loop_holds_it_back() -> None:
+    off, on = _play("tenant-flood")
+
+    _no_loss_and_the_loop_acted(off, on)
+    assert set(on.actions) <= {"shed_tenant", "pause_tenant"}, on.actions
+    # The flood's runs are accepted work: every one is in the store, none
+    # failed; a paused tenant's may still wait in line.
+    for result in (off, on):
+        assert sum(result.others.values()) == 240 and result.others_lost == 0, result.others
+        assert set(result.others) <= {"queued", "running", "succeeded"}, result.others
+    # The queue's fairness alone keeps the steady tenant served; with the loop
+    # the SLO holds too, or comes back no later.
+    assert not on.slo_broken or (
+        off.recovery_seconds is None
+        or (on.recovery_seconds is not None and on.recovery_seconds <= off.recovery_seconds))

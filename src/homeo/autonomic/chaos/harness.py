@@ -114,6 +114,9 @@ class System:
     workers: list[subprocess.Popen[bytes]]
     backends: Backends
     tuning: Tuning
+    # Runs a fault submitted for other tenants, (tenant, run id): accepted work
+    # that must not be lost either, counted apart from the steady workload.
+    others: list[tuple[str, str]] = field(default_factory=list)
 
 
 def run_scenario(scenario: Scenario, loops: Sequence[bool], tuning: Tuning, *,
@@ -180,9 +183,11 @@ def _run_once(scenario: Scenario, loop_on: bool, tuning: Tuning, *,
                  " waiting for them to end")
         outcomes = _drain(backends, submitted, tuning.drain_seconds)
         decisions = [(d.action, d.status) for d in backends.store.list_decisions(limit=1000)]
+        others = [backends.store.get_run(tenant, run_id) for tenant, run_id in system.others]
         return summarize(mode, outcomes, fault_at, tuning.slo, decisions,
                          faulty_calls=len(flaky.received) - faulty_before,
-                         steady_calls=len(steady.received) - steady_before)
+                         steady_calls=len(steady.received) - steady_before,
+                         others=[None if run is None else run.status for run in others])
     finally:
         _stop(workers)
         for server in started:

@@ -11,6 +11,7 @@ fault the last overdue run ended: 0 when no run was overdue after the fault
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,13 @@ class ModeResult:
     actions: dict[str, int] = field(default_factory=dict)
     faulty_calls: int = 0  # calls the flaky deployment got after the fault
     steady_calls: int = 0  # and the steady one
+    # Runs the fault submitted for another tenant (tenant-flood), by status when
+    # the steady runs had ended: "missing" is a run the store lost.
+    others: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def others_lost(self) -> int:
+        return self.others.get("missing", 0)
 
     @property
     def faulty_share(self) -> float | None:
@@ -68,7 +76,7 @@ class ModeResult:
                 "max_latency_seconds": self.max_latency_seconds, "missed_slo": self.missed_slo,
                 "actions": dict(self.actions), "actions_taken": sum(self.actions.values()),
                 "faulty_calls": self.faulty_calls, "steady_calls": self.steady_calls,
-                "faulty_share": self.faulty_share}
+                "faulty_share": self.faulty_share, "other_tenant_runs": dict(self.others)}
 
 
 def recovery(runs: list[RunOutcome], fault_at: float, slo: Slo) -> tuple[bool, float | None]:
@@ -93,8 +101,10 @@ def p95(values: list[float]) -> float | None:
 
 def summarize(loop: str, runs: list[RunOutcome], fault_at: float, slo: Slo,
               decisions: list[tuple[str, str]], faulty_calls: int,
-              steady_calls: int = 0) -> ModeResult:
-    """`decisions`: (action, status) of each decision made during the run."""
+              steady_calls: int = 0, others: Sequence[str | None] = ()) -> ModeResult:
+    """`decisions`: (action, status) of each decision made during the run;
+    `others`: the status of each run the fault submitted for another tenant
+    (None: not in the store)."""
     broken, recovered = recovery(runs, fault_at, slo)
     latencies = [run.finished_at - run.submitted_at for run in runs
                  if run.finished_at is not None]
@@ -107,7 +117,8 @@ def summarize(loop: str, runs: list[RunOutcome], fault_at: float, slo: Slo,
         max_latency_seconds=round(max(latencies), 2) if latencies else None,
         missed_slo=sum(1 for run in runs if not run.meets(slo)),
         actions=dict(Counter(action for action, status in decisions if status in ACTED)),
-        faulty_calls=faulty_calls, steady_calls=steady_calls)
+        faulty_calls=faulty_calls, steady_calls=steady_calls,
+        others=dict(Counter(status or "missing" for status in others)))
 
 
 def table(scenario: str, results: list[ModeResult]) -> str:
@@ -133,6 +144,10 @@ def table(scenario: str, results: list[ModeResult]) -> str:
         ("actions taken", lambda r: ", ".join(f"{a} x{n}" for a, n in sorted(r.actions.items()))
          or "0"),
     ]
+    if any(r.others for r in results):
+        rows.append(("another tenant's runs, by status at the end",
+                     lambda r: ", ".join(f"{status} {n}" for status, n in sorted(r.others.items()))
+                     or "-"))
     lines = [f"| {scenario} | " + " | ".join(f"loop {r.loop}" for r in results) + " |",
              "|---|" + "---|" * len(results)]
     lines += [f"| {label} | " + " | ".join(cell(r) for r in results) + " |"

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from homeo.autonomic.chaos import app_faults
+from homeo.autonomic.chaos import app_faults, load_faults
 from homeo.autonomic.chaos.faultserver import Reply, error
 
 if TYPE_CHECKING:
@@ -76,4 +76,7 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("provider-slow", "the flaky deployment answers, but several times slower than"
              " before (within an attempt's timeout)", "shift its routing weight away (or hold"
              " its breaker open)", app_faults.slow_down, app_faults.slow_tuning),
+    Scenario("tenant-flood", f"another tenant submits {load_faults.FLOOD_RUNS} runs at once",
+             "shed that tenant at the API or pause its claims, so the steady tenant's runs"
+             " keep their latency", load_faults.flood),
 )}
