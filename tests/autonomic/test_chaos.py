@@ -116,3 +116,17 @@ def test_a_flooding_tenant_loses_nothing_and_the_loop_holds_it_back() -> None:
     assert not on.slo_broken or (
         off.recovery_seconds is None
         or (on.recovery_seconds is not None and on.recovery_seconds <= off.recovery_seconds))
+
+
+@pytest.mark.slow
+def test_a_poison_job_is_quarantined_and_the_workers_come_back() -> None:
+    off, on = _play("poison-job")
+
+    _no_loss_and_the_loop_acted(off, on)
+    assert "quarantine_job" in on.actions, on.actions
+    # The poison run ends failed in both modes: quarantined to dead letter with
+    # the loop, its attempts spent (each a worker's death) without.
+    assert on.others == off.others == {"failed": 1}, (on.others, off.others)
+    assert not on.slo_broken or (
+        off.recovery_seconds is None
+        or (on.recovery_seconds is not None and on.recovery_seconds <= off.recovery_seconds))

@@ -114,8 +114,8 @@ class System:
     workers: list[subprocess.Popen[bytes]]
     backends: Backends
     tuning: Tuning
-    # Runs a fault submitted for other tenants, (tenant, run id): accepted work
-    # that must not be lost either, counted apart from the steady workload.
+    # Runs the fault itself submitted, (tenant, run id): accepted work that
+    # must not be lost either, counted apart from the steady workload.
     others: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -159,6 +159,8 @@ def _run_once(scenario: Scenario, loop_on: bool, tuning: Tuning, *,
         agents = root / "agents"
         agents.mkdir()
         (agents / "chaos.yaml").write_text(AGENT_YAML)
+        for name, text in scenario.agents.items():
+            (agents / name).write_text(text)
         data = root / "data"
         data.mkdir()
         url = f"sqlite:///{data / 'homeo.db'}"
@@ -173,7 +175,8 @@ def _run_once(scenario: Scenario, loop_on: bool, tuning: Tuning, *,
         progress(f"{scenario.name}, loop {mode}: starting {tuning.workers} workers in {root}")
         for index in range(tuning.workers):
             log = (root / f"worker-{index}.log").open("wb")
-            workers.append(subprocess.Popen([*homeo_command, "worker"], env=env,
+            supervised = ["--processes", "1"] if scenario.supervised else []
+            workers.append(subprocess.Popen([*homeo_command, "worker", *supervised], env=env,
                                             stdout=log, stderr=subprocess.STDOUT))
         _wait_ready(backends, workers, tuning, root)
         system = System(flaky, steady, workers, backends, tuning)
@@ -182,6 +185,8 @@ def _run_once(scenario: Scenario, loop_on: bool, tuning: Tuning, *,
         progress(f"{scenario.name}, loop {mode}: {len(submitted)} runs submitted;"
                  " waiting for them to end")
         outcomes = _drain(backends, submitted, tuning.drain_seconds)
+        if scenario.drain_others:
+            _drain_all(backends, system.others, tuning.drain_seconds)
         decisions = [(d.action, d.status) for d in backends.store.list_decisions(limit=1000)]
         others = [backends.store.get_run(tenant, run_id) for tenant, run_id in system.others]
         return summarize(mode, outcomes, fault_at, tuning.slo, decisions,
@@ -254,6 +259,15 @@ def _drain(backends: Backends, run_ids: list[str], seconds: float) -> list[RunOu
                 time.monotonic() >= deadline):
             return [RunOutcome(run.created_at, run.status, run.finished_at)
                     if run is not None else RunOutcome(0.0, "missing", None) for run in runs]
+        time.sleep(0.25)
+
+
+def _drain_all(backends: Backends, runs: list[tuple[str, str]], seconds: float) -> None:
+    """Wait until each (tenant, run id) has ended, or `seconds` ran out."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not all(
+            (run := backends.store.get_run(tenant, run_id)) is not None and run.status in FINAL
+            for tenant, run_id in runs):
         time.sleep(0.25)
 
 

@@ -50,8 +50,8 @@ class ModeResult:
     actions: dict[str, int] = field(default_factory=dict)
     faulty_calls: int = 0  # calls the flaky deployment got after the fault
     steady_calls: int = 0  # and the steady one
-    # Runs the fault submitted for another tenant (tenant-flood), by status when
-    # the steady runs had ended: "missing" is a run the store lost.
+    # Runs the fault itself submitted (tenant-flood's, the poison job), by status
+    # when the steady runs had ended: "missing" is a run the store lost.
     others: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -103,8 +103,8 @@ def summarize(loop: str, runs: list[RunOutcome], fault_at: float, slo: Slo,
               decisions: list[tuple[str, str]], faulty_calls: int,
               steady_calls: int = 0, others: Sequence[str | None] = ()) -> ModeResult:
     """`decisions`: (action, status) of each decision made during the run;
-    `others`: the status of each run the fault submitted for another tenant
-    (None: not in the store)."""
+    `others`: the status of each run the fault itself submitted (None: not
+    in the store)."""
     broken, recovered = recovery(runs, fault_at, slo)
     latencies = [run.finished_at - run.submitted_at for run in runs
                  if run.finished_at is not None]
@@ -145,7 +145,7 @@ def table(scenario: str, results: list[ModeResult]) -> str:
          or "0"),
     ]
     if any(r.others for r in results):
-        rows.append(("another tenant's runs, by status at the end",
+        rows.append(("the fault's own runs, by status at the end",
                      lambda r: ", ".join(f"{status} {n}" for status, n in sorted(r.others.items()))
                      or "-"))
     lines = [f"| {scenario} | " + " | ".join(f"loop {r.loop}" for r in results) + " |",

@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from homeo.autonomic.chaos import app_faults, load_faults
+from homeo.autonomic.chaos import app_faults, job_faults, load_faults
 from homeo.autonomic.chaos.faultserver import Reply, error
 
 if TYPE_CHECKING:
@@ -34,6 +34,12 @@ class Scenario:
     inject: Callable[[System], None]
     # The tuning this scenario needs, from the one asked for (None: as asked).
     adjust: Callable[[Tuning], Tuning] | None = None
+    # More agents its fault runs: file name -> YAML.
+    agents: Mapping[str, str] = field(default_factory=dict)
+    # Each worker under `homeo worker --processes 1`, which restarts it when it dies.
+    supervised: bool = False
+    # Wait for the fault's own runs to end too (not for a flood the loop may pause).
+    drain_others: bool = False
 
 
 def _answer_500(system: System) -> None:
@@ -79,4 +85,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("tenant-flood", f"another tenant submits {load_faults.FLOOD_RUNS} runs at once",
              "shed that tenant at the API or pause its claims, so the steady tenant's runs"
              " keep their latency", load_faults.flood),
+    Scenario("poison-job", "one run's tool kills the worker process that runs it, every"
+             " time it runs", "end the dead worker's leases, and quarantine the job that"
+             " took its workers down to dead letter", job_faults.poison,
+             job_faults.poison_tuning,
+             agents={"chaos-poison.yaml": job_faults.POISON_YAML}, supervised=True,
+             drain_others=True),
 )}
