@@ -53,6 +53,13 @@ def _no_loss_and_the_loop_acted(off: ModeResult, on: ModeResult) -> None:
     assert (off.loop, on.loop) == ("off", "on")
 
 
+def _restored_no_later(off: ModeResult, on: ModeResult) -> None:
+    """With the loop the SLO never broke, or came back no later than without it."""
+    assert not on.slo_broken or (
+        off.recovery_seconds is None
+        or (on.recovery_seconds is not None and on.recovery_seconds <= off.recovery_seconds))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["provider-500", "provider-timeout"])
 def test_a_provider_fault_loses_nothing_and_the_loop_moves_traffic_off_it(name: str) -> None:
@@ -60,9 +67,7 @@ def test_a_provider_fault_loses_nothing_and_the_loop_moves_traffic_off_it(name: 
 
     _no_loss_and_the_loop_acted(off, on)
     assert set(on.actions) <= {"open_breaker", "shift_weight"}, on.actions
-    assert not on.slo_broken or (
-        off.recovery_seconds is None
-        or (on.recovery_seconds is not None and on.recovery_seconds <= off.recovery_seconds))
+    _restored_no_later(off, on)
 
 
 @pytest.mark.slow
@@ -113,9 +118,7 @@ def test_a_flooding_tenant_loses_nothing_and_the_loop_holds_it_back() -> None:
         assert set(result.others) <= {"queued", "running", "succeeded"}, result.others
     # The queue's fairness alone keeps the steady tenant served; with the loop
     # the SLO holds too, or comes back no later.
-    assert not on.slo_broken or (
-        off.recovery_seconds is None
-        or (on.recovery_seconds is not None and on.recovery_seconds <= off.recovery_seconds))
+    _restored_no_later(off, on)
 
 
 @pytest.mark.slow
@@ -127,6 +130,4 @@ def test_a_poison_job_is_quarantined_and_the_workers_come_back() -> None:
     # The poison run ends failed in both modes: quarantined to dead letter with
     # the loop, its attempts spent (each a worker's death) without.
     assert on.others == off.others == {"failed": 1}, (on.others, off.others)
-    assert not on.slo_broken or (
-        off.recovery_seconds is None
-        or (on.recovery_seconds is not None and on.recovery_seconds <= off.recovery_seconds))
+    _restored_no_later(off, on)

@@ -190,3 +190,24 @@ def test_an_agents_evaluations_show_with_the_runs_of_failed_cases(
     rows[0].find_element(By.LINK_TEXT, "bye").click()
     assert text_of(page, "run-status") == "succeeded"
     assert "bye" in text_of(page, "run-input")
+
+
+def test_an_agents_canary_and_evolution_show(page, served: Served,
+                                            screenshots: Path) -> None:  # noqa: ANN001
+    import time
+
+    from homeo.engine import canary
+
+    store = served.runtime.backends.store
+    record = store.get_agent("default", "echo")
+    store.put_agent("default", "echo", {**record.spec, "max_steps": 7}, author="test")
+    canary.start(store, "default", "echo", record.version, 0.3, by="test", now=time.time())
+    store.put_agent("default", "echo-evolve", {**record.spec, "name": "echo-evolve"},
+                    author="evolve")
+    sign_in(page, served, served.key)
+    page.get(f"{served.url}/ui/agents/echo")
+    shown = text_of(page, "canary")
+    assert "active" in shown and record.version in shown and "30% of new runs" in shown
+    snap(page, screenshots, "agent-canary")
+    page.find_element(By.PARTIAL_LINK_TEXT, "candidate versions").click()
+    assert "echo-evolve" in page.title
