@@ -18,15 +18,16 @@ By = Annotated[str, typer.Option("--by", help="Who makes the change (kept with t
 
 
 def _act(tenant: str | None, data_dir: Any, database_url: str | None,
-         act: Callable[[Any, str], Any]) -> Any:
-    """`act(store, tenant)` on the tenant's store; an ended canary is audited."""
+         act: Callable[[Any, Any], Any]) -> Any:
+    """`act(store, settings)` on the tenant's store (`settings.default_tenant`
+    is the tenant); an ended canary is audited."""
     from homeo.audit import canary_event
     from homeo.engine.canary import Canary, CanaryError
 
     with tenant_runtime(tenant, data_dir, database_url) as (settings, runtime):
         store = runtime.backends.store
         try:
-            result = act(store, settings.default_tenant)
+            result = act(store, settings)
         except CanaryError as error:
             fail(str(error))
         ended = result[0] if isinstance(result, tuple) else result
@@ -74,7 +75,8 @@ def canary_command(
 
     now = time.time()
 
-    def act(store: Any, tenant_id: str) -> Any:
+    def act(store: Any, settings: Any) -> Any:
+        tenant_id = settings.default_tenant
         if challenger is not None:
             return canaries.start(store, tenant_id, name, challenger, share,
                                   min_runs=min_runs, by=by, now=now)
@@ -82,7 +84,11 @@ def canary_command(
         if found is None:
             raise canaries.CanaryError(
                 f"agent {name!r} has no canary; start one with --challenger VERSION")
-        return canaries.judge(store, found, by=by, now=now) if judge else found
+        if not judge:
+            return found
+        from homeo.observe.slo.definitions import load_slos
+
+        return canaries.judge(store, found, by=by, now=now, slos=load_slos(settings.slo_file))
 
     _show(_act(tenant, data_dir, database_url, act), as_json)
 
@@ -99,8 +105,8 @@ def promote_command(
     """Make VERSION the agent's definition (ending its canary, if one is running)."""
     from homeo.engine import canary as canaries
 
-    ended = _act(tenant, data_dir, database_url, lambda store, tenant_id: canaries.promote(
-        store, tenant_id, name, version, by=by, now=time.time()))
+    ended = _act(tenant, data_dir, database_url, lambda store, settings: canaries.promote(
+        store, settings.default_tenant, name, version, by=by, now=time.time()))
     if as_json:
         print_json({"agent": name, "current": version,
                     "canary": None if ended is None else ended.model_dump(mode="json")})
@@ -121,8 +127,9 @@ def rollback_command(
     version current again."""
     from homeo.engine import canary as canaries
 
-    ended, current = _act(tenant, data_dir, database_url, lambda store, tenant_id:
-                          canaries.rollback(store, tenant_id, name, by=by, now=time.time()))
+    ended, current = _act(tenant, data_dir, database_url, lambda store, settings:
+                          canaries.rollback(store, settings.default_tenant, name, by=by,
+                                            now=time.time()))
     if as_json:
         print_json({"agent": name, "current": current,
                     "canary": None if ended is None else ended.model_dump(mode="json")})

@@ -26,6 +26,7 @@ from homeo.engine.worker import Emit, Worker
 from homeo.llm.resolve import ModelCatalog
 from homeo.observe import tracing
 from homeo.observe.metrics import Metrics
+from homeo.observe.slo.definitions import load_slos
 from homeo.queue.base import RetryPolicy
 from homeo.safety.screen import SafetyGuards
 from homeo.safety.scrub import keep_secret
@@ -173,6 +174,7 @@ class Runtime:
             control=self.control,
             max_concurrency=self.max_concurrency(concurrency),
             audit=open_audit_log(self.settings.audit_key_file, self.backends.store),
+            slos=load_slos(self.settings.slo_file),
         )
 
     def max_concurrency(self, concurrency: int | None = None) -> int:
@@ -190,7 +192,6 @@ class Runtime:
         from homeo.autonomic.loop import AutonomicLoop
         from homeo.autonomic.plan import Planner
         from homeo.autonomic.monitor import Monitor
-        from homeo.observe.slo.definitions import load_slos
 
         settings = self.settings
         monitor = Monitor(self.backends.store, self.backends.queue,

@@ -169,3 +169,38 @@ def test_the_cli_starts_promotes_and_rolls_back(runtime: Runtime, tmp_path: Path
     assert back.returncode == 0 and f"now runs version {first}" in back.stdout
     first_again = homeo("rollback", "helper")
     assert first_again.returncode == 1 and "no earlier version" in first_again.stderr
+
+
+def evidence_of(challenger: tuple[int, int], champion: tuple[int, int]) -> dict:
+    found = {role: {"version": role, "succeeded": ok, "runs": n}
+             for role, (ok, n) in (("challenger", challenger), ("champion", champion))}
+    found["z"] = canary._z(*challenger, *champion)
+    return found
+
+
+def test_a_challenger_that_breaks_a_run_success_slo_is_rolled_back() -> None:
+    """8 of 10 against 10 of 10 is not yet worse by the z-test (min_runs 40),
+    but 8 of 10 is surely under a 99% objective, and the champion is not."""
+    trial = canary.Canary(tenant_id=TENANT, agent="helper", champion="a", challenger="b",
+                          share=0.5, min_runs=40, started_at=0.0, started_by="test")
+    found = evidence_of((8, 10), (10, 10))
+    assert canary.decide(trial, found)[0] == "active"
+    status, why = canary.decide(trial, found, [("runs-succeed", 0.99)])
+    assert status == "rolled_back" and "breaks the SLO runs-succeed" in why
+    # Both below it: the SLO says nothing about the challenger in particular.
+    assert canary.decide(trial, evidence_of((8, 10), (8, 10)), [("runs-succeed", 0.99)])[0] == (
+        "active")
+
+
+def test_the_slos_that_count_are_run_success_ones_covering_the_agent(runtime: Runtime) -> None:
+    from homeo.observe.slo.definitions import Slo
+
+    trial = canary.Canary(tenant_id=TENANT, agent="helper", champion="a", challenger="b",
+                          share=0.5, min_runs=40, started_at=0.0, started_by="test")
+    slos = [Slo(name="all", kind="run_success", objective=0.99, window="30d"),
+            Slo(name="mine", kind="run_success", objective=0.9, window="30d", agent="helper"),
+            Slo(name="other", kind="run_success", objective=0.9, window="30d", agent="nope"),
+            Slo(name="acme", kind="run_success", objective=0.9, window="30d", tenant="acme"),
+            Slo(name="fast", kind="step_latency", objective=0.95, window="30d",
+                threshold_seconds=30)]
+    assert canary.objectives(slos, trial) == [("all", 0.99), ("mine", 0.9)]

@@ -10,10 +10,12 @@ it stays there once ended, with its outcome and evidence, for people to read.
 The judge's test: of the runs that ended (succeeded or failed) since the
 canary began, the challenger's success rate against the champion's, one-sided
 two-proportion z-test. Rolled back as soon as it is worse at 99.5% confidence
-(with at least a quarter of `min_runs` each), or worse at 95% once both have
-`min_runs`; promoted once both have `min_runs` and the challenger's rate is at
-least the champion's; rolled back, not shown to be as good, at four times
-`min_runs`. Latency and SLOs are not part of the test.
+(with at least a quarter of `min_runs` each), or as soon as it breaks a
+run-success SLO that covers the agent while the champion does not (the upper
+end of its Wilson 95% interval below the objective, the champion's not), or
+worse at 95% once both have `min_runs`; promoted once both have `min_runs`
+and the challenger's rate is at least the champion's; rolled back, not shown
+to be as good, at four times `min_runs`. Latency is not part of the test.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from homeo.evolve.stats import wilson
 from homeo.store.base import Store
 from homeo.store.models import ControlEntry, Run
 
@@ -151,14 +155,32 @@ def _z(successes_x: int, n_x: int, successes_c: int, n_c: int) -> float | None:
     return round(difference / spread, 4)
 
 
-def decide(canary: Canary, found: dict[str, Any]) -> tuple[Status, str]:
-    """What the evidence says: stay active, promote or roll back, and why."""
+def objectives(slos: Sequence[Any], canary: Canary) -> list[tuple[str, float]]:
+    """(name, objective) of the run-success SLOs (observe/slo) covering the
+    canary's agent and tenant."""
+    return [(slo.name, slo.objective) for slo in slos
+            if slo.kind == "run_success" and slo.agent in (None, canary.agent)
+            and slo.tenant in (None, canary.tenant_id)]
+
+
+def decide(canary: Canary, found: dict[str, Any],
+           slos: Sequence[tuple[str, float]] = ()) -> tuple[Status, str]:
+    """What the evidence says: stay active, promote or roll back, and why.
+    `slos`: (name, objective) of the run-success SLOs covering the agent."""
     x, c, z = found["challenger"], found["champion"], found["z"]
     early = max(canary.min_runs // 4, 2)
     rates = (f"challenger {x['succeeded']}/{x['runs']} succeeded, champion"
              f" {c['succeeded']}/{c['runs']}")
-    if z is not None and min(x["runs"], c["runs"]) >= early and z <= WORSE_EARLY_Z:
-        return "rolled_back", f"worse at 99.5% confidence ({rates}, z {z})"
+    if min(x["runs"], c["runs"]) >= early:
+        if z is not None and z <= WORSE_EARLY_Z:
+            return "rolled_back", f"worse at 99.5% confidence ({rates}, z {z})"
+        upper_x = wilson(x["succeeded"], x["runs"]).high or 0.0
+        upper_c = wilson(c["succeeded"], c["runs"]).high or 0.0
+        for name, objective in slos:
+            if upper_x < objective <= upper_c:
+                return "rolled_back", (f"breaks the SLO {name} (objective {objective:.1%};"
+                                       f" the challenger is below it at 95% confidence and"
+                                       f" the champion is not; {rates})")
     if min(x["runs"], c["runs"]) < canary.min_runs:
         return "active", f"waiting for {canary.min_runs} ended runs of each ({rates})"
     if z is not None and z <= WORSE_Z:
@@ -170,12 +192,14 @@ def decide(canary: Canary, found: dict[str, Any]) -> tuple[Status, str]:
     return "active", f"not yet as good, nor surely worse ({rates}, z {z})"
 
 
-def judge(store: Store, canary: Canary, *, by: str, now: float) -> Canary:
-    """Decide the active canary and act on it: the canary as it is now."""
+def judge(store: Store, canary: Canary, *, by: str, now: float,
+          slos: Sequence[Any] = ()) -> Canary:
+    """Decide the active canary and act on it: the canary as it is now.
+    `slos`: the SLO definitions (observe/slo); its run-success ones count."""
     if canary.status != "active":
         return canary
     found = evidence(store, canary)
-    status, why = decide(canary, found)
+    status, why = decide(canary, found, objectives(slos, canary))
     if status == "active":
         return canary.model_copy(update={"evidence": {**found, "why": why}})
     return end(store, canary, status, {**found, "why": why}, by=by, now=now)
@@ -195,12 +219,14 @@ def end(store: Store, canary: Canary, status: Status, found: dict[str, Any], *, 
     return ended
 
 
-def judge_all(store: Store, *, by: str, now: float) -> list[Canary]:
+def judge_all(store: Store, *, by: str, now: float, slos: Sequence[Any] = ()
+              ) -> list[Canary]:
     """Judge every active canary of every tenant; the ones that ended now."""
     ended = []
     for entry in store.list_control(now=now):
         if entry.key.startswith(PREFIX) and entry.value.get("status") == "active":
-            canary = judge(store, Canary.model_validate(entry.value), by=by, now=now)
+            canary = judge(store, Canary.model_validate(entry.value), by=by, now=now,
+                           slos=slos)
             if canary.status != "active":
                 ended.append(canary)
     return ended

@@ -46,7 +46,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
@@ -142,6 +142,7 @@ class Worker:
         control: ControlState | None = None,
         max_concurrency: int | None = None,
         audit: AuditLog | None = None,
+        slos: Sequence[Any] = (),
     ) -> None:
         """`tools` are the operator's limits for the built-in tools, handed to
         every run's tools in their context (default: the settings' defaults).
@@ -155,7 +156,9 @@ class Worker:
         worker runs as many slots as it says (between 1 and `max_concurrency`,
         default `concurrency`), leaves paused tenants' jobs in line and
         dead-letters quarantined jobs. With `audit`, what the safety guards did
-        in a run (block, approve, redact, flag) is also an audit event."""
+        in a run (block, approve, redact, flag) is also an audit event. `slos`
+        (observe/slo) are what its sweep judges champion/challenger canaries
+        against, beside the challenger's own record (engine/canary.py)."""
         self.backends = backends
         self.store = backends.store
         self.queue = backends.queue
@@ -175,6 +178,7 @@ class Worker:
         self.tools = tools or ToolSettings()
         self.safety = safety
         self.audit = audit
+        self.slos = tuple(slos)
         # Finished runs' per-step checkpoints older than this are pruned (None: never).
         self.checkpoint_retention = checkpoint_retention
         self.prune_every = prune_every
@@ -310,7 +314,8 @@ class Worker:
                 requeued = await asyncio.to_thread(self.sweeper.sweep_ingestions)
                 woken = await asyncio.to_thread(self.waits.sweep)
                 judged = await asyncio.to_thread(
-                    canary.judge_all, self.store, by=f"worker:{self.worker_id}", now=time.time())
+                    canary.judge_all, self.store, by=f"worker:{self.worker_id}", now=time.time(),
+                    slos=self.slos)
             except Exception as error:  # the database is down: the slots report it
                 self.log.warning("sweep failed", error=f"{type(error).__name__}: {error}")
                 continue
