@@ -116,6 +116,52 @@ def test_a_job_that_took_down_every_worker_is_poison(backends: Backends) -> None
     assert "took down every worker" in poison_job.evidence[1]["rule"]
 
 
+def test_sandboxes_hitting_their_time_limit_while_jobs_wait_are_hanging(
+    backends: Backends,
+) -> None:
+    queue, store = backends.queue, backends.store
+    monitor, analyzer = Monitor(store, queue), Analyzer()
+
+    def beat(worker: str, at: float, *, in_use: int, timeouts: int, runs: int) -> None:
+        store.beat_worker(WorkerRecord(id=worker, host="h", pid=1, slots=3, in_use=in_use,
+                                       started_at=T0, last_seen=at, sandbox_runs=runs,
+                                       sandbox_timeouts=timeouts))
+
+    def hanging(at: float) -> list:
+        seen = monitor.observe(at)
+        return [seen, [d for d in analyzer.analyze(seen).diagnoses
+                       if d.kind == "sandbox_hanging"]]
+
+    # Counts from before the loop's first look are history, not news.
+    beat("w1", T0, in_use=3, timeouts=5, runs=5)
+    beat("w2", T0, in_use=3, timeouts=0, runs=0)
+    for index in range(4):
+        queue.enqueue("acme", "run", {"n": index}, now=T0)
+    seen, found = hanging(T0 + 1)
+    assert seen.value("sandbox.new_timeouts") == 0 and found == []
+
+    # One more timeout in each process: two in the window, every slot busy, jobs due.
+    beat("w1", T0 + 2, in_use=3, timeouts=6, runs=7)
+    beat("w2", T0 + 2, in_use=3, timeouts=1, runs=1)
+    seen, [found] = hanging(T0 + 3)
+    assert (seen.value("sandbox.new_timeouts"), seen.value("sandbox.new_runs")) == (2, 3)
+    assert seen.of("worker.sandbox_timeouts") == {"w1": 6, "w2": 1}
+    assert found.subject == "" and "6 of 6 slots are busy and 4 jobs wait" in found.summary
+
+    # Slots to spare: the hung sandboxes hold no one up.
+    beat("w1", T0 + 4, in_use=1, timeouts=6, runs=7)
+    assert hanging(T0 + 5)[1] == []
+    # Busy again, but the timeouts left the window.
+    beat("w1", T0 + 80, in_use=3, timeouts=6, runs=7)
+    beat("w2", T0 + 80, in_use=3, timeouts=1, runs=1)
+    assert hanging(T0 + 81)[1] == []
+    # No job waits: nothing to make room for.
+    beat("w1", T0 + 82, in_use=3, timeouts=9, runs=10)
+    while queue.claim("w9#1", 60, now=T0 + 82) is not None:
+        pass
+    assert hanging(T0 + 83)[1] == []
+
+
 def test_an_agent_whose_runs_start_failing_has_regressed(backends: Backends) -> None:
     store = backends.store
     monitor = Monitor(store, backends.queue, failure_window_seconds=60)

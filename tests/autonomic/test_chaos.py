@@ -131,3 +131,17 @@ def test_a_poison_job_is_quarantined_and_the_workers_come_back() -> None:
     # the loop, its attempts spent (each a worker's death) without.
     assert on.others == off.others == {"failed": 1}, (on.others, off.others)
     _restored_no_later(off, on)
+
+
+@pytest.mark.slow
+def test_hung_sandboxes_get_more_slots_beside_them_and_every_hung_run_ends() -> None:
+    off, on = _play("sandbox-hang")
+
+    _no_loss_and_the_loop_acted(off, on)
+    # Each worker counts its sandbox timeouts in its heartbeat; the loop sees
+    # them while jobs wait behind busy slots and gives the workers more.
+    assert "raise_concurrency" in on.actions, on.actions
+    # The sandbox's time limit ends every hung command, and its run goes on.
+    for result in (off, on):
+        assert set(result.others) == {"succeeded"} and result.others_lost == 0, result.others
+    _restored_no_later(off, on)

@@ -14,10 +14,11 @@ from homeo.tools.context import ToolContext, ToolSettings
 from homeo.tools.registry import Tool, ToolError, load_tool
 
 
-def run_tool(tool: Tool, arguments: dict[str, Any]) -> dict[str, Any]:
+def run_tool(tool: Tool, arguments: dict[str, Any],
+             settings: ToolSettings | None = None) -> dict[str, Any]:
     """Call the tool as a worker does: with the operator's settings (the test's
     environment) in its context."""
-    settings = ToolSettings.from_settings(load_settings())
+    settings = settings or ToolSettings.from_settings(load_settings())
     context = ToolContext("t", "r", settings=settings)
     return asyncio.run(tool.function(**arguments, context=context))
 
@@ -42,9 +43,15 @@ def test_the_python_tool_runs_code_in_the_sandbox(monkeypatch: pytest.MonkeyPatc
 def test_the_shell_tool_runs_in_the_same_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOMEO_SANDBOX_TIMEOUT", "1s")
     shell = load_tool("homeo.tools.builtin:shell")
-    report = run_tool(shell, shell.validate({"command": "id -u; printf x > f; sleep 10"}))
+    settings = ToolSettings.from_settings(load_settings())
+    report = run_tool(shell, shell.validate({"command": "id -u; printf x > f; sleep 10"}),
+                      settings)
     assert report["stdout"] == "65534\n" and report["files"] == {"f": "x"}
     assert report["timed_out"] and report["exit_code"] == 137
+    # The process's tally (a worker reports it in its heartbeat) counts it.
+    run_tool(shell, shell.validate({"command": "true"}), settings)
+    counts = settings.sandbox_tally.counts()
+    assert (counts.runs, counts.timeouts, counts.ooms) == (2, 1, 0)
     with pytest.raises(ToolError, match="command"):
         shell.validate({"cmd": "ls"})
 

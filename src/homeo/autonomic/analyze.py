@@ -20,6 +20,8 @@ baseline and z-score that fired) and a confidence in [0, 1]:
     backlog_growing    due jobs pile up: above their baseline or old, and rising
     poison_job         its lease expired again and again: it took down or hung
                        the worker holding it each time
+    sandbox_hanging    sandboxed tools keep running into their time limit while
+                       jobs wait and nearly every live worker slot is busy
     agent_regressed    its runs fail far more often than they used to
     disk_pressure      the data directory's disk is nearly full
     memory_pressure    the machine has little memory left
@@ -50,7 +52,9 @@ NOISE: dict[str, float] = {
 TENANT_DIAGNOSES = frozenset({"poison_job", "agent_regressed", "tenant_flooding"})
 # Counters that only grow, and per-job facts: no baseline.
 UNBASELINED = frozenset({"queue.dead", "queue.lease_expiries", "job.lease_expiries",
-                         "job.attempts", "workers.known", "worker.heartbeat_age_seconds"})
+                         "job.attempts", "workers.known", "worker.heartbeat_age_seconds",
+                         "worker.sandbox_timeouts", "worker.sandbox_ooms", "sandbox.new_runs",
+                         "sandbox.new_timeouts", "sandbox.new_ooms"})
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,9 @@ class Thresholds:
     backlog_age_seconds: float = 60.0
     backlog_trend_seconds: float = 30.0
     poison_expiries: int = 2
+    sandbox_window_seconds: float = 60.0
+    sandbox_min_timeouts: int = 2  # within the window
+    sandbox_busy_share: float = 0.75  # of live workers' slots in use
     agent_min_runs: int = 5
     agent_failure_rate: float = 0.3  # and above its baseline; 0.5 before it has one
     disk_free_ratio: float = 0.05
@@ -140,6 +147,7 @@ class Analyzer:
         self.thresholds = thresholds or Thresholds()
         self.baselines: dict[str, Baseline] = {}
         self._due: deque[tuple[float, float]] = deque()
+        self._timeouts: deque[tuple[float, float]] = deque()  # (at, sandbox.new_timeouts)
 
     def analyze(self, seen: Observation) -> Analysis:
         """Score every signal against its baseline (then let it learn the value)
@@ -163,6 +171,7 @@ class Analyzer:
             *self._workers(seen),
             *self._backlog(seen, anomalies),
             *self._poison(seen),
+            *self._sandbox(seen),
             *self._agents(seen, anomalies),
             *self._machine(seen),
             *self._floods(seen, anomalies),
@@ -310,6 +319,40 @@ class Analyzer:
                 " while holding it",
                 evidence))
         return found
+
+    def _sandbox(self, seen: Observation) -> list[Diagnosis]:
+        """Hung sandboxed tools hold worker slots until their time limit ends
+        them, using no CPU meanwhile: while they do and jobs wait, more slots
+        would let those jobs run."""
+        t = self.thresholds
+        new = seen.value("sandbox.new_timeouts")
+        if new:
+            self._timeouts.append((seen.at, new))
+        while self._timeouts and self._timeouts[0][0] <= seen.at - t.sandbox_window_seconds:
+            self._timeouts.popleft()
+        timeouts = sum(count for _, count in self._timeouts)
+        due = seen.value("queue.due") or 0.0
+        if timeouts < t.sandbox_min_timeouts or due <= 0:
+            return []
+        ages = seen.of("worker.heartbeat_age_seconds")
+        live = {worker for worker, age in ages.items() if age < t.worker_stale_seconds}
+        slots = sum(v for worker, v in seen.of("worker.slots").items() if worker in live)
+        in_use = sum(v for worker, v in seen.of("worker.in_use").items() if worker in live)
+        if not slots or in_use < t.sandbox_busy_share * slots:
+            return []
+        evidence = [
+            {"signal": "sandbox.new_timeouts", "value": timeouts,
+             "rule": f">= {t.sandbox_min_timeouts} in the last {t.sandbox_window_seconds:g}s"},
+            _rule("queue.due", "", due, "> 0"),
+            {"signal": "worker.in_use", "value": in_use,
+             "rule": f">= {t.sandbox_busy_share} x {slots:g} slots of live workers"}]
+        confidence = 0.6 + 0.1 * min(timeouts / t.sandbox_min_timeouts - 1, 2) + 0.1 * (
+            in_use >= slots)
+        return [Diagnosis(
+            "sandbox_hanging", "", round(min(confidence, 0.95), 3),
+            f"{timeouts:.0f} sandboxed tool runs hit their time limit in the last"
+            f" {t.sandbox_window_seconds:g}s; {in_use:.0f} of {slots:.0f} slots are busy and"
+            f" {due:.0f} jobs wait", evidence)]
 
     # --- agents, machine, tenants -------------------------------------------
     def _agents(self, seen: Observation, anomalies: dict[str, Anomaly]) -> list[Diagnosis]:

@@ -5,10 +5,12 @@ From the store and queue (so every process's work counts): queue depth and
 the age of the oldest due job, leases (held, lapsed, expired so far), dead
 letters, jobs whose lease expired again and again, runs waiting, queued and
 running, runs per agent and their failure rate over `failure_window_seconds`,
-each worker's heartbeat age, slots, slots in use and leases held, and the SLO
-burn rates. From this process: each model deployment's breaker, error rate
-and latency (its router's calls), its RSS, the free disk of the data
-directory and the machine's available memory.
+each worker's heartbeat age, slots, slots in use and leases held, sandboxed
+tool runs that timed out or were killed for memory (each worker counts its
+own and writes them with its heartbeat), and the SLO burn rates. From this
+process: each model deployment's breaker, error rate and latency (its
+router's calls), its RSS, the free disk of the data directory and the
+machine's available memory.
 
 Every measurement is a `Signal`: a name, a subject (what it is of; "" for
 the whole system) and a number. Subjects that belong to a tenant start with
@@ -91,6 +93,8 @@ class Monitor:
         self.failure_window_seconds = failure_window_seconds
         self.clock = clock
         self._totals: dict[str, float] = {}
+        self._worker_totals: dict[tuple[str, str], float] = {}
+        self._observed = False  # whether _workers ran before
 
     def observe(self, now: float | None = None) -> Observation:
         now = self.clock() if now is None else now
@@ -143,10 +147,33 @@ class Monitor:
     def _workers(self, seen: Observation, now: float) -> None:
         workers = self.store.list_workers()
         seen.add("workers.known", len(workers))
+        new = {"runs": 0.0, "timeouts": 0.0, "ooms": 0.0}
         for worker in workers:
             seen.add("worker.heartbeat_age_seconds", max(now - worker.last_seen, 0.0), worker.id)
             seen.add("worker.slots", worker.slots, worker.id)
             seen.add("worker.in_use", worker.in_use, worker.id)
+            seen.add("worker.sandbox_timeouts", worker.sandbox_timeouts, worker.id)
+            seen.add("worker.sandbox_ooms", worker.sandbox_ooms, worker.id)
+            for name, total in (("runs", worker.sandbox_runs),
+                                ("timeouts", worker.sandbox_timeouts),
+                                ("ooms", worker.sandbox_ooms)):
+                new[name] += self._worker_since_last(worker.id, name, total)
+        self._worker_totals = {key: value for key, value in self._worker_totals.items()
+                               if key[0] in {worker.id for worker in workers}}
+        self._observed = True
+        # Sandboxed tool runs that ended since the last observation, in every
+        # process: all of them, those the wall-clock limit ended, and those
+        # killed for memory.
+        seen.add("sandbox.new_runs", new["runs"])
+        seen.add("sandbox.new_timeouts", new["timeouts"])
+        seen.add("sandbox.new_ooms", new["ooms"])
+
+    def _worker_since_last(self, worker: str, name: str, total: float) -> float:
+        """What a worker's counter gained since the last observation: all of it
+        for a worker that appeared since, nothing on the first observation."""
+        before = self._worker_totals.get((worker, name), total if not self._observed else 0.0)
+        self._worker_totals[(worker, name)] = total
+        return max(total - before, 0.0)
 
     def _providers(self, seen: Observation) -> None:
         if self.providers is None:

@@ -68,6 +68,7 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "worker_dead": ("replace_worker", "expire_leases", "raise_concurrency"),
     "backlog_growing": ("raise_concurrency",),
     "poison_job": ("quarantine_job",),
+    "sandbox_hanging": ("raise_concurrency",),
     "agent_regressed": ("rollback_agent",),
     "memory_pressure": ("lower_concurrency",),
     "disk_pressure": ("lower_concurrency",),

@@ -255,9 +255,12 @@ class Worker:
 
     async def _beat(self) -> None:
         """Write this worker's heartbeat row; a database error is logged, not raised."""
+        sandbox = self.tools.sandbox_tally.counts()
         record = WorkerRecord(id=self.worker_id, host=socket.gethostname(), pid=os.getpid(),
                               slots=self.slots(), in_use=len(self._in_flight),
-                              started_at=self.started_at, last_seen=self.clock())
+                              started_at=self.started_at, last_seen=self.clock(),
+                              sandbox_runs=sandbox.runs, sandbox_timeouts=sandbox.timeouts,
+                              sandbox_ooms=sandbox.ooms)
         try:
             await asyncio.to_thread(self.store.beat_worker, record)
         except Exception as error:  # the slots report the database being down

@@ -254,7 +254,8 @@ class UiSession(BaseModel):
 
 class WorkerRecord(BaseModel):
     """A worker process's heartbeat row: who it is, how many slots it runs and
-    how many hold a run now, and when it last wrote (`Store.beat_worker`)."""
+    how many hold a run now, how its sandboxed tools ended, and when it last
+    wrote (`Store.beat_worker`)."""
 
     id: str
     host: str
@@ -263,6 +264,11 @@ class WorkerRecord(BaseModel):
     in_use: int = 0
     started_at: float
     last_seen: float
+    # Its sandboxed tool runs since it started, those the wall-clock limit
+    # ended, and those with a process killed for memory (homeo.sandbox.tally).
+    sandbox_runs: int = 0
+    sandbox_timeouts: int = 0
+    sandbox_ooms: int = 0
 
 
 class AgentOutcomes(BaseModel):

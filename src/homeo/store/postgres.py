@@ -371,6 +371,13 @@ MIGRATIONS = [
     );
     CREATE INDEX ui_sessions_expiry ON ui_sessions (expires_at);
     """,
+    # What each worker process's sandboxed tools hit since it started
+    # (homeo.sandbox.tally): the autonomic Monitor sums them across processes.
+    """
+    ALTER TABLE workers ADD COLUMN sandbox_runs BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE workers ADD COLUMN sandbox_timeouts BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE workers ADD COLUMN sandbox_ooms BIGINT NOT NULL DEFAULT 0;
+    """,
 ]
 
 

@@ -765,13 +765,17 @@ class SQLStore(RegistrySQL, Store):
         with self.db.statement() as db:
             db.execute(
                 self.db.sql(
-                    "INSERT INTO workers (id, host, pid, slots, in_use, started_at, last_seen)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                    "INSERT INTO workers (id, host, pid, slots, in_use, started_at, last_seen,"
+                    " sandbox_runs, sandbox_timeouts, sandbox_ooms)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
                     " slots = excluded.slots, in_use = excluded.in_use,"
-                    " last_seen = excluded.last_seen"
+                    " last_seen = excluded.last_seen, sandbox_runs = excluded.sandbox_runs,"
+                    " sandbox_timeouts = excluded.sandbox_timeouts,"
+                    " sandbox_ooms = excluded.sandbox_ooms"
                 ),
                 (worker.id, worker.host, worker.pid, worker.slots, worker.in_use,
-                 worker.started_at, worker.last_seen),
+                 worker.started_at, worker.last_seen, worker.sandbox_runs,
+                 worker.sandbox_timeouts, worker.sandbox_ooms),
             )
 
     def list_workers(self) -> list[WorkerRecord]:

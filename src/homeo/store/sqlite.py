@@ -364,6 +364,13 @@ MIGRATIONS = [
     );
     CREATE INDEX ui_sessions_expiry ON ui_sessions (expires_at);
     """,
+    # What each worker process's sandboxed tools hit since it started
+    # (homeo.sandbox.tally): the autonomic Monitor sums them across processes.
+    """
+    ALTER TABLE workers ADD COLUMN sandbox_runs INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE workers ADD COLUMN sandbox_timeouts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE workers ADD COLUMN sandbox_ooms INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 

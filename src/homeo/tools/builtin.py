@@ -56,6 +56,7 @@ async def _sandboxed(
         with contextlib.suppress(Exception):
             await work
         raise
+    settings.sandbox_tally.record(result)
     return _report(result, budget)
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from homeo.sandbox.limits import Limits, parse_duration, parse_size
+from homeo.sandbox.tally import SandboxTally
 from homeo.tools.allowlist import Allowlist, parse_allowlist
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ class ToolSettings:
     http_allowlist: Allowlist = field(default_factory=lambda: Allowlist(frozenset()))
     http_max_bytes: int = 2**20
     http_timeout_seconds: float = 10.0
+    # How this process's sandboxed runs ended (a worker reports it in its heartbeat).
+    sandbox_tally: SandboxTally = field(default_factory=SandboxTally, compare=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ToolSettings:

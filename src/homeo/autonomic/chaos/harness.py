@@ -76,6 +76,7 @@ class Tuning:
     stats_window_seconds: float = 60.0
     baseline_every_seconds: float = 5.0
     baseline_min_samples: int = 12
+    sandbox_timeout_seconds: float = 10.0  # a sandboxed tool's wall-clock limit
     startup_seconds: float = 120.0  # for the workers to come up
     slo: Slo = field(default_factory=Slo)
 
@@ -100,6 +101,7 @@ class Tuning:
             "HOMEO_BREAKER_WINDOW_SECONDS": str(self.stats_window_seconds),
             "HOMEO_AUTONOMIC_BASELINE_EVERY_SECONDS": str(self.baseline_every_seconds),
             "HOMEO_AUTONOMIC_BASELINE_MIN_SAMPLES": str(self.baseline_min_samples),
+            "HOMEO_SANDBOX_TIMEOUT": f"{self.sandbox_timeout_seconds:g}s",
             "HOMEO_DEFAULT_TENANT": TENANT,
             "HOMEO_LOG_LEVEL": "warning",
         }

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from homeo.autonomic.chaos import app_faults, job_faults, load_faults
+from homeo.autonomic.chaos import app_faults, job_faults, load_faults, sandbox_faults
 from homeo.autonomic.chaos.faultserver import Reply, error
 
 if TYPE_CHECKING:
@@ -91,4 +91,10 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              job_faults.poison_tuning,
              agents={"chaos-poison.yaml": job_faults.POISON_YAML}, supervised=True,
              drain_others=True),
+    Scenario("sandbox-hang", f"a run every {sandbox_faults.HANG_EVERY_SECONDS:g} s whose"
+             " sandboxed command never ends, until the sandbox's time limit"
+             f" ({sandbox_faults.HANG_TIMEOUT_SECONDS:g} s) kills it",
+             "give the workers more slots while hung sandboxes hold theirs and jobs wait",
+             sandbox_faults.hang, sandbox_faults.hang_tuning,
+             agents={"chaos-hang.yaml": sandbox_faults.HANG_YAML}, drain_others=True),
 )}
