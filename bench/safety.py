@@ -3,7 +3,8 @@ ordinary text, and what each guard costs per text.
 
 Quality: precision, recall, F1 and false-positive rate on every test set
 (S-Labs, neuralchemy, the generated agent texts and each of their parts) at
-the shipped threshold. None of these texts trained the head or chose its
+the shipped threshold, and the share of pieces of real documentation (the
+installed packages' READMEs) it flags. None of these texts trained the head or chose its
 threshold. The baseline, in the same run on the same texts, is a keyword
 list: a text is an attack when it contains one of KEYWORDS, which is how
 guards that "match ignore previous instructions" work.
@@ -30,7 +31,7 @@ from _common import machine, table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from homeo.safety import train  # noqa: E402
+from homeo.safety import doc_texts, train  # noqa: E402
 from homeo.safety.credentials import SecretsGuard  # noqa: E402
 from homeo.safety.injection import InjectionGuard  # noqa: E402
 from homeo.safety.pii import PiiGuard  # noqa: E402
@@ -72,6 +73,11 @@ def quality(guard: InjectionGuard) -> None:
                  "kw P", "kw R", "kw F1", "kw FPR"], rows))
     print(f"(scored {len(split.texts)} texts in batches in {seconds:.1f}s:"
           f" {len(split.texts) / seconds:.0f} texts/s)")
+    readmes = doc_texts.package_readmes()
+    ours = float(np.mean(guard.scores(readmes) >= guard.threshold))
+    theirs = float(np.mean(keyword_scores(readmes)))
+    print(f"Real documentation (pieces of the installed packages' READMEs, {len(readmes)}):"
+          f" flagged {ours:.3f} (keywords {theirs:.3f})")
 
 
 def latency(guards: dict[str, object], texts: list[str]) -> None:

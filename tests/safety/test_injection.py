@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from homeo.safety import train
+from homeo.safety import doc_texts, train
 from homeo.safety.head import Head
 from homeo.safety.injection import InjectionGuard
 
@@ -66,6 +66,18 @@ def test_the_card_states_what_the_shipped_head_scores(guard: InjectionGuard,
     for test_set, figures in guard.card["test"].items():
         for name in ("precision", "recall", "fpr"):
             assert measured[test_set][name] == pytest.approx(figures[name], abs=0.01), test_set
+
+
+def test_real_readmes_are_flagged_no_more_often_than_measured(guard: InjectionGuard) -> None:
+    """The weak spot, kept visible: pieces of real documentation (the installed
+    packages' READMEs, doc_texts.py; text no part of training saw) are flagged
+    far more often than the generated tool outputs. Measured 0.245 of 600; a
+    worse model fails here."""
+    pieces = doc_texts.package_readmes()
+    assert len(pieces) >= 300
+    # Each piece fits one window, so its batch score is what `check` decides on.
+    flagged = float(np.mean(guard.scores(pieces) >= guard.threshold))
+    assert flagged <= 0.30, flagged
 
 
 def _help(*command: str) -> str:
