@@ -71,10 +71,10 @@ def test_the_card_states_what_the_shipped_head_scores(guard: InjectionGuard,
 def test_real_readmes_are_flagged_no_more_often_than_measured(guard: InjectionGuard) -> None:
     """The weak spot, kept visible: pieces of real documentation (the installed
     packages' READMEs, doc_texts.py; text no part of training saw) are flagged
-    far more often than the generated tool outputs. Measured 0.245 of 600; a
-    worse model fails here."""
-    pieces = doc_texts.package_readmes()
-    assert len(pieces) >= 300
+    far more often than the generated tool outputs. Measured 0.245 of 600
+    (bench/safety.py); here a sample of 300; a worse model fails."""
+    pieces = doc_texts.package_readmes(limit=300)
+    assert len(pieces) == 300
     # Each piece fits one window, so its batch score is what `check` decides on.
     flagged = float(np.mean(guard.scores(pieces) >= guard.threshold))
     assert flagged <= 0.30, flagged
