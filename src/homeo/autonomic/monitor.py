@@ -9,8 +9,9 @@ each worker's heartbeat age, slots, slots in use and leases held, sandboxed
 tool runs that timed out or were killed for memory (each worker counts its
 own and writes them with its heartbeat), and the SLO burn rates. From this
 process: each model deployment's breaker, error rate and latency (its
-router's calls), its RSS, the free disk of the data directory and the
-machine's available memory.
+router's calls), its RSS, the free disk of the data directory, and the
+memory it may still use: the machine's available share, or the room under
+its cgroup's memory limit when that is tighter (observe/memory_room.py).
 
 Every measurement is a `Signal`: a name, a subject (what it is of; "" for
 the whole system) and a number. Subjects that belong to a tenant start with
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from homeo.llm.callstats import CallWindow
+from homeo.observe import memory_room
 from homeo.observe.slo.definitions import Slo
 from homeo.observe.slo.measure import measure
 from homeo.queue.base import Queue
@@ -187,7 +189,11 @@ class Monitor:
 
     def _machine(self, seen: Observation) -> None:
         seen.add("process.rss_bytes", _rss_bytes())
-        seen.add("memory.available_ratio", _available_memory_ratio())
+        seen.add("memory.available_ratio", memory_room.available_ratio())
+        room = memory_room.cgroup_room()
+        if room is not None:
+            seen.add("memory.cgroup_limit_bytes", room[0])
+            seen.add("memory.cgroup_working_set_bytes", room[1])
         if self.data_dir is not None and self.data_dir.exists():
             usage = shutil.disk_usage(self.data_dir)
             seen.add("disk.free_bytes", usage.free)
@@ -210,12 +216,3 @@ def _rss_bytes() -> float | None:
         return None
 
 
-def _available_memory_ratio() -> float | None:
-    """MemAvailable / MemTotal of the machine (Linux /proc; None elsewhere)."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            fields = dict(line.split(":", 1) for line in meminfo)
-        total = int(fields["MemTotal"].split()[0])
-        return int(fields["MemAvailable"].split()[0]) / total if total else None
-    except (OSError, ValueError, KeyError):
-        return None
