@@ -36,6 +36,11 @@ ADD_CALL = {"id": "call_7", "type": "function",
             "function": {"name": "add", "arguments": '{"a": 2, "b": 3}'}}
 
 
+# A deployment's timeout: the faults below answer later than this (3 s), and a
+# healthy answer on a busy machine within it.
+TIMEOUT_SECONDS = 2.0
+
+
 @pytest.fixture
 def upstream() -> Iterator[FaultServer]:
     with fault_server() as server:
@@ -46,9 +51,9 @@ def upstream() -> Iterator[FaultServer]:
 def homeo(serve: Callable[..., Any], upstream: FaultServer) -> Any:
     models = {
         "default": [{"model": "openai:upstream-model", "name": "upstream",
-                     "base_url": upstream.base_url, "timeout_seconds": 0.5}],
+                     "base_url": upstream.base_url, "timeout_seconds": TIMEOUT_SECONDS}],
         "resilient": [{"model": "openai:upstream-model", "name": "upstream",
-                       "base_url": upstream.base_url, "timeout_seconds": 0.5},
+                       "base_url": upstream.base_url, "timeout_seconds": TIMEOUT_SECONDS},
                       {"model": "scripted:scriptkit:echo_model", "weight": 0}],
         "calc": [{"model": "scripted:scriptkit:calc_model"}],
     }
@@ -204,7 +209,7 @@ def test_streaming_fails_over_before_the_first_token(
 
     deltas = [c.choices[0].delta.content for c in chunks if c.choices[0].delta.content]
     assert deltas == ["echo: ", "are ", "you ", "there?"]
-    assert len(upstream.received) == 2  # a try and a retry, each silent past 0.5s
+    assert len(upstream.received) == 2  # a try and a retry, each silent past the timeout
 
 
 def test_a_stream_that_fails_before_its_first_token_is_an_http_error(
@@ -288,7 +293,7 @@ def test_a_hanging_provider_is_a_503_after_its_timeouts(
                                                                    "content": "hi"}])
 
     assert caught.value.status_code == 503
-    assert "no answer within 0.5s" in caught.value.message
+    assert f"no answer within {TIMEOUT_SECONDS:g}s" in caught.value.message
 
 
 def test_unknown_model_is_a_404_naming_the_models(client: openai.OpenAI) -> None:

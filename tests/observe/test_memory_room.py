@@ -18,6 +18,7 @@ HELD = 160 * 2**20
 # reports what it sees.
 CHILD = f"""
 import json, sys
+from homeo.observe import memory_room
 sys.stdin.readline()  # moved into the group by now
 held = bytearray({HELD})
 for index in range(0, len(held), 4096):
