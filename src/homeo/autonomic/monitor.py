@@ -160,8 +160,9 @@ class Monitor:
                                 ("timeouts", worker.sandbox_timeouts),
                                 ("ooms", worker.sandbox_ooms)):
                 new[name] += self._worker_since_last(worker.id, name, total)
+        present = {worker.id for worker in workers}
         self._worker_totals = {key: value for key, value in self._worker_totals.items()
-                               if key[0] in {worker.id for worker in workers}}
+                               if key[0] in present}
         self._observed = True
         # Sandboxed tool runs that ended since the last observation, in every
         # process: all of them, those the wall-clock limit ended, and those
@@ -189,8 +190,8 @@ class Monitor:
 
     def _machine(self, seen: Observation) -> None:
         seen.add("process.rss_bytes", _rss_bytes())
-        seen.add("memory.available_ratio", memory_room.available_ratio())
         room = memory_room.cgroup_room()
+        seen.add("memory.available_ratio", memory_room.ratio_with(room))
         if room is not None:
             seen.add("memory.cgroup_limit_bytes", room[0])
             seen.add("memory.cgroup_working_set_bytes", room[1])

@@ -89,7 +89,11 @@ def _share(room: tuple[int, int]) -> float:
 def available_ratio() -> float | None:
     """The smaller of the machine's available share and the room left under
     the tightest cgroup limit (None when neither can be read)."""
-    room = cgroup_room()
+    return ratio_with(cgroup_room())
+
+
+def ratio_with(room: tuple[int, int] | None) -> float | None:
+    """`available_ratio` for a cgroup room already read (`cgroup_room()`)."""
     shares = [share for share in (machine_available_ratio(),
                                   None if room is None else _share(room))
               if share is not None]
