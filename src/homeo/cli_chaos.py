@@ -26,7 +26,8 @@ class LoopMode(str, Enum):
 @chaos_app.command("run")
 def run(
     scenario: Annotated[str, typer.Argument(
-        help="provider-500, provider-timeout, worker-kill or provider-slow.")],
+        help="provider-500, provider-timeout, worker-kill, provider-slow, tenant-flood,"
+             " poison-job, sandbox-hang or disk-full.")],
     loop: Annotated[LoopMode, typer.Option(
         "--loop", help="Run with the autonomic loop on, off, or off then on (both).")
     ] = LoopMode.both,

@@ -173,6 +173,11 @@ class Settings(BaseSettings):
     checkpoint_retention: str = Field(
         "7d",
         description="How long finished runs keep their per-step checkpoints (a duration).")
+    checkpoint_retention_under_pressure: str = Field(
+        "1d",
+        description="While the data directory's disk is nearly full, the autonomic loop"
+        " may prune the checkpoints of runs finished longer ago than this (a duration;"
+        " off: it never does).")
     retry_base_seconds: float = Field(1.0, ge=0, le=3600)
     retry_max_seconds: float = Field(60.0, ge=0, le=86400)
     max_input_chars: int = Field(100_000, ge=1, le=10_000_000)
@@ -324,6 +329,10 @@ class Settings(BaseSettings):
     autonomic_baseline_min_samples: int = Field(
         12, ge=2, le=10000, description="Samples a signal's baseline needs before a value"
         " is judged against it.")
+    autonomic_disk_free: int = Field(
+        512 * 2**20, ge=0, description="The loop sees disk pressure when the data"
+        " directory's disk has less free than this (or under 5% free); a size as for"
+        " HOMEO_MIN_FREE_DISK.")
     autonomic_seed: int | None = Field(
         None, description="Seed of Plan's sampling (unset: random).")
     control_refresh_seconds: float = Field(
@@ -440,6 +449,22 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} must be longer than 0, such as 7d or 12h")
         return value
 
+    @field_validator("checkpoint_retention_under_pressure")
+    @classmethod
+    def _pressure_retention(cls, value: str) -> str:
+        from homeo.sandbox.limits import parse_duration
+
+        if value.strip().lower() != "off" and parse_duration(value) <= 0:
+            raise ValueError(f"{value!r} must be longer than 0, such as 1d or 12h, or off")
+        return value
+
+    def pressure_retention_seconds(self) -> float | None:
+        """HOMEO_CHECKPOINT_RETENTION_UNDER_PRESSURE in seconds; None when off."""
+        from homeo.sandbox.limits import parse_duration
+
+        text = self.checkpoint_retention_under_pressure
+        return None if text.strip().lower() == "off" else parse_duration(text)
+
     @field_validator("sandbox_timeout", "http_timeout")
     @classmethod
     def _sandbox_duration(cls, value: str) -> str:
@@ -547,7 +572,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with sqlite:///, postgresql:// or postgres://")
         return value
 
-    @field_validator("min_free_disk", mode="before")
+    @field_validator("min_free_disk", "autonomic_disk_free", mode="before")
     @classmethod
     def _size(cls, value: Any) -> Any:
         if not isinstance(value, str):

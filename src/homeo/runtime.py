@@ -199,6 +199,7 @@ class Runtime:
                           providers=self.models.provider_stats, data_dir=settings.data_dir)
         analyzer = Analyzer(Thresholds(
             worker_stale_seconds=settings.worker_stale_seconds,
+            disk_free_bytes=settings.autonomic_disk_free,
             baseline_every_seconds=settings.autonomic_baseline_every_seconds,
             baseline_min_samples=settings.autonomic_baseline_min_samples))
         store = self.backends.store
@@ -216,7 +217,8 @@ class Runtime:
             aliases=lambda: {alias: [entry.key for entry in entries]
                              for alias, entries in settings.models.items()},
             workers=Workers(base_slots=settings.workers, max_slots=self.max_concurrency()),
-            audit=open_audit_log(settings.audit_key_file, store))
+            audit=open_audit_log(settings.audit_key_file, store),
+            prune_older_than=settings.pressure_retention_seconds())
         return AutonomicLoop(monitor, analyzer, store, observer=observer,
                              interval_seconds=settings.autonomic_interval_seconds,
                              executor=executor if act else None)

@@ -20,7 +20,15 @@ from pathlib import Path
 import pytest
 
 from homeo.autonomic.chaos.harness import Tuning, run_scenario
-from homeo.autonomic.chaos.measure import ModeResult, RunOutcome, Slo, recovery
+from homeo.autonomic.chaos.measure import (
+    REFUSED,
+    ModeResult,
+    RunOutcome,
+    Slo,
+    recovery,
+    summarize,
+    table,
+)
 from homeo.autonomic.chaos.scenarios import SCENARIOS
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "support"))
@@ -97,12 +105,27 @@ def test_recovery_is_when_the_last_overdue_run_ended() -> None:
     assert recovery([*quick, RunOutcome(11.0, "running", None)], 10.0, slo) == (True, None)
 
 
+def test_refused_submissions_miss_the_slo_but_are_not_lost() -> None:
+    slo = Slo(latency_seconds=5.0)
+    runs = [RunOutcome(0.0, "succeeded", 1.0), RunOutcome(11.0, REFUSED, 11.0),
+            RunOutcome(14.0, REFUSED, 14.0), RunOutcome(15.0, "succeeded", 16.0)]
+
+    result = summarize("off", runs, 10.0, slo, [], faulty_calls=0)
+
+    assert (result.submitted, result.succeeded, result.refused, result.lost) == (4, 2, 2, 0)
+    assert (result.slo_broken, result.recovery_seconds) == (True, 4.0)
+    assert result.max_latency_seconds == 1.0  # a refusal is no run's latency
+    assert "| submissions refused (disk below its floor) | 2 |" in table("disk-full", [result])
+
+
 def test_an_unknown_scenario_is_refused_with_the_known_ones() -> None:
-    result = homeo("chaos", "run", "disk-full")
+    result = homeo("chaos", "run", "disk-filled")
 
     assert result.exit_code == 2
-    assert "unknown scenario 'disk-full'; choose one of provider-500, provider-timeout," \
-           " worker-kill, provider-slow" in result.output
+    assert ("unknown scenario 'disk-filled'; choose one of " + ", ".join(SCENARIOS)
+            in " ".join(result.output.split()))
+    assert all(name in " ".join(homeo("chaos", "run", "--help").output.split())
+               for name in SCENARIOS)
 
 
 @pytest.mark.slow
@@ -144,4 +167,16 @@ def test_hung_sandboxes_get_more_slots_beside_them_and_every_hung_run_ends() -> 
     # The sandbox's time limit ends every hung command, and its run goes on.
     for result in (off, on):
         assert set(result.others) == {"succeeded"} and result.others_lost == 0, result.others
+    _restored_no_later(off, on)
+
+
+@pytest.mark.slow
+def test_a_nearly_full_disk_gets_room_back_from_old_checkpoints() -> None:
+    off, on = _play("disk-full")
+
+    _no_loss_and_the_loop_acted(off, on)
+    # The loop pruned the checkpoints of the runs finished days ago, and gave
+    # the room back, so the floor refused no more than without it.
+    assert set(on.actions) == {"prune_checkpoints"}, on.actions
+    assert on.refused <= off.refused, (on, off)
     _restored_no_later(off, on)

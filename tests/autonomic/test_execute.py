@@ -22,7 +22,8 @@ from homeo.autonomic.approve import ApprovalRefused, approve
 from homeo.autonomic.execute import Executor, Safety, Workers
 from homeo.autonomic.plan import Planner
 from homeo.backends import Backends, open_backends
-from homeo.store.models import ControlEntry, DecisionRecord
+from homeo.store.base import CheckpointPruned
+from homeo.store.models import ControlEntry, DecisionRecord, NewRun
 
 T0 = 1_900_000_000.0
 ALIASES = {"chat": ["a", "b"]}
@@ -36,14 +37,16 @@ def backends(backend_url: str) -> Iterator[Backends]:
 
 
 def executor(backends: Backends, *, seed: int = 7, observer: str = "loop1",
-             max_slots: int = 4, **safety: Any) -> Executor:
+             max_slots: int = 4, prune_older_than: float | None = None,
+             **safety: Any) -> Executor:
     store = backends.store
     return Executor(store, Planner(random.Random(seed)),
                     Actuators(store, backends.queue, actor=f"autonomic:{observer}"),
                     observer=observer,
                     safety=Safety(**{"mode": "on", "settle_seconds": 10.0,
                                      "hold_seconds": 20.0, **safety}),
-                    aliases=lambda: ALIASES, workers=Workers(base_slots=2, max_slots=max_slots))
+                    aliases=lambda: ALIASES, workers=Workers(base_slots=2, max_slots=max_slots),
+                    prune_older_than=prune_older_than)
 
 
 def provider_down(deployment: str = "a") -> Diagnosis:
@@ -305,3 +308,63 @@ def test_a_dead_workers_leases_are_expired_so_others_take_its_jobs(
                        "rule": "> 0 raises confidence"}])
     loop.step(at(T0 + 2, dead, idle), T0 + 2)
     assert [d.subject for d in decisions(backends)] == ["box:7:dead"]
+
+
+def disk_pressure() -> Diagnosis:
+    return Diagnosis("disk_pressure", "", 0.95, "the data directory's disk has 4 MiB free",
+                     [{"signal": "disk.free_bytes", "subject": "", "value": 4.0 * 2**20,
+                       "rule": "< 16777216"}])
+
+
+def test_disk_pressure_prunes_checkpoints_of_runs_finished_long_enough_ago(
+        backends: Backends) -> None:
+    store = backends.store
+    finished = {}
+    for age in (3 * 86400.0, 3600.0):  # three days ago, an hour ago
+        run, _ = store.create_run(NewRun(tenant_id="acme", agent="bot", input="hi"),
+                                  now=T0 - age)
+        for seq in range(2):  # the last step's checkpoint is the run's final state: kept
+            store.begin_step("acme", run.id, seq, "tool", "read", None, now=T0 - age)
+            store.complete_step("acme", run.id, seq, "out", {
+                "seq": seq + 1, "next": "model",
+                "state": {"messages": ["x" * 5000] * (seq + 1)}}, now=T0 - age)
+        store.transition_run("acme", run.id, "succeeded", allowed_from={"queued"},
+                             now=T0 - age)
+        finished[age] = run.id
+
+    # Off: nothing may be pruned, and the explanation says why.
+    executor(backends).step(at(T0, disk_pressure()), T0)
+    assert decisions(backends) == []
+
+    loop = executor(backends, prune_older_than=86400.0)
+    loop.step(at(T0, disk_pressure()), T0)
+    (decision,) = decisions(backends)
+    assert (decision.action, decision.status) == ("prune_checkpoints", "executed")
+    assert decision.params["older_than"] == 86400.0
+    assert (decision.params["runs"], decision.params["checkpoints"]) == (1, 2)
+    assert decision.params["bytes"] > 5000
+    with pytest.raises(CheckpointPruned):
+        store.checkpoint_at("acme", finished[3 * 86400.0], 0)
+    assert store.checkpoint_at("acme", finished[3600.0], 0) is not None  # an hour: kept
+    # Pruned is pruned: once it is settled the diagnosis, if it holds, finds
+    # nothing more to prune, and the explanation says so.
+    loop.step(at(T0 + 11, disk_pressure()), T0 + 11)
+    assert [d.status for d in decisions(backends)] == ["done"]
+    loop.step(at(T0 + 12, disk_pressure()), T0 + 12)
+    assert len(decisions(backends)) == 1
+
+
+def test_an_ineligible_prune_is_explained() -> None:
+    from homeo.autonomic.plan import Situation
+
+    planner = Planner(random.Random(1))
+    off = Situation(prune_older_than=None)
+    assert planner.plan(disk_pressure(), off, {}) is None
+    nothing = Situation(prune_older_than=86400.0, prunable=lambda before: (0, 0, 0), now=T0)
+    assert planner.plan(disk_pressure(), nothing, {}) is None
+    some = Situation(prune_older_than=86400.0, prunable=lambda before: (
+        (2, 6, 1000) if before == T0 - 86400.0 else (0, 0, 0)), now=T0)
+    plan = planner.plan(disk_pressure(), some, {})
+    assert plan is not None and plan.action == "prune_checkpoints"
+    assert plan.params == {"older_than": 86400.0, "runs": 2, "checkpoints": 6, "bytes": 1000}
+    assert plan.risk >= Safety().risky  # it deletes data: approval mode asks a person

@@ -480,6 +480,27 @@ def test_pruning_removes_old_finished_runs_checkpoints_only(backends: Backends) 
     assert store.checkpoint_at("acme", runs[2].id, 0) == checkpoint(1, ["a"])
 
 
+def test_freeing_space_prunes_as_retention_does_and_the_store_goes_on(
+        backends: Backends) -> None:
+    store = backends.store
+    run, _ = store.create_run(new_run())
+    for seq in range(2):
+        store.begin_step("acme", run.id, seq, "model", "model", None)
+        store.complete_step("acme", run.id, seq, "out",
+                            checkpoint(seq + 1, ["a" * 4000] * (seq + 1)))
+    store.transition_run("acme", run.id, "succeeded", allowed_from={"queued"}, now=100.0)
+
+    pruned, given = store.free_space(finished_before=150.0, now=300.0)
+
+    assert (pruned.runs, pruned.checkpoints) == (1, 2) and pruned.bytes > 4000
+    assert given >= 0
+    with pytest.raises(CheckpointPruned):
+        store.checkpoint_at("acme", run.id, 0)
+    assert store.checkpoint_at("acme", run.id, 1) == checkpoint(2, ["a" * 4000] * 2)
+    later, _ = store.create_run(new_run(idempotency_key="after"))
+    assert store.get_run("acme", later.id).status == "queued"
+
+
 def test_every_changed_definition_is_a_version_with_its_parent_and_author(
     backends: Backends,
 ) -> None:

@@ -7,6 +7,8 @@ tenant's jobs or dead-letter a quarantined job, the API sheds a tenant's
 submissions. Each entry expires after `ttl_seconds`, so a loop that died
 leaves nothing changed for good. `rollback_agent` changes the store itself:
 the agent's previous definition becomes its current one (new runs use it);
+`prune_checkpoints` too: finished runs' per-step checkpoints go (their final
+state stays) and the database gives the room back to the filesystem;
 `expire_leases` the queue: a dead worker's leases end now, and the next
 claim puts its jobs back in line; `replace_worker` does that too and asks
 the worker's supervisor (`homeo worker --processes`) to kill it and start
@@ -73,6 +75,8 @@ class Actuators:
                                         f" {decision_id})"}, now)
         if action == "rollback_agent":
             return self._rollback(params, now)
+        if action == "prune_checkpoints":
+            return self._prune(float(params["older_than"]), now)
         if action == "expire_leases":
             return {"expired": self.queue.expire_leases(params["worker"], now=now)}
         if action == "replace_worker":
@@ -104,7 +108,9 @@ class Actuators:
             return self._delete(shed_key(params["tenant"]))
         if action == "pause_tenant":
             return self._delete(pause_key(params["tenant"]))
-        return {}  # quarantine_job, rollback_agent, expire_leases, replace_worker: not undone
+        # quarantine_job, rollback_agent, expire_leases, replace_worker,
+        # prune_checkpoints: not undone
+        return {}
 
     def _set(self, key: str, value: dict[str, Any], now: float) -> dict[str, Any]:
         self.store.set_control(ControlEntry(key=key, value=value, set_by=self.actor,
@@ -114,6 +120,11 @@ class Actuators:
     def _delete(self, key: str) -> dict[str, Any]:
         self.store.delete_control(key)
         return {"removed": key}
+
+    def _prune(self, older_than: float, now: float) -> dict[str, Any]:
+        pruned, given = self.store.free_space(finished_before=now - older_than, now=now)
+        return {"runs": pruned.runs, "checkpoints": pruned.checkpoints, "bytes": pruned.bytes,
+                "given_back_bytes": given}
 
     def _rollback(self, params: dict[str, Any], now: float) -> dict[str, Any]:
         tenant, agent = params["tenant"], params["agent"]

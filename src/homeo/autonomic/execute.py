@@ -95,8 +95,11 @@ class Executor:
         aliases: Callable[[], dict[str, list[str]]] = dict,
         workers: Workers | None = None,
         audit: AuditLog | None = None,
+        prune_older_than: float | None = None,
     ) -> None:
-        """`aliases()`: each model alias and its deployments (for preconditions)."""
+        """`aliases()`: each model alias and its deployments (for preconditions).
+        `prune_older_than`: under disk pressure, the checkpoints of runs finished
+        this long ago may be pruned (None: never)."""
         self.store = store
         self.planner = planner
         self.actuators = actuators
@@ -105,6 +108,7 @@ class Executor:
         self.aliases = aliases
         self.workers = workers or Workers()
         self.audit = audit
+        self.prune_older_than = prune_older_than
         # (kind, subject) -> since when this loop has seen it clear, or holding,
         # without a break.
         self._clear_since: dict[tuple[str, str], float] = {}
@@ -281,7 +285,12 @@ class Executor:
             slots=int(slots), base_slots=self.workers.base_slots,
             max_slots=self.workers.max_slots, shed=shed, paused=paused,
             quarantined=quarantined, agent_versions=self._agent_versions,
-            max_step=self.safety.max_step, supervised=supervised)
+            max_step=self.safety.max_step, supervised=supervised,
+            prune_older_than=self.prune_older_than, prunable=self._prunable, now=now)
+
+    def _prunable(self, finished_before: float) -> tuple[int, int, int]:
+        would = self.store.prune_checkpoints(finished_before=finished_before, dry_run=True)
+        return would.runs, would.checkpoints, would.bytes
 
     def _agent_versions(self, tenant: str, agent: str) -> tuple[str | None, str | None]:
         record = self.store.get_agent(tenant, agent)

@@ -59,6 +59,10 @@ ACTIONS: dict[str, ActionKind] = {a.name: a for a in (
                "dead-letter the job at its next claim instead of running it", reversible=False),
     ActionKind("rollback_agent", 0.3, 0.6,
                "make the agent's previous version its current one", reversible=False),
+    ActionKind("prune_checkpoints", 0.1, 0.5,
+               "remove the per-step checkpoints of runs finished longer ago than"
+               " HOMEO_CHECKPOINT_RETENTION_UNDER_PRESSURE, and give the database's freed"
+               " room back to the filesystem", reversible=False),
 )}
 
 CANDIDATES: dict[str, tuple[str, ...]] = {
@@ -71,7 +75,7 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "sandbox_hanging": ("raise_concurrency",),
     "agent_regressed": ("rollback_agent",),
     "memory_pressure": ("lower_concurrency",),
-    "disk_pressure": ("lower_concurrency",),
+    "disk_pressure": ("prune_checkpoints",),
     "tenant_flooding": ("shed_tenant", "pause_tenant"),
 }
 
@@ -95,6 +99,12 @@ class Situation:
         lambda tenant, agent: (None, None))
     max_step: float = 0.5
     supervised: set[str] = field(default_factory=set)  # worker ids a supervisor keeps
+    # How long ago a run must have finished for its checkpoints to be pruned
+    # under disk pressure (None: never), and what pruning those finished before
+    # a time would remove: (runs, checkpoints, bytes).
+    prune_older_than: float | None = None
+    prunable: Callable[[float], tuple[int, int, int]] = lambda finished_before: (0, 0, 0)
+    now: float = 0.0
 
 
 @dataclass
@@ -280,6 +290,18 @@ def _rollback_agent(diagnosis: Diagnosis, situation: Situation
     return {"tenant": tenant, "agent": agent, "from": current, "to": previous}, None
 
 
+def _prune_checkpoints(diagnosis: Diagnosis, situation: Situation
+                       ) -> tuple[dict[str, Any], str | None]:
+    older_than = situation.prune_older_than
+    if older_than is None:
+        return {}, "HOMEO_CHECKPOINT_RETENTION_UNDER_PRESSURE is off"
+    runs, checkpoints, size = situation.prunable(situation.now - older_than)
+    if not checkpoints:
+        return {}, f"no run finished over {older_than:g} s ago keeps its per-step checkpoints"
+    return {"older_than": older_than, "runs": runs, "checkpoints": checkpoints,
+            "bytes": size}, None
+
+
 PRECONDITIONS: dict[str, Precondition] = {
     "open_breaker": _open_breaker,
     "shift_weight": _shift_weight,
@@ -291,4 +313,5 @@ PRECONDITIONS: dict[str, Precondition] = {
     "pause_tenant": _tenant_action("paused", lambda s: s.paused),
     "quarantine_job": _quarantine_job,
     "rollback_agent": _rollback_agent,
+    "prune_checkpoints": _prune_checkpoints,
 }

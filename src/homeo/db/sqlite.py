@@ -20,6 +20,10 @@ from typing import Any
 from homeo.db.dialect import WouldWait
 
 BUSY_TIMEOUT_MS = 30_000
+# Free pages given back to the filesystem per transaction (`give_back`): each
+# moves at most this many pages through the WAL, which is then checkpointed
+# and truncated, so giving back needs little room on a nearly full disk.
+GIVE_BACK_PAGES = 256
 
 
 def _busy(error: sqlite3.OperationalError) -> bool:
@@ -59,6 +63,11 @@ class SQLiteDatabase:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = _connect(self.path)
+        # Takes effect only in a file with no tables yet (a new one): pages that
+        # deletes free can then go back to the filesystem (`give_back`). An
+        # older file keeps its mode (changing it needs a full VACUUM); its free
+        # pages are still reused by later writes.
+        self._writer.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._writer.execute("PRAGMA journal_mode=WAL")
         # The same file for writes that must not wait (`no_waiting`): it gives up
         # at once when another process holds the file's write lock.
@@ -215,6 +224,62 @@ class SQLiteDatabase:
                 )
                 applied += 1
         return applied
+
+    @contextmanager
+    def fast_deletes(self) -> Iterator[None]:
+        """Deletes of this thread inside do not overwrite the pages they free
+        (`secure_delete=FAST`; this SQLite may overwrite by default), which
+        would write as much to the WAL as they free: too much for a nearly full
+        disk; and the WAL is checkpointed after each transaction. Follow with
+        `give_back()`, which overwrites the freed pages with others or cuts them
+        off the file. Other threads' writes wait meanwhile."""
+        with self._write_lock:
+            before = self._writer.execute("PRAGMA secure_delete").fetchone()[0]
+            pages = self._writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+            self._writer.execute("PRAGMA secure_delete=FAST")
+            # Each transaction's pages are checkpointed after it, so the WAL
+            # starts over rather than grow by every transaction's.
+            self._writer.execute(f"PRAGMA wal_autocheckpoint={GIVE_BACK_PAGES}")
+            try:
+                yield
+            finally:
+                self._writer.execute(f"PRAGMA secure_delete={int(before)}")
+                self._writer.execute(f"PRAGMA wal_autocheckpoint={int(pages)}")
+
+    def give_back(self) -> int:
+        """Return the file's free pages (what deletes left) to the filesystem and
+        truncate the WAL; the bytes the files shrank by. Not inside a write. A
+        file made before incremental auto-vacuum only has its WAL truncated.
+        Never waits for other connections' readers (their WAL frames stay until
+        a later checkpoint), and stops early, keeping what it gave, when the disk
+        is too full for the next batch's WAL pages."""
+        if self._write_depth:
+            raise RuntimeError("give_back() cannot run inside a write transaction")
+        before = self.files_size()
+        incremental = self._writer.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+        try:
+            while True:
+                with self._write_lock:
+                    free = self._writer.execute("PRAGMA freelist_count").fetchone()[0]
+                    if incremental and free:
+                        # executescript steps the pragma to its end (execute
+                        # would move one page).
+                        self._writer.executescript(
+                            f"PRAGMA incremental_vacuum({GIVE_BACK_PAGES})")
+                    # The impatient connection: busy at once rather than wait.
+                    self._hasty.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                    left = self._writer.execute("PRAGMA freelist_count").fetchone()[0]
+                if not incremental or left == 0 or left >= free:
+                    break
+        except sqlite3.OperationalError as error:
+            if "full" not in str(error):
+                raise
+        return max(before - self.files_size(), 0)
+
+    def files_size(self) -> int:
+        """The bytes of the database file and its WAL."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        return sum(part.stat().st_size for part in (self.path, wal) if part.exists())
 
     def close(self) -> None:
         """Close every connection. Safe to call more than once."""

@@ -314,6 +314,15 @@ class Store(ABC):
         before `finished_before` (their steps' outputs and final state stay), a
         transaction per `batch` runs. With `dry_run`, only count them."""
 
+    def free_space(self, *, finished_before: float, now: float | None = None
+                   ) -> tuple[PruneResult, int]:
+        """For a nearly full disk: prune the checkpoints of runs finished before
+        `finished_before`, as `prune_checkpoints` does, and give the room to the
+        filesystem; what was pruned, and the bytes the database's files on this
+        machine shrank by. A database kept by a server (PostgreSQL) gives none
+        back from here: its autovacuum makes the room reusable for later rows."""
+        return self.prune_checkpoints(finished_before=finished_before, now=now), 0
+
     @abstractmethod
     def usage(
         self, tenant_id: str, *, since: float = 0.0, agent: str | None = None

@@ -8,7 +8,7 @@ from homeo.db.dialect import clock
 from homeo.db.sqlite import SQLiteDatabase
 from homeo.ids import new_id
 from homeo.store.base import StoreError
-from homeo.store.models import NewRun, Run, Step
+from homeo.store.models import NewRun, PruneResult, Run, Step
 from homeo.store.sql import SQLStore
 
 MIGRATIONS = [
@@ -374,11 +374,26 @@ MIGRATIONS = [
 ]
 
 
+# Runs a transaction of `free_space` prunes.
+FREE_SPACE_BATCH = 20
+
+
 class SQLiteStore(SQLStore):
     db: SQLiteDatabase
 
     def __init__(self, database: SQLiteDatabase) -> None:
         super().__init__(database, MIGRATIONS)
+
+    def free_space(self, *, finished_before: float, now: float | None = None
+                   ) -> tuple[PruneResult, int]:
+        # Small transactions whose deletes write little to the WAL, then the
+        # freed pages go back to the filesystem.
+        before = self.db.files_size()
+        with self.db.fast_deletes():
+            pruned = self.prune_checkpoints(finished_before=finished_before,
+                                            batch=FREE_SPACE_BATCH, now=now)
+        self.db.give_back()
+        return pruned, max(before - self.db.files_size(), 0)
 
     # --- runs -------------------------------------------------------------
     def create_run(self, new: NewRun, *, now: float | None = None) -> tuple[Run, bool]:

@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from homeo.autonomic.chaos.faultserver import FaultServer, Reply, completion
-from homeo.autonomic.chaos.measure import FINAL, ModeResult, RunOutcome, Slo, summarize
+from homeo.autonomic.chaos.measure import FINAL, REFUSED, ModeResult, RunOutcome, Slo, summarize
 from homeo.autonomic.chaos.scenarios import Scenario
 from homeo.backends import Backends, open_backends
 from homeo.engine.submit import submit_run
+from homeo.store.disk import DiskFloor, DiskFull
 from homeo.store.models import NewRun
 
 TENANT = "chaos"
@@ -79,6 +80,11 @@ class Tuning:
     sandbox_timeout_seconds: float = 10.0  # a sandboxed tool's wall-clock limit
     startup_seconds: float = 120.0  # for the workers to come up
     slo: Slo = field(default_factory=Slo)
+    # A filesystem of this size of its own for the data directory (a tmpfs the
+    # harness mounts; needs root), for faults that fill it. None: a folder.
+    data_disk_bytes: int | None = None
+    min_free_disk_bytes: int = 0  # HOMEO_MIN_FREE_DISK
+    disk_pressure_bytes: int | None = None  # HOMEO_AUTONOMIC_DISK_FREE; None: homeo's
 
     def environment(self, loop_on: bool) -> dict[str, str]:
         return {
@@ -102,6 +108,9 @@ class Tuning:
             "HOMEO_AUTONOMIC_BASELINE_EVERY_SECONDS": str(self.baseline_every_seconds),
             "HOMEO_AUTONOMIC_BASELINE_MIN_SAMPLES": str(self.baseline_min_samples),
             "HOMEO_SANDBOX_TIMEOUT": f"{self.sandbox_timeout_seconds:g}s",
+            "HOMEO_MIN_FREE_DISK": str(self.min_free_disk_bytes),
+            **({} if self.disk_pressure_bytes is None
+               else {"HOMEO_AUTONOMIC_DISK_FREE": str(self.disk_pressure_bytes)}),
             "HOMEO_DEFAULT_TENANT": TENANT,
             "HOMEO_LOG_LEVEL": "warning",
         }
@@ -116,6 +125,7 @@ class System:
     workers: list[subprocess.Popen[bytes]]
     backends: Backends
     tuning: Tuning
+    data_dir: Path
     # Runs the fault itself submitted, (tenant, run id): accepted work that
     # must not be lost either, counted apart from the steady workload.
     others: list[tuple[str, str]] = field(default_factory=list)
@@ -153,20 +163,30 @@ def _run_once(scenario: Scenario, loop_on: bool, tuning: Tuning, *,
     started: list[FaultServer] = []
     workers: list[subprocess.Popen[bytes]] = []
     backends: Backends | None = None
+    disk = root / "disk"
+    mounted = False
     try:
+        disk.mkdir()
+        if tuning.data_disk_bytes is not None:
+            _mount(disk, tuning.data_disk_bytes)
+            mounted = True
         for server in (flaky, steady):
             server.default = Reply(body=completion("ok"), delay=tuning.provider_delay_seconds)
             server.start()
             started.append(server)
         agents = root / "agents"
         agents.mkdir()
-        (agents / "chaos.yaml").write_text(AGENT_YAML)
+        (agents / "chaos.yaml").write_text(scenario.workload_yaml or AGENT_YAML)
         for name, text in scenario.agents.items():
             (agents / name).write_text(text)
-        data = root / "data"
+        data = disk / "data"
         data.mkdir()
         url = f"sqlite:///{data / 'homeo.db'}"
         backends = open_backends(url)  # migrates before the workers open it
+        if tuning.min_free_disk_bytes:  # the harness submits as the API would
+            backends.store.disk_floor = DiskFloor(data, tuning.min_free_disk_bytes)
+        if scenario.prepare is not None:
+            scenario.prepare(backends)
         models = {"chaos": [
             {"model": "openai:chaos", "name": "flaky", "base_url": flaky.base_url,
              "api_key": "chaos"},
@@ -181,12 +201,13 @@ def _run_once(scenario: Scenario, loop_on: bool, tuning: Tuning, *,
             workers.append(subprocess.Popen([*homeo_command, "worker", *supervised], env=env,
                                             stdout=log, stderr=subprocess.STDOUT))
         _wait_ready(backends, workers, tuning, root)
-        system = System(flaky, steady, workers, backends, tuning)
-        submitted, fault_at, (faulty_before, steady_before) = _workload(system, scenario,
-                                                                        progress)
-        progress(f"{scenario.name}, loop {mode}: {len(submitted)} runs submitted;"
-                 " waiting for them to end")
-        outcomes = _drain(backends, submitted, tuning.drain_seconds)
+        system = System(flaky, steady, workers, backends, tuning, data)
+        submitted, refused, fault_at, (faulty_before, steady_before) = _workload(
+            system, scenario, progress)
+        progress(f"{scenario.name}, loop {mode}: {len(submitted)} runs accepted,"
+                 f" {len(refused)} refused; waiting for them to end")
+        outcomes = _drain(backends, submitted, tuning.drain_seconds) + [
+            RunOutcome(at, REFUSED, at) for at in refused]
         if scenario.drain_others:
             _drain_all(backends, system.others, tuning.drain_seconds)
         decisions = [(d.action, d.status) for d in backends.store.list_decisions(limit=1000)]
@@ -201,7 +222,25 @@ def _run_once(scenario: Scenario, loop_on: bool, tuning: Tuning, *,
             server.stop()
         if backends is not None:
             backends.close()
+        if mounted:
+            _unmount(disk)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _mount(where: Path, size: int) -> None:
+    """A tmpfs of `size` bytes at `where` (root only)."""
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700",
+                           "homeo-chaos", str(where)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ChaosError(f"this scenario gives the data directory a small filesystem of its"
+                         f" own, and mounting a tmpfs at {where} failed (it needs root):"
+                         f" {done.stderr.strip() or done.returncode}")
+
+
+def _unmount(where: Path) -> None:
+    if subprocess.run(["umount", str(where)], capture_output=True).returncode != 0:
+        # Still busy (a process of ours not gone yet): detach it now, freed when idle.
+        subprocess.run(["umount", "--lazy", str(where)], capture_output=True)
 
 
 def _wait_ready(backends: Backends, workers: list[subprocess.Popen[bytes]], tuning: Tuning,
@@ -221,18 +260,20 @@ def _wait_ready(backends: Backends, workers: list[subprocess.Popen[bytes]], tuni
 
 
 def _workload(system: System, scenario: Scenario, progress: Callable[[str], None]
-              ) -> tuple[list[str], float, tuple[int, int]]:
+              ) -> tuple[list[str], list[float], float, tuple[int, int]]:
     """Submit the runs at a fixed rate, injecting the fault after the warm-up:
-    the runs' ids, when the fault began, and the calls `flaky` and `steady`
-    had by then."""
+    the accepted runs' ids, when submissions were refused (the disk is below
+    the free-disk floor), when the fault began, and the calls `flaky` and
+    `steady` had by then."""
     tuning = system.tuning
     began = time.monotonic()
     ends = began + tuning.warmup_seconds + tuning.fault_seconds
     fault_at: float | None = None
     before = (0, 0)
     submitted: list[str] = []
-    while len(submitted) < tuning.max_runs and time.monotonic() < ends:
-        due = began + len(submitted) / tuning.rate
+    refused: list[float] = []
+    while len(submitted) + len(refused) < tuning.max_runs and time.monotonic() < ends:
+        due = began + (len(submitted) + len(refused)) / tuning.rate
         if fault_at is None and time.monotonic() - began >= tuning.warmup_seconds:
             before = (len(system.flaky.received), len(system.steady.received))
             fault_at = time.time()
@@ -242,14 +283,19 @@ def _workload(system: System, scenario: Scenario, progress: Callable[[str], None
         if wait > 0:
             time.sleep(min(wait, 0.05))
             continue
-        run, _ = submit_run(system.backends, NewRun(tenant_id=TENANT, agent=AGENT,
-                                                    input=f"question {len(submitted)}"))
+        try:
+            run, _ = submit_run(system.backends, NewRun(
+                tenant_id=TENANT, agent=AGENT,
+                input=f"question {len(submitted) + len(refused)}"))
+        except DiskFull:
+            refused.append(time.time())
+            continue
         submitted.append(run.id)
     if fault_at is None:  # the count ran out first: the fault still comes, at the end
         before = (len(system.flaky.received), len(system.steady.received))
         fault_at = time.time()
         scenario.inject(system)
-    return submitted, fault_at, before
+    return submitted, refused, fault_at, before
 
 
 def _drain(backends: Backends, run_ids: list[str], seconds: float) -> list[RunOutcome]:

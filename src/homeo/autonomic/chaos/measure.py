@@ -5,7 +5,8 @@ submitted. One that did not is overdue from that deadline (or its failure)
 until it ended (or for good, if it never did), and the SLO is broken while any run is
 overdue. So the time from the fault to SLO restored is how long after the
 fault the last overdue run ended: 0 when no run was overdue after the fault
-(the SLO never broke), None when one never ended (not restored).
+(the SLO never broke), None when one never ended (not restored). A
+submission the store refused missed the SLO, and ended when it was refused.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FINAL = frozenset({"succeeded", "failed", "cancelled"})
+# A submission the store refused (its disk below the free-disk floor): never
+# accepted, so never lost, but it did not meet the SLO.
+REFUSED = "refused"
 # Decisions whose action ran (an action undone or done ran too).
 ACTED = frozenset({"executed", "reverted", "done"})
 
@@ -47,6 +51,7 @@ class ModeResult:
     p95_latency_seconds: float | None
     max_latency_seconds: float | None
     missed_slo: int  # runs that did not meet the SLO
+    refused: int = 0  # submissions refused (HTTP 507: the disk below its floor)
     actions: dict[str, int] = field(default_factory=dict)
     faulty_calls: int = 0  # calls the flaky deployment got after the fault
     steady_calls: int = 0  # and the steady one
@@ -71,6 +76,7 @@ class ModeResult:
     def as_json(self) -> dict[str, Any]:
         return {"loop": self.loop, "submitted": self.submitted, "succeeded": self.succeeded,
                 "success_rate": round(self.success_rate, 4), "lost": self.lost,
+                "refused": self.refused,
                 "slo_broken": self.slo_broken, "recovery_seconds": self.recovery_seconds,
                 "p95_latency_seconds": self.p95_latency_seconds,
                 "max_latency_seconds": self.max_latency_seconds, "missed_slo": self.missed_slo,
@@ -107,11 +113,12 @@ def summarize(loop: str, runs: list[RunOutcome], fault_at: float, slo: Slo,
     in the store)."""
     broken, recovered = recovery(runs, fault_at, slo)
     latencies = [run.finished_at - run.submitted_at for run in runs
-                 if run.finished_at is not None]
+                 if run.finished_at is not None and run.status != REFUSED]
     return ModeResult(
         loop=loop, submitted=len(runs),
         succeeded=sum(1 for run in runs if run.status == "succeeded"),
-        lost=sum(1 for run in runs if run.status not in FINAL),
+        lost=sum(1 for run in runs if run.status not in FINAL and run.status != REFUSED),
+        refused=sum(1 for run in runs if run.status == REFUSED),
         slo_broken=broken, recovery_seconds=recovered,
         p95_latency_seconds=p95(latencies),
         max_latency_seconds=round(max(latencies), 2) if latencies else None,
@@ -144,6 +151,8 @@ def table(scenario: str, results: list[ModeResult]) -> str:
         ("actions taken", lambda r: ", ".join(f"{a} x{n}" for a, n in sorted(r.actions.items()))
          or "0"),
     ]
+    if any(r.refused for r in results):
+        rows.insert(3, ("submissions refused (disk below its floor)", lambda r: str(r.refused)))
     if any(r.others for r in results):
         rows.append(("the fault's own runs, by status at the end",
                      lambda r: ", ".join(f"{status} {n}" for status, n in sorted(r.others.items()))

@@ -16,11 +16,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from homeo.autonomic.chaos import app_faults, job_faults, load_faults, sandbox_faults
+from homeo.autonomic.chaos import (
+    app_faults,
+    disk_faults,
+    job_faults,
+    load_faults,
+    sandbox_faults,
+)
 from homeo.autonomic.chaos.faultserver import Reply, error
 
 if TYPE_CHECKING:
     from homeo.autonomic.chaos.harness import System, Tuning
+    from homeo.backends import Backends
 
 
 BUSY_WAIT_SECONDS = 10.0
@@ -40,6 +47,10 @@ class Scenario:
     supervised: bool = False
     # Wait for the fault's own runs to end too (not for a flood the loop may pause).
     drain_others: bool = False
+    # The steady workload's agent, if not the harness's one-call agent (YAML
+    # named `chaos`), and what to put in the store before the workers start.
+    workload_yaml: str | None = None
+    prepare: Callable[[Backends], None] | None = None
 
 
 def _answer_500(system: System) -> None:
@@ -97,4 +108,12 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              "give the workers more slots while hung sandboxes hold theirs and jobs wait",
              sandbox_faults.hang, sandbox_faults.hang_tuning,
              agents={"chaos-hang.yaml": sandbox_faults.HANG_YAML}, drain_others=True),
+    Scenario("disk-full", "a file that is not homeo's leaves the data directory's disk"
+             f" {disk_faults.DISK_LEFT_BYTES // 2**20} MiB free, under the loop's threshold,"
+             " while every run writes its steps there",
+             "prune the per-step checkpoints of runs finished over a day ago"
+             " (HOMEO_CHECKPOINT_RETENTION_UNDER_PRESSURE) and give the room back to the"
+             " filesystem, so the free-disk floor never refuses a run",
+             disk_faults.fill, disk_faults.disk_tuning,
+             workload_yaml=disk_faults.WORKLOAD_YAML, prepare=disk_faults.seed_history),
 )}
