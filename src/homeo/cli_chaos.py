@@ -27,7 +27,7 @@ class LoopMode(str, Enum):
 def run(
     scenario: Annotated[str, typer.Argument(
         help="provider-500, provider-timeout, worker-kill, provider-slow, tenant-flood,"
-             " poison-job, sandbox-hang or disk-full.")],
+             " poison-job, sandbox-hang, disk-full or memory-leak.")],
     loop: Annotated[LoopMode, typer.Option(
         "--loop", help="Run with the autonomic loop on, off, or off then on (both).")
     ] = LoopMode.both,

@@ -333,6 +333,10 @@ class Settings(BaseSettings):
         512 * 2**20, ge=0, description="The loop sees disk pressure when the data"
         " directory's disk has less free than this (or under 5% free); a size as for"
         " HOMEO_MIN_FREE_DISK.")
+    autonomic_worker_growth: int = Field(
+        512 * 2**20, ge=0, description="A worker process whose resident memory grew by this"
+        " much since it started, while under a quarter of memory is left, is recycled by the"
+        " loop (if `homeo worker --processes` keeps it); a size as for HOMEO_MIN_FREE_DISK.")
     autonomic_seed: int | None = Field(
         None, description="Seed of Plan's sampling (unset: random).")
     control_refresh_seconds: float = Field(
@@ -572,7 +576,8 @@ class Settings(BaseSettings):
             raise ValueError("must start with sqlite:///, postgresql:// or postgres://")
         return value
 
-    @field_validator("min_free_disk", "autonomic_disk_free", mode="before")
+    @field_validator("min_free_disk", "autonomic_disk_free", "autonomic_worker_growth",
+                     mode="before")
     @classmethod
     def _size(cls, value: Any) -> Any:
         if not isinstance(value, str):

@@ -200,6 +200,7 @@ class Runtime:
         analyzer = Analyzer(Thresholds(
             worker_stale_seconds=settings.worker_stale_seconds,
             disk_free_bytes=settings.autonomic_disk_free,
+            worker_growth_bytes=settings.autonomic_worker_growth,
             baseline_every_seconds=settings.autonomic_baseline_every_seconds,
             baseline_min_samples=settings.autonomic_baseline_min_samples))
         store = self.backends.store

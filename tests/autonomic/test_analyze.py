@@ -203,6 +203,29 @@ def test_a_disk_below_its_threshold_is_under_pressure(backends: Backends, tmp_pa
     assert pressure.evidence[1]["value"] == free
 
 
+def test_a_worker_that_grew_while_memory_is_tight_is_bloated(backends: Backends) -> None:
+    mib = 2**20
+    for worker, start, rss, last_seen in (("w-leaky", 100, 180, T0), ("w-fine", 100, 110, T0),
+                                          ("w-stale", 100, 400, T0 - 60), ("w-old", 0, 0, T0)):
+        backends.store.beat_worker(WorkerRecord(
+            id=worker, host="box", pid=1, slots=2, started_at=T0 - 100, last_seen=last_seen,
+            rss_bytes=rss * mib, rss_start_bytes=start * mib))
+    seen = Monitor(backends.store, backends.queue).observe(T0)
+    # A row without memory figures (an older homeo's worker) gives no signal.
+    assert seen.of("worker.rss_growth_bytes") == {
+        "w-leaky": 80 * mib, "w-fine": 10 * mib, "w-stale": 300 * mib}
+
+    tight = Analyzer(Thresholds(worker_growth_bytes=64 * mib, memory_tight_ratio=1.01))
+    [bloated] = [d for d in tight.analyze(seen).diagnoses if d.kind == "worker_bloated"]
+    assert bloated.subject == "w-leaky"  # w-fine grew little, w-stale is not beating
+    assert "180 MiB resident, 80 MiB more than when it started" in bloated.summary
+    assert {e["signal"] for e in bloated.evidence} == {
+        "worker.rss_growth_bytes", "memory.available_ratio", "worker.rss_bytes"}
+    # With room to spare, growth alone is no diagnosis.
+    roomy = Analyzer(Thresholds(worker_growth_bytes=64 * mib, memory_tight_ratio=0.0))
+    assert "worker_bloated" not in {d.kind for d in roomy.analyze(seen).diagnoses}
+
+
 # --- a worker process that dies ------------------------------------------------
 @pytest.fixture
 def worker_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
@@ -244,6 +267,8 @@ def test_a_killed_worker_process_is_diagnosed_dead(
         process.wait()
         [row] = [w for w in backends.store.list_workers() if w.pid == process.pid]
         assert row.slots == 2 and row.in_use == 0
+        # Its resident memory, now and at its first heartbeat (a Python process: MiBs).
+        assert row.rss_bytes > 2**20 and row.rss_start_bytes > 2**20
         monitor = Monitor(backends.store, backends.queue)
         analyzer = Analyzer(Thresholds(worker_stale_seconds=30))
         assert "worker_dead" not in {

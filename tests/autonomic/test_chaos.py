@@ -180,3 +180,15 @@ def test_a_nearly_full_disk_gets_room_back_from_old_checkpoints() -> None:
     assert set(on.actions) == {"prune_checkpoints"}, on.actions
     assert on.refused <= off.refused, (on, off)
     _restored_no_later(off, on)
+
+
+@pytest.mark.slow
+def test_leaking_workers_are_recycled_before_the_kernel_kills_one() -> None:
+    off, on = _play("memory-leak")
+
+    _no_loss_and_the_loop_acted(off, on)
+    # Each worker's heartbeat shows how much it grew since it started; under
+    # the cgroup's tightening limit the loop had grown ones recycled.
+    assert "recycle_worker" in on.actions, on.actions
+    assert on.oom_kills <= off.oom_kills, (on, off)
+    _restored_no_later(off, on)

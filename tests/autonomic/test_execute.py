@@ -310,6 +310,21 @@ def test_a_dead_workers_leases_are_expired_so_others_take_its_jobs(
     assert [d.subject for d in decisions(backends)] == ["box:7:dead"]
 
 
+def test_a_decision_its_stopped_loop_left_is_settled_by_another(
+        backends: Backends) -> None:
+    gone = executor(backends, observer="loop-gone", adopt_after_seconds=30.0)
+    gone.step(at(T0, provider_down("a")), T0)  # then its process stops
+    (decision,) = decisions(backends)
+    assert (decision.status, decision.outcome) == ("executed", None)
+    other = executor(backends, observer="loop-other", adopt_after_seconds=30.0)
+    # Its settle time (10 s) passed, but its own loop may still come for it.
+    other.step(at(T0 + 20), T0 + 20)
+    assert decisions(backends)[0].outcome is None
+    other.step(at(T0 + 41), T0 + 41)  # 30 s past due: the other loop settles it
+    (settled,) = decisions(backends)
+    assert (settled.outcome, settled.status) == ("cleared", "executed")
+
+
 def disk_pressure() -> Diagnosis:
     return Diagnosis("disk_pressure", "", 0.95, "the data directory's disk has 4 MiB free",
                      [{"signal": "disk.free_bytes", "subject": "", "value": 4.0 * 2**20,

@@ -20,11 +20,14 @@ def test_worker_rows_are_written_refreshed_and_forgotten(backends: Backends) -> 
     store = backends.store
     store.beat_worker(worker("w-b", T0))
     store.beat_worker(worker("w-a", T0))
-    store.beat_worker(worker("w-b", T0 + 5, in_use=2))
+    store.beat_worker(worker("w-b", T0 + 5, in_use=2).model_copy(
+        update={"rss_bytes": 300 * 2**20, "rss_start_bytes": 100 * 2**20}))
 
     rows = store.list_workers()
     assert [row.id for row in rows] == ["w-a", "w-b"]
     assert (rows[1].last_seen, rows[1].in_use, rows[1].started_at) == (T0 + 5, 2, T0)
+    assert (rows[1].rss_bytes, rows[1].rss_start_bytes) == (300 * 2**20, 100 * 2**20)
+    assert (rows[0].rss_bytes, rows[0].rss_start_bytes) == (0, 0)  # not reported
     assert store.forget_worker("w-a") is True
     assert store.forget_worker("w-a") is False
     assert [row.id for row in store.list_workers()] == ["w-b"]

@@ -23,7 +23,7 @@ import pytest
 
 from homeo.autonomic.actuators import Actuators
 from homeo.autonomic.analyze import Analysis, Diagnosis
-from homeo.autonomic.control import SUPERVISOR_PREFIX, replace_key
+from homeo.autonomic.control import SUPERVISOR_PREFIX, recycle_key, replace_key
 from homeo.autonomic.execute import Executor, Safety, Workers
 from homeo.autonomic.plan import Planner, Situation
 from homeo.backends import Backends, open_backends
@@ -141,6 +141,59 @@ def test_the_loop_replaces_a_hung_supervised_worker(
     assert hung.process.returncode == -signal.SIGKILL
     assert replace_key(hung.worker_id) not in {
         e.key for e in store.list_control(now=time.time())}
+
+
+@pytest.mark.slow
+def test_the_loop_recycles_grown_workers_one_at_a_time(
+        supervisor: ProcessSupervisor, backends: Backends) -> None:
+    supervisor.start()
+    ticking_until(supervisor, lambda: all_beating(supervisor), "both children beat")
+    first, second = supervisor.children
+    store = backends.store
+    loop = Executor(store, Planner(random.Random(3)),
+                    Actuators(store, backends.queue, actor="autonomic:test"),
+                    observer="test", safety=Safety(mode="on", settle_seconds=10.0),
+                    aliases=dict, workers=Workers(base_slots=2, max_slots=2))
+
+    def bloated(worker: str | None) -> Diagnosis:
+        assert worker is not None
+        return Diagnosis("worker_bloated", worker, 0.8, "grew",
+                         [{"signal": "worker.rss_bytes", "subject": worker,
+                           "value": 300.0 * 2**20, "rule": ""}])
+
+    now = time.time()
+    loop.step(Analysis(now, [], [bloated(second.worker_id), bloated(first.worker_id)]), now)
+    # One at a time: the second diagnosis waits while the first worker is recycled.
+    (decision,) = store.list_decisions(limit=10)
+    assert (decision.action, decision.subject, decision.status) == (
+        "recycle_worker", second.worker_id, "executed")
+    ticking_until(supervisor, lambda: supervisor.recycled == 1 and all_beating(supervisor)
+                  and recycle_key(second.worker_id or "") not in {
+                      e.key for e in store.list_control(now=time.time())},
+                  "the grown child is stopped, replaced, and the request removed")
+    # SIGTERM, not SIGKILL: a real worker finishes its steps and releases its runs.
+    assert second.process.returncode == -signal.SIGTERM
+    assert first.process.poll() is None and supervisor.replaced == 0
+    now = time.time()
+    loop.step(Analysis(now, [], [bloated(first.worker_id)]), now)
+    assert sorted((d.subject, d.status) for d in store.list_decisions(limit=10)) == sorted(
+        [(second.worker_id, "executed"), (first.worker_id, "executed")])
+    ticking_until(supervisor, lambda: supervisor.recycled == 2 and all_beating(supervisor)
+                  and first.process.poll() is not None and first not in supervisor.children,
+                  "the other child is recycled too")
+    assert first.process.returncode == -signal.SIGTERM
+
+
+def test_recycle_worker_waits_for_another_recycle_and_needs_a_supervisor() -> None:
+    grown = Diagnosis("worker_bloated", "box:7:w", 0.8, "grew",
+                      [{"signal": "worker.rss_bytes", "subject": "box:7:w", "value": 9.0,
+                        "rule": ""}])
+    planner = Planner(random.Random(1))
+    kept = planner.plan(grown, Situation(supervised={"box:7:w"}), {})
+    assert kept is not None and kept.params == {"worker": "box:7:w", "rss_bytes": 9.0}
+    waiting = planner.plan(grown, Situation(supervised={"box:7:w"}, recycling={"box:8:v"}), {})
+    assert waiting is None
+    assert planner.plan(grown, Situation(), {}) is None
 
 
 def test_replace_worker_is_planned_only_for_a_supervised_worker() -> None:

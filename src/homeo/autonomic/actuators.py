@@ -12,7 +12,8 @@ state stays) and the database gives the room back to the filesystem;
 `expire_leases` the queue: a dead worker's leases end now, and the next
 claim puts its jobs back in line; `replace_worker` does that too and asks
 the worker's supervisor (`homeo worker --processes`) to kill it and start
-another.
+another; `recycle_worker` asks it to stop a live one gracefully (SIGTERM)
+and start another.
 
 `apply` does an action and returns what it changed; `revert` undoes it
 (reversible actions only: a rolled-back agent stays rolled back, a
@@ -28,6 +29,7 @@ from homeo.autonomic.control import (
     breaker_key,
     pause_key,
     quarantine_key,
+    recycle_key,
     replace_key,
     shed_key,
     weight_key,
@@ -79,6 +81,10 @@ class Actuators:
             return self._prune(float(params["older_than"]), now)
         if action == "expire_leases":
             return {"expired": self.queue.expire_leases(params["worker"], now=now)}
+        if action == "recycle_worker":
+            # Its supervisor stops it with SIGTERM and removes the request once
+            # another process has taken its place.
+            return self._set(recycle_key(params["worker"]), {}, now)
         if action == "replace_worker":
             # Its supervisor kills it (if it still runs) and starts another;
             # its leases end now so the other workers take its runs meanwhile.
@@ -109,7 +115,7 @@ class Actuators:
         if action == "pause_tenant":
             return self._delete(pause_key(params["tenant"]))
         # quarantine_job, rollback_agent, expire_leases, replace_worker,
-        # prune_checkpoints: not undone
+        # recycle_worker, prune_checkpoints: not undone
         return {}
 
     def _set(self, key: str, value: dict[str, Any], now: float) -> dict[str, Any]:

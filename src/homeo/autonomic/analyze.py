@@ -17,6 +17,10 @@ baseline and z-score that fired) and a confidence in [0, 1]:
     provider_degraded  a share of its calls fail (or its breaker is half-open)
     provider_slow      its P95 latency is far above its own baseline
     worker_dead        its heartbeat is older than `worker_stale_seconds`
+    worker_bloated     its resident memory grew by `worker_growth_bytes` since
+                       it started while memory is tight (under
+                       `memory_tight_ratio` left): a leak, or a cache that never
+                       lets go, that a fresh process would not have
     backlog_growing    due jobs pile up: above their baseline or old, and rising
     poison_job         its lease expired again and again: it took down or hung
                        the worker holding it each time
@@ -54,7 +58,8 @@ TENANT_DIAGNOSES = frozenset({"poison_job", "agent_regressed", "tenant_flooding"
 UNBASELINED = frozenset({"queue.dead", "queue.lease_expiries", "job.lease_expiries",
                          "job.attempts", "workers.known", "worker.heartbeat_age_seconds",
                          "worker.sandbox_timeouts", "worker.sandbox_ooms", "sandbox.new_runs",
-                         "sandbox.new_timeouts", "sandbox.new_ooms"})
+                         "sandbox.new_timeouts", "sandbox.new_ooms", "worker.rss_bytes",
+                         "worker.rss_growth_bytes"})
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,8 @@ class Thresholds:
     disk_free_ratio: float = 0.05
     disk_free_bytes: float = 512 * 2**20
     memory_available_ratio: float = 0.05
+    memory_tight_ratio: float = 0.25
+    worker_growth_bytes: float = 512 * 2**20
     flood_min_due: int = 20
     flood_share: float = 0.6
 
@@ -169,6 +176,7 @@ class Analyzer:
         diagnoses = [
             *self._providers(seen, anomalies),
             *self._workers(seen),
+            *self._bloated(seen),
             *self._backlog(seen, anomalies),
             *self._poison(seen),
             *self._sandbox(seen),
@@ -264,6 +272,27 @@ class Analyzer:
                 f"worker {worker}: no heartbeat for {age:.0f}s"
                 + (f"; it still holds {held:.0f} leases" if held else ""),
                 evidence))
+        return found
+
+    def _bloated(self, seen: Observation) -> list[Diagnosis]:
+        t = self.thresholds
+        available = seen.value("memory.available_ratio")
+        if available is None or available >= t.memory_tight_ratio:
+            return []
+        found = []
+        ages = seen.of("worker.heartbeat_age_seconds")
+        for worker, growth in seen.of("worker.rss_growth_bytes").items():
+            if growth < t.worker_growth_bytes or ages.get(worker, 0.0) >= t.worker_stale_seconds:
+                continue
+            rss = seen.of("worker.rss_bytes").get(worker, 0.0)
+            found.append(Diagnosis(
+                "worker_bloated", worker, _scale(growth / t.worker_growth_bytes, boost=False),
+                f"worker {worker}: {rss / 2**20:.0f} MiB resident, {growth / 2**20:.0f} MiB"
+                f" more than when it started, with {available:.1%} of memory left",
+                [_rule("worker.rss_growth_bytes", worker, growth,
+                       f">= {t.worker_growth_bytes:.0f}"),
+                 _rule("memory.available_ratio", "", available, f"< {t.memory_tight_ratio}"),
+                 _rule("worker.rss_bytes", worker, rss, "")]))
         return found
 
     def _remember_due(self, seen: Observation) -> None:

@@ -71,6 +71,13 @@ def replace_key(worker_id: str) -> str:
     return f"{REPLACE_PREFIX}{worker_id}"
 
 
+RECYCLE_PREFIX = "recycle/"
+
+
+def recycle_key(worker_id: str) -> str:
+    return f"{RECYCLE_PREFIX}{worker_id}"
+
+
 def supervisor_key(host: str, pid: int) -> str:
     return f"{SUPERVISOR_PREFIX}{host}/{pid}"
 

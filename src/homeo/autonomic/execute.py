@@ -23,8 +23,11 @@ Every loop step, after Analyze, `Executor.step`:
                  (`homeo autonomic approve`, POST .../approve); others run
        on        every action runs
 
-Each loop settles and undoes only its own decisions (the diagnoses it sees
-are its own: a provider's state is per process). Every executed or undone
+Each loop settles and undoes its own decisions (the diagnoses it sees are
+its own: a provider's state is per process). A decision its loop left
+unsettled `adopt_after_seconds` past its settle time (that loop's process
+stopped: a recycled worker's loop, say) is settled by whichever loop gets to
+it first, by what that loop sees. Every executed or undone
 action is an audit event (`autonomic.action`, `autonomic.revert`) in the
 log of the tenant it concerns, or of the `system` tenant.
 """
@@ -64,6 +67,8 @@ class Safety:
     # A decision older than this no longer blocks new ones for its diagnosis
     # (its loop died; its control state has expired): the control state's TTL.
     in_force_seconds: float = 3600.0
+    # Another loop settles a decision left unsettled this long past its time.
+    adopt_after_seconds: float = 30.0
 
 
 @dataclass
@@ -129,7 +134,7 @@ class Executor:
             key = (decision.kind, decision.subject)
             if key not in holding:
                 self._clear_since.setdefault(key, now)
-            if decision.observer == self.observer:
+            if decision.observer == self.observer or self._orphaned(decision, now):
                 decision = self._tend(decision, key in holding, now, report)
             if decision.status in IN_FORCE and not self._outgrown(decision, now):
                 blocked.add(key)
@@ -188,6 +193,11 @@ class Executor:
                 now - clear_since >= self.safety.hold_seconds):
             return self._end(decision, now, report)
         return decision
+
+    def _orphaned(self, decision: DecisionRecord, now: float) -> bool:
+        """Another loop's decision that loop never settled (its process stopped)."""
+        return (decision.outcome is None and decision.status in ("executed", "dry_run")
+                and now >= decision.settle_at + self.safety.adopt_after_seconds)
 
     def _outgrown(self, decision: DecisionRecord, now: float) -> bool:
         """An action that worked, whose diagnosis came back and has held for a
@@ -262,7 +272,7 @@ class Executor:
     def _situation(self, now: float) -> Situation:
         control = {entry.key: entry.value for entry in self.store.list_control(now=now)}
         held_open, factors = set(), {}
-        shed, paused, quarantined = set(), set(), set()
+        shed, paused, quarantined, recycling = set(), set(), set(), set()
         for key, value in control.items():
             kind, _, rest = key.partition("/")
             if kind == "breaker" and value.get("state") == "open":
@@ -276,6 +286,8 @@ class Executor:
                 paused.add(rest)
             elif kind == "quarantine":
                 quarantined.add(rest)
+            elif kind == "recycle":
+                recycling.add(rest)
         slots = control.get(CONCURRENCY_KEY, {}).get("slots", self.workers.base_slots)
         kept = supervised_pids(control)
         supervised = ({row.id for row in self.store.list_workers() if (row.host, row.pid) in kept}
@@ -285,7 +297,7 @@ class Executor:
             slots=int(slots), base_slots=self.workers.base_slots,
             max_slots=self.workers.max_slots, shed=shed, paused=paused,
             quarantined=quarantined, agent_versions=self._agent_versions,
-            max_step=self.safety.max_step, supervised=supervised,
+            max_step=self.safety.max_step, supervised=supervised, recycling=recycling,
             prune_older_than=self.prune_older_than, prunable=self._prunable, now=now)
 
     def _prunable(self, finished_before: float) -> tuple[int, int, int]:

@@ -20,7 +20,6 @@ the tenant and a slash (`acme/support`, `acme/job_...`), or are the tenant.
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -156,6 +155,10 @@ class Monitor:
             seen.add("worker.in_use", worker.in_use, worker.id)
             seen.add("worker.sandbox_timeouts", worker.sandbox_timeouts, worker.id)
             seen.add("worker.sandbox_ooms", worker.sandbox_ooms, worker.id)
+            if worker.rss_bytes and worker.rss_start_bytes:
+                seen.add("worker.rss_bytes", worker.rss_bytes, worker.id)
+                seen.add("worker.rss_growth_bytes", worker.rss_bytes - worker.rss_start_bytes,
+                         worker.id)
             for name, total in (("runs", worker.sandbox_runs),
                                 ("timeouts", worker.sandbox_timeouts),
                                 ("ooms", worker.sandbox_ooms)):
@@ -189,7 +192,7 @@ class Monitor:
             seen.add("provider.latency_p95_seconds", window.p95_seconds, deployment)
 
     def _machine(self, seen: Observation) -> None:
-        seen.add("process.rss_bytes", _rss_bytes())
+        seen.add("process.rss_bytes", memory_room.process_rss_bytes())
         room = memory_room.cgroup_room()
         seen.add("memory.available_ratio", memory_room.ratio_with(room))
         if room is not None:
@@ -206,14 +209,3 @@ class Monitor:
         for status in measure(self.slos, self.store, now=now):
             for window in ("5m", "1h"):
                 seen.add(f"slo.burn_{window}", status.burn_rates.get(window), status.slo.name)
-
-
-def _rss_bytes() -> float | None:
-    """This process's resident memory (Linux /proc; None elsewhere)."""
-    try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
-
-

@@ -50,6 +50,10 @@ ACTIONS: dict[str, ActionKind] = {a.name: a for a in (
     ActionKind("replace_worker", 0.1, 0.2,
                "end the dead worker's leases and have its supervisor start another process"
                " in its place", reversible=False),
+    ActionKind("recycle_worker", 0.1, 0.2,
+               "have the worker's supervisor stop it gracefully (its steps in flight"
+               " finish, its runs go back to the queue) and start a fresh process",
+               reversible=False),
     ActionKind("raise_concurrency", 0.2, 0.2, "give every worker process more slots"),
     ActionKind("lower_concurrency", 0.2, 0.3, "give every worker process fewer slots"),
     ActionKind("shed_tenant", 0.2, 0.4,
@@ -70,6 +74,7 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "provider_degraded": ("shift_weight", "open_breaker"),
     "provider_slow": ("shift_weight", "open_breaker"),
     "worker_dead": ("replace_worker", "expire_leases", "raise_concurrency"),
+    "worker_bloated": ("recycle_worker",),
     "backlog_growing": ("raise_concurrency",),
     "poison_job": ("quarantine_job",),
     "sandbox_hanging": ("raise_concurrency",),
@@ -99,6 +104,7 @@ class Situation:
         lambda tenant, agent: (None, None))
     max_step: float = 0.5
     supervised: set[str] = field(default_factory=set)  # worker ids a supervisor keeps
+    recycling: set[str] = field(default_factory=set)  # workers asked to recycle, not yet done
     # How long ago a run must have finished for its checkpoints to be pruned
     # under disk pressure (None: never), and what pruning those finished before
     # a time would remove: (runs, checkpoints, bytes).
@@ -240,6 +246,18 @@ def _replace_worker(diagnosis: Diagnosis, situation: Situation
     return {"worker": diagnosis.subject, "leases": leases}, None
 
 
+def _recycle_worker(diagnosis: Diagnosis, situation: Situation
+                    ) -> tuple[dict[str, Any], str | None]:
+    if diagnosis.subject not in situation.supervised:
+        return {}, "no `homeo worker --processes` supervisor keeps it"
+    if situation.recycling:
+        return {}, (f"worker {sorted(situation.recycling)[0]} is being recycled: one at a time,"
+                    " so the others keep serving")
+    rss = next((e.get("value") for e in diagnosis.evidence
+                if e.get("signal") == "worker.rss_bytes"), None)
+    return {"worker": diagnosis.subject, "rss_bytes": rss}, None
+
+
 def _step(situation: Situation) -> int:
     return max(1, int(situation.slots * situation.max_step))
 
@@ -307,6 +325,7 @@ PRECONDITIONS: dict[str, Precondition] = {
     "shift_weight": _shift_weight,
     "expire_leases": _expire_leases,
     "replace_worker": _replace_worker,
+    "recycle_worker": _recycle_worker,
     "raise_concurrency": _raise_concurrency,
     "lower_concurrency": _lower_concurrency,
     "shed_tenant": _tenant_action("shed", lambda s: s.shed),

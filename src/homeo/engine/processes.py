@@ -7,6 +7,10 @@ Each tick it
   - kills a child the loop asked to replace (`replace/<worker id>`, written by
     the `replace_worker` actuator: a worker whose heartbeat went stale, hung
     or dead) and removes the request;
+  - stops a child the loop asked to recycle (`recycle/<worker id>`, written by
+    the `recycle_worker` actuator: a live worker whose memory grew too much)
+    with SIGTERM, so its steps in flight finish and its runs go back to the
+    queue, and removes the request once another process took its place;
   - starts a new process in the place of each child that exited (killed, or
     crashed), counting restarts;
   - forgets the heartbeat row of a replaced worker once its leases are gone
@@ -28,7 +32,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from homeo.autonomic.control import REPLACE_PREFIX, supervisor_key
+from homeo.autonomic.control import (
+    RECYCLE_PREFIX,
+    REPLACE_PREFIX,
+    recycle_key,
+    supervisor_key,
+)
 from homeo.observe import logs
 from homeo.queue.base import Queue
 from homeo.store.base import Store
@@ -41,6 +50,7 @@ class Child:
     slot: int
     process: subprocess.Popen[bytes]
     worker_id: str | None = None  # its heartbeat row, once it wrote one
+    recycling: bool = False  # asked to stop gracefully (SIGTERM sent)
 
 
 @dataclass
@@ -65,6 +75,7 @@ class ProcessSupervisor:
     retired: list[Retired] = field(default_factory=list)
     restarts: int = 0
     replaced: int = 0  # children killed because the loop asked
+    recycled: int = 0  # children stopped gracefully because the loop asked
 
     def __post_init__(self) -> None:
         if self.count < 1:
@@ -79,6 +90,7 @@ class ProcessSupervisor:
         self._identify()
         self._advertise(now)
         self._replace_requested(now)
+        self._recycle_requested(now)
         self._restart_exited()
         self._forget_retired(now)
 
@@ -142,17 +154,38 @@ class ProcessSupervisor:
             self.replaced += 1
             self.store.delete_control(entry.key)
 
+    def _recycle_requested(self, now: float) -> None:
+        mine = {child.worker_id: child for child in self.children if child.worker_id}
+        for entry in self.store.list_control(now=now):
+            if not entry.key.startswith(RECYCLE_PREFIX):
+                continue
+            child = mine.get(entry.key[len(RECYCLE_PREFIX):])
+            if child is None or child.recycling:
+                continue  # another supervisor's worker, or already stopping
+            if child.process.poll() is None:
+                log.info("recycling a worker the autonomic loop found bloated",
+                         worker=child.worker_id, pid=child.process.pid)
+                child.process.terminate()  # our own child: it releases its runs and exits
+            child.recycling = True
+            self.recycled += 1
+
     def _restart_exited(self) -> None:
         for index, child in enumerate(self.children):
             code = child.process.poll()
             if code is None:
                 continue
-            log.warning("worker process exited; starting another", pid=child.process.pid,
-                        code=code, worker=child.worker_id)
+            if child.recycling:
+                log.info("recycled worker stopped; starting another", pid=child.process.pid,
+                         code=code, worker=child.worker_id)
+            else:
+                log.warning("worker process exited; starting another", pid=child.process.pid,
+                            code=code, worker=child.worker_id)
             if child.worker_id:
                 self.retired.append(Retired(child.worker_id, child.slot))
             self.children[index] = Child(child.slot, self.spawn(child.slot))
             self.restarts += 1
+            if child.recycling and child.worker_id:
+                self.store.delete_control(recycle_key(child.worker_id))
 
     def _forget_retired(self, now: float) -> None:
         if not self.retired:

@@ -73,7 +73,7 @@ from homeo.engine.submit import RUN_JOB as RUN_JOB
 from homeo.engine.sweep import Sweeper
 from homeo.engine.waits import Waits, wake_parent
 from homeo.llm.base import ModelError
-from homeo.observe import logs, tracing
+from homeo.observe import logs, memory_room, tracing
 from homeo.observe.metrics import Metrics
 from homeo.queue.base import Job, RetryPolicy
 from homeo.store.base import LeaseFenced, read_async
@@ -194,6 +194,7 @@ class Worker:
         self.knowledge = knowledge
         self.memory_prune_every = memory_prune_every if memories is not None else None
         self.started_at = 0.0
+        self._rss_start = 0  # its resident memory at its first heartbeat
         self.last_poll = 0.0
         self.processed = 0
         self.claim_error: str | None = None
@@ -256,11 +257,14 @@ class Worker:
     async def _beat(self) -> None:
         """Write this worker's heartbeat row; a database error is logged, not raised."""
         sandbox = self.tools.sandbox_tally.counts()
+        rss = memory_room.process_rss_bytes() or 0
+        self._rss_start = self._rss_start or rss
         record = WorkerRecord(id=self.worker_id, host=socket.gethostname(), pid=os.getpid(),
                               slots=self.slots(), in_use=len(self._in_flight),
                               started_at=self.started_at, last_seen=self.clock(),
                               sandbox_runs=sandbox.runs, sandbox_timeouts=sandbox.timeouts,
-                              sandbox_ooms=sandbox.ooms)
+                              sandbox_ooms=sandbox.ooms, rss_bytes=rss,
+                              rss_start_bytes=self._rss_start)
         try:
             await asyncio.to_thread(self.store.beat_worker, record)
         except Exception as error:  # the slots report the database being down

@@ -13,11 +13,21 @@ it. Every ancestor group's limit applies; the tightest wins. Both cgroup v1
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 # cgroup v1 reports "no limit" as a page-rounded 2**63 - 1.
 _UNLIMITED = 2**62
+
+
+def process_rss_bytes() -> int | None:
+    """This process's resident memory (Linux /proc; None elsewhere)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def machine_available_ratio() -> float | None:

@@ -269,6 +269,9 @@ class WorkerRecord(BaseModel):
     sandbox_runs: int = 0
     sandbox_timeouts: int = 0
     sandbox_ooms: int = 0
+    # Its resident memory at its last heartbeat and at its first (0: unknown).
+    rss_bytes: int = 0
+    rss_start_bytes: int = 0
 
 
 class AgentOutcomes(BaseModel):

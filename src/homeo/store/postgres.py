@@ -378,6 +378,12 @@ MIGRATIONS = [
     ALTER TABLE workers ADD COLUMN sandbox_timeouts BIGINT NOT NULL DEFAULT 0;
     ALTER TABLE workers ADD COLUMN sandbox_ooms BIGINT NOT NULL DEFAULT 0;
     """,
+    # Each worker process's resident memory now and at its first heartbeat:
+    # the autonomic loop recycles one that grew too much.
+    """
+    ALTER TABLE workers ADD COLUMN rss_bytes BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE workers ADD COLUMN rss_start_bytes BIGINT NOT NULL DEFAULT 0;
+    """,
 ]
 
 

@@ -766,16 +766,18 @@ class SQLStore(RegistrySQL, Store):
             db.execute(
                 self.db.sql(
                     "INSERT INTO workers (id, host, pid, slots, in_use, started_at, last_seen,"
-                    " sandbox_runs, sandbox_timeouts, sandbox_ooms)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                    " sandbox_runs, sandbox_timeouts, sandbox_ooms, rss_bytes, rss_start_bytes)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET"
                     " slots = excluded.slots, in_use = excluded.in_use,"
                     " last_seen = excluded.last_seen, sandbox_runs = excluded.sandbox_runs,"
                     " sandbox_timeouts = excluded.sandbox_timeouts,"
-                    " sandbox_ooms = excluded.sandbox_ooms"
+                    " sandbox_ooms = excluded.sandbox_ooms, rss_bytes = excluded.rss_bytes,"
+                    " rss_start_bytes = excluded.rss_start_bytes"
                 ),
                 (worker.id, worker.host, worker.pid, worker.slots, worker.in_use,
                  worker.started_at, worker.last_seen, worker.sandbox_runs,
-                 worker.sandbox_timeouts, worker.sandbox_ooms),
+                 worker.sandbox_timeouts, worker.sandbox_ooms, worker.rss_bytes,
+                 worker.rss_start_bytes),
             )
 
     def list_workers(self) -> list[WorkerRecord]:

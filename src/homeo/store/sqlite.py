@@ -371,6 +371,12 @@ MIGRATIONS = [
     ALTER TABLE workers ADD COLUMN sandbox_timeouts INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE workers ADD COLUMN sandbox_ooms INTEGER NOT NULL DEFAULT 0;
     """,
+    # Each worker process's resident memory now and at its first heartbeat:
+    # the autonomic loop recycles one that grew too much.
+    """
+    ALTER TABLE workers ADD COLUMN rss_bytes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE workers ADD COLUMN rss_start_bytes INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 

@@ -32,6 +32,8 @@ from homeo.autonomic.chaos.measure import FINAL, REFUSED, ModeResult, RunOutcome
 from homeo.autonomic.chaos.scenarios import Scenario
 from homeo.backends import Backends, open_backends
 from homeo.engine.submit import submit_run
+from homeo.sandbox.cgroups import RunCgroup
+from homeo.sandbox.limits import Limits
 from homeo.store.disk import DiskFloor, DiskFull
 from homeo.store.models import NewRun
 
@@ -46,6 +48,9 @@ max_steps: 1
 max_tokens: 16
 timeouts: {step: 60, run: 120}
 """
+
+
+UNLIMITED_BYTES = 64 * 2**30
 
 
 class ChaosError(Exception):
@@ -85,6 +90,10 @@ class Tuning:
     data_disk_bytes: int | None = None
     min_free_disk_bytes: int = 0  # HOMEO_MIN_FREE_DISK
     disk_pressure_bytes: int | None = None  # HOMEO_AUTONOMIC_DISK_FREE; None: homeo's
+    # The workers in a memory cgroup of their own (root only) whose limit, once
+    # they are up, is what they use then plus this. None: no group.
+    memory_headroom_bytes: int | None = None
+    worker_growth_bytes: int | None = None  # HOMEO_AUTONOMIC_WORKER_GROWTH; None: homeo's
 
     def environment(self, loop_on: bool) -> dict[str, str]:
         return {
@@ -111,6 +120,8 @@ class Tuning:
             "HOMEO_MIN_FREE_DISK": str(self.min_free_disk_bytes),
             **({} if self.disk_pressure_bytes is None
                else {"HOMEO_AUTONOMIC_DISK_FREE": str(self.disk_pressure_bytes)}),
+            **({} if self.worker_growth_bytes is None
+               else {"HOMEO_AUTONOMIC_WORKER_GROWTH": str(self.worker_growth_bytes)}),
             "HOMEO_DEFAULT_TENANT": TENANT,
             "HOMEO_LOG_LEVEL": "warning",
         }
@@ -129,6 +140,7 @@ class System:
     # Runs the fault itself submitted, (tenant, run id): accepted work that
     # must not be lost either, counted apart from the steady workload.
     others: list[tuple[str, str]] = field(default_factory=list)
+    agent: str = AGENT  # what the steady workload submits (a fault may change it)
 
 
 def run_scenario(scenario: Scenario, loops: Sequence[bool], tuning: Tuning, *,
@@ -165,6 +177,7 @@ def _run_once(scenario: Scenario, loop_on: bool, tuning: Tuning, *,
     backends: Backends | None = None
     disk = root / "disk"
     mounted = False
+    group: RunCgroup | None = None
     try:
         disk.mkdir()
         if tuning.data_disk_bytes is not None:
@@ -195,12 +208,20 @@ def _run_once(scenario: Scenario, loop_on: bool, tuning: Tuning, *,
         env = {**base_env, **tuning.environment(loop_on), "HOMEO_DATA_DIR": str(data),
                "HOMEO_AGENTS_DIR": str(agents), "HOMEO_MODELS": json.dumps(models)}
         progress(f"{scenario.name}, loop {mode}: starting {tuning.workers} workers in {root}")
+        if tuning.memory_headroom_bytes is not None:
+            group = _memory_group()
         for index in range(tuning.workers):
             log = (root / f"worker-{index}.log").open("wb")
             supervised = ["--processes", "1"] if scenario.supervised else []
             workers.append(subprocess.Popen([*homeo_command, "worker", *supervised], env=env,
                                             stdout=log, stderr=subprocess.STDOUT))
+            if group is not None:
+                group.add(workers[-1].pid)  # before it imports much; its children follow
         _wait_ready(backends, workers, tuning, root)
+        if group is not None and tuning.memory_headroom_bytes is not None:
+            limit = _limit_memory(group, tuning.memory_headroom_bytes)
+            progress(f"{scenario.name}, loop {mode}: the workers' memory limit is"
+                     f" {limit / 2**20:.0f} MiB")
         system = System(flaky, steady, workers, backends, tuning, data)
         submitted, refused, fault_at, (faulty_before, steady_before) = _workload(
             system, scenario, progress)
@@ -215,9 +236,13 @@ def _run_once(scenario: Scenario, loop_on: bool, tuning: Tuning, *,
         return summarize(mode, outcomes, fault_at, tuning.slo, decisions,
                          faulty_calls=len(flaky.received) - faulty_before,
                          steady_calls=len(steady.received) - steady_before,
-                         others=[None if run is None else run.status for run in others])
+                         others=[None if run is None else run.status for run in others],
+                         oom_kills=_oom_kills(group))
     finally:
         _stop(workers)
+        if group is not None:
+            group.kill_all()  # what the supervisors started and left, if anything
+            group.remove()
         for server in started:
             server.stop()
         if backends is not None:
@@ -225,6 +250,40 @@ def _run_once(scenario: Scenario, loop_on: bool, tuning: Tuning, *,
         if mounted:
             _unmount(disk)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _memory_group() -> RunCgroup:
+    try:
+        # No limit to speak of until the workers are up (`_limit_memory`).
+        return RunCgroup.create(Limits(memory_bytes=UNLIMITED_BYTES), controllers=("memory",))
+    except OSError as error:
+        raise ChaosError(f"this scenario runs the workers in a memory cgroup of their own, and"
+                         f" making one failed (it needs root and cgroup v1's memory"
+                         f" controller): {error}") from error
+
+
+def _limit_memory(group: RunCgroup, headroom: int) -> int:
+    """Limit the group to its working set now plus `headroom`; the limit."""
+    memory = group.groups["memory"]
+    usage = int((memory / "memory.usage_in_bytes").read_text())
+    stat = dict(line.split() for line in (memory / "memory.stat").read_text().splitlines())
+    limit = usage - int(stat.get("total_inactive_file", 0)) + headroom
+    (memory / "memory.limit_in_bytes").write_text(str(limit))
+    swap = memory / "memory.memsw.limit_in_bytes"
+    if swap.exists():  # lowered after memory's: memory + swap may not be below memory
+        swap.write_text(str(limit))
+    return limit
+
+
+def _oom_kills(group: RunCgroup | None) -> int:
+    """How many processes the kernel's OOM killer ended in the group."""
+    if group is None or "memory" not in group.groups:
+        return 0
+    for line in (group.groups["memory"] / "memory.oom_control").read_text().splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill":
+            return int(value)
+    return 0
 
 
 def _mount(where: Path, size: int) -> None:
@@ -285,7 +344,7 @@ def _workload(system: System, scenario: Scenario, progress: Callable[[str], None
             continue
         try:
             run, _ = submit_run(system.backends, NewRun(
-                tenant_id=TENANT, agent=AGENT,
+                tenant_id=TENANT, agent=system.agent,
                 input=f"question {len(submitted) + len(refused)}"))
         except DiskFull:
             refused.append(time.time())

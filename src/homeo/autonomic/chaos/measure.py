@@ -52,6 +52,7 @@ class ModeResult:
     max_latency_seconds: float | None
     missed_slo: int  # runs that did not meet the SLO
     refused: int = 0  # submissions refused (HTTP 507: the disk below its floor)
+    oom_kills: int = 0  # worker processes the kernel's OOM killer ended
     actions: dict[str, int] = field(default_factory=dict)
     faulty_calls: int = 0  # calls the flaky deployment got after the fault
     steady_calls: int = 0  # and the steady one
@@ -76,7 +77,7 @@ class ModeResult:
     def as_json(self) -> dict[str, Any]:
         return {"loop": self.loop, "submitted": self.submitted, "succeeded": self.succeeded,
                 "success_rate": round(self.success_rate, 4), "lost": self.lost,
-                "refused": self.refused,
+                "refused": self.refused, "oom_kills": self.oom_kills,
                 "slo_broken": self.slo_broken, "recovery_seconds": self.recovery_seconds,
                 "p95_latency_seconds": self.p95_latency_seconds,
                 "max_latency_seconds": self.max_latency_seconds, "missed_slo": self.missed_slo,
@@ -107,7 +108,8 @@ def p95(values: list[float]) -> float | None:
 
 def summarize(loop: str, runs: list[RunOutcome], fault_at: float, slo: Slo,
               decisions: list[tuple[str, str]], faulty_calls: int,
-              steady_calls: int = 0, others: Sequence[str | None] = ()) -> ModeResult:
+              steady_calls: int = 0, others: Sequence[str | None] = (),
+              oom_kills: int = 0) -> ModeResult:
     """`decisions`: (action, status) of each decision made during the run;
     `others`: the status of each run the fault itself submitted (None: not
     in the store)."""
@@ -118,7 +120,7 @@ def summarize(loop: str, runs: list[RunOutcome], fault_at: float, slo: Slo,
         loop=loop, submitted=len(runs),
         succeeded=sum(1 for run in runs if run.status == "succeeded"),
         lost=sum(1 for run in runs if run.status not in FINAL and run.status != REFUSED),
-        refused=sum(1 for run in runs if run.status == REFUSED),
+        refused=sum(1 for run in runs if run.status == REFUSED), oom_kills=oom_kills,
         slo_broken=broken, recovery_seconds=recovered,
         p95_latency_seconds=p95(latencies),
         max_latency_seconds=round(max(latencies), 2) if latencies else None,
@@ -153,6 +155,8 @@ def table(scenario: str, results: list[ModeResult]) -> str:
     ]
     if any(r.refused for r in results):
         rows.insert(3, ("submissions refused (disk below its floor)", lambda r: str(r.refused)))
+    if any(r.oom_kills for r in results):
+        rows.append(("worker processes killed for memory (OOM)", lambda r: str(r.oom_kills)))
     if any(r.others for r in results):
         rows.append(("the fault's own runs, by status at the end",
                      lambda r: ", ".join(f"{status} {n}" for status, n in sorted(r.others.items()))

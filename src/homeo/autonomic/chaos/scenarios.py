@@ -21,6 +21,7 @@ from homeo.autonomic.chaos import (
     disk_faults,
     job_faults,
     load_faults,
+    memory_faults,
     sandbox_faults,
 )
 from homeo.autonomic.chaos.faultserver import Reply, error
@@ -116,4 +117,12 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              " filesystem, so the free-disk floor never refuses a run",
              disk_faults.fill, disk_faults.disk_tuning,
              workload_yaml=disk_faults.WORKLOAD_YAML, prepare=disk_faults.seed_history),
+    Scenario("memory-leak", "from the fault on, every run's tool keeps"
+             f" {memory_faults.LEAK_BYTES // 2**20} MiB it never frees, in workers whose memory"
+             " cgroup's limit that fills before the fault ends",
+             "recycle a worker that grew by"
+             f" {memory_faults.GROWTH_BYTES // 2**20} MiB while memory is tight (SIGTERM: its"
+             " runs go back to the queue; its supervisor starts a fresh one), one at a time,"
+             " before the kernel kills one", memory_faults.leak, memory_faults.leak_tuning,
+             agents={"chaos-leaky.yaml": memory_faults.LEAKY_YAML}, supervised=True),
 )}
