@@ -19,6 +19,7 @@ import pytest
 from homeo.autonomic.analyze import Analysis, Analyzer, Baseline, Thresholds
 from homeo.autonomic.loop import AutonomicLoop, status
 from homeo.autonomic.monitor import Monitor
+from homeo.autonomic.plan import Planner, Situation
 from homeo.backends import Backends, open_backends
 from homeo.config import Settings
 from homeo.llm.base import Message, ModelError
@@ -114,6 +115,28 @@ def test_a_job_that_took_down_every_worker_is_poison(backends: Backends) -> None
                     if d.kind == "poison_job"]
     assert poison_job.confidence == 0.9
     assert "took down every worker" in poison_job.evidence[1]["rule"]
+
+
+def test_sandboxed_tools_killed_for_memory_again_and_again_are_diagnosed(
+    backends: Backends,
+) -> None:
+    store = backends.store
+    monitor, analyzer = Monitor(store, backends.queue), Analyzer()
+
+    def oom(at: float, ooms: int, runs: int) -> list:
+        store.beat_worker(WorkerRecord(id="w1", host="h", pid=1, slots=2, started_at=T0,
+                                       last_seen=at, sandbox_runs=runs, sandbox_ooms=ooms))
+        return [d for d in analyzer.analyze(monitor.observe(at)).diagnoses
+                if d.kind == "sandbox_oom"]
+
+    assert oom(T0, 9, 9) == []  # before the first look: history
+    assert oom(T0 + 1, 10, 12) == []  # one kill: could be one greedy run
+    [found] = oom(T0 + 2, 11, 13)
+    assert found.summary.startswith("2 of 4 sandboxed tool runs in the last 60s were killed")
+    assert "HOMEO_SANDBOX_MEMORY" in found.summary
+    # Nothing is planned for it: a limit is the operator's to raise.
+    assert Planner().plan(found, Situation(), {}) is None
+    assert oom(T0 + 70, 11, 20) == []  # the kills left the window
 
 
 def test_sandboxes_hitting_their_time_limit_while_jobs_wait_are_hanging(

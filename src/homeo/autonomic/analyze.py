@@ -26,6 +26,9 @@ baseline and z-score that fired) and a confidence in [0, 1]:
                        the worker holding it each time
     sandbox_hanging    sandboxed tools keep running into their time limit while
                        jobs wait and nearly every live worker slot is busy
+    sandbox_oom        sandboxed tools keep being killed for memory: their limit
+                       (HOMEO_SANDBOX_MEMORY) is too small for what the agents
+                       run; no action is planned (a limit is the operator's call)
     agent_regressed    its runs fail far more often than they used to
     disk_pressure      the data directory's disk is nearly full
     memory_pressure    the machine has little memory left
@@ -80,6 +83,7 @@ class Thresholds:
     sandbox_window_seconds: float = 60.0
     sandbox_min_timeouts: int = 2  # within the window
     sandbox_busy_share: float = 0.75  # of live workers' slots in use
+    sandbox_min_ooms: int = 2  # within the window
     agent_min_runs: int = 5
     agent_failure_rate: float = 0.3  # and above its baseline; 0.5 before it has one
     disk_free_ratio: float = 0.05
@@ -155,6 +159,7 @@ class Analyzer:
         self.baselines: dict[str, Baseline] = {}
         self._due: deque[tuple[float, float]] = deque()
         self._timeouts: deque[tuple[float, float]] = deque()  # (at, sandbox.new_timeouts)
+        self._ooms: deque[tuple[float, float, float]] = deque()  # (at, new_ooms, new_runs)
 
     def analyze(self, seen: Observation) -> Analysis:
         """Score every signal against its baseline (then let it learn the value)
@@ -180,6 +185,7 @@ class Analyzer:
             *self._backlog(seen, anomalies),
             *self._poison(seen),
             *self._sandbox(seen),
+            *self._sandbox_ooms(seen),
             *self._agents(seen, anomalies),
             *self._machine(seen),
             *self._floods(seen, anomalies),
@@ -348,6 +354,26 @@ class Analyzer:
                 " while holding it",
                 evidence))
         return found
+
+    def _sandbox_ooms(self, seen: Observation) -> list[Diagnosis]:
+        t = self.thresholds
+        ooms, runs = seen.value("sandbox.new_ooms"), seen.value("sandbox.new_runs")
+        if ooms or runs:
+            self._ooms.append((seen.at, ooms or 0.0, runs or 0.0))
+        while self._ooms and self._ooms[0][0] <= seen.at - t.sandbox_window_seconds:
+            self._ooms.popleft()
+        killed = sum(count for _, count, _ in self._ooms)
+        if killed < t.sandbox_min_ooms:
+            return []
+        ran = sum(count for _, _, count in self._ooms)
+        return [Diagnosis(
+            "sandbox_oom", "", round(min(0.5 + 0.1 * killed / t.sandbox_min_ooms, 0.9), 3),
+            f"{killed:.0f} of {ran:.0f} sandboxed tool runs in the last"
+            f" {t.sandbox_window_seconds:g}s were killed for memory: HOMEO_SANDBOX_MEMORY may be"
+            " too small for what the agents run (no action: a limit is the operator's call)",
+            [{"signal": "sandbox.new_ooms", "value": killed,
+              "rule": f">= {t.sandbox_min_ooms} in the last {t.sandbox_window_seconds:g}s"},
+             {"signal": "sandbox.new_runs", "value": ran, "rule": "of these runs"}])]
 
     def _sandbox(self, seen: Observation) -> list[Diagnosis]:
         """Hung sandboxed tools hold worker slots until their time limit ends
