@@ -117,6 +117,32 @@ def test_a_job_that_took_down_every_worker_is_poison(backends: Backends) -> None
     assert "took down every worker" in poison_job.evidence[1]["rule"]
 
 
+def test_a_job_held_beside_the_poison_one_in_every_death_is_not_blamed_yet(
+        backends: Backends) -> None:
+    queue, store = backends.queue, backends.store
+    for index in range(2):
+        queue.enqueue("acme", "run", {"n": index}, now=T0)
+    monitor, analyzer = Monitor(store, queue), Analyzer()
+
+    def blamed(at: float) -> list[str]:
+        return [d.subject for d in analyzer.analyze(monitor.observe(at)).diagnoses
+                if d.kind == "poison_job"]
+
+    # Both were held by each worker that died (leases of 10 s that lapsed;
+    # a lapse is counted when the job is claimed again).
+    for worker, at in (("w1", T0), ("w2", T0 + 11)):
+        for _ in range(2):
+            assert queue.claim(f"{worker}#1", 10, now=at) is not None
+    suspect = queue.claim("w3#1", 10, now=T0 + 22)  # then w3 dies holding one
+    assert suspect is not None
+    # Two deaths each: a tie, no blame yet.
+    assert blamed(T0 + 23) == []
+    # w3's death, counted at the next claims, breaks the tie.
+    while queue.claim("w4#1", 60, now=T0 + 34) is not None:
+        pass
+    assert blamed(T0 + 35) == [f"acme/{suspect.id}"]
+
+
 def test_sandboxed_tools_killed_for_memory_again_and_again_are_diagnosed(
     backends: Backends,
 ) -> None:

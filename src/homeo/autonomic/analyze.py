@@ -23,7 +23,8 @@ baseline and z-score that fired) and a confidence in [0, 1]:
                        lets go, that a fresh process would not have
     backlog_growing    due jobs pile up: above their baseline or old, and rising
     poison_job         its lease expired again and again: it took down or hung
-                       the worker holding it each time
+                       the worker holding it each time (and more often than any
+                       other job: one held beside it as often may be the poison)
     sandbox_hanging    sandboxed tools keep running into their time limit while
                        jobs wait and nearly every live worker slot is busy
     sandbox_oom        sandboxed tools keep being killed for memory: their limit
@@ -339,9 +340,14 @@ class Analyzer:
     def _poison(self, seen: Observation) -> list[Diagnosis]:
         t = self.thresholds
         workers = max(seen.value("workers.known") or 0.0, 1.0)
+        repeated = {job: n for job, n in seen.of("job.lease_expiries").items()
+                    if n >= t.poison_expiries}
         found = []
-        for job, expiries in seen.of("job.lease_expiries").items():
-            if expiries < t.poison_expiries:
+        for job, expiries in repeated.items():
+            if sum(1 for n in repeated.values() if n >= expiries) > 1:
+                # Another job went down with its workers as often: they were held
+                # together each time (a bystander beside the poison one), so
+                # which one kills is not known yet; the next death tells.
                 continue
             every = expiries >= workers
             evidence = [_rule("job.lease_expiries", job, expiries, f">= {t.poison_expiries}"),
