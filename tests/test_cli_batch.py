@@ -20,6 +20,9 @@ import pytest
 from tests.conftest import IN_CI
 from tests.support.clikit import homeo, no_homeo_env  # noqa: F401
 
+# One local Ray cluster at a time (never two xdist workers' at once).
+pytestmark = pytest.mark.xdist_group("ray")
+
 SUPPORT = Path(__file__).parent / "support"
 HOMEO = Path(sys.executable).parent / "homeo"
 RAY_DEADLINE_SECONDS = 240  # Ray starts slowly on a busy machine

@@ -14,6 +14,9 @@ import pytest
 
 from tests.test_cli_batch import HOMEO, RAY_DEADLINE_SECONDS, homeo_env, psutil_or_skip, runs_in
 
+# One local Ray cluster at a time (never two xdist workers' at once).
+pytestmark = pytest.mark.xdist_group("ray")
+
 SUITE = """
 name: whoami
 cases:

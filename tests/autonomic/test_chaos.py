@@ -34,6 +34,10 @@ from homeo.autonomic.chaos.scenarios import SCENARIOS
 sys.path.insert(0, str(Path(__file__).parents[1] / "support"))
 from clikit import homeo, no_homeo_env  # noqa: E402, F401 (an autouse fixture)
 
+# The chaos scenarios run one after another on one xdist worker:
+# each starts several processes and plays two modes side by side.
+pytestmark = pytest.mark.xdist_group("chaos")
+
 # Short, but long enough for a breaker to open and a heartbeat to go stale;
 # generous deadlines for a busy machine.
 # The SLO's latency is 15 s, not the command's 5 s: a busy machine may slow a

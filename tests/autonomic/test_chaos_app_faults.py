@@ -18,6 +18,9 @@ from homeo.autonomic.chaos.harness import Tuning, run_scenario
 from homeo.autonomic.chaos.measure import ModeResult, Slo
 from homeo.autonomic.chaos.scenarios import SCENARIOS
 
+# With the other chaos scenarios, one after another on one xdist worker.
+pytestmark = pytest.mark.xdist_group("chaos")
+
 TUNING = Tuning(warmup_seconds=6.0, fault_seconds=14.0, rate=3.0, max_runs=60,
                 drain_seconds=240.0, startup_seconds=240.0, slo=Slo(latency_seconds=15.0))
 

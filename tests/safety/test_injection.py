@@ -19,7 +19,8 @@ from homeo.safety import doc_texts, train
 from homeo.safety.head import Head
 from homeo.safety.injection import InjectionGuard
 
-pytestmark = pytest.mark.slow  # embeds about 4,000 texts
+# Slow: embeds about 4,000 texts, once: the module runs in one xdist worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("injection")]
 
 ROOT = Path(__file__).resolve().parents[2]
 # (test set, figure, floor for precision/recall or ceiling for fpr)

@@ -29,7 +29,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from homeo.autonomic.control import (
@@ -89,8 +89,9 @@ class ProcessSupervisor:
         now = self.clock() if now is None else now
         self._identify()
         self._advertise(now)
-        self._replace_requested(now)
-        self._recycle_requested(now)
+        entries = self.store.list_control(now=now)
+        self._replace_requested(entries)
+        self._recycle_requested(entries)
         self._restart_exited()
         self._forget_retired(now)
 
@@ -138,14 +139,18 @@ class ProcessSupervisor:
             value={"host": self.host, "children": pids}, set_by="homeo worker --processes",
             set_at=now, expires_at=now + self.advertise_ttl_seconds))
 
-    def _replace_requested(self, now: float) -> None:
+    def _requested(self, entries: list[ControlEntry], prefix: str
+                   ) -> Iterator[tuple[ControlEntry, Child]]:
+        """The loop's requests (`prefix` + worker id) that name a child of this
+        supervisor, with the child."""
         mine = {child.worker_id: child for child in self.children if child.worker_id}
-        for entry in self.store.list_control(now=now):
-            if not entry.key.startswith(REPLACE_PREFIX):
-                continue
-            child = mine.get(entry.key[len(REPLACE_PREFIX):])
-            if child is None:
-                continue  # another supervisor's worker
+        for entry in entries:
+            if entry.key.startswith(prefix) and (
+                    child := mine.get(entry.key[len(prefix):])) is not None:
+                yield entry, child
+
+    def _replace_requested(self, entries: list[ControlEntry]) -> None:
+        for entry, child in self._requested(entries, REPLACE_PREFIX):
             if child.process.poll() is None:
                 log.warning("replacing a worker the autonomic loop found dead",
                             worker=child.worker_id, pid=child.process.pid)
@@ -154,14 +159,10 @@ class ProcessSupervisor:
             self.replaced += 1
             self.store.delete_control(entry.key)
 
-    def _recycle_requested(self, now: float) -> None:
-        mine = {child.worker_id: child for child in self.children if child.worker_id}
-        for entry in self.store.list_control(now=now):
-            if not entry.key.startswith(RECYCLE_PREFIX):
-                continue
-            child = mine.get(entry.key[len(RECYCLE_PREFIX):])
-            if child is None or child.recycling:
-                continue  # another supervisor's worker, or already stopping
+    def _recycle_requested(self, entries: list[ControlEntry]) -> None:
+        for _, child in self._requested(entries, RECYCLE_PREFIX):
+            if child.recycling:
+                continue  # already stopping
             if child.process.poll() is None:
                 log.info("recycling a worker the autonomic loop found bloated",
                          worker=child.worker_id, pid=child.process.pid)
