@@ -287,11 +287,11 @@ class Analyzer:
         if available is None or available >= t.memory_tight_ratio:
             return []
         found = []
-        ages = seen.of("worker.heartbeat_age_seconds")
+        ages, resident = seen.of("worker.heartbeat_age_seconds"), seen.of("worker.rss_bytes")
         for worker, growth in seen.of("worker.rss_growth_bytes").items():
             if growth < t.worker_growth_bytes or ages.get(worker, 0.0) >= t.worker_stale_seconds:
                 continue
-            rss = seen.of("worker.rss_bytes").get(worker, 0.0)
+            rss = resident.get(worker, 0.0)
             found.append(Diagnosis(
                 "worker_bloated", worker, _scale(growth / t.worker_growth_bytes, boost=False),
                 f"worker {worker}: {rss / 2**20:.0f} MiB resident, {growth / 2**20:.0f} MiB"

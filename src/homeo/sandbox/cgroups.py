@@ -126,17 +126,21 @@ class RunCgroup:
 
     def oom_killed(self) -> bool:
         """Whether the kernel's OOM killer ended a process of this run."""
+        return self.oom_kills() > 0
+
+    def oom_kills(self) -> int:
+        """How many processes of this group the kernel's OOM killer ended."""
         memory = self.groups.get("memory")
         if memory is None:
-            return False
+            return 0
         try:
             for line in (memory / "memory.oom_control").read_text().splitlines():
                 key, _, value = line.partition(" ")
                 if key == "oom_kill":
-                    return int(value) > 0
+                    return int(value)
         except OSError:
-            return False
-        return False
+            return 0
+        return 0
 
     def pids(self) -> list[int]:
         group = self.groups.get("pids") or self.groups.get("memory") or self.unified

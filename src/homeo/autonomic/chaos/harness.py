@@ -237,7 +237,7 @@ def _run_once(scenario: Scenario, loop_on: bool, tuning: Tuning, *,
                          faulty_calls=len(flaky.received) - faulty_before,
                          steady_calls=len(steady.received) - steady_before,
                          others=[None if run is None else run.status for run in others],
-                         oom_kills=_oom_kills(group))
+                         oom_kills=0 if group is None else group.oom_kills())
     finally:
         _stop(workers)
         if group is not None:
@@ -273,17 +273,6 @@ def _limit_memory(group: RunCgroup, headroom: int) -> int:
     if swap.exists():  # lowered after memory's: memory + swap may not be below memory
         swap.write_text(str(limit))
     return limit
-
-
-def _oom_kills(group: RunCgroup | None) -> int:
-    """How many processes the kernel's OOM killer ended in the group."""
-    if group is None or "memory" not in group.groups:
-        return 0
-    for line in (group.groups["memory"] / "memory.oom_control").read_text().splitlines():
-        key, _, value = line.partition(" ")
-        if key == "oom_kill":
-            return int(value)
-    return 0
 
 
 def _mount(where: Path, size: int) -> None:
