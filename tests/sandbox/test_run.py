@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -89,9 +90,11 @@ def test_bad_input_file_names_and_empty_commands_are_errors() -> None:
 
 
 def test_no_work_folders_or_cgroups_are_left_behind() -> None:
-    before = set(os.listdir("/dev/shm"))
+    # Only this process's: other test processes' sandboxes may run meanwhile.
+    mine = f"homeo-sandbox-{os.getpid()}-"
     run(["true"], Limits())
-    assert {n for n in set(os.listdir("/dev/shm")) - before if n.startswith("homeo-")} == set()
+    assert [n for n in os.listdir("/dev/shm") if n.startswith(mine)] == []
+    assert list(Path("/sys/fs/cgroup").glob(f"*/**/{mine}*")) == []
 
 
 def test_scratch_files_are_capped_by_count_and_by_bytes_of_names() -> None:

@@ -218,7 +218,9 @@ def run(
         raise SandboxError("no command to run")
     limits = limits or Limits()
     active = layers.require(frozenset(allow_without))
-    workdir = Path(tempfile.mkdtemp(prefix="homeo-sandbox-", dir=_scratch_parent()))
+    # Named for the process that made it, as its cgroup is: whose it is shows.
+    workdir = Path(tempfile.mkdtemp(prefix=f"homeo-sandbox-{os.getpid()}-",
+                                    dir=_scratch_parent()))
     cgroup: RunCgroup | None = None
     seccomp_fd: int | None = None
     try:
