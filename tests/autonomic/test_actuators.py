@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from homeo.autonomic.actuators import Actuators
+from homeo.autonomic.control import ControlState
 from homeo.backends import open_backends
 from homeo.config import Settings
 from homeo.engine.submit import run_job_key, submit_run
@@ -157,3 +158,22 @@ def test_another_app_instance_holds_the_breaker_moves_weight_and_sheds(
             "/v1/runs", json={"agent": "echo", "input": "x"}).status_code == 202)
     finally:
         loop_side.close()
+
+
+def test_a_fresh_read_sees_a_quarantine_the_cache_does_not_yet(tmp_path: Path) -> None:
+    """A worker claiming a job whose last worker died asks the store, not its
+    cache, whether the loop quarantined it a moment ago."""
+    backends = open_backends(f"sqlite:///{tmp_path / 'homeo.db'}")
+    try:
+        now = 1_800_000_000.0
+        control = ControlState(backends.store, refresh_seconds=60.0, clock=lambda: now)
+        assert control.quarantined("job_1") is None  # read, and cached for a minute
+        Actuators(backends.store, backends.queue, actor="autonomic:test").apply(
+            "quarantine_job", {"tenant": "acme", "job": "job_1"}, decision_id="dec_9", now=now)
+
+        assert control.quarantined("job_1") is None
+        assert control.quarantined("job_1", fresh=True) == (
+            "the autonomic loop found it poison (decision dec_9)")
+        assert control.reads == 2
+    finally:
+        backends.close()

@@ -143,6 +143,41 @@ def test_a_job_held_beside_the_poison_one_in_every_death_is_not_blamed_yet(
     assert blamed(T0 + 35) == [f"acme/{suspect.id}"]
 
 
+def test_a_job_whose_second_worker_died_holding_it_is_poison_before_it_is_claimed_again(
+        backends: Backends) -> None:
+    queue, store = backends.queue, backends.store
+    for index in range(2):
+        queue.enqueue("acme", "run", {"n": index}, now=T0)
+    store.beat_worker(WorkerRecord(id="w1", host="h", pid=1, slots=1, started_at=T0,
+                                   last_seen=T0))
+    assert queue.claim("w1#1", 10, now=T0) is not None  # w1 dies holding one
+    # The next claim puts it back (its first expiry) and w2 takes it, beside
+    # a job that never went down with a worker.
+    store.beat_worker(WorkerRecord(id="w2", host="h", pid=2, slots=2, started_at=T0,
+                                   last_seen=T0 + 11))
+    suspect = queue.claim("w2#1", 10, now=T0 + 11)
+    bystander = queue.claim("w2#2", 10, now=T0 + 11)
+    assert suspect is not None and bystander is not None and suspect.lease_expiries == 1
+    analyzer = Analyzer(Thresholds(worker_stale_seconds=3.0))
+    monitor = Monitor(store, queue)
+
+    # w2 beats: nothing to blame.
+    alive = analyzer.analyze(monitor.observe(T0 + 12)).diagnoses
+    assert [d for d in alive if d.kind == "poison_job"] == []
+    # w2's heartbeat goes stale: its death is the suspect's second, though
+    # no claim has counted it yet; the diagnosis comes before worker_dead's,
+    # so the job is quarantined before the dead worker's leases end.
+    kinds = [(d.kind, d.subject) for d in analyzer.analyze(monitor.observe(T0 + 15)).diagnoses]
+    assert ("poison_job", f"acme/{suspect.id}") in kinds
+    assert ("poison_job", f"acme/{bystander.id}") not in kinds
+    assert kinds.index(("poison_job", f"acme/{suspect.id}")) < kinds.index(("worker_dead", "w2"))
+    [poison] = [d for d in analyzer.analyze(monitor.observe(T0 + 16)).diagnoses
+                if d.kind == "poison_job"]
+    assert [(e["signal"], e["value"]) for e in poison.evidence[:2]] == [
+        ("job.lease_expiries", 1), ("job.holder_heartbeat_age_seconds", 5.0)]
+    assert "its worker died or hung 2 times" in poison.summary
+
+
 def test_sandboxed_tools_killed_for_memory_again_and_again_are_diagnosed(
     backends: Backends,
 ) -> None:

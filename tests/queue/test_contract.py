@@ -213,6 +213,26 @@ def test_backlog_counts_due_jobs_leases_and_repeated_expiries(backends: Backends
     assert queue.backlog(T0 + 31).dead == 1
 
 
+def test_backlog_shows_a_job_held_again_after_one_expiry(backends: Backends) -> None:
+    """A job whose worker died once and that another now holds: if that one
+    dies too, it is the job's second; one waiting in line is not shown."""
+    queue = backends.queue
+    for index in range(2):
+        queue.enqueue("acme", "run", {"n": index}, now=T0)
+    assert queue.claim("w1#1", 10, now=T0) is not None
+    assert queue.claim("w1#2", 10, now=T0) is not None
+    # w1 died: the next claim puts both back in line, counting an expiry each.
+    held = queue.claim("w2#1", 10, now=T0 + 11)
+    assert held is not None and held.lease_expiries == 1
+
+    backlog = queue.backlog(T0 + 12)
+
+    assert [(job.id, job.status, job.lease_owner, job.lease_expiries)
+            for job in backlog.repeat_expiries] == [(held.id, "leased", "w2#1", 1)]
+    queue.complete(held.id, "w2#1", now=T0 + 13)
+    assert queue.backlog(T0 + 14).repeat_expiries == []
+
+
 def test_a_busy_tenant_does_not_starve_a_small_one(backends: Backends) -> None:
     queue = backends.queue
     for n in range(200):

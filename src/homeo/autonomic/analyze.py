@@ -24,7 +24,10 @@ baseline and z-score that fired) and a confidence in [0, 1]:
     backlog_growing    due jobs pile up: above their baseline or old, and rising
     poison_job         its lease expired again and again: it took down or hung
                        the worker holding it each time (and more often than any
-                       other job: one held beside it as often may be the poison)
+                       other job: one held beside it as often may be the poison).
+                       A death not yet counted (the worker holding it now is
+                       stale) counts, so the job is quarantined before it is
+                       claimed again and takes another worker down
     sandbox_hanging    sandboxed tools keep running into their time limit while
                        jobs wait and nearly every live worker slot is busy
     sandbox_oom        sandboxed tools keep being killed for memory: their limit
@@ -60,7 +63,8 @@ NOISE: dict[str, float] = {
 TENANT_DIAGNOSES = frozenset({"poison_job", "agent_regressed", "tenant_flooding"})
 # Counters that only grow, and per-job facts: no baseline.
 UNBASELINED = frozenset({"queue.dead", "queue.lease_expiries", "job.lease_expiries",
-                         "job.attempts", "workers.known", "worker.heartbeat_age_seconds",
+                         "job.attempts", "job.holder_heartbeat_age_seconds", "workers.known",
+                         "worker.heartbeat_age_seconds",
                          "worker.sandbox_timeouts", "worker.sandbox_ooms", "sandbox.new_runs",
                          "sandbox.new_timeouts", "sandbox.new_ooms", "worker.rss_bytes",
                          "worker.rss_growth_bytes"})
@@ -181,10 +185,12 @@ class Analyzer:
         self._remember_due(seen)
         diagnoses = [
             *self._providers(seen, anomalies),
+            # Before worker_dead: its job is quarantined before the dead
+            # worker's leases end and another worker could claim it.
+            *self._poison(seen),
             *self._workers(seen),
             *self._bloated(seen),
             *self._backlog(seen, anomalies),
-            *self._poison(seen),
             *self._sandbox(seen),
             *self._sandbox_ooms(seen),
             *self._agents(seen, anomalies),
@@ -340,8 +346,11 @@ class Analyzer:
     def _poison(self, seen: Observation) -> list[Diagnosis]:
         t = self.thresholds
         workers = max(seen.value("workers.known") or 0.0, 1.0)
-        repeated = {job: n for job, n in seen.of("job.lease_expiries").items()
-                    if n >= t.poison_expiries}
+        holders = seen.of("job.holder_heartbeat_age_seconds")
+        # A holder gone stale died with it (or hung): one more expiry to come.
+        dying = {job for job, age in holders.items() if age >= t.worker_stale_seconds}
+        counted = {job: n + (job in dying) for job, n in seen.of("job.lease_expiries").items()}
+        repeated = {job: n for job, n in counted.items() if n >= t.poison_expiries}
         found = []
         for job, expiries in repeated.items():
             if sum(1 for n in repeated.values() if n >= expiries) > 1:
@@ -350,10 +359,15 @@ class Analyzer:
                 # which one kills is not known yet; the next death tells.
                 continue
             every = expiries >= workers
-            evidence = [_rule("job.lease_expiries", job, expiries, f">= {t.poison_expiries}"),
-                        _rule("workers.known", "", workers,
-                              f"<= {expiries:g}: it took down every worker" if every
-                              else f"> {expiries:g}: some workers not yet tried")]
+            evidence = [_rule("job.lease_expiries", job, expiries - (job in dying),
+                              f">= {t.poison_expiries}" if job not in dying
+                              else f">= {t.poison_expiries - 1}, and its holder is stale")]
+            if job in dying:
+                evidence.append(_rule("job.holder_heartbeat_age_seconds", job, holders[job],
+                                      f">= {t.worker_stale_seconds:g}"))
+            evidence.append(_rule("workers.known", "", workers,
+                                  f"<= {expiries:g}: it took down every worker" if every
+                                  else f"> {expiries:g}: some workers not yet tried"))
             found.append(Diagnosis(
                 "poison_job", job, 0.9 if every else round(min(0.5 + 0.1 * expiries, 0.8), 3),
                 f"job {job.split('/', 1)[-1]}: its worker died or hung {expiries:.0f} times"

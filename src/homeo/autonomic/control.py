@@ -103,11 +103,12 @@ class ControlState:
         self._read_at = float("-inf")
         self._lock = threading.Lock()
 
-    def entries(self) -> dict[str, ControlEntry]:
-        """Key -> entry in force, read from the store when the cache is stale."""
+    def entries(self, *, fresh: bool = False) -> dict[str, ControlEntry]:
+        """Key -> entry in force, read from the store when the cache is stale
+        (or, with `fresh`, now)."""
         now = self.clock()
         with self._lock:
-            if now - self._read_at >= self.refresh_seconds:
+            if fresh or now - self._read_at >= self.refresh_seconds:
                 self._read_at = now
                 try:
                     self._entries = {e.key: e for e in self.store.list_control(now=now)}
@@ -120,8 +121,8 @@ class ControlState:
         return {key: entry for key, entry in entries.items()
                 if entry.expires_at is None or entry.expires_at > now}
 
-    def value(self, key: str) -> dict[str, Any] | None:
-        entry = self.entries().get(key)
+    def value(self, key: str, *, fresh: bool = False) -> dict[str, Any] | None:
+        entry = self.entries(fresh=fresh).get(key)
         return None if entry is None else entry.value
 
     def breaker(self, deployment: str) -> str | None:
@@ -149,7 +150,9 @@ class ControlState:
     def paused(self, tenant_id: str) -> bool:
         return self.value(pause_key(tenant_id)) is not None
 
-    def quarantined(self, job_id: str) -> str | None:
-        """Why the job is quarantined, or None."""
-        found = self.value(quarantine_key(job_id))
+    def quarantined(self, job_id: str, *, fresh: bool = False) -> str | None:
+        """Why the job is quarantined, or None. `fresh`: read the store now,
+        not the cache (for a job whose worker died holding it, which the loop
+        may have quarantined a moment ago)."""
+        found = self.value(quarantine_key(job_id), fresh=fresh)
         return None if found is None else str(found.get("reason", "quarantined"))

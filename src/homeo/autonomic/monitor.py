@@ -3,7 +3,8 @@ database, plus what only this process knows.
 
 From the store and queue (so every process's work counts): queue depth and
 the age of the oldest due job, leases (held, lapsed, expired so far), dead
-letters, jobs whose lease expired again and again, runs waiting, queued and
+letters, jobs whose lease expired again and again (and the heartbeat age of
+the worker holding one again), runs waiting, queued and
 running, runs per agent and their failure rate over `failure_window_seconds`,
 each worker's heartbeat age, slots, slots in use and leases held, sandboxed
 tool runs that timed out or were killed for memory (each worker counts its
@@ -36,7 +37,7 @@ from homeo.store.base import Store
 # Signals whose subject belongs to a tenant (see the module docstring).
 TENANT_SIGNALS = frozenset({
     "queue.due_by_tenant", "agent.runs", "agent.failure_rate", "job.lease_expiries",
-    "job.attempts",
+    "job.attempts", "job.holder_heartbeat_age_seconds",
 })
 BREAKER_CODES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 ProviderStats = Callable[[], Iterable[tuple[str, str, CallWindow]]]
@@ -125,10 +126,17 @@ class Monitor:
             seen.add("queue.due_by_tenant", due, tenant)
         for worker, leases in sorted(backlog.leases_by_worker.items()):
             seen.add("worker.leases", leases, worker)
+        beats = {worker.id: worker.last_seen for worker in self.store.list_workers()}
         for job in backlog.repeat_expiries:
             subject = f"{job.tenant_id}/{job.id}"
             seen.add("job.lease_expiries", job.lease_expiries, subject)
             seen.add("job.attempts", job.attempts, subject)
+            # Whether the worker holding it now is alive: if it died too, that
+            # death is one more expiry, counted only once the job is claimed again.
+            holder = (job.lease_owner or "").split("#", 1)[0]
+            if job.status == "leased" and holder in beats:
+                seen.add("job.holder_heartbeat_age_seconds", max(now - beats[holder], 0.0),
+                         subject)
 
     def _since_last(self, name: str, total: float) -> float:
         before = self._totals.get(name, total)

@@ -449,7 +449,10 @@ class Worker:
         if run.request_id:
             span.set_attribute("homeo.request_id", run.request_id)
             logs.bind(request_id=run.request_id)
-        quarantined = None if self.control is None else self.control.quarantined(job.id)
+        # A job whose worker died holding it may be the one that killed it:
+        # whether the loop quarantined it is read from the store, not the cache.
+        quarantined = None if self.control is None else await asyncio.to_thread(
+            self.control.quarantined, job.id, fresh=job.lease_expiries > 0)
         if run.stalls >= max_stalls or job.exhausted or quarantined:
             error = (f"quarantined: {quarantined}; last error: {job.last_error}" if quarantined
                      else f"gave up: {run.stalls} attempts in a row ended without completing a"

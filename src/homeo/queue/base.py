@@ -87,8 +87,10 @@ class Backlog(BaseModel):
     due_by_tenant: dict[str, int] = {}
     # Leased jobs per worker process (the lease owner up to its "#").
     leases_by_worker: dict[str, int] = {}
-    # Jobs not done or dead whose lease expired at least twice: each time the
-    # worker holding them died or hung.
+    # Jobs not done or dead whose lease expired at least twice (each time the
+    # worker holding them died or hung), and leased jobs whose lease expired
+    # once: held again, so their holder's death would be their second. Most
+    # expiries first.
     repeat_expiries: list[Job] = []
 
 

@@ -17,8 +17,8 @@ Keys, all under one prefix (default `homeo:`):
     claims          string  how many claims there were (numbers `served`)
     leases          zset    leased jobs, scored by lease_expires_at
     idem            hash    [tenant, idempotency key] -> job id
-    repeats         zset    unfinished jobs whose lease expired twice or more,
-                            scored by that count (for `backlog`)
+    repeats         zset    unfinished jobs whose lease expired, scored by
+                            how often (for `backlog`)
     stats           hash    jobs per status, and lease expiries
 
 A claim first puts every lease that expired by `now` back in line (what
@@ -149,7 +149,7 @@ for _, id in ipairs(lapsed) do
   end_lease(key, id)
   redis.call('HSET', key, 'status', 'queued', 'updated_at', now, 'last_error', ARGV[5])
   local expiries = redis.call('HINCRBY', key, 'lease_expiries', 1)
-  if expiries >= 2 then redis.call('ZADD', p .. 'repeats', expiries, id) end
+  redis.call('ZADD', p .. 'repeats', expiries, id)
   enter_line(key, id, redis.call('HGET', key, 'run_at'))
   count('leased', 'queued')
   redis.call('HINCRBY', p .. 'stats', 'lease_expiries', 1)
@@ -295,8 +295,13 @@ for i = 1, #leases, 2 do
   if tonumber(leases[i + 1]) <= now then lapsed = lapsed + 1 end
 end
 local repeats = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'repeats', 2, '+inf')) do
-  repeats[#repeats + 1] = redis.call('HGETALL', p .. 'job:' .. id)
+-- Expired twice or more, or once and leased again.
+local expired = redis.call('ZRANGEBYSCORE', p .. 'repeats', 1, '+inf', 'WITHSCORES')
+for i = 1, #expired, 2 do
+  local key = p .. 'job:' .. expired[i]
+  if tonumber(expired[i + 1]) >= 2 or redis.call('HGET', key, 'status') == 'leased' then
+    repeats[#repeats + 1] = redis.call('HGETALL', key)
+  end
 end
 return cjson.encode({due = due, oldest = oldest, tenants = tenants, owners = owners,
                      lapsed = lapsed, repeats = repeats})

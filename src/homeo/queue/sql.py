@@ -129,8 +129,9 @@ class SQLQueueStorage(QueueStorage):
                 " COALESCE(SUM(lease_expiries), 0) AS expiries FROM jobs"
             ).fetchone()
             repeated = db.execute(
-                self.db.sql("SELECT * FROM jobs WHERE status IN ('queued', 'leased')"
-                            " AND lease_expiries >= 2 ORDER BY lease_expiries DESC, id LIMIT ?"),
+                self.db.sql("SELECT * FROM jobs WHERE (status IN ('queued', 'leased')"
+                            " AND lease_expiries >= 2) OR (status = 'leased'"
+                            " AND lease_expiries = 1) ORDER BY lease_expiries DESC, id LIMIT ?"),
                 (REPEAT_EXPIRIES_SHOWN,),
             ).fetchall()
         by_worker: dict[str, int] = {}
