@@ -374,3 +374,52 @@ async def _until(condition, deadline: float = 60.0) -> None:
         if loop.time() > end:
             raise AssertionError("condition not met within the deadline")
         await asyncio.sleep(0.02)
+
+
+def test_a_job_whose_worker_died_waits_to_run_alone(runtime: Runtime) -> None:
+    """A suspect (its worker died holding it: it may be what killed it) is not
+    run beside other jobs, which it would take down too: its slot claims
+    nothing more and waits for the jobs in flight to end, or for long enough."""
+    import scriptkit
+    from homeo.engine.worker import SUSPECT_WAIT_SECONDS
+
+    queue = runtime.backends.queue
+    define(runtime, "echo", ScriptedModel(["hi"]))
+    suspect_id = submit(runtime, "echo")
+    assert queue.claim("dead-worker#1", 2.0) is not None  # lapses in 2 s, its holder gone
+    runtime.backends.store.claim_run("default", suspect_id)
+    blocker_id, gate = blocked_run(runtime, "suspect")
+    worker = runtime.worker(2)
+    now = [1_800_000_000.0]
+    worker.clock = lambda: now[0]
+
+    async def then() -> None:
+        # The other slot takes the suspect once its lease lapses, and holds it.
+        await _until(lambda: worker._alone is not None)
+        job = state(runtime, suspect_id)[1]
+        assert job.lease_expiries == 1 and job.lease_owner.startswith(worker.worker_id)
+        await asyncio.sleep(0.5)
+        assert runtime.backends.store.list_steps("default", suspect_id) == []  # not run yet
+        # Held while the blocker runs, until the wait's end.
+        now[0] += SUSPECT_WAIT_SECONDS
+        await _until(lambda: state(runtime, suspect_id)[0].status == "succeeded")
+        assert state(runtime, blocker_id)[0].status == "running"
+        scriptkit.release(gate)
+        await _until(lambda: state(runtime, blocker_id)[0].status == "succeeded")
+
+    serve_while_blocked(runtime, worker, blocker_id, then)
+    run, job = state(runtime, suspect_id)
+    assert (run.output, job.status, job.lease_expiries) == ("hi", "done", 1)
+    assert worker._alone is None
+
+
+def test_a_suspect_with_nothing_beside_it_runs_at_once(runtime: Runtime) -> None:
+    define(runtime, "echo", ScriptedModel(["hi"]))
+    suspect_id = submit(runtime, "echo")
+    runtime.backends.queue.claim("dead-worker#1", 0.0)  # its holder died at once
+    runtime.backends.store.claim_run("default", suspect_id)
+
+    assert asyncio.run(runtime.worker(2).run_until_idle()) == 1
+
+    run, job = state(runtime, suspect_id)
+    assert (run.status, job.status, job.lease_expiries) == ("succeeded", "done", 1)

@@ -89,6 +89,13 @@ ACTIVE = frozenset({"queued", "running"})
 CLAIM_BACKOFF_MAX_SECONDS = 5.0
 # A paused tenant's job goes back in line this far ahead, to be looked at again.
 PAUSED_RECHECK_SECONDS = 5.0
+# A suspect (a job whose worker died holding it: it may be what killed it)
+# runs alone in its process, so that if it kills this one too it takes no
+# other job down and is the only one blamed: its slot stops this process's
+# claims and waits for the jobs in flight to end, at most SUSPECT_WAIT_SECONDS
+# (and half the lease); a second suspect meanwhile goes back in line.
+SUSPECT_WAIT_SECONDS = 10.0
+SUSPECT_RECHECK_SECONDS = 0.5
 Emit = Callable[[dict[str, Any]], None]
 
 
@@ -201,6 +208,8 @@ class Worker:
         self._stopping = False
         self._claims = itertools.count(1)
         self._in_flight: dict[asyncio.Task[str], Interruption] = {}
+        self._working: set[str] = set()  # the jobs this process is running
+        self._alone: str | None = None  # a suspect running alone: no claims meanwhile
         self.log = logs.get_logger("homeo.worker")
 
     @property
@@ -292,7 +301,8 @@ class Worker:
                                  ) -> None:
         failures = 0
         while not stop.is_set():
-            if index >= self.slots():  # a slot the control state has turned off
+            if index >= self.slots() or self._alone is not None:
+                # A slot the control state has turned off, or a suspect runs alone.
                 await self._settle(done)
                 await _wait(stop, self.poll_seconds)
                 continue
@@ -402,6 +412,34 @@ class Worker:
             await asyncio.to_thread(self.queue.release, job.id, self._owner(job),
                                     delay=PAUSED_RECHECK_SECONDS)
             return
+        suspect = job.lease_expiries > 0
+        if suspect:
+            if self._alone is not None:  # another suspect has this process
+                await asyncio.to_thread(self.queue.release, job.id, self._owner(job),
+                                        delay=SUSPECT_RECHECK_SECONDS)
+                return
+            self._alone = job.id
+            await self._others_end(job)
+        self._working.add(job.id)
+        try:
+            await self._run_job(job, done)
+        finally:
+            self._working.discard(job.id)
+            if self._alone == job.id:
+                self._alone = None
+
+    async def _others_end(self, job: Job) -> None:
+        """Wait, claiming nothing, for the jobs in flight here to end, at most
+        SUSPECT_WAIT_SECONDS (and half the lease, which is not extended meanwhile)."""
+        if not self._working:
+            return
+        self.log.info("suspect job waits to run alone", job_id=job.id,
+                      lease_expiries=job.lease_expiries, in_flight=len(self._working))
+        until = self.clock() + min(SUSPECT_WAIT_SECONDS, self.lease_seconds / 2)
+        while self._working and self.clock() < until:
+            await asyncio.sleep(min(self.poll_seconds, 0.1))
+
+    async def _run_job(self, job: Job, done: list[Job] | None) -> None:
         if job.kind == ingest.INGEST_JOB:
             await self._ingest(job)
             return
