@@ -33,6 +33,7 @@ from homeo.observe.slo.definitions import Slo
 from homeo.observe.slo.measure import measure
 from homeo.queue.base import Queue
 from homeo.store.base import Store
+from homeo.store.models import WorkerRecord
 
 # Signals whose subject belongs to a tenant (see the module docstring).
 TENANT_SIGNALS = frozenset({
@@ -101,15 +102,16 @@ class Monitor:
     def observe(self, now: float | None = None) -> Observation:
         now = self.clock() if now is None else now
         seen = Observation(now)
-        self._queue(seen, now)
+        workers = self.store.list_workers()  # read once: the queue's signals use it too
+        self._queue(seen, now, workers)
         self._runs(seen, now)
-        self._workers(seen, now)
+        self._workers(seen, now, workers)
         self._providers(seen)
         self._machine(seen)
         self._slos(seen, now)
         return seen
 
-    def _queue(self, seen: Observation, now: float) -> None:
+    def _queue(self, seen: Observation, now: float, workers: list[WorkerRecord]) -> None:
         backlog = self.queue.backlog(now)
         seen.add("queue.due", backlog.due)
         seen.add("queue.oldest_due_age_seconds",
@@ -126,7 +128,7 @@ class Monitor:
             seen.add("queue.due_by_tenant", due, tenant)
         for worker, leases in sorted(backlog.leases_by_worker.items()):
             seen.add("worker.leases", leases, worker)
-        beats = {worker.id: worker.last_seen for worker in self.store.list_workers()}
+        beats = {worker.id: worker.last_seen for worker in workers}
         for job in backlog.repeat_expiries:
             subject = f"{job.tenant_id}/{job.id}"
             seen.add("job.lease_expiries", job.lease_expiries, subject)
@@ -153,8 +155,7 @@ class Monitor:
             seen.add("agent.runs", agent.total, subject)
             seen.add("agent.failure_rate", agent.failed / agent.total, subject)
 
-    def _workers(self, seen: Observation, now: float) -> None:
-        workers = self.store.list_workers()
+    def _workers(self, seen: Observation, now: float, workers: list[WorkerRecord]) -> None:
         seen.add("workers.known", len(workers))
         new = {"runs": 0.0, "timeouts": 0.0, "ooms": 0.0}
         for worker in workers:
