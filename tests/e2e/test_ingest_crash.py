@@ -38,6 +38,7 @@ HOMEO = Path(sys.executable).parent / "homeo"
 DEADLINE_SECONDS = 240.0
 TENANT = "default"
 CHUNK_CHARS = 100
+EMBED_BATCH = 2
 BIG = "\n\n".join(f"Entry {n}: the lighthouse keeper wound the clockwork lamp and noted"
                   f" {'fog' if n % 3 else 'gales'} offshore." for n in range(240))
 
@@ -62,7 +63,7 @@ class Workers:
                     "HOMEO_DATABASE_URL": url, "HOMEO_QUEUE_URL": "",
                     "HOMEO_AGENTS_DIR": str(agents), "HOMEO_LEASE_SECONDS": "1",
                     "HOMEO_POLL_SECONDS": "0.05", "HOMEO_WORKERS": "1",
-                    "HOMEO_MEMORY_EMBED_BATCH": "2",
+                    "HOMEO_MEMORY_EMBED_BATCH": str(EMBED_BATCH),
                     "HOMEO_MEMORY_CHUNK_CHARS": str(CHUNK_CHARS),
                     "HOMEO_MEMORY_CHUNK_OVERLAP": "0", "HOMEO_LOG_LEVEL": "warning"}
         self.started: list[subprocess.Popen[bytes]] = []
@@ -144,7 +145,11 @@ def test_a_kill_mid_batch_never_leaves_a_half_indexed_document_searchable(
         assert first.returncode == -signal.SIGKILL
 
         assert lighthouse_hits() == []
-        assert now().chunks_done == halfway.chunks_done  # the staged batches survive
+        # The staged batches survive. One more may land: on PostgreSQL a commit the
+        # worker sent just before it froze can reach the server after we read.
+        after = now()
+        assert after.status == "indexing"
+        assert halfway.chunks_done <= after.chunks_done <= halfway.chunks_done + EMBED_BATCH
         assert store.get_ingestion(TENANT, small.id).status == "done"
         collection = store.get_collection(TENANT, "log")
         assert (collection.documents, collection.chunks) == (1, 1)  # the small one only
