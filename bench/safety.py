@@ -1,13 +1,16 @@
 """The safety guards: how well the injection classifier separates attacks from
 ordinary text, and what each guard costs per text.
 
-Quality: precision, recall, F1 and false-positive rate on every test set
-(S-Labs, neuralchemy, the generated agent texts and each of their parts) at
-the shipped threshold, and the share of pieces of real documentation (the
-installed packages' READMEs) it flags. None of these texts trained the head or chose its
-threshold. The baseline, in the same run on the same texts, is a keyword
-list: a text is an attack when it contains one of KEYWORDS, which is how
-guards that "match ignore previous instructions" work.
+Quality, for each of the classifier's readings (input: its input head;
+document: the head the tool_output and retrieved screens use): precision,
+recall, F1 and false-positive rate on every test set (S-Labs, neuralchemy, the
+generated agent texts and each of their parts, pieces of real documentation:
+standard-library docstrings and installed packages' READMEs) at the head's
+shipped threshold. None of these texts trained a head or chose its
+threshold (documentation is split by module and by package). The baseline,
+in the same run on the same texts, is a keyword list: a text is an attack
+when it contains one of KEYWORDS, which is how guards that "match ignore
+previous instructions" work.
 
 Cost: each guard's `check` on one text at a time (P50, P99, texts per second)
 over a sample of the test texts, and the classifier's batch throughput. The
@@ -31,9 +34,9 @@ from _common import machine, table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from homeo.safety import doc_texts, train  # noqa: E402
+from homeo.safety import train  # noqa: E402
 from homeo.safety.credentials import SecretsGuard  # noqa: E402
-from homeo.safety.injection import InjectionGuard  # noqa: E402
+from homeo.safety.injection import READINGS, InjectionGuard  # noqa: E402
 from homeo.safety.pii import PiiGuard  # noqa: E402
 
 KEYWORDS = (
@@ -50,10 +53,9 @@ def keyword_scores(texts: list[str]) -> np.ndarray:
     return np.asarray([float(any(k in text.lower() for k in KEYWORDS)) for text in texts])
 
 
-def quality(guard: InjectionGuard) -> None:
-    split = train.build_split("test", guard.card["seed"])
+def quality(guard: InjectionGuard, split: train.Split) -> None:
     started = time.perf_counter()
-    scores = guard.scores(split.texts)
+    scores = guard.text_scores(split.texts)  # as `check` reads them: the highest window
     seconds = time.perf_counter() - started
     ours = train.by_source(scores, split, guard.threshold)
     baseline = train.by_source(keyword_scores(split.texts), split, 0.5)
@@ -67,17 +69,13 @@ def quality(guard: InjectionGuard) -> None:
                        for k in ("precision", "recall", "f1", "fpr")),
                      *(f"{theirs[k]:.3f}" if k in keys else "-"
                        for k in ("precision", "recall", "f1", "fpr"))])
-    print(f"\nInjection classifier ({guard.card['head']} head on all-MiniLM-L6-v2, threshold"
-          f" {guard.threshold}) vs the keyword list, on the test splits:")
+    print(f"\nInjection classifier, read as {guard.reading} ({guard.card['head']} head on"
+          f" all-MiniLM-L6-v2, threshold {guard.threshold}) vs the keyword list, on the test"
+          " splits:")
     print(table(["test set", "texts", "attacks", "P", "R", "F1", "FPR",
                  "kw P", "kw R", "kw F1", "kw FPR"], rows))
     print(f"(scored {len(split.texts)} texts in batches in {seconds:.1f}s:"
           f" {len(split.texts) / seconds:.0f} texts/s)")
-    readmes = doc_texts.package_readmes()
-    ours = float(np.mean(guard.scores(readmes) >= guard.threshold))
-    theirs = float(np.mean(keyword_scores(readmes)))
-    print(f"Real documentation (pieces of the installed packages' READMEs, {len(readmes)}):"
-          f" flagged {ours:.3f} (keywords {theirs:.3f})")
 
 
 def latency(guards: dict[str, object], texts: list[str]) -> None:
@@ -111,8 +109,9 @@ def main() -> None:
     args = parser.parse_args()
     print(machine())
     injection = InjectionGuard()
-    quality(injection)
     split = train.build_split("test", injection.card["seed"])
+    for reading in READINGS:
+        quality(InjectionGuard(reading=reading, encoder=injection.encoder), split)
     sample = random.Random(args.seed).sample(split.texts, min(args.texts, len(split.texts)))
     latency({"injection": injection, "secrets": SecretsGuard(), "pii": PiiGuard()}, sample)
 

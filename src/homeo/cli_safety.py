@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from homeo.cli_common import CONTEXT, console, fail, json_errors, print_json
+
+
+class Reading(str, Enum):
+    input = "input"
+    document = "document"
+
 
 safety_app = typer.Typer(help="Check text with the safety guards; train the injection classifier.",
                          no_args_is_help=True, context_settings=CONTEXT)
@@ -22,6 +29,9 @@ def check(
     text: Annotated[str, typer.Argument(help="The text to check; - reads it from stdin.")],
     guard: Annotated[list[str] | None, typer.Option(
         "--guard", help="Only this guard (injection, secrets, pii); repeat for more.")] = None,
+    reading: Annotated[Reading, typer.Option(
+        help="How the injection classifier reads the text: input (a user's or a model's"
+             " text) or document (a tool's output or a retrieved document).")] = Reading.input,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print JSON, as POST /v1/safety/check returns it.")] = False,
 ) -> None:
@@ -34,7 +44,7 @@ def check(
         fail("the text is empty: pass the text to check, or - to read it from stdin", code=2)
     try:
         checked = safety_guards.check(
-            safety_guards.build(guard or safety_guards.GUARD_NAMES), text)
+            safety_guards.build(guard or safety_guards.GUARD_NAMES, reading.value), text)
     except safety_guards.GuardUnavailable as error:
         fail(str(error), code=2)
     if as_json:
@@ -57,14 +67,15 @@ def check(
 def train(
     seed: Annotated[int, typer.Option(help="Seed of the generated texts and the head.")] = 0,
     out: Annotated[Path | None, typer.Option(
-        help="Folder for injection-head.npz and injection-card.json"
+        help="Folder for the heads and their cards (injection-*.npz, injection-*.json)"
              " [default: the package's, which the guard loads].")] = None,
     limit: Annotated[int | None, typer.Option(
         min=20, help="At most this many texts of each source per split: a quick trial.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: the files"
                                           " written and the model card.")] = False,
 ) -> None:
-    """Rebuild the injection classifier from the pinned corpora, offline."""
+    """Rebuild the injection classifier's heads (input, document) from the pinned
+    corpora, the generated agent texts and the documentation here, offline."""
     from homeo.llm.base import ModelError
     from homeo.safety import train as training
     from homeo.safety.corpus import CorpusError
@@ -79,15 +90,17 @@ def train(
             fail(str(error), code=2)
         except ImportError as error:
             fail(f"training needs scikit-learn ({error}): pip install 'homeo[safety]'", code=2)
-    head_path, card_path = training.save(trained, folder)
-    card = trained.card
+    written = training.save(trained, folder)
+    cards = {name: json.loads((folder / f"{training.READINGS[name].prefix}-card.json")
+                              .read_text()) for name in trained}  # as written: with their hashes
     if as_json:
-        print_json({"head_path": str(head_path), "card_path": str(card_path),
-                    "card": json.loads(card_path.read_text())})  # as written: with its hash
+        print_json({"paths": [str(path) for path in written], "cards": cards})
         return
-    print(f"trained a {card['head']} head, threshold {card['threshold']}, in {card['seconds']}s")
-    for name, figures in card["test"].items():
-        print(f"  test {name:<15} precision {figures['precision']:.3f} recall"
-              f" {figures['recall']:.3f} F1 {figures['f1']:.3f} FPR {figures['fpr']:.3f}"
-              f" (n {figures['n']})")
-    print(f"wrote {head_path} and {card_path}")
+    for name, card in cards.items():
+        print(f"{name}: a {card['head']} head, threshold {card['threshold']}"
+              f" (trained in {card['seconds']}s)")
+        for test_set, figures in card["test"].items():
+            print(f"  test {test_set:<15} precision {figures['precision']:.3f} recall"
+                  f" {figures['recall']:.3f} F1 {figures['f1']:.3f} FPR {figures['fpr']:.3f}"
+                  f" (n {figures['n']})")
+    print("wrote " + ", ".join(str(path) for path in written))

@@ -32,6 +32,23 @@ def test_check_runs_only_the_guards_asked_for(served: Served) -> None:
     assert answer.json()["flagged"] is False
 
 
+def test_check_reads_a_tool_output_as_a_document(served: Served) -> None:
+    """`reading: document` is the head the tool_output and retrieved screens use,
+    at its own threshold."""
+    from homeo.safety.injection import load_card
+
+    page = "Install with pip install homeo, then run homeo doctor to check every layer."
+    found = {}
+    for reading in ("input", "document"):
+        answer = served.client.post("/v1/safety/check", timeout=240, json={
+            "text": page, "guards": ["injection"], "reading": reading})
+        assert answer.status_code == 200, answer.text
+        found[reading] = answer.json()["verdicts"][0]
+        assert found[reading]["reason"].endswith(f"read as {reading})")
+        assert found[reading]["threshold"] == load_card(reading=reading)["threshold"]
+    assert found["input"]["score"] != found["document"]["score"]
+
+
 def test_check_needs_an_api_key(served: Served) -> None:
     with served.client_for(None) as anonymous:
         answer = anonymous.post("/v1/safety/check", json={"text": LEAKY})
@@ -44,6 +61,7 @@ def test_check_needs_an_api_key(served: Served) -> None:
      "unknown guard 'toxicity': choose from injection, secrets, pii"),
     ({"text": ""}, 422, None),
     ({"guards": ["pii"]}, 422, None),
+    ({"text": "hi", "reading": "web"}, 422, None),
 ])
 def test_a_bad_request_is_the_usual_error_shape(served: Served, body: dict, status: int,
                                                 message: str | None) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -33,6 +33,9 @@ class CheckRequest(BaseModel):
 
     text: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
     guards: list[str] = Field(default=list(safety_guards.GUARD_NAMES), min_length=1)
+    # How the injection classifier reads the text: a user's or model's text, or a
+    # tool's output or retrieved document (its document head).
+    reading: Literal["input", "document"] = "input"
 
 
 async def note_screening(request: Request, tenant_id: str, actor: str, subject: str,
@@ -46,15 +49,16 @@ async def note_screening(request: Request, tenant_id: str, actor: str, subject: 
                                 safety_event(actor, subject, screening))
 
 
-def _guards(request: Request, names: list[str]) -> list[Guard]:
-    """The app's guards of these names, built once per app."""
+def _guards(request: Request, names: list[str], reading: str) -> list[Guard]:
+    """The app's guards of these names (reading as `reading`), built once per app."""
     with _building:
-        built: dict[str, Guard] = getattr(request.app.state, "safety_guards", None) or {}
+        built: dict[tuple[str, str], Guard] = getattr(request.app.state, "safety_guards",
+                                                      None) or {}
         request.app.state.safety_guards = built
         for name in names:
-            if name not in built:
-                built[name] = safety_guards.build([name])[0]
-        return [built[name] for name in names]
+            if (name, reading) not in built:
+                built[(name, reading)] = safety_guards.build([name], reading)[0]
+        return [built[(name, reading)] for name in names]
 
 
 @router.post("/check", response_model=None, dependencies=[requires("member")])
@@ -65,7 +69,8 @@ async def check(body: CheckRequest, request: Request) -> JSONResponse:
                               f"{', '.join(safety_guards.GUARD_NAMES)}")
 
     def run() -> dict[str, Any]:
-        return safety_guards.check(_guards(request, body.guards), body.text).to_json()
+        return safety_guards.check(_guards(request, body.guards, body.reading),
+                                   body.text).to_json()
 
     try:
         answer = await asyncio.to_thread(run)

@@ -296,9 +296,11 @@ CARRIERS: list[Callable[[random.Random, Callable[[str], str]], list[str]]] = [
 
 @dataclass(frozen=True, slots=True)
 class AgentTexts:
-    """One split's generated texts, per set ("task", "tool", "injected")."""
+    """One split's generated texts, per set ("task", "tool", "injected"), and
+    the line planted in each injected text (its wrapped payload)."""
 
     sets: dict[str, list[str]]
+    planted: list[str]
 
     def labelled(self) -> tuple[list[str], list[int]]:
         texts: list[str] = []
@@ -328,16 +330,20 @@ def generate(split: str, seed: int, corpus_injections: Sequence[str] = ()) -> Ag
     sizes = SIZES[split]
     made_tasks = [_vary(rng, expand(rng.choice(tasks))) for _ in range(sizes["task"])]
     made_tools = ["\n".join(rng.choice(CARRIERS)(rng, fill)) for _ in range(sizes["tool"])]
-    made_injected = []
+    made_injected: list[str] = []
+    made_planted: list[str] = []
     for _ in range(sizes["injected"]):
         lines = rng.choice(CARRIERS)(rng, fill)
         if corpus_payloads and rng.random() < 0.5:
             payload = rng.choice(corpus_payloads)
         else:
             payload = expand(rng.choice(payloads))
-        lines.insert(rng.randint(1, len(lines)), rng.choice(wrappers).format(payload=payload))
+        planted = rng.choice(wrappers).format(payload=payload)
+        lines.insert(rng.randint(1, len(lines)), planted)
         made_injected.append("\n".join(lines))
-    return AgentTexts({"task": made_tasks, "tool": made_tools, "injected": made_injected})
+        made_planted.append(planted)
+    return AgentTexts({"task": made_tasks, "tool": made_tools, "injected": made_injected},
+                      made_planted)
 
 
 def _vary(rng: random.Random, text: str) -> str:

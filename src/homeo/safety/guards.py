@@ -21,7 +21,10 @@ class GuardUnavailable(Exception):
     """A guard cannot be built or run here; the message says what to install or run."""
 
 
-def build(names: Sequence[str] = GUARD_NAMES) -> list[Guard]:
+def build(names: Sequence[str] = GUARD_NAMES, reading: str = "input") -> list[Guard]:
+    """The guards of these names; the injection classifier reads texts as
+    `reading` ("input": a user's or a model's text; "document": a tool's output
+    or a retrieved document)."""
     unknown = [name for name in names if name not in GUARD_NAMES]
     if unknown:
         raise GuardUnavailable(f"unknown guard {unknown[0]!r}: choose from "
@@ -33,7 +36,7 @@ def build(names: Sequence[str] = GUARD_NAMES) -> list[Guard]:
             from homeo.safety.injection import InjectionGuard
 
             try:
-                guards.append(InjectionGuard())
+                guards.append(InjectionGuard(reading=reading))  # type: ignore[arg-type]
             except HeadError as error:
                 raise GuardUnavailable(str(error)) from None
         elif name == "secrets":

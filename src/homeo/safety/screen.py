@@ -4,7 +4,9 @@ operator's tenant policies; it hands each run a `Screen`, the run's resolved
 policy and the guards, through the run's context. Nothing here reads settings.
 
 A screening runs the detectors the boundary's rules name (each guard loaded
-once per process, on first use), applies each rule's threshold, and answers
+once per process, on first use; at tool_output and retrieved the injection
+classifier reads the text as a document, with its document head and that
+head's threshold), applies each rule's threshold, and answers
 the strongest action among the findings (block > approve > redact > flag) and
 the text to pass on (with pii and secrets spans masked where the rule says
 redact). The caller does what the action means at its boundary."""
@@ -31,20 +33,28 @@ from homeo.safety.verdict import Guard, Verdict
 
 # The detectors' own thresholds, used where a rule sets none (injection: its card's).
 DEFAULT_THRESHOLDS: dict[str, float] = {"pii": 0.4, "secrets": 0.5}
+DOCUMENTS: tuple[Boundary, ...] = ("tool_output", "retrieved")  # read as documents
 Build = Callable[[Sequence[str]], list[Guard]]
 
 
+def guard_key(name: Detector | str, boundary: Boundary) -> str:
+    """Which built guard a detector is at a boundary: "injection:document" for
+    the injection classifier at a document boundary, else the detector's name."""
+    return f"{name}:document" if name == "injection" and boundary in DOCUMENTS else name
+
+
 def _build_all_spans(names: Sequence[str]) -> list[Guard]:
-    """The guards with threshold 0, so every span comes back with its score
-    and each rule applies its own threshold."""
+    """The guards (by guard_key) with threshold 0, so every span comes back
+    with its score and each rule applies its own threshold."""
     built = []
     for name in names:
-        if name == "injection":
+        if name.startswith("injection"):
             from homeo.safety.head import HeadError
             from homeo.safety.injection import InjectionGuard
 
+            reading = "document" if name == "injection:document" else "input"
             try:
-                guard: Any = InjectionGuard(threshold=0.0)
+                guard: Any = InjectionGuard(threshold=0.0, reading=reading)
             except HeadError as error:
                 raise safety_guards.GuardUnavailable(str(error)) from None
             guard.default_threshold = float(guard.card["threshold"])
@@ -147,7 +157,7 @@ class SafetyGuards:
                  if only is None or rule.action in only}
         findings, reversible = [], []
         for name, rule in rules.items():
-            guard = self.guard(name)
+            guard = self.guard(guard_key(name, boundary))
             try:
                 verdict = guard.check(text)
             except Exception as error:  # the encoder or spaCy failing to load or run
