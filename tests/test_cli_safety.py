@@ -92,3 +92,19 @@ def test_train_json_names_the_files_and_prints_the_card(tmp_path: Path) -> None:
         card = body["cards"][reading]
         assert card == json.loads((tmp_path / f"{name}-card.json").read_text())
         assert (card["reading"], card["seed"], card["limit"]) == (reading, 3, 20)
+
+
+def test_train_one_reading_leaves_the_other_heads_files_alone(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from homeo.cli import app
+
+    (tmp_path / "injection-head.npz").write_bytes(b"kept")
+    done = CliRunner().invoke(app, ["safety", "train", "--limit", "20", "--reading", "document",
+                                    "--out", str(tmp_path), "--json"], catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    body = json.loads(done.stdout)
+    assert set(body["cards"]) == {"document"}
+    assert body["paths"] == [str(tmp_path / "injection-document-head.npz"),
+                             str(tmp_path / "injection-document-card.json")]
+    assert (tmp_path / "injection-head.npz").read_bytes() == b"kept"

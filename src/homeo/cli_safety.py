@@ -71,8 +71,10 @@ def train(
              " [default: the package's, which the guard loads].")] = None,
     limit: Annotated[int | None, typer.Option(
         min=20, help="At most this many texts of each source per split: a quick trial.")] = None,
+    reading: Annotated[list[Reading] | None, typer.Option(
+        help="Only this head (input, document); repeat for both [default: both].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object: the files"
-                                          " written and the model card.")] = False,
+                                          " written and the model cards.")] = False,
 ) -> None:
     """Rebuild the injection classifier's heads (input, document) from the pinned
     corpora, the generated agent texts and the documentation here, offline."""
@@ -84,8 +86,9 @@ def train(
     folder = out or MODEL_DIR
     with json_errors(as_json):
         try:
-            trained = training.train(seed, limit=limit,
-                                     log=lambda line: console.print(line, markup=False))
+            trained = training.train(
+                seed, limit=limit, log=lambda line: console.print(line, markup=False),
+                readings=tuple(dict.fromkeys(r.value for r in reading or list(Reading))))
         except (CorpusError, ModelError) as error:
             fail(str(error), code=2)
         except ImportError as error:

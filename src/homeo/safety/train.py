@@ -272,17 +272,22 @@ class Trained:
 
 
 def train(seed: int = 0, embed: Embed = minilm_embed, limit: int | None = None,
-          log: Callable[[str], None] = lambda line: None) -> dict[str, Trained]:
+          log: Callable[[str], None] = lambda line: None,
+          readings: Sequence[str] = tuple(READINGS)) -> dict[str, Trained]:
     """Build the splits, cut them into each reading's windows and embed those
     once, then for each reading fit each kind of head on train, pick the kind
     and threshold on validation, and measure on test (a text scores its highest
     window). `limit`: at most that many texts of each source per split, for a
-    quick trial (not for shipping)."""
+    quick trial (not for shipping). `readings`: only these heads."""
+    unknown = [name for name in readings if name not in READINGS]
+    if unknown or not readings:
+        raise ValueError(f"unknown reading {unknown[0] if unknown else ''!r}: choose from"
+                         f" {', '.join(READINGS)}")
     started = time.monotonic()
     splits = {name: build_split(name, seed, limit) for name in corpus.SPLITS}
     log("splits: " + ", ".join(f"{name} {len(s.texts)}" for name, s in splits.items()))
     own = {(reading, name): split.only(READINGS[reading].trained_on)
-           for reading in READINGS for name, split in splits.items()}
+           for reading in readings for name, split in splits.items()}
     cuts = {key: cut(split, READINGS[key[0]], READINGS[key[0]].learns_whole and key[1] == "train")
             for key, split in own.items()}
     vectors: dict[tuple[str, str], np.ndarray] = {}
@@ -296,7 +301,7 @@ def train(seed: int = 0, embed: Embed = minilm_embed, limit: int | None = None,
         log(f"embedded {name}: {len(unique)} windows ({time.monotonic() - started:.0f}s)")
     data = _data_card(splits)
     trained = {}
-    for reading in READINGS.values():
+    for reading in (READINGS[name] for name in readings):
         parts = {name: (own[(reading.name, name)], cuts[(reading.name, name)],
                         vectors[(reading.name, name)]) for name in splits}
         trained[reading.name] = _train_reading(reading, parts, seed, limit, data, started, log)
