@@ -23,7 +23,8 @@ from homeo.safety.head import Head
 from homeo.safety.injection import PREFIXES, READINGS, InjectionGuard
 
 # Slow: embeds about 12,000 windows, once: the module runs in one xdist worker.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("injection")]
+# The timeout covers the first test's setup: embedding them took 5 minutes on a busy machine.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("injection"), pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[2]
 # (reading, test set, figure, floor for precision/recall); the card's figures in comments.
@@ -69,8 +70,11 @@ def document(guards: dict[str, InjectionGuard]) -> InjectionGuard:
 @pytest.fixture(scope="module")
 def measured(guards: dict[str, InjectionGuard]) -> dict[str, dict[str, dict[str, float]]]:
     split = train.build_split("test", guards["input"].card["seed"])
-    return {reading: train.by_source(guard.text_scores(split.texts), split, guard.threshold)
-            for reading, guard in guards.items()}
+    found = {}
+    for reading, guard in guards.items():
+        own = split.only(train.READINGS[reading].trained_on)  # the sets its card measured
+        found[reading] = train.by_source(guard.text_scores(own.texts), own, guard.threshold)
+    return found
 
 
 @pytest.mark.parametrize(("reading", "test_set", "figure", "floor"), FLOORS)
