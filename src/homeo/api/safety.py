@@ -50,15 +50,17 @@ async def note_screening(request: Request, tenant_id: str, actor: str, subject: 
 
 
 def _guards(request: Request, names: list[str], reading: str) -> list[Guard]:
-    """The app's guards of these names (reading as `reading`), built once per app."""
+    """The app's guards of these names, built once per app (the injection guard
+    once per reading; the others read every text alike)."""
+    keys = [(name, reading if name == "injection" else "") for name in names]
     with _building:
         built: dict[tuple[str, str], Guard] = getattr(request.app.state, "safety_guards",
                                                       None) or {}
         request.app.state.safety_guards = built
-        for name in names:
-            if (name, reading) not in built:
-                built[(name, reading)] = safety_guards.build([name], reading)[0]
-        return [built[(name, reading)] for name in names]
+        for key in keys:
+            if key not in built:
+                built[key] = safety_guards.build([key[0]], reading)[0]
+        return [built[key] for key in keys]
 
 
 @router.post("/check", response_model=None, dependencies=[requires("member")])
