@@ -202,7 +202,10 @@ class Runtime:
             disk_free_bytes=settings.autonomic_disk_free,
             worker_growth_bytes=settings.autonomic_worker_growth,
             baseline_every_seconds=settings.autonomic_baseline_every_seconds,
-            baseline_min_samples=settings.autonomic_baseline_min_samples))
+            baseline_min_samples=settings.autonomic_baseline_min_samples,
+            # A failing deployment's breaker probes it once a cool-down.
+            provider_recent_seconds=max(1.5 * settings.breaker_cooldown_seconds,
+                                        3 * settings.autonomic_interval_seconds)))
         store = self.backends.store
         safety = Safety(mode=settings.autonomic_act,
                         max_actions_per_minute=settings.autonomic_max_actions_per_minute,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -16,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from homeo.autonomic.actuators import Actuators
 from homeo.autonomic.analyze import Analysis, Analyzer, Baseline, Thresholds
+from homeo.autonomic.control import ControlState
+from homeo.autonomic.execute import Executor, Safety
 from homeo.autonomic.loop import AutonomicLoop, status
 from homeo.autonomic.monitor import Monitor
 from homeo.autonomic.plan import Planner, Situation
@@ -476,6 +480,72 @@ def test_a_provider_slower_than_its_baseline_is_slow(
     assert diagnosis.subject == "primary"
     p95 = diagnosis.evidence[1]["value"]
     assert p95 >= 0.3 and diagnosis.evidence[0]["z"] >= 3.5
+
+
+def test_a_breaker_the_loop_holds_open_is_judged_to_have_helped(backends: Backends) -> None:
+    """The deployment keeps failing, but once the loop holds its breaker open
+    nobody calls it: its last failure ages past `provider_recent_seconds`, the
+    diagnosis clears and the decision counts as having helped. After the hold
+    period the loop lets go; the next call fails, and the loop holds it again."""
+    clock = Clock()
+    store = backends.store
+
+    def loop_now() -> float:
+        return T0 + clock.now
+
+    with fault_server() as flaky, fault_server() as steady:
+        settings = Settings(
+            models={"chat": [{"model": "openai:m", "name": "flaky", "base_url": flaky.base_url},
+                             {"model": "openai:m", "name": "steady",
+                              "base_url": steady.base_url}]},
+            router_retries=0, router_backoff_base_seconds=0.0,
+            router_attempt_timeout_seconds=10.0, breaker_min_calls=4,
+            breaker_cooldown_seconds=2.0)
+        control = ControlState(store, refresh_seconds=0.0, clock=loop_now)
+        models = ModelCatalog(settings, clock=clock, held_breaker=control.breaker)
+        executor = Executor(
+            store, Planner(random.Random(3)),
+            Actuators(store, backends.queue, actor="autonomic:loop1"), observer="loop1",
+            safety=Safety(mode="on", settle_seconds=5.0, hold_seconds=10.0),
+            aliases=lambda: {"chat": ["flaky", "steady"]})
+        loop = AutonomicLoop(
+            Monitor(store, backends.queue, providers=models.provider_stats),
+            Analyzer(Thresholds(provider_recent_seconds=3.0)), store, observer="loop1",
+            executor=executor)
+
+        async def scenario() -> list[tuple[float, set[str], list[tuple[str, str, str | None]]]]:
+            flaky.default = error(500, "down")
+            steps = []
+            for _ in range(40):  # a step a second, two requests between steps
+                await ask(models, 2)
+                analysis = loop.step(loop_now())
+                steps.append((clock.now - 1000.0, {d.kind for d in analysis.diagnoses},
+                              [(d.action, d.status, d.outcome)
+                               for d in sorted(store.list_decisions(limit=100),
+                                               key=lambda d: d.at)]))
+                clock.now += 1.0
+            await models.aclose()
+            return steps
+
+        steps = asyncio.run(scenario())
+        calls_to_flaky = len(flaky.received)
+
+    # Plan's first draw (seed 3) shifts weight away: flaky's own breaker still
+    # probes it and fails, so the diagnosis persisted and the shift is undone.
+    # Holding the breaker open stops the calls: cleared, and undone only after
+    # the hold period. Then the first call fails again and Plan, which has
+    # seen the breaker work and the shift not, holds it open again.
+    decided = steps[-1][2]
+    assert decided[:2] == [("shift_weight", "reverted", "persisted"),
+                           ("open_breaker", "reverted", "cleared")], decided
+    assert decided[2][0] == "open_breaker", decided
+    assert store.decision_tally("provider_down") == {
+        "shift_weight": (0, 1), "open_breaker": (len(decided) - 2, 0)}
+    # From the hold on, nothing was diagnosed once the last failure was 3 s
+    # old (its own breaker sat half-open, no probe let through), until it was let go.
+    held = next(index for index, step in enumerate(steps) if len(step[2]) == 2)
+    assert steps[held + 4][1] == set(), steps[held:held + 5]
+    assert calls_to_flaky <= 16, calls_to_flaky
 
 
 # --- the loop and what it keeps -----------------------------------------------------

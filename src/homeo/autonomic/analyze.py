@@ -16,6 +16,12 @@ baseline and z-score that fired) and a confidence in [0, 1]:
     provider_down      its breaker is open, or nearly every recent call failed
     provider_degraded  a share of its calls fail (or its breaker is half-open)
     provider_slow      its P95 latency is far above its own baseline
+                       (each of the three only while the deployment's newest
+                       failed call, or for slowness its newest call, is at most
+                       `provider_recent_seconds` old: once nobody calls it, as
+                       when the loop holds its breaker open, it is not known to
+                       be failing, and the action that stopped the calls counts
+                       as having helped)
     worker_dead        its heartbeat is older than `worker_stale_seconds`
     worker_bloated     its resident memory grew by `worker_growth_bytes` since
                        it started while memory is tight (under
@@ -67,7 +73,8 @@ UNBASELINED = frozenset({"queue.dead", "queue.lease_expiries", "job.lease_expiri
                          "worker.heartbeat_age_seconds",
                          "worker.sandbox_timeouts", "worker.sandbox_ooms", "sandbox.new_runs",
                          "sandbox.new_timeouts", "sandbox.new_ooms", "worker.rss_bytes",
-                         "worker.rss_growth_bytes"})
+                         "worker.rss_growth_bytes", "provider.last_call_age_seconds",
+                         "provider.last_failure_age_seconds"})
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,12 @@ class Thresholds:
     provider_degraded_error_rate: float = 0.2
     provider_down_error_rate: float = 0.9
     provider_slow_factor: float = 2.0  # P95 at least this many times its baseline
+    # A provider's failures (or slow calls) count only while its newest failed
+    # (or any) call is at most this old: a deployment nobody called since is not
+    # known to be failing now, so an action that stopped the calls is judged to
+    # have helped. Longer than a breaker's cool-down, so its probes keep a
+    # failing deployment's diagnosis fresh.
+    provider_recent_seconds: float = 45.0
     worker_stale_seconds: float = 30.0
     backlog_min_due: int = 10
     backlog_age_seconds: float = 60.0
@@ -215,55 +228,79 @@ class Analyzer:
         calls_of = seen.of("provider.calls")
         rates = seen.of("provider.error_rate")
         p95s = seen.of("provider.latency_p95_seconds")
+        call_ages = seen.of("provider.last_call_age_seconds")
+        failure_ages = seen.of("provider.last_failure_age_seconds")
+        recent = f"<= {t.provider_recent_seconds:g}"
         for deployment, breaker in seen.of("provider.breaker").items():
             calls = calls_of.get(deployment, 0.0)
-            rate = rates.get(deployment)
-            counted = calls >= t.provider_min_calls and rate is not None
-            calls_evidence = _rule("provider.calls", deployment, calls, f">= {t.provider_min_calls}")
-            if breaker >= 2:
-                found.append(Diagnosis(
-                    "provider_down", deployment, 0.95,
-                    f"deployment {deployment}: its circuit breaker is open",
-                    [_rule("provider.breaker", deployment, breaker, "2 (open)")]))
-                continue
-            if counted and rate >= t.provider_down_error_rate:  # type: ignore[operator]
-                found.append(Diagnosis(
-                    "provider_down", deployment, 0.9,
-                    f"deployment {deployment}: {rate:.0%} of its last {calls:.0f} calls failed",
-                    [_rule("provider.error_rate", deployment, rate,
-                           f">= {t.provider_down_error_rate}"), calls_evidence]))
-                continue
-            if counted and rate >= t.provider_degraded_error_rate:  # type: ignore[operator]
-                evidence = [_rule("provider.error_rate", deployment, rate,
-                                  f">= {t.provider_degraded_error_rate}"), calls_evidence]
-                anomaly = anomalies.get(f"provider.error_rate[{deployment}]")
-                if anomaly is not None:
-                    evidence.append(_anomaly(anomaly, t.z))
-                found.append(Diagnosis(
-                    "provider_degraded", deployment,
-                    _scale(rate / t.provider_degraded_error_rate, boost=anomaly is not None),
-                    f"deployment {deployment}: {rate:.0%} of its last {calls:.0f} calls failed",
-                    evidence))
-            elif breaker >= 1:
-                found.append(Diagnosis(
-                    "provider_degraded", deployment, 0.6,
-                    f"deployment {deployment}: its breaker is half-open, probing after failures",
-                    [_rule("provider.breaker", deployment, breaker, "1 (half-open)")]))
-            slow = anomalies.get(f"provider.latency_p95_seconds[{deployment}]")
-            p95 = p95s.get(deployment)
-            if (slow is not None and slow.z > 0 and calls >= t.provider_min_calls
-                    and p95 is not None and p95 >= t.provider_slow_factor * slow.baseline):
-                found.append(Diagnosis(
-                    "provider_slow", deployment,
-                    _scale(p95 / (t.provider_slow_factor * max(slow.baseline, 1e-9)),
-                           boost=True),
-                    f"deployment {deployment}: P95 latency {p95:.3g}s, usually"
-                    f" {slow.baseline:.3g}s",
-                    [_anomaly(slow, t.z),
-                     _rule("provider.latency_p95_seconds", deployment, p95,
-                           f">= {t.provider_slow_factor} x baseline {slow.baseline:.3g}"),
-                     calls_evidence]))
+            failure_age = failure_ages.get(deployment)
+            if failure_age is not None and failure_age <= t.provider_recent_seconds:
+                failing = self._failing(
+                    deployment, breaker, calls, rates.get(deployment), anomalies,
+                    _rule("provider.last_failure_age_seconds", deployment,
+                          round(failure_age, 3), recent))
+                found.extend(failing)
+                if any(diagnosis.kind == "provider_down" for diagnosis in failing):
+                    continue
+            call_age = call_ages.get(deployment)
+            if call_age is not None and call_age <= t.provider_recent_seconds:
+                found.extend(self._slow(deployment, calls, p95s.get(deployment), anomalies,
+                                        _rule("provider.last_call_age_seconds", deployment,
+                                              round(call_age, 3), recent)))
         return found
+
+    def _failing(self, deployment: str, breaker: float, calls: float, rate: float | None,
+                 anomalies: dict[str, Anomaly], recent: dict[str, Any]) -> list[Diagnosis]:
+        """A deployment that failed a call recently: down or degraded, if it is."""
+        t = self.thresholds
+        counted = calls >= t.provider_min_calls and rate is not None
+        calls_evidence = _rule("provider.calls", deployment, calls, f">= {t.provider_min_calls}")
+        if breaker >= 2:
+            return [Diagnosis(
+                "provider_down", deployment, 0.95,
+                f"deployment {deployment}: its circuit breaker is open",
+                [_rule("provider.breaker", deployment, breaker, "2 (open)"), recent])]
+        if counted and rate >= t.provider_down_error_rate:  # type: ignore[operator]
+            return [Diagnosis(
+                "provider_down", deployment, 0.9,
+                f"deployment {deployment}: {rate:.0%} of its last {calls:.0f} calls failed",
+                [_rule("provider.error_rate", deployment, rate,
+                       f">= {t.provider_down_error_rate}"), calls_evidence, recent])]
+        if counted and rate >= t.provider_degraded_error_rate:  # type: ignore[operator]
+            evidence = [_rule("provider.error_rate", deployment, rate,
+                              f">= {t.provider_degraded_error_rate}"), calls_evidence]
+            anomaly = anomalies.get(f"provider.error_rate[{deployment}]")
+            if anomaly is not None:
+                evidence.append(_anomaly(anomaly, t.z))
+            return [Diagnosis(
+                "provider_degraded", deployment,
+                _scale(rate / t.provider_degraded_error_rate, boost=anomaly is not None),
+                f"deployment {deployment}: {rate:.0%} of its last {calls:.0f} calls failed",
+                [*evidence, recent])]
+        if breaker >= 1:
+            return [Diagnosis(
+                "provider_degraded", deployment, 0.6,
+                f"deployment {deployment}: its breaker is half-open, probing after failures",
+                [_rule("provider.breaker", deployment, breaker, "1 (half-open)"), recent])]
+        return []
+
+    def _slow(self, deployment: str, calls: float, p95: float | None,
+              anomalies: dict[str, Anomaly], recent: dict[str, Any]) -> list[Diagnosis]:
+        """A deployment called recently whose P95 is far above its baseline."""
+        t = self.thresholds
+        slow = anomalies.get(f"provider.latency_p95_seconds[{deployment}]")
+        if (slow is None or slow.z <= 0 or calls < t.provider_min_calls or p95 is None
+                or p95 < t.provider_slow_factor * slow.baseline):
+            return []
+        return [Diagnosis(
+            "provider_slow", deployment,
+            _scale(p95 / (t.provider_slow_factor * max(slow.baseline, 1e-9)), boost=True),
+            f"deployment {deployment}: P95 latency {p95:.3g}s, usually {slow.baseline:.3g}s",
+            [_anomaly(slow, t.z),
+             _rule("provider.latency_p95_seconds", deployment, p95,
+                   f">= {t.provider_slow_factor} x baseline {slow.baseline:.3g}"),
+             _rule("provider.calls", deployment, calls, f">= {t.provider_min_calls}"),
+             recent])]
 
     # --- workers and the queue ---------------------------------------------
     def _workers(self, seen: Observation) -> list[Diagnosis]:

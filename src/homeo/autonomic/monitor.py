@@ -10,9 +10,10 @@ each worker's heartbeat age, slots, slots in use and leases held, sandboxed
 tool runs that timed out or were killed for memory (each worker counts its
 own and writes them with its heartbeat), and the SLO burn rates. From this
 process: each model deployment's breaker, error rate and latency (its
-router's calls), its RSS, the free disk of the data directory, and the
-memory it may still use: the machine's available share, or the room under
-its cgroup's memory limit when that is tighter (observe/memory_room.py).
+router's calls) and how long ago its newest call and newest failure were,
+its RSS, the free disk of the data directory, and the memory it may still
+use: the machine's available share, or the room under its cgroup's memory
+limit when that is tighter (observe/memory_room.py).
 
 Every measurement is a `Signal`: a name, a subject (what it is of; "" for
 the whole system) and a number. Subjects that belong to a tenant start with
@@ -199,6 +200,9 @@ class Monitor:
             seen.add("provider.error_rate", window.error_rate, deployment)
             seen.add("provider.latency_p50_seconds", window.p50_seconds, deployment)
             seen.add("provider.latency_p95_seconds", window.p95_seconds, deployment)
+            seen.add("provider.last_call_age_seconds", window.last_call_age_seconds, deployment)
+            seen.add("provider.last_failure_age_seconds", window.last_failure_age_seconds,
+                     deployment)
 
     def _machine(self, seen: Observation) -> None:
         seen.add("process.rss_bytes", memory_room.process_rss_bytes())

@@ -18,13 +18,16 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class CallWindow:
-    """The calls of the last `window_seconds`: how many, how many failed, and
-    the 50th and 95th percentile latency of all of them (None without calls)."""
+    """The calls of the last `window_seconds`: how many, how many failed, the
+    50th and 95th percentile latency of all of them, and how long ago the
+    newest call and the newest failure ended (None without any)."""
 
     calls: int
     failures: int
     p50_seconds: float | None
     p95_seconds: float | None
+    last_call_age_seconds: float | None = None
+    last_failure_age_seconds: float | None = None
 
     @property
     def error_rate(self) -> float | None:
@@ -49,18 +52,22 @@ class CallStats:
         self._calls.append((self.clock(), seconds, failed))
 
     def window(self) -> CallWindow:
-        horizon = self.clock() - self.window_seconds
+        now = self.clock()
+        horizon = now - self.window_seconds
         while self._calls and self._calls[0][0] <= horizon:
             self._calls.popleft()
         calls = list(self._calls)
         if not calls:
             return CallWindow(0, 0, None, None)
         latencies = sorted(seconds for _, seconds, _ in calls)
+        failed_at = [at for at, _, failed in calls if failed]
         return CallWindow(
             calls=len(calls),
-            failures=sum(failed for _, _, failed in calls),
+            failures=len(failed_at),
             p50_seconds=_percentile(latencies, 0.50),
             p95_seconds=_percentile(latencies, 0.95),
+            last_call_age_seconds=now - calls[-1][0],
+            last_failure_age_seconds=now - failed_at[-1] if failed_at else None,
         )
 
 
