@@ -365,6 +365,17 @@ def test_a_killed_worker_process_is_diagnosed_dead(
                   if d.kind == "worker_dead"]
         assert dead.subject == row.id and dead.confidence == 0.7
         assert dead.evidence[0]["value"] == 31
+
+        # Nothing supervises it: the loop forgets it, and the diagnosis ends.
+        executor = Executor(backends.store, Planner(random.Random(1)),
+                            Actuators(backends.store, backends.queue, actor="autonomic:t"),
+                            observer="t", safety=Safety(mode="on", settle_seconds=5.0))
+        executor.step(Analysis(row.last_seen + 31, [], [dead]), row.last_seen + 31)
+        later = analyzer.analyze(monitor.observe(row.last_seen + 37))
+        assert "worker_dead" not in {d.kind for d in later.diagnoses}
+        executor.step(later, row.last_seen + 37)
+        [decision] = backends.store.list_decisions()
+        assert (decision.action, decision.outcome) == ("expire_leases", "cleared")
     finally:
         backends.close()
 

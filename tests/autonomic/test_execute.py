@@ -23,7 +23,7 @@ from homeo.autonomic.execute import Executor, Safety, Workers
 from homeo.autonomic.plan import Planner
 from homeo.backends import Backends, open_backends
 from homeo.store.base import CheckpointPruned
-from homeo.store.models import ControlEntry, DecisionRecord, NewRun
+from homeo.store.models import ControlEntry, DecisionRecord, NewRun, WorkerRecord
 
 T0 = 1_900_000_000.0
 ALIASES = {"chat": ["a", "b"]}
@@ -287,8 +287,11 @@ def test_rolling_an_agent_back_makes_its_previous_version_current(backends: Back
 
 def test_a_dead_workers_leases_are_expired_so_others_take_its_jobs(
         backends: Backends) -> None:
-    loop = executor(backends, max_slots=2)  # so no slots can be added
-    queue = backends.queue
+    loop = executor(backends)
+    queue, store = backends.queue, backends.store
+    for worker in ("box:7:dead", "box:9:idle"):
+        store.beat_worker(WorkerRecord(id=worker, host="box", pid=7, slots=2,
+                                       started_at=T0 - 200, last_seen=T0 - 100))
     job, _ = queue.enqueue("acme", "run", {}, now=T0 - 100)
     queue.claim("box:7:dead#1", 600, now=T0 - 100)  # its lease would last 10 minutes
     dead = Diagnosis("worker_dead", "box:7:dead", 0.95, "worker box:7:dead: no heartbeat",
@@ -298,16 +301,24 @@ def test_a_dead_workers_leases_are_expired_so_others_take_its_jobs(
     (decision,) = decisions(backends)
     assert (decision.action, decision.status) == ("expire_leases", "executed")
     assert decision.params == {"worker": "box:7:dead", "leases": 1.0}
-    assert ("raise_concurrency was not eligible: workers already run their most slots (2)"
-            in decision.explanation["why"])
+    assert ("replace_worker was not eligible: no `homeo worker --processes` supervisor"
+            " keeps it" in decision.explanation["why"])
     again = queue.claim("box:8:alive#1", 60, now=T0 + 1)
     assert again.id == job.id and again.lease_expiries == 1
-    # A dead worker that held nothing, with no slots to add: nothing to do.
+    # Its row is gone, so the diagnosis ends: the action helped. Giving other
+    # workers more slots is not a candidate: it would never end it.
+    assert [w.id for w in store.list_workers()] == ["box:9:idle"]
+    # A dead worker that held nothing is forgotten too.
     idle = Diagnosis("worker_dead", "box:9:idle", 0.7, "no heartbeat",
                      [{"signal": "worker.leases", "subject": "box:9:idle", "value": 0.0,
                        "rule": "> 0 raises confidence"}])
-    loop.step(at(T0 + 2, dead, idle), T0 + 2)
-    assert [d.subject for d in decisions(backends)] == ["box:7:dead"]
+    loop.step(at(T0 + 2, idle), T0 + 2)
+    assert [(d.subject, d.action, d.params["leases"]) for d in decisions(backends)] == [
+        ("box:7:dead", "expire_leases", 1.0), ("box:9:idle", "expire_leases", 0.0)]
+    assert store.list_workers() == []
+    loop.step(at(T0 + 12), T0 + 12)
+    assert [d.outcome for d in decisions(backends)] == ["cleared", "cleared"]
+    assert store.decision_tally("worker_dead") == {"expire_leases": (2, 0)}
 
 
 def test_a_decision_its_stopped_loop_left_is_settled_by_another(

@@ -10,7 +10,9 @@ the agent's previous definition becomes its current one (new runs use it);
 `prune_checkpoints` too: finished runs' per-step checkpoints go (their final
 state stays) and the database gives the room back to the filesystem;
 `expire_leases` the queue: a dead worker's leases end now, and the next
-claim puts its jobs back in line; `replace_worker` does that too and asks
+claim puts its jobs back in line; its heartbeat row goes too (no supervisor
+will replace it, so nothing else would; a worker that was only slow writes
+it again at its next heartbeat); `replace_worker` does that too and asks
 the worker's supervisor (`homeo worker --processes`) to kill it and start
 another; `recycle_worker` asks it to stop a live one gracefully (SIGTERM)
 and start another.
@@ -80,7 +82,8 @@ class Actuators:
         if action == "prune_checkpoints":
             return self._prune(float(params["older_than"]), now)
         if action == "expire_leases":
-            return {"expired": self.queue.expire_leases(params["worker"], now=now)}
+            expired = self.queue.expire_leases(params["worker"], now=now)
+            return {"expired": expired, "forgot": self.store.forget_worker(params["worker"])}
         if action == "recycle_worker":
             # Its supervisor stops it with SIGTERM and removes the request once
             # another process has taken its place.

@@ -45,8 +45,9 @@ ACTIONS: dict[str, ActionKind] = {a.name: a for a in (
     ActionKind("shift_weight", 0.05, 0.1,
                "move routing weight away from the deployment to the others of its alias"),
     ActionKind("expire_leases", 0.05, 0.2,
-               "end the dead worker's leases now, so other workers take its jobs",
-               reversible=False),
+               "end the dead worker's leases now, so other workers take its jobs, and"
+               " forget its heartbeat row (a worker that was only slow writes it again"
+               " at its next heartbeat; its leases stay lost)", reversible=False),
     ActionKind("replace_worker", 0.1, 0.2,
                "end the dead worker's leases and have its supervisor start another process"
                " in its place", reversible=False),
@@ -73,7 +74,9 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "provider_down": ("open_breaker", "shift_weight"),
     "provider_degraded": ("shift_weight", "open_breaker"),
     "provider_slow": ("shift_weight", "open_breaker"),
-    "worker_dead": ("replace_worker", "expire_leases", "raise_concurrency"),
+    # More slots elsewhere do not bring a dead worker back (backlog_growing
+    # asks for them if its jobs pile up); either of these ends the diagnosis.
+    "worker_dead": ("replace_worker", "expire_leases"),
     "worker_bloated": ("recycle_worker",),
     "backlog_growing": ("raise_concurrency",),
     "poison_job": ("quarantine_job",),
@@ -228,12 +231,10 @@ def _shift_weight(diagnosis: Diagnosis, situation: Situation
 
 def _expire_leases(diagnosis: Diagnosis, situation: Situation
                    ) -> tuple[dict[str, Any], str | None]:
-    leases = next((e.get("value") for e in diagnosis.evidence
-                   if e.get("signal") == "worker.leases"), None)
-    if not leases:
-        return {}, "it holds no leases"
     if diagnosis.subject in situation.supervised:
         return {}, "its supervisor can replace it (replace_worker ends its leases too)"
+    leases = next((e.get("value") for e in diagnosis.evidence
+                   if e.get("signal") == "worker.leases"), None) or 0
     return {"worker": diagnosis.subject, "leases": leases}, None
 
 
