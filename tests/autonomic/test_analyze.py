@@ -279,6 +279,39 @@ def test_an_agent_whose_runs_start_failing_has_regressed(backends: Backends) -> 
     assert "usually" in regressed[0].summary
 
 
+def test_rolling_a_regressed_agent_back_ends_the_diagnosis(backends: Backends) -> None:
+    """Only runs of an agent's current version count: once the loop rolls it
+    back, the failures of the version it left no longer hold the diagnosis."""
+    store = backends.store
+    good = store.put_agent("acme", "bot", {"name": "bot", "model": "m1"}, now=T0 - 10)
+    bad = store.put_agent("acme", "bot", {"name": "bot", "model": "m2"}, now=T0 - 5)
+    monitor = Monitor(store, backends.queue, failure_window_seconds=600)
+    analyzer = Analyzer()
+    executor = Executor(store, Planner(random.Random(1)),
+                        Actuators(store, backends.queue, actor="autonomic:t"),
+                        observer="t", safety=Safety(mode="on", settle_seconds=10.0))
+
+    def finish(version: str, status: str, at: float) -> None:
+        run, _ = store.create_run(NewRun(tenant_id="acme", agent="bot", input="x",
+                                         agent_version=version), now=at)
+        store.transition_run("acme", run.id, status, allowed_from={"queued"}, now=at)
+
+    for second in range(8):
+        finish(bad.version, "failed", T0 + second)
+    regressed = analyzer.analyze(monitor.observe(T0 + 8))
+    assert [(d.kind, d.subject) for d in regressed.diagnoses] == [("agent_regressed", "acme/bot")]
+    executor.step(regressed, T0 + 8)
+    assert store.get_agent("acme", "bot").version == good.version
+    for second in range(9, 15):
+        finish(good.version, "succeeded", T0 + second)
+    later = analyzer.analyze(monitor.observe(T0 + 20))
+    assert later.diagnoses == []
+    assert monitor.observe(T0 + 20).value("agent.runs", "acme/bot") == 6
+    executor.step(later, T0 + 20)
+    [decision] = store.list_decisions()
+    assert (decision.action, decision.outcome) == ("rollback_agent", "cleared")
+
+
 def test_a_disk_below_its_threshold_is_under_pressure(backends: Backends, tmp_path: Path) -> None:
     monitor = Monitor(backends.store, backends.queue, data_dir=tmp_path)
     seen = monitor.observe(T0)

@@ -43,9 +43,18 @@ def test_agent_outcomes_count_ended_runs_in_the_window(backends: Backends) -> No
         store.transition_run(tenant, run.id, status, allowed_from={"queued"}, now=at)
     store.create_run(NewRun(tenant_id="acme", agent="a", input="still queued"), now=T0 + 1)
 
+    # Of an agent the store keeps versions of, only its current version's runs.
+    old = store.put_agent("acme", "c", {"name": "c"}, now=T0)
+    new = store.put_agent("acme", "c", {"name": "c", "model": "m2"}, now=T0)
+    for version, status in ((old.version, "failed"), (new.version, "succeeded"),
+                            (None, "failed")):
+        run, _ = store.create_run(NewRun(tenant_id="acme", agent="c", input="x",
+                                         agent_version=version), now=T0 + 6)
+        store.transition_run("acme", run.id, status, allowed_from={"queued"}, now=T0 + 6)
+
     found = store.agent_outcomes(since=T0, until=T0 + 10)
     assert [(o.tenant_id, o.agent, o.total, o.failed) for o in found] == [
-        ("acme", "a", 3, 2), ("acme", "b", 1, 0), ("beta", "a", 1, 1)]
+        ("acme", "a", 3, 2), ("acme", "b", 1, 0), ("acme", "c", 2, 1), ("beta", "a", 1, 1)]
 
 
 def test_signals_keep_each_observers_newest_and_drop_the_old(backends: Backends) -> None:

@@ -441,7 +441,10 @@ class Store(ABC):
     @abstractmethod
     def agent_outcomes(self, *, since: float, until: float) -> list[AgentOutcomes]:
         """For each tenant's agent with runs that ended succeeded or failed with
-        `since <= finished_at < until`: how many, and how many failed."""
+        `since <= finished_at < until`: how many, and how many failed. Only
+        runs of its current version count (or of any, for an agent the store
+        keeps no versions of): after a rollback, the version rolled back from
+        no longer weighs on it."""
 
     @abstractmethod
     def put_signals(self, signals: Sequence[SignalRecord], *, keep_after: float) -> None:

@@ -791,11 +791,15 @@ class SQLStore(RegistrySQL, Store):
 
     def agent_outcomes(self, *, since: float, until: float) -> list[AgentOutcomes]:
         rows = self.all(
-            "SELECT tenant_id, agent, COUNT(*) AS total,"
-            " COALESCE(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), 0) AS failed"
-            " FROM runs WHERE status IN ('succeeded', 'failed')"
-            " AND finished_at >= ? AND finished_at < ?"
-            " GROUP BY tenant_id, agent ORDER BY tenant_id, agent",
+            "SELECT runs.tenant_id, runs.agent, COUNT(*) AS total,"
+            " COALESCE(SUM(CASE WHEN runs.status = 'failed' THEN 1 ELSE 0 END), 0) AS failed"
+            " FROM runs LEFT JOIN agents"
+            "   ON agents.tenant_id = runs.tenant_id AND agents.name = runs.agent"
+            " WHERE runs.status IN ('succeeded', 'failed')"
+            " AND runs.finished_at >= ? AND runs.finished_at < ?"
+            " AND (agents.version IS NULL OR runs.agent_version IS NULL"
+            "      OR runs.agent_version = agents.version)"
+            " GROUP BY runs.tenant_id, runs.agent ORDER BY runs.tenant_id, runs.agent",
             (since, until),
         )
         # PostgreSQL sums as NUMERIC: back to int.
