@@ -37,6 +37,7 @@ from homeo.autonomic.plan import Planner, Situation  # noqa: E402
 from homeo.autonomic.monitor import Monitor  # noqa: E402
 from homeo.backends import open_backends  # noqa: E402
 from homeo.llm.callstats import CallStats  # noqa: E402
+from homeo.observe import logs  # noqa: E402
 from homeo.observe.slo.definitions import load_slos  # noqa: E402
 from homeo.store.models import NewRun, WorkerRecord  # noqa: E402
 
@@ -62,6 +63,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=500, help="Steps (and checks x 100) timed.")
     steps = parser.parse_args().steps
+    logs.configure("warning", json=False)  # not a line per dry-run decision
     print(machine())
     with tempfile.TemporaryDirectory() as scratch:
         backends = open_backends(f"sqlite:///{scratch}/homeo.db")
