@@ -87,8 +87,9 @@ def test_a_killed_worker_s_runs_come_back_sooner_with_the_loop() -> None:
     off, on = _play("worker-kill")
 
     _no_loss_and_the_loop_acted(off, on)
-    # Which it tries first is Plan's draw; each acts on the dead worker's runs.
-    assert {"expire_leases", "raise_concurrency"} & set(on.actions), on.actions
+    # Nothing supervises these workers: ending the dead one's leases (and
+    # forgetting it) is what the loop can do.
+    assert on.actions.get("expire_leases", 0) >= 1, on.actions
     # Without the loop the dead worker's runs wait out their 30 s leases; with
     # it they are requeued once its heartbeat is stale.
     assert off.slo_broken and off.recovery_seconds is not None
