@@ -87,8 +87,8 @@ def main() -> None:
             for index in range(200):
                 calls.observe(0.1 + (index % 7) / 100, failed=index % 20 == 0)
 
-        def providers() -> list[tuple[str, str, object]]:
-            return [(name, "closed", calls.window()) for name, calls in stats.items()]
+        def providers() -> list[tuple[str, str, object, None]]:
+            return [(name, "closed", calls.window(), None) for name, calls in stats.items()]
 
         monitor = Monitor(store, queue, slos=load_slos(None), providers=providers,
                           data_dir=Path(scratch))

@@ -544,9 +544,10 @@ def test_a_breaker_the_loop_holds_open_is_judged_to_have_helped(backends: Backen
                               "base_url": steady.base_url}]},
             router_retries=0, router_backoff_base_seconds=0.0,
             router_attempt_timeout_seconds=10.0, breaker_min_calls=4,
-            breaker_cooldown_seconds=2.0)
+            breaker_cooldown_seconds=2.0, breaker_window_seconds=8.0)
         control = ControlState(store, refresh_seconds=0.0, clock=loop_now)
-        models = ModelCatalog(settings, clock=clock, held_breaker=control.breaker)
+        models = ModelCatalog(settings, clock=clock, rng=random.Random(5),
+                              held_breaker=control.breaker)
         executor = Executor(
             store, Planner(random.Random(3)),
             Actuators(store, backends.queue, actor="autonomic:loop1"), observer="loop1",
@@ -560,7 +561,7 @@ def test_a_breaker_the_loop_holds_open_is_judged_to_have_helped(backends: Backen
         async def scenario() -> list[tuple[float, set[str], list[tuple[str, str, str | None]]]]:
             flaky.default = error(500, "down")
             steps = []
-            for _ in range(40):  # a step a second, two requests between steps
+            for _ in range(60):  # a step a second, two requests between steps
                 await ask(models, 2)
                 analysis = loop.step(loop_now())
                 steps.append((clock.now - 1000.0, {d.kind for d in analysis.diagnoses},
@@ -574,22 +575,26 @@ def test_a_breaker_the_loop_holds_open_is_judged_to_have_helped(backends: Backen
         steps = asyncio.run(scenario())
         calls_to_flaky = len(flaky.received)
 
-    # Plan's first draw (seed 3) shifts weight away: flaky's own breaker still
-    # probes it and fails, so the diagnosis persisted and the shift is undone.
-    # Holding the breaker open stops the calls: cleared, and undone only after
-    # the hold period. Then the first call fails again and Plan, which has
-    # seen the breaker work and the shift not, holds it open again.
+    # Shifting weight away never helps: flaky still gets calls, and its own
+    # breaker's probes, and none succeeds. Holding the breaker open stops the
+    # calls: cleared, and undone only after the hold period; then the first
+    # call fails again and the loop holds it again.
     decided = steps[-1][2]
-    assert decided[:2] == [("shift_weight", "reverted", "persisted"),
-                           ("open_breaker", "reverted", "cleared")], decided
-    assert decided[2][0] == "open_breaker", decided
+    shifts = [outcome for action, _, outcome in decided if action == "shift_weight"]
+    holds = [(status, outcome) for action, status, outcome in decided
+             if action == "open_breaker"]
+    assert set(shifts) <= {"persisted"}, decided
+    assert holds[0] == ("reverted", "cleared") and len(holds) >= 2, decided
+    assert {outcome for _, outcome in holds} <= {"cleared", None}, decided
     assert store.decision_tally("provider_down") == {
-        "shift_weight": (0, 1), "open_breaker": (len(decided) - 2, 0)}
-    # From the hold on, nothing was diagnosed once the last failure was 3 s
-    # old (its own breaker sat half-open, no probe let through), until it was let go.
-    held = next(index for index, step in enumerate(steps) if len(step[2]) == 2)
+        **({"shift_weight": (0, len(shifts))} if shifts else {}),
+        "open_breaker": (sum(outcome == "cleared" for _, outcome in holds), 0)}
+    # While it was held, nothing was diagnosed once its last failure was 3 s
+    # old (its own breaker sat half-open, no probe let through).
+    held = next(index for index, step in enumerate(steps)
+                if any(action == "open_breaker" for action, _, _ in step[2]))
     assert steps[held + 4][1] == set(), steps[held:held + 5]
-    assert calls_to_flaky <= 16, calls_to_flaky
+    assert calls_to_flaky <= 30, calls_to_flaky
 
 
 # --- the loop and what it keeps -----------------------------------------------------

@@ -16,12 +16,12 @@ baseline and z-score that fired) and a confidence in [0, 1]:
     provider_down      its breaker is open, or nearly every recent call failed
     provider_degraded  a share of its calls fail (or its breaker is half-open)
     provider_slow      its P95 latency is far above its own baseline
-                       (each of the three only while the deployment's newest
-                       failed call, or for slowness its newest call, is at most
-                       `provider_recent_seconds` old: once nobody calls it, as
-                       when the loop holds its breaker open, it is not known to
-                       be failing, and the action that stopped the calls counts
-                       as having helped)
+                       (the first two while a failure is recent, at most
+                       `provider_recent_seconds` old, or no call succeeded
+                       since; but while the loop holds its breaker open,
+                       nobody calls it: then only a recent failure, or for
+                       slowness a recent call, counts, so holding it open is
+                       judged to have helped)
     worker_dead        its heartbeat is older than `worker_stale_seconds`
     worker_bloated     its resident memory grew by `worker_growth_bytes` since
                        it started while memory is tight (under
@@ -73,8 +73,9 @@ UNBASELINED = frozenset({"queue.dead", "queue.lease_expiries", "job.lease_expiri
                          "worker.heartbeat_age_seconds",
                          "worker.sandbox_timeouts", "worker.sandbox_ooms", "sandbox.new_runs",
                          "sandbox.new_timeouts", "sandbox.new_ooms", "worker.rss_bytes",
-                         "worker.rss_growth_bytes", "provider.last_call_age_seconds",
-                         "provider.last_failure_age_seconds"})
+                         "worker.rss_growth_bytes", "provider.held_open",
+                         "provider.last_call_age_seconds", "provider.last_failure_age_seconds",
+                         "provider.last_success_age_seconds"})
 
 
 @dataclass(frozen=True)
@@ -87,11 +88,11 @@ class Thresholds:
     provider_degraded_error_rate: float = 0.2
     provider_down_error_rate: float = 0.9
     provider_slow_factor: float = 2.0  # P95 at least this many times its baseline
-    # A provider's failures (or slow calls) count only while its newest failed
-    # (or any) call is at most this old: a deployment nobody called since is not
-    # known to be failing now, so an action that stopped the calls is judged to
-    # have helped. Longer than a breaker's cool-down, so its probes keep a
-    # failing deployment's diagnosis fresh.
+    # A provider's failures count while its newest failure is at most this old,
+    # or no call succeeded since it. But while the loop holds its breaker open
+    # (nobody may call it) only a recent failure counts, and slowness only a
+    # recent call: so holding it open is judged to have helped. Longer than a
+    # breaker's cool-down, so its probes keep a failing deployment's diagnosis.
     provider_recent_seconds: float = 45.0
     worker_stale_seconds: float = 30.0
     backlog_min_due: int = 10
@@ -228,26 +229,47 @@ class Analyzer:
         calls_of = seen.of("provider.calls")
         rates = seen.of("provider.error_rate")
         p95s = seen.of("provider.latency_p95_seconds")
+        held_of = seen.of("provider.held_open")
         call_ages = seen.of("provider.last_call_age_seconds")
         failure_ages = seen.of("provider.last_failure_age_seconds")
-        recent = f"<= {t.provider_recent_seconds:g}"
+        success_ages = seen.of("provider.last_success_age_seconds")
         for deployment, breaker in seen.of("provider.breaker").items():
             calls = calls_of.get(deployment, 0.0)
-            failure_age = failure_ages.get(deployment)
-            if failure_age is not None and failure_age <= t.provider_recent_seconds:
-                failing = self._failing(
-                    deployment, breaker, calls, rates.get(deployment), anomalies,
-                    _rule("provider.last_failure_age_seconds", deployment,
-                          round(failure_age, 3), recent))
+            held = held_of.get(deployment, 0.0) >= 1
+            still = self._still_failing(deployment, held, failure_ages.get(deployment),
+                                        success_ages.get(deployment))
+            if still is not None:
+                # Behind a hold its breaker's own state only ages: no call
+                # reaches it to open or close it.
+                failing = self._failing(deployment, 0.0 if held else breaker, calls,
+                                        rates.get(deployment), anomalies, still)
                 found.extend(failing)
                 if any(diagnosis.kind == "provider_down" for diagnosis in failing):
                     continue
             call_age = call_ages.get(deployment)
-            if call_age is not None and call_age <= t.provider_recent_seconds:
-                found.extend(self._slow(deployment, calls, p95s.get(deployment), anomalies,
-                                        _rule("provider.last_call_age_seconds", deployment,
-                                              round(call_age, 3), recent)))
+            if held and (call_age is None or call_age > t.provider_recent_seconds):
+                continue  # the loop stopped its calls, and none was slow since
+            found.extend(self._slow(deployment, calls, p95s.get(deployment), anomalies))
         return found
+
+    def _still_failing(self, deployment: str, held: bool, failure_age: float | None,
+                       success_age: float | None) -> dict[str, Any] | None:
+        """Evidence that a deployment's failures are not over: one was recent,
+        or, unless the loop holds its breaker open (then nobody calls it), no
+        call succeeded since. None: they are over, or there were none."""
+        t = self.thresholds
+        if failure_age is None:
+            return None
+        if failure_age <= t.provider_recent_seconds:
+            return _rule("provider.last_failure_age_seconds", deployment,
+                         round(failure_age, 3), f"<= {t.provider_recent_seconds:g}")
+        if held:
+            return None
+        if success_age is None or success_age > failure_age:
+            return _rule("provider.last_success_age_seconds", deployment,
+                         None if success_age is None else round(success_age, 3),
+                         "no call succeeded since its newest failure")
+        return None
 
     def _failing(self, deployment: str, breaker: float, calls: float, rate: float | None,
                  anomalies: dict[str, Anomaly], recent: dict[str, Any]) -> list[Diagnosis]:
@@ -285,8 +307,8 @@ class Analyzer:
         return []
 
     def _slow(self, deployment: str, calls: float, p95: float | None,
-              anomalies: dict[str, Anomaly], recent: dict[str, Any]) -> list[Diagnosis]:
-        """A deployment called recently whose P95 is far above its baseline."""
+              anomalies: dict[str, Anomaly]) -> list[Diagnosis]:
+        """A deployment whose P95 is far above its baseline."""
         t = self.thresholds
         slow = anomalies.get(f"provider.latency_p95_seconds[{deployment}]")
         if (slow is None or slow.z <= 0 or calls < t.provider_min_calls or p95 is None
@@ -299,8 +321,7 @@ class Analyzer:
             [_anomaly(slow, t.z),
              _rule("provider.latency_p95_seconds", deployment, p95,
                    f">= {t.provider_slow_factor} x baseline {slow.baseline:.3g}"),
-             _rule("provider.calls", deployment, calls, f">= {t.provider_min_calls}"),
-             recent])]
+             _rule("provider.calls", deployment, calls, f">= {t.provider_min_calls}")])]
 
     # --- workers and the queue ---------------------------------------------
     def _workers(self, seen: Observation) -> list[Diagnosis]:

@@ -3,8 +3,8 @@
 Every loop step, after Analyze, `Executor.step`:
 
 1. measures outcomes: a decision `settle_seconds` old is `cleared` when its
-   diagnosis no longer holds, else `persisted`. Executed decisions' outcomes
-   are what Plan's posteriors count (`Store.decision_tally`). An executed
+   diagnosis (its `problem`) no longer holds, else `persisted`. Executed
+   decisions' outcomes are what Plan's posteriors count (`Store.decision_tally`). An executed
    action whose diagnosis persisted is undone (it did not help), which lets
    Plan try again, likely with another action.
 2. undoes, with hysteresis, an action that worked: only once its diagnosis
@@ -14,7 +14,8 @@ Every loop step, after Analyze, `Executor.step`:
 3. executes the decisions a person approved; expires those still waiting
    when their diagnosis stopped holding.
 4. plans for each diagnosis with no decision in force (by any loop: one
-   decision per diagnosis at a time; an action that worked stops counting
+   decision per diagnosis at a time, a deployment's down, degraded and slow
+   counting as one, `problem`; an action that worked stops counting
    once its diagnosis has come back and held for `settle_seconds`: it is no
    longer enough, so another may be added), within `max_actions_per_minute`
    over all loops sharing the store. What happens to a plan depends on `mode`:
@@ -54,6 +55,15 @@ Mode = Literal["dry-run", "approval", "on"]
 # Decisions in force: one of them blocks a new decision for its diagnosis.
 IN_FORCE = ("dry_run", "awaiting_approval", "approved", "executing", "executed")
 SYSTEM_TENANT = "system"
+
+
+def problem(kind: str, subject: str) -> tuple[str, str]:
+    """What a diagnosis is about, for one decision at a time and for judging
+    outcomes: a deployment's troubles (down, degraded, slow) are one problem,
+    since one can turn into another (a breaker held open goes half-open behind
+    the hold; a slow deployment starts timing out) and an action on the
+    deployment answers them all. Any other diagnosis is its own."""
+    return ("provider", subject) if kind.startswith("provider_") else (kind, subject)
 
 
 @dataclass(frozen=True)
@@ -121,7 +131,7 @@ class Executor:
 
     def step(self, analysis: Analysis, now: float) -> StepReport:
         report = StepReport()
-        holding = {(d.kind, d.subject) for d in analysis.diagnoses}
+        holding = {problem(d.kind, d.subject) for d in analysis.diagnoses}
         for key in list(self._clear_since):
             if key in holding:
                 del self._clear_since[key]
@@ -131,21 +141,21 @@ class Executor:
         blocked = set()
         for decision in sorted(in_force, key=lambda d: (d.at, d.kind, d.subject, d.id),
                                reverse=True):
-            key = (decision.kind, decision.subject)
+            key = problem(decision.kind, decision.subject)
             if key not in holding:
                 self._clear_since.setdefault(key, now)
             if decision.observer == self.observer or self._orphaned(decision, now):
                 decision = self._tend(decision, key in holding, now, report)
             if decision.status in IN_FORCE and not self._outgrown(decision, now):
                 blocked.add(key)
-        known = {(d.kind, d.subject) for d in in_force}
+        known = {problem(d.kind, d.subject) for d in in_force}
         self._clear_since = {key: at for key, at in self._clear_since.items() if key in known}
         if not analysis.diagnoses:
             return report
         situation: Situation | None = None
         taken: int | None = None
         for diagnosis in analysis.diagnoses:
-            if (diagnosis.kind, diagnosis.subject) in blocked:
+            if problem(diagnosis.kind, diagnosis.subject) in blocked:
                 continue
             if taken is None:
                 taken = self.store.count_decisions(since=now - 60.0)
@@ -188,7 +198,7 @@ class Executor:
             if outcome == "persisted":  # it did not help: undo it, let Plan choose again
                 return self._end(decision, now, report)
             return decision
-        clear_since = self._clear_since.get((decision.kind, decision.subject))
+        clear_since = self._clear_since.get(problem(decision.kind, decision.subject))
         if not holds and clear_since is not None and (
                 now - clear_since >= self.safety.hold_seconds):
             return self._end(decision, now, report)
@@ -202,7 +212,7 @@ class Executor:
     def _outgrown(self, decision: DecisionRecord, now: float) -> bool:
         """An action that worked, whose diagnosis came back and has held for a
         settle window: it stays in force, but no longer stops another."""
-        held_since = self._held_since.get((decision.kind, decision.subject))
+        held_since = self._held_since.get(problem(decision.kind, decision.subject))
         return (decision.outcome == "cleared" and held_since is not None
                 and held_since > (decision.settled_at or decision.at)
                 and now - held_since >= self.safety.settle_seconds)

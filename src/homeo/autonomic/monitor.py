@@ -10,7 +10,8 @@ each worker's heartbeat age, slots, slots in use and leases held, sandboxed
 tool runs that timed out or were killed for memory (each worker counts its
 own and writes them with its heartbeat), and the SLO burn rates. From this
 process: each model deployment's breaker, error rate and latency (its
-router's calls) and how long ago its newest call and newest failure were,
+router's calls), how long ago its newest call, failure and success were,
+whether the loop holds its breaker open,
 its RSS, the free disk of the data directory, and the memory it may still
 use: the machine's available share, or the room under its cgroup's memory
 limit when that is tighter (observe/memory_room.py).
@@ -42,7 +43,8 @@ TENANT_SIGNALS = frozenset({
     "job.attempts", "job.holder_heartbeat_age_seconds",
 })
 BREAKER_CODES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
-ProviderStats = Callable[[], Iterable[tuple[str, str, CallWindow]]]
+# (deployment, its breaker's own state, its call window, the state the loop holds it at)
+ProviderStats = Callable[[], Iterable[tuple[str, str, CallWindow, str | None]]]
 
 
 @dataclass(frozen=True)
@@ -194,14 +196,17 @@ class Monitor:
     def _providers(self, seen: Observation) -> None:
         if self.providers is None:
             return
-        for deployment, state, window in self.providers():
+        for deployment, state, window, held in self.providers():
             seen.add("provider.breaker", BREAKER_CODES.get(state, 0.0), deployment)
+            seen.add("provider.held_open", float(held == "open"), deployment)
             seen.add("provider.calls", window.calls, deployment)
             seen.add("provider.error_rate", window.error_rate, deployment)
             seen.add("provider.latency_p50_seconds", window.p50_seconds, deployment)
             seen.add("provider.latency_p95_seconds", window.p95_seconds, deployment)
             seen.add("provider.last_call_age_seconds", window.last_call_age_seconds, deployment)
             seen.add("provider.last_failure_age_seconds", window.last_failure_age_seconds,
+                     deployment)
+            seen.add("provider.last_success_age_seconds", window.last_success_age_seconds,
                      deployment)
 
     def _machine(self, seen: Observation) -> None:

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 class CallWindow:
     """The calls of the last `window_seconds`: how many, how many failed, the
     50th and 95th percentile latency of all of them, and how long ago the
-    newest call and the newest failure ended (None without any)."""
+    newest call, the newest failure and the newest success ended (None
+    without any)."""
 
     calls: int
     failures: int
@@ -28,6 +29,7 @@ class CallWindow:
     p95_seconds: float | None
     last_call_age_seconds: float | None = None
     last_failure_age_seconds: float | None = None
+    last_success_age_seconds: float | None = None
 
     @property
     def error_rate(self) -> float | None:
@@ -61,6 +63,7 @@ class CallStats:
             return CallWindow(0, 0, None, None)
         latencies = sorted(seconds for _, seconds, _ in calls)
         failed_at = [at for at, _, failed in calls if failed]
+        answered_at = [at for at, _, failed in calls if not failed]
         return CallWindow(
             calls=len(calls),
             failures=len(failed_at),
@@ -68,6 +71,7 @@ class CallStats:
             p95_seconds=_percentile(latencies, 0.95),
             last_call_age_seconds=now - calls[-1][0],
             last_failure_age_seconds=now - failed_at[-1] if failed_at else None,
+            last_success_age_seconds=now - answered_at[-1] if answered_at else None,
         )
 
 

@@ -168,12 +168,14 @@ class ModelCatalog:
         """(deployment, breaker state) for each deployment: what the metrics export."""
         return [(entry.key, breaker.state) for entry, breaker, _ in self._configured.values()]
 
-    def provider_stats(self) -> list[tuple[str, str, CallWindow]]:
-        """(deployment, breaker state, its calls over the breaker's window) for
-        each deployment: what the autonomic loop's Monitor reads. The breaker's
-        own state, not the one the loop holds it at, so holding it open does
-        not keep the diagnosis that made the loop open it."""
-        return [(key, breaker.own_state, self._stats[key].window())
+    def provider_stats(self) -> list[tuple[str, str, CallWindow, str | None]]:
+        """(deployment, breaker state, its calls over the breaker's window, the
+        state the loop holds its breaker at or None) for each deployment: what
+        the autonomic loop's Monitor reads. The breaker's own state, not the one
+        the loop holds it at, so holding it open does not keep the diagnosis
+        that made the loop open it."""
+        return [(key, breaker.own_state, self._stats[key].window(),
+                 breaker.held() if breaker.held is not None else None)
                 for key, (_, breaker, _) in self._configured.items()]
 
     def _priced(self, key: str, model: Model) -> Model:
