@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from homeo.audit import generate_key
 from homeo.crypto import keyfile
 from tests.api.conftest import Served
@@ -74,9 +72,9 @@ def test_a_sensitive_tenants_agent_run_is_encrypted_at_rest(
     assert wait_for(served.client, run_id)["output"] == run["output"]
 
 
-@pytest.mark.parametrize("backend_url", ["sqlite"], indirect=True)
 def test_a_server_with_another_key_file_answers_503_naming_the_key(
-        serve: Callable[..., Served], backend_url: str, tmp_path: Path) -> None:
+        serve: Callable[..., Served], tmp_path: Path) -> None:
+    backend_url = f"sqlite:///{tmp_path / 'homeo.db'}"  # two servers on one file
     key_file, other = tmp_path / "k.keys", tmp_path / "other.keys"
     ring = keyfile.new_key_file(key_file)
     keyfile.new_key_file(other)
