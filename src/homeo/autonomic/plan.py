@@ -233,18 +233,20 @@ def _expire_leases(diagnosis: Diagnosis, situation: Situation
                    ) -> tuple[dict[str, Any], str | None]:
     if diagnosis.subject in situation.supervised:
         return {}, "its supervisor can replace it (replace_worker ends its leases too)"
-    leases = next((e.get("value") for e in diagnosis.evidence
-                   if e.get("signal") == "worker.leases"), None) or 0
-    return {"worker": diagnosis.subject, "leases": leases}, None
+    return {"worker": diagnosis.subject, "leases": _leases(diagnosis)}, None
 
 
 def _replace_worker(diagnosis: Diagnosis, situation: Situation
                     ) -> tuple[dict[str, Any], str | None]:
     if diagnosis.subject not in situation.supervised:
         return {}, "no `homeo worker --processes` supervisor keeps it"
-    leases = next((e.get("value") for e in diagnosis.evidence
-                   if e.get("signal") == "worker.leases"), None) or 0
-    return {"worker": diagnosis.subject, "leases": leases}, None
+    return {"worker": diagnosis.subject, "leases": _leases(diagnosis)}, None
+
+
+def _leases(diagnosis: Diagnosis) -> float:
+    """The leases a dead worker held, from its diagnosis's evidence."""
+    return next((e.get("value") for e in diagnosis.evidence
+                 if e.get("signal") == "worker.leases"), None) or 0
 
 
 def _recycle_worker(diagnosis: Diagnosis, situation: Situation

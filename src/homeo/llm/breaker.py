@@ -53,11 +53,12 @@ class CircuitBreaker:
 
     @property
     def state(self) -> State:
-        if self.held is not None:
-            held = self.held()
-            if held is not None:
-                return held
-        return self.own_state
+        return self.held_state or self.own_state
+
+    @property
+    def held_state(self) -> State | None:
+        """The state it is held at from outside, or None (its own)."""
+        return self.held() if self.held is not None else None
 
     @property
     def own_state(self) -> State:

@@ -62,16 +62,16 @@ class CallStats:
         if not calls:
             return CallWindow(0, 0, None, None)
         latencies = sorted(seconds for _, seconds, _ in calls)
-        failed_at = [at for at, _, failed in calls if failed]
-        answered_at = [at for at, _, failed in calls if not failed]
+        failed_at = next((at for at, _, failed in reversed(calls) if failed), None)
+        answered_at = next((at for at, _, failed in reversed(calls) if not failed), None)
         return CallWindow(
             calls=len(calls),
-            failures=len(failed_at),
+            failures=sum(failed for _, _, failed in calls),
             p50_seconds=_percentile(latencies, 0.50),
             p95_seconds=_percentile(latencies, 0.95),
             last_call_age_seconds=now - calls[-1][0],
-            last_failure_age_seconds=now - failed_at[-1] if failed_at else None,
-            last_success_age_seconds=now - answered_at[-1] if answered_at else None,
+            last_failure_age_seconds=None if failed_at is None else now - failed_at,
+            last_success_age_seconds=None if answered_at is None else now - answered_at,
         )
 
 

@@ -174,8 +174,7 @@ class ModelCatalog:
         the autonomic loop's Monitor reads. The breaker's own state, not the one
         the loop holds it at, so holding it open does not keep the diagnosis
         that made the loop open it."""
-        return [(key, breaker.own_state, self._stats[key].window(),
-                 breaker.held() if breaker.held is not None else None)
+        return [(key, breaker.own_state, self._stats[key].window(), breaker.held_state)
                 for key, (_, breaker, _) in self._configured.items()]
 
     def _priced(self, key: str, model: Model) -> Model:
